@@ -1,0 +1,119 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let hummingbird = Target.Dependency.product(name: "Hummingbird", package: "hummingbird")
+let hummingbirdWS = Target.Dependency.product(name: "HummingbirdWebSocket", package: "hummingbird-websocket")
+let wsClient = Target.Dependency.product(name: "HummingbirdWSClient", package: "hummingbird-websocket")
+let lifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+let metrics = Target.Dependency.product(name: "Metrics", package: "swift-metrics")
+let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
+let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
+let nioConcurrency = Target.Dependency.product(name: "NIOConcurrencyHelpers", package: "swift-nio")
+let postgres = Target.Dependency.product(name: "PostgresNIO", package: "postgres-nio")
+let httpClient = Target.Dependency.product(name: "AsyncHTTPClient", package: "async-http-client")
+let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
+let httpTypes = Target.Dependency.product(name: "HTTPTypes", package: "swift-http-types")
+let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+
+let serviceDeps: [Target.Dependency] = [
+    "AgentConnectCore", "EventBus", "Store", "ServiceSupport", "TwilioKit",
+    hummingbird, lifecycle, logging, metrics, httpTypes,
+]
+
+let package = Package(
+    name: "agentconnect",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "AgentConnect", targets: ["AgentConnect"]),
+        .executable(name: "voice-relay", targets: ["VoiceRelay"]),
+        .executable(name: "messaging-ingress", targets: ["MessagingIngress"]),
+        .executable(name: "outbound", targets: ["Outbound"]),
+        .executable(name: "agent-worker", targets: ["AgentWorker"]),
+        .executable(name: "migrate", targets: ["Migrate"]),
+        .executable(name: "twilio-sim", targets: ["TwilioSim"]),
+        .executable(name: "agentconnect-bench", targets: ["Bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+    ],
+    targets: [
+        // MARK: Shared modules
+        .systemLibrary(
+            name: "CHiredis", path: "Shared/CHiredis", pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]),
+        .target(
+            name: "AgentConnectCore", dependencies: [logging], path: "Shared/Core",
+            swiftSettings: swiftSettings),
+        .target(
+            name: "EventBus",
+            dependencies: ["AgentConnectCore", "CHiredis", nioCore, nioPosix, nioConcurrency, logging, metrics, lifecycle],
+            path: "Shared/EventBus", swiftSettings: swiftSettings),
+        .target(
+            name: "Store", dependencies: ["AgentConnectCore", postgres, logging, lifecycle, nioConcurrency],
+            path: "Shared/Store", swiftSettings: swiftSettings),
+        .target(
+            name: "TwilioKit",
+            dependencies: ["AgentConnectCore", httpClient, crypto, logging, metrics, nioCore, .product(name: "NIOHTTP1", package: "swift-nio")],
+            path: "Shared/TwilioKit", swiftSettings: swiftSettings),
+        .target(
+            name: "ServiceSupport",
+            dependencies: [
+                "AgentConnectCore", "EventBus", "Store", "TwilioKit", hummingbird, lifecycle, logging, metrics, httpTypes,
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            path: "Shared/ServiceSupport", swiftSettings: swiftSettings),
+        .target(
+            name: "AgentConnect", dependencies: serviceDeps + [httpClient],
+            path: "Shared/AgentConnect", swiftSettings: swiftSettings),
+
+        // MARK: Services
+        .executableTarget(
+            name: "VoiceRelay", dependencies: serviceDeps + [hummingbirdWS],
+            path: "Services/VoiceRelay", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "MessagingIngress", dependencies: serviceDeps,
+            path: "Services/MessagingIngress", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Outbound", dependencies: serviceDeps + [httpClient],
+            path: "Services/Outbound", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "AgentWorker", dependencies: ["AgentConnect"],
+            path: "Services/AgentWorker", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Migrate", dependencies: ["Store", "AgentConnectCore", logging],
+            path: "Services/Migrate", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "TwilioSim",
+            dependencies: serviceDeps + [hummingbirdWS, wsClient, httpClient, argumentParser],
+            path: "Services/TwilioSim", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Bench",
+            dependencies: serviceDeps + [wsClient, httpClient, argumentParser],
+            path: "Services/Bench", swiftSettings: swiftSettings),
+
+        // MARK: Tests
+        .testTarget(
+            name: "CoreTests", dependencies: ["AgentConnectCore", "TwilioKit", "EventBus", "Store"],
+            path: "Tests/CoreTests", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: serviceDeps + [httpClient, wsClient],
+            path: "Tests/IntegrationTests", swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,31 @@
+import AgentConnectCore
+import EventBus
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import ServiceSupport
+
+/// messaging-ingress: receives Twilio messaging webhooks and puts them on the bus.
+@main
+struct MessagingIngress {
+    static func main() async {
+        await ServiceMain.run(service: "messaging-ingress") { environment, logger in
+            try buildServiceGroup(configuration: MessagingConfiguration(environment: environment), logger: logger)
+        }
+    }
+
+    /// The composition root: Redis client, then HTTP.
+    static func buildServiceGroup(configuration: MessagingConfiguration, logger: Logger) throws -> ServiceGroup {
+        let health = HealthState()
+        let redis = RedisClient(configuration: configuration.common.redis, logger: logger)
+        let bus = RedisStreamsEventBus(client: redis, maxLength: configuration.common.streamMaxLength)
+        let router = Router()
+        OperationalRoutes.add(to: router, health: health)
+        WebhookController(configuration: configuration, bus: bus, logger: logger).addRoutes(to: router)
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(configuration.common.host, port: configuration.common.port), serverName: "messaging-ingress"),
+            onServerRunning: { _ in health.markReady() }, logger: logger)
+        return ServiceMain.group(services: [RedisClientService(client: redis), app], health: health, logger: logger)
+    }
+}

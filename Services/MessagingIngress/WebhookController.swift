@@ -1,0 +1,170 @@
+import AgentConnectCore
+import EventBus
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import Metrics
+import ServiceSupport
+import TwilioKit
+
+/// `POST /webhook` and `POST /ci-webhook`: verify, classify, publish once, answer.
+///
+/// The hot path is parse, verify, one Redis round trip (an atomic dedup-and-append), answer: 200
+/// only once the event is on the bus, 503 when Redis is unreachable so Twilio retries.
+struct WebhookController: Sendable {
+    let configuration: MessagingConfiguration
+    let bus: any EventBus
+    let logger: Logger
+    private let verifier: TwilioRequestVerifier
+    private let classifier: WebhookClassifier
+
+    init(configuration: MessagingConfiguration, bus: any EventBus, logger: Logger) {
+        self.configuration = configuration
+        self.bus = bus
+        self.logger = logger
+        verifier = TwilioRequestVerifier(authToken: configuration.authToken, publicDomain: configuration.publicDomain)
+        classifier = WebhookClassifier(
+            senders: configuration.senders, conversationConfigurationId: configuration.conversationConfigurationId,
+            accountSid: configuration.accountSid)
+    }
+
+    func addRoutes(to router: Router<BasicRequestContext>) {
+        router.post("/webhook") { request, _ in await self.webhook(request) }
+        router.post("/ci-webhook") { request, _ in await self.intelligenceWebhook(request) }
+    }
+
+    private func webhook(_ request: Request) async -> Response {
+        let started = ContinuousClock.now
+        let body: [UInt8]
+        switch await readBody(request) {
+        case .success(let bytes): body = bytes
+        case .failure(let response): return response
+        }
+        let traceparent = Traceparent.continuing(request.headers[HTTPField.Name("traceparent")!]).description
+        let token = request.headers[HTTPField.Name("i-twilio-idempotency-token")!]
+        let decision: WebhookDecision
+        if isForm(request) {
+            guard let text = String(validating: body, as: UTF8.self), let fields = FormCoding.decodeStrict(text) else {
+                return rejectUnsigned(request) ?? JSONResponse.error(.badRequest, "malformed form body")
+            }
+            guard verifier.verifyForm(request, params: fields) else { return forbidden("webhook") }
+            decision = classifier.classifyClassicMessage(fields, idempotencyToken: token, traceparent: traceparent)
+        } else {
+            guard verifier.verifyJSON(request, body: body) else { return forbidden("webhook") }
+            guard let json = try? JSONDecoder().decode(JSONValue.self, from: Data(body)) else {
+                return JSONResponse.error(.badRequest, "body is not valid JSON")
+            }
+            decision = classifier.classifyOrchestratorEvent(json, idempotencyToken: token, traceparent: traceparent)
+        }
+        let response = await apply(decision)
+        Timer(label: "agentconnect_webhook_accept_seconds", dimensions: [("route", "/webhook")])
+            .recordNanoseconds(Int64((ContinuousClock.now - started).nanoseconds))
+        return response
+    }
+
+    private func intelligenceWebhook(_ request: Request) async -> Response {
+        let body: [UInt8]
+        switch await readBody(request) {
+        case .success(let bytes): body = bytes
+        case .failure(let response): return response
+        }
+        guard verifier.verifyJSON(request, body: body) else { return forbidden("ci-webhook") }
+        guard let json = try? JSONDecoder().decode(JSONValue.self, from: Data(body)), case .object = json else {
+            return JSONResponse.error(.badRequest, "body must be a JSON object")
+        }
+        guard let conversationId = json["conversationId"]?.string, !conversationId.isEmpty else {
+            return JSONResponse.error(.badRequest, "missing conversationId")
+        }
+        let traceparent = Traceparent.continuing(request.headers[HTTPField.Name("traceparent")!]).description
+        let event = BusEvent(
+            type: EventType.intelligenceResult, conversationId: conversationId, channel: .sms, traceparent: traceparent, payload: json)
+        let token = request.headers[HTTPField.Name("i-twilio-idempotency-token")!]
+        return await apply(.publish(event, dedupKey: token.map { "ci:\($0)" }))
+    }
+
+    private func apply(_ decision: WebhookDecision) async -> Response {
+        switch decision {
+        case .reject(let reason):
+            count("rejected")
+            return JSONResponse.error(.badRequest, reason)
+        case .ignore(let reason):
+            logger.debug("webhook ignored", metadata: ["reason": "\(reason)"])
+            count("ignored")
+            return JSONResponse.raw(.ok, #"{"status":"ignored"}"#)
+        case .drop(let reason, let isError):
+            Counter(label: "agentconnect_webhook_dropped_total", dimensions: [("reason", reason)]).increment()
+            if isError {
+                Counter(label: "agentconnect_errors_total", dimensions: [("kind", "webhook_\(reason)")]).increment()
+                logger.error("inbound message dropped", metadata: ["reason": "\(reason)"])
+            } else {
+                logger.debug("inbound message dropped", metadata: ["reason": "\(reason)"])
+            }
+            return JSONResponse.raw(.ok, #"{"status":"dropped"}"#)
+        case .publish(let event, let dedupKey):
+            let stream = Partitioner.inboundStream(for: event.conversationId, partitions: configuration.common.inboundPartitions)
+            do {
+                if let dedupKey {
+                    let outcome = try await bus.publish(
+                        event, to: stream, dedupKey: "tac:dedup:\(dedupKey)", ttlSeconds: configuration.dedupTTLSeconds)
+                    if outcome == .duplicate {
+                        count("duplicate")
+                        logger.info("duplicate webhook", metadata: ["conversation.id": "\(event.conversationId)"])
+                        return JSONResponse.raw(.ok, #"{"status":"duplicate"}"#)
+                    }
+                } else {
+                    _ = try await bus.publish(event, to: stream)
+                }
+            } catch {
+                count("unavailable")
+                logger.error("bus unavailable; asking Twilio to retry", metadata: ["error": "\(error)"])
+                return JSONResponse.error(.serviceUnavailable, "temporarily unavailable")
+            }
+            count("accepted")
+            logger.info(
+                "webhook accepted",
+                metadata: [
+                    "event.type": "\(event.type)", "event.id": "\(event.id)", "conversation.id": "\(event.conversationId)",
+                    "channel": "\(event.channel.rawValue)", "traceparent": "\(event.traceparent)",
+                ])
+            return JSONResponse.raw(.ok, #"{"status":"ok"}"#)
+        }
+    }
+
+    private enum BodyResult {
+        case success([UInt8])
+        case failure(Response)
+    }
+
+    private func readBody(_ request: Request) async -> BodyResult {
+        do {
+            let buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
+            return .success(Array(buffer: buffer))
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            count("too_large")
+            return .failure(JSONResponse.error(.contentTooLarge, "body exceeds \(configuration.maxBodyBytes) bytes"))
+        } catch {
+            return .failure(JSONResponse.error(.badRequest, "could not read body"))
+        }
+    }
+
+    private func isForm(_ request: Request) -> Bool {
+        request.headers[.contentType]?.lowercased().contains("application/x-www-form-urlencoded") ?? false
+    }
+
+    /// Unsigned requests get 403 before any parsing error is revealed.
+    private func rejectUnsigned(_ request: Request) -> Response? {
+        TwilioRequestVerifier.signatureHeader(request) == nil ? forbidden("webhook") : nil
+    }
+
+    private func forbidden(_ route: String) -> Response {
+        count("forbidden")
+        logger.warning("invalid or missing Twilio signature", metadata: ["route": "\(route)"])
+        return JSONResponse.error(.forbidden, "invalid Twilio signature")
+    }
+
+    private func count(_ outcome: String) {
+        Counter(label: "agentconnect_webhooks_total", dimensions: [("outcome", outcome)]).increment()
+    }
+}
+

@@ -1,0 +1,82 @@
+import AgentConnectCore
+import NIOHTTP1
+import TwilioKit
+
+/// A Conversation Orchestrator participant.
+struct Participant: Sendable, Equatable {
+    var id: String
+    var type: String?
+    var name: String?
+    var profileId: String?
+    var addresses: [JSONValue]
+
+    init(json: JSONValue) {
+        id = json["id"]?.string ?? ""
+        type = json["type"]?.string
+        name = json["name"]?.string
+        profileId = json["profileId"]?.string
+        addresses = json["addresses"]?.array ?? []
+    }
+
+    /// Whether it holds `address` on `channel`.
+    func owns(_ address: String, on channel: ChannelKind) -> Bool {
+        addresses.contains { $0["channel"]?.string == channel.orchestratorName && $0["address"]?.string == address }
+    }
+
+    /// Whether it has any address on `channel`.
+    func isOn(_ channel: ChannelKind) -> Bool {
+        addresses.contains { $0["channel"]?.string == channel.orchestratorName }
+    }
+
+    var isAgent: Bool { type == "AGENT" || type == "AI_AGENT" }
+}
+
+/// The Conversation Orchestrator and Messages REST calls outbound makes (tac-python-spec §5).
+struct ConversationsAPI: Sendable {
+    let rest: TwilioRESTClient
+    private var base: String { rest.configuration.conversationsBaseURL }
+
+    func participants(conversationId: String) async throws -> [Participant] {
+        let response = try await rest.json(.GET, "\(base)/v2/Conversations/\(conversationId)/Participants")
+        return (response.json?["participants"]?.array ?? []).map(Participant.init(json:))
+    }
+
+    func addParticipant(conversationId: String, type: String, channel: ChannelKind, address: String) async throws -> Participant {
+        let body: JSONValue = ["type": .string(type), "addresses": [["channel": .string(channel.orchestratorName), "address": .string(address)]]]
+        let response = try await rest.json(.POST, "\(base)/v2/Conversations/\(conversationId)/Participants", body: body)
+        return Participant(json: response.json ?? .null)
+    }
+
+    /// Replaces a participant (PUT is a full replacement: name, addresses and profile are kept).
+    func retype(_ participant: Participant, conversationId: String, to type: String, profileId: String?) async throws {
+        var body: [String: JSONValue] = ["type": .string(type), "addresses": .array(participant.addresses)]
+        if let name = participant.name { body["name"] = .string(name) }
+        if let profile = profileId ?? participant.profileId { body["profileId"] = .string(profile) }
+        _ = try await rest.json(.PUT, "\(base)/v2/Conversations/\(conversationId)/Participants/\(participant.id)", body: .object(body))
+    }
+
+    /// `SEND_MESSAGE` from the agent participant to the customer participant.
+    func sendMessage(
+        conversationId: String, channel: ChannelKind, from agentId: String, to customerId: String, text: String, channelId: String?,
+        idempotencyKey: String
+    ) async throws -> String? {
+        var payload: [String: JSONValue] = [
+            "from": ["participantId": .string(agentId), "channel": .string(channel.orchestratorName)],
+            "to": [["participantId": .string(customerId), "channel": .string(channel.orchestratorName)]],
+            "content": ["text": .string(text)],
+        ]
+        if let channelId { payload["channelSettings"] = ["channelId": .string(channelId)] }
+        let response = try await rest.json(
+            .POST, "\(base)/v2/Conversations/\(conversationId)/Actions", body: ["type": "SEND_MESSAGE", "payload": .object(payload)],
+            headers: [("I-Twilio-Idempotency-Token", idempotencyKey)])
+        return response.json?["id"]?.string
+    }
+
+    /// The Messages API, for classic numbers.
+    func sendClassicMessage(from: String, to: String, body: String, idempotencyKey: String) async throws -> String? {
+        let url = "\(rest.configuration.apiBaseURL)/2010-04-01/Accounts/\(rest.configuration.accountSid)/Messages.json"
+        let response = try await rest.form(
+            .POST, url, fields: [("To", to), ("From", from), ("Body", body)], headers: [("I-Twilio-Idempotency-Token", idempotencyKey)])
+        return response.json?["sid"]?.string
+    }
+}

@@ -1,0 +1,61 @@
+import AgentConnectCore
+import AsyncHTTPClient
+import EventBus
+import Hummingbird
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+import ServiceSupport
+import Store
+import TwilioKit
+
+/// outbound: delivers agent replies through Twilio's REST APIs and serves the app-facing API.
+@main
+struct Outbound {
+    static func main() async {
+        await ServiceMain.run(service: "outbound") { environment, logger in
+            try buildServiceGroup(configuration: OutboundConfiguration(environment: environment), logger: logger)
+        }
+    }
+
+    /// The composition root: clients, then the reply consumer, then HTTP.
+    static func buildServiceGroup(configuration: OutboundConfiguration, logger: Logger) throws -> ServiceGroup {
+        let health = HealthState()
+        let redis = RedisClient(configuration: configuration.common.redis, logger: logger)
+        let bus = RedisStreamsEventBus(client: redis, maxLength: configuration.common.streamMaxLength)
+        let postgres = PostgresClient(configuration: configuration.common.database.clientConfiguration, backgroundLogger: logger)
+        let store = PostgresStore(client: postgres, logger: logger)
+        var httpConfiguration = HTTPClient.Configuration()
+        httpConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+        httpConfiguration.timeout = .init(connect: .seconds(5), read: .seconds(30))
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
+        let api = ConversationsAPI(rest: TwilioRESTClient(configuration: configuration.twilio, httpClient: http))
+        let deliverer = ReplyDeliverer(
+            configuration: configuration, api: api, reconciler: ParticipantReconciler(api: api, store: store, logger: logger),
+            deliveries: store, bus: bus, logger: logger)
+        let consumer = GroupConsumer(
+            bus: bus, group: "outbound", consumer: configuration.common.instanceId, streams: [Streams.outbound],
+            options: ConsumerOptions(batchSize: 128, visibilityTimeoutMilliseconds: 60_000, maxDeliveries: 10), logger: logger
+        ) { event, entry in
+            try await deliverer.deliver(event, entry: entry)
+        }
+        let router = Router()
+        OperationalRoutes.add(to: router, health: health)
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(configuration.common.host, port: configuration.common.port), serverName: "outbound"),
+            onServerRunning: { _ in health.markReady() }, logger: logger)
+        return ServiceMain.group(
+            services: [RedisClientService(client: redis), postgres, HTTPClientService(client: http), consumer, app], health: health, logger: logger)
+    }
+}
+
+/// Shuts the HTTP client down when the group stops.
+struct HTTPClientService: Service {
+    let client: HTTPClient
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        try await client.shutdown()
+    }
+}

@@ -1,0 +1,30 @@
+import AgentConnectCore
+import ServiceSupport
+import TwilioKit
+
+/// outbound settings (ARCHITECTURE §3), validated at start-up.
+struct OutboundConfiguration: Sendable {
+    var common: CommonConfiguration
+    var twilio: TwilioAPIConfiguration
+    var senders: Senders
+    var conversationConfigurationId: String?
+    /// `OUTBOUND_API_TOKEN`: bearer token the app-facing API requires.
+    var apiToken: String
+    /// `OUTBOUND_MAX_ATTEMPTS`: sends tried per reply before it is dead-lettered.
+    var maxAttempts: Int
+    /// `OUTBOUND_RETRY_BASE_MS`: first retry delay; doubles each time, with jitter.
+    var retryBaseMilliseconds: Int
+    /// `OUTBOUND_RETRY_MAX_MS`: the longest wait between tries (also caps `Retry-After`).
+    var retryMaxMilliseconds: Int
+
+    init(environment: Environment) throws {
+        common = try CommonConfiguration(environment: environment, defaultPort: 8083)
+        twilio = try TwilioAPIConfiguration(environment: environment)
+        senders = try Senders(environment: environment)
+        conversationConfigurationId = environment.string("TWILIO_CONVERSATION_CONFIGURATION_ID")
+        apiToken = try environment.required("OUTBOUND_API_TOKEN")
+        maxAttempts = try environment.int("OUTBOUND_MAX_ATTEMPTS", default: 5, range: 1...50)
+        retryBaseMilliseconds = try environment.int("OUTBOUND_RETRY_BASE_MS", default: 200, range: 1...60_000)
+        retryMaxMilliseconds = try environment.int("OUTBOUND_RETRY_MAX_MS", default: 10_000, range: 1...600_000)
+    }
+}

@@ -1,0 +1,86 @@
+import AgentConnectCore
+import Logging
+import Store
+
+/// The agent and customer participant ids of a conversation.
+struct ResolvedParticipants: Sendable, Equatable {
+    var agentId: String
+    var customerId: String
+}
+
+/// Participant reconciliation as the reference does it (tac-python-spec §4.1.4), done once per
+/// conversation and remembered in PostgreSQL instead of listing participants on every reply.
+struct ParticipantReconciler: Sendable {
+    static let reconciledKey = "participants_reconciled"
+
+    let api: ConversationsAPI
+    let store: any ConversationStore
+    let logger: Logger
+
+    func resolve(conversationId: String, channel: ChannelKind, agentAddress: String, customerAddress: String?, authorParticipantId: String?)
+        async throws -> ResolvedParticipants
+    {
+        if let record = try await store.conversation(id: conversationId), record.metadata[Self.reconciledKey] == "1",
+            let agent = record.agentParticipantId, let customer = record.customerParticipantId
+        {
+            return ResolvedParticipants(agentId: agent, customerId: customer)
+        }
+        let participants = try await api.participants(conversationId: conversationId)
+        let agentId = try await reconcileAgent(participants, conversationId: conversationId, channel: channel, address: agentAddress)
+        let customer: Participant
+        if channel == .chat {
+            guard let author = participants.first(where: { $0.id == authorParticipantId }) ?? participants.first(where: { !$0.isAgent && $0.isOn(.chat) })
+            else {
+                throw ReconciliationError("no chat author participant")
+            }
+            customer = author
+        } else {
+            customer = try await reconcileCustomer(participants, conversationId: conversationId, channel: channel, agentAddress: agentAddress)
+        }
+        let customerAddress = customer.addresses.first { $0["channel"]?.string == channel.orchestratorName }?["address"]?.string ?? customerAddress
+        try await store.upsertConversation(
+            ConversationRecord(
+                id: conversationId, channel: channel, customerAddress: customerAddress, agentAddress: agentAddress,
+                customerParticipantId: customer.id, agentParticipantId: agentId, profileId: customer.profileId,
+                metadata: [Self.reconciledKey: "1"]))
+        return ResolvedParticipants(agentId: agentId, customerId: customer.id)
+    }
+
+    private func reconcileAgent(_ participants: [Participant], conversationId: String, channel: ChannelKind, address: String) async throws -> String {
+        guard let found = participants.first(where: { $0.owns(address, on: channel) }) else {
+            return try await api.addParticipant(conversationId: conversationId, type: "AI_AGENT", channel: channel, address: address).id
+        }
+        switch found.type {
+        case "AGENT", "AI_AGENT":
+            return found.id
+        case "UNKNOWN", nil:
+            try await api.retype(found, conversationId: conversationId, to: "AI_AGENT", profileId: nil)
+            return found.id
+        default:
+            throw ReconciliationError("the agent's address belongs to a \(found.type ?? "?") participant; not overwriting it")
+        }
+    }
+
+    private func reconcileCustomer(_ participants: [Participant], conversationId: String, channel: ChannelKind, agentAddress: String) async throws
+        -> Participant
+    {
+        let candidates = participants.filter { $0.isOn(channel) && !$0.owns(agentAddress, on: channel) }
+        if let customer = candidates.first(where: { $0.type == "CUSTOMER" }) { return customer }
+        if let unknown = candidates.first(where: { $0.type == "UNKNOWN" || $0.type == nil }) {
+            try await api.retype(unknown, conversationId: conversationId, to: "CUSTOMER", profileId: nil)
+            var promoted = unknown
+            promoted.type = "CUSTOMER"
+            return promoted
+        }
+        throw ReconciliationError("no customer participant resolvable")
+    }
+}
+
+/// Reconciliation could not find or fix the participants; the reply cannot be addressed.
+struct ReconciliationError: Error, CustomStringConvertible {
+    var description: String
+
+    init(_ description: String) {
+        self.description = description
+    }
+}

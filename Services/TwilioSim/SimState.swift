@@ -1,0 +1,165 @@
+import AgentConnectCore
+import Foundation
+import NIOConcurrencyHelpers
+
+/// A REST request the sim received, as recorded for tests.
+struct RecordedRequest: Sendable {
+    var method: String
+    var path: String
+    var body: JSONValue
+    var form: [String: String]
+    var idempotencyToken: String?
+    var at: Date
+}
+
+/// A message the sim delivered to a "customer" (a `SEND_MESSAGE` action or a Messages API call).
+struct DeliveredMessage: Sendable {
+    var id: String
+    var conversationId: String?
+    var channel: String
+    var to: String
+    var from: String
+    var text: String
+    var at: Date
+
+    var json: JSONValue {
+        [
+            "id": .string(id), "conversationId": JSONValue(conversationId), "channel": .string(channel), "to": .string(to),
+            "from": .string(from), "text": .string(text), "at": .string(Timestamp.iso8601(at)),
+        ]
+    }
+}
+
+/// Injected failures for the next REST calls.
+struct Fault: Sendable {
+    var status: Int
+    var remaining: Int
+    var delayMilliseconds: Int
+    var retryAfter: Int?
+}
+
+/// Everything the sim remembers: conversations, participants, deliveries, requests, faults.
+final class SimState: Sendable {
+    struct Conversation: Sendable {
+        var id: String
+        var status: String
+        var channelId: String?
+        var metadata: [String: String]
+        var participants: [JSONValue]
+        var createdAt: Date
+    }
+
+    private struct State {
+        var conversations: [String: Conversation] = [:]
+        var delivered: [DeliveredMessage] = []
+        var requests: [RecordedRequest] = []
+        var idempotency: [String: JSONValue] = [:]
+        var faults: [Fault] = []
+        var sequence = 0
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    func nextId(_ prefix: String) -> String {
+        state.withLockedValue { state in
+            state.sequence += 1
+            let hex = String(state.sequence, radix: 16)
+            return prefix + String(repeating: "0", count: max(0, 32 - hex.count)) + hex
+        }
+    }
+
+    func record(_ request: RecordedRequest) {
+        state.withLockedValue { $0.requests.append(request) }
+    }
+
+    var requests: [RecordedRequest] { state.withLockedValue { $0.requests } }
+
+    /// The fault to apply to the next call, if one is armed.
+    func takeFault() -> Fault? {
+        state.withLockedValue { state in
+            guard var fault = state.faults.first else { return nil }
+            fault.remaining -= 1
+            if fault.remaining <= 0 { state.faults.removeFirst() } else { state.faults[0] = fault }
+            return fault
+        }
+    }
+
+    func arm(_ fault: Fault) {
+        state.withLockedValue { $0.faults.append(fault) }
+    }
+
+    func clearFaults() {
+        state.withLockedValue { $0.faults.removeAll() }
+    }
+
+    /// A cached response for a repeated idempotency token.
+    func idempotent(_ token: String?) -> JSONValue? {
+        guard let token else { return nil }
+        return state.withLockedValue { $0.idempotency[token] }
+    }
+
+    func remember(_ token: String?, _ response: JSONValue) {
+        guard let token else { return }
+        state.withLockedValue { $0.idempotency[token] = response }
+    }
+
+    func upsert(_ conversation: Conversation) {
+        state.withLockedValue { $0.conversations[conversation.id] = conversation }
+    }
+
+    func conversation(_ id: String) -> Conversation? {
+        state.withLockedValue { $0.conversations[id] }
+    }
+
+    func update(_ id: String, _ body: (inout Conversation) -> Void) -> Conversation? {
+        state.withLockedValue { state in
+            guard var conversation = state.conversations[id] else { return nil }
+            body(&conversation)
+            state.conversations[id] = conversation
+            return conversation
+        }
+    }
+
+    var conversations: [Conversation] { state.withLockedValue { Array($0.conversations.values) } }
+
+    /// Records a delivery and wakes long-polling readers.
+    func deliver(_ message: DeliveredMessage) {
+        let waiters = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+            state.delivered.append(message)
+            defer { state.waiters.removeAll() }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    var delivered: [DeliveredMessage] { state.withLockedValue { $0.delivered } }
+
+    /// Waits until something is delivered or the timeout passes.
+    func waitForDelivery(timeout: Duration) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    self.state.withLockedValue { $0.waiters.append(continuation) }
+                }
+            }
+            group.addTask { try? await Task.sleep(for: timeout) }
+            await group.next()
+            group.cancelAll()
+            // Wake our own waiter if the timeout won, so the group can finish.
+            let waiters = self.state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+                defer { state.waiters.removeAll() }
+                return state.waiters
+            }
+            for waiter in waiters { waiter.resume() }
+        }
+    }
+
+    func reset() {
+        state.withLockedValue { state in
+            let waiters = state.waiters
+            state = State()
+            for waiter in waiters { waiter.resume() }
+        }
+    }
+}

@@ -1,0 +1,256 @@
+import AgentConnectCore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import ServiceSupport
+import TwilioKit
+
+/// The Twilio REST endpoints the services call (tac-python-spec §5.5, Messages API), with fault injection.
+struct TwilioRESTRoutes: Sendable {
+    let state: SimState
+    let configuration: SimConfiguration
+    let webhooks: WebhookSender
+    let logger: Logger
+
+    func add(to router: Router<BasicRequestContext>) {
+        let conversations = router.group("/v2/Conversations")
+        conversations.post { request, _ in await guarded(request) { try await createConversation($0) } }
+        conversations.get { request, _ in await guarded(request) { listConversations($0) } }
+        conversations.get(":id") { request, context in await guarded(request) { _ in try conversation(context) } }
+        conversations.put(":id") { request, context in await guarded(request) { try await updateConversation($0, context) } }
+        conversations.patch(":id") { request, context in await guarded(request) { try await patchConversation($0, context) } }
+        conversations.get(":id/Participants") { request, context in await guarded(request) { _ in try participants(context) } }
+        conversations.post(":id/Participants") { request, context in await guarded(request) { try await addParticipant($0, context) } }
+        conversations.put(":id/Participants/:pid") { request, context in await guarded(request) { try await replaceParticipant($0, context) } }
+        conversations.get(":id/Communications") { request, context in await guarded(request) { _ in try communications(context) } }
+        conversations.post(":id/Actions") { request, context in await guarded(request) { try await action($0, context) } }
+        router.post("/2010-04-01/Accounts/:account/Messages.json") { request, _ in await guarded(request) { try await message($0) } }
+    }
+
+    /// The parsed request handed to an endpoint.
+    struct Incoming: Sendable {
+        var request: Request
+        var json: JSONValue
+        var form: [String: String]
+        var token: String?
+    }
+
+    /// Records the request, applies an armed fault, runs the endpoint, maps errors to Twilio-style bodies.
+    private func guarded(_ request: Request, _ body: (Incoming) async throws -> Response) async -> Response {
+        let bytes = (try? await request.body.collect(upTo: 8 << 20)).map { Array(buffer: $0) } ?? []
+        let isForm = request.headers[.contentType]?.contains("form-urlencoded") ?? false
+        let form = isForm ? Dictionary(FormCoding.decode(String(decoding: bytes, as: UTF8.self)), uniquingKeysWith: { a, _ in a }) : [:]
+        let json = isForm ? JSONValue.null : ((try? JSONDecoder().decode(JSONValue.self, from: Data(bytes))) ?? .null)
+        let token = request.headers[HTTPField.Name("I-Twilio-Idempotency-Token")!]
+        state.record(RecordedRequest(method: request.method.rawValue, path: request.uri.path, body: json, form: form, idempotencyToken: token, at: Date()))
+        if let fault = state.takeFault() {
+            if fault.delayMilliseconds > 0 { try? await Task.sleep(for: .milliseconds(fault.delayMilliseconds)) }
+            if fault.status >= 400 {
+                var response = JSONResponse.raw(
+                    HTTPResponse.Status(code: fault.status), #"{"code":\#(fault.status == 429 ? 20429 : 20500),"message":"injected fault","status":\#(fault.status)}"#)
+                if let retryAfter = fault.retryAfter { response.headers[.retryAfter] = String(retryAfter) }
+                return response
+            }
+        }
+        do {
+            return try await body(Incoming(request: request, json: json, form: form, token: token))
+        } catch let error as SimError {
+            return JSONResponse.raw(HTTPResponse.Status(code: error.status), #"{"code":\#(error.status * 100),"message":"\#(error.message)","status":\#(error.status)}"#)
+        } catch {
+            return JSONResponse.raw(.internalServerError, #"{"code":20500,"message":"internal error","status":500}"#)
+        }
+    }
+
+    private func createConversation(_ incoming: Incoming) async throws -> Response {
+        let participantsIn = incoming.json["participants"]?.array ?? []
+        // Group by participant addresses: an ACTIVE conversation with the same addresses is a conflict.
+        let addresses = Set(participantsIn.flatMap { ($0["addresses"]?.array ?? []).compactMap { $0["address"]?.string } })
+        if !addresses.isEmpty,
+            let existing = state.conversations.first(where: { conversation in
+                conversation.status == "ACTIVE"
+                    && Set(conversation.participants.flatMap { ($0["addresses"]?.array ?? []).compactMap { $0["address"]?.string } }) == addresses
+            })
+        {
+            var response = JSONResponse.raw(.conflict, #"{"code":40900,"message":"conversation exists","status":409}"#)
+            response.headers[HTTPField.Name("X-Conflicting-Resource-Id")!] = existing.id
+            return response
+        }
+        let id = state.nextId("conv_conversation_")
+        let participants = participantsIn.map { participant -> JSONValue in
+            makeParticipant(conversationId: id, type: participant["type"]?.string ?? "UNKNOWN", addresses: participant["addresses"]?.array ?? [])
+        }
+        let conversation = SimState.Conversation(
+            id: id, status: "ACTIVE", channelId: nil, metadata: incoming.json["metadata"]?.stringMap ?? [:], participants: participants,
+            createdAt: Date())
+        state.upsert(conversation)
+        return JSONResponse.bytes(.created, try encode(json(conversation)))
+    }
+
+    func makeParticipant(conversationId: String, type: String, addresses: [JSONValue]) -> JSONValue {
+        [
+            "id": .string(state.nextId("comms_participant_")), "conversationId": .string(conversationId), "accountId": .string(configuration.accountSid),
+            "type": .string(type), "addresses": .array(addresses),
+        ]
+    }
+
+    private func listConversations(_ incoming: Incoming) -> Response {
+        let query = Dictionary(FormCoding.decode(incoming.request.uri.query ?? ""), uniquingKeysWith: { a, _ in a })
+        let matches = state.conversations.filter { conversation in
+            (query["channelId"] == nil || conversation.channelId == query["channelId"]) && (query["status"] == nil || conversation.status == query["status"])
+        }
+        let body: JSONValue = ["conversations": .array(matches.map(json)), "meta": ["pageSize": .number(Double(matches.count))]]
+        return JSONResponse.bytes(.ok, (try? encode(body)) ?? [])
+    }
+
+    private func conversation(_ context: BasicRequestContext) throws -> Response {
+        JSONResponse.bytes(.ok, try encode(json(try find(context))))
+    }
+
+    private func updateConversation(_ incoming: Incoming, _ context: BasicRequestContext) async throws -> Response {
+        let id = try find(context).id
+        let status = incoming.json["status"]?.string
+        let updated = state.update(id) { conversation in
+            if let status { conversation.status = status }
+        }
+        guard let updated else { throw SimError(404, "conversation not found") }
+        if let status, status == "CLOSED" || status == "INACTIVE" {
+            await sendConversationUpdated(updated)
+        }
+        return JSONResponse.bytes(.ok, try encode(json(updated)))
+    }
+
+    private func patchConversation(_ incoming: Incoming, _ context: BasicRequestContext) async throws -> Response {
+        let id = try find(context).id
+        let updated = state.update(id) { conversation in
+            conversation.metadata.merge(incoming.json["metadata"]?.stringMap ?? [:]) { _, new in new }
+        }
+        guard let updated else { throw SimError(404, "conversation not found") }
+        return JSONResponse.bytes(.ok, try encode(json(updated)))
+    }
+
+    private func participants(_ context: BasicRequestContext) throws -> Response {
+        JSONResponse.bytes(.ok, try encode(["participants": .array(try find(context).participants)]))
+    }
+
+    private func addParticipant(_ incoming: Incoming, _ context: BasicRequestContext) async throws -> Response {
+        let id = try find(context).id
+        let participant = makeParticipant(
+            conversationId: id, type: incoming.json["type"]?.string ?? "UNKNOWN", addresses: incoming.json["addresses"]?.array ?? [])
+        _ = state.update(id) { $0.participants.append(participant) }
+        return JSONResponse.bytes(.created, try encode(participant))
+    }
+
+    private func replaceParticipant(_ incoming: Incoming, _ context: BasicRequestContext) async throws -> Response {
+        let id = try find(context).id
+        let pid = context.parameters.get("pid") ?? ""
+        var replaced: JSONValue?
+        _ = state.update(id) { conversation in
+            guard let index = conversation.participants.firstIndex(where: { $0["id"]?.string == pid }) else { return }
+            var fields = conversation.participants[index].object ?? [:]
+            for (key, value) in incoming.json.object ?? [:] { fields[key] = value }
+            conversation.participants[index] = .object(fields)
+            replaced = .object(fields)
+        }
+        guard let replaced else { throw SimError(404, "participant not found") }
+        return JSONResponse.bytes(.ok, try encode(replaced))
+    }
+
+    private func communications(_ context: BasicRequestContext) throws -> Response {
+        let id = try find(context).id
+        let items = state.delivered.filter { $0.conversationId == id }.map(\.json)
+        return JSONResponse.bytes(.ok, try encode(["communications": .array(items)]))
+    }
+
+    private func action(_ incoming: Incoming, _ context: BasicRequestContext) async throws -> Response {
+        let conversation = try find(context)
+        if let cached = state.idempotent(incoming.token) { return JSONResponse.bytes(.accepted, try encode(cached)) }
+        guard incoming.json["type"]?.string == "SEND_MESSAGE" else { throw SimError(400, "unsupported action type") }
+        let payload = incoming.json["payload"] ?? .null
+        guard let to = payload["to"]?.array?.first, let channel = to["channel"]?.string else { throw SimError(400, "payload.to is required") }
+        guard let text = payload["content"]?["text"]?.string else { throw SimError(400, "payload.content.text is required") }
+        if channel == "CHAT" && payload["channelSettings"]?["channelId"]?.string == nil {
+            throw SimError(400, "channelSettings.channelId is required for CHAT")
+        }
+        func address(of reference: JSONValue?) throws -> String {
+            if let address = reference?["address"]?.string { return address }
+            let pid = reference?["participantId"]?.string
+            guard let participant = conversation.participants.first(where: { $0["id"]?.string == pid }),
+                let address = participant["addresses"]?.array?.first(where: { $0["channel"]?.string == channel })?["address"]?.string
+            else {
+                throw SimError(400, "unknown participant \(pid ?? "")")
+            }
+            return address
+        }
+        let actionId = state.nextId("comms_action_")
+        state.deliver(
+            DeliveredMessage(
+                id: actionId, conversationId: conversation.id, channel: channel, to: try address(of: to), from: try address(of: payload["from"]),
+                text: text, at: Date()))
+        let response: JSONValue = [
+            "id": .string(actionId), "type": "SEND_MESSAGE", "status": "COMPLETED", "conversationId": .string(conversation.id),
+            "createdAt": .string(Timestamp.iso8601(Date())),
+        ]
+        state.remember(incoming.token, response)
+        return JSONResponse.bytes(.accepted, try encode(response))
+    }
+
+    private func message(_ incoming: Incoming) async throws -> Response {
+        if let cached = state.idempotent(incoming.token) { return JSONResponse.bytes(.created, try encode(cached)) }
+        guard let to = incoming.form["To"], let from = incoming.form["From"], let body = incoming.form["Body"] else {
+            throw SimError(400, "To, From and Body are required")
+        }
+        let sid = "SM" + state.nextId("").suffix(32)
+        let channel = to.hasPrefix("whatsapp:") ? "WHATSAPP" : "SMS"
+        state.deliver(DeliveredMessage(id: sid, conversationId: nil, channel: channel, to: to, from: from, text: body, at: Date()))
+        let response: JSONValue = ["sid": .string(sid), "status": "queued", "to": .string(to), "from": .string(from), "body": .string(body)]
+        state.remember(incoming.token, response)
+        return JSONResponse.bytes(.created, try encode(response))
+    }
+
+    /// Posts `CONVERSATION_UPDATED` for a status change to messaging-ingress, as the orchestrator's status callback.
+    func sendConversationUpdated(_ conversation: SimState.Conversation) async {
+        let body: JSONValue = [
+            "eventType": "CONVERSATION_UPDATED",
+            "data": [
+                "id": .string(conversation.id), "accountId": .string(configuration.accountSid),
+                "configurationId": JSONValue(configuration.conversationConfigurationId), "status": .string(conversation.status),
+                "metadata": JSONValue(conversation.metadata), "createdAt": .string(Timestamp.iso8601(conversation.createdAt)),
+                "updatedAt": .string(Timestamp.iso8601(Date())),
+            ],
+        ]
+        _ = await webhooks.sendJSON(body, to: configuration.messagingURL + "/webhook", idempotencyToken: state.nextId("idem_"))
+    }
+
+    private func find(_ context: BasicRequestContext) throws -> SimState.Conversation {
+        guard let id = context.parameters.get("id"), let conversation = state.conversation(id) else {
+            throw SimError(404, "conversation not found")
+        }
+        return conversation
+    }
+
+    func json(_ conversation: SimState.Conversation) -> JSONValue {
+        [
+            "id": .string(conversation.id), "accountId": .string(configuration.accountSid),
+            "configurationId": JSONValue(configuration.conversationConfigurationId), "status": .string(conversation.status),
+            "channelId": JSONValue(conversation.channelId), "metadata": JSONValue(conversation.metadata),
+            "createdAt": .string(Timestamp.iso8601(conversation.createdAt)),
+        ]
+    }
+}
+
+/// An error answer from the sim's Twilio endpoints.
+struct SimError: Error {
+    var status: Int
+    var message: String
+
+    init(_ status: Int, _ message: String) {
+        self.status = status
+        self.message = message
+    }
+}
+
+/// Compact JSON bytes.
+func encode(_ value: JSONValue) throws -> [UInt8] {
+    Array(try JSONEncoder().encode(value))
+}

@@ -1,0 +1,110 @@
+import AgentConnectCore
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import ServiceSupport
+import TwilioKit
+
+/// twilio-sim: a local stand-in for Twilio, and a command line to talk to it.
+@main
+struct TwilioSim: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "twilio-sim", abstract: "A local Twilio stand-in for AgentConnect.",
+        subcommands: [Serve.self, SMS.self], defaultSubcommand: Serve.self)
+}
+
+/// `twilio-sim serve`: runs the sim (the default).
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the simulator's HTTP server.")
+
+    func run() async throws {
+        await ServiceMain.run(service: "twilio-sim") { environment, logger in
+            try Serve.buildServiceGroup(configuration: SimConfiguration(environment: environment), logger: logger)
+        }
+    }
+
+    static func buildServiceGroup(configuration: SimConfiguration, logger: Logger) throws -> ServiceGroup {
+        let health = HealthState()
+        let state = SimState()
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        let webhooks = WebhookSender(http: http, signer: TwilioSignature(authToken: configuration.authToken), retries: configuration.webhookRetries, logger: logger)
+        let router = Router()
+        OperationalRoutes.add(to: router, health: health)
+        let rest = TwilioRESTRoutes(state: state, configuration: configuration, webhooks: webhooks, logger: logger)
+        rest.add(to: router)
+        ControlRoutes(state: state, configuration: configuration, webhooks: webhooks, rest: rest).add(to: router)
+        let app = Application(
+            router: router, configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "twilio-sim"),
+            onServerRunning: { channel in
+                health.markReady()
+                logger.info("twilio-sim listening", metadata: ["port": "\(channel.localAddress?.port ?? configuration.port)"])
+            }, logger: logger)
+        return ServiceMain.group(services: [SimHTTPClientService(client: http), app], health: health, logger: logger)
+    }
+}
+
+/// Shuts the sim's HTTP client down with the group.
+struct SimHTTPClientService: Service {
+    let client: HTTPClient
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        try await client.shutdown()
+    }
+}
+
+/// `twilio-sim sms --from +15550001111 "hello"`: writes to the agent as a customer and prints its reply.
+struct SMS: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Send a customer message and print the agent's reply.")
+
+    @Option(help: "The customer's address.") var from: String = "+15550001111"
+    @Option(help: "sms, whatsapp, rcs or chat.") var channel: String = "sms"
+    @Option(help: "Use a classic Messaging webhook instead of Conversation Orchestrator.") var classic: Bool = false
+    @Option(help: "The running simulator.") var sim: String = "http://127.0.0.1:8090"
+    @Option(help: "Seconds to wait for the reply.") var timeout: Int = 10
+    @Argument(help: "The message text.") var text: String
+
+    func run() async throws {
+        let http = HTTPClient.shared
+        let started = ContinuousClock.now
+        let sent = try await post(http, "\(sim)/sim/messages", ["channel": .string(channel), "from": .string(from), "text": .string(text), "classic": .bool(classic)])
+        guard let status = sent["webhookStatus"]?.double, status == 200 else {
+            throw ValidationError("the webhook was not accepted: \(sent)")
+        }
+        let query = classic ? "to=\(FormCodingQuery.escape(from))" : "conversationId=\(sent["conversationId"]?.string ?? "")"
+        var request = HTTPClientRequest(url: "\(sim)/sim/messages?\(query)&count=1&waitMs=\(timeout * 1000)")
+        request.method = .GET
+        let response = try await http.execute(request, timeout: .seconds(Int64(timeout + 5)))
+        let body = try JSONDecoder().decode(JSONValue.self, from: Data(buffer: try await response.body.collect(upTo: 1 << 20)))
+        guard let reply = body["messages"]?.array?.last?["text"]?.string else {
+            throw ValidationError("no reply within \(timeout) s")
+        }
+        let elapsed = ContinuousClock.now - started
+        print(reply)
+        FileHandle.standardError.write(Data("(\(elapsed.milliseconds) ms)\n".utf8))
+    }
+
+    private func post(_ http: HTTPClient, _ url: String, _ body: JSONValue) async throws -> JSONValue {
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
+        let response = try await http.execute(request, timeout: .seconds(30))
+        return try JSONDecoder().decode(JSONValue.self, from: Data(buffer: try await response.body.collect(upTo: 1 << 20)))
+    }
+}
+
+/// Query-string escaping for the CLI.
+enum FormCodingQuery {
+    static func escape(_ text: String) -> String {
+        FormCoding.encode([("", text)]).dropFirst().description
+    }
+}
+
+extension Duration {
+    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
+}

@@ -1,0 +1,170 @@
+import AgentConnectCore
+import EventBus
+import Foundation
+
+/// Per-channel settings (TAC's channel config).
+public struct ChannelConfiguration: Sendable {
+    /// When memory is read before `onMessageReady`.
+    public var memoryMode: MemoryMode
+
+    public init(memoryMode: MemoryMode = .never) {
+        self.memoryMode = memoryMode
+    }
+}
+
+/// A messaging channel: SMS, WhatsApp, RCS or Chat. Creating one registers it with the `TAC`.
+public class MessagingChannel: @unchecked Sendable {
+    /// The worker it belongs to.
+    public let tac: TAC
+    /// Which channel.
+    public let channel: ChannelKind
+    /// Its memory mode (`once` runs as `always` on messaging, as in TAC).
+    public let memoryMode: MemoryMode
+
+    init(_ tac: TAC, channel: ChannelKind, configuration: ChannelConfiguration) {
+        self.tac = tac
+        self.channel = channel
+        self.memoryMode = configuration.memoryMode == .once ? .always : configuration.memoryMode
+        tac.register(channel, memoryMode: memoryMode)
+    }
+
+    /// A handle for sending that does not register the channel (the runtime's auto-send).
+    init(unregistered tac: TAC, channel: ChannelKind) {
+        self.tac = tac
+        self.channel = channel
+        self.memoryMode = tac.memoryMode(for: channel)
+    }
+
+    /// Sends `response` to the customer of a conversation on this channel, exactly once.
+    ///
+    /// Inside a callback the current turn's session is used; otherwise the conversation's stored
+    /// participants are.
+    public func sendResponse(conversationId: String, response: String) async throws {
+        let runtime = try tac.runtime()
+        let turn = TurnContext.current.flatMap { $0.session.conversationId == conversationId ? $0 : nil }
+        let session: ConversationSession
+        let mode: String
+        let replyId: String
+        let traceparent: String
+        if let turn {
+            session = turn.session
+            mode = turn.event.payload["mode"]?.string ?? "orchestrator"
+            replyId = turn.nextReplyId()
+            traceparent = turn.event.traceparent
+        } else {
+            guard let record = try await runtime.store.conversation(id: conversationId) else {
+                throw TACError("unknown conversation \(conversationId)")
+            }
+            session = ConversationSession(record: record)
+            mode = record.metadata["mode"] ?? "orchestrator"
+            replyId = BusEvent.newID()
+            traceparent = Traceparent.random().description
+        }
+        try await ReplyPublisher.publishMessage(
+            response, replyId: replyId, session: session, mode: mode, traceparent: traceparent, bus: runtime.bus)
+        await runtime.recordOutbound(response, replyId: replyId, session: session)
+    }
+}
+
+/// SMS, on `TWILIO_PHONE_NUMBER(S)`.
+public final class SMSChannel: MessagingChannel, @unchecked Sendable {
+    public init(_ tac: TAC, configuration: ChannelConfiguration = .init()) {
+        super.init(tac, channel: .sms, configuration: configuration)
+    }
+}
+
+/// WhatsApp, on `TWILIO_WHATSAPP_NUMBER(S)`.
+public final class WhatsAppChannel: MessagingChannel, @unchecked Sendable {
+    public init(_ tac: TAC, configuration: ChannelConfiguration = .init()) {
+        super.init(tac, channel: .whatsapp, configuration: configuration)
+    }
+}
+
+/// RCS, on `TWILIO_RCS_SENDER_ID(S)`.
+public final class RCSChannel: MessagingChannel, @unchecked Sendable {
+    public init(_ tac: TAC, configuration: ChannelConfiguration = .init()) {
+        super.init(tac, channel: .rcs, configuration: configuration)
+    }
+}
+
+/// Chat (Conversations), as `TWILIO_CHAT_AGENT_ADDRESS`.
+public final class ChatChannel: MessagingChannel, @unchecked Sendable {
+    public init(_ tac: TAC, configuration: ChannelConfiguration = .init()) {
+        super.init(tac, channel: .chat, configuration: configuration)
+    }
+}
+
+/// Voice through ConversationRelay. Replies stream token by token to the caller.
+public final class VoiceChannel: Sendable {
+    public let tac: TAC
+    public let memoryMode: MemoryMode
+
+    public init(_ tac: TAC, configuration: ChannelConfiguration = .init()) {
+        self.tac = tac
+        self.memoryMode = configuration.memoryMode
+        tac.register(.voice, memoryMode: configuration.memoryMode)
+    }
+
+    /// A handle for sending that does not register the channel (the runtime's auto-send).
+    init(unregistered tac: TAC) {
+        self.tac = tac
+        self.memoryMode = tac.memoryMode(for: .voice)
+    }
+
+    /// Speaks a whole reply: one `text` frame with `last: true`.
+    public func sendResponse(conversationId: String, response: String) async throws {
+        try await send(conversationId: conversationId) { emit in
+            try await emit(["type": "text", "token": .string(response), "last": true])
+        }
+    }
+
+    /// Streams tokens as they are produced (`last: false` each), then an empty `last: true`.
+    public func sendResponse(conversationId: String, response: some AsyncSequence<String, any Error>) async throws {
+        try await send(conversationId: conversationId) { emit in
+            for try await token in response {
+                try Task.checkCancellation()
+                try await emit(["type": "text", "token": .string(token), "last": false])
+            }
+            try await emit(["type": "text", "token": "", "last": true])
+        }
+    }
+
+    /// Streams a known list of tokens.
+    public func sendResponse(conversationId: String, tokens: [String]) async throws {
+        try await sendResponse(conversationId: conversationId, response: AsyncThrowingStream { continuation in
+            for token in tokens { continuation.yield(token) }
+            continuation.finish()
+        })
+    }
+
+    /// Sends any ConversationRelay frame (`play`, `sendDigits`, `language`, `end`) to the call.
+    public func sendFrame(conversationId: String, frame: JSONValue) async throws {
+        try await send(conversationId: conversationId) { emit in try await emit(frame) }
+    }
+
+    private func send(
+        conversationId: String, _ body: (_ emit: (JSONValue) async throws -> Void) async throws -> Void
+    ) async throws {
+        let runtime = try tac.runtime()
+        let turn = TurnContext.current.flatMap { $0.session.conversationId == conversationId ? $0 : nil }
+        let turnId = turn?.nextReplyId() ?? BusEvent.newID()
+        let traceparent = turn?.event.traceparent ?? Traceparent.random().description
+        var relay = turn?.relayInstance
+        if relay == nil { relay = try await runtime.relayInstance(of: conversationId) }
+        guard let relay else {
+            throw TACError("no live call for conversation \(conversationId)")
+        }
+        var sequence = 0
+        var spoken = ""
+        try await body { frame in
+            sequence += 1
+            if frame["type"]?.string == "text" { spoken += frame["token"]?.string ?? "" }
+            try await ReplyPublisher.publishFrame(
+                frame, turnId: turnId, sequence: sequence, conversationId: conversationId, relayInstance: relay,
+                traceparent: traceparent, bus: runtime.bus)
+        }
+        if let session = turn?.session, !spoken.isEmpty {
+            await runtime.recordOutbound(spoken, replyId: turnId, session: session)
+        }
+    }
+}

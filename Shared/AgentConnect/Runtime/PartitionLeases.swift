@@ -1,0 +1,82 @@
+import AgentConnectCore
+import EventBus
+import Foundation
+
+/// Ownership of inbound partitions through Redis leases (`SET NX PX`, renewed), shared fairly
+/// between the live workers of a group.
+///
+/// Each worker heartbeats into a sorted set; its fair share is ⌈partitions / live workers⌉. A worker
+/// that dies stops renewing, its leases expire, and the others take the partitions over.
+struct PartitionLeases: Sendable {
+    let redis: RedisClient
+    let group: String
+    let worker: String
+    let partitions: Int
+    let ttlMilliseconds: Int
+
+    private var membersKey: String { "tac:workers:\(group)" }
+    private func leaseKey(_ partition: Int) -> String { "tac:lease:\(group):\(partition)" }
+
+    private static let renewScript = """
+        local v = redis.call('GET', KEYS[1])
+        if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+        if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+        return 0
+        """
+    private static let releaseScript = """
+        if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+        return 0
+        """
+
+    /// Heartbeats, renews what is owned, takes free partitions up to the fair share, and returns
+    /// the partitions now owned plus how many this worker should hold.
+    func refresh(owned: Set<Int>) async throws -> (owned: Set<Int>, share: Int) {
+        let nowMs = Int(Date().timeIntervalSince1970 * 1000)
+        let membership = try await redis.send([
+            ["ZADD", .string(membersKey), .string(String(nowMs)), .string(worker)],
+            ["ZREMRANGEBYSCORE", .string(membersKey), "-inf", .string(String(nowMs - ttlMilliseconds))],
+            ["ZCARD", .string(membersKey)],
+            ["PEXPIRE", .string(membersKey), .string(String(ttlMilliseconds * 10))],
+        ])
+        let live = max(1, Int(membership[2].integer ?? 1))
+        let share = (partitions + live - 1) / live
+        var result = Set<Int>()
+        let mine = owned.sorted()
+        if !mine.isEmpty {
+            let replies = try await redis.send(mine.map(renewCommand))
+            for (partition, reply) in zip(mine, replies) where reply.integer == 1 { result.insert(partition) }
+        }
+        if result.count < share {
+            // Start at a worker-specific offset so workers do not all race for partition 0.
+            let offset = Int(stableHash(worker) % UInt64(partitions))
+            let candidates = (0..<partitions).map { ($0 + offset) % partitions }.filter { !result.contains($0) }
+            let replies = try await redis.send(candidates.map { partition in
+                ["SET", .string(leaseKey(partition)), .string(worker), "NX", "PX", .string(String(ttlMilliseconds))]
+            })
+            var extra: [Int] = []
+            for (partition, reply) in zip(candidates, replies) where reply == .status("OK") {
+                if result.count < share { result.insert(partition) } else { extra.append(partition) }
+            }
+            try await release(extra)
+        }
+        return (result, share)
+    }
+
+    private func renewCommand(_ partition: Int) -> [RedisArgument] {
+        ["EVAL", .string(Self.renewScript), "1", .string(leaseKey(partition)), .string(worker), .string(String(ttlMilliseconds))]
+    }
+
+    /// Gives partitions back (only those still held by this worker).
+    func release(_ partitionsToRelease: [Int]) async throws {
+        guard !partitionsToRelease.isEmpty else { return }
+        _ = try await redis.send(partitionsToRelease.map { partition in
+            ["EVAL", .string(Self.releaseScript), "1", .string(leaseKey(partition)), .string(worker)]
+        })
+    }
+
+    /// Leaves the group: releases every partition and the heartbeat.
+    func leave(owned: Set<Int>) async {
+        try? await release(Array(owned))
+        _ = try? await redis.send([["ZREM", .string(membersKey), .string(worker)]])
+    }
+}

@@ -1,0 +1,34 @@
+import AgentConnectCore
+import EventBus
+
+/// Puts replies on the bus: messaging replies on `tac:outbound`, voice frames on the stream of the
+/// relay that holds the call (`tac:voice:<instance>`).
+enum ReplyPublisher {
+    /// A messaging reply for the outbound service to deliver exactly once.
+    static func publishMessage(
+        _ text: String, replyId: String, session: ConversationSession, mode: String, traceparent: String, bus: any EventBus
+    ) async throws {
+        let payload: JSONValue = [
+            "text": .string(text), "mode": .string(mode),
+            "customerAddress": JSONValue(session.authorInfo.address), "customerParticipantId": JSONValue(session.authorInfo.participantId),
+            "agentAddress": JSONValue(session.aiAgentInfo.address), "agentParticipantId": JSONValue(session.aiAgentInfo.participantId),
+            "channelId": JSONValue(session.metadata["channel_id"]),
+        ]
+        let event = BusEvent(
+            id: replyId, type: EventType.replyReady, conversationId: session.conversationId, channel: session.channel,
+            traceparent: Traceparent.continuing(traceparent).description, payload: payload)
+        _ = try await bus.publish(event, to: Streams.outbound)
+    }
+
+    /// One ConversationRelay frame for a live call. `turnId` and `sequence` let the relay drop frames of
+    /// an interrupted turn and duplicates of a turn redone after a worker died.
+    static func publishFrame(
+        _ frame: JSONValue, turnId: String, sequence: Int, conversationId: String, relayInstance: String, traceparent: String,
+        bus: any EventBus
+    ) async throws {
+        let event = BusEvent(
+            id: "\(turnId):f\(sequence)", type: EventType.voiceFrame, conversationId: conversationId, channel: .voice,
+            traceparent: traceparent, payload: ["turnId": .string(turnId), "seq": .number(Double(sequence)), "frame": frame])
+        _ = try await bus.publish(event, to: Streams.voice(instance: relayInstance))
+    }
+}

@@ -1,0 +1,138 @@
+import AgentConnectCore
+import EventBus
+import Foundation
+import Logging
+import Metrics
+import Store
+
+/// Turns inbound events into the author's callbacks.
+struct TurnHandler: Sendable {
+    let tac: TAC
+    let runtime: WorkerRuntime
+    private var logger: Logger { runtime.logger }
+
+    func handle(_ event: BusEvent, entry: BusEntry) async throws {
+        switch event.type {
+        case EventType.messageReceived:
+            try await message(event)
+        case EventType.voiceInterrupted:
+            let session = try await session(for: event)
+            let interrupt = InterruptMessage(
+                utteranceUntilInterrupt: event.payload["utteranceUntilInterrupt"]?.string ?? "",
+                durationUntilInterruptMs: Int(event.payload["durationUntilInterruptMs"]?.double ?? 0))
+            await tac.callbacks.withLockedValue(\.interrupt)?(session, interrupt)
+        case EventType.voiceDTMF:
+            let session = try await session(for: event)
+            await tac.callbacks.withLockedValue(\.dtmf)?(session, DTMFMessage(digit: event.payload["digit"]?.string ?? ""))
+        case EventType.voiceCallStatus:
+            let session = try await session(for: event)
+            let status = CallStatusEvent(kind: event.payload["kind"]?.string ?? "status", fields: event.payload["fields"]?.stringMap ?? [:])
+            await tac.callbacks.withLockedValue(\.callStatus)?(session, status)
+        case EventType.conversationEnded:
+            try await ended(event)
+        case EventType.conversationInactive:
+            try await runtime.store.setStatus(conversationId: event.conversationId, status: "INACTIVE")
+        case EventType.conversationStarted:
+            try await runtime.store.upsertConversation(ConversationRecord(id: event.conversationId, channel: event.channel))
+        default:
+            logger.debug("event type not handled by agents", metadata: ["event.type": "\(event.type)"])
+        }
+    }
+
+    private func message(_ event: BusEvent) async throws {
+        let started = ContinuousClock.now
+        let payload = event.payload
+        let text = payload["text"]?.string ?? ""
+        let stored = try await runtime.store.conversation(id: event.conversationId)
+        if let authorId = payload["authorParticipantId"]?.string, authorId == stored?.agentParticipantId {
+            logger.debug("dropping the agent's own message", metadata: ["conversation.id": "\(event.conversationId)"])
+            return
+        }
+        let session = buildSession(event, stored: stored)
+        let context = TurnContext(event: event, session: session, relayInstance: payload["relayInstance"]?.string)
+        let callback = tac.callbacks.withLockedValue(\.messageReady)
+        logger.info(
+            "turn",
+            metadata: [
+                "event.id": "\(event.id)", "conversation.id": "\(event.conversationId)", "channel": "\(event.channel.rawValue)",
+                "traceparent": "\(event.traceparent)",
+            ])
+        let reply = try await TurnContext.$current.withValue(context) { () async throws -> String? in
+            guard let callback else { return nil }
+            return try await callback(text, session, nil)
+        }
+        if let reply {
+            try await TurnContext.$current.withValue(context) {
+                if event.channel == .voice {
+                    try await VoiceChannel(unregistered: tac).sendResponse(conversationId: session.conversationId, response: reply)
+                } else {
+                    try await MessagingChannel(unregistered: tac, channel: event.channel).sendResponse(
+                        conversationId: session.conversationId, response: reply)
+                }
+            }
+        }
+        Timer(label: "agentconnect_agent_seconds", dimensions: [("channel", event.channel.rawValue)])
+            .recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+        await recordInbound(event, session: session, stored: stored)
+    }
+
+    private func ended(_ event: BusEvent) async throws {
+        let stored = try await runtime.store.conversation(id: event.conversationId)
+        let channel = event.payload["channelKnown"]?.bool == false ? (stored?.channel ?? event.channel) : event.channel
+        guard try await runtime.store.markEnded(conversationId: event.conversationId, channel: channel) else {
+            logger.debug("conversation already ended", metadata: ["conversation.id": "\(event.conversationId)"])
+            return
+        }
+        var session = stored.map(ConversationSession.init(record:)) ?? ConversationSession(conversationId: event.conversationId, channel: channel)
+        session.channel = channel
+        if channel == .voice { session.callSid = event.payload["callSid"]?.string ?? stored?.metadata["call_sid"] }
+        logger.info("conversation ended", metadata: ["conversation.id": "\(event.conversationId)", "reason": "\(event.payload["reason"]?.string ?? "")"])
+        await tac.callbacks.withLockedValue(\.conversationEnded)?(session)
+    }
+
+    /// A session for non-message events: the stored conversation, else what the event carries.
+    private func session(for event: BusEvent) async throws -> ConversationSession {
+        buildSession(event, stored: try await runtime.store.conversation(id: event.conversationId))
+    }
+
+    private func buildSession(_ event: BusEvent, stored: ConversationRecord?) -> ConversationSession {
+        let payload = event.payload
+        var metadata = stored?.metadata ?? [:]
+        if let channelId = payload["channelId"]?.string { metadata["channel_id"] = channelId }
+        let customerAddress = payload["authorAddress"]?.string ?? stored?.customerAddress
+        return ConversationSession(
+            conversationId: event.conversationId, channel: event.channel, callSid: payload["callSid"]?.string,
+            profileId: payload["profileId"]?.string ?? stored?.profileId,
+            authorInfo: ParticipantInfo(
+                address: customerAddress,
+                participantId: stored?.customerParticipantId ?? payload["authorParticipantId"]?.string),
+            aiAgentInfo: ParticipantInfo(
+                address: payload["agentAddress"]?.string ?? stored?.agentAddress,
+                participantId: payload["agentParticipantId"]?.string ?? stored?.agentParticipantId),
+            metadata: metadata,
+            direction: Direction(rawValue: payload["direction"]?.string ?? stored?.direction ?? "inbound") ?? .inbound)
+    }
+
+    /// History and the conversation row, written after the reply went out.
+    private func recordInbound(_ event: BusEvent, session: ConversationSession, stored: ConversationRecord?) async {
+        do {
+            if stored == nil || stored?.customerAddress == nil {
+                var metadata = session.metadata
+                metadata["mode"] = event.payload["mode"]?.string
+                if let callSid = session.callSid { metadata["call_sid"] = callSid }
+                try await runtime.store.upsertConversation(
+                    ConversationRecord(
+                        id: event.conversationId, channel: event.channel, direction: session.direction.rawValue,
+                        customerAddress: session.authorInfo.address, agentAddress: session.aiAgentInfo.address,
+                        customerParticipantId: session.authorInfo.participantId, agentParticipantId: session.aiAgentInfo.participantId,
+                        profileId: session.profileId, metadata: metadata))
+            }
+            try await runtime.store.appendMessage(
+                MessageRecord(
+                    id: event.id, conversationId: event.conversationId, channel: event.channel, direction: .inbound,
+                    authorAddress: session.authorInfo.address, body: event.payload["text"]?.string ?? ""))
+        } catch {
+            logger.warning("could not record inbound message", metadata: ["conversation.id": "\(event.conversationId)", "error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,34 @@
+import AgentConnectCore
+import EventBus
+import Store
+
+extension WorkerRuntime {
+    /// Records an agent reply in the history. Called after the reply is on the bus, so PostgreSQL
+    /// never delays it; a failure is logged, never fatal to the turn.
+    func recordOutbound(_ text: String, replyId: String, session: ConversationSession) async {
+        do {
+            try await store.appendMessage(
+                MessageRecord(
+                    id: replyId, conversationId: session.conversationId, channel: session.channel, direction: .outbound,
+                    authorAddress: session.aiAgentInfo.address, body: text))
+        } catch {
+            logger.warning("could not record reply", metadata: ["conversation.id": "\(session.conversationId)", "error": "\(error)"])
+        }
+    }
+
+    /// The voice-relay instance holding a call's socket, from its registration in Redis.
+    func relayInstance(of conversationId: String) async throws -> String? {
+        try await redis.command("GET", .string("tac:call:\(conversationId)")).string
+    }
+}
+
+extension ConversationSession {
+    /// A session from a stored conversation.
+    init(record: ConversationRecord) {
+        self.init(
+            conversationId: record.id, channel: record.channel, profileId: record.profileId,
+            authorInfo: ParticipantInfo(address: record.customerAddress, participantId: record.customerParticipantId),
+            aiAgentInfo: ParticipantInfo(address: record.agentAddress, participantId: record.agentParticipantId),
+            metadata: record.metadata, direction: Direction(rawValue: record.direction) ?? .inbound)
+    }
+}

@@ -1,0 +1,37 @@
+import AgentConnectCore
+import EventBus
+import Hummingbird
+import Logging
+import PostgresNIO
+import ServiceSupport
+import Store
+
+/// The connections a running worker uses: Redis (bus and leases) and PostgreSQL (history, memory).
+struct WorkerRuntime: Sendable {
+    let configuration: TACConfiguration
+    let logger: Logger
+    let redis: RedisClient
+    let bus: RedisStreamsEventBus
+    let postgres: PostgresClient
+    let store: PostgresStore
+
+    init(configuration: TACConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        redis = RedisClient(configuration: configuration.common.redis, logger: logger)
+        bus = RedisStreamsEventBus(client: redis, maxLength: configuration.common.streamMaxLength)
+        postgres = PostgresClient(configuration: configuration.common.database.clientConfiguration, backgroundLogger: logger)
+        store = PostgresStore(client: postgres, logger: logger)
+    }
+
+    /// `/health/*` and `/metrics` on the worker's port.
+    func httpServer(health: HealthState) -> some ApplicationProtocol {
+        let router = Router()
+        OperationalRoutes.add(to: router, health: health)
+        return Application(
+            router: router,
+            configuration: .init(
+                address: .hostname(configuration.common.host, port: configuration.common.port), serverName: "agent-worker"),
+            onServerRunning: { _ in health.markReady() }, logger: logger)
+    }
+}

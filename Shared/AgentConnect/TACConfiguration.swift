@@ -1,0 +1,59 @@
+import AgentConnectCore
+import EventBus
+import ServiceSupport
+import TwilioKit
+
+/// Everything an agent worker reads from the environment (ARCHITECTURE §3).
+public struct TACConfiguration: Sendable {
+    /// Bind address, port, Redis, PostgreSQL, instance id, partitions.
+    public var common: CommonConfiguration
+    /// The agent's own addresses per channel.
+    public var senders: Senders
+    /// `TWILIO_CONVERSATION_CONFIGURATION_ID`; nil = relay-only voice and classic messaging.
+    public var conversationConfigurationId: String?
+    /// `TWILIO_VOICE_PUBLIC_DOMAIN`, for outbound calls.
+    public var voicePublicDomain: String?
+    /// `TAC_MEMORY_MODE` and `TAC_<CHANNEL>_MEMORY_MODE`.
+    public var memoryModes: [ChannelKind: MemoryMode]
+    /// `OUTBOUND_URL`: the outbound service's API.
+    public var outboundURL: String
+    /// `OUTBOUND_API_TOKEN`: its bearer token.
+    public var outboundAPIToken: String?
+    /// `AGENT_MAX_DELIVERIES`: tries before a failing turn goes to the dead-letter stream.
+    public var maxDeliveries: Int
+    /// `AGENT_VISIBILITY_TIMEOUT_MS`: when a failed turn is retried.
+    public var visibilityTimeoutMilliseconds: Int
+    /// `AGENT_LEASE_TTL_MS`: how long a dead worker's partitions stay orphaned.
+    public var leaseTTLMilliseconds: Int
+    /// `TAC_HISTORY_LIMIT`: how many earlier messages agents get as history.
+    public var historyLimit: Int
+    /// The raw environment, for agents' own settings.
+    public var environment: Environment
+
+    /// Reads and validates the process environment.
+    public static func fromEnvironment() throws -> TACConfiguration {
+        try TACConfiguration(environment: .process())
+    }
+
+    public init(environment: Environment) throws {
+        self.environment = environment
+        common = try CommonConfiguration(environment: environment, defaultPort: 8084)
+        senders = try Senders(environment: environment)
+        conversationConfigurationId = environment.string("TWILIO_CONVERSATION_CONFIGURATION_ID")
+        voicePublicDomain = PublicURL.normalizedDomain(environment.string("TWILIO_VOICE_PUBLIC_DOMAIN"))
+        let modes = MemoryMode.allCases.map(\.rawValue)
+        let fallback = MemoryMode(rawValue: try environment.choice("TAC_MEMORY_MODE", default: "never", allowed: modes)) ?? .never
+        var memoryModes: [ChannelKind: MemoryMode] = [:]
+        for channel in ChannelKind.allCases {
+            let name = "TAC_\(channel.rawValue.uppercased())_MEMORY_MODE"
+            memoryModes[channel] = MemoryMode(rawValue: try environment.choice(name, default: fallback.rawValue, allowed: modes)) ?? fallback
+        }
+        self.memoryModes = memoryModes
+        outboundURL = try environment.url("OUTBOUND_URL", default: "http://127.0.0.1:8083")
+        outboundAPIToken = environment.string("OUTBOUND_API_TOKEN")
+        maxDeliveries = try environment.int("AGENT_MAX_DELIVERIES", default: 5, range: 1...100)
+        visibilityTimeoutMilliseconds = try environment.int("AGENT_VISIBILITY_TIMEOUT_MS", default: 30_000, range: 100...3_600_000)
+        leaseTTLMilliseconds = try environment.int("AGENT_LEASE_TTL_MS", default: 10_000, range: 300...600_000)
+        historyLimit = try environment.int("TAC_HISTORY_LIMIT", default: 20, range: 0...500)
+    }
+}

@@ -1,0 +1,37 @@
+/// The event types that travel on the bus (ARCHITECTURE §2).
+public enum EventType {
+    /// A customer's turn: an SMS/WhatsApp/RCS/Chat message or a final voice prompt.
+    public static let messageReceived = "message.received"
+    /// A conversation began (orchestrator `PARTICIPANT_ADDED`).
+    public static let conversationStarted = "conversation.started"
+    /// A conversation went `INACTIVE`.
+    public static let conversationInactive = "conversation.inactive"
+    /// A conversation ended (`CLOSED`, call hang-up, handoff).
+    public static let conversationEnded = "conversation.ended"
+    /// The caller interrupted the agent's speech.
+    public static let voiceInterrupted = "voice.interrupted"
+    /// The caller pressed a key.
+    public static let voiceDTMF = "voice.dtmf"
+    /// A ConversationRelay session or call status callback.
+    public static let voiceCallStatus = "voice.call-status"
+    /// A Conversation Intelligence operator result.
+    public static let intelligenceResult = "intelligence.result"
+    /// An agent reply to deliver on a messaging channel.
+    public static let replyReady = "reply.ready"
+    /// A frame for a live ConversationRelay socket (text token, play, end, …).
+    public static let voiceFrame = "voice.frame"
+}
+
+/// Stream names (ARCHITECTURE §2).
+public enum Streams {
+    /// Customer turns and lifecycle events, consumed by agent-workers.
+    public static let inbound = "tac:inbound"
+    /// Messaging replies, consumed by outbound.
+    public static let outbound = "tac:outbound"
+    /// Entries that failed too often, with their error.
+    public static let dead = "tac:dead"
+    /// The reply-frame stream of one voice-relay instance.
+    public static func voice(instance: String) -> String { "tac:voice:\(instance)" }
+    /// One partition of the inbound stream.
+    public static func inboundPartition(_ index: Int) -> String { "\(inbound):\(index)" }
+}

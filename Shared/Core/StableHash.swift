@@ -1,0 +1,16 @@
+/// FNV-1a 64-bit: a hash that is the same in every process and release, for partitioning and ids.
+public func stableHash(_ text: String) -> UInt64 {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in text.utf8 {
+        hash ^= UInt64(byte)
+        hash = hash &* 0x100_0000_01b3
+    }
+    return hash
+}
+
+extension Duration {
+    /// Whole nanoseconds (for metrics timers).
+    public var nanoseconds: Int64 {
+        components.seconds &* 1_000_000_000 &+ components.attoseconds / 1_000_000_000
+    }
+}

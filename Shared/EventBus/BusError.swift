@@ -1,0 +1,24 @@
+/// A failure of the event bus.
+public struct BusError: Error, CustomStringConvertible, Sendable {
+    /// What kind of failure.
+    public enum Code: String, Sendable {
+        /// Redis could not be reached or the connection dropped; retry later.
+        case unavailable
+        /// Redis answered with an error reply.
+        case server
+        /// A reply had an unexpected shape.
+        case protocolViolation
+        /// An entry could not be decoded into an event.
+        case malformedEntry
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "bus \(code.rawValue): \(message)" }
+}

@@ -1,0 +1,79 @@
+import AgentConnectCore
+
+/// One entry read from a stream.
+public struct BusEntry: Sendable {
+    /// The stream it was read from.
+    public var stream: String
+    /// The stream entry id (`1700000000000-0`).
+    public var id: String
+    /// The decoded event, or `nil` when the entry could not be decoded (see `raw`).
+    public var event: BusEvent?
+    /// The raw `e` field, kept for dead-lettering entries that do not decode.
+    public var raw: [UInt8]
+    /// How many times the group has delivered this entry (1 on first delivery).
+    public var deliveries: Int
+
+    public init(stream: String, id: String, event: BusEvent?, raw: [UInt8], deliveries: Int = 1) {
+        self.stream = stream
+        self.id = id
+        self.event = event
+        self.raw = raw
+        self.deliveries = deliveries
+    }
+}
+
+/// The outcome of a deduplicated publish.
+public enum PublishOutcome: Sendable, Equatable {
+    /// The event is on the stream with this entry id.
+    case published(String)
+    /// The dedup key was seen before; nothing was published.
+    case duplicate
+}
+
+/// Normalized events between services (ARCHITECTURE §2): at-least-once delivery through consumer
+/// groups, reclaiming of entries a dead consumer left pending, and a dead-letter stream.
+public protocol EventBus: Sendable {
+    /// Appends `event` to `stream`; returns the entry id once the event is on the bus.
+    func publish(_ event: BusEvent, to stream: String) async throws -> String
+
+    /// Appends `event` unless `dedupKey` was used within `ttlSeconds`; the check and the append are atomic.
+    func publish(_ event: BusEvent, to stream: String, dedupKey: String, ttlSeconds: Int) async throws -> PublishOutcome
+
+    /// Creates `group` on `stream` (and the stream) if missing; harmless when it exists.
+    func ensureGroup(_ group: String, on stream: String) async throws
+
+    /// Reads new entries for `consumer` in `group`, waiting up to `blockMilliseconds` when there are none.
+    func readGroup(_ group: String, consumer: String, streams: [String], count: Int, blockMilliseconds: Int) async throws -> [BusEntry]
+
+    /// Acknowledges entries so they are not delivered again.
+    func ack(_ group: String, stream: String, ids: [String]) async throws
+
+    /// Takes over entries pending longer than `minIdleMilliseconds` (a dead or stuck consumer's),
+    /// with their delivery counts.
+    func reclaim(_ group: String, consumer: String, stream: String, minIdleMilliseconds: Int, count: Int) async throws -> [BusEntry]
+
+    /// Moves an entry to ``Streams/dead`` with the error, and acknowledges it.
+    func deadLetter(_ entry: BusEntry, group: String, error: String) async throws
+
+    /// Reads entries after the given ids without a group (`XREAD`), waiting up to `blockMilliseconds`.
+    func read(after positions: [String: String], count: Int, blockMilliseconds: Int) async throws -> [BusEntry]
+
+    /// Entries in the group not yet acknowledged.
+    func pendingCount(_ group: String, stream: String) async throws -> Int
+
+    /// Number of entries on a stream.
+    func length(of stream: String) async throws -> Int
+}
+
+/// Chooses the inbound partition of a conversation so all its events land on one stream.
+public enum Partitioner {
+    /// A stable hash (FNV-1a, 64-bit) of the conversation id modulo `partitions`.
+    public static func partition(of conversationId: String, partitions: Int) -> Int {
+        Int(stableHash(conversationId) % UInt64(max(1, partitions)))
+    }
+
+    /// The inbound stream for a conversation.
+    public static func inboundStream(for conversationId: String, partitions: Int) -> String {
+        Streams.inboundPartition(partition(of: conversationId, partitions: partitions))
+    }
+}

@@ -1,0 +1,164 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// A Redis client that reconnects by itself.
+///
+/// Ordinary commands share one pipelined connection; blocking reads borrow a dedicated connection
+/// from a small pool (``withBlockingConnection(_:)``), so a `BLOCK` never delays anything else. When
+/// Redis goes away, calls fail fast with ``BusError/Code/unavailable`` and the next call reconnects.
+public final class RedisClient: Sendable {
+    private enum State {
+        case idle
+        case connecting([CheckedContinuation<RedisConnection, any Error>])
+        case connected(RedisConnection)
+    }
+
+    /// Where Redis is.
+    public let configuration: RedisConfiguration
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let shared = NIOLockedValueBox<State>(.idle)
+    private let idleBlocking = NIOLockedValueBox<[RedisConnection]>([])
+    private let maxIdleBlocking = 32
+
+    public init(configuration: RedisConfiguration, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) {
+        self.configuration = configuration
+        self.group = eventLoopGroup
+        self.logger = logger
+    }
+
+    /// Sends a batch on the shared connection (one write) and returns the replies in order.
+    public func send(_ commands: [[RedisArgument]]) async throws -> [RedisValue] {
+        let connection = try await sharedConnection()
+        do {
+            return try await connection.send(commands)
+        } catch let error as BusError where error.code == .unavailable {
+            dropShared(connection)
+            throw error
+        }
+    }
+
+    /// Sends one command on the shared connection, throwing on an error reply.
+    @discardableResult
+    public func command(_ arguments: RedisArgument...) async throws -> RedisValue {
+        try await command(arguments)
+    }
+
+    /// Sends one command on the shared connection, throwing on an error reply.
+    @discardableResult
+    public func command(_ arguments: [RedisArgument]) async throws -> RedisValue {
+        let reply = try await send([arguments])[0]
+        if case .error(let message) = reply { throw BusError(.server, message) }
+        return reply
+    }
+
+    /// Runs `body` with a connection nobody else uses (for `BLOCK` reads). Cancelling the task
+    /// closes that connection, so a blocked read ends at once.
+    public func withBlockingConnection<T: Sendable>(_ body: (RedisConnection) async throws -> T) async throws -> T {
+        let connection = try await borrowBlocking()
+        do {
+            let result = try await withTaskCancellationHandler {
+                try await body(connection)
+            } onCancel: {
+                connection.close()
+            }
+            returnBlocking(connection)
+            return result
+        } catch {
+            connection.close()
+            throw error
+        }
+    }
+
+    /// Closes every connection.
+    public func shutdown() {
+        let state = shared.withLockedValue { state -> State in
+            let old = state
+            state = .idle
+            return old
+        }
+        if case .connected(let connection) = state { connection.close() }
+        for connection in idleBlocking.withLockedValue({ list -> [RedisConnection] in
+            defer { list.removeAll() }
+            return list
+        }) {
+            connection.close()
+        }
+    }
+
+    private func connect() async throws -> RedisConnection {
+        try await RedisConnection.connect(
+            host: configuration.host, port: configuration.port, password: configuration.password,
+            database: configuration.database, on: group)
+    }
+
+    private func sharedConnection() async throws -> RedisConnection {
+        enum Next { case use(RedisConnection), wait, connect }
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<RedisConnection, any Error>) in
+            let next = shared.withLockedValue { state -> Next in
+                switch state {
+                case .connected(let connection) where connection.isActive:
+                    return .use(connection)
+                case .connecting(var waiters):
+                    waiters.append(continuation)
+                    state = .connecting(waiters)
+                    return .wait
+                case .idle, .connected:
+                    state = .connecting([continuation])
+                    return .connect
+                }
+            }
+            switch next {
+            case .use(let connection): continuation.resume(returning: connection)
+            case .wait: break
+            case .connect:
+                let client = self
+                // Connection setup runs on the event loop; the waiters are resumed when it completes.
+                group.any().makeFutureWithTask {
+                    try await client.connect()
+                }.whenComplete { result in
+                    client.finishConnecting(result)
+                }
+            }
+        }
+    }
+
+    private func finishConnecting(_ result: Result<RedisConnection, any Error>) {
+        let waiters = shared.withLockedValue { state -> [CheckedContinuation<RedisConnection, any Error>] in
+            guard case .connecting(let waiters) = state else { return [] }
+            switch result {
+            case .success(let connection): state = .connected(connection)
+            case .failure: state = .idle
+            }
+            return waiters
+        }
+        if case .success = result { logger.debug("redis connected", metadata: ["redis.host": "\(configuration.host)"]) }
+        for waiter in waiters { waiter.resume(with: result) }
+    }
+
+    private func dropShared(_ connection: RedisConnection) {
+        shared.withLockedValue { state in
+            if case .connected(let current) = state, current === connection { state = .idle }
+        }
+        connection.close()
+    }
+
+    private func borrowBlocking() async throws -> RedisConnection {
+        while let connection = idleBlocking.withLockedValue({ $0.popLast() }) {
+            if connection.isActive { return connection }
+        }
+        return try await connect()
+    }
+
+    private func returnBlocking(_ connection: RedisConnection) {
+        guard connection.isActive else { return }
+        let kept = idleBlocking.withLockedValue { list -> Bool in
+            guard list.count < maxIdleBlocking else { return false }
+            list.append(connection)
+            return true
+        }
+        if !kept { connection.close() }
+    }
+}

@@ -1,0 +1,127 @@
+import CHiredis
+import NIOCore
+
+/// A batch of encoded commands written in one outbound message, with one promise per command.
+struct RedisRequest: Sendable {
+    var bytes: ByteBuffer
+    var promises: [EventLoopPromise<RedisValue>]
+    /// Set on the event loop when the handler has queued the promises.
+    let taken = EventLoopFlag()
+}
+
+/// A flag read and written only on one channel's event loop.
+final class EventLoopFlag: @unchecked Sendable {
+    var value = false
+}
+
+/// Encodes commands as RESP arrays of bulk strings (binary-safe).
+enum RESPEncoder {
+    static func encode(_ command: [RedisArgument], into buffer: inout ByteBuffer) {
+        buffer.writeString("*\(command.count)\r\n")
+        for argument in command {
+            switch argument {
+            case .string(let text):
+                buffer.writeString("$\(text.utf8.count)\r\n")
+                buffer.writeString(text)
+            case .bytes(let bytes):
+                buffer.writeString("$\(bytes.count)\r\n")
+                buffer.writeBytes(bytes)
+            }
+            buffer.writeStaticString("\r\n")
+        }
+    }
+}
+
+/// One argument of a Redis command.
+public enum RedisArgument: Sendable, ExpressibleByStringLiteral, ExpressibleByIntegerLiteral {
+    case string(String)
+    case bytes([UInt8])
+
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(integerLiteral value: Int) { self = .string(String(value)) }
+}
+
+/// Owns hiredis's `redisReader`, confined to one event loop.
+final class HiredisReader {
+    private let reader: UnsafeMutablePointer<redisReader>
+
+    init() {
+        reader = redisReaderCreate()
+    }
+
+    deinit {
+        redisReaderFree(reader)
+    }
+
+    func feed(_ buffer: ByteBuffer) {
+        buffer.withUnsafeReadableBytes { bytes in
+            _ = bytes.withMemoryRebound(to: CChar.self) { chars in
+                redisReaderFeed(reader, chars.baseAddress, chars.count)
+            }
+        }
+    }
+
+    /// The next complete reply, `nil` when more input is needed; throws on a protocol error.
+    func next() throws -> RedisValue? {
+        var raw: UnsafeMutableRawPointer?
+        guard redisReaderGetReply(reader, &raw) == REDIS_OK else {
+            let message = withUnsafeBytes(of: reader.pointee.errstr) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            throw BusError(.protocolViolation, "RESP parse error: \(message)")
+        }
+        guard let raw else { return nil }
+        defer { freeReplyObject(raw) }
+        return RedisValue(reply: raw.assumingMemoryBound(to: redisReply.self))
+    }
+}
+
+/// Writes command batches and matches replies to promises in order, parsing with hiredis.
+final class RedisCommandHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = RedisRequest
+    typealias OutboundOut = ByteBuffer
+
+    private let reader = HiredisReader()
+    private var pending = CircularBuffer<EventLoopPromise<RedisValue>>(initialCapacity: 64)
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let request = unwrapOutboundIn(data)
+        request.taken.value = true
+        pending.append(contentsOf: request.promises)
+        context.write(wrapOutboundOut(request.bytes), promise: promise)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        reader.feed(unwrapInboundIn(data))
+        do {
+            while let value = try reader.next() {
+                guard let promise = pending.popFirst() else {
+                    failAll(BusError(.protocolViolation, "reply without a request"))
+                    context.close(promise: nil)
+                    return
+                }
+                promise.succeed(value)
+            }
+        } catch {
+            failAll(error)
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        failAll(BusError(.unavailable, "connection closed"))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        failAll(BusError(.unavailable, "connection error: \(error)"))
+        context.close(promise: nil)
+    }
+
+    private func failAll(_ error: any Error) {
+        while let promise = pending.popFirst() {
+            promise.fail(error)
+        }
+    }
+}

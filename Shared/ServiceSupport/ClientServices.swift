@@ -1,0 +1,16 @@
+import EventBus
+import ServiceLifecycle
+
+/// Closes the Redis client's connections when the group shuts down.
+public struct RedisClientService: Service {
+    let client: RedisClient
+
+    public init(client: RedisClient) {
+        self.client = client
+    }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        client.shutdown()
+    }
+}

@@ -1,0 +1,37 @@
+import AgentConnectCore
+import EventBus
+import Foundation
+import Store
+
+/// Settings every service reads (ARCHITECTURE §3), validated at start-up.
+public struct CommonConfiguration: Sendable {
+    /// Bind address (`HTTP_HOST`).
+    public var host: String
+    /// Port (`HTTP_PORT`).
+    public var port: Int
+    /// `REDIS_URL`.
+    public var redis: RedisConfiguration
+    /// `DATABASE_URL`.
+    public var database: DatabaseConfiguration
+    /// This replica's name (`INSTANCE_ID`, default hostname-pid): consumer names, voice routing.
+    public var instanceId: String
+    /// Number of inbound partition streams (`TAC_INBOUND_PARTITIONS`); the same on every service.
+    public var inboundPartitions: Int
+    /// `BUS_STREAM_MAXLEN`: approximate cap on each stream.
+    public var streamMaxLength: Int
+
+    public init(environment: Environment, defaultPort: Int) throws {
+        host = environment.string("HTTP_HOST", default: "127.0.0.1")
+        port = try environment.int("HTTP_PORT", default: defaultPort, range: 0...65535)
+        redis = try RedisConfiguration(url: try environment.url("REDIS_URL", default: "redis://127.0.0.1:6379"))
+        database = try DatabaseConfiguration(
+            url: try environment.url("DATABASE_URL", default: "postgres://agentconnect:agentconnect@127.0.0.1:5432/agentconnect"))
+        let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "local"
+        instanceId = environment.string("INSTANCE_ID") ?? "\(host)-\(ProcessInfo.processInfo.processIdentifier)"
+        guard instanceId.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }) else {
+            throw ConfigurationError(variable: "INSTANCE_ID", reason: "may hold only letters, digits, '-', '_' and '.'")
+        }
+        inboundPartitions = try environment.int("TAC_INBOUND_PARTITIONS", default: 16, range: 1...1024)
+        streamMaxLength = try environment.int("BUS_STREAM_MAXLEN", default: 1_000_000, range: 1000...100_000_000)
+    }
+}

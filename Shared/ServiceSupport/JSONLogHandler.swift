@@ -1,0 +1,34 @@
+import AgentConnectCore
+import Foundation
+import Logging
+
+/// Writes one JSON object per line to stderr: `ts`, `level`, `service`, `msg`, then the metadata.
+public struct JSONLogHandler: LogHandler {
+    public var logLevel: Logger.Level
+    public var metadata: Logger.Metadata = [:]
+    private let label: String
+
+    public init(label: String, level: Logger.Level) {
+        self.label = label
+        self.logLevel = level
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var object: [String: String] = [
+            "ts": Timestamp.iso8601(Date()), "level": event.level.rawValue, "service": label, "msg": "\(event.message)",
+        ]
+        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { _, new in new }) {
+            object[key] = "\(value)"
+        }
+        guard var line = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else {
+            return
+        }
+        line.append(0x0a)
+        FileHandle.standardError.write(line)
+    }
+}

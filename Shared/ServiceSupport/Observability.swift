@@ -1,0 +1,43 @@
+import AgentConnectCore
+import Logging
+import Metrics
+import NIOConcurrencyHelpers
+import Prometheus
+
+/// Process-wide logging and metrics set-up: swift-log (text, or JSON lines when `LOG_FORMAT=json`)
+/// and swift-metrics backed by a Prometheus registry that `/metrics` renders.
+public enum Observability {
+    private static let registryBox = NIOLockedValueBox<PrometheusCollectorRegistry?>(nil)
+
+    /// Latency buckets fine enough for sub-millisecond hops and coarse enough for slow Twilio calls.
+    static let durationBuckets: [Duration] = [
+        .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(3),
+        .milliseconds(5), .milliseconds(10), .milliseconds(15), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+        .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+    ]
+
+    /// Bootstraps logging and metrics once per process and returns the registry.
+    @discardableResult
+    public static func bootstrap(service: String, level: Logger.Level, json: Bool) -> PrometheusCollectorRegistry {
+        registryBox.withLockedValue { existing in
+            if let existing { return existing }
+            LoggingSystem.bootstrap { label in
+                if json { return JSONLogHandler(label: service, level: level) }
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+            let registry = PrometheusCollectorRegistry()
+            var factory = PrometheusMetricsFactory(registry: registry)
+            factory.defaultDurationHistogramBuckets = durationBuckets
+            MetricsSystem.bootstrap(factory)
+            existing = registry
+            return registry
+        }
+    }
+
+    /// The registry, bootstrapping a text-logging default when nothing did yet (tests).
+    public static var registry: PrometheusCollectorRegistry {
+        registryBox.withLockedValue { $0 } ?? bootstrap(service: "test", level: .info, json: false)
+    }
+}

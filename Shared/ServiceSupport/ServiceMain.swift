@@ -1,0 +1,68 @@
+import AgentConnectCore
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// The shared `main` of every executable: reads `LOG_LEVEL`/`LOG_FORMAT`, builds the service group,
+/// runs it until SIGTERM or SIGINT and exits 0 after draining; a configuration error is printed and
+/// exits 2 before anything starts.
+public enum ServiceMain {
+    public static func run(
+        service name: String, build: @Sendable (Environment, Logger) async throws -> ServiceGroup
+    ) async -> Never {
+        let environment = Environment.process()
+        let logger: Logger
+        do {
+            let level = try environment.choice(
+                "LOG_LEVEL", default: "info", allowed: ["trace", "debug", "info", "notice", "warning", "error", "critical"])
+            let format = try environment.choice("LOG_FORMAT", default: "text", allowed: ["text", "json"])
+            Observability.bootstrap(service: name, level: Logger.Level(rawValue: level) ?? .info, json: format == "json")
+            logger = Logger(label: name)
+        } catch {
+            fail(name, error)
+        }
+        let group: ServiceGroup
+        do {
+            group = try await build(environment, logger)
+        } catch {
+            fail(name, error)
+        }
+        do {
+            try await group.run()
+            logger.info("stopped")
+            exit(0)
+        } catch {
+            logger.critical("service failed", metadata: ["error": "\(error)"])
+            exit(1)
+        }
+    }
+
+    private static func fail(_ name: String, _ error: any Error) -> Never {
+        FileHandle.standardError.write(Data("\(name): \(error)\n".utf8))
+        exit(2)
+    }
+
+    /// One service group with the house order: clients first, consumers next, HTTP last, and a
+    /// draining marker after everything (stopped first, so `/health/ready` turns 503 at once).
+    public static func group(services: [any Service], health: HealthState, logger: Logger) -> ServiceGroup {
+        var configured = services.map {
+            ServiceGroupConfiguration.ServiceConfiguration(
+                service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
+        }
+        configured.append(.init(service: ReadinessService(health: health, logger: logger)))
+        return ServiceGroup(
+            configuration: .init(services: configured, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    }
+}
+
+/// Marks the service draining as soon as shutdown begins (the HTTP server marks it ready once it listens).
+struct ReadinessService: Service {
+    let health: HealthState
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        health.markDraining()
+        logger.info("draining")
+    }
+}

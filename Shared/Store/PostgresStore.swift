@@ -1,0 +1,163 @@
+import AgentConnectCore
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The repositories on PostgreSQL through one `PostgresClient` (run it in the service group).
+public struct PostgresStore: Sendable {
+    /// The pooled client.
+    public let client: PostgresClient
+    let logger: Logger
+
+    public init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    /// Whether the error is a unique-constraint violation.
+    static func isUniqueViolation(_ error: any Error) -> Bool {
+        (error as? PSQLError)?.serverInfo?[.sqlState] == "23505"
+    }
+
+    /// Encodes a string map as JSON text for a `jsonb` parameter.
+    static func json(_ map: [String: String]) -> String {
+        (try? String(decoding: JSONEncoder().encode(map), as: UTF8.self)) ?? "{}"
+    }
+
+    static func map(fromJSON text: String) -> [String: String] {
+        (try? JSONDecoder().decode([String: String].self, from: Data(text.utf8))) ?? [:]
+    }
+}
+
+extension PostgresStore: ConversationStore {
+    public func upsertConversation(_ record: ConversationRecord) async throws {
+        try await client.query(
+            """
+            INSERT INTO conversations (id, channel, status, direction, customer_address, agent_address,
+                customer_participant_id, agent_participant_id, profile_id, metadata)
+            VALUES (\(record.id), \(record.channel.rawValue), \(record.status), \(record.direction), \(record.customerAddress),
+                \(record.agentAddress), \(record.customerParticipantId), \(record.agentParticipantId), \(record.profileId),
+                \(Self.json(record.metadata))::jsonb)
+            ON CONFLICT (id) DO UPDATE SET
+                customer_address = COALESCE(EXCLUDED.customer_address, conversations.customer_address),
+                agent_address = COALESCE(EXCLUDED.agent_address, conversations.agent_address),
+                customer_participant_id = COALESCE(EXCLUDED.customer_participant_id, conversations.customer_participant_id),
+                agent_participant_id = COALESCE(EXCLUDED.agent_participant_id, conversations.agent_participant_id),
+                profile_id = COALESCE(EXCLUDED.profile_id, conversations.profile_id),
+                metadata = conversations.metadata || EXCLUDED.metadata,
+                updated_at = now()
+            """, logger: logger)
+    }
+
+    public func conversation(id: String) async throws -> ConversationRecord? {
+        let rows = try await client.query(
+            """
+            SELECT id, channel, status, direction, customer_address, agent_address, customer_participant_id,
+                agent_participant_id, profile_id, metadata::text
+            FROM conversations WHERE id = \(id)
+            """, logger: logger)
+        for try await row in rows.decode(
+            (String, String, String, String, String?, String?, String?, String?, String?, String).self)
+        {
+            return ConversationRecord(
+                id: row.0, channel: ChannelKind(rawValue: row.1) ?? .sms, status: row.2, direction: row.3, customerAddress: row.4,
+                agentAddress: row.5, customerParticipantId: row.6, agentParticipantId: row.7, profileId: row.8,
+                metadata: Self.map(fromJSON: row.9))
+        }
+        return nil
+    }
+
+    public func setStatus(conversationId: String, status: String) async throws {
+        try await client.query(
+            "UPDATE conversations SET status = \(status), updated_at = now() WHERE id = \(conversationId)", logger: logger)
+    }
+
+    public func markEnded(conversationId: String, channel: ChannelKind) async throws -> Bool {
+        let rows = try await client.query(
+            """
+            INSERT INTO conversations (id, channel, status, ended_at) VALUES (\(conversationId), \(channel.rawValue), 'CLOSED', now())
+            ON CONFLICT (id) DO UPDATE SET ended_at = now(), status = 'CLOSED', updated_at = now()
+                WHERE conversations.ended_at IS NULL
+            RETURNING id
+            """, logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+}
+
+extension PostgresStore: MessageStore {
+    public func appendMessage(_ message: MessageRecord) async throws -> Bool {
+        let rows = try await client.query(
+            """
+            INSERT INTO messages (id, conversation_id, channel, direction, author_address, body, created_at)
+            VALUES (\(message.id), \(message.conversationId), \(message.channel.rawValue), \(message.direction.rawValue),
+                \(message.authorAddress), \(message.body), \(message.createdAt))
+            ON CONFLICT (id) DO NOTHING RETURNING id
+            """, logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+
+    public func history(conversationId: String, limit: Int) async throws -> [MessageRecord] {
+        let rows = try await client.query(
+            """
+            SELECT id, channel, direction, author_address, body, created_at FROM (
+                SELECT * FROM messages WHERE conversation_id = \(conversationId) ORDER BY created_at DESC, id DESC LIMIT \(limit)
+            ) latest ORDER BY created_at, id
+            """, logger: logger)
+        var result: [MessageRecord] = []
+        for try await row in rows.decode((String, String, String, String?, String, Date).self) {
+            result.append(
+                MessageRecord(
+                    id: row.0, conversationId: conversationId, channel: ChannelKind(rawValue: row.1) ?? .sms,
+                    direction: MessageRecord.Direction(rawValue: row.2) ?? .inbound, authorAddress: row.3, body: row.4,
+                    createdAt: row.5))
+        }
+        return result
+    }
+}
+
+extension PostgresStore: DeliveryStore {
+    public func insertDelivery(replyId: String, conversationId: String, channel: ChannelKind) async throws {
+        do {
+            try await client.query(
+                """
+                INSERT INTO deliveries (reply_id, conversation_id, channel) VALUES (\(replyId), \(conversationId), \(channel.rawValue))
+                """, logger: logger)
+        } catch where Self.isUniqueViolation(error) {
+            throw StoreError(.duplicate, "a delivery row for reply \(replyId) already exists")
+        }
+    }
+
+    public func deliveryStatus(replyId: String) async throws -> DeliveryStatus? {
+        let rows = try await client.query("SELECT status FROM deliveries WHERE reply_id = \(replyId)", logger: logger)
+        for try await status in rows.decode(String.self) { return DeliveryStatus(rawValue: status) }
+        return nil
+    }
+
+    public func markDelivered(replyId: String, providerId: String?) async throws {
+        try await client.query(
+            """
+            UPDATE deliveries SET status = 'sent', provider_id = \(providerId), attempts = attempts + 1, sent_at = now()
+            WHERE reply_id = \(replyId)
+            """, logger: logger)
+    }
+
+    public func markDeliveryFailed(replyId: String, error: String) async throws {
+        try await client.query(
+            "UPDATE deliveries SET status = 'failed', error = \(error), attempts = attempts + 1 WHERE reply_id = \(replyId)",
+            logger: logger)
+    }
+}
+
+extension PostgresStore: ProcessedEventStore {
+    public func markProcessed(consumer: String, eventId: String) async throws -> Bool {
+        let rows = try await client.query(
+            """
+            INSERT INTO processed_events (consumer, event_id) VALUES (\(consumer), \(eventId))
+            ON CONFLICT DO NOTHING RETURNING event_id
+            """, logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+}

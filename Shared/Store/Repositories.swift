@@ -1,0 +1,40 @@
+import AgentConnectCore
+
+/// Conversations and their resolved participants.
+public protocol ConversationStore: Sendable {
+    /// Inserts or updates a conversation (non-nil fields win over stored ones).
+    func upsertConversation(_ record: ConversationRecord) async throws
+    /// A conversation by id.
+    func conversation(id: String) async throws -> ConversationRecord?
+    /// Sets the orchestrator status (`ACTIVE`, `INACTIVE`, `CLOSED`).
+    func setStatus(conversationId: String, status: String) async throws
+    /// Marks the conversation ended; true only for the first caller, so "ended" fires once.
+    func markEnded(conversationId: String, channel: ChannelKind) async throws -> Bool
+}
+
+/// The communication history.
+public protocol MessageStore: Sendable {
+    /// Appends a message; returns false when a message with that id is already stored.
+    @discardableResult
+    func appendMessage(_ message: MessageRecord) async throws -> Bool
+    /// The latest `limit` messages of a conversation, oldest first.
+    func history(conversationId: String, limit: Int) async throws -> [MessageRecord]
+}
+
+/// One row per reply, so a reply is sent once.
+public protocol DeliveryStore: Sendable {
+    /// Creates the reply's row; throws ``StoreError/Code/duplicate`` when it exists.
+    func insertDelivery(replyId: String, conversationId: String, channel: ChannelKind) async throws
+    /// The row's status, or nil when there is none.
+    func deliveryStatus(replyId: String) async throws -> DeliveryStatus?
+    /// Records the send.
+    func markDelivered(replyId: String, providerId: String?) async throws
+    /// Records a final failure.
+    func markDeliveryFailed(replyId: String, error: String) async throws
+}
+
+/// Idempotent consumers: remember which events a consumer has applied.
+public protocol ProcessedEventStore: Sendable {
+    /// Records the event; false when the consumer had already processed it.
+    func markProcessed(consumer: String, eventId: String) async throws -> Bool
+}

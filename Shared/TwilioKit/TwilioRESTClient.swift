@@ -1,0 +1,131 @@
+import AgentConnectCore
+import AsyncHTTPClient
+import Foundation
+import Logging
+import Metrics
+import NIOCore
+import NIOHTTP1
+
+/// Base URLs and credentials of Twilio's REST APIs (ARCHITECTURE §3); overridable for `twilio-sim`.
+public struct TwilioAPIConfiguration: Sendable {
+    public var accountSid: String
+    public var username: String
+    public var password: String
+    public var apiBaseURL: String
+    public var conversationsBaseURL: String
+    public var studioBaseURL: String
+
+    public init(
+        accountSid: String, username: String, password: String, apiBaseURL: String = "https://api.twilio.com",
+        conversationsBaseURL: String = "https://conversations.twilio.com", studioBaseURL: String = "https://studio.twilio.com"
+    ) {
+        self.accountSid = accountSid
+        self.username = username
+        self.password = password
+        self.apiBaseURL = apiBaseURL
+        self.conversationsBaseURL = conversationsBaseURL
+        self.studioBaseURL = studioBaseURL
+    }
+
+    /// Reads `TWILIO_ACCOUNT_SID`, `TWILIO_API_KEY`/`TWILIO_API_SECRET` (falling back to the account SID
+    /// and `TWILIO_AUTH_TOKEN`) and the base URLs.
+    public init(environment: Environment) throws {
+        let accountSid = try environment.required("TWILIO_ACCOUNT_SID")
+        let username = environment.string("TWILIO_API_KEY") ?? accountSid
+        let password: String
+        if environment.string("TWILIO_API_KEY") != nil {
+            password = try environment.required("TWILIO_API_SECRET")
+        } else {
+            guard let token = environment.string("TWILIO_AUTH_TOKEN") else {
+                throw ConfigurationError(variable: "TWILIO_API_KEY", reason: "or TWILIO_AUTH_TOKEN is required for REST calls")
+            }
+            password = token
+        }
+        self.init(
+            accountSid: accountSid, username: username, password: password,
+            apiBaseURL: try environment.url("TWILIO_API_BASE_URL", default: "https://api.twilio.com"),
+            conversationsBaseURL: try environment.url("TWILIO_CONVERSATIONS_BASE_URL", default: "https://conversations.twilio.com"),
+            studioBaseURL: try environment.url("TWILIO_STUDIO_BASE_URL", default: "https://studio.twilio.com"))
+    }
+}
+
+/// A response from Twilio.
+public struct TwilioResponse: Sendable {
+    public var status: Int
+    public var headers: HTTPHeaders
+    public var body: [UInt8]
+
+    /// The body parsed as JSON, when it is.
+    public var json: JSONValue? { try? JSONDecoder().decode(JSONValue.self, from: Data(body)) }
+}
+
+/// Calls Twilio's REST APIs over pooled keep-alive connections (AsyncHTTPClient), with Basic auth.
+///
+/// Non-2xx answers become ``TwilioAPIError`` (with `Retry-After`); every error is counted in
+/// `agentconnect_twilio_api_errors_total{status,code}`.
+public struct TwilioRESTClient: Sendable {
+    public let configuration: TwilioAPIConfiguration
+    private let http: HTTPClient
+    private let authorization: String
+    private let timeout: TimeAmount
+
+    public init(configuration: TwilioAPIConfiguration, httpClient: HTTPClient, timeout: TimeAmount = .seconds(15)) {
+        self.configuration = configuration
+        self.http = httpClient
+        self.timeout = timeout
+        authorization = "Basic " + Data("\(configuration.username):\(configuration.password)".utf8).base64EncodedString()
+    }
+
+    /// Sends a JSON body (or none) and returns the 2xx response.
+    public func json(_ method: HTTPMethod, _ url: String, body: JSONValue? = nil, headers extra: [(String, String)] = []) async throws
+        -> TwilioResponse
+    {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
+        }
+        return try await send(request, extra: extra)
+    }
+
+    /// Sends a form body and returns the 2xx response.
+    public func form(_ method: HTTPMethod, _ url: String, fields: [(String, String)], headers extra: [(String, String)] = []) async throws
+        -> TwilioResponse
+    {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+        request.body = .bytes(ByteBuffer(string: FormCoding.encode(fields)))
+        return try await send(request, extra: extra)
+    }
+
+    private func send(_ request: HTTPClientRequest, extra: [(String, String)]) async throws -> TwilioResponse {
+        var request = request
+        request.headers.add(name: "Authorization", value: authorization)
+        request.headers.add(name: "User-Agent", value: "agentconnect-swift/0.1")
+        for (name, value) in extra { request.headers.add(name: name, value: value) }
+        let response: HTTPClientResponse
+        let body: ByteBuffer
+        do {
+            response = try await http.execute(request, timeout: timeout)
+            body = try await response.body.collect(upTo: 4 << 20)
+        } catch {
+            Counter(label: "agentconnect_twilio_api_errors_total", dimensions: [("status", "0"), ("code", "transport")]).increment()
+            throw TwilioAPIError(status: 0, message: "request failed: \(error)")
+        }
+        let result = TwilioResponse(status: Int(response.status.code), headers: response.headers, body: Array(buffer: body))
+        guard (200..<300).contains(result.status) else {
+            let json = result.json
+            let code = json?["code"]?.double.map { Int($0) }
+            Counter(
+                label: "agentconnect_twilio_api_errors_total",
+                dimensions: [("status", String(result.status)), ("code", code.map(String.init) ?? "none")]
+            ).increment()
+            throw TwilioAPIError(
+                status: result.status, code: code, message: json?["message"]?.string ?? String(decoding: result.body.prefix(200), as: UTF8.self),
+                retryAfterSeconds: response.headers.first(name: "Retry-After").flatMap(Double.init))
+        }
+        return result
+    }
+}

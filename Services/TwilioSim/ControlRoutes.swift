@@ -125,7 +125,7 @@ struct ControlRoutes: Sendable {
                 (query["conversationId"] == nil || message.conversationId == query["conversationId"]) && (query["to"] == nil || message.to == query["to"])
             }
             let remaining = deadline - ContinuousClock.now
-            if matches.count >= max(1, want) || remaining <= .zero {
+            if matches.count >= want || remaining <= .zero {
                 return JSONResponse.bytes(.ok, (try? encode(["messages": .array(matches.map(\.json))])) ?? [])
             }
             await state.waitForDelivery(timeout: min(remaining, .milliseconds(200)))

@@ -70,22 +70,28 @@ struct SMS: AsyncParsableCommand {
 
     func run() async throws {
         let http = HTTPClient.shared
+        let before = classic ? try await messages(http, query: "to=\(FormCodingQuery.escape(from))", count: 0, waitMs: 0).count : 0
         let started = ContinuousClock.now
         let sent = try await post(http, "\(sim)/sim/messages", ["channel": .string(channel), "from": .string(from), "text": .string(text), "classic": .bool(classic)])
         guard let status = sent["webhookStatus"]?.double, status == 200 else {
             throw ValidationError("the webhook was not accepted: \(sent)")
         }
         let query = classic ? "to=\(FormCodingQuery.escape(from))" : "conversationId=\(sent["conversationId"]?.string ?? "")"
-        var request = HTTPClientRequest(url: "\(sim)/sim/messages?\(query)&count=1&waitMs=\(timeout * 1000)")
-        request.method = .GET
-        let response = try await http.execute(request, timeout: .seconds(Int64(timeout + 5)))
-        let body = try JSONDecoder().decode(JSONValue.self, from: Data(buffer: try await response.body.collect(upTo: 1 << 20)))
-        guard let reply = body["messages"]?.array?.last?["text"]?.string else {
+        let replies = try await messages(http, query: query, count: before + 1, waitMs: timeout * 1000)
+        guard replies.count > before, let reply = replies.last?["text"]?.string else {
             throw ValidationError("no reply within \(timeout) s")
         }
         let elapsed = ContinuousClock.now - started
         print(reply)
         FileHandle.standardError.write(Data("(\(elapsed.milliseconds) ms)\n".utf8))
+    }
+
+    private func messages(_ http: HTTPClient, query: String, count: Int, waitMs: Int) async throws -> [JSONValue] {
+        var request = HTTPClientRequest(url: "\(sim)/sim/messages?\(query)&count=\(count)&waitMs=\(waitMs)")
+        request.method = .GET
+        let response = try await http.execute(request, timeout: .milliseconds(Int64(waitMs + 5000)))
+        let body = try JSONDecoder().decode(JSONValue.self, from: Data(buffer: try await response.body.collect(upTo: 1 << 20)))
+        return body["messages"]?.array ?? []
     }
 
     private func post(_ http: HTTPClient, _ url: String, _ body: JSONValue) async throws -> JSONValue {
@@ -101,7 +107,7 @@ struct SMS: AsyncParsableCommand {
 /// Query-string escaping for the CLI.
 enum FormCodingQuery {
     static func escape(_ text: String) -> String {
-        FormCoding.encode([("", text)]).dropFirst().description
+        String(FormCoding.encode([("", text)]).dropFirst())
     }
 }
 

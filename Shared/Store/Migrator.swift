@@ -42,13 +42,15 @@ public struct Migrator: Sendable {
         }
         var applied: [Int] = []
         for migration in migrations.sorted(by: { $0.version < $1.version }) where !done.contains(migration.version) {
-            let name = migration.name.replacingOccurrences(of: "'", with: "''")
             do {
-                _ = try await connection.simpleQuery(
-                    "BEGIN;\n\(migration.sql)\nINSERT INTO schema_migrations (version, name) VALUES (\(migration.version), '\(name)');\nCOMMIT;"
-                ).get()
+                try await connection.withTransaction(logger: logger) { transaction in
+                    for statement in migration.statements {
+                        try await transaction.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                    }
+                    try await transaction.query(
+                        "INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))", logger: logger)
+                }
             } catch {
-                _ = try? await connection.simpleQuery("ROLLBACK").get()
                 throw StoreError(.migration, "migration \(migration.version) \(migration.name) failed: \(String(reflecting: error))")
             }
             logger.info("applied migration", metadata: ["migration.version": "\(migration.version)", "migration.name": "\(migration.name)"])

@@ -1,11 +1,19 @@
+import Foundation
+
 /// One versioned schema change. Versions are applied in order, each exactly once.
 public struct Migration: Sendable {
     /// Monotonic version number.
     public var version: Int
     /// Short name, recorded in `schema_migrations`.
     public var name: String
-    /// The SQL, possibly several statements.
+    /// The SQL: statements each ending with `;` at the end of a line.
     public var sql: String
+
+    /// The statements, one by one (the extended protocol takes one at a time).
+    var statements: [String] {
+        sql.components(separatedBy: ";\n").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+            .map { $0.hasSuffix(";") ? String($0.dropLast()) : $0 }.filter { !$0.isEmpty }
+    }
 }
 
 /// Every migration the store knows, oldest first.

@@ -1,0 +1,23 @@
+.PHONY: run test build bench lint test-faults clean
+
+## make run: the whole stack locally (Redis, PostgreSQL, services, twilio-sim, echo agent); Ctrl-C stops it.
+run:
+	bash scripts/run.sh
+
+## make test: every test against a real Redis and PostgreSQL (started if needed), plus static checks.
+test:
+	bash scripts/test.sh
+
+build:
+	swift build --build-tests
+
+## make bench: the benchmark table (bus, messaging, voice) next to this machine's ceilings.
+bench:
+	bash scripts/bench.sh
+
+lint:
+	bash scripts/lint.sh
+
+clean:
+	bash scripts/stack.sh stop || true
+	rm -rf .run

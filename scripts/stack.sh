@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The local Redis and PostgreSQL, on loopback, with their data under .run/.
+#   stack.sh start   start both (no-op for what already runs); prints nothing on success
+#   stack.sh stop    stop both
+#   stack.sh status  exit 0 when both answer
+#   stack.sh env     print REDIS_URL / DATABASE_URL for the running stack
+# Ports: AC_REDIS_PORT (6379), AC_PG_PORT (5432).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+run="$root/.run"
+redis_port=${AC_REDIS_PORT:-6379}
+pg_port=${AC_PG_PORT:-5432}
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+pg_user=agentconnect
+mkdir -p "$run"
+
+as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# PostgreSQL refuses to run as root, so as root it runs as `postgres`; its data directory must be
+# reachable by that user. A checkout under a private directory is not, so the data goes to /tmp then.
+pg_dir() {
+  local dir="$run/pg"
+  if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$run" 2>/dev/null; then
+    dir="/tmp/agentconnect-pg-$(echo "$root" | md5sum | cut -c1-12)"
+  fi
+  echo "$dir"
+}
+
+redis_up() { redis-cli -p "$redis_port" ping >/dev/null 2>&1; }
+pg_up() { "$pg_bin/pg_isready" -h 127.0.0.1 -p "$pg_port" -q 2>/dev/null; }
+
+start_redis() {
+  redis_up && return 0
+  mkdir -p "$run/redis"
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync everysec \
+    --dir "$run/redis" --databases 1024 --daemonize yes --pidfile "$run/redis/redis.pid" --logfile "$run/redis/redis.log"
+  for _ in $(seq 1 50); do redis_up && return 0; sleep 0.1; done
+  echo "redis did not start; see $run/redis/redis.log" >&2; return 1
+}
+
+start_pg() {
+  pg_up && return 0
+  local dir; dir=$(pg_dir)
+  mkdir -p "$dir"
+  [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$dir"
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    as_pg "$pg_bin/initdb" -D "$dir/data" -U "$pg_user" --auth=trust -E UTF8 --no-locale >"$dir/initdb.log" 2>&1
+  fi
+  as_pg "$pg_bin/pg_ctl" -D "$dir/data" -l "$dir/pg.log" -w -t 30 \
+    -o "-p $pg_port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=on" start >/dev/null
+  psql -h 127.0.0.1 -p "$pg_port" -U "$pg_user" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='agentconnect'" | grep -q 1 ||
+    psql -h 127.0.0.1 -p "$pg_port" -U "$pg_user" -d postgres -qc "CREATE DATABASE agentconnect" >/dev/null
+}
+
+stop_all() {
+  if [ -f "$run/redis/redis.pid" ]; then kill "$(cat "$run/redis/redis.pid")" 2>/dev/null || true; rm -f "$run/redis/redis.pid"; fi
+  local dir; dir=$(pg_dir)
+  if [ -f "$dir/data/postmaster.pid" ]; then as_pg "$pg_bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true; fi
+}
+
+case "${1:-}" in
+  start) start_redis; start_pg ;;
+  stop) stop_all ;;
+  status) redis_up && pg_up ;;
+  env)
+    echo "REDIS_URL=redis://127.0.0.1:$redis_port"
+    echo "DATABASE_URL=postgres://$pg_user:$pg_user@127.0.0.1:$pg_port/agentconnect" ;;
+  *) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
+esac

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# `make test`: starts Redis and PostgreSQL if they are not running, builds, runs every test (unit,
+# integration against real processes, static checks), and stops what it started.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bash scripts/deps.sh
+started=0
+if ! bash scripts/stack.sh status; then
+  bash scripts/stack.sh start
+  started=1
+fi
+finish() {
+  [ "$started" -eq 1 ] && bash scripts/stack.sh stop
+  return 0
+}
+trap finish EXIT
+swift build --build-tests
+export AGENTCONNECT_BIN_DIR
+AGENTCONNECT_BIN_DIR=$(swift build --show-bin-path)
+export AC_REDIS_PORT=${AC_REDIS_PORT:-6379} AC_PG_PORT=${AC_PG_PORT:-5432}
+swift test --skip-build --parallel --num-workers 2 2>&1 | tee .run/test.log | grep -vE '^(Test Case .* (started|passed)|◇ Test .* started)'
+status=${PIPESTATUS[0]}
+if [ -x scripts/lint.sh ]; then bash scripts/lint.sh || status=1; fi
+exit "$status"

@@ -109,11 +109,11 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(
-            name: "CoreTests", dependencies: ["AgentConnectCore", "TwilioKit", "EventBus", "Store"],
+            name: "CoreTests", dependencies: ["AgentConnectCore", "TwilioKit", "EventBus", "Store", "ServiceSupport", "AgentConnect"],
             path: "Tests/CoreTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: serviceDeps + [httpClient, wsClient],
+            dependencies: serviceDeps + [httpClient, wsClient, postgres, .product(name: "NIOHTTP1", package: "swift-nio")],
             path: "Tests/IntegrationTests", swiftSettings: swiftSettings),
     ]
 )

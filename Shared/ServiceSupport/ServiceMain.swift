@@ -10,6 +10,7 @@ public enum ServiceMain {
     public static func run(
         service name: String, build: @Sendable (Environment, Logger) async throws -> ServiceGroup
     ) async -> Never {
+        unblockTerminationSignals()
         let environment = Environment.process()
         let logger: Logger
         do {
@@ -35,6 +36,16 @@ public enum ServiceMain {
             logger.critical("service failed", metadata: ["error": "\(error)"])
             exit(1)
         }
+    }
+
+    /// A parent may start us with signals blocked (the mask is inherited across exec); SIGTERM and
+    /// SIGINT must reach the service so it can drain.
+    static func unblockTerminationSignals() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        sigaddset(&set, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 
     private static func fail(_ name: String, _ error: any Error) -> Never {

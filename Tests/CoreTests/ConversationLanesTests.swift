@@ -1,0 +1,63 @@
+import AgentConnectCore
+import EventBus
+import NIOConcurrencyHelpers
+import Testing
+
+@testable import AgentConnect
+
+@Suite("Per-conversation lanes")
+struct ConversationLanesTests {
+    func work(_ type: String, _ conversation: String, channel: ChannelKind = .voice, n: Int) -> LaneWork {
+        let event = BusEvent(type: type, conversationId: conversation, channel: channel, payload: ["n": .number(Double(n))])
+        return LaneWork(entry: BusEntry(stream: "s", id: "\(n)-0", event: event, raw: []), event: event)
+    }
+
+    @Test("events of one conversation run in order, one at a time")
+    func ordering() async {
+        let lanes = ConversationLanes()
+        let seen = NIOLockedValueBox<[Int]>([])
+        let running = NIOLockedValueBox(0)
+        let maxRunning = NIOLockedValueBox(0)
+        var starts: [String] = []
+        for n in 0..<20 where lanes.enqueue(work(EventType.messageReceived, "c", channel: .sms, n: n)) { starts.append("c") }
+        #expect(starts.count == 1)
+        await lanes.drain(conversationId: "c", perform: { item in
+            let now = running.withLockedValue { $0 += 1; return $0 }
+            maxRunning.withLockedValue { $0 = max($0, now) }
+            try await Task.sleep(for: .milliseconds(1))
+            seen.withLockedValue { $0.append(Int(item.event.payload["n"]?.double ?? -1)) }
+            running.withLockedValue { $0 -= 1 }
+        }, finish: { _, _ in })
+        #expect(seen.withLockedValue { $0 } == Array(0..<20))
+        #expect(maxRunning.withLockedValue { $0 } == 1)
+        #expect(lanes.activeConversations == 0)
+    }
+
+    @Test("an interrupt cancels the running voice turn at once; the interrupt then runs")
+    func interruptCancels() async {
+        let lanes = ConversationLanes()
+        let outcomes = NIOLockedValueBox<[String]>([])
+        _ = lanes.enqueue(work(EventType.messageReceived, "call", n: 1))
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await lanes.drain(conversationId: "call", perform: { item in
+                    if item.event.type == EventType.messageReceived { try await Task.sleep(for: .seconds(30)) }
+                }, finish: { item, outcome in
+                    let label: String
+                    switch outcome {
+                    case .none: label = "cancelled"
+                    case .some(.success): label = "done"
+                    case .some(.failure(let error)): label = error is CancellationError ? "cancelled" : "failed"
+                    }
+                    outcomes.withLockedValue { $0.append("\(item.event.type):\(label)") }
+                })
+            }
+            try? await Task.sleep(for: .milliseconds(50))
+            let started = ContinuousClock.now
+            _ = lanes.enqueue(work(EventType.voiceInterrupted, "call", n: 2))
+            await group.waitForAll()
+            #expect(ContinuousClock.now - started < .seconds(2))
+        }
+        #expect(outcomes.withLockedValue { $0 } == ["message.received:cancelled", "voice.interrupted:done"])
+    }
+}

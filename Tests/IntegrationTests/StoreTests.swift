@@ -1,0 +1,89 @@
+import AgentConnectCore
+import PostgresNIO
+import Store
+import Testing
+
+@Suite("PostgreSQL store against a real PostgreSQL")
+struct StoreTests {
+    @Test("migrations run twice and concurrently leave one schema")
+    func concurrentMigrations() async throws {
+        let database = try await TestDatabase.make()
+        try await database.withClient { client in
+            let results = try await withThrowingTaskGroup(of: [Int].self) { group in
+                for _ in 0..<4 { group.addTask { try await Migrator(client: client, logger: TestEnvironment.logger).migrate() } }
+                return try await group.reduce(into: [[Int]]()) { $0.append($1) }
+            }
+            let again = try await Migrator(client: client, logger: TestEnvironment.logger).migrate()
+            var recorded = 0
+            for try await count in try await client.query("SELECT count(*)::int FROM schema_migrations").decode(Int.self) { recorded = count }
+            #expect(results.flatMap { $0 }.sorted() == Migrations.all.map(\.version))
+            #expect(again.isEmpty)
+            #expect(recorded == Migrations.all.count)
+        }
+    }
+
+    @Test("appending the same message event twice stores it once")
+    func messageOnce() async throws {
+        let database = try await TestDatabase.migrated()
+        try await database.withClient { client in
+            let store = PostgresStore(client: client, logger: TestEnvironment.logger)
+            let message = MessageRecord(id: "evt-1", conversationId: "c1", channel: .sms, direction: .inbound, authorAddress: "+1555", body: "hi")
+            let first = try await store.appendMessage(message)
+            let second = try await store.appendMessage(message)
+            let history = try await store.history(conversationId: "c1", limit: 10)
+            #expect(first && !second)
+            #expect(history.map(\.body) == ["hi"])
+        }
+    }
+
+    @Test("a second delivery row for the same reply is refused")
+    func deliveryOnce() async throws {
+        let database = try await TestDatabase.migrated()
+        try await database.withClient { client in
+            let store = PostgresStore(client: client, logger: TestEnvironment.logger)
+            try await store.insertDelivery(replyId: "r1", conversationId: "c1", channel: .sms)
+            var refused = false
+            do {
+                try await store.insertDelivery(replyId: "r1", conversationId: "c1", channel: .sms)
+            } catch let error as StoreError {
+                refused = error.code == .duplicate
+            }
+            let pending = try await store.deliveryStatus(replyId: "r1")
+            try await store.markDelivered(replyId: "r1", providerId: "SM1")
+            let sent = try await store.deliveryStatus(replyId: "r1")
+            #expect(refused)
+            #expect(pending == .pending)
+            #expect(sent == .sent)
+        }
+    }
+
+    @Test("a conversation is marked ended once, whatever the number of concurrent callers")
+    func endedOnce() async throws {
+        let database = try await TestDatabase.migrated()
+        try await database.withClient { client in
+            let store = PostgresStore(client: client, logger: TestEnvironment.logger)
+            try await store.upsertConversation(ConversationRecord(id: "c9", channel: .voice, customerAddress: "+1555"))
+            let winners = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for _ in 0..<8 { group.addTask { try await store.markEnded(conversationId: "c9", channel: .voice) } }
+                return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+            let status = try await store.conversation(id: "c9")?.status
+            #expect(winners == 1)
+            #expect(status == "CLOSED")
+        }
+    }
+
+    @Test("upserts keep what is known and merge metadata")
+    func upsertMerges() async throws {
+        let database = try await TestDatabase.migrated()
+        try await database.withClient { client in
+            let store = PostgresStore(client: client, logger: TestEnvironment.logger)
+            try await store.upsertConversation(ConversationRecord(id: "c2", channel: .sms, customerAddress: "+1", metadata: ["a": "1"]))
+            try await store.upsertConversation(ConversationRecord(id: "c2", channel: .sms, agentParticipantId: "PA", metadata: ["b": "2"]))
+            let record = try await store.conversation(id: "c2")
+            #expect(record?.customerAddress == "+1")
+            #expect(record?.agentParticipantId == "PA")
+            #expect(record?.metadata == ["a": "1", "b": "2"])
+        }
+    }
+}

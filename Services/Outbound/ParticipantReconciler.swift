@@ -26,6 +26,12 @@ struct ParticipantReconciler: Sendable {
             return ResolvedParticipants(agentId: agent, customerId: customer)
         }
         let participants = try await api.participants(conversationId: conversationId)
+        if let authorParticipantId, let author = participants.first(where: { $0.id == authorParticipantId }), author.isAgent {
+            // The "customer" message came from an agent participant at another address: TAC itself.
+            try await store.upsertConversation(
+                ConversationRecord(id: conversationId, channel: channel, agentParticipantId: author.id))
+            throw OwnMessage()
+        }
         let agentId = try await reconcileAgent(participants, conversationId: conversationId, channel: channel, address: agentAddress)
         let customer: Participant
         if channel == .chat {
@@ -75,6 +81,9 @@ struct ParticipantReconciler: Sendable {
         throw ReconciliationError("no customer participant resolvable")
     }
 }
+
+/// The message being answered was written by an agent participant; nothing is sent.
+struct OwnMessage: Error {}
 
 /// Reconciliation could not find or fix the participants; the reply cannot be addressed.
 struct ReconciliationError: Error, CustomStringConvertible {

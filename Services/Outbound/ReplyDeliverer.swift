@@ -40,7 +40,15 @@ struct ReplyDeliverer: Sendable {
         while true {
             attempt += 1
             do {
-                let providerId = try await send(event, replyId: replyId)
+                let providerId: String?
+                do {
+                    providerId = try await send(event, replyId: replyId)
+                } catch is OwnMessage {
+                    try await deliveries.markDeliveryFailed(replyId: replyId, error: "reply to the agent's own message")
+                    Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "own_message")]).increment()
+                    logger.info("not replying to the agent's own message", metadata: ["conversation.id": "\(event.conversationId)"])
+                    return
+                }
                 try await deliveries.markDelivered(replyId: replyId, providerId: providerId)
                 Timer(label: "agentconnect_delivery_seconds", dimensions: [("channel", event.channel.rawValue)])
                     .recordNanoseconds((ContinuousClock.now - started).nanoseconds)

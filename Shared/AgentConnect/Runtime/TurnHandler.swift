@@ -86,6 +86,7 @@ struct TurnHandler: Sendable {
         var session = stored.map(ConversationSession.init(record:)) ?? ConversationSession(conversationId: event.conversationId, channel: channel)
         session.channel = channel
         if channel == .voice { session.callSid = event.payload["callSid"]?.string ?? stored?.metadata["call_sid"] }
+        Counter(label: "agentconnect_conversations_ended_total", dimensions: [("channel", channel.rawValue)]).increment()
         logger.info("conversation ended", metadata: ["conversation.id": "\(event.conversationId)", "reason": "\(event.payload["reason"]?.string ?? "")"])
         await tac.callbacks.withLockedValue(\.conversationEnded)?(session)
     }

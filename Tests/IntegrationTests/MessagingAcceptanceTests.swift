@@ -1,0 +1,146 @@
+import AgentConnectCore
+import EventBus
+import Foundation
+import Testing
+
+@Suite("Messaging end to end through real processes, Redis, PostgreSQL and twilio-sim")
+struct MessagingAcceptanceTests {
+    static let customers: [String: String] = [
+        "sms": "+15557770001", "whatsapp": "whatsapp:+15557770002", "rcs": "rcs:+15557770003", "chat": "customer-chat-1",
+    ]
+
+    @Test("a customer message gets exactly one SEND_MESSAGE to the customer participant", arguments: ["sms", "whatsapp", "rcs", "chat"])
+    func oneReplyPerChannel(channel: String) async throws {
+        try await withStack { stack in
+            let customer = try #require(Self.customers[channel])
+            let sent = try await stack.customerSays("hello from \(channel)", channel: channel, from: customer)
+            #expect(sent["webhookStatus"]?.double == 200)
+            let conversationId = try #require(sent["conversationId"]?.string)
+            let replies = try await stack.agentMessages(conversationId: conversationId)
+            #expect(replies.map { $0["text"]?.string } == ["You said: hello from \(channel)"])
+            #expect(replies.first?["to"]?.string == customer)
+            try await Task.sleep(for: .milliseconds(300))
+            let actions = try await stack.simRequests(path: "/v2/Conversations/\(conversationId)/Actions")
+            #expect(actions.count == 1)
+            let participants = try await stack.sim(.GET, "/v2/Conversations/\(conversationId)/Participants")["participants"]?.array ?? []
+            let customerId = participants.first { $0["type"]?.string == "CUSTOMER" }?["id"]?.string
+            #expect(actions.first?["body"]?["payload"]?["to"]?.array?.first?["participantId"]?.string == customerId)
+            if channel == "chat" {
+                #expect(actions.first?["body"]?["payload"]?["channelSettings"]?["channelId"]?.string == "CHsimchat")
+            }
+        }
+    }
+
+    @Test("the same webhook delivered twice gets one reply")
+    func duplicateWebhook() async throws {
+        try await withStack { stack in
+            let first = try await stack.customerSays("once please", from: "+15557770010", extra: ["token": "idem-duplicate-1"])
+            let second = try await stack.customerSays("once please", from: "+15557770010", extra: ["token": "idem-duplicate-1"])
+            #expect(first["webhookStatus"]?.double == 200 && second["webhookStatus"]?.double == 200)
+            let conversationId = try #require(first["conversationId"]?.string)
+            _ = try await stack.agentMessages(conversationId: conversationId)
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(try await stack.agentMessages(conversationId: conversationId, waitMs: 0).count == 1)
+            #expect(try await stack.inboundLength() == 1)
+        }
+    }
+
+    @Test("a bad or missing signature gets 403 and nothing reaches the bus")
+    func badSignature() async throws {
+        try await withStack { stack in
+            let body: JSONValue = [
+                "eventType": "COMMUNICATION_CREATED",
+                "data": ["id": "c1", "conversationId": "conv_x", "author": ["address": "+15550009999", "channel": "SMS"], "content": ["text": "hi"]],
+            ]
+            let forged = try await stack.sim(.POST, "/sim/webhooks", ["body": body, "signature": "AAAAAAAAAAAAAAAAAAAAAAAAAAA="])
+            #expect(forged["status"]?.double == 403)
+            let unsigned = try await TestStack.request(.POST, "http://127.0.0.1:\(stack.ingressPort)/webhook", body: body)
+            #expect(unsigned.status == 403)
+            let unsignedForm = try await TestStack.request(
+                .POST, "http://127.0.0.1:\(stack.ingressPort)/webhook", rawBody: Array("From=%2B1&To=%2B2&Body=x&MessageSid=SM1".utf8),
+                headers: [("Content-Type", "application/x-www-form-urlencoded")])
+            #expect(unsignedForm.status == 403)
+            #expect(try await stack.inboundLength() == 0)
+        }
+    }
+
+    @Test("a message authored by the agent gets no reply")
+    func ownMessages() async throws {
+        try await withStack { stack in
+            let agent = try #require(stack.environment["TWILIO_PHONE_NUMBER"])
+            let own = try await stack.customerSays("echo of myself", from: agent, extra: ["to": "+15557770020"])
+            #expect(own["webhookStatus"]?.double == 200)
+            let typed = try await stack.customerSays("an AI agent elsewhere", from: "+15557770021", extra: ["participantType": "AI_AGENT"])
+            let typedConversation = try #require(typed["conversationId"]?.string)
+            // A normal message afterwards is answered, so the pipeline was live the whole time.
+            let normal = try await stack.customerSays("real customer", from: "+15557770022")
+            _ = try await stack.agentMessages(conversationId: normal["conversationId"]?.string, count: 1)
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(try await stack.agentMessages(to: "+15557770020", waitMs: 0).isEmpty)
+            #expect(try await stack.agentMessages(conversationId: typedConversation, waitMs: 0).isEmpty)
+        }
+    }
+
+    @Test("CLOSED ends the conversation once, even when the webhook comes twice")
+    func closedOnce() async throws {
+        try await withStack { stack in
+            let sent = try await stack.customerSays("bye soon", from: "+15557770030")
+            let conversationId = try #require(sent["conversationId"]?.string)
+            _ = try await stack.agentMessages(conversationId: conversationId)
+            _ = try await stack.sim(.POST, "/sim/conversations/\(conversationId)/close")
+            _ = try await stack.sim(.POST, "/sim/conversations/\(conversationId)/close")
+            let worker = try #require(stack.processes("agent-worker").first)
+            let ended = await eventually { (try? await stack.metric("agentconnect_conversations_ended_total", port: worker.port)) == 1 }
+            #expect(ended)
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(try await stack.metric("agentconnect_conversations_ended_total", port: worker.port) == 1)
+        }
+    }
+
+    @Test("a classic Messaging form webhook gets one reply through the Messages API")
+    func classicWebhook() async throws {
+        try await withStack { stack in
+            let sent = try await stack.customerSays("plain number", from: "+15557770040", extra: ["classic": true])
+            #expect(sent["webhookStatus"]?.double == 200)
+            let replies = try await stack.agentMessages(to: "+15557770040")
+            #expect(replies.map { $0["text"]?.string } == ["You said: plain number"])
+            try await Task.sleep(for: .milliseconds(300))
+            let requests = try await stack.simRequests(path: "/Messages.json")
+            #expect(requests.count == 1)
+            #expect(requests.first?["form"]?["From"]?.string == stack.environment["TWILIO_PHONE_NUMBER"])
+        }
+    }
+}
+
+@Suite("Messaging delivery when Twilio fails", .serialized)
+struct MessagingFailureTests {
+    @Test("429 twice, then accepted: one delivery")
+    func rateLimited() async throws {
+        try await withStack { stack in
+            _ = try await stack.sim(.POST, "/sim/faults", ["status": 429, "count": 2, "retryAfter": 0])
+            let sent = try await stack.customerSays("retry me", from: "+15557770050")
+            let conversationId = try #require(sent["conversationId"]?.string)
+            let replies = try await stack.agentMessages(conversationId: conversationId)
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(replies.count == 1)
+            #expect(try await stack.agentMessages(conversationId: conversationId, waitMs: 0).count == 1)
+            let outbound = try #require(stack.processes("outbound").first)
+            #expect(try await stack.metric("agentconnect_delivery_retries_total", port: outbound.port) >= 2)
+        }
+    }
+
+    @Test("500 forever: the reply is dead-lettered after N attempts and counted in /metrics")
+    func failingForever() async throws {
+        var options = TestStack.Options()
+        options.extra["OUTBOUND_MAX_ATTEMPTS"] = "3"
+        try await withStack(options) { stack in
+            _ = try await stack.sim(.POST, "/sim/faults", ["status": 500, "count": 100_000])
+            _ = try await stack.customerSays("never arrives", from: "+15557770060")
+            #expect(await eventually { ((try? await stack.length(of: Streams.dead)) ?? 0) == 1 })
+            let outbound = try #require(stack.processes("outbound").first)
+            #expect(try await stack.metric("agentconnect_dead_letters_total", port: outbound.port, matching: "tac:outbound") == 1)
+            _ = try await stack.sim(.DELETE, "/sim/faults")
+            #expect(try await stack.agentMessages(to: "+15557770060", waitMs: 0).isEmpty)
+        }
+    }
+}

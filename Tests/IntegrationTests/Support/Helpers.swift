@@ -1,0 +1,51 @@
+import AgentConnectCore
+import EventBus
+import Foundation
+
+/// Runs `body` with a started stack and always stops it.
+func withStack<T>(_ options: TestStack.Options = .init(), _ body: (TestStack) async throws -> T) async throws -> T {
+    let stack = try await TestStack.start(options)
+    do {
+        let result = try await body(stack)
+        await stack.stop()
+        return result
+    } catch {
+        let logs = stack.logs
+        await stack.stop()
+        throw TestFailure("\(error)\n\(logs)")
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
+func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(50))
+    }
+    return try await condition()
+}
+
+extension TestStack {
+    /// Entries on every inbound partition.
+    func inboundLength() async throws -> Int {
+        let client = redis.client()
+        defer { client.shutdown() }
+        let replies = try await client.send((0..<16).map { ["XLEN", .string(Streams.inboundPartition($0))] })
+        return replies.compactMap(\.integer).map(Int.init).reduce(0, +)
+    }
+
+    /// Entries on a stream.
+    func length(of stream: String) async throws -> Int {
+        let client = redis.client()
+        defer { client.shutdown() }
+        return Int(try await client.command("XLEN", .string(stream)).integer ?? 0)
+    }
+
+    /// A metric's value summed over its series, from a service's `/metrics`.
+    func metric(_ name: String, port: Int, matching filter: String = "") async throws -> Double {
+        let text = try await TestStack.request(.GET, "http://127.0.0.1:\(port)/metrics").body
+        return text.split(separator: "\n").filter { $0.hasPrefix(name) && !$0.hasPrefix("#") && (filter.isEmpty || $0.contains(filter)) }
+            .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }.reduce(0, +)
+    }
+}

@@ -79,6 +79,13 @@ let package = Package(
             ],
             path: "Shared/ServiceSupport", swiftSettings: swiftSettings),
         .target(
+            name: "RelayCaller",
+            dependencies: [
+                "AgentConnectCore", "TwilioKit", wsClient, httpClient, httpTypes, logging,
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            path: "Shared/RelayCaller", swiftSettings: swiftSettings),
+        .target(
             name: "AgentConnect", dependencies: serviceDeps + [httpClient],
             path: "Shared/AgentConnect", swiftSettings: swiftSettings),
 
@@ -100,11 +107,11 @@ let package = Package(
             path: "Services/Migrate", swiftSettings: swiftSettings),
         .executableTarget(
             name: "TwilioSim",
-            dependencies: serviceDeps + [hummingbirdWS, wsClient, httpClient, argumentParser],
+            dependencies: serviceDeps + [hummingbirdWS, wsClient, httpClient, argumentParser, "RelayCaller"],
             path: "Services/TwilioSim", swiftSettings: swiftSettings),
         .executableTarget(
             name: "Bench",
-            dependencies: serviceDeps + [wsClient, httpClient, argumentParser],
+            dependencies: serviceDeps + [wsClient, httpClient, argumentParser, "RelayCaller"],
             path: "Services/Bench", swiftSettings: swiftSettings),
 
         // MARK: Tests
@@ -113,7 +120,7 @@ let package = Package(
             path: "Tests/CoreTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: serviceDeps + [httpClient, wsClient, postgres, .product(name: "NIOHTTP1", package: "swift-nio")],
+            dependencies: serviceDeps + [httpClient, wsClient, postgres, .product(name: "NIOHTTP1", package: "swift-nio"), "RelayCaller"],
             path: "Tests/IntegrationTests", swiftSettings: swiftSettings),
     ]
 )

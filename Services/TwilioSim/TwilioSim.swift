@@ -14,7 +14,7 @@ import TwilioKit
 struct TwilioSim: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "twilio-sim", abstract: "A local Twilio stand-in for AgentConnect.",
-        subcommands: [Serve.self, SMS.self], defaultSubcommand: Serve.self)
+        subcommands: [Serve.self, SMS.self, Call.self], defaultSubcommand: Serve.self)
 }
 
 /// `twilio-sim serve`: runs the sim (the default).
@@ -37,6 +37,7 @@ struct Serve: AsyncParsableCommand {
         let rest = TwilioRESTRoutes(state: state, configuration: configuration, webhooks: webhooks, logger: logger)
         rest.add(to: router)
         ControlRoutes(state: state, configuration: configuration, webhooks: webhooks, rest: rest).add(to: router)
+        VoiceRoutes(state: state, configuration: configuration, rest: rest, logger: logger).add(to: router)
         let app = Application(
             router: router, configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "twilio-sim"),
             onServerRunning: { channel in
@@ -101,6 +102,34 @@ struct SMS: AsyncParsableCommand {
         request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
         let response = try await http.execute(request, timeout: .seconds(30))
         return try JSONDecoder().decode(JSONValue.self, from: Data(buffer: try await response.body.collect(upTo: 1 << 20)))
+    }
+}
+
+/// `twilio-sim call --say "hello" --say "what time is it"`: calls the agent and prints each reply with its timing.
+struct Call: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Call the agent through voice-relay and print each reply.")
+
+    @Option(name: .customLong("say"), help: "A sentence the caller says (repeatable).") var prompts: [String] = []
+    @Option(help: "The caller's number.") var from: String = "+15559990000"
+    @Option(help: "Interrupt the first reply after this many tokens.") var interruptAfter: Int?
+    @Option(help: "The running simulator.") var sim: String = "http://127.0.0.1:8090"
+
+    func run() async throws {
+        var request = HTTPClientRequest(url: "\(sim)/sim/calls")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        var body: [String: JSONValue] = ["from": .string(from), "say": .array(prompts.map { .string($0) })]
+        if let interruptAfter { body["interruptAfter"] = .number(Double(interruptAfter)) }
+        request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(JSONValue.object(body))))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(120))
+        let result = try JSONDecoder().decode(JSONValue.self, from: Data(buffer: try await response.body.collect(upTo: 1 << 20)))
+        guard response.status == .ok else { throw ValidationError("the call failed: \(result)") }
+        for turn in result["turns"]?.array ?? [] {
+            let first = turn["firstTokenMs"]?.double.map { String(format: "%.1f", $0) } ?? "-"
+            let done = turn["completedMs"]?.double.map { String(format: "%.1f", $0) } ?? "-"
+            print("> \(turn["prompt"]?.string ?? "")")
+            print("< \(turn["text"]?.string ?? "")   (first token \(first) ms, done \(done) ms\(turn["interrupted"]?.bool == true ? ", interrupted" : ""))")
+        }
     }
 }
 

@@ -1,0 +1,78 @@
+import AgentConnectCore
+import Foundation
+import Hummingbird
+import Logging
+import RelayCaller
+import ServiceSupport
+
+/// The sim's phone: places calls into voice-relay as Twilio would (`POST /sim/calls`).
+struct VoiceRoutes: Sendable {
+    let state: SimState
+    let configuration: SimConfiguration
+    let rest: TwilioRESTRoutes
+    let logger: Logger
+
+    func add<Context: RequestContext>(to router: Router<Context>) {
+        router.post("/sim/calls") { request, _ in try await call(request) }
+    }
+
+    /// `{from?, to?, say: [..], interruptAfter?: N, dtmf?: "1"}` → the transcript with timings.
+    private func call(_ request: Request) async throws -> Response {
+        let buffer = try await request.body.collect(upTo: 1 << 20)
+        guard let input = try? JSONDecoder().decode(JSONValue.self, from: Data(buffer: buffer)) else {
+            return JSONResponse.error(.badRequest, "body must be JSON")
+        }
+        let prompts = input["say"]?.array?.compactMap(\.string) ?? []
+        let transcript = try await placeCall(
+            from: input["from"]?.string ?? "+15559990000", to: input["to"]?.string ?? configuration.senders.defaultSender(for: .voice) ?? "+15550000001",
+            prompts: prompts, interruptAfter: input["interruptAfter"]?.double.map { Int($0) }, dtmf: input["dtmf"]?.string)
+        return JSONResponse.bytes(.ok, try encode(Self.json(transcript)))
+    }
+
+    /// Rings voice-relay: the voice webhook, then the ConversationRelay socket with the script.
+    func placeCall(from: String, to: String, prompts: [String], interruptAfter: Int?, dtmf: String?, callSid: String? = nil) async throws
+        -> RelayCaller.Transcript
+    {
+        let caller = RelayCaller(relayURL: configuration.voiceURL, authToken: configuration.authToken, logger: logger)
+        let sid = callSid ?? "CA" + state.nextId("").suffix(32)
+        let (url, twiml) = try await caller.fetchTwiML(callSid: sid, from: from, to: to)
+        if RelayCaller.attribute("conversationConfiguration", in: twiml) != nil {
+            // ConversationRelay creates the orchestrator conversation for the call, its channelId the CallSid.
+            let id = state.nextId("conv_conversation_")
+            state.upsert(
+                SimState.Conversation(
+                    id: id, status: "ACTIVE", channelId: sid, metadata: [:],
+                    participants: [
+                        rest.makeParticipant(conversationId: id, type: "CUSTOMER", addresses: [["channel": "VOICE", "address": .string(from), "channelId": .string(sid)]]),
+                        rest.makeParticipant(conversationId: id, type: "AI_AGENT", addresses: [["channel": "VOICE", "address": .string(to), "channelId": .string(sid)]]),
+                    ], createdAt: Date()))
+        }
+        var script: [RelayCaller.Step] = []
+        if let dtmf { script.append(.dtmf(dtmf)) }
+        for (index, prompt) in prompts.enumerated() {
+            if let interruptAfter, index == 0 {
+                script.append(.sayAndInterrupt(prompt, afterTokens: interruptAfter))
+            } else {
+                script.append(.say(prompt))
+            }
+        }
+        return try await caller.call(publicURL: url, callSid: sid, from: from, to: to, script: script)
+    }
+
+    static func json(_ transcript: RelayCaller.Transcript) -> JSONValue {
+        func ms(_ duration: Duration?) -> JSONValue {
+            duration.map { .number(Double($0.components.seconds) * 1000 + Double($0.components.attoseconds) / 1e15) } ?? .null
+        }
+        return [
+            "callSid": .string(transcript.callSid),
+            "turns": .array(transcript.turns.map { turn in
+                [
+                    "prompt": .string(turn.prompt), "text": .string(turn.text), "tokens": .array(turn.tokens.map { .string($0) }),
+                    "firstTokenMs": ms(turn.firstToken), "completedMs": ms(turn.completed), "interrupted": .bool(turn.interrupted),
+                    "acknowledged": .bool(turn.acknowledged), "lateTokens": .array(turn.lateTokens.map { .string($0) }),
+                ]
+            }),
+            "closeCode": transcript.closeCode.map { .number(Double($0)) } ?? .null,
+        ]
+    }
+}

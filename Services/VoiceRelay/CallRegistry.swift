@@ -1,0 +1,53 @@
+import AgentConnectCore
+import EventBus
+import Logging
+import Metrics
+import NIOConcurrencyHelpers
+
+/// The calls this relay holds, and their registration in Redis (`tac:call:<conversation id>` →
+/// this instance, with expiry) so a worker on any machine knows where to send the reply frames.
+final class CallRegistry: Sendable {
+    static let registrationSeconds = 4 * 3600
+
+    let instance: String
+    private let redis: RedisClient
+    private let calls = NIOLockedValueBox<[String: CallSession]>([:])
+    private let accepting = NIOLockedValueBox(true)
+
+    init(instance: String, redis: RedisClient) {
+        self.instance = instance
+        self.redis = redis
+    }
+
+    /// Whether new calls are taken (false while draining).
+    var isAccepting: Bool { accepting.withLockedValue { $0 } }
+
+    /// Stops taking new calls.
+    func stopAccepting() {
+        accepting.withLockedValue { $0 = false }
+    }
+
+    var count: Int { calls.withLockedValue { $0.count } }
+
+    func session(_ conversationId: String) -> CallSession? {
+        calls.withLockedValue { $0[conversationId] }
+    }
+
+    /// Adds a call locally and in Redis.
+    func register(_ session: CallSession) async throws {
+        calls.withLockedValue { $0[session.conversationId] = session }
+        Gauge(label: "agentconnect_live_calls").record(count)
+        try await redis.command(
+            "SET", .string("tac:call:\(session.conversationId)"), .string(instance), "EX", .string(String(Self.registrationSeconds)))
+    }
+
+    /// Removes a call; the Redis key is deleted only if it still names this instance.
+    func unregister(_ conversationId: String) async {
+        calls.withLockedValue { $0[conversationId] = nil }
+        Gauge(label: "agentconnect_live_calls").record(count)
+        _ = try? await redis.send([[
+            "EVAL", "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", "1",
+            .string("tac:call:\(conversationId)"), .string(instance),
+        ]])
+    }
+}

@@ -1,0 +1,73 @@
+import AgentConnectCore
+import Foundation
+import HummingbirdWebSocket
+import NIOConcurrencyHelpers
+
+/// One live ConversationRelay socket and what the relay must remember about it.
+final class CallSession: Sendable {
+    /// The conversation id: the CallSid (relay-only) or the orchestrator's conversation id.
+    let conversationId: String
+    let callSid: String
+    let caller: String
+    let called: String
+    let direction: String
+    let customParameters: [String: String]
+    let writer: WebSocketOutboundWriter
+    let startedAt = ContinuousClock.now
+
+    private struct Turns {
+        /// Prompt event ids whose frames must no longer reach the caller (interrupted or superseded).
+        var cancelled: Set<String> = []
+        /// The prompt events sent, newest last, with when each was sent.
+        var prompts: [(id: String, at: ContinuousClock.Instant)] = []
+        /// The highest frame sequence forwarded per turn (drops replays of a redone turn).
+        var lastSequence: [String: Int] = [:]
+        var firstTokenSeen: Set<String> = []
+    }
+
+    private let turns = NIOLockedValueBox(Turns())
+
+    init(
+        conversationId: String, callSid: String, caller: String, called: String, direction: String, customParameters: [String: String],
+        writer: WebSocketOutboundWriter
+    ) {
+        self.conversationId = conversationId
+        self.callSid = callSid
+        self.caller = caller
+        self.called = called
+        self.direction = direction
+        self.customParameters = customParameters
+        self.writer = writer
+    }
+
+    /// Records a new prompt; earlier prompts' frames are dropped from now on (a newer prompt supersedes them).
+    func promptSent(eventId: String) {
+        turns.withLockedValue { turns in
+            for prompt in turns.prompts { turns.cancelled.insert(prompt.id) }
+            turns.prompts.append((eventId, .now))
+            if turns.prompts.count > 32 { turns.prompts.removeFirst(turns.prompts.count - 32) }
+        }
+    }
+
+    /// Cancels every turn so far (an interrupt).
+    func interrupt() {
+        turns.withLockedValue { turns in
+            for prompt in turns.prompts { turns.cancelled.insert(prompt.id) }
+        }
+    }
+
+    /// What to do with a frame of turn `turnId` (`<prompt event id>:r<n>`) and sequence `sequence`:
+    /// `nil` to drop it, else the time since its prompt when this is the turn's first token.
+    func admit(turnId: String, sequence: Int) -> (forward: Bool, sincePrompt: Duration?) {
+        let promptId = turnId.split(separator: ":").first.map(String.init) ?? turnId
+        return turns.withLockedValue { turns in
+            if turns.cancelled.contains(promptId) { return (false, nil) }
+            if let last = turns.lastSequence[turnId], sequence <= last { return (false, nil) }
+            turns.lastSequence[turnId] = sequence
+            guard turns.firstTokenSeen.insert(turnId).inserted, let prompt = turns.prompts.last(where: { $0.id == promptId }) else {
+                return (true, nil)
+            }
+            return (true, .now - prompt.at)
+        }
+    }
+}

@@ -1,0 +1,127 @@
+import AgentConnectCore
+import EventBus
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import Metrics
+import ServiceSupport
+import TwilioKit
+
+/// `POST /twiml`, `POST /conversation-relay-callback`, `POST /twilio/call-events/{status,amd,recording}`:
+/// signed forms from Twilio.
+struct VoiceCallbackRoutes: Sendable {
+    let configuration: VoiceConfiguration
+    let bus: any EventBus
+    let verifier: TwilioRequestVerifier
+    let logger: Logger
+
+    func add<Context: RequestContext>(to router: Router<Context>) {
+        router.post("/twiml") { request, _ in await twiml(request) }
+        router.post("/conversation-relay-callback") { request, _ in await relayCallback(request) }
+        for kind in ["status", "amd", "recording"] {
+            router.post("/twilio/call-events/\(kind)") { request, _ in await callEvent(request, kind: kind) }
+        }
+    }
+
+    /// The signed form, or the response to send instead (403 / 400 / 413).
+    private func form(_ request: Request) async -> Result<[(String, String)], ResponseError> {
+        guard let buffer = try? await request.body.collect(upTo: 256 << 10) else {
+            return .failure(ResponseError(JSONResponse.error(.contentTooLarge, "body too large")))
+        }
+        guard let text = String(validating: Array(buffer: buffer), as: UTF8.self), let fields = FormCoding.decodeStrict(text) else {
+            if TwilioRequestVerifier.signatureHeader(request) == nil { return .failure(ResponseError(forbidden())) }
+            return .failure(ResponseError(JSONResponse.error(.badRequest, "malformed form body")))
+        }
+        guard verifier.verifyForm(request, params: fields) else { return .failure(ResponseError(forbidden())) }
+        return .success(fields)
+    }
+
+    private func twiml(_ request: Request) async -> Response {
+        let fields: [(String, String)]
+        switch await form(request) {
+        case .success(let parsed): fields = parsed
+        case .failure(let error): return error.response
+        }
+        var attributes = configuration.relayAttributes
+        if let configurationId = configuration.conversationConfigurationId {
+            attributes.append(("conversationConfiguration", configurationId))
+        }
+        let builder = TwiMLBuilder(
+            actionURL: "https://\(configuration.publicDomain)/conversation-relay-callback",
+            websocketURL: "wss://\(configuration.publicDomain)/ws", attributes: attributes, languages: configuration.languages,
+            parameters: configuration.parameters)
+        let callSid = fields.first { $0.0 == "CallSid" }?.1 ?? ""
+        logger.info("incoming call", metadata: ["call.sid": "\(callSid)"])
+        return Response(status: .ok, headers: [.contentType: "application/xml"], body: .init(byteBuffer: ByteBuffer(string: builder.build())))
+    }
+
+    private func relayCallback(_ request: Request) async -> Response {
+        let fields: [(String, String)]
+        switch await form(request) {
+        case .success(let parsed): fields = parsed
+        case .failure(let error): return error.response
+        }
+        let map = Dictionary(fields, uniquingKeysWith: { first, _ in first })
+        guard let callSid = map["CallSid"], !callSid.isEmpty else { return empty(.ok) }
+        if let accountSid = configuration.accountSid, let received = map["AccountSid"], received != accountSid { return empty(.ok) }
+        let conversationId = map["ConversationId"] ?? callSid
+        await publish(EventType.voiceCallStatus, conversationId: conversationId, payload: ["kind": "session", "callSid": .string(callSid), "fields": JSONValue(map)])
+        if map["CallStatus"] == "completed" || map["SessionStatus"] == "ended" || map["HandoffData"] != nil,
+            configuration.conversationConfigurationId == nil
+        {
+            // A backup to the socket teardown: the same dedup key makes "ended" happen once.
+            let ended = BusEvent(
+                type: EventType.conversationEnded, conversationId: conversationId, channel: .voice,
+                payload: ["reason": .string(map["HandoffData"] == nil ? "hangup" : "handoff"), "callSid": .string(callSid), "handoffData": JSONValue(map["HandoffData"])])
+            _ = try? await bus.publish(ended, to: stream(conversationId), dedupKey: "tac:dedup:ended:\(conversationId)", ttlSeconds: 86_400)
+        }
+        return empty(.ok)
+    }
+
+    private func callEvent(_ request: Request, kind: String) async -> Response {
+        let fields: [(String, String)]
+        switch await form(request) {
+        case .success(let parsed): fields = parsed
+        case .failure(let error): return error.response
+        }
+        let map = Dictionary(fields, uniquingKeysWith: { first, _ in first })
+        guard let callSid = map["CallSid"]?.trimmingCharacters(in: .whitespaces), !callSid.isEmpty else {
+            return JSONResponse.error(.badRequest, "CallSid is required")
+        }
+        if let accountSid = configuration.accountSid, let received = map["AccountSid"], received != accountSid { return empty(.ok) }
+        await publish(EventType.voiceCallStatus, conversationId: callSid, payload: ["kind": .string(kind), "callSid": .string(callSid), "fields": JSONValue(map)])
+        return empty(.ok)
+    }
+
+    private func publish(_ type: String, conversationId: String, payload: JSONValue) async {
+        let event = BusEvent(type: type, conversationId: conversationId, channel: .voice, payload: payload)
+        do {
+            _ = try await bus.publish(event, to: stream(conversationId))
+        } catch {
+            logger.error("could not publish a call event", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func stream(_ conversationId: String) -> String {
+        Partitioner.inboundStream(for: conversationId, partitions: configuration.common.inboundPartitions)
+    }
+
+    private func empty(_ status: HTTPResponse.Status) -> Response {
+        Response(status: status, headers: [.contentType: "text/plain"])
+    }
+
+    private func forbidden() -> Response {
+        Counter(label: "agentconnect_webhooks_total", dimensions: [("outcome", "forbidden")]).increment()
+        return JSONResponse.error(.forbidden, "invalid Twilio signature")
+    }
+}
+
+/// A response carried as an error value.
+struct ResponseError: Error {
+    let response: Response
+
+    init(_ response: Response) {
+        self.response = response
+    }
+}

@@ -1,0 +1,76 @@
+import AgentConnectCore
+import Foundation
+import ServiceSupport
+import TwilioKit
+
+/// voice-relay settings (ARCHITECTURE §3), validated at start-up.
+struct VoiceConfiguration: Sendable {
+    var common: CommonConfiguration
+    var authToken: String
+    var accountSid: String?
+    /// `TWILIO_VOICE_PUBLIC_DOMAIN`: host in the TwiML URLs and in signature checks.
+    var publicDomain: String
+    var conversationConfigurationId: String?
+    var senders: Senders
+    /// `<ConversationRelay>` attributes from `CONVERSATION_RELAY_<ATTRIBUTE>` (snake case → camelCase).
+    var relayAttributes: [(String, String)]
+    /// `CONVERSATION_RELAY_LANGUAGES`: JSON array of `{code, voice?, ttsProvider?, …}` → `<Language>`.
+    var languages: [[String: String]]
+    /// `CONVERSATION_RELAY_PARAMETERS`: JSON object → `<Parameter name value>`.
+    var parameters: [(String, String)]
+    /// `VOICE_DRAIN_SECONDS`: how long live calls may continue after SIGTERM.
+    var drainSeconds: Int
+    /// `VOICE_MAX_FRAME_BYTES`: larger inbound frames close the socket (1009).
+    var maxFrameBytes: Int
+    /// `VOICE_SETUP_TIMEOUT_MS`: a socket that sends no `setup` in time is closed.
+    var setupTimeoutMilliseconds: Int
+    /// REST access for the orchestrated-mode conversation lookup (nil in relay-only mode).
+    var twilio: TwilioAPIConfiguration?
+
+    init(environment: Environment) throws {
+        common = try CommonConfiguration(environment: environment, defaultPort: 8081)
+        authToken = try environment.required("TWILIO_AUTH_TOKEN")
+        accountSid = environment.string("TWILIO_ACCOUNT_SID")
+        guard let domain = PublicURL.normalizedDomain(try environment.required("TWILIO_VOICE_PUBLIC_DOMAIN")) else {
+            throw ConfigurationError(variable: "TWILIO_VOICE_PUBLIC_DOMAIN", reason: "must be a host name")
+        }
+        publicDomain = domain
+        conversationConfigurationId = environment.string("TWILIO_CONVERSATION_CONFIGURATION_ID")
+        senders = try Senders(environment: environment)
+        var attributes: [(String, String)] = [("welcomeGreeting", "Hello! How can I assist you today?")]
+        for (name, value) in environment.values.sorted(by: { $0.key < $1.key }) where name.hasPrefix("CONVERSATION_RELAY_") {
+            let key = Self.camelCase(String(name.dropFirst("CONVERSATION_RELAY_".count)))
+            guard key != "languages", key != "parameters", !value.isEmpty else { continue }
+            attributes.removeAll { $0.0 == key }
+            attributes.append((key, value))
+        }
+        relayAttributes = attributes
+        if let text = environment.string("CONVERSATION_RELAY_LANGUAGES") {
+            guard let parsed = try? JSONDecoder().decode([[String: String]].self, from: Data(text.utf8)) else {
+                throw ConfigurationError(variable: "CONVERSATION_RELAY_LANGUAGES", reason: #"must be a JSON array like [{"code":"es-ES","voice":"…"}]"#)
+            }
+            languages = parsed
+        } else {
+            languages = []
+        }
+        if let text = environment.string("CONVERSATION_RELAY_PARAMETERS") {
+            guard let parsed = try? JSONDecoder().decode([String: String].self, from: Data(text.utf8)) else {
+                throw ConfigurationError(variable: "CONVERSATION_RELAY_PARAMETERS", reason: #"must be a JSON object of strings"#)
+            }
+            parameters = parsed.sorted { $0.key < $1.key }
+        } else {
+            parameters = []
+        }
+        drainSeconds = try environment.int("VOICE_DRAIN_SECONDS", default: 30, range: 0...3600)
+        maxFrameBytes = try environment.int("VOICE_MAX_FRAME_BYTES", default: 64 << 10, range: 1024...(16 << 20))
+        setupTimeoutMilliseconds = try environment.int("VOICE_SETUP_TIMEOUT_MS", default: 10_000, range: 100...600_000)
+        twilio = conversationConfigurationId == nil ? nil : try TwilioAPIConfiguration(environment: environment)
+    }
+
+    /// `WELCOME_GREETING` → `welcomeGreeting`.
+    static func camelCase(_ snake: String) -> String {
+        let parts = snake.lowercased().split(separator: "_")
+        guard let first = parts.first else { return "" }
+        return String(first) + parts.dropFirst().map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
+    }
+}

@@ -1,0 +1,83 @@
+import AgentConnectCore
+import AsyncHTTPClient
+import EventBus
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import ServiceLifecycle
+import ServiceSupport
+import TwilioKit
+
+/// voice-relay: holds ConversationRelay sockets, publishes the caller's turns and streams replies back.
+@main
+struct VoiceRelay {
+    static func main() async {
+        await ServiceMain.run(service: "voice-relay") { environment, logger in
+            try buildServiceGroup(configuration: VoiceConfiguration(environment: environment), logger: logger)
+        }
+    }
+
+    /// The composition root: Redis, the frame reader, HTTP/WebSocket, then the call drain.
+    static func buildServiceGroup(configuration: VoiceConfiguration, logger: Logger) throws -> ServiceGroup {
+        let health = HealthState()
+        let redis = RedisClient(configuration: configuration.common.redis, logger: logger)
+        let bus = RedisStreamsEventBus(client: redis, maxLength: configuration.common.streamMaxLength)
+        let registry = CallRegistry(instance: configuration.common.instanceId, redis: redis)
+        let verifier = TwilioRequestVerifier(authToken: configuration.authToken, publicDomain: configuration.publicDomain)
+        var services: [any Service] = [RedisClientService(client: redis)]
+        var lookup: ConversationLookup?
+        if let twilio = configuration.twilio {
+            let http = HTTPClient(eventLoopGroupProvider: .singleton)
+            services.append(HTTPClientShutdown(client: http))
+            lookup = ConversationLookup(rest: TwilioRESTClient(configuration: twilio, httpClient: http), logger: logger)
+        }
+        let sockets = RelaySocketHandler(
+            configuration: configuration, registry: registry, bus: bus, verifier: verifier, lookup: lookup, logger: logger)
+        let router = Router(context: BasicWebSocketRequestContext.self)
+        OperationalRoutes.add(to: router, health: health)
+        VoiceCallbackRoutes(configuration: configuration, bus: bus, verifier: verifier, logger: logger).add(to: router)
+        router.ws("/ws") { inbound, outbound, context in
+            await sockets.handle(inbound, outbound, context.request)
+        }
+        let app = Application(
+            router: router, server: .http1WebSocketUpgrade(webSocketRouter: router),
+            configuration: .init(address: .hostname(configuration.common.host, port: configuration.common.port), serverName: "voice-relay"),
+            onServerRunning: { _ in health.markReady() }, logger: logger)
+        services += [
+            VoiceFrameReader(bus: bus, redis: redis, registry: registry, logger: logger), app,
+            CallDrain(registry: registry, health: health, grace: .seconds(configuration.drainSeconds), logger: logger),
+        ]
+        return ServiceMain.group(services: services, health: health, logger: logger)
+    }
+}
+
+/// On SIGTERM: stop taking calls (ready turns 503) and wait for live calls to end, up to the grace
+/// period; then the HTTP server and the frame reader stop.
+struct CallDrain: Service {
+    let registry: CallRegistry
+    let health: HealthState
+    let grace: Duration
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        health.markDraining()
+        registry.stopAccepting()
+        let deadline = ContinuousClock.now + grace
+        logger.info("draining calls", metadata: ["live": "\(registry.count)"])
+        while registry.count > 0 && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        logger.info("drained", metadata: ["remaining": "\(registry.count)"])
+    }
+}
+
+/// Shuts an HTTP client down with the group.
+struct HTTPClientShutdown: Service {
+    let client: HTTPClient
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        try await client.shutdown()
+    }
+}

@@ -1,0 +1,310 @@
+import AgentConnectCore
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import HummingbirdWSClient
+import Logging
+import NIOCore
+import NIOWebSocket
+import TwilioKit
+
+/// Plays Twilio's side of a ConversationRelay call against voice-relay: the signed voice webhook
+/// to `/twiml`, then the signed WebSocket with `setup`, prompts, DTMF and interrupts, timing each
+/// reply's tokens.
+public struct RelayCaller: Sendable {
+    /// One step of a call script.
+    public enum Step: Sendable {
+        /// A final prompt; waits for the reply's `last: true`.
+        case say(String)
+        /// A prompt, interrupted after `afterTokens` tokens; then waits `settle` for stray tokens.
+        case sayAndInterrupt(String, afterTokens: Int, settle: Duration = .milliseconds(300))
+        /// A key press.
+        case dtmf(String)
+        /// Any frame, sent as is.
+        case raw(JSONValue)
+        /// Waits.
+        case pause(Duration)
+    }
+
+    /// What happened to one prompt.
+    public struct Turn: Sendable {
+        public var prompt: String
+        public var tokens: [String] = []
+        /// Tokens that arrived after the interrupt was acknowledged (should be none).
+        public var lateTokens: [String] = []
+        public var interrupted = false
+        public var acknowledged = false
+        public var firstToken: Duration?
+        public var completed: Duration?
+        /// The reply as spoken.
+        public var text: String { tokens.joined() }
+    }
+
+    /// The outcome of a call.
+    public struct Transcript: Sendable {
+        public var callSid: String
+        public var turns: [Turn] = []
+        /// Frames other than text (`play`, `end`, …).
+        public var otherFrames: [JSONValue] = []
+        /// How the relay closed the socket, when it did.
+        public var closeCode: Int?
+        public var closeReason: String?
+    }
+
+    /// voice-relay's base URL (`http://127.0.0.1:8081`).
+    public let relayURL: String
+    let signer: TwilioSignature
+    let logger: Logger
+    /// Longest wait for one reply.
+    public var replyTimeout: Duration = .seconds(10)
+
+    public init(relayURL: String, authToken: String, logger: Logger = Logger(label: "relay-caller")) {
+        self.relayURL = relayURL
+        self.signer = TwilioSignature(authToken: authToken)
+        self.logger = logger
+    }
+
+    /// `POST /twiml` as Twilio would; returns the ConversationRelay `url` and the TwiML.
+    public func fetchTwiML(callSid: String, from: String, to: String, direction: String = "inbound") async throws -> (url: String, twiml: String) {
+        let fields = [("AccountSid", "ACsimulator"), ("CallSid", callSid), ("From", from), ("To", to), ("Direction", direction), ("CallStatus", "ringing")]
+        var request = HTTPClientRequest(url: "\(relayURL)/twiml")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+        request.headers.add(name: "X-Twilio-Signature", value: signer.compute(url: "\(relayURL)/twiml", params: fields))
+        request.body = .bytes(ByteBuffer(string: FormCoding.encode(fields)))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        let twiml = String(buffer: try await response.body.collect(upTo: 1 << 20))
+        guard response.status == .ok, let url = Self.attribute("url", in: twiml) else {
+            throw CallerError("voice webhook answered \(response.status.code): \(twiml.prefix(200))")
+        }
+        return (url, twiml)
+    }
+
+    /// Opens the socket (signed for `publicURL`, the `wss://` URL from the TwiML), sends `setup`,
+    /// runs the script and hangs up.
+    public func call(
+        publicURL: String, callSid: String, from: String, to: String, direction: String = "inbound", script: [Step],
+        signature: String? = nil, sendSetup: Bool = true
+    ) async throws -> Transcript {
+        let path = publicURL.firstIndex(of: "/").map { _ in URLPath.path(of: publicURL) } ?? "/ws"
+        let socketURL = relayURL.replacingOccurrences(of: "http://", with: "ws://").replacingOccurrences(of: "https://", with: "wss://") + path
+        var configuration = WebSocketClientConfiguration(maxFrameSize: 1 << 20)
+        if let signature = signature ?? Optional(signer.compute(url: publicURL)), !signature.isEmpty {
+            configuration.additionalHeaders[HTTPField.Name("X-Twilio-Signature")!] = signature
+        }
+        let session = TranscriptBox(callSid: callSid)
+        let replyTimeout = replyTimeout
+        let close = try await WebSocketClient.connect(url: socketURL, configuration: configuration, logger: logger) { inbound, outbound, _ in
+            let queue = FrameQueue()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                defer { queue.close() }
+                for try await message in inbound.messages(maxSize: 1 << 20) {
+                    if case .text(let text) = message, let frame = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) {
+                        queue.push(frame)
+                    }
+                }
+            }
+            func send(_ frame: JSONValue) async throws {
+                try await outbound.write(.text(String(decoding: try JSONEncoder().encode(frame), as: UTF8.self)))
+            }
+            /// The next text frame, or nil when the socket closed or `timeout` passed.
+            func next(timeout: Duration) async throws -> JSONValue? {
+                await queue.pop(timeout: timeout)
+            }
+            if sendSetup {
+                try await send([
+                    "type": "setup", "sessionId": .string("VX" + callSid.dropFirst(2)), "callSid": .string(callSid), "from": .string(from),
+                    "to": .string(to), "direction": .string(direction), "callType": "PSTN", "callStatus": "IN-PROGRESS",
+                    "accountSid": "ACsimulator", "customParameters": .object([:]),
+                ])
+            }
+            for step in script {
+                switch step {
+                case .raw(let frame):
+                    try await send(frame)
+                case .pause(let duration):
+                    try await Task.sleep(for: duration)
+                case .dtmf(let digit):
+                    try await send(["type": "dtmf", "digit": .string(digit)])
+                case .say(let text):
+                    var turn = Turn(prompt: text)
+                    let started = ContinuousClock.now
+                    try await send(["type": "prompt", "voicePrompt": .string(text), "lang": "en-US", "last": true])
+                    while let frame = try await next(timeout: replyTimeout) {
+                        guard frame["type"]?.string == "text" else {
+                            session.other(frame)
+                            continue
+                        }
+                        let token = frame["token"]?.string ?? ""
+                        if !token.isEmpty {
+                            if turn.firstToken == nil { turn.firstToken = ContinuousClock.now - started }
+                            turn.tokens.append(token)
+                        }
+                        if frame["last"]?.bool == true {
+                            turn.completed = ContinuousClock.now - started
+                            break
+                        }
+                    }
+                    session.append(turn)
+                case .sayAndInterrupt(let text, let afterTokens, let settle):
+                    var turn = Turn(prompt: text)
+                    let started = ContinuousClock.now
+                    try await send(["type": "prompt", "voicePrompt": .string(text), "lang": "en-US", "last": true])
+                    while turn.tokens.count < afterTokens, let frame = try await next(timeout: replyTimeout) {
+                        guard frame["type"]?.string == "text", let token = frame["token"]?.string, !token.isEmpty else { continue }
+                        if turn.firstToken == nil { turn.firstToken = ContinuousClock.now - started }
+                        turn.tokens.append(token)
+                    }
+                    try await send([
+                        "type": "interrupt", "utteranceUntilInterrupt": .string(turn.text), "durationUntilInterruptMs": .string("420"),
+                    ])
+                    turn.interrupted = true
+                    // Tokens already in flight may arrive before the acknowledgement; after it, none may.
+                    while let frame = try await next(timeout: replyTimeout) {
+                        if frame["type"]?.string == "text", frame["token"]?.string == "", frame["last"]?.bool == true {
+                            turn.acknowledged = true
+                            break
+                        }
+                    }
+                    while let frame = try await next(timeout: settle) {
+                        if frame["type"]?.string == "text", let token = frame["token"]?.string, !token.isEmpty { turn.lateTokens.append(token) }
+                    }
+                    session.append(turn)
+                }
+            }
+            if !queue.isClosed { try? await outbound.close(.normalClosure, reason: "hangup") }
+            try await group.waitForAll()
+            }
+        }
+        var transcript = session.transcript
+        if let close {
+            transcript.closeCode = Int(Self.code(of: close.closeCode))
+            transcript.closeReason = close.reason
+        }
+        return transcript
+    }
+
+    static func code(of error: WebSocketErrorCode) -> UInt16 {
+        switch error {
+        case .normalClosure: return 1000
+        case .goingAway: return 1001
+        case .protocolError: return 1002
+        case .unacceptableData: return 1003
+        case .dataInconsistentWithMessage: return 1007
+        case .policyViolation: return 1008
+        case .messageTooLarge: return 1009
+        case .missingExtension: return 1010
+        case .unexpectedServerError: return 1011
+        case .unknown(let code): return code
+        }
+    }
+
+    /// An attribute's value from the first element that has it, unescaped.
+    public static func attribute(_ name: String, in xml: String) -> String? {
+        guard let start = xml.range(of: " \(name)=\"") else { return nil }
+        let rest = xml[start.upperBound...]
+        guard let end = rest.firstIndex(of: "\"") else { return nil }
+        return String(rest[..<end]).replacingOccurrences(of: "&quot;", with: "\"").replacingOccurrences(of: "&apos;", with: "'")
+            .replacingOccurrences(of: "&lt;", with: "<").replacingOccurrences(of: "&gt;", with: ">").replacingOccurrences(of: "&amp;", with: "&")
+    }
+}
+
+/// Frames read from the socket, waited for with a timeout (one reader, one consumer).
+final class FrameQueue: @unchecked Sendable {
+    private let lock = NSLock()
+    private var buffer: [JSONValue] = []
+    private var closed = false
+    private var waiter: CheckedContinuation<Void, Never>?
+
+    func push(_ frame: JSONValue) {
+        let waiter = lock.withLock { () -> CheckedContinuation<Void, Never>? in
+            buffer.append(frame)
+            defer { self.waiter = nil }
+            return self.waiter
+        }
+        waiter?.resume()
+    }
+
+    func close() {
+        let waiter = lock.withLock { () -> CheckedContinuation<Void, Never>? in
+            closed = true
+            defer { self.waiter = nil }
+            return self.waiter
+        }
+        waiter?.resume()
+    }
+
+    var isClosed: Bool { lock.withLock { closed && buffer.isEmpty } }
+
+    private func wake() {
+        let waiter = lock.withLock { () -> CheckedContinuation<Void, Never>? in
+            defer { self.waiter = nil }
+            return self.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// The next frame; nil once closed and empty, or when `timeout` passes.
+    func pop(timeout: Duration) async -> JSONValue? {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let (frame, done) = lock.withLock { () -> (JSONValue?, Bool) in
+                if !buffer.isEmpty { return (buffer.removeFirst(), true) }
+                return (nil, closed)
+            }
+            if frame != nil || done || ContinuousClock.now >= deadline { return frame }
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    await withCheckedContinuation { continuation in
+                        let resumeNow = self.lock.withLock { () -> Bool in
+                            if !self.buffer.isEmpty || self.closed { return true }
+                            self.waiter = continuation
+                            return false
+                        }
+                        if resumeNow { continuation.resume() }
+                    }
+                }
+                group.addTask {
+                    try? await Task.sleep(until: deadline)
+                    self.wake()
+                }
+                await group.next()
+                group.cancelAll()
+                await group.waitForAll()
+            }
+        }
+    }
+}
+
+/// The path of a URL (`wss://host/ws?x` → `/ws?x`).
+enum URLPath {
+    static func path(of url: String) -> String {
+        guard let scheme = url.range(of: "://") else { return url }
+        let rest = url[scheme.upperBound...]
+        return rest.firstIndex(of: "/").map { String(rest[$0...]) } ?? "/"
+    }
+}
+
+/// The transcript being built inside the socket closure.
+final class TranscriptBox: @unchecked Sendable {
+    private var value: RelayCaller.Transcript
+    private let lock = NSLock()
+
+    init(callSid: String) {
+        value = RelayCaller.Transcript(callSid: callSid)
+    }
+
+    func append(_ turn: RelayCaller.Turn) { lock.withLock { value.turns.append(turn) } }
+    func other(_ frame: JSONValue) { lock.withLock { value.otherFrames.append(frame) } }
+    var transcript: RelayCaller.Transcript { lock.withLock { value } }
+}
+
+/// A call that did not go as Twilio's would.
+public struct CallerError: Error, CustomStringConvertible {
+    public var description: String
+
+    public init(_ description: String) {
+        self.description = description
+    }
+}

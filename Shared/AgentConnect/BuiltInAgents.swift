@@ -11,10 +11,16 @@ public enum BuiltInAgents {
         _ = WhatsAppChannel(tac, configuration: .init(memoryMode: tac.memoryMode(for: .whatsapp)))
         _ = RCSChannel(tac, configuration: .init(memoryMode: tac.memoryMode(for: .rcs)))
         _ = ChatChannel(tac, configuration: .init(memoryMode: tac.memoryMode(for: .chat)))
+        // ECHO_TOKEN_DELAY_MS spaces the tokens out, like a model writing (demos, interrupt tests).
+        let delay = (try? tac.configuration.environment.int("ECHO_TOKEN_DELAY_MS", default: 0, range: 0...10_000)) ?? 0
         tac.onMessageReady { message, session, _ in
             let reply = "You said: \(message)"
             guard session.channel == .voice else { return reply }
-            try await voice.sendResponse(conversationId: session.conversationId, tokens: wordTokens(reply))
+            let tokens = wordTokens(reply)
+            try await voice.sendResponse(conversationId: session.conversationId, response: AsyncThrowingStream<String, any Error> { continuation in
+                for token in tokens { continuation.yield(token) }
+                continuation.finish()
+            }.paced(milliseconds: delay))
             return nil
         }
     }
@@ -36,5 +42,25 @@ public enum BuiltInAgents {
         }
         if !current.isEmpty { tokens.append(current) }
         return tokens
+    }
+}
+
+extension AsyncSequence where Self: Sendable, Element == String {
+    /// The same tokens, each after a pause of `milliseconds` (none when 0).
+    func paced(milliseconds: Int) -> AsyncThrowingStream<String, any Error> {
+        AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    for try await token in self {
+                        if milliseconds > 0 { try await Task.sleep(for: .milliseconds(milliseconds)) }
+                        continuation.yield(token)
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
     }
 }

@@ -62,7 +62,7 @@ public class MessagingChannel: @unchecked Sendable {
         }
         try await ReplyPublisher.publishMessage(
             response, replyId: replyId, session: session, mode: mode, traceparent: traceparent, bus: runtime.bus)
-        await runtime.recordOutbound(response, replyId: replyId, session: session)
+        await Uncancellable.run { await runtime.recordOutbound(response, replyId: replyId, session: session) }
     }
 }
 
@@ -164,7 +164,8 @@ public final class VoiceChannel: Sendable {
                 traceparent: traceparent, bus: runtime.bus)
         }
         if let session = turn?.session, !spoken.isEmpty {
-            await runtime.recordOutbound(spoken, replyId: turnId, session: session)
+            let spoken = spoken
+            await Uncancellable.run { await runtime.recordOutbound(spoken, replyId: turnId, session: session) }
         }
     }
 }

@@ -18,6 +18,8 @@ public struct RelayCaller: Sendable {
         case say(String)
         /// A prompt, interrupted after `afterTokens` tokens; then waits `settle` for stray tokens.
         case sayAndInterrupt(String, afterTokens: Int, settle: Duration = .milliseconds(300))
+        /// A prompt; after `afterTokens` tokens `action` runs (e.g. kill a worker), then the reply is awaited.
+        case sayWithAction(String, afterTokens: Int, action: @Sendable () async -> Void)
         /// A key press.
         case dtmf(String)
         /// Any frame, sent as is.
@@ -127,10 +129,16 @@ public struct RelayCaller: Sendable {
                     try await Task.sleep(for: duration)
                 case .dtmf(let digit):
                     try await send(["type": "dtmf", "digit": .string(digit)])
-                case .say(let text):
+                case .say, .sayWithAction:
+                    let (text, actionAfter, action): (String, Int, (@Sendable () async -> Void)?) = {
+                        if case .sayWithAction(let text, let after, let action) = step { return (text, after, action) }
+                        if case .say(let text) = step { return (text, 0, nil) }
+                        return ("", 0, nil)
+                    }()
                     var turn = Turn(prompt: text)
                     let started = ContinuousClock.now
                     try await send(["type": "prompt", "voicePrompt": .string(text), "lang": "en-US", "last": true])
+                    var acted = action == nil
                     while let frame = try await next(timeout: replyTimeout) {
                         guard frame["type"]?.string == "text" else {
                             session.other(frame)
@@ -140,6 +148,10 @@ public struct RelayCaller: Sendable {
                         if !token.isEmpty {
                             if turn.firstToken == nil { turn.firstToken = ContinuousClock.now - started }
                             turn.tokens.append(token)
+                        }
+                        if !acted, turn.tokens.count >= actionAfter, let action {
+                            acted = true
+                            await action()
                         }
                         if frame["last"]?.bool == true {
                             turn.completed = ContinuousClock.now - started
@@ -173,8 +185,10 @@ public struct RelayCaller: Sendable {
                     session.append(turn)
                 }
             }
-            if !queue.isClosed { try? await outbound.close(.normalClosure, reason: "hangup") }
-            try await group.waitForAll()
+            // Give a close the relay already started a moment to arrive, then hang up (the client
+            // closes the socket when this closure returns).
+            _ = await queue.waitClosed(timeout: .milliseconds(100))
+            group.cancelAll()
             }
         }
         var transcript = session.transcript
@@ -235,7 +249,16 @@ final class FrameQueue: @unchecked Sendable {
         waiter?.resume()
     }
 
-    var isClosed: Bool { lock.withLock { closed && buffer.isEmpty } }
+    var isClosed: Bool { lock.withLock { closed } }
+
+    /// Waits until the reader ends or `timeout` passes, discarding frames.
+    func waitClosed(timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline, !isClosed {
+            _ = await pop(timeout: deadline - ContinuousClock.now)
+        }
+        return isClosed
+    }
 
     private func wake() {
         let waiter = lock.withLock { () -> CheckedContinuation<Void, Never>? in

@@ -4,7 +4,7 @@ import Testing
 
 @Suite("Every service boots, reports health and metrics, and drains on SIGTERM", .serialized)
 struct ServiceLifecycleTests {
-    static let services = ["messaging-ingress", "outbound", "agent-worker", "twilio-sim"]
+    static let services = ["messaging-ingress", "outbound", "agent-worker", "twilio-sim", "voice-relay"]
 
     @Test("health and metrics answer; SIGTERM exits 0", arguments: services)
     func lifecycle(service: String) async throws {

@@ -26,6 +26,7 @@ struct InboundConsumer: Service {
     func run() async throws {
         let stopping = NIOLockedValueBox(false)
         let lanes = ConversationLanes()
+        let inFlight = NIOLockedValueBox<Set<String>>([])
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { tasks in
                 var owned = Set<Int>()
@@ -46,7 +47,7 @@ struct InboundConsumer: Service {
                                 try await bus.ensureGroup(group, on: stream)
                                 let stale = try await bus.reclaim(
                                     group, consumer: leases.worker, stream: stream, minIdleMilliseconds: 0, count: 1000)
-                                dispatch(stale, lanes: lanes, tasks: &tasks)
+                                dispatch(stale, lanes: lanes, inFlight: inFlight, tasks: &tasks)
                             }
                             Gauge(label: "agentconnect_worker_partitions").record(owned.count)
                             nextLeaseRefresh = .now + .milliseconds(leases.ttlMilliseconds / 3)
@@ -58,7 +59,7 @@ struct InboundConsumer: Service {
                                 let retry = try await bus.reclaim(
                                     group, consumer: leases.worker, stream: stream,
                                     minIdleMilliseconds: options.visibilityTimeoutMilliseconds, count: options.batchSize)
-                                dispatch(retry, lanes: lanes, tasks: &tasks)
+                                dispatch(retry, lanes: lanes, inFlight: inFlight, tasks: &tasks)
                             }
                         }
                         if streams.isEmpty {
@@ -68,7 +69,7 @@ struct InboundConsumer: Service {
                         let block = min(options.blockMilliseconds, leases.ttlMilliseconds / 3)
                         let entries = try await bus.readGroup(
                             group, consumer: leases.worker, streams: streams, count: options.batchSize, blockMilliseconds: block)
-                        dispatch(entries, lanes: lanes, tasks: &tasks)
+                        dispatch(entries, lanes: lanes, inFlight: inFlight, tasks: &tasks)
                         backoff.reset()
                     } catch {
                         if stopping.withLockedValue({ $0 }) { break }
@@ -86,21 +87,33 @@ struct InboundConsumer: Service {
         }
     }
 
-    private func dispatch(_ entries: [BusEntry], lanes: ConversationLanes, tasks: inout TaskGroup<Void>) {
+    /// Hands entries to their conversation's lane. An entry already running here (a reclaim of our own
+    /// long turn) is skipped: it is acknowledged when it finishes.
+    private func dispatch(_ entries: [BusEntry], lanes: ConversationLanes, inFlight: NIOLockedValueBox<Set<String>>, tasks: inout TaskGroup<Void>) {
         for entry in entries {
+            guard inFlight.withLockedValue({ $0.insert("\(entry.stream)/\(entry.id)").inserted }) else { continue }
             guard let event = entry.event else {
-                tasks.addTask { await deadLetter(entry, error: "entry does not decode as an event envelope") }
+                tasks.addTask {
+                    await deadLetter(entry, error: "entry does not decode as an event envelope")
+                    inFlight.withLockedValue { _ = $0.remove("\(entry.stream)/\(entry.id)") }
+                }
                 continue
             }
             if entry.deliveries > options.maxDeliveries {
-                tasks.addTask { await deadLetter(entry, error: "delivered \(entry.deliveries) times without success") }
+                tasks.addTask {
+                    await deadLetter(entry, error: "delivered \(entry.deliveries) times without success")
+                    inFlight.withLockedValue { _ = $0.remove("\(entry.stream)/\(entry.id)") }
+                }
                 continue
             }
             if lanes.enqueue(LaneWork(entry: entry, event: event)) {
                 tasks.addTask {
                     await lanes.drain(conversationId: event.conversationId, perform: { work in
                         try await handler(work.event, work.entry)
-                    }, finish: finish)
+                    }, finish: { work, outcome in
+                        await finish(work, outcome)
+                        inFlight.withLockedValue { _ = $0.remove("\(work.entry.stream)/\(work.entry.id)") }
+                    })
                 }
             }
         }

@@ -46,7 +46,12 @@ struct PartitionLeases: Sendable {
             let replies = try await redis.send(mine.map(renewCommand))
             for (partition, reply) in zip(mine, replies) where reply.integer == 1 { result.insert(partition) }
         }
-        if result.count < share {
+        if result.count > share {
+            // More workers joined: hand the surplus over (the new owner redoes what was in flight).
+            let surplus = Array(result.sorted().suffix(result.count - share))
+            try await release(surplus)
+            result.subtract(surplus)
+        } else if result.count < share {
             // Start at a worker-specific offset so workers do not all race for partition 0.
             let offset = Int(stableHash(worker) % UInt64(partitions))
             let candidates = (0..<partitions).map { ($0 + offset) % partitions }.filter { !result.contains($0) }
@@ -55,7 +60,12 @@ struct PartitionLeases: Sendable {
             })
             var extra: [Int] = []
             for (partition, reply) in zip(candidates, replies) where reply == .status("OK") {
-                if result.count < share { result.insert(partition) } else { extra.append(partition) }
+                if result.count > share {
+            // More workers joined: hand the surplus over (the new owner redoes what was in flight).
+            let surplus = Array(result.sorted().suffix(result.count - share))
+            try await release(surplus)
+            result.subtract(surplus)
+        } else if result.count < share { result.insert(partition) } else { extra.append(partition) }
             }
             try await release(extra)
         }

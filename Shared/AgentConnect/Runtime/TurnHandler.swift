@@ -73,7 +73,8 @@ struct TurnHandler: Sendable {
         }
         Timer(label: "agentconnect_agent_seconds", dimensions: [("channel", event.channel.rawValue)])
             .recordNanoseconds((ContinuousClock.now - started).nanoseconds)
-        await recordInbound(event, session: session, stored: stored)
+        // History is written after the reply went out, and a hang-up must not cut it short.
+        await Uncancellable.run { await recordInbound(event, session: session, stored: stored) }
     }
 
     private func ended(_ event: BusEvent) async throws {

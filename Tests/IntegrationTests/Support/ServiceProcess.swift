@@ -8,6 +8,8 @@ final class ServiceProcess: Sendable {
     let name: String
     let port: Int
     let logPath: String
+    /// `INSTANCE_ID` it was started with.
+    let instanceId: String?
     private let process: Process
     private let exit = NIOLockedValueBox<(status: Int32?, waiters: [CheckedContinuation<Int32, Never>])>((nil, []))
 
@@ -15,6 +17,7 @@ final class ServiceProcess: Sendable {
     init(_ executable: String, port: Int, environment: [String: String], arguments: [String] = [], logDirectory: String) throws {
         name = executable
         self.port = port
+        instanceId = environment["INSTANCE_ID"]
         logPath = "\(logDirectory)/\(executable)-\(port).log"
         FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))

@@ -1,0 +1,147 @@
+import AgentConnectCore
+import EventBus
+import Foundation
+import NIOConcurrencyHelpers
+import RelayCaller
+import Testing
+
+@Suite("Voice end to end through voice-relay, Redis and agent-workers")
+struct VoiceAcceptanceTests {
+    /// Relay-only mode (conversation id = CallSid), as with a plain Twilio number.
+    static func relayOnly(relays: Int = 1, workers: Int = 1, extra: [String: String] = [:]) -> TestStack.Options {
+        var options = TestStack.Options()
+        options.relays = relays
+        options.workers = workers
+        options.ingress = false
+        options.outbound = false
+        options.extra = ["TWILIO_CONVERSATION_CONFIGURATION_ID": ""].merging(extra) { _, new in new }
+        return options
+    }
+
+    func caller(_ stack: TestStack, relay: Int = 0) -> RelayCaller {
+        var caller = RelayCaller(relayURL: "http://127.0.0.1:\(stack.relayPorts[relay])", authToken: stack.environment["TWILIO_AUTH_TOKEN"] ?? "")
+        caller.replyTimeout = .seconds(15)
+        return caller
+    }
+
+    func call(_ stack: TestStack, relay: Int = 0, sid: String = "CA\(UUID().uuidString.replacingOccurrences(of: "-", with: ""))", script: [RelayCaller.Step])
+        async throws -> RelayCaller.Transcript
+    {
+        let caller = caller(stack, relay: relay)
+        let (url, _) = try await caller.fetchTwiML(callSid: sid, from: "+15556660000", to: "+15550000001")
+        return try await caller.call(publicURL: url, callSid: sid, from: "+15556660000", to: "+15550000001", script: script)
+    }
+
+    @Test("each prompt streams several last:false tokens, then last:true, joined 'You said: <prompt>'")
+    func streamedReplies() async throws {
+        try await withStack(Self.relayOnly()) { stack in
+            let transcript = try await call(stack, script: [.say("hello there"), .say("what time is it")])
+            #expect(transcript.turns.map(\.text) == ["You said: hello there", "You said: what time is it"])
+            #expect(transcript.turns.map(\.tokens.count) == [4, 6])
+            #expect(transcript.turns.allSatisfy { $0.completed != nil })
+        }
+    }
+
+    @Test("the TwiML points ConversationRelay at our socket and escapes configured attributes")
+    func twiml() async throws {
+        try await withStack(Self.relayOnly(extra: ["CONVERSATION_RELAY_WELCOME_GREETING": #"Hi "there" & <welcome>"#, "CONVERSATION_RELAY_DTMF_DETECTION": "true"])) { stack in
+            let (url, twiml) = try await caller(stack).fetchTwiML(callSid: "CAtwiml", from: "+15556660000", to: "+15550000001")
+            #expect(url == "wss://127.0.0.1:\(stack.relayPorts[0])/ws")
+            #expect(twiml.contains(#"welcomeGreeting="Hi &quot;there&quot; &amp; &lt;welcome&gt;""#))
+            #expect(twiml.contains(#"dtmfDetection="true""#))
+            #expect(twiml.contains(#"<Connect action="https://127.0.0.1:\#(stack.relayPorts[0])/conversation-relay-callback">"#))
+            #expect(!twiml.contains("conversationConfiguration"))
+            let unsigned = try await TestStack.request(
+                .POST, "http://127.0.0.1:\(stack.relayPorts[0])/twiml", rawBody: Array("CallSid=CA1".utf8),
+                headers: [("Content-Type", "application/x-www-form-urlencoded")])
+            #expect(unsigned.status == 403)
+        }
+    }
+
+    @Test("an interrupt mid-reply is acknowledged, no further token of that turn arrives, and the next prompt is answered")
+    func interrupt() async throws {
+        try await withStack(Self.relayOnly(extra: ["ECHO_TOKEN_DELAY_MS": "60"])) { stack in
+            let transcript = try await call(
+                stack,
+                script: [
+                    .sayAndInterrupt("please tell me a very long story about the sea and the ships", afterTokens: 2, settle: .milliseconds(800)),
+                    .say("short one"),
+                ])
+            let interrupted = try #require(transcript.turns.first)
+            #expect(interrupted.acknowledged)
+            #expect(interrupted.lateTokens.isEmpty)
+            #expect(interrupted.tokens.count < 13)
+            #expect(transcript.turns.last?.text == "You said: short one")
+        }
+    }
+
+    @Test("a bad or missing signature closes the socket with 1008; so does a first frame that is not setup")
+    func rejections() async throws {
+        try await withStack(Self.relayOnly()) { stack in
+            let caller = caller(stack)
+            let url = "wss://127.0.0.1:\(stack.relayPorts[0])/ws"
+            let forged = try await caller.call(publicURL: url, callSid: "CAforged", from: "+1", to: "+2", script: [], signature: "Zm9yZ2Vk")
+            #expect(forged.closeCode == 1008)
+            let unsigned = try await caller.call(publicURL: url, callSid: "CAnone", from: "+1", to: "+2", script: [], signature: "")
+            #expect(unsigned.closeCode == 1008)
+            let noSetup = try await caller.call(
+                publicURL: url, callSid: "CAnosetup", from: "+1", to: "+2",
+                script: [.raw(["type": "prompt", "voicePrompt": "hi", "last": true]), .pause(.milliseconds(300))], sendSetup: false)
+            #expect(noSetup.closeCode == 1008)
+            // Unknown frames are tolerated: the call still works afterwards.
+            let tolerant = try await call(
+                stack, script: (0..<10).map { _ in RelayCaller.Step.raw(["type": "mystery", "x": 1]) } + [.raw(["type": "info"]), .say("still here")])
+            #expect(tolerant.turns.last?.text == "You said: still here")
+        }
+    }
+
+    @Test("200 concurrent calls are all answered correctly")
+    func concurrentCalls() async throws {
+        try await withStack(Self.relayOnly()) { stack in
+            let results = try await withThrowingTaskGroup(of: (Int, String?).self) { group in
+                for index in 0..<200 {
+                    group.addTask {
+                        let transcript = try await call(stack, sid: "CAconcurrent\(index)", script: [.say("caller number \(index)")])
+                        return (index, transcript.turns.first?.text)
+                    }
+                }
+                return try await group.reduce(into: [Int: String?]()) { $0[$1.0] = $1.1 }
+            }
+            let wrong = (0..<200).filter { results[$0] != .some("You said: caller number \($0)") }
+            #expect(wrong.isEmpty, "wrong or missing replies for calls \(wrong.prefix(10))")
+        }
+    }
+
+    @Test("two relays and two workers: tokens reach the relay holding the socket; a worker killed mid-turn is replaced and the reply arrives exactly once")
+    func replicas() async throws {
+        try await withStack(Self.relayOnly(relays: 2, workers: 2, extra: ["ECHO_TOKEN_DELAY_MS": "150"])) { stack in
+            let spread = try await withThrowingTaskGroup(of: String?.self) { group in
+                for index in 0..<10 {
+                    group.addTask { try await call(stack, relay: index % 2, script: [.say("spread \(index)")]).turns.first?.text }
+                }
+                return try await group.reduce(into: [String?]()) { $0.append($1) }
+            }
+            #expect(Set(spread.compactMap { $0 }) == Set((0..<10).map { "You said: spread \($0)" }))
+
+            let sid = "CAkillworker01"
+            let partition = Partitioner.partition(of: sid, partitions: 16)
+            let killed = NIOLockedValueBox<String?>(nil)
+            let transcript = try await call(
+                stack, relay: 1, sid: sid,
+                script: [
+                    .sayWithAction("one two three four five six seven eight", afterTokens: 2) {
+                        let client = stack.redis.client()
+                        defer { client.shutdown() }
+                        let owner = try? await client.command("GET", .string("tac:lease:agents:\(partition)")).string
+                        if let process = stack.processes("agent-worker").first(where: { $0.instanceId == owner }) {
+                            killed.withLockedValue { $0 = owner }
+                            _ = await process.signal(SIGKILL, timeout: .seconds(5))
+                        }
+                    }
+                ])
+            #expect(killed.withLockedValue { $0 } != nil)
+            #expect(transcript.turns.first?.text == "You said: one two three four five six seven eight")
+            #expect(transcript.turns.first?.tokens.count == 10)
+        }
+    }
+}

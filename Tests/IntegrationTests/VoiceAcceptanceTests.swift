@@ -80,13 +80,13 @@ struct VoiceAcceptanceTests {
         try await withStack(Self.relayOnly()) { stack in
             let caller = caller(stack)
             let url = "wss://127.0.0.1:\(stack.relayPorts[0])/ws"
-            let forged = try await caller.call(publicURL: url, callSid: "CAforged", from: "+1", to: "+2", script: [], signature: "Zm9yZ2Vk")
+            let forged = try await caller.call(publicURL: url, callSid: "CAforged", from: "+1", to: "+2", script: [.pause(.seconds(1))], signature: "Zm9yZ2Vk")
             #expect(forged.closeCode == 1008)
-            let unsigned = try await caller.call(publicURL: url, callSid: "CAnone", from: "+1", to: "+2", script: [], signature: "")
+            let unsigned = try await caller.call(publicURL: url, callSid: "CAnone", from: "+1", to: "+2", script: [.pause(.seconds(1))], signature: "")
             #expect(unsigned.closeCode == 1008)
             let noSetup = try await caller.call(
                 publicURL: url, callSid: "CAnosetup", from: "+1", to: "+2",
-                script: [.raw(["type": "prompt", "voicePrompt": "hi", "last": true]), .pause(.milliseconds(300))], sendSetup: false)
+                script: [.raw(["type": "prompt", "voicePrompt": "hi", "last": true]), .pause(.seconds(1))], sendSetup: false)
             #expect(noSetup.closeCode == 1008)
             // Unknown frames are tolerated: the call still works afterwards.
             let tolerant = try await call(

@@ -34,7 +34,7 @@ sleep 2
 cat <<MSG
 
 AgentConnect is running with the echo agent and twilio-sim.
-  open http://127.0.0.1:8090                      (dev phone)
+  $bin/twilio-sim call --say "hello" --say "what time is it"
   $bin/twilio-sim sms --from +15551234567 "hello"
 Ctrl-C stops everything.
 MSG

@@ -111,7 +111,7 @@ let package = Package(
             path: "Services/TwilioSim", swiftSettings: swiftSettings),
         .executableTarget(
             name: "Bench",
-            dependencies: serviceDeps + [wsClient, httpClient, argumentParser, "RelayCaller"],
+            dependencies: serviceDeps + [hummingbirdWS, wsClient, httpClient, argumentParser, "RelayCaller"],
             path: "Services/Bench", swiftSettings: swiftSettings),
 
         // MARK: Tests

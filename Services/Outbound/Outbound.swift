@@ -45,8 +45,10 @@ struct Outbound {
             router: router,
             configuration: .init(address: .hostname(configuration.common.host, port: configuration.common.port), serverName: "outbound"),
             onServerRunning: { _ in health.markReady() }, logger: logger)
+        let lag = StreamLagReporter(bus: bus, group: "outbound", logger: logger) { [Streams.outbound] }
         return ServiceMain.group(
-            services: [RedisClientService(client: redis), postgres, HTTPClientService(client: http), consumer, app], health: health, logger: logger)
+            services: [RedisClientService(client: redis), postgres, HTTPClientService(client: http), consumer, lag, app], health: health,
+            logger: logger)
     }
 }
 

@@ -113,8 +113,10 @@ public final class TAC: Sendable {
                 maxDeliveries: configuration.maxDeliveries),
             logger: logger, handler: { event, entry in try await handler.handle(event, entry: entry) })
         let health = HealthState()
+        let partitions = configuration.common.inboundPartitions
+        let lag = StreamLagReporter(bus: runtime.bus, group: "agents", logger: logger) { (0..<partitions).map(Streams.inboundPartition) }
         return ServiceMain.group(
-            services: [RedisClientService(client: runtime.redis), runtime.postgres, consumer, runtime.httpServer(health: health)],
+            services: [RedisClientService(client: runtime.redis), runtime.postgres, consumer, lag, runtime.httpServer(health: health)],
             health: health, logger: logger)
     }
 }

@@ -1,4 +1,5 @@
 import AgentConnectCore
+import Foundation
 import EventBus
 import Logging
 import Metrics
@@ -105,6 +106,10 @@ struct InboundConsumer: Service {
                     inFlight.withLockedValue { _ = $0.remove("\(entry.stream)/\(entry.id)") }
                 }
                 continue
+            }
+            if entry.deliveries == 1, let occurred = event.occurredDate {
+                Timer(label: "agentconnect_bus_wait_seconds", dimensions: [("stream", Streams.inbound)])
+                    .recordNanoseconds(Int64(max(0, Date().timeIntervalSince(occurred)) * 1e9))
             }
             if lanes.enqueue(LaneWork(entry: entry, event: event)) {
                 tasks.addTask {

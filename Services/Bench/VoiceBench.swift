@@ -1,0 +1,81 @@
+import AgentConnectCore
+import ArgumentParser
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import RelayCaller
+
+/// Prompt→first token and prompt→`last:true` with many concurrent calls, and idle calls per relay.
+struct VoiceBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "voice")
+
+    @Option var relay = "http://127.0.0.1:18081"
+    @Option var authToken = "dev-auth-token-not-a-secret"
+    @Option(parsing: .upToNextOption) var calls: [Int] = [200]
+    @Option var prompts = 5
+    @Option var idleCalls = 2000
+    @Option var relayPid: Int32 = 0
+
+    func run() async throws {
+        var configured = RelayCaller(relayURL: relay, authToken: authToken, logger: Logger(label: "bench"))
+        configured.replyTimeout = .seconds(30)
+        let caller = configured
+        let prompts = prompts
+        let (url, _) = try await caller.fetchTwiML(callSid: "CAwarmup", from: "+15556660000", to: "+15550000001")
+        _ = try await caller.call(publicURL: url, callSid: "CAwarmup", from: "+15556660000", to: "+15550000001", script: [.say("warm up")])
+
+        for count in calls {
+            let results = try await withThrowingTaskGroup(of: [RelayCaller.Turn].self) { group in
+                for index in 0..<count {
+                    group.addTask {
+                        let sid = "CAbench\(count)x\(index)"
+                        let script = (0..<prompts).map { RelayCaller.Step.say("turn \($0) of call \(index)") }
+                        return try await caller.call(publicURL: url, callSid: sid, from: "+1555666\(index)", to: "+15550000001", script: script).turns
+                    }
+                }
+                return try await group.reduce(into: [RelayCaller.Turn]()) { $0 += $1 }
+            }
+            var first = Samples()
+            var last = Samples()
+            var wrong = 0
+            for turn in results {
+                if let value = turn.firstToken { first.add(value) }
+                if let value = turn.completed { last.add(value) }
+                if turn.text != "You said: \(turn.prompt)" { wrong += 1 }
+            }
+            row("voice prompt→first token p50 / p99 at \(count) calls (ms)", "\(format(first.percentile(50))) / \(format(first.percentile(99)))")
+            row("voice prompt→last:true p50 / p99 at \(count) calls (ms)", "\(format(last.percentile(50))) / \(format(last.percentile(99)))")
+            row("voice wrong or missing replies at \(count) calls", "\(wrong) of \(count * prompts)")
+        }
+
+        // Idle calls: sockets that did setup and stay open; the relay's resident memory per call.
+        let before = rss(relayPid)
+        let opened = NIOLockedValueBox(0)
+        let measured = NIOLockedValueBox<Int?>(nil)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<idleCalls {
+                group.addTask {
+                    let sid = "CAidle\(index)"
+                    _ = try? await caller.call(
+                        publicURL: url, callSid: sid, from: "+1555777\(index)", to: "+15550000001",
+                        script: [.pause(.milliseconds(1)), .raw(["type": "info"])] + Array(repeating: .pause(.milliseconds(100)), count: 150))
+                }
+                if index % 100 == 99 { try await Task.sleep(for: .milliseconds(50)) }
+                opened.withLockedValue { $0 += 1 }
+            }
+            try await Task.sleep(for: .seconds(3))
+            measured.withLockedValue { $0 = rss(relayPid) }
+            group.cancelAll()
+        }
+        if let before, let after = measured.withLockedValue({ $0 }) {
+            row("voice idle calls held by one relay", String(idleCalls))
+            row("voice relay memory per idle call (KiB)", String(format: "%.1f", Double(after - before) / Double(idleCalls)))
+        }
+    }
+
+    /// Resident set size of a process in KiB.
+    func rss(_ pid: Int32) -> Int? {
+        guard pid > 0, let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        return status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }?.split(separator: " ").dropFirst().first.flatMap { Int($0) }
+    }
+}

@@ -11,6 +11,8 @@ if ! bash scripts/stack.sh status; then
   started=1
 fi
 finish() {
+  # A test run that was interrupted can leave service processes behind; stop them.
+  [ -n "${AGENTCONNECT_BIN_DIR:-}" ] && pkill -f "^$AGENTCONNECT_BIN_DIR/" 2>/dev/null
   [ "$started" -eq 1 ] && bash scripts/stack.sh stop
   return 0
 }

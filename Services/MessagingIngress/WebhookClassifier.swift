@@ -141,14 +141,8 @@ struct WebhookClassifier: Sendable {
             "messageSid": .string(messageSid), "media": .array(media),
         ]
         let event = BusEvent(
-            type: EventType.messageReceived, conversationId: Self.classicConversationId(channel: channel, agent: to, customer: from),
+            type: EventType.messageReceived, conversationId: classicConversationId(channel: channel, agent: to, customer: from),
             channel: channel, traceparent: traceparent, payload: payload)
         return .publish(event, dedupKey: idempotencyToken ?? "msg:\(messageSid)")
-    }
-
-    /// A stable id for a classic-number conversation between our address and a customer's.
-    static func classicConversationId(channel: ChannelKind, agent: String, customer: String) -> String {
-        let hex = String(stableHash("\(channel.rawValue)|\(agent)|\(customer)"), radix: 16)
-        return "CL" + String(repeating: "0", count: 16 - hex.count) + hex
     }
 }

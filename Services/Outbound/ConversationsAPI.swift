@@ -72,6 +72,46 @@ struct ConversationsAPI: Sendable {
         return response.json?["id"]?.string
     }
 
+    /// Creates a conversation with the customer and agent participants; on 409 (one exists for these
+    /// participants) returns the existing id with `created: false`.
+    func createConversation(configurationId: String, channel: ChannelKind, customer: String, agent: String, metadata: [String: String])
+        async throws -> (id: String, created: Bool)
+    {
+        let body: JSONValue = [
+            "configurationId": .string(configurationId),
+            "participants": [
+                ["type": "CUSTOMER", "addresses": [["channel": .string(channel.orchestratorName), "address": .string(customer)]]],
+                ["type": "AI_AGENT", "addresses": [["channel": .string(channel.orchestratorName), "address": .string(agent)]]],
+            ],
+            "metadata": JSONValue(metadata),
+        ]
+        do {
+            let response = try await rest.json(.POST, "\(base)/v2/Conversations", body: body)
+            guard let id = response.json?["id"]?.string else { throw TwilioAPIError(status: response.status, message: "no conversation id") }
+            return (id, true)
+        } catch let error as TwilioAPIError where error.status == 409 {
+            guard let existing = error.conflictingResourceId else {
+                throw TwilioAPIError(status: 409, message: "conflict without X-Conflicting-Resource-Id")
+            }
+            _ = try? await rest.json(.PATCH, "\(base)/v2/Conversations/\(existing)", body: ["metadata": JSONValue(metadata)])
+            return (existing, false)
+        }
+    }
+
+    /// Sets a conversation's status (`CLOSED` to undo a failed start).
+    func setStatus(conversationId: String, status: String) async throws {
+        _ = try await rest.json(.PUT, "\(base)/v2/Conversations/\(conversationId)", body: ["status": .string(status)])
+    }
+
+    /// The Calls API with inline TwiML; returns the CallSid.
+    func createCall(to: String, from: String, twiml: String, options: [(String, String)], idempotencyKey: String) async throws -> String {
+        let url = "\(rest.configuration.apiBaseURL)/2010-04-01/Accounts/\(rest.configuration.accountSid)/Calls.json"
+        let response = try await rest.form(
+            .POST, url, fields: [("To", to), ("From", from), ("Twiml", twiml)] + options, headers: [("I-Twilio-Idempotency-Token", idempotencyKey)])
+        guard let sid = response.json?["sid"]?.string else { throw TwilioAPIError(status: response.status, message: "no call sid") }
+        return sid
+    }
+
     /// The Messages API, for classic numbers.
     func sendClassicMessage(from: String, to: String, body: String, idempotencyKey: String) async throws -> String? {
         let url = "\(rest.configuration.apiBaseURL)/2010-04-01/Accounts/\(rest.configuration.accountSid)/Messages.json"

@@ -41,6 +41,7 @@ struct Outbound {
         }
         let router = Router()
         OperationalRoutes.add(to: router, health: health)
+        OutboundAPI(configuration: configuration, api: api, store: store, redis: redis, logger: logger).add(to: router)
         let app = Application(
             router: router,
             configuration: .init(address: .hostname(configuration.common.host, port: configuration.common.port), serverName: "outbound"),

@@ -16,6 +16,8 @@ struct OutboundConfiguration: Sendable {
     var retryBaseMilliseconds: Int
     /// `OUTBOUND_RETRY_MAX_MS`: the longest wait between tries (also caps `Retry-After`).
     var retryMaxMilliseconds: Int
+    /// `TWILIO_VOICE_PUBLIC_DOMAIN`: voice-relay's public host, for outbound calls' TwiML.
+    var voicePublicDomain: String?
 
     init(environment: Environment) throws {
         common = try CommonConfiguration(environment: environment, defaultPort: 8083)
@@ -26,5 +28,6 @@ struct OutboundConfiguration: Sendable {
         maxAttempts = try environment.int("OUTBOUND_MAX_ATTEMPTS", default: 5, range: 1...50)
         retryBaseMilliseconds = try environment.int("OUTBOUND_RETRY_BASE_MS", default: 200, range: 1...60_000)
         retryMaxMilliseconds = try environment.int("OUTBOUND_RETRY_MAX_MS", default: 10_000, range: 1...600_000)
+        voicePublicDomain = PublicURL.normalizedDomain(environment.string("TWILIO_VOICE_PUBLIC_DOMAIN"))
     }
 }

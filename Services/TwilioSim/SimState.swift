@@ -55,6 +55,7 @@ final class SimState: Sendable {
         var requests: [RecordedRequest] = []
         var idempotency: [String: JSONValue] = [:]
         var faults: [Fault] = []
+        var calls: [String: JSONValue] = [:]
         var sequence = 0
         var waiters: [CheckedContinuation<Void, Never>] = []
     }
@@ -153,6 +154,15 @@ final class SimState: Sendable {
             }
             for waiter in waiters { waiter.resume() }
         }
+    }
+
+    /// Records what happened on a call the sim answered (Calls API).
+    func recordCall(_ sid: String, _ value: JSONValue) {
+        state.withLockedValue { $0.calls[sid] = value }
+    }
+
+    func call(_ sid: String) -> JSONValue? {
+        state.withLockedValue { $0.calls[sid] }
     }
 
     func reset() {

@@ -11,6 +11,7 @@ struct TwilioRESTRoutes: Sendable {
     let state: SimState
     let configuration: SimConfiguration
     let webhooks: WebhookSender
+    let calls: CallAnswerer?
     let logger: Logger
 
     func add(to router: Router<BasicRequestContext>) {
@@ -26,6 +27,7 @@ struct TwilioRESTRoutes: Sendable {
         conversations.get(":id/Communications") { request, context in await guarded(request) { _ in try communications(context) } }
         conversations.post(":id/Actions") { request, context in await guarded(request) { try await action($0, context) } }
         router.post("/2010-04-01/Accounts/:account/Messages.json") { request, _ in await guarded(request) { try await message($0) } }
+        router.post("/2010-04-01/Accounts/:account/Calls.json") { request, _ in await guarded(request) { try await createCall($0) } }
     }
 
     /// The parsed request handed to an endpoint.
@@ -205,6 +207,20 @@ struct TwilioRESTRoutes: Sendable {
         state.deliver(DeliveredMessage(id: sid, conversationId: nil, channel: channel, to: to, from: from, text: body, at: Date()))
         let response: JSONValue = ["sid": .string(sid), "status": "queued", "to": .string(to), "from": .string(from), "body": .string(body)]
         state.remember(incoming.token, response)
+        return JSONResponse.bytes(.created, try encode(response))
+    }
+
+    /// The Calls API: answers `{sid}` at once; the call is then answered in the background.
+    private func createCall(_ incoming: Incoming) async throws -> Response {
+        if let cached = state.idempotent(incoming.token) { return JSONResponse.bytes(.created, try encode(cached)) }
+        guard let to = incoming.form["To"], let from = incoming.form["From"], let twiml = incoming.form["Twiml"] else {
+            throw SimError(400, "To, From and Twiml are required")
+        }
+        let sid = "CA" + state.nextId("").suffix(32)
+        let response: JSONValue = ["sid": .string(sid), "status": "queued", "to": .string(to), "from": .string(from)]
+        state.remember(incoming.token, response)
+        state.recordCall(sid, ["callSid": .string(sid), "status": "queued", "to": .string(to)])
+        calls?.enqueue(CallAnswerer.Job(sid: sid, from: from, to: to, twiml: twiml))
         return JSONResponse.bytes(.created, try encode(response))
     }
 

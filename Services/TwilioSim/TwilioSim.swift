@@ -34,17 +34,22 @@ struct Serve: AsyncParsableCommand {
         let webhooks = WebhookSender(http: http, signer: TwilioSignature(authToken: configuration.authToken), retries: configuration.webhookRetries, logger: logger)
         let router = Router()
         OperationalRoutes.add(to: router, health: health)
-        let rest = TwilioRESTRoutes(state: state, configuration: configuration, webhooks: webhooks, logger: logger)
+        // The phone needs the REST routes (to create the call's conversation) and they need the phone
+        // (to answer Calls API calls): the phone is built on routes without an answerer first.
+        let restForVoice = TwilioRESTRoutes(state: state, configuration: configuration, webhooks: webhooks, calls: nil, logger: logger)
+        let voice = VoiceRoutes(state: state, configuration: configuration, rest: restForVoice, logger: logger)
+        let answerer = CallAnswerer(voice: voice)
+        let rest = TwilioRESTRoutes(state: state, configuration: configuration, webhooks: webhooks, calls: answerer, logger: logger)
         rest.add(to: router)
         ControlRoutes(state: state, configuration: configuration, webhooks: webhooks, rest: rest).add(to: router)
-        VoiceRoutes(state: state, configuration: configuration, rest: rest, logger: logger).add(to: router)
+        voice.add(to: router)
         let app = Application(
             router: router, configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "twilio-sim"),
             onServerRunning: { channel in
                 health.markReady()
                 logger.info("twilio-sim listening", metadata: ["port": "\(channel.localAddress?.port ?? configuration.port)"])
             }, logger: logger)
-        return ServiceMain.group(services: [SimHTTPClientService(client: http), app], health: health, logger: logger)
+        return ServiceMain.group(services: [SimHTTPClientService(client: http), answerer, app], health: health, logger: logger)
     }
 }
 

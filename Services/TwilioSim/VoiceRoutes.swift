@@ -14,6 +14,33 @@ struct VoiceRoutes: Sendable {
 
     func add<Context: RequestContext>(to router: Router<Context>) {
         router.post("/sim/calls") { request, _ in try await call(request) }
+        router.get("/sim/calls/:sid") { _, context in
+            guard let sid = context.parameters.get("sid"), let call = state.call(sid) else { return JSONResponse.error(.notFound, "no such call") }
+            return JSONResponse.bytes(.ok, try encode(call))
+        }
+    }
+
+    /// Answers a call created through the Calls API: reads the inline TwiML, dials the relay's socket
+    /// as ConversationRelay would, says `script` and hangs up; the outcome is kept for `GET /sim/calls/{sid}`.
+    func answer(sid: String, from: String, to: String, twiml: String, script: [String]) async {
+        guard let url = RelayCaller.attribute("url", in: twiml) else {
+            state.recordCall(sid, ["callSid": .string(sid), "error": "TwiML without a ConversationRelay url"])
+            return
+        }
+        let greeting = RelayCaller.attribute("welcomeGreeting", in: twiml)
+        createCallConversation(twiml: twiml, sid: sid, customer: to, agent: from)
+        let caller = RelayCaller(relayURL: configuration.voiceURL, authToken: configuration.authToken, logger: logger)
+        do {
+            // On an outbound call the customer is `to`; setup reports the call as Twilio does.
+            let transcript = try await caller.call(
+                publicURL: url, callSid: sid, from: from, to: to, direction: "outbound", script: script.map { .say($0) })
+            var json = Self.json(transcript).object ?? [:]
+            json["welcomeGreeting"] = JSONValue(greeting)
+            json["to"] = .string(to)
+            state.recordCall(sid, .object(json))
+        } catch {
+            state.recordCall(sid, ["callSid": .string(sid), "error": .string("\(error)")])
+        }
     }
 
     /// `{from?, to?, say: [..], interruptAfter?: N, dtmf?: "1"}` → the transcript with timings.
@@ -36,17 +63,7 @@ struct VoiceRoutes: Sendable {
         let caller = RelayCaller(relayURL: configuration.voiceURL, authToken: configuration.authToken, logger: logger)
         let sid = callSid ?? "CA" + state.nextId("").suffix(32)
         let (url, twiml) = try await caller.fetchTwiML(callSid: sid, from: from, to: to)
-        if RelayCaller.attribute("conversationConfiguration", in: twiml) != nil {
-            // ConversationRelay creates the orchestrator conversation for the call, its channelId the CallSid.
-            let id = state.nextId("conv_conversation_")
-            state.upsert(
-                SimState.Conversation(
-                    id: id, status: "ACTIVE", channelId: sid, metadata: [:],
-                    participants: [
-                        rest.makeParticipant(conversationId: id, type: "CUSTOMER", addresses: [["channel": "VOICE", "address": .string(from), "channelId": .string(sid)]]),
-                        rest.makeParticipant(conversationId: id, type: "AI_AGENT", addresses: [["channel": "VOICE", "address": .string(to), "channelId": .string(sid)]]),
-                    ], createdAt: Date()))
-        }
+        createCallConversation(twiml: twiml, sid: sid, customer: from, agent: to)
         var script: [RelayCaller.Step] = []
         if let dtmf { script.append(.dtmf(dtmf)) }
         for (index, prompt) in prompts.enumerated() {
@@ -57,6 +74,20 @@ struct VoiceRoutes: Sendable {
             }
         }
         return try await caller.call(publicURL: url, callSid: sid, from: from, to: to, script: script)
+    }
+
+    /// With `conversationConfiguration` in the TwiML, ConversationRelay creates the orchestrator
+    /// conversation for the call, its `channelId` the CallSid; the sim does the same.
+    func createCallConversation(twiml: String, sid: String, customer: String, agent: String) {
+        guard RelayCaller.attribute("conversationConfiguration", in: twiml) != nil else { return }
+        let id = state.nextId("conv_conversation_")
+        state.upsert(
+            SimState.Conversation(
+                id: id, status: "ACTIVE", channelId: sid, metadata: [:],
+                participants: [
+                    rest.makeParticipant(conversationId: id, type: "CUSTOMER", addresses: [["channel": "VOICE", "address": .string(customer), "channelId": .string(sid)]]),
+                    rest.makeParticipant(conversationId: id, type: "AI_AGENT", addresses: [["channel": "VOICE", "address": .string(agent), "channelId": .string(sid)]]),
+                ], createdAt: Date()))
     }
 
     static func json(_ transcript: RelayCaller.Transcript) -> JSONValue {

@@ -14,3 +14,10 @@ extension Duration {
         components.seconds &* 1_000_000_000 &+ components.attoseconds / 1_000_000_000
     }
 }
+
+/// Conversations on classic numbers (no Conversation Orchestrator) have no id from Twilio; this is
+/// their stable id, the same in every service: `CL` + 16 hex digits of the channel and both addresses.
+public func classicConversationId(channel: ChannelKind, agent: String, customer: String) -> String {
+    let hex = String(stableHash("\(channel.rawValue)|\(agent)|\(customer)"), radix: 16)
+    return "CL" + String(repeating: "0", count: 16 - hex.count) + hex
+}

@@ -8,12 +8,15 @@ public struct TwilioAPIError: Error, CustomStringConvertible, Sendable {
     public var message: String
     /// Seconds from `Retry-After`, when sent.
     public var retryAfterSeconds: Double?
+    /// `X-Conflicting-Resource-Id` of a 409: the existing resource.
+    public var conflictingResourceId: String?
 
-    public init(status: Int, code: Int? = nil, message: String, retryAfterSeconds: Double? = nil) {
+    public init(status: Int, code: Int? = nil, message: String, retryAfterSeconds: Double? = nil, conflictingResourceId: String? = nil) {
         self.status = status
         self.code = code
         self.message = message
         self.retryAfterSeconds = retryAfterSeconds
+        self.conflictingResourceId = conflictingResourceId
     }
 
     /// 429, 5xx and transport failures are worth retrying; other 4xx are not.

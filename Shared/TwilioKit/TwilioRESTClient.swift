@@ -124,7 +124,8 @@ public struct TwilioRESTClient: Sendable {
             ).increment()
             throw TwilioAPIError(
                 status: result.status, code: code, message: json?["message"]?.string ?? String(decoding: result.body.prefix(200), as: UTF8.self),
-                retryAfterSeconds: response.headers.first(name: "Retry-After").flatMap(Double.init))
+                retryAfterSeconds: response.headers.first(name: "Retry-After").flatMap(Double.init),
+                conflictingResourceId: response.headers.first(name: "X-Conflicting-Resource-Id"))
         }
         return result
     }

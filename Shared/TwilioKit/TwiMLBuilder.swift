@@ -1,12 +1,24 @@
 /// Builds the ConversationRelay TwiML (tac-python-spec §4.3) with every value XML-escaped.
-struct TwiMLBuilder: Sendable {
-    var actionURL: String?
-    var websocketURL: String
-    var attributes: [(String, String)]
-    var languages: [[String: String]]
-    var parameters: [(String, String)]
+public struct TwiMLBuilder: Sendable {
+    public var actionURL: String?
+    public var websocketURL: String
+    public var attributes: [(String, String)]
+    public var languages: [[String: String]]
+    public var parameters: [(String, String)]
 
-    func build() -> String {
+    public init(
+        actionURL: String?, websocketURL: String, attributes: [(String, String)], languages: [[String: String]] = [],
+        parameters: [(String, String)] = []
+    ) {
+        self.actionURL = actionURL
+        self.websocketURL = websocketURL
+        self.attributes = attributes
+        self.languages = languages
+        self.parameters = parameters
+    }
+
+    /// The TwiML document.
+    public func build() -> String {
         var xml = #"<?xml version="1.0" encoding="UTF-8"?><Response><Connect"#
         if let actionURL { xml += #" action="\#(Self.escape(actionURL))""# }
         xml += #"><ConversationRelay url="\#(Self.escape(websocketURL))""#
@@ -29,7 +41,7 @@ struct TwiMLBuilder: Sendable {
     }
 
     /// XML attribute escaping.
-    static func escape(_ text: String) -> String {
+    public static func escape(_ text: String) -> String {
         var out = ""
         out.reserveCapacity(text.count)
         for character in text {

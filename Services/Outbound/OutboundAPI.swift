@@ -1,0 +1,219 @@
+import AgentConnectCore
+import EventBus
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import Metrics
+import ServiceSupport
+import Store
+import TwilioKit
+
+/// The app-facing API: start a messaging conversation or place a call.
+///
+/// Bearer-token protected (`OUTBOUND_API_TOKEN`; 401 without it). An `Idempotency-Key` header makes a
+/// retried request answer the first one's result instead of sending twice (remembered 24 h in Redis).
+struct OutboundAPI: Sendable {
+    let configuration: OutboundConfiguration
+    let api: ConversationsAPI
+    let store: PostgresStore
+    let redis: RedisClient
+    let logger: Logger
+
+    func add<Context: RequestContext>(to router: Router<Context>) {
+        router.post("/v1/conversations") { request, _ in await guarded(request, route: "conversations", startConversation) }
+        router.post("/v1/calls") { request, _ in await guarded(request, route: "calls", startCall) }
+    }
+
+    /// A 4xx answer with a reason.
+    struct Rejection: Error {
+        var status: HTTPResponse.Status
+        var reason: String
+    }
+
+    private func guarded(_ request: Request, route: String, _ body: (JSONValue, String) async throws -> JSONValue) async -> Response {
+        let header = request.headers[.authorization] ?? ""
+        let expected = "Bearer \(configuration.apiToken)"
+        guard header.utf8.count == expected.utf8.count, zip(header.utf8, expected.utf8).reduce(UInt8(0), { $0 | ($1.0 ^ $1.1) }) == 0 else {
+            return JSONResponse.error(.unauthorized, "missing or wrong bearer token")
+        }
+        guard let buffer = try? await request.body.collect(upTo: 64 << 10) else {
+            return JSONResponse.error(.contentTooLarge, "body exceeds 64 KiB")
+        }
+        guard let input = try? JSONDecoder().decode(JSONValue.self, from: Data(buffer: buffer)), case .object = input else {
+            return JSONResponse.error(.badRequest, "body must be a JSON object")
+        }
+        let idempotencyKey = request.headers[HTTPField.Name("Idempotency-Key")!]
+        let redisKey = idempotencyKey.map { "tac:idem:\(route):\($0)" }
+        if let redisKey {
+            do {
+                let claimed = try await redis.command("SET", .string(redisKey), "pending", "NX", "EX", "86400")
+                if claimed != .status("OK") {
+                    let stored = try await redis.command("GET", .string(redisKey)).string ?? "pending"
+                    guard stored != "pending" else {
+                        return JSONResponse.error(.conflict, "a request with this Idempotency-Key is still in progress")
+                    }
+                    var response = JSONResponse.raw(.created, stored)
+                    response.headers[HTTPField.Name("Idempotent-Replayed")!] = "true"
+                    return response
+                }
+            } catch {
+                return JSONResponse.error(.serviceUnavailable, "temporarily unavailable")
+            }
+        }
+        do {
+            let result = try await body(input, idempotencyKey ?? UUID().uuidString)
+            let bytes = try JSONEncoder().encode(result)
+            if let redisKey { _ = try? await redis.command("SET", .string(redisKey), .bytes(Array(bytes)), "EX", "86400") }
+            return JSONResponse.bytes(.created, Array(bytes))
+        } catch {
+            if let redisKey { _ = try? await redis.command("DEL", .string(redisKey)) }
+            switch error {
+            case let rejection as Rejection:
+                return JSONResponse.error(rejection.status, rejection.reason)
+            case let twilio as TwilioAPIError:
+                logger.error("Twilio refused the outbound request", metadata: ["error": "\(twilio)"])
+                return JSONResponse.error(.badGateway, "Twilio answered \(twilio.status)\(twilio.code.map { " (\($0))" } ?? "")")
+            default:
+                logger.error("outbound request failed", metadata: ["error": "\(error)"])
+                return JSONResponse.error(.internalServerError, "could not start")
+            }
+        }
+    }
+
+    /// `{channel, to, from?, message, metadata?}` → `{conversationId}`.
+    private func startConversation(_ input: JSONValue, idempotencyKey: String) async throws -> JSONValue {
+        guard let name = input["channel"]?.string?.lowercased(), let channel = ChannelKind(rawValue: name), channel.isMessaging else {
+            throw Rejection(status: .badRequest, reason: "channel must be sms, whatsapp, rcs or chat")
+        }
+        guard let to = input["to"]?.string?.trimmingCharacters(in: .whitespaces), !to.isEmpty else {
+            throw Rejection(status: .badRequest, reason: "to is required")
+        }
+        guard let message = input["message"]?.string, !message.allSatisfy(\.isWhitespace) else {
+            throw Rejection(status: .badRequest, reason: "message is required")
+        }
+        let from = try sender(input["from"]?.string, channel: channel)
+        let metadata = try Self.metadata(input["metadata"])
+        let replyId = "outbound:\(idempotencyKey)"
+        if let configurationId = configuration.conversationConfigurationId {
+            let (conversationId, created) = try await api.createConversation(
+                configurationId: configurationId, channel: channel, customer: to, agent: from, metadata: metadata)
+            do {
+                let participants = try await api.participants(conversationId: conversationId)
+                guard let customer = participants.first(where: { $0.type == "CUSTOMER" && $0.owns(to, on: channel) }),
+                    let agent = participants.first(where: { $0.isAgent && $0.owns(from, on: channel) })
+                else {
+                    throw TwilioAPIError(status: 0, message: "participants not found after creating the conversation")
+                }
+                try await store.upsertConversation(
+                    ConversationRecord(
+                        id: conversationId, channel: channel, direction: "outbound", customerAddress: to, agentAddress: from,
+                        customerParticipantId: customer.id, agentParticipantId: agent.id,
+                        metadata: metadata.merging([ParticipantReconciler.reconciledKey: "1", "mode": "orchestrator"]) { $1 }))
+                _ = try await api.sendMessage(
+                    conversationId: conversationId, channel: channel, from: agent.id, to: customer.id, text: message,
+                    channelId: input["channelId"]?.string, idempotencyKey: replyId)
+            } catch {
+                if created { try? await api.setStatus(conversationId: conversationId, status: "CLOSED") }
+                throw error
+            }
+            await record(message, replyId: replyId, conversationId: conversationId, channel: channel, from: from)
+            count("conversation")
+            return ["conversationId": .string(conversationId), "channel": .string(channel.rawValue), "direction": "outbound"]
+        }
+        let conversationId = classicConversationId(channel: channel, agent: from, customer: to)
+        try await store.upsertConversation(
+            ConversationRecord(
+                id: conversationId, channel: channel, direction: "outbound", customerAddress: to, agentAddress: from,
+                metadata: metadata.merging(["mode": "classic"]) { $1 }))
+        _ = try await api.sendClassicMessage(from: from, to: to, body: message, idempotencyKey: replyId)
+        await record(message, replyId: replyId, conversationId: conversationId, channel: channel, from: from)
+        count("conversation")
+        return ["conversationId": .string(conversationId), "channel": .string(channel.rawValue), "direction": "outbound"]
+    }
+
+    /// `{to, from?, welcomeGreeting?, callOptions?}` → `{callSid}`.
+    private func startCall(_ input: JSONValue, idempotencyKey: String) async throws -> JSONValue {
+        guard let domain = configuration.voicePublicDomain else {
+            throw Rejection(status: .serviceUnavailable, reason: "voice is not configured (TWILIO_VOICE_PUBLIC_DOMAIN)")
+        }
+        guard let to = input["to"]?.string?.trimmingCharacters(in: .whitespaces), !to.isEmpty else {
+            throw Rejection(status: .badRequest, reason: "to is required")
+        }
+        let from = try sender(input["from"]?.string, channel: .voice)
+        var attributes: [(String, String)] = [("welcomeGreeting", input["welcomeGreeting"]?.string ?? "Hello! How can I assist you today?")]
+        if let configurationId = configuration.conversationConfigurationId { attributes.append(("conversationConfiguration", configurationId)) }
+        let twiml = TwiMLBuilder(
+            actionURL: "https://\(domain)/conversation-relay-callback", websocketURL: "wss://\(domain)/ws", attributes: attributes
+        ).build()
+        var options: [(String, String)] = []
+        let callOptions = input["callOptions"]?.object ?? [:]
+        for (key, value) in callOptions.sorted(by: { $0.key < $1.key }) {
+            switch key {
+            case "statusCallback" where value.bool == true:
+                options += [("StatusCallback", "https://\(domain)/twilio/call-events/status")]
+                options += ["initiated", "ringing", "answered", "completed"].map { ("StatusCallbackEvent", $0) }
+            case "amd" where value.bool == true:
+                options += [("MachineDetection", "Enable"), ("AsyncAmd", "true"), ("AsyncAmdStatusCallback", "https://\(domain)/twilio/call-events/amd")]
+            case "record" where value.bool == true:
+                options += [("Record", "true"), ("RecordingStatusCallback", "https://\(domain)/twilio/call-events/recording")]
+            case "statusCallback", "amd", "record":
+                continue
+            case "To", "From", "Twiml", "Url", "ApplicationSid":
+                throw Rejection(status: .badRequest, reason: "callOptions may not set \(key)")
+            default:
+                guard key.first?.isUppercase == true, key.allSatisfy({ $0.isLetter || $0.isNumber }), let text = value.string ?? value.double.map({ String(Int($0)) })
+                else {
+                    throw Rejection(status: .badRequest, reason: "callOptions.\(key) is not a Calls API parameter")
+                }
+                options.append((key, text))
+            }
+        }
+        let sid = try await api.createCall(to: to, from: from, twiml: twiml, options: options, idempotencyKey: "call:\(idempotencyKey)")
+        count("call")
+        logger.info("call placed", metadata: ["call.sid": "\(sid)"])
+        return ["callSid": .string(sid)]
+    }
+
+    /// `from` when it is one of ours on the channel, else the default; a 400 names the allowed ones.
+    private func sender(_ requested: String?, channel: ChannelKind) throws -> String {
+        let allowed = configuration.senders.addresses(for: channel)
+        if let requested {
+            guard allowed.contains(requested) else {
+                throw Rejection(status: .badRequest, reason: "from must be one of the configured \(channel.rawValue) senders: \(allowed.joined(separator: ", "))")
+            }
+            return requested
+        }
+        guard let fallback = allowed.first else {
+            throw Rejection(status: .badRequest, reason: "no \(channel.rawValue) sender is configured")
+        }
+        return fallback
+    }
+
+    /// The orchestrator's limits: at most 8 keys with `direction`, keys `[A-Za-z0-9._-]{1,128}`, string values ≤ 512.
+    static func metadata(_ value: JSONValue?) throws -> [String: String] {
+        guard let value, value != .null else { return ["direction": "outbound"] }
+        guard let object = value.object else { throw Rejection(status: .badRequest, reason: "metadata must be an object of strings") }
+        var result: [String: String] = [:]
+        for (key, item) in object where key != "direction" {
+            guard let text = item.string else { throw Rejection(status: .badRequest, reason: "metadata.\(key) must be a string") }
+            guard (1...128).contains(key.count), key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }) else {
+                throw Rejection(status: .badRequest, reason: "metadata keys must match [A-Za-z0-9._-]{1,128}")
+            }
+            guard text.count <= 512 else { throw Rejection(status: .badRequest, reason: "metadata.\(key) is longer than 512 characters") }
+            result[key] = text
+        }
+        guard result.count <= 7 else { throw Rejection(status: .badRequest, reason: "metadata holds at most 7 keys besides direction") }
+        result["direction"] = "outbound"
+        return result
+    }
+
+    private func record(_ text: String, replyId: String, conversationId: String, channel: ChannelKind, from: String) async {
+        _ = try? await store.appendMessage(
+            MessageRecord(id: replyId, conversationId: conversationId, channel: channel, direction: .outbound, authorAddress: from, body: text))
+    }
+
+    private func count(_ kind: String) {
+        Counter(label: "agentconnect_outbound_started_total", dimensions: [("kind", kind)]).increment()
+    }
+}

@@ -1,0 +1,102 @@
+import AgentConnectCore
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+
+/// Starting a messaging conversation (TAC's `InitiateMessagingConversationOptions`).
+public struct OutboundConversationOptions: Sendable {
+    /// The customer's address (`+1…`, `whatsapp:+1…`, `rcs:…`).
+    public var to: String
+    /// The first message.
+    public var message: String
+    /// One of our senders on the channel; the default sender when nil.
+    public var from: String?
+    /// Stored on the conversation (orchestrator limits: 7 keys besides `direction`).
+    public var metadata: [String: String]
+
+    public init(to: String, message: String, from: String? = nil, metadata: [String: String] = [:]) {
+        self.to = to
+        self.message = message
+        self.from = from
+        self.metadata = metadata
+    }
+}
+
+/// The started conversation.
+public struct OutboundConversationResult: Sendable, Equatable {
+    public var conversationId: String
+}
+
+/// Placing a call (TAC's `InitiateVoiceConversationOptions`).
+public struct OutboundCallOptions: Sendable {
+    public var to: String
+    public var from: String?
+    public var welcomeGreeting: String?
+    /// `statusCallback`, `amd`, `record` (booleans) or Calls API parameters (`Timeout`, …).
+    public var callOptions: [String: String]
+
+    public init(to: String, from: String? = nil, welcomeGreeting: String? = nil, callOptions: [String: String] = [:]) {
+        self.to = to
+        self.from = from
+        self.welcomeGreeting = welcomeGreeting
+        self.callOptions = callOptions
+    }
+}
+
+/// The placed call.
+public struct OutboundCallResult: Sendable, Equatable {
+    public var callSid: String
+}
+
+/// Calls the outbound service's API (`OUTBOUND_URL`, bearer `OUTBOUND_API_TOKEN`).
+struct OutboundClient: Sendable {
+    let configuration: TACConfiguration
+
+    func post(_ path: String, _ body: JSONValue, idempotencyKey: String? = nil) async throws -> JSONValue {
+        guard let token = configuration.outboundAPIToken else {
+            throw TACError("OUTBOUND_API_TOKEN is not set: the outbound API needs it")
+        }
+        var request = HTTPClientRequest(url: configuration.outboundURL + path)
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        request.headers.add(name: "Content-Type", value: "application/json")
+        if let idempotencyKey { request.headers.add(name: "Idempotency-Key", value: idempotencyKey) }
+        request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        let answer = try JSONDecoder().decode(JSONValue.self, from: Data(buffer: try await response.body.collect(upTo: 1 << 20)))
+        guard (200..<300).contains(response.status.code) else {
+            throw TACError("outbound API answered \(response.status.code): \(answer["error"]?.string ?? "")")
+        }
+        return answer
+    }
+}
+
+extension MessagingChannel {
+    /// Starts a conversation on this channel with a first message; the customer's replies reach
+    /// `onMessageReady` with `session.direction == .outbound`.
+    public func initiateOutboundConversation(_ options: OutboundConversationOptions, idempotencyKey: String? = nil) async throws
+        -> OutboundConversationResult
+    {
+        var body: [String: JSONValue] = [
+            "channel": .string(channel.rawValue), "to": .string(options.to), "message": .string(options.message),
+            "metadata": JSONValue(options.metadata),
+        ]
+        if let from = options.from { body["from"] = .string(from) }
+        let answer = try await OutboundClient(configuration: tac.configuration).post("/v1/conversations", .object(body), idempotencyKey: idempotencyKey)
+        guard let id = answer["conversationId"]?.string else { throw TACError("outbound API answered without conversationId") }
+        return OutboundConversationResult(conversationId: id)
+    }
+}
+
+extension VoiceChannel {
+    /// Places a call that ConversationRelay connects to voice-relay; the conversation then flows
+    /// through `onMessageReady` like an inbound call.
+    public func initiateOutboundConversation(_ options: OutboundCallOptions, idempotencyKey: String? = nil) async throws -> OutboundCallResult {
+        var body: [String: JSONValue] = ["to": .string(options.to), "callOptions": JSONValue(options.callOptions)]
+        if let from = options.from { body["from"] = .string(from) }
+        if let greeting = options.welcomeGreeting { body["welcomeGreeting"] = .string(greeting) }
+        let answer = try await OutboundClient(configuration: tac.configuration).post("/v1/calls", .object(body), idempotencyKey: idempotencyKey)
+        guard let sid = answer["callSid"]?.string else { throw TACError("outbound API answered without callSid") }
+        return OutboundCallResult(callSid: sid)
+    }
+}

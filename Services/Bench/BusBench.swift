@@ -38,7 +38,7 @@ struct BusBench: AsyncParsableCommand {
                     let now = clock.now - origin
                     for entry in entries {
                         if let sent = entry.event?.payload["t"]?.double {
-                            latencies.withLockedValue { $0.add(milliseconds: Double(now.components.seconds) * 1000 + Double(now.components.attoseconds) / 1e15 - sent) }
+                            latencies.withLockedValue { $0.add(milliseconds: now.inMilliseconds - sent) }
                         }
                     }
                     received += entries.count
@@ -55,7 +55,7 @@ struct BusBench: AsyncParsableCommand {
                         next += interval
                         sends.addTask {
                             let now = clock.now - origin
-                            let t = Double(now.components.seconds) * 1000 + Double(now.components.attoseconds) / 1e15
+                            let t = now.inMilliseconds
                             _ = try await publisher.publish(
                                 BusEvent(type: "bench", conversationId: "c", channel: .sms, payload: ["t": .number(t)]), to: stream)
                         }
@@ -99,8 +99,7 @@ struct BusBench: AsyncParsableCommand {
             try await group.waitForAll()
         }
         let elapsed = clock.now - started
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        row("bus max sustained rate, publish+deliver+ack (events/s)", String(Int(Double(consumed.withLockedValue { $0 }) / seconds)))
+        row("bus max sustained rate, publish+deliver+ack (events/s)", String(Int(Double(consumed.withLockedValue { $0 }) / elapsed.inSeconds)))
         _ = try? await publisherClient.command("DEL", .string(stream), .string(maxStream))
     }
 }

@@ -60,7 +60,7 @@ struct CeilingBench: AsyncParsableCommand {
                 try await group.waitForAll()
             }
             let elapsed = clock.now - started
-            let rate = Double(done.withLockedValue { $0 }) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+            let rate = Double(done.withLockedValue { $0 }) / elapsed.inSeconds
             row("ceiling: bare Hummingbird POST route, \(concurrency) keep-alive clients (req/s)", String(Int(rate)))
 
             let echo = try await withThrowingTaskGroup(of: Samples.self) { group in

@@ -1,3 +1,4 @@
+import AgentConnectCore
 import Foundation
 
 /// Latency samples and their percentiles (exact: the samples are sorted).
@@ -5,7 +6,7 @@ struct Samples: Sendable {
     private(set) var values: [Double] = []
 
     mutating func add(_ duration: Duration) {
-        values.append(Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15)
+        values.append(duration.inMilliseconds)
     }
 
     mutating func add(milliseconds: Double) {

@@ -22,10 +22,7 @@ struct MessagingIngress {
         let router = Router()
         OperationalRoutes.add(to: router, health: health)
         WebhookController(configuration: configuration, bus: bus, logger: logger).addRoutes(to: router)
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname(configuration.common.host, port: configuration.common.port), serverName: "messaging-ingress"),
-            onServerRunning: { _ in health.markReady() }, logger: logger)
+        let app = ServiceHTTPServer.make(router: router, common: configuration.common, name: "messaging-ingress", health: health, logger: logger)
         return ServiceMain.group(services: [RedisClientService(client: redis), app], health: health, logger: logger)
     }
 }

@@ -140,7 +140,7 @@ struct WebhookController: Sendable {
         do {
             let buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
             return .success(Array(buffer: buffer))
-        } catch let error as HTTPError where error.status == .contentTooLarge {
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
             count("too_large")
             return .failure(JSONResponse.error(.contentTooLarge, "body exceeds \(configuration.maxBodyBytes) bytes"))
         } catch {

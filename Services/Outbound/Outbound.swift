@@ -42,10 +42,7 @@ struct Outbound {
         let router = Router()
         OperationalRoutes.add(to: router, health: health)
         OutboundAPI(configuration: configuration, api: api, store: store, redis: redis, logger: logger).add(to: router)
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname(configuration.common.host, port: configuration.common.port), serverName: "outbound"),
-            onServerRunning: { _ in health.markReady() }, logger: logger)
+        let app = ServiceHTTPServer.make(router: router, common: configuration.common, name: "outbound", health: health, logger: logger)
         let lag = StreamLagReporter(bus: bus, group: "outbound", logger: logger) { [Streams.outbound] }
         return ServiceMain.group(
             services: [RedisClientService(client: redis), postgres, HTTPClientService(client: http), consumer, lag, app], health: health,

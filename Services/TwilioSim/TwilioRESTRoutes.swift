@@ -11,7 +11,8 @@ struct TwilioRESTRoutes: Sendable {
     let state: SimState
     let configuration: SimConfiguration
     let webhooks: WebhookSender
-    let calls: CallAnswerer?
+    /// Hands a Calls API call to the sim's phone, which answers it in the background.
+    let answerCall: (@Sendable (CallAnswerer.Job) -> Void)?
     let logger: Logger
 
     func add(to router: Router<BasicRequestContext>) {
@@ -220,7 +221,7 @@ struct TwilioRESTRoutes: Sendable {
         let response: JSONValue = ["sid": .string(sid), "status": "queued", "to": .string(to), "from": .string(from)]
         state.remember(incoming.token, response)
         state.recordCall(sid, ["callSid": .string(sid), "status": "queued", "to": .string(to)])
-        calls?.enqueue(CallAnswerer.Job(sid: sid, from: from, to: to, twiml: twiml))
+        answerCall?(CallAnswerer.Job(sid: sid, from: from, to: to, twiml: twiml))
         return JSONResponse.bytes(.created, try encode(response))
     }
 

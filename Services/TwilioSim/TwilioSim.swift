@@ -36,10 +36,10 @@ struct Serve: AsyncParsableCommand {
         OperationalRoutes.add(to: router, health: health)
         // The phone needs the REST routes (to create the call's conversation) and they need the phone
         // (to answer Calls API calls): the phone is built on routes without an answerer first.
-        let restForVoice = TwilioRESTRoutes(state: state, configuration: configuration, webhooks: webhooks, calls: nil, logger: logger)
+        let restForVoice = TwilioRESTRoutes(state: state, configuration: configuration, webhooks: webhooks, answerCall: nil, logger: logger)
         let voice = VoiceRoutes(state: state, configuration: configuration, rest: restForVoice, logger: logger)
         let answerer = CallAnswerer(voice: voice)
-        let rest = TwilioRESTRoutes(state: state, configuration: configuration, webhooks: webhooks, calls: answerer, logger: logger)
+        let rest = TwilioRESTRoutes(state: state, configuration: configuration, webhooks: webhooks, answerCall: { answerer.enqueue($0) }, logger: logger)
         rest.add(to: router)
         ControlRoutes(state: state, configuration: configuration, webhooks: webhooks, rest: rest).add(to: router)
         voice.add(to: router)
@@ -143,8 +143,4 @@ enum FormCodingQuery {
     static func escape(_ text: String) -> String {
         String(FormCoding.encode([("", text)]).dropFirst())
     }
-}
-
-extension Duration {
-    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
 }

@@ -92,7 +92,7 @@ struct VoiceRoutes: Sendable {
 
     static func json(_ transcript: RelayCaller.Transcript) -> JSONValue {
         func ms(_ duration: Duration?) -> JSONValue {
-            duration.map { .number(Double($0.components.seconds) * 1000 + Double($0.components.attoseconds) / 1e15) } ?? .null
+            duration.map { .number($0.inMilliseconds) } ?? .null
         }
         return [
             "callSid": .string(transcript.callSid),

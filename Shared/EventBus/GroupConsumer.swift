@@ -183,8 +183,3 @@ public struct Backoff: Sendable {
     /// Starts over after a success.
     public mutating func reset() { attempt = 0 }
 }
-
-extension Duration {
-    /// Whole milliseconds.
-    public var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
-}

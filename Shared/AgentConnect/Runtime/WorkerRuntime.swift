@@ -2,6 +2,7 @@ import AgentConnectCore
 import EventBus
 import Hummingbird
 import Logging
+import ServiceLifecycle
 import PostgresNIO
 import ServiceSupport
 import Store
@@ -25,13 +26,9 @@ struct WorkerRuntime: Sendable {
     }
 
     /// `/health/*` and `/metrics` on the worker's port.
-    func httpServer(health: HealthState) -> some ApplicationProtocol {
+    func httpServer(health: HealthState) -> some Service {
         let router = Router()
         OperationalRoutes.add(to: router, health: health)
-        return Application(
-            router: router,
-            configuration: .init(
-                address: .hostname(configuration.common.host, port: configuration.common.port), serverName: "agent-worker"),
-            onServerRunning: { _ in health.markReady() }, logger: logger)
+        return ServiceHTTPServer.make(router: router, common: configuration.common, name: "agent-worker", health: health, logger: logger)
     }
 }

@@ -8,13 +8,6 @@ public func stableHash(_ text: String) -> UInt64 {
     return hash
 }
 
-extension Duration {
-    /// Whole nanoseconds (for metrics timers).
-    public var nanoseconds: Int64 {
-        components.seconds &* 1_000_000_000 &+ components.attoseconds / 1_000_000_000
-    }
-}
-
 /// Conversations on classic numbers (no Conversation Orchestrator) have no id from Twilio; this is
 /// their stable id, the same in every service: `CL` + 16 hex digits of the channel and both addresses.
 public func classicConversationId(channel: ChannelKind, agent: String, customer: String) -> String {

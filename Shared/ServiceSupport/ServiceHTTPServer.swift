@@ -1,0 +1,15 @@
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+/// The HTTP server every service runs: bound to `HTTP_HOST:HTTP_PORT`, named after the service,
+/// reporting ready once it listens.
+public enum ServiceHTTPServer {
+    public static func make<Context: RequestContext>(
+        router: Router<Context>, common: CommonConfiguration, name: String, health: HealthState, logger: Logger
+    ) -> some Service where Context.Source == ApplicationRequestContextSource {
+        Application(
+            router: router, configuration: .init(address: .hostname(common.host, port: common.port), serverName: name),
+            onServerRunning: { _ in health.markReady() }, logger: logger)
+    }
+}

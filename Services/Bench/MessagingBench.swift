@@ -31,7 +31,7 @@ struct MessagingBench: AsyncParsableCommand {
         let router = Router()
         router.get("/v2/Conversations/:id/Participants") { _, context in
             let id = context.parameters.get("id") ?? ""
-            let body = #"{"participants":[{"id":"PC\#(id)","type":"CUSTOMER","addresses":[{"channel":"SMS","address":"+1555\#(id.suffix(7))"}]},{"id":"PA\#(id)","type":"AI_AGENT","addresses":[{"channel":"SMS","address":"\#(agent)"}]}]}"#
+            let body = #"{"participants":[{"id":"PC\#(id)","type":"CUSTOMER","addresses":[{"channel":"SMS","address":"+1666\#(id.suffix(7))"}]},{"id":"PA\#(id)","type":"AI_AGENT","addresses":[{"channel":"SMS","address":"\#(agent)"}]}]}"#
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
         }
         router.post("/v2/Conversations/:id/Actions") { request, _ in
@@ -54,7 +54,7 @@ struct MessagingBench: AsyncParsableCommand {
 
         @Sendable func webhook(_ n: Int) async throws {
             let conversation = "benchconv\(String(format: "%07d", n % conversations))"
-            let body = #"{"eventType":"COMMUNICATION_CREATED","data":{"id":"comm\#(n)-\#(UUID().uuidString.prefix(8))","conversationId":"\#(conversation)","accountId":"ACbench","author":{"address":"+1555\#(conversation.suffix(7))","channel":"SMS","participantId":"PC\#(conversation)"},"content":{"type":"TEXT","text":"m\#(n)"},"recipients":[{"address":"\#(agent)","channel":"SMS","participantId":"PA\#(conversation)"}]}}"#
+            let body = #"{"eventType":"COMMUNICATION_CREATED","data":{"id":"comm\#(n)-\#(UUID().uuidString.prefix(8))","conversationId":"\#(conversation)","accountId":"ACbench","author":{"address":"+1666\#(conversation.suffix(7))","channel":"SMS","participantId":"PC\#(conversation)"},"content":{"type":"TEXT","text":"m\#(n)"},"recipients":[{"address":"\#(agent)","channel":"SMS","participantId":"PA\#(conversation)"}]}}"#
             let bytes = Array(body.utf8)
             let url = "\(ingress)/webhook?bodySHA256=\(TwilioSignature.bodyHash(bytes))"
             var request = HTTPClientRequest(url: url)

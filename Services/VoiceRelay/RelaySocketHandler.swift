@@ -32,6 +32,7 @@ struct RelaySocketHandler: Sendable {
             count("rejected_signature")
             logger.warning("ConversationRelay socket with a bad signature", metadata: ["missing": "\(missing)"])
             try? await outbound.close(.policyViolation, reason: missing ? "Missing Twilio signature" : "Invalid Twilio signature")
+            await finishClosing(inbound)
             return
         }
         let setupSeen = NIOLockedValueBox(false)
@@ -71,6 +72,21 @@ struct RelaySocketHandler: Sendable {
             group.cancelAll()
         }
         if let session { await teardown(session) }
+    }
+
+    /// After sending a close, reads until the caller answers it (bounded), so frames it already sent
+    /// are consumed and the socket is not reset before the close frame reaches it.
+    private func finishClosing(_ inbound: WebSocketInboundStream) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                do {
+                    for try await _ in inbound.messages(maxSize: configuration.maxFrameBytes) {}
+                } catch {}
+            }
+            group.addTask { try? await Task.sleep(for: .seconds(2)) }
+            await group.next()
+            group.cancelAll()
+        }
     }
 
     private func setup(_ frame: JSONValue, _ outbound: WebSocketOutboundWriter) async -> CallSession? {

@@ -55,53 +55,62 @@ public struct GroupConsumer: Service {
 
     public func run() async throws {
         let stopping = NIOLockedValueBox(false)
+        let inFlight = NIOLockedValueBox(0)
         try await withGracefulShutdownHandler {
-            var backoff = Backoff()
-            var groupsReady = false
-            var lastReclaim = ContinuousClock.now - .seconds(3600)
-            while !stopping.withLockedValue({ $0 }) && !Task.isCancelled {
-                do {
-                    if !groupsReady {
-                        for stream in streams { try await bus.ensureGroup(group, on: stream) }
-                        groupsReady = true
-                    }
-                    if ContinuousClock.now - lastReclaim >= .milliseconds(max(100, options.visibilityTimeoutMilliseconds / 2)) {
-                        lastReclaim = .now
-                        for stream in streams {
-                            let stale = try await bus.reclaim(
-                                group, consumer: consumer, stream: stream,
-                                minIdleMilliseconds: options.visibilityTimeoutMilliseconds, count: options.batchSize)
-                            if !stale.isEmpty {
-                                logger.info("reclaimed abandoned entries", metadata: ["stream": "\(stream)", "count": "\(stale.count)"])
-                                await process(stale)
-                            }
+            // Entries are handled as they arrive, up to `batchSize` at once: a slow one (Twilio taking
+            // its time) does not hold back the others.
+            await withDiscardingTaskGroup { tasks in
+                func start(_ entries: [BusEntry]) {
+                    inFlight.withLockedValue { $0 += entries.count }
+                    for entry in entries {
+                        tasks.addTask {
+                            await self.handle(entry)
+                            inFlight.withLockedValue { $0 -= 1 }
                         }
                     }
-                    let entries = try await bus.readGroup(
-                        group, consumer: consumer, streams: streams, count: options.batchSize,
-                        blockMilliseconds: options.blockMilliseconds)
-                    await process(entries)
-                    backoff.reset()
-                } catch is CancellationError {
-                    return
-                } catch {
-                    if let busError = error as? BusError, busError.message.contains("NOGROUP") { groupsReady = false }
-                    let delay = backoff.next()
-                    logger.warning("bus read failed; retrying", metadata: ["error": "\(error)", "retry.ms": "\(delay.milliseconds)"])
-                    try? await Task.sleep(for: delay)
+                }
+                var backoff = Backoff()
+                var groupsReady = false
+                var lastReclaim = ContinuousClock.now - .seconds(3600)
+                while !stopping.withLockedValue({ $0 }) && !Task.isCancelled {
+                    let room = options.batchSize - inFlight.withLockedValue { $0 }
+                    if room <= 0 {
+                        try? await Task.sleep(for: .milliseconds(1))
+                        continue
+                    }
+                    do {
+                        if !groupsReady {
+                            for stream in streams { try await bus.ensureGroup(group, on: stream) }
+                            groupsReady = true
+                        }
+                        if ContinuousClock.now - lastReclaim >= .milliseconds(max(100, options.visibilityTimeoutMilliseconds / 2)) {
+                            lastReclaim = .now
+                            for stream in streams {
+                                let stale = try await bus.reclaim(
+                                    group, consumer: consumer, stream: stream,
+                                    minIdleMilliseconds: options.visibilityTimeoutMilliseconds, count: room)
+                                if !stale.isEmpty {
+                                    logger.info("reclaimed abandoned entries", metadata: ["stream": "\(stream)", "count": "\(stale.count)"])
+                                    start(stale)
+                                }
+                            }
+                        }
+                        let entries = try await bus.readGroup(
+                            group, consumer: consumer, streams: streams, count: room, blockMilliseconds: options.blockMilliseconds)
+                        start(entries)
+                        backoff.reset()
+                    } catch is CancellationError {
+                        break
+                    } catch {
+                        if let busError = error as? BusError, busError.message.contains("NOGROUP") { groupsReady = false }
+                        let delay = backoff.next()
+                        logger.warning("bus read failed; retrying", metadata: ["error": "\(error)", "retry.ms": "\(delay.milliseconds)"])
+                        try? await Task.sleep(for: delay)
+                    }
                 }
             }
         } onGracefulShutdown: {
             stopping.withLockedValue { $0 = true }
-        }
-    }
-
-    private func process(_ entries: [BusEntry]) async {
-        guard !entries.isEmpty else { return }
-        await withTaskGroup(of: Void.self) { group in
-            for entry in entries {
-                group.addTask { await self.handle(entry) }
-            }
         }
     }
 

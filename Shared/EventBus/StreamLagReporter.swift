@@ -21,7 +21,7 @@ public struct StreamLagReporter: Service {
     }
 
     public func run() async throws {
-        try await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 var lengths: [String: Int] = [:]
                 var pending: [String: Int] = [:]
@@ -34,7 +34,7 @@ public struct StreamLagReporter: Service {
                 for (label, value) in pending {
                     Gauge(label: "agentconnect_stream_pending", dimensions: [("stream", label), ("group", group)]).record(value)
                 }
-                try await Task.sleep(for: interval)
+                try? await Task.sleep(for: interval)
             }
         }
     }

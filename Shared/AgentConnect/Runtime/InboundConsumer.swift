@@ -29,7 +29,8 @@ struct InboundConsumer: Service {
         let lanes = ConversationLanes()
         let inFlight = NIOLockedValueBox<Set<String>>([])
         await withGracefulShutdownHandler {
-            await withTaskGroup(of: Void.self) { tasks in
+            // The group returns once the lanes in hand are done; only then are the leases given back.
+            let finallyOwned = await withDiscardingTaskGroup(returning: Set<Int>.self) { tasks in
                 var owned = Set<Int>()
                 var nextLeaseRefresh = ContinuousClock.now
                 var nextReclaim = ContinuousClock.now + .milliseconds(options.visibilityTimeoutMilliseconds / 2)
@@ -80,9 +81,9 @@ struct InboundConsumer: Service {
                         try? await Task.sleep(for: delay)
                     }
                 }
-                await tasks.waitForAll()
-                await leases.leave(owned: owned)
+                return owned
             }
+            await leases.leave(owned: finallyOwned)
         } onGracefulShutdown: {
             stopping.withLockedValue { $0 = true }
         }
@@ -90,7 +91,7 @@ struct InboundConsumer: Service {
 
     /// Hands entries to their conversation's lane. An entry already running here (a reclaim of our own
     /// long turn) is skipped: it is acknowledged when it finishes.
-    private func dispatch(_ entries: [BusEntry], lanes: ConversationLanes, inFlight: NIOLockedValueBox<Set<String>>, tasks: inout TaskGroup<Void>) {
+    private func dispatch(_ entries: [BusEntry], lanes: ConversationLanes, inFlight: NIOLockedValueBox<Set<String>>, tasks: inout DiscardingTaskGroup) {
         for entry in entries {
             guard inFlight.withLockedValue({ $0.insert("\(entry.stream)/\(entry.id)").inserted }) else { continue }
             guard let event = entry.event else {

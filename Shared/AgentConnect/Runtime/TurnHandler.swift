@@ -43,7 +43,9 @@ struct TurnHandler: Sendable {
         let started = ContinuousClock.now
         let payload = event.payload
         let text = payload["text"]?.string ?? ""
-        let stored = try await runtime.store.conversation(id: event.conversationId)
+        let stored = try await runtime.conversations.record(event.conversationId) {
+            try await runtime.store.conversation(id: event.conversationId)
+        }
         if let authorId = payload["authorParticipantId"]?.string, authorId == stored?.agentParticipantId {
             logger.debug("dropping the agent's own message", metadata: ["conversation.id": "\(event.conversationId)"])
             return
@@ -80,6 +82,7 @@ struct TurnHandler: Sendable {
     private func ended(_ event: BusEvent) async throws {
         let stored = try await runtime.store.conversation(id: event.conversationId)
         let channel = event.payload["channelKnown"]?.bool == false ? (stored?.channel ?? event.channel) : event.channel
+        runtime.conversations.forget(event.conversationId)
         guard try await runtime.store.markEnded(conversationId: event.conversationId, channel: channel) else {
             logger.debug("conversation already ended", metadata: ["conversation.id": "\(event.conversationId)"])
             return
@@ -122,12 +125,13 @@ struct TurnHandler: Sendable {
                 var metadata = session.metadata
                 metadata["mode"] = event.payload["mode"]?.string
                 if let callSid = session.callSid { metadata["call_sid"] = callSid }
-                try await runtime.store.upsertConversation(
-                    ConversationRecord(
-                        id: event.conversationId, channel: event.channel, direction: session.direction.rawValue,
-                        customerAddress: session.authorInfo.address, agentAddress: session.aiAgentInfo.address,
-                        customerParticipantId: session.authorInfo.participantId, agentParticipantId: session.aiAgentInfo.participantId,
-                        profileId: session.profileId, metadata: metadata))
+                let record = ConversationRecord(
+                    id: event.conversationId, channel: event.channel, direction: session.direction.rawValue,
+                    customerAddress: session.authorInfo.address, agentAddress: session.aiAgentInfo.address,
+                    customerParticipantId: session.authorInfo.participantId, agentParticipantId: session.aiAgentInfo.participantId,
+                    profileId: session.profileId, metadata: metadata)
+                try await runtime.store.upsertConversation(record)
+                runtime.conversations.store(event.conversationId, record)
             }
             try await runtime.store.appendMessage(
                 MessageRecord(

@@ -15,6 +15,7 @@ struct WorkerRuntime: Sendable {
     let bus: RedisStreamsEventBus
     let postgres: PostgresClient
     let store: PostgresStore
+    let conversations = ConversationCache()
 
     init(configuration: TACConfiguration, logger: Logger) {
         self.configuration = configuration

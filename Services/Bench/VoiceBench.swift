@@ -13,6 +13,7 @@ struct VoiceBench: AsyncParsableCommand {
     @Option var authToken = "dev-auth-token-not-a-secret"
     @Option(parsing: .upToNextOption) var calls: [Int] = [200]
     @Option var prompts = 5
+    @Option(help: "Pause between a caller's utterances (people do not speak back to back).") var gapMs = 1000
     @Option var idleCalls = 2000
     @Option var relayPid: Int32 = 0
 
@@ -21,6 +22,7 @@ struct VoiceBench: AsyncParsableCommand {
         configured.replyTimeout = .seconds(30)
         let caller = configured
         let prompts = prompts
+        let gap = gapMs
         let (url, _) = try await caller.fetchTwiML(callSid: "CAwarmup", from: "+15556660000", to: "+15550000001")
         _ = try await caller.call(publicURL: url, callSid: "CAwarmup", from: "+15556660000", to: "+15550000001", script: [.say("warm up")])
 
@@ -29,7 +31,12 @@ struct VoiceBench: AsyncParsableCommand {
                 for index in 0..<count {
                     group.addTask {
                         let sid = "CAbench\(count)x\(index)"
-                        let script = (0..<prompts).map { RelayCaller.Step.say("turn \($0) of call \(index)") }
+                        // Callers start spread over one gap and then speak once per gap.
+                        var script: [RelayCaller.Step] = [.pause(.milliseconds(Int.random(in: 0..<max(1, gap))))]
+                        for turn in 0..<prompts {
+                            script.append(.say("turn \(turn) of call \(index)"))
+                            script.append(.pause(.milliseconds(gap)))
+                        }
                         return try await caller.call(publicURL: url, callSid: sid, from: "+1555666\(index)", to: "+15550000001", script: script).turns
                     }
                 }
@@ -43,8 +50,8 @@ struct VoiceBench: AsyncParsableCommand {
                 if let value = turn.completed { last.add(value) }
                 if turn.text != "You said: \(turn.prompt)" { wrong += 1 }
             }
-            row("voice prompt→first token p50 / p99 at \(count) calls (ms)", "\(format(first.percentile(50))) / \(format(first.percentile(99)))")
-            row("voice prompt→last:true p50 / p99 at \(count) calls (ms)", "\(format(last.percentile(50))) / \(format(last.percentile(99)))")
+            row("voice prompt→first token p50 / p99 at \(count) calls, one utterance per call per \(gap) ms (ms)", "\(format(first.percentile(50))) / \(format(first.percentile(99)))")
+            row("voice prompt→last:true p50 / p99 at \(count) calls, one utterance per call per \(gap) ms (ms)", "\(format(last.percentile(50))) / \(format(last.percentile(99)))")
             row("voice wrong or missing replies at \(count) calls", "\(wrong) of \(count * prompts)")
         }
 

@@ -60,10 +60,11 @@ public final class RedisConnection: Sendable {
         }
         let futures = promises.map(\.futureResult)
         let request = RedisRequest(bytes: buffer, promises: promises)
+        let queued = promises
         channel.writeAndFlush(request).whenFailure { error in
             // Promises the handler took are failed by it when the connection drops.
             guard !request.taken.value else { return }
-            for promise in promises { promise.fail(BusError(.unavailable, "write failed: \(error)")) }
+            for promise in queued { promise.fail(BusError(.unavailable, "write failed: \(error)")) }
         }
         var replies: [RedisValue] = []
         replies.reserveCapacity(futures.count)

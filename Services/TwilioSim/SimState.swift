@@ -57,7 +57,6 @@ final class SimState: Sendable {
         var faults: [Fault] = []
         var calls: [String: JSONValue] = [:]
         var sequence = 0
-        var waiters: [CheckedContinuation<Void, Never>] = []
     }
 
     private let state = NIOLockedValueBox(State())
@@ -124,35 +123,19 @@ final class SimState: Sendable {
 
     var conversations: [Conversation] { state.withLockedValue { Array($0.conversations.values) } }
 
-    /// Records a delivery and wakes long-polling readers.
+    /// Records a delivery.
     func deliver(_ message: DeliveredMessage) {
-        let waiters = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
-            state.delivered.append(message)
-            defer { state.waiters.removeAll() }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume() }
+        state.withLockedValue { $0.delivered.append(message) }
     }
 
     var delivered: [DeliveredMessage] { state.withLockedValue { $0.delivered } }
 
     /// Waits until something is delivered or the timeout passes.
     func waitForDelivery(timeout: Duration) async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                await withCheckedContinuation { continuation in
-                    self.state.withLockedValue { $0.waiters.append(continuation) }
-                }
-            }
-            group.addTask { try? await Task.sleep(for: timeout) }
-            await group.next()
-            group.cancelAll()
-            // Wake our own waiter if the timeout won, so the group can finish.
-            let waiters = self.state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
-                defer { state.waiters.removeAll() }
-                return state.waiters
-            }
-            for waiter in waiters { waiter.resume() }
+        let deadline = ContinuousClock.now + timeout
+        let count = state.withLockedValue { $0.delivered.count }
+        while ContinuousClock.now < deadline, state.withLockedValue({ $0.delivered.count }) == count {
+            try? await Task.sleep(for: .milliseconds(5))
         }
     }
 
@@ -166,10 +149,6 @@ final class SimState: Sendable {
     }
 
     func reset() {
-        state.withLockedValue { state in
-            let waiters = state.waiters
-            state = State()
-            for waiter in waiters { waiter.resume() }
-        }
+        state.withLockedValue { $0 = State() }
     }
 }

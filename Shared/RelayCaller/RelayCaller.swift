@@ -280,8 +280,9 @@ final class FrameQueue: @unchecked Sendable {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask {
                     await withCheckedContinuation { continuation in
+                        // Past the deadline the timer has already fired its wake-up: do not wait for another.
                         let resumeNow = self.lock.withLock { () -> Bool in
-                            if !self.buffer.isEmpty || self.closed { return true }
+                            if !self.buffer.isEmpty || self.closed || ContinuousClock.now >= deadline { return true }
                             self.waiter = continuation
                             return false
                         }

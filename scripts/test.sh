@@ -12,7 +12,7 @@ if ! bash scripts/stack.sh status; then
 fi
 finish() {
   # A test run that was interrupted can leave service processes behind; stop them.
-  [ -n "${AGENTCONNECT_BIN_DIR:-}" ] && pkill -f "^$AGENTCONNECT_BIN_DIR/" 2>/dev/null
+  if [ -n "${AGENTCONNECT_BIN_DIR:-}" ]; then pkill -f "^$AGENTCONNECT_BIN_DIR/" 2>/dev/null || true; fi
   [ "$started" -eq 1 ] && bash scripts/stack.sh stop
   return 0
 }

@@ -92,23 +92,23 @@ let package = Package(
         // MARK: Services
         .executableTarget(
             name: "VoiceRelay", dependencies: serviceDeps + [hummingbirdWS],
-            path: "Services/VoiceRelay", swiftSettings: swiftSettings),
+            path: "Services/VoiceRelay", exclude: ["README.md"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "MessagingIngress", dependencies: serviceDeps,
-            path: "Services/MessagingIngress", swiftSettings: swiftSettings),
+            path: "Services/MessagingIngress", exclude: ["README.md"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "Outbound", dependencies: serviceDeps + [httpClient],
-            path: "Services/Outbound", swiftSettings: swiftSettings),
+            path: "Services/Outbound", exclude: ["README.md"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "AgentWorker", dependencies: ["AgentConnect"],
-            path: "Services/AgentWorker", swiftSettings: swiftSettings),
+            path: "Services/AgentWorker", exclude: ["README.md"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "Migrate", dependencies: ["Store", "AgentConnectCore", logging],
-            path: "Services/Migrate", swiftSettings: swiftSettings),
+            path: "Services/Migrate", exclude: ["README.md"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "TwilioSim",
             dependencies: serviceDeps + [hummingbirdWS, wsClient, httpClient, argumentParser, "RelayCaller"],
-            path: "Services/TwilioSim", swiftSettings: swiftSettings),
+            path: "Services/TwilioSim", exclude: ["README.md"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "Bench",
             dependencies: serviceDeps + [hummingbirdWS, wsClient, httpClient, argumentParser, "RelayCaller"],

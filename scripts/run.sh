@@ -27,7 +27,9 @@ cleanup() {
 trap cleanup INT TERM EXIT
 
 for service in twilio-sim messaging-ingress outbound agent-worker voice-relay; do
-  "$bin/$service" 2>&1 | sed -u "s/^/[$service] /" &
+  # The service itself is the background job (its output is prefixed through a process
+  # substitution), so Ctrl-C's SIGTERM reaches it and it drains.
+  "$bin/$service" > >(sed -u "s/^/[$service] /") 2>&1 &
   pids+=($!)
 done
 sleep 2

@@ -61,10 +61,15 @@ final class SimState: Sendable {
 
     private let state = NIOLockedValueBox(State())
 
+    /// Distinguishes this sim run's ids from earlier runs' (PostgreSQL outlives the sim).
+    private let run = String(UInt64.random(in: 1..<(1 << 48)), radix: 16)
+
+    /// A new id: `prefix`, this run's tag, a sequence number (32 hex digits in all, like Twilio's).
     func nextId(_ prefix: String) -> String {
-        state.withLockedValue { state in
+        let run = run
+        return state.withLockedValue { state in
             state.sequence += 1
-            let hex = String(state.sequence, radix: 16)
+            let hex = run + String(state.sequence, radix: 16)
             return prefix + String(repeating: "0", count: max(0, 32 - hex.count)) + hex
         }
     }

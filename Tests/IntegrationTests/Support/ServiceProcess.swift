@@ -43,7 +43,17 @@ final class ServiceProcess: Sendable {
     }
 
     var pid: Int32 { process.processIdentifier }
-    var isRunning: Bool { exit.withLockedValue { $0.status == nil } }
+    var isRunning: Bool {
+        if exit.withLockedValue({ $0.status != nil }) { return false }
+        // Without a termination report, ask the kernel (0 = exists; a reaped or zombie child counts as gone).
+        var raw: Int32 = 0
+        if waitpid(process.processIdentifier, &raw, WNOHANG) == process.processIdentifier {
+            let status = (raw & 0x7f) == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+            exit.withLockedValue { $0.status = status }
+            return false
+        }
+        return true
+    }
 
     /// Waits until `GET /health/ready` answers 200.
     func waitReady(timeout: Duration = .seconds(20)) async throws {
@@ -72,29 +82,27 @@ final class ServiceProcess: Sendable {
         await signal(SIGTERM)
     }
 
+    /// Waits for the exit status; after `timeout` the process is killed. Reaps the child itself when
+    /// Foundation's termination handler does not report it (it depends on SIGCHLD reaching us).
     func waitForExit(timeout: Duration) async -> Int32? {
-        await withTaskGroup(of: Int32?.self) { group in
-            group.addTask {
-                await withCheckedContinuation { continuation in
-                    let status = self.exit.withLockedValue { state -> Int32? in
-                        if state.status == nil { state.waiters.append(continuation) }
-                        return state.status
-                    }
-                    if let status { continuation.resume(returning: status) }
-                }
+        let deadline = ContinuousClock.now + timeout
+        var killed = false
+        while true {
+            if let status = exit.withLockedValue({ $0.status }) { return killed ? nil : status }
+            var raw: Int32 = 0
+            let reaped = waitpid(process.processIdentifier, &raw, WNOHANG)
+            if reaped == process.processIdentifier {
+                // WIFEXITED: low 7 bits zero; WEXITSTATUS: the next 8 bits. Signalled: 128 + signal.
+                let status = (raw & 0x7f) == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+                exit.withLockedValue { $0.status = status }
+                return killed ? nil : status
             }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return nil
+            if ContinuousClock.now >= deadline {
+                if killed { return nil }
+                kill(process.processIdentifier, SIGKILL)
+                killed = true
             }
-            let first = await group.next() ?? nil
-            if first == nil {
-                kill(self.process.processIdentifier, SIGKILL)
-            }
-            group.cancelAll()
-            // Let the exit waiter finish once the process is gone.
-            _ = await group.next()
-            return first
+            try? await Task.sleep(for: .milliseconds(20))
         }
     }
 

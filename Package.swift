@@ -74,7 +74,7 @@ let package = Package(
         .target(
             name: "ServiceSupport",
             dependencies: [
-                "AgentConnectCore", "EventBus", "Store", "TwilioKit", hummingbird, lifecycle, logging, metrics, httpTypes,
+                "AgentConnectCore", "EventBus", "Store", "TwilioKit", hummingbird, lifecycle, logging, metrics, httpTypes, httpClient,
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             path: "Shared/ServiceSupport", swiftSettings: swiftSettings),

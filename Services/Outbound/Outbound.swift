@@ -50,12 +50,3 @@ struct Outbound {
     }
 }
 
-/// Shuts the HTTP client down when the group stops.
-struct HTTPClientService: Service {
-    let client: HTTPClient
-
-    func run() async throws {
-        try? await gracefulShutdown()
-        try await client.shutdown()
-    }
-}

@@ -108,8 +108,8 @@ struct ControlRoutes: Sendable {
         let conversation = SimState.Conversation(
             id: id, status: "ACTIVE", channelId: chatChannelId, metadata: [:],
             participants: [
-                rest.makeParticipant(conversationId: id, type: customerType, addresses: [.object(customerAddress)]),
-                rest.makeParticipant(conversationId: id, type: agentType, addresses: [.object(agentAddress)]),
+                state.makeParticipant(conversationId: id, accountSid: configuration.accountSid, type: customerType, addresses: [.object(customerAddress)]),
+                state.makeParticipant(conversationId: id, accountSid: configuration.accountSid, type: agentType, addresses: [.object(agentAddress)]),
             ], createdAt: Date())
         state.upsert(conversation)
         return conversation

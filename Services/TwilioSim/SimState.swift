@@ -74,6 +74,14 @@ final class SimState: Sendable {
         }
     }
 
+    /// A new participant resource.
+    func makeParticipant(conversationId: String, accountSid: String, type: String, addresses: [JSONValue]) -> JSONValue {
+        [
+            "id": .string(nextId("comms_participant_")), "conversationId": .string(conversationId), "accountId": .string(accountSid),
+            "type": .string(type), "addresses": .array(addresses),
+        ]
+    }
+
     func record(_ request: RecordedRequest) {
         state.withLockedValue { $0.requests.append(request) }
     }

@@ -81,20 +81,13 @@ struct TwilioRESTRoutes: Sendable {
         }
         let id = state.nextId("conv_conversation_")
         let participants = participantsIn.map { participant -> JSONValue in
-            makeParticipant(conversationId: id, type: participant["type"]?.string ?? "UNKNOWN", addresses: participant["addresses"]?.array ?? [])
+            state.makeParticipant(conversationId: id, accountSid: configuration.accountSid, type: participant["type"]?.string ?? "UNKNOWN", addresses: participant["addresses"]?.array ?? [])
         }
         let conversation = SimState.Conversation(
             id: id, status: "ACTIVE", channelId: nil, metadata: incoming.json["metadata"]?.stringMap ?? [:], participants: participants,
             createdAt: Date())
         state.upsert(conversation)
         return JSONResponse.bytes(.created, try encode(json(conversation)))
-    }
-
-    func makeParticipant(conversationId: String, type: String, addresses: [JSONValue]) -> JSONValue {
-        [
-            "id": .string(state.nextId("comms_participant_")), "conversationId": .string(conversationId), "accountId": .string(configuration.accountSid),
-            "type": .string(type), "addresses": .array(addresses),
-        ]
     }
 
     private func listConversations(_ incoming: Incoming) -> Response {
@@ -138,8 +131,8 @@ struct TwilioRESTRoutes: Sendable {
 
     private func addParticipant(_ incoming: Incoming, _ context: BasicRequestContext) async throws -> Response {
         let id = try find(context).id
-        let participant = makeParticipant(
-            conversationId: id, type: incoming.json["type"]?.string ?? "UNKNOWN", addresses: incoming.json["addresses"]?.array ?? [])
+        let participant = state.makeParticipant(
+            conversationId: id, accountSid: configuration.accountSid, type: incoming.json["type"]?.string ?? "UNKNOWN", addresses: incoming.json["addresses"]?.array ?? [])
         _ = state.update(id) { $0.participants.append(participant) }
         return JSONResponse.bytes(.created, try encode(participant))
     }

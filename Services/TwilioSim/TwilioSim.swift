@@ -34,10 +34,7 @@ struct Serve: AsyncParsableCommand {
         let webhooks = WebhookSender(http: http, signer: TwilioSignature(authToken: configuration.authToken), retries: configuration.webhookRetries, logger: logger)
         let router = Router()
         OperationalRoutes.add(to: router, health: health)
-        // The phone needs the REST routes (to create the call's conversation) and they need the phone
-        // (to answer Calls API calls): the phone is built on routes without an answerer first.
-        let restForVoice = TwilioRESTRoutes(state: state, configuration: configuration, webhooks: webhooks, answerCall: nil, logger: logger)
-        let voice = VoiceRoutes(state: state, configuration: configuration, rest: restForVoice, logger: logger)
+        let voice = VoiceRoutes(state: state, configuration: configuration, logger: logger)
         let answerer = CallAnswerer(voice: voice)
         let rest = TwilioRESTRoutes(state: state, configuration: configuration, webhooks: webhooks, answerCall: { answerer.enqueue($0) }, logger: logger)
         rest.add(to: router)
@@ -49,19 +46,10 @@ struct Serve: AsyncParsableCommand {
                 health.markReady()
                 logger.info("twilio-sim listening", metadata: ["port": "\(channel.localAddress?.port ?? configuration.port)"])
             }, logger: logger)
-        return ServiceMain.group(services: [SimHTTPClientService(client: http), answerer, app], health: health, logger: logger)
+        return ServiceMain.group(services: [HTTPClientService(client: http), answerer, app], health: health, logger: logger)
     }
 }
 
-/// Shuts the sim's HTTP client down with the group.
-struct SimHTTPClientService: Service {
-    let client: HTTPClient
-
-    func run() async throws {
-        try? await gracefulShutdown()
-        try await client.shutdown()
-    }
-}
 
 /// `twilio-sim sms --from +15550001111 "hello"`: writes to the agent as a customer and prints its reply.
 struct SMS: AsyncParsableCommand {
@@ -76,13 +64,13 @@ struct SMS: AsyncParsableCommand {
 
     func run() async throws {
         let http = HTTPClient.shared
-        let before = classic ? try await messages(http, query: "to=\(FormCodingQuery.escape(from))", count: 0, waitMs: 0).count : 0
+        let before = classic ? try await messages(http, query: "to=\(FormCoding.percentEncode(from))", count: 0, waitMs: 0).count : 0
         let started = ContinuousClock.now
         let sent = try await post(http, "\(sim)/sim/messages", ["channel": .string(channel), "from": .string(from), "text": .string(text), "classic": .bool(classic)])
         guard let status = sent["webhookStatus"]?.double, status == 200 else {
             throw ValidationError("the webhook was not accepted: \(sent)")
         }
-        let query = classic ? "to=\(FormCodingQuery.escape(from))" : "conversationId=\(sent["conversationId"]?.string ?? "")"
+        let query = classic ? "to=\(FormCoding.percentEncode(from))" : "conversationId=\(sent["conversationId"]?.string ?? "")"
         let replies = try await messages(http, query: query, count: before + 1, waitMs: timeout * 1000)
         guard replies.count > before, let reply = replies.last?["text"]?.string else {
             throw ValidationError("no reply within \(timeout) s")
@@ -138,9 +126,3 @@ struct Call: AsyncParsableCommand {
     }
 }
 
-/// Query-string escaping for the CLI.
-enum FormCodingQuery {
-    static func escape(_ text: String) -> String {
-        String(FormCoding.encode([("", text)]).dropFirst())
-    }
-}

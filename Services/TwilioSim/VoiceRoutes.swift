@@ -9,7 +9,6 @@ import ServiceSupport
 struct VoiceRoutes: Sendable {
     let state: SimState
     let configuration: SimConfiguration
-    let rest: TwilioRESTRoutes
     let logger: Logger
 
     func add<Context: RequestContext>(to router: Router<Context>) {
@@ -85,8 +84,8 @@ struct VoiceRoutes: Sendable {
             SimState.Conversation(
                 id: id, status: "ACTIVE", channelId: sid, metadata: [:],
                 participants: [
-                    rest.makeParticipant(conversationId: id, type: "CUSTOMER", addresses: [["channel": "VOICE", "address": .string(customer), "channelId": .string(sid)]]),
-                    rest.makeParticipant(conversationId: id, type: "AI_AGENT", addresses: [["channel": "VOICE", "address": .string(agent), "channelId": .string(sid)]]),
+                    state.makeParticipant(conversationId: id, accountSid: configuration.accountSid, type: "CUSTOMER", addresses: [["channel": "VOICE", "address": .string(customer), "channelId": .string(sid)]]),
+                    state.makeParticipant(conversationId: id, accountSid: configuration.accountSid, type: "AI_AGENT", addresses: [["channel": "VOICE", "address": .string(agent), "channelId": .string(sid)]]),
                 ], createdAt: Date()))
     }
 

@@ -28,7 +28,7 @@ struct VoiceRelay {
         var lookup: ConversationLookup?
         if let twilio = configuration.twilio {
             let http = HTTPClient(eventLoopGroupProvider: .singleton)
-            services.append(HTTPClientShutdown(client: http))
+            services.append(HTTPClientService(client: http))
             lookup = ConversationLookup(rest: TwilioRESTClient(configuration: twilio, httpClient: http), logger: logger)
         }
         let sockets = RelaySocketHandler(
@@ -72,12 +72,3 @@ struct CallDrain: Service {
     }
 }
 
-/// Shuts an HTTP client down with the group.
-struct HTTPClientShutdown: Service {
-    let client: HTTPClient
-
-    func run() async throws {
-        try? await gracefulShutdown()
-        try await client.shutdown()
-    }
-}

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import EventBus
 import ServiceLifecycle
 
@@ -12,5 +13,19 @@ public struct RedisClientService: Service {
     public func run() async throws {
         try? await gracefulShutdown()
         client.shutdown()
+    }
+}
+
+/// Shuts an AsyncHTTPClient down when the group shuts down.
+public struct HTTPClientService: Service {
+    let client: HTTPClient
+
+    public init(client: HTTPClient) {
+        self.client = client
+    }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        try await client.shutdown()
     }
 }

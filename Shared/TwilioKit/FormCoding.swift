@@ -43,7 +43,8 @@ public enum FormCoding {
         return String(validating: bytes, as: UTF8.self)
     }
 
-    static func percentEncode(_ text: String) -> String {
+    /// Percent-encodes one name or value.
+    public static func percentEncode(_ text: String) -> String {
         var out = ""
         for byte in text.utf8 {
             switch byte {

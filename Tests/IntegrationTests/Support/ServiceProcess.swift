@@ -11,7 +11,7 @@ final class ServiceProcess: Sendable {
     /// `INSTANCE_ID` it was started with.
     let instanceId: String?
     private let process: Process
-    private let exit = NIOLockedValueBox<(status: Int32?, waiters: [CheckedContinuation<Int32, Never>])>((nil, []))
+    private let exit = NIOLockedValueBox<Int32?>(nil)
 
     /// Starts `executable` with `environment` (on top of PATH/HOME) and `arguments`.
     init(_ executable: String, port: Int, environment: [String: String], arguments: [String] = [], logDirectory: String) throws {
@@ -32,24 +32,19 @@ final class ServiceProcess: Sendable {
         process.standardError = log
         let box = exit
         process.terminationHandler = { finished in
-            let waiters = box.withLockedValue { state -> [CheckedContinuation<Int32, Never>] in
-                state.status = finished.terminationStatus
-                defer { state.waiters.removeAll() }
-                return state.waiters
-            }
-            for waiter in waiters { waiter.resume(returning: finished.terminationStatus) }
+            box.withLockedValue { $0 = finished.terminationStatus }
         }
         try process.run()
     }
 
     var pid: Int32 { process.processIdentifier }
     var isRunning: Bool {
-        if exit.withLockedValue({ $0.status != nil }) { return false }
+        if exit.withLockedValue({ $0 != nil }) { return false }
         // Without a termination report, ask the kernel (0 = exists; a reaped or zombie child counts as gone).
         var raw: Int32 = 0
         if waitpid(process.processIdentifier, &raw, WNOHANG) == process.processIdentifier {
             let status = (raw & 0x7f) == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
-            exit.withLockedValue { $0.status = status }
+            exit.withLockedValue { $0 = status }
             return false
         }
         return true
@@ -88,13 +83,13 @@ final class ServiceProcess: Sendable {
         let deadline = ContinuousClock.now + timeout
         var killed = false
         while true {
-            if let status = exit.withLockedValue({ $0.status }) { return killed ? nil : status }
+            if let status = exit.withLockedValue({ $0 }) { return killed ? nil : status }
             var raw: Int32 = 0
             let reaped = waitpid(process.processIdentifier, &raw, WNOHANG)
             if reaped == process.processIdentifier {
                 // WIFEXITED: low 7 bits zero; WEXITSTATUS: the next 8 bits. Signalled: 128 + signal.
                 let status = (raw & 0x7f) == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
-                exit.withLockedValue { $0.status = status }
+                exit.withLockedValue { $0 = status }
                 return killed ? nil : status
             }
             if ContinuousClock.now >= deadline {

@@ -37,6 +37,11 @@ let package = Package(
         .executable(name: "migrate", targets: ["Migrate"]),
         .executable(name: "twilio-sim", targets: ["TwilioSim"]),
         .executable(name: "agentconnect-bench", targets: ["Bench"]),
+        .executable(name: "example-sms-bot", targets: ["ExampleSMSBot"]),
+        .executable(name: "example-voice-assistant", targets: ["ExampleVoiceAssistant"]),
+        .executable(name: "example-channel-replies", targets: ["ExampleChannelReplies"]),
+        .executable(name: "example-appointment-reminder", targets: ["ExampleAppointmentReminder"]),
+        .executable(name: "example-memory-agent", targets: ["ExampleMemoryAgent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -88,6 +93,18 @@ let package = Package(
         .target(
             name: "AgentConnect", dependencies: serviceDeps + [httpClient],
             path: "Shared/AgentConnect", swiftSettings: swiftSettings),
+
+        // MARK: Examples (the seeds' snippets as agent workers)
+        .executableTarget(name: "ExampleSMSBot", dependencies: ["AgentConnect"], path: "Examples/SMSBot", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "ExampleVoiceAssistant", dependencies: ["AgentConnect"], path: "Examples/VoiceAssistant", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "ExampleChannelReplies", dependencies: ["AgentConnect"], path: "Examples/ChannelReplies", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "ExampleAppointmentReminder", dependencies: ["AgentConnect", "AgentConnectCore"], path: "Examples/AppointmentReminder",
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "ExampleMemoryAgent", dependencies: ["AgentConnect"], path: "Examples/MemoryAgent", swiftSettings: swiftSettings),
 
         // MARK: Services
         .executableTarget(

@@ -10,6 +10,7 @@ struct AgentWorker {
             let tac = TAC(configuration: try TACConfiguration(environment: environment), logger: logger)
             let agent = try environment.choice("TAC_AGENT", default: "echo", allowed: BuiltInAgents.names)
             switch agent {
+            case "openai": try BuiltInAgents.installOpenAI(on: tac)
             default: BuiltInAgents.installEcho(on: tac)
             }
             return try tac.buildServiceGroup()

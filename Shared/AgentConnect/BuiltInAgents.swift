@@ -1,16 +1,12 @@
 /// Agents that ship with the worker, chosen with `TAC_AGENT`.
 public enum BuiltInAgents {
     /// Names `TAC_AGENT` accepts.
-    public static let names = ["echo"]
+    public static let names = ["echo", "openai"]
 
     /// `echo`: replies `You said: <message>`; on voice it streams one token per word (the word and
     /// the space after it), so streaming, interruption and ordering are exercised end to end.
     public static func installEcho(on tac: TAC) {
-        let voice = VoiceChannel(tac, configuration: .init(memoryMode: tac.memoryMode(for: .voice)))
-        _ = SMSChannel(tac, configuration: .init(memoryMode: tac.memoryMode(for: .sms)))
-        _ = WhatsAppChannel(tac, configuration: .init(memoryMode: tac.memoryMode(for: .whatsapp)))
-        _ = RCSChannel(tac, configuration: .init(memoryMode: tac.memoryMode(for: .rcs)))
-        _ = ChatChannel(tac, configuration: .init(memoryMode: tac.memoryMode(for: .chat)))
+        let voice = registerAllChannels(on: tac)
         // ECHO_TOKEN_DELAY_MS spaces the tokens out, like a model writing (demos, interrupt tests).
         let delay = (try? tac.configuration.environment.int("ECHO_TOKEN_DELAY_MS", default: 0, range: 0...10_000)) ?? 0
         tac.onMessageReady { message, session, _ in
@@ -23,6 +19,15 @@ public enum BuiltInAgents {
             }.paced(milliseconds: delay))
             return nil
         }
+    }
+
+    /// Registers every channel with the memory mode the environment gives it; returns the voice channel.
+    static func registerAllChannels(on tac: TAC) -> VoiceChannel {
+        _ = SMSChannel(tac, configuration: .init(memoryMode: tac.memoryMode(for: .sms)))
+        _ = WhatsAppChannel(tac, configuration: .init(memoryMode: tac.memoryMode(for: .whatsapp)))
+        _ = RCSChannel(tac, configuration: .init(memoryMode: tac.memoryMode(for: .rcs)))
+        _ = ChatChannel(tac, configuration: .init(memoryMode: tac.memoryMode(for: .chat)))
+        return VoiceChannel(tac, configuration: .init(memoryMode: tac.memoryMode(for: .voice)))
     }
 
     /// Splits text into tokens of one word plus the whitespace that follows it.

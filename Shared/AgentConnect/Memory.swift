@@ -59,3 +59,52 @@ public struct TACMemoryResponse: Sendable, Equatable {
         self.communications = communications
     }
 }
+
+extension TACMemoryResponse {
+    /// Whether the data came from the memory store (false for the history-only fallback).
+    public var hasMemoryFeatures: Bool { profileId != nil }
+
+    /// The non-empty sections for a system prompt, in TAC's order and wording: key observations,
+    /// past conversation summaries, recent message history.
+    public func buildMemoryPrompts() -> [String] {
+        var prompts: [String] = []
+        if !observations.isEmpty {
+            prompts.append(
+                "## Key Observations\nImportant notes about the customer from previous interactions:\n"
+                    + observations.map { "- \($0.content)" }.joined(separator: "\n"))
+        }
+        if !summaries.isEmpty {
+            prompts.append(
+                "## Past Conversation Summaries\nSummaries of previous conversations with this customer:\n"
+                    + summaries.map { "- \($0.content)" }.joined(separator: "\n"))
+        }
+        if !communications.isEmpty {
+            prompts.append(
+                "## Recent Message History\nRecent messages exchanged with this customer:\n"
+                    + communications.map { "\($0.direction == "inbound" ? "User" : "Assistant"): \($0.text)" }.joined(separator: "\n"))
+        }
+        return prompts
+    }
+}
+
+/// How much memory `retrieveMemory` returns (TAC's `memory_config`, same variables).
+public struct MemoryConfiguration: Sendable, Equatable {
+    /// `TWILIO_MEMORY_OBSERVATIONS_LIMIT` (0…100, default 20).
+    public var observationsLimit: Int
+    /// `TWILIO_MEMORY_SUMMARIES_LIMIT` (0…100, default 5).
+    public var summariesLimit: Int
+    /// `TWILIO_MEMORY_COMMUNICATIONS_LIMIT` (0…100, default 0).
+    public var communicationsLimit: Int
+    /// `TWILIO_MEMORY_RELEVANCE_THRESHOLD` (0…1, default 0).
+    public var relevanceThreshold: Double
+    /// `TWILIO_MEMORY_PROFILE_TRAIT_GROUPS`: which trait groups to load (nil = all).
+    public var traitGroups: [String]?
+
+    public init(observationsLimit: Int = 20, summariesLimit: Int = 5, communicationsLimit: Int = 0, relevanceThreshold: Double = 0, traitGroups: [String]? = nil) {
+        self.observationsLimit = observationsLimit
+        self.summariesLimit = summariesLimit
+        self.communicationsLimit = communicationsLimit
+        self.relevanceThreshold = relevanceThreshold
+        self.traitGroups = traitGroups
+    }
+}

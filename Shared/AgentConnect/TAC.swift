@@ -40,9 +40,11 @@ public final class TAC: Sendable {
     let channels = NIOLockedValueBox<[ChannelKind: MemoryMode]>([:])
     let runtimeBox = NIOLockedValueBox<WorkerRuntime?>(nil)
 
-    public init(configuration: TACConfiguration, logger: Logger = Logger(label: "agent-worker")) {
+    /// A worker with `configuration`. Without a `logger`, logging and metrics are set up from
+    /// `LOG_LEVEL`/`LOG_FORMAT` as in the built-in services.
+    public init(configuration: TACConfiguration, logger: Logger? = nil) {
         self.configuration = configuration
-        self.logger = logger
+        self.logger = logger ?? (try? ServiceMain.bootstrap(service: "agent-worker", environment: configuration.environment)) ?? Logger(label: "agent-worker")
     }
 
     /// Registers the one message callback (a second call replaces the first).
@@ -94,6 +96,7 @@ public final class TAC: Sendable {
 
     /// Runs the worker until SIGTERM/SIGINT, then drains: stops reading, finishes the turns in hand.
     public func run() async throws {
+        ServiceMain.unblockTerminationSignals()
         try await buildServiceGroup().run()
     }
 

@@ -27,6 +27,16 @@ public struct TACConfiguration: Sendable {
     public var leaseTTLMilliseconds: Int
     /// `TAC_HISTORY_LIMIT`: how many earlier messages agents get as history.
     public var historyLimit: Int
+    /// `TWILIO_MEMORY_*`: how much memory `retrieveMemory` returns.
+    public var memory: MemoryConfiguration
+    /// `CONVERSATION_INTELLIGENCE_CONFIGURATION_ID`: operator results of other configurations are skipped (nil: CI off).
+    public var intelligenceConfigurationId: String?
+    /// `CONVERSATION_INTELLIGENCE_SUMMARY_OPERATOR_SID`: the operator whose results become summaries.
+    public var summaryOperatorSid: String?
+    /// `CONVERSATION_INTELLIGENCE_OBSERVATION_OPERATOR_SID`: the operator whose results become observations.
+    public var observationOperatorSid: String?
+    /// `TWILIO_STUDIO_HANDOFF_FLOW_SID`: the Studio flow the handoff tool hands conversations to.
+    public var studioHandoffFlowSid: String?
     /// The raw environment, for agents' own settings.
     public var environment: Environment
 
@@ -55,5 +65,16 @@ public struct TACConfiguration: Sendable {
         visibilityTimeoutMilliseconds = try environment.int("AGENT_VISIBILITY_TIMEOUT_MS", default: 30_000, range: 100...3_600_000)
         leaseTTLMilliseconds = try environment.int("AGENT_LEASE_TTL_MS", default: 10_000, range: 300...600_000)
         historyLimit = try environment.int("TAC_HISTORY_LIMIT", default: 20, range: 0...500)
+        let groups = environment.list("TWILIO_MEMORY_PROFILE_TRAIT_GROUPS")
+        memory = MemoryConfiguration(
+            observationsLimit: try environment.int("TWILIO_MEMORY_OBSERVATIONS_LIMIT", default: 20, range: 0...100),
+            summariesLimit: try environment.int("TWILIO_MEMORY_SUMMARIES_LIMIT", default: 5, range: 0...100),
+            communicationsLimit: try environment.int("TWILIO_MEMORY_COMMUNICATIONS_LIMIT", default: 0, range: 0...100),
+            relevanceThreshold: try environment.double("TWILIO_MEMORY_RELEVANCE_THRESHOLD", default: 0, range: 0...1),
+            traitGroups: groups.isEmpty ? nil : groups)
+        intelligenceConfigurationId = environment.string("CONVERSATION_INTELLIGENCE_CONFIGURATION_ID")
+        summaryOperatorSid = environment.string("CONVERSATION_INTELLIGENCE_SUMMARY_OPERATOR_SID")
+        observationOperatorSid = environment.string("CONVERSATION_INTELLIGENCE_OBSERVATION_OPERATOR_SID")
+        studioHandoffFlowSid = environment.string("TWILIO_STUDIO_HANDOFF_FLOW_SID")
     }
 }

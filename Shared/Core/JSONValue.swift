@@ -118,3 +118,12 @@ extension JSONValue {
         self = optional.map { .string($0) } ?? .null
     }
 }
+
+extension JSONValue {
+    /// The value as compact JSON text with sorted keys (`null` when it cannot be encoded).
+    public var compactJSON: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return (try? String(decoding: encoder.encode(self), as: UTF8.self)) ?? "null"
+    }
+}

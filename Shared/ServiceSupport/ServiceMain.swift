@@ -14,11 +14,7 @@ public enum ServiceMain {
         let environment = Environment.process()
         let logger: Logger
         do {
-            let level = try environment.choice(
-                "LOG_LEVEL", default: "info", allowed: ["trace", "debug", "info", "notice", "warning", "error", "critical"])
-            let format = try environment.choice("LOG_FORMAT", default: "text", allowed: ["text", "json"])
-            Observability.bootstrap(service: name, level: Logger.Level(rawValue: level) ?? .info, json: format == "json")
-            logger = Logger(label: name)
+            logger = try bootstrap(service: name, environment: environment)
         } catch {
             fail(name, error)
         }
@@ -38,9 +34,18 @@ public enum ServiceMain {
         }
     }
 
+    /// Logging (`LOG_LEVEL`, `LOG_FORMAT`) and metrics for the process, once; the service's logger.
+    public static func bootstrap(service name: String, environment: Environment) throws -> Logger {
+        let level = try environment.choice(
+            "LOG_LEVEL", default: "info", allowed: ["trace", "debug", "info", "notice", "warning", "error", "critical"])
+        let format = try environment.choice("LOG_FORMAT", default: "text", allowed: ["text", "json"])
+        Observability.bootstrap(service: name, level: Logger.Level(rawValue: level) ?? .info, json: format == "json")
+        return Logger(label: name)
+    }
+
     /// A parent may start us with signals blocked (the mask is inherited across exec); SIGTERM and
     /// SIGINT must reach the service so it can drain.
-    static func unblockTerminationSignals() {
+    public static func unblockTerminationSignals() {
         var set = sigset_t()
         sigemptyset(&set)
         sigaddset(&set, SIGTERM)

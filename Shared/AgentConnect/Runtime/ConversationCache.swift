@@ -44,3 +44,24 @@ final class ConversationCache: Sendable {
         entries.withLockedValue { _ = $0.removeValue(forKey: id) }
     }
 }
+
+/// Memory fetched once per call (`memoryMode: .once` on voice), until the conversation goes
+/// `INACTIVE` or ends.
+final class OnceMemoryCache: Sendable {
+    private let entries = NIOLockedValueBox<[String: TACMemoryResponse]>([:])
+    private let capacity: Int
+
+    init(capacity: Int = 50_000) {
+        self.capacity = capacity
+    }
+
+    subscript(conversationId: String) -> TACMemoryResponse? {
+        get { entries.withLockedValue { $0[conversationId] } }
+        set {
+            entries.withLockedValue { entries in
+                if newValue != nil, entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
+                entries[conversationId] = newValue
+            }
+        }
+    }
+}

@@ -31,7 +31,11 @@ struct TurnHandler: Sendable {
         case EventType.conversationEnded:
             try await ended(event)
         case EventType.conversationInactive:
+            // Memory is written when a conversation goes INACTIVE: a call's `once` memory is read again.
+            runtime.onceMemory[event.conversationId] = nil
             try await runtime.store.setStatus(conversationId: event.conversationId, status: "INACTIVE")
+        case EventType.intelligenceResult:
+            try await IntelligenceResults(configuration: tac.configuration, store: runtime.store, logger: logger).apply(event)
         case EventType.conversationStarted:
             try await runtime.store.upsertConversation(ConversationRecord(id: event.conversationId, channel: event.channel))
         default:
@@ -61,7 +65,8 @@ struct TurnHandler: Sendable {
             ])
         let reply = try await TurnContext.$current.withValue(context) { () async throws -> String? in
             guard let callback else { return nil }
-            return try await callback(text, session, nil)
+            let memory = try await memory(for: session, text: text)
+            return try await callback(text, session, memory)
         }
         if let reply {
             try await TurnContext.$current.withValue(context) {
@@ -83,6 +88,7 @@ struct TurnHandler: Sendable {
         let stored = try await runtime.store.conversation(id: event.conversationId)
         let channel = event.payload["channelKnown"]?.bool == false ? (stored?.channel ?? event.channel) : event.channel
         runtime.conversations.forget(event.conversationId)
+        runtime.onceMemory[event.conversationId] = nil
         guard try await runtime.store.markEnded(conversationId: event.conversationId, channel: channel) else {
             logger.debug("conversation already ended", metadata: ["conversation.id": "\(event.conversationId)"])
             return
@@ -93,6 +99,25 @@ struct TurnHandler: Sendable {
         Counter(label: "agentconnect_conversations_ended_total", dimensions: [("channel", channel.rawValue)]).increment()
         logger.info("conversation ended", metadata: ["conversation.id": "\(event.conversationId)", "reason": "\(event.payload["reason"]?.string ?? "")"])
         await tac.callbacks.withLockedValue(\.conversationEnded)?(session)
+    }
+
+    /// Memory for the callback, as the channel's `memoryMode` says (TAC §1.6): `always` reads with the
+    /// message as the query; `once` (voice) reads without a query on the first prompt of the call and
+    /// again after the conversation went `INACTIVE`; on messaging `once` runs as `always`.
+    private func memory(for session: ConversationSession, text: String) async throws -> TACMemoryResponse? {
+        var mode = tac.memoryMode(for: session.channel)
+        if session.channel != .voice, mode == .once { mode = .always }
+        switch mode {
+        case .never:
+            return nil
+        case .always:
+            return try await tac.retrieveMemory(session, query: text)
+        case .once:
+            if let cached = runtime.onceMemory[session.conversationId] { return cached }
+            let memory = try await tac.retrieveMemory(session, query: nil)
+            runtime.onceMemory[session.conversationId] = memory
+            return memory
+        }
     }
 
     /// A session for non-message events: the stored conversation, else what the event carries.

@@ -22,6 +22,13 @@ extension WorkerRuntime {
     }
 }
 
+extension TAC {
+    /// The conversation's latest messages (both directions, oldest first), `TAC_HISTORY_LIMIT` by default.
+    public func history(conversationId: String, limit: Int? = nil) async throws -> [Communication] {
+        try await runtime().store.history(conversationId: conversationId, limit: limit ?? configuration.historyLimit).map(Communication.init(record:))
+    }
+}
+
 extension ConversationSession {
     /// A session from a stored conversation.
     init(record: ConversationRecord) {

@@ -16,6 +16,7 @@ struct WorkerRuntime: Sendable {
     let postgres: PostgresClient
     let store: PostgresStore
     let conversations = ConversationCache()
+    let onceMemory = OnceMemoryCache()
 
     init(configuration: TACConfiguration, logger: Logger) {
         self.configuration = configuration

@@ -86,7 +86,7 @@ public struct RelayCaller: Sendable {
     /// runs the script and hangs up.
     public func call(
         publicURL: String, callSid: String, from: String, to: String, direction: String = "inbound", script: [Step],
-        signature: String? = nil, sendSetup: Bool = true
+        signature: String? = nil, sendSetup: Bool = true, customParameters: [String: String] = [:]
     ) async throws -> Transcript {
         let path = publicURL.firstIndex(of: "/").map { _ in URLPath.path(of: publicURL) } ?? "/ws"
         let socketURL = relayURL.replacingOccurrences(of: "http://", with: "ws://").replacingOccurrences(of: "https://", with: "wss://") + path
@@ -118,7 +118,7 @@ public struct RelayCaller: Sendable {
                 try await send([
                     "type": "setup", "sessionId": .string("VX" + callSid.dropFirst(2)), "callSid": .string(callSid), "from": .string(from),
                     "to": .string(to), "direction": .string(direction), "callType": "PSTN", "callStatus": "IN-PROGRESS",
-                    "accountSid": "ACsimulator", "customParameters": .object([:]),
+                    "accountSid": "ACsimulator", "customParameters": JSONValue(customParameters),
                 ])
             }
             for step in script {

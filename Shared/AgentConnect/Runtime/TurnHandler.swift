@@ -161,7 +161,8 @@ struct TurnHandler: Sendable {
             try await runtime.store.appendMessage(
                 MessageRecord(
                     id: event.id, conversationId: event.conversationId, channel: event.channel, direction: .inbound,
-                    authorAddress: session.authorInfo.address, body: event.payload["text"]?.string ?? ""))
+                    authorAddress: session.authorInfo.address, body: event.payload["text"]?.string ?? "",
+                    createdAt: event.occurredDate ?? session.startedAt))
         } catch {
             logger.warning("could not record inbound message", metadata: ["conversation.id": "\(event.conversationId)", "error": "\(error)"])
         }

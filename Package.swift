@@ -37,6 +37,7 @@ let package = Package(
         .executable(name: "migrate", targets: ["Migrate"]),
         .executable(name: "twilio-sim", targets: ["TwilioSim"]),
         .executable(name: "agentconnect-bench", targets: ["Bench"]),
+        .executable(name: "agentconnect", targets: ["CLI"]),
         .executable(name: "example-sms-bot", targets: ["ExampleSMSBot"]),
         .executable(name: "example-voice-assistant", targets: ["ExampleVoiceAssistant"]),
         .executable(name: "example-channel-replies", targets: ["ExampleChannelReplies"]),
@@ -93,6 +94,10 @@ let package = Package(
         .target(
             name: "AgentConnect", dependencies: serviceDeps + [httpClient],
             path: "Shared/AgentConnect", swiftSettings: swiftSettings),
+
+        .executableTarget(
+            name: "CLI", dependencies: ["AgentConnectCore", httpClient, argumentParser],
+            path: "Services/CLI", exclude: ["README.md"], swiftSettings: swiftSettings),
 
         // MARK: Examples (the seeds' snippets as agent workers)
         .executableTarget(name: "ExampleSMSBot", dependencies: ["AgentConnect"], path: "Examples/SMSBot", swiftSettings: swiftSettings),

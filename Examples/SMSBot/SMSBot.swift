@@ -1,7 +1,7 @@
 import AgentConnect
 
-/// The smallest agent: answers SMS (seed 000's callback, without a model). Run it instead of
-/// `agent-worker`; it reads the same environment.
+/// The smallest agent: answers SMS (seed 000's callback, without a model) and hands the customer to
+/// a person when asked. Run it instead of `agent-worker`; it reads the same environment.
 @main
 struct SMSBot {
     static func main() async throws {
@@ -11,7 +11,11 @@ struct SMSBot {
         tac.onMessageReady { message, session, _ in
             let text = message.lowercased()
             if text.contains("hours") { return "We're open 9am to 5pm, Monday to Friday." }
-            if text.contains("human") || text.contains("agent") { return "Connecting you with a person shortly." }
+            if text.contains("human") || text.contains("person") {
+                // Studio takes over (TWILIO_STUDIO_HANDOFF_FLOW_SID); the conversation ends for the agent.
+                await tac.handoff(session, reason: "the customer asked for a person")
+                return "Connecting you with a person shortly."
+            }
             return "Thanks for your message! You wrote: \(message)"
         }
 

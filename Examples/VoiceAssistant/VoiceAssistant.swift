@@ -12,6 +12,11 @@ struct VoiceAssistant {
 
         tac.onMessageReady { message, session, _ in
             var answer = "I heard you say \(message). Is there anything else I can help you with today?"
+            if message.lowercased().contains("human") {
+                // After this goodbye, the call gets the `end` frame with the handoff data.
+                await tac.handoff(session, reason: "caller asked for a human", attributes: ["queue": "billing"])
+                answer = "Let me transfer you to a colleague. Goodbye!"
+            }
             if let heard = await interrupted.take(session.conversationId) {
                 answer = "Sorry, I'll stop there (you heard: \(heard.trimmingCharacters(in: .whitespaces))). " + answer
             }

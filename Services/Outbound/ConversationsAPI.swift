@@ -103,6 +103,18 @@ struct ConversationsAPI: Sendable {
         _ = try await rest.json(.PUT, "\(base)/v2/Conversations/\(conversationId)", body: ["status": .string(status)])
     }
 
+    /// Stops the orchestrator's webhooks for a conversation (handoff: TAC gets no more events).
+    func clearStatusCallbacks(conversationId: String) async throws {
+        _ = try await rest.json(.PATCH, "\(base)/v2/Conversations/\(conversationId)", body: ["configuration": ["statusCallbacks": []]])
+    }
+
+    /// Starts a Studio flow execution (the handoff of a messaging conversation to a person).
+    func studioExecution(flowSid: String, to: String, from: String, parameters: String) async throws -> String? {
+        let url = "\(rest.configuration.studioBaseURL)/v2/Flows/\(flowSid)/Executions"
+        let response = try await rest.form(.POST, url, fields: [("To", to), ("From", from), ("Parameters", parameters)])
+        return response.json?["sid"]?.string
+    }
+
     /// The Calls API with inline TwiML; returns the CallSid.
     func createCall(to: String, from: String, twiml: String, options: [(String, String)], idempotencyKey: String) async throws -> String {
         let url = "\(rest.configuration.apiBaseURL)/2010-04-01/Accounts/\(rest.configuration.accountSid)/Calls.json"

@@ -23,6 +23,7 @@ struct OutboundAPI: Sendable {
     func add<Context: RequestContext>(to router: Router<Context>) {
         router.post("/v1/conversations") { request, _ in await guarded(request, route: "conversations", startConversation) }
         router.post("/v1/calls") { request, _ in await guarded(request, route: "calls", startCall) }
+        router.post("/v1/handoffs") { request, _ in await guarded(request, route: "handoffs", handoff) }
     }
 
     /// A 4xx answer with a reason.
@@ -173,6 +174,60 @@ struct OutboundAPI: Sendable {
         count("call")
         logger.info("call placed", metadata: ["call.sid": "\(sid)"])
         return ["callSid": .string(sid)]
+    }
+
+    /// `{conversationId, attributes?, profileId?, channel?, customerAddress?, agentAddress?, mode?}` → the reference's Studio handoff (TAC §7.1): the
+    /// orchestrator conversation set `INACTIVE` and its status callbacks cleared (failures only
+    /// logged), then, for messaging, a Studio execution with `HandoffData`. Voice hands off with the
+    /// ConversationRelay `end` frame, which the SDK sends; here it only gets the first two steps.
+    private func handoff(_ input: JSONValue, idempotencyKey: String) async throws -> JSONValue {
+        guard let conversationId = input["conversationId"]?.string, !conversationId.isEmpty else {
+            throw Rejection(status: .badRequest, reason: "conversationId is required")
+        }
+        // The SDK sends what its session knows (a conversation's row may not be written yet); the
+        // stored row fills in the rest.
+        let stored = try await store.conversation(id: conversationId)
+        guard let channel = input["channel"]?.string.flatMap(ChannelKind.init(rawValue:)) ?? stored?.channel else {
+            throw Rejection(status: .notFound, reason: "unknown conversation \(conversationId)")
+        }
+        var conversation = stored ?? ConversationRecord(id: conversationId, channel: channel)
+        conversation.customerAddress = input["customerAddress"]?.string ?? conversation.customerAddress
+        conversation.agentAddress = input["agentAddress"]?.string ?? conversation.agentAddress
+        if let mode = input["mode"]?.string { conversation.metadata["mode"] = mode }
+        guard channel == .voice || configuration.studioHandoffFlowSid != nil else {
+            throw Rejection(status: .badRequest, reason: "handoff needs TWILIO_STUDIO_HANDOFF_FLOW_SID")
+        }
+        if configuration.conversationConfigurationId != nil, conversation.metadata["mode"] != "classic", conversation.metadata["mode"] != "relay" {
+            do {
+                try await api.setStatus(conversationId: conversationId, status: "INACTIVE")
+            } catch {
+                logger.warning("handoff: could not set the conversation INACTIVE", metadata: ["conversation.id": "\(conversationId)", "error": "\(error)"])
+            }
+            do {
+                try await api.clearStatusCallbacks(conversationId: conversationId)
+            } catch {
+                logger.warning("handoff: could not clear status callbacks", metadata: ["conversation.id": "\(conversationId)", "error": "\(error)"])
+            }
+        }
+        if stored != nil { try await store.setStatus(conversationId: conversationId, status: "INACTIVE") }
+        if channel != .voice, let flow = configuration.studioHandoffFlowSid {
+            let from = [.sms, .rcs, .whatsapp].contains(channel) ? conversation.agentAddress : configuration.senders.defaultSender(for: .sms)
+            let data = Self.handoffData(input, conversationId: conversationId, profileId: conversation.profileId)
+            _ = try await api.studioExecution(flowSid: flow, to: conversation.customerAddress ?? "", from: from ?? "", parameters: data.compactJSON)
+        }
+        count("handoff")
+        logger.info("handed off", metadata: ["conversation.id": "\(conversationId)", "channel": "\(channel.rawValue)"])
+        return ["status": "handoff_initiated", "channel": .string(channel.rawValue)]
+    }
+
+    /// `{"HandoffData": {conversationId, storeId, profileId, attributes}}`, what Studio reads as `flow.data.HandoffData`.
+    static func handoffData(_ input: JSONValue, conversationId: String, profileId: String?) -> JSONValue {
+        [
+            "HandoffData": [
+                "conversationId": .string(conversationId), "storeId": .string(input["storeId"]?.string ?? ""),
+                "profileId": .string(input["profileId"]?.string ?? profileId ?? ""), "attributes": .object(input["attributes"]?.object ?? [:]),
+            ]
+        ]
     }
 
     /// `from` when it is one of ours on the channel, else the default; a 400 names the allowed ones.

@@ -18,6 +18,8 @@ struct OutboundConfiguration: Sendable {
     var retryMaxMilliseconds: Int
     /// `TWILIO_VOICE_PUBLIC_DOMAIN`: voice-relay's public host, for outbound calls' TwiML.
     var voicePublicDomain: String?
+    /// `TWILIO_STUDIO_HANDOFF_FLOW_SID`: the Studio flow messaging conversations are handed to.
+    var studioHandoffFlowSid: String?
 
     init(environment: Environment) throws {
         common = try CommonConfiguration(environment: environment, defaultPort: 8083)
@@ -29,5 +31,6 @@ struct OutboundConfiguration: Sendable {
         retryBaseMilliseconds = try environment.int("OUTBOUND_RETRY_BASE_MS", default: 200, range: 1...60_000)
         retryMaxMilliseconds = try environment.int("OUTBOUND_RETRY_MAX_MS", default: 10_000, range: 1...600_000)
         voicePublicDomain = PublicURL.normalizedDomain(environment.string("TWILIO_VOICE_PUBLIC_DOMAIN"))
+        studioHandoffFlowSid = environment.string("TWILIO_STUDIO_HANDOFF_FLOW_SID")
     }
 }

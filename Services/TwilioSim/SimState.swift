@@ -47,6 +47,8 @@ final class SimState: Sendable {
         var metadata: [String: String]
         var participants: [JSONValue]
         var createdAt: Date
+        /// Cleared with `PATCH {configuration: {statusCallbacks: []}}` (handoff): no more webhooks.
+        var callbacksCleared = false
     }
 
     private struct State {

@@ -29,6 +29,12 @@ struct TwilioRESTRoutes: Sendable {
         conversations.post(":id/Actions") { request, context in await guarded(request) { try await action($0, context) } }
         router.post("/2010-04-01/Accounts/:account/Messages.json") { request, _ in await guarded(request) { try await message($0) } }
         router.post("/2010-04-01/Accounts/:account/Calls.json") { request, _ in await guarded(request) { try await createCall($0) } }
+        router.post("/v2/Flows/:flow/Executions") { request, _ in
+            await guarded(request) { incoming in
+                guard incoming.form["To"] != nil, incoming.form["From"] != nil else { throw SimError(400, "To and From are required") }
+                return JSONResponse.bytes(.created, try encode(["sid": .string(state.nextId("FN")), "status": "active"]))
+            }
+        }
     }
 
     /// The parsed request handed to an endpoint.
@@ -120,6 +126,7 @@ struct TwilioRESTRoutes: Sendable {
         let id = try find(context).id
         let updated = state.update(id) { conversation in
             conversation.metadata.merge(incoming.json["metadata"]?.stringMap ?? [:]) { _, new in new }
+            if incoming.json["configuration"]?["statusCallbacks"]?.array?.isEmpty == true { conversation.callbacksCleared = true }
         }
         guard let updated else { throw SimError(404, "conversation not found") }
         return JSONResponse.bytes(.ok, try encode(json(updated)))
@@ -220,6 +227,7 @@ struct TwilioRESTRoutes: Sendable {
 
     /// Posts `CONVERSATION_UPDATED` for a status change to messaging-ingress, as the orchestrator's status callback.
     func sendConversationUpdated(_ conversation: SimState.Conversation) async {
+        guard !conversation.callbacksCleared else { return }
         let body: JSONValue = [
             "eventType": "CONVERSATION_UPDATED",
             "data": [

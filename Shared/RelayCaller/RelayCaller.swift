@@ -126,7 +126,11 @@ public struct RelayCaller: Sendable {
                 case .raw(let frame):
                     try await send(frame)
                 case .pause(let duration):
-                    try await Task.sleep(for: duration)
+                    // Frames that arrive meanwhile (`end`, `play`, …) are kept.
+                    let until = ContinuousClock.now + duration
+                    while ContinuousClock.now < until, let frame = try await next(timeout: until - ContinuousClock.now) {
+                        session.other(frame)
+                    }
                 case .dtmf(let digit):
                     try await send(["type": "dtmf", "digit": .string(digit)])
                 case .say, .sayWithAction:

@@ -78,6 +78,10 @@ struct TurnHandler: Sendable {
                 }
             }
         }
+        if event.channel == .voice {
+            // A handoff during the turn: the `end` frame goes after the goodbye.
+            try await TurnContext.$current.withValue(context) { try await tac.finishHandoff(session) }
+        }
         Timer(label: "agentconnect_agent_seconds", dimensions: [("channel", event.channel.rawValue)])
             .recordNanoseconds((ContinuousClock.now - started).nanoseconds)
         // History is written after the reply went out, and a hang-up must not cut it short.

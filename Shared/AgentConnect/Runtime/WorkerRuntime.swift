@@ -17,6 +17,7 @@ struct WorkerRuntime: Sendable {
     let store: PostgresStore
     let conversations = ConversationCache()
     let onceMemory = OnceMemoryCache()
+    let pendingHandoffs = PendingHandoffs()
 
     init(configuration: TACConfiguration, logger: Logger) {
         self.configuration = configuration

@@ -1,0 +1,135 @@
+import AgentConnectCore
+import EventBus
+import Foundation
+import NIOConcurrencyHelpers
+
+/// A tool an LLM can call (TAC's `TACTool`): a name, a description, a JSON schema for its
+/// parameters, and what calling it does.
+public struct AgentTool: Sendable {
+    public var name: String
+    public var description: String
+    /// JSON schema of the arguments.
+    public var parameters: JSONValue
+    let invoke: @Sendable (JSONValue) async -> JSONValue
+
+    /// Runs the tool with the model's arguments (a JSON object).
+    public func call(_ arguments: JSONValue) async -> JSONValue {
+        await invoke(arguments)
+    }
+
+    /// Chat Completions `tools` entry: `{"type":"function","function":{name,description,parameters}}`.
+    public var openAIFormat: JSONValue {
+        ["type": "function", "function": ["name": .string(name), "description": .string(description), "parameters": parameters]]
+    }
+
+    /// Realtime / Responses API entry: the same, flat.
+    public var realtimeFormat: JSONValue {
+        ["type": "function", "name": .string(name), "description": .string(description), "parameters": parameters]
+    }
+
+    /// Anthropic Messages entry: `{name, description, input_schema}`.
+    public var anthropicFormat: JSONValue {
+        ["name": .string(name), "description": .string(description), "input_schema": parameters]
+    }
+}
+
+/// Handoffs waiting for the end of the turn: voice sends the `end` frame after the goodbye.
+final class PendingHandoffs: Sendable {
+    private let pending = NIOLockedValueBox<[String: String]>([:])
+
+    func set(_ conversationId: String, handoffData: String) {
+        pending.withLockedValue { $0[conversationId] = handoffData }
+    }
+
+    func take(_ conversationId: String) -> String? {
+        pending.withLockedValue { $0.removeValue(forKey: conversationId) }
+    }
+}
+
+extension TAC {
+    public static let defaultHandoffDescription =
+        "Hand off the conversation to a human agent. Use this when the customer requests a human, or when you cannot adequately handle the request."
+
+    /// The Studio handoff tool (TAC's `create_studio_handoff_tool`) for one session: the model sees a
+    /// single required `reason`. Needs `TWILIO_STUDIO_HANDOFF_FLOW_SID` (except relay-only voice,
+    /// where the `end` frame's `handoffData` goes to your own `<Connect action>` handler).
+    public func studioHandoffTool(
+        session: ConversationSession, attributes: [String: String] = [:], name: String = "handoff",
+        description: String = TAC.defaultHandoffDescription
+    ) throws -> AgentTool {
+        guard configuration.studioHandoffFlowSid != nil || session.channel == .voice else {
+            throw TACError("the handoff tool needs studio_handoff_flow_sid: set TWILIO_STUDIO_HANDOFF_FLOW_SID")
+        }
+        let parameters: JSONValue = [
+            "type": "object",
+            "properties": ["reason": ["type": "string", "description": "Why the customer needs a human agent."]],
+            "required": ["reason"], "additionalProperties": false,
+        ]
+        return AgentTool(name: name, description: description, parameters: parameters) { arguments in
+            await self.handoff(session, reason: arguments["reason"]?.string ?? "", attributes: attributes)
+        }
+    }
+
+    /// Hands the conversation to a person (TAC §7.1) and ends it for the agent:
+    /// - messaging: the orchestrator conversation goes `INACTIVE`, its status callbacks are cleared
+    ///   and a Studio execution gets `HandoffData` (through the outbound service, which holds the
+    ///   Twilio credentials);
+    /// - voice: after this turn's reply, the caller gets `{"type":"end","handoffData":…}`, and
+    ///   ConversationRelay hands the call to the `<Connect action>` (the Studio flow).
+    /// Either way `onConversationEnded` fires once. Returns `{"status":"handoff_initiated"|"handoff_failed", "channel", "error"?}`.
+    @discardableResult
+    public func handoff(_ session: ConversationSession, reason: String, attributes: [String: String] = [:]) async -> JSONValue {
+        var merged = attributes
+        merged["reason"] = reason
+        let channel = JSONValue.string(session.channel.rawValue)
+        do {
+            let runtime = try runtime()
+            let turn = TurnContext.current.flatMap { $0.session.conversationId == session.conversationId ? $0 : nil }
+            let mode = turn?.event.payload["mode"]?.string ?? session.metadata["mode"] ?? "orchestrator"
+            let body: JSONValue = [
+                "conversationId": .string(session.conversationId), "profileId": .string(session.profileId ?? ""),
+                "attributes": JSONValue(merged), "channel": channel, "mode": .string(mode),
+                "customerAddress": JSONValue(session.authorInfo.address), "agentAddress": JSONValue(session.aiAgentInfo.address),
+            ]
+            if session.channel == .voice {
+                if mode == "orchestrator", configuration.conversationConfigurationId != nil {
+                    do {
+                        _ = try await OutboundClient(configuration: configuration).post("/v1/handoffs", body)
+                    } catch {
+                        logger.warning("handoff: the orchestrator update failed", metadata: ["conversation.id": "\(session.conversationId)", "error": "\(error)"])
+                    }
+                }
+                let data: JSONValue = [
+                    "conversationId": .string(session.conversationId), "profileId": .string(session.profileId ?? ""), "attributes": JSONValue(merged),
+                ]
+                runtime.pendingHandoffs.set(session.conversationId, handoffData: data.compactJSON)
+                if turn == nil { try await finishHandoff(session) }
+            } else {
+                _ = try await OutboundClient(configuration: configuration).post("/v1/handoffs", body)
+                try await publishEnded(session, reason: "handoff")
+            }
+            logger.info("handoff initiated", metadata: ["conversation.id": "\(session.conversationId)", "reason": "\(reason)"])
+            return ["status": "handoff_initiated", "channel": channel]
+        } catch {
+            logger.error("handoff failed", metadata: ["conversation.id": "\(session.conversationId)", "error": "\(error)"])
+            return ["status": "handoff_failed", "channel": channel, "error": .string("\(error)")]
+        }
+    }
+
+    /// Sends a voice handoff's `end` frame (after the turn's reply) and ends the conversation.
+    func finishHandoff(_ session: ConversationSession) async throws {
+        guard let runtime = try? runtime(), let data = runtime.pendingHandoffs.take(session.conversationId) else { return }
+        try await VoiceChannel(unregistered: self).sendFrame(conversationId: session.conversationId, frame: ["type": "end", "handoffData": .string(data)])
+        try await publishEnded(session, reason: "handoff")
+    }
+
+    /// Puts `conversation.ended` on the conversation's partition, behind the turn in hand.
+    func publishEnded(_ session: ConversationSession, reason: String) async throws {
+        let runtime = try runtime()
+        let event = BusEvent(
+            type: EventType.conversationEnded, conversationId: session.conversationId, channel: session.channel,
+            payload: ["reason": .string(reason), "callSid": JSONValue(session.callSid)])
+        let stream = Partitioner.inboundStream(for: session.conversationId, partitions: configuration.common.inboundPartitions)
+        _ = try await runtime.bus.publish(event, to: stream, dedupKey: "tac:dedup:ended:\(session.conversationId)", ttlSeconds: 86_400)
+    }
+}

@@ -49,7 +49,7 @@ documented = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", example, re.M))
 for name in sorted(read):
     if name.startswith(("TEST_", "AC_")) or name in ("PATH", "HOME"):
         continue
-    if re.match(r"^(TWILIO|REDIS|DATABASE|HTTP|TAC|OUTBOUND|LOG|INSTANCE|BUS|AGENT|WEBHOOK|VOICE|SIM|MIGRATE|ECHO|OPENAI|CONVERSATION)_", name) and name not in documented:
+    if re.match(r"^(TWILIO|REDIS|DATABASE|HTTP|TAC|OUTBOUND|LOG|INSTANCE|BUS|AGENT|WEBHOOK|VOICE|SIM|MIGRATE|ECHO|OPENAI|CONVERSATION_INTELLIGENCE)_", name) and name not in documented:
         failures.append(f".env.example does not document {name}")
 for name in documented:
     if not is_read(name):

@@ -77,8 +77,18 @@ struct ControlRoutes: Sendable {
             "createdAt": .string(Timestamp.iso8601(Date())),
         ]
         if channel == .chat { data["channelId"] = .string(conversation.channelId ?? "CHsimchat") }
+        let sent = ContinuousClock.now
+        state.events.publish([
+            "kind": "customer.message", "conversationId": .string(conversation.id), "channel": .string(channel.rawValue), "from": .string(from),
+            "to": .string(to), "text": .string(text),
+        ])
         let outcome = await webhooks.sendJSON(
             ["eventType": "COMMUNICATION_CREATED", "data": .object(data)], to: configuration.messagingURL + "/webhook", idempotencyToken: token)
+        state.events.publish([
+            "kind": "webhook.answered", "conversationId": .string(conversation.id), "status": .number(Double(outcome.status)),
+            "attempts": .number(Double(outcome.attempts)), "ms": .number(Double((ContinuousClock.now - sent).inMilliseconds)),
+            "request": ["eventType": "COMMUNICATION_CREATED", "data": .object(data)], "response": .string(outcome.body),
+        ])
         return JSONResponse.bytes(
             .ok,
             try encode([

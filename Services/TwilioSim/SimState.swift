@@ -40,6 +40,8 @@ struct Fault: Sendable {
 
 /// Everything the sim remembers: conversations, participants, deliveries, requests, faults.
 final class SimState: Sendable {
+    /// Live events for the dev phone page.
+    let events = SimEventHub()
     struct Conversation: Sendable {
         var id: String
         var status: String
@@ -141,6 +143,10 @@ final class SimState: Sendable {
     /// Records a delivery.
     func deliver(_ message: DeliveredMessage) {
         state.withLockedValue { $0.delivered.append(message) }
+        if case .object(var event) = message.json {
+            event["kind"] = "agent.message"
+            events.publish(.object(event))
+        }
     }
 
     var delivered: [DeliveredMessage] { state.withLockedValue { $0.delivered } }

@@ -221,6 +221,7 @@ struct TwilioRESTRoutes: Sendable {
         let response: JSONValue = ["sid": .string(sid), "status": "queued", "to": .string(to), "from": .string(from)]
         state.remember(incoming.token, response)
         state.recordCall(sid, ["callSid": .string(sid), "status": "queued", "to": .string(to)])
+        state.events.publish(["kind": "call.incoming", "callSid": .string(sid), "from": .string(from), "to": .string(to), "twiml": .string(twiml)])
         answerCall?(CallAnswerer.Job(sid: sid, from: from, to: to, twiml: twiml))
         return JSONResponse.bytes(.created, try encode(response))
     }

@@ -40,6 +40,8 @@ struct Serve: AsyncParsableCommand {
         rest.add(to: router)
         ControlRoutes(state: state, configuration: configuration, webhooks: webhooks, rest: rest).add(to: router)
         voice.add(to: router)
+        DevPhoneRoutes(state: state, phone: PhoneCalls(state: state, configuration: configuration, voice: voice, logger: logger), configuration: configuration)
+            .add(to: router)
         let app = Application(
             router: router, configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "twilio-sim"),
             onServerRunning: { channel in

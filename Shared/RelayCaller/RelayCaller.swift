@@ -203,6 +203,45 @@ public struct RelayCaller: Sendable {
         return transcript
     }
 
+    /// An open-ended call (the dev phone): sends `setup`, then each frame of `commands` as it comes,
+    /// and hands every frame the relay sends to `onFrame`, until `commands` finishes (hang up) or the
+    /// relay closes. Returns the close code when the relay closed.
+    public func converse(
+        publicURL: String, callSid: String, from: String, to: String, direction: String = "inbound",
+        commands: AsyncStream<JSONValue>, onFrame: @escaping @Sendable (JSONValue) -> Void
+    ) async throws -> Int? {
+        let socketURL = relayURL.replacingOccurrences(of: "http://", with: "ws://").replacingOccurrences(of: "https://", with: "wss://")
+            + URLPath.path(of: publicURL)
+        var configuration = WebSocketClientConfiguration(maxFrameSize: 1 << 20)
+        configuration.additionalHeaders[HTTPField.Name("X-Twilio-Signature")!] = signer.compute(url: publicURL)
+        let close = try await WebSocketClient.connect(url: socketURL, configuration: configuration, logger: logger) { inbound, outbound, _ in
+            func send(_ frame: JSONValue) async throws {
+                try await outbound.write(.text(String(decoding: try JSONEncoder().encode(frame), as: UTF8.self)))
+            }
+            try await send([
+                "type": "setup", "sessionId": .string("VX" + callSid.dropFirst(2)), "callSid": .string(callSid), "from": .string(from),
+                "to": .string(to), "direction": .string(direction), "callType": "PSTN", "callStatus": "IN-PROGRESS",
+                "accountSid": "ACsimulator", "customParameters": .object([:]),
+            ])
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for try await message in inbound.messages(maxSize: 1 << 20) {
+                        if case .text(let text) = message, let frame = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) {
+                            onFrame(frame)
+                        }
+                    }
+                }
+                group.addTask {
+                    for await command in commands { try await send(command) }
+                }
+                // Whichever ends first (relay closed, or the caller hung up) ends the call.
+                try await group.next()
+                group.cancelAll()
+            }
+        }
+        return close.map { Int(Self.code(of: $0.closeCode)) }
+    }
+
     static func code(of error: WebSocketErrorCode) -> UInt16 {
         switch error {
         case .normalClosure: return 1000

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the local stack needs when it is missing: redis-server, libhiredis-dev, PostgreSQL 15.
+# Installs what the local stack needs when it is missing: redis-server, libhiredis-dev, PostgreSQL 15;
+# with `test`, also Chromium (the dev phone's browser test).
 set -euo pipefail
 
 need=()
@@ -9,6 +10,7 @@ pkg-config --exists hiredis 2>/dev/null || need+=(libhiredis-dev pkg-config)
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
 [ -n "$pg_bin" ] && [ -x "$pg_bin/initdb" ] || need+=(postgresql)
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
+if [ "${1:-}" = "test" ]; then command -v chromium >/dev/null 2>&1 || need+=(chromium); fi
 
 if ((${#need[@]})); then
   sudo=""

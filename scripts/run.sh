@@ -36,6 +36,8 @@ sleep 2
 cat <<MSG
 
 AgentConnect is running with the echo agent and twilio-sim.
+  Dev phone (chat and call your agent, see every hop): open http://127.0.0.1:8090
+  Or from a shell:
   $bin/twilio-sim call --say "hello" --say "what time is it"
   $bin/twilio-sim sms --from +15551234567 "hello"
 Ctrl-C stops everything.

@@ -4,7 +4,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-bash scripts/deps.sh
+bash scripts/deps.sh test
 started=0
 if ! bash scripts/stack.sh status; then
   bash scripts/stack.sh start

@@ -86,7 +86,7 @@ struct ControlRoutes: Sendable {
             ["eventType": "COMMUNICATION_CREATED", "data": .object(data)], to: configuration.messagingURL + "/webhook", idempotencyToken: token)
         state.events.publish([
             "kind": "webhook.answered", "conversationId": .string(conversation.id), "status": .number(Double(outcome.status)),
-            "attempts": .number(Double(outcome.attempts)), "ms": .number(Double((ContinuousClock.now - sent).inMilliseconds)),
+            "attempts": .number(Double(outcome.attempts)), "ms": .number((ContinuousClock.now - sent).inMilliseconds.rounded()),
             "request": ["eventType": "COMMUNICATION_CREATED", "data": .object(data)], "response": .string(outcome.body),
         ])
         return JSONResponse.bytes(

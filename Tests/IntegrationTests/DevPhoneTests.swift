@@ -1,0 +1,61 @@
+import AgentConnectCore
+import Foundation
+import Testing
+
+@Suite("The dev phone page in a real headless Chromium")
+struct DevPhoneTests {
+    @Test("send an SMS and read the echo; call, see the reply stream in token by token, interrupt it; screenshot saved")
+    func devPhone() async throws {
+        var options = TestStack.Options(relays: 1)
+        options.extra = ["ECHO_TOKEN_DELAY_MS": "200"]
+        try await withStack(options) { stack in
+            let browser = try await Chromium.launch()
+            defer { browser.close() }
+            let screenshot = try await browser.withPage { page in
+                _ = try await page.send("Page.navigate", ["url": .string("http://127.0.0.1:\(stack.simPort)/")])
+                #expect(try await page.waitFor("document.body && document.body.dataset.live === '1'"))
+
+                // Messaging: type, send, read the agent's answer and its hop timings.
+                try await page.evaluate(##"$("from").value = "+15557712345"; $("text").value = "hello from the browser"; $("send").click();"##)
+                let answered = try await page.waitFor(
+                    ##"[...document.querySelectorAll("#thread .agent .text")].some(e => e.textContent === "You said: hello from the browser")"##)
+                #expect(answered)
+                let hops = try await page.evaluate(##"document.querySelector("#thread .agent .hops")?.textContent || ''"##).string ?? ""
+                #expect(hops.contains("total"))
+
+                // Voice: call, say a sentence, watch it stream, interrupt it.
+                try await page.evaluate(##"$("call").click()"##)
+                #expect(try await page.waitFor(##"!$("prompt").disabled"##))
+                try await page.evaluate(##"$("prompt").value = "please tell me a long story about the sea and ships"; $("say").click();"##)
+                var partials = Set<String>()
+                let deadline = ContinuousClock.now + .seconds(10)
+                while ContinuousClock.now < deadline {
+                    let text = try await page.evaluate(##"document.querySelector("#callLog .reply .text")?.textContent || ''"##).string ?? ""
+                    if !text.isEmpty { partials.insert(text) }
+                    if text.split(separator: " ").count >= 4 { break }
+                    try await Task.sleep(for: .milliseconds(40))
+                }
+                // Several different partial replies were on screen: the reply arrived token by token.
+                #expect(partials.count >= 2)
+                try await page.evaluate(##"$("interrupt").click()"##)
+                #expect(try await page.waitFor(##"document.querySelector("#callLog .reply.interrupted") !== null"##))
+                try await Task.sleep(for: .milliseconds(1200))
+                let spoken = try await page.evaluate(##"document.querySelector("#callLog .reply .text").textContent"##).string ?? ""
+                #expect(spoken != "You said: please tell me a long story about the sea and ships")
+                #expect(try await page.evaluate(##"document.querySelectorAll("#callLog .reply").length"##).double == 1)
+
+                try await page.evaluate(##"document.querySelector("#keypad button").click()"##)
+                #expect(try await page.waitFor(##"$("callLog").textContent.includes("pressed 1")"##))
+                let shot = try await page.send("Page.captureScreenshot", ["format": "png"])
+                try await page.evaluate(##"$("hangup").click()"##)
+                #expect(try await page.waitFor(##"$("callLog").textContent.includes("call ended")"##))
+                return shot["data"]?.string ?? ""
+            }
+            let png = try #require(Data(base64Encoded: screenshot))
+            #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]))
+            let output = TestEnvironment.root + "/.run/test-output"
+            try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+            try png.write(to: URL(fileURLWithPath: output + "/dev-phone.png"))
+        }
+    }
+}

@@ -21,3 +21,7 @@ lint:
 clean:
 	bash scripts/stack.sh stop || true
 	rm -rf .run
+
+## make test-faults: services killed with SIGKILL under load; prints the fault table (lost / duplicated).
+test-faults:
+	AGENTCONNECT_FAULTS=1 AGENTCONNECT_TEST_FILTER=FaultTests bash scripts/test.sh

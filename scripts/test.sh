@@ -22,7 +22,7 @@ export AGENTCONNECT_BIN_DIR
 AGENTCONNECT_BIN_DIR=$(swift build --show-bin-path)
 export AC_REDIS_PORT=${AC_REDIS_PORT:-6379} AC_PG_PORT=${AC_PG_PORT:-5432}
 set +e
-swift test --skip-build 2>&1 | tee .run/test.log
+swift test --skip-build ${AGENTCONNECT_TEST_FILTER:+--filter "$AGENTCONNECT_TEST_FILTER"} 2>&1 | tee .run/test.log
 status=${PIPESTATUS[0]}
 set -e
 if [ -x scripts/lint.sh ]; then bash scripts/lint.sh || status=1; fi

@@ -83,7 +83,7 @@ enum DevPhonePage {
 <script>
 "use strict";
 const $ = (id) => document.getElementById(id);
-const state = { lastSent: {}, call: null, reply: null, replyText: "" };
+const state = { lastSent: {}, call: null, reply: null, replyText: "", interrupting: false };
 
 function raw(label, value) {
   const details = document.createElement("details");
@@ -177,6 +177,7 @@ function handle(event) {
     case "call.sent":
       if (event.callSid !== state.call) break;
       if (event.frame.type === "prompt") {
+        state.interrupting = false;
         add("callLog", "customer", event.frame.voicePrompt, event.frame);
         state.reply = add("callLog", "agent reply", "", null);
         state.replyText = "";
@@ -188,7 +189,12 @@ function handle(event) {
       if (event.callSid !== state.call) break;
       const frame = event.frame;
       if (frame.type === "text") {
-        if (!state.reply && !frame.token) break;  // the acknowledgement of an interrupt
+        if (state.interrupting) {
+          // Tokens already on their way when Interrupt was pressed; the relay's acknowledgement ends them.
+          if (!frame.token && frame.last) state.interrupting = false;
+          break;
+        }
+        if (!state.reply && !frame.token) break;
         if (!state.reply) { state.reply = add("callLog", "agent reply", "", null); state.replyText = ""; }
         state.replyText += frame.token || "";
         state.reply.querySelector(".text").textContent = state.replyText;
@@ -237,7 +243,12 @@ $("sayForm").addEventListener("submit", async (event) => {
 });
 $("interrupt").addEventListener("click", async () => {
   if (!state.call) return;
-  if (state.reply) { state.reply.classList.add("interrupted"); hops(state.reply, "interrupted after: " + state.replyText); state.reply = null; }
+  if (state.reply) {
+    state.reply.classList.add("interrupted");
+    hops(state.reply, "interrupted after: " + state.replyText);
+    state.reply = null;
+    state.interrupting = true;
+  }
   await post("/sim/phone/calls/" + state.call + "/interrupt", { heard: state.replyText });
   system("callLog", "interrupted");
 });

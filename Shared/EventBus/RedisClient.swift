@@ -79,7 +79,15 @@ public final class RedisClient: Sendable {
             state = .idle
             return old
         }
-        if case .connected(let connection) = state { connection.close() }
+        switch state {
+        case .connected(let connection):
+            connection.close()
+        case .connecting(let waiters):
+            // Commands waiting for the connection fail rather than wait forever.
+            for waiter in waiters { waiter.resume(throwing: BusError(.unavailable, "the Redis client was shut down")) }
+        case .idle:
+            break
+        }
         for connection in idleBlocking.withLockedValue({ list -> [RedisConnection] in
             defer { list.removeAll() }
             return list
@@ -126,13 +134,18 @@ public final class RedisClient: Sendable {
     }
 
     private func finishConnecting(_ result: Result<RedisConnection, any Error>) {
-        let waiters = shared.withLockedValue { state -> [CheckedContinuation<RedisConnection, any Error>] in
-            guard case .connecting(let waiters) = state else { return [] }
+        let waiters = shared.withLockedValue { state -> [CheckedContinuation<RedisConnection, any Error>]? in
+            guard case .connecting(let waiters) = state else { return nil }
             switch result {
             case .success(let connection): state = .connected(connection)
             case .failure: state = .idle
             }
             return waiters
+        }
+        guard let waiters else {
+            // Shut down while connecting: nobody waits for this connection.
+            if case .success(let connection) = result { connection.close() }
+            return
         }
         if case .success = result { logger.debug("redis connected", metadata: ["redis.host": "\(configuration.host)"]) }
         for waiter in waiters { waiter.resume(with: result) }

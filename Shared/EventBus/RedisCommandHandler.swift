@@ -89,7 +89,14 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         let request = unwrapOutboundIn(data)
         request.taken.value = true
         pending.append(contentsOf: request.promises)
-        context.write(wrapOutboundOut(request.bytes), promise: promise)
+        // A write on a connection that already closed fails here, after channelInactive ran: the
+        // replies it waits for will never come, so its promises (and any behind them) fail now.
+        let written = promise ?? context.eventLoop.makePromise()
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        written.futureResult.whenFailure { error in
+            handler.value.failAll(BusError(.unavailable, "write failed: \(error)"))
+        }
+        context.write(wrapOutboundOut(request.bytes), promise: written)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -13,7 +13,7 @@ struct OpenAIAgentTests {
         var options = TestStack.Options()
         options.extra = [
             "TAC_AGENT": "openai", "OPENAI_BASE_URL": model.baseURL, "OPENAI_MODEL": "fake-model", "OPENAI_API_KEY": "sk-test",
-            "OPENAI_SYSTEM_PROMPT": "You are Acme's assistant.", "OPENAI_TIMEOUT_MS": "1500", "TAC_SMS_MEMORY_MODE": "always",
+            "OPENAI_SYSTEM_PROMPT": "You are Acme's assistant.", "OPENAI_TIMEOUT_MS": "4000", "TAC_SMS_MEMORY_MODE": "always",
         ]
         try await withStack(options) { stack in
             let customer = "+15551110001"
@@ -43,7 +43,7 @@ struct OpenAIAgentTests {
             model.setScript(.init(tokens: [], status: 500))
             try await stack.customerSays("are you there?", from: customer)
             #expect(try await stack.replyTexts(conversationId: id, count: 3).last?.hasPrefix("Sorry, I'm having trouble answering") == true)
-            model.setScript(.init(tokens: ["late"], delay: .seconds(5)))
+            model.setScript(.init(tokens: ["late"], delay: .seconds(8)))
             try await stack.customerSays("still there?", from: customer)
             #expect(try await stack.replyTexts(conversationId: id, count: 4).last?.hasPrefix("Sorry, I'm having trouble answering") == true)
         }

@@ -57,8 +57,9 @@ final class ServiceProcess: Sendable {
             guard isRunning else { throw TestFailure("\(name) exited early:\n\(log)") }
             if let response = try? await HTTPClient.shared.execute(
                 HTTPClientRequest(url: "http://127.0.0.1:\(port)/health/ready"), timeout: .milliseconds(500)),
-                response.status == .ok
+                response.status == .ok, log.contains(":\(port)")
             {
+                // Our process answered (it logged its port), not another test's on a reused port.
                 return
             }
             try await Task.sleep(for: .milliseconds(50))

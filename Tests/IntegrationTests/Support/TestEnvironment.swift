@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import AgentConnectCore
 import EventBus
 import Foundation
@@ -37,8 +38,19 @@ enum TestEnvironment {
         return values
     }()
 
-    /// A TCP port nothing listens on right now.
+    /// Ports already handed out in this test process: tests run in parallel, and the kernel may give
+    /// a port that was just closed to the next caller before the first one's service has bound it.
+    private static let handedOut = NIOLockedValueBox<Set<Int>>([])
+
+    /// A TCP port nothing listens on right now, never the same twice in one test run.
     static func freePort() -> Int {
+        while true {
+            let port = kernelFreePort()
+            if handedOut.withLockedValue({ $0.insert(port).inserted }) { return port }
+        }
+    }
+
+    private static func kernelFreePort() -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
@@ -60,6 +72,10 @@ struct TestRedis: Sendable {
     var configuration: RedisConfiguration { RedisConfiguration(host: "127.0.0.1", port: port, database: database) }
 
     static func make(port: Int = TestEnvironment.redisPort) async throws -> TestRedis {
+        try await withDeadline("TestRedis.make") { try await makeNow(port: port) }
+    }
+
+    private static func makeNow(port: Int) async throws -> TestRedis {
         let admin = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: port), logger: TestEnvironment.logger)
         defer { admin.shutdown() }
         let counter = try await admin.command("INCR", "agentconnect:test:database").integer ?? 1
@@ -86,6 +102,10 @@ struct TestDatabase: Sendable {
 
     /// Creates an empty database (migrate it yourself, or call ``migrated()``).
     static func make() async throws -> TestDatabase {
+        try await withDeadline("TestDatabase.make") { try await makeNow() }
+    }
+
+    private static func makeNow() async throws -> TestDatabase {
         let name = "test_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(20)
         let connection = try await PostgresConnection.connect(
             configuration: .init(host: "127.0.0.1", port: TestEnvironment.postgresPort, username: "agentconnect", password: nil, database: "postgres", tls: .disable),
@@ -103,8 +123,10 @@ struct TestDatabase: Sendable {
     /// A new database with the schema applied.
     static func migrated() async throws -> TestDatabase {
         let database = try await make()
-        try await database.withClient { client in
-            try await Migrator(client: client, logger: TestEnvironment.logger).migrate()
+        try await withDeadline("migrating \(database.name)") {
+            try await database.withClient { client in
+                try await Migrator(client: client, logger: TestEnvironment.logger).migrate()
+            }
         }
         return database
     }

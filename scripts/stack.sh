@@ -4,6 +4,8 @@
 #   stack.sh stop    stop both
 #   stack.sh status  exit 0 when both answer
 #   stack.sh env     print REDIS_URL / DATABASE_URL for the running stack
+#   stack.sh restart-redis [down-seconds]     SHUTDOWN (the append-only file is synced), wait, start
+#   stack.sh restart-postgres [down-seconds]  fast stop, wait, start (the fault suite)
 # Ports: AC_REDIS_PORT (6379), AC_PG_PORT (5432).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -64,8 +66,18 @@ case "${1:-}" in
   start) start_redis; start_pg ;;
   stop) stop_all ;;
   status) redis_up && pg_up ;;
+  restart-redis)
+    redis-cli -p "$redis_port" shutdown >/dev/null 2>&1 || true
+    for _ in $(seq 1 50); do redis_up || break; sleep 0.1; done
+    sleep "${2:-1}"
+    start_redis ;;
+  restart-postgres)
+    dir=$(pg_dir)
+    as_pg "$pg_bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+    sleep "${2:-1}"
+    start_pg ;;
   env)
     echo "REDIS_URL=redis://127.0.0.1:$redis_port"
     echo "DATABASE_URL=postgres://$pg_user:$pg_user@127.0.0.1:$pg_port/agentconnect" ;;
-  *) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|env|restart-redis|restart-postgres" >&2; exit 2 ;;
 esac

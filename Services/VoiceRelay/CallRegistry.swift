@@ -37,17 +37,23 @@ final class CallRegistry: Sendable {
     func register(_ session: CallSession) async throws {
         calls.withLockedValue { $0[session.conversationId] = session }
         Gauge(label: "agentconnect_live_calls").record(count)
-        try await redis.command(
-            "SET", .string("tac:call:\(session.conversationId)"), .string(instance), "EX", .string(String(Self.registrationSeconds)))
+        let replies = try await redis.send([
+            ["SET", .string("tac:call:\(session.conversationId)"), .string(instance), "EX", .string(String(Self.registrationSeconds))],
+            ["SADD", .string(RelayLiveness.callsKey(instance)), .string(session.conversationId)],
+        ])
+        if let error = replies.first(where: \.isError) { throw BusError(.server, "could not register the call: \(error)") }
     }
 
     /// Removes a call; the Redis key is deleted only if it still names this instance.
     func unregister(_ conversationId: String) async {
         calls.withLockedValue { $0[conversationId] = nil }
         Gauge(label: "agentconnect_live_calls").record(count)
-        _ = try? await redis.send([[
-            "EVAL", "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", "1",
-            .string("tac:call:\(conversationId)"), .string(instance),
-        ]])
+        _ = try? await redis.send([
+            [
+                "EVAL", "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", "1",
+                .string("tac:call:\(conversationId)"), .string(instance),
+            ],
+            ["SREM", .string(RelayLiveness.callsKey(instance)), .string(conversationId)],
+        ])
     }
 }

@@ -44,7 +44,11 @@ struct VoiceRelay {
             configuration: .init(address: .hostname(configuration.common.host, port: configuration.common.port), serverName: "voice-relay"),
             onServerRunning: { _ in health.markReady() }, logger: logger)
         services += [
-            VoiceFrameReader(bus: bus, redis: redis, registry: registry, logger: logger), app,
+            VoiceFrameReader(bus: bus, redis: redis, registry: registry, logger: logger),
+            RelayLiveness(
+                instance: configuration.common.instanceId, redis: redis, bus: bus, partitions: configuration.common.inboundPartitions,
+                relayOnly: lookup == nil, logger: logger),
+            app,
             CallDrain(registry: registry, health: health, grace: .seconds(configuration.drainSeconds), logger: logger),
         ]
         return ServiceMain.group(services: services, health: health, logger: logger)

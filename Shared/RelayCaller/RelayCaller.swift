@@ -122,6 +122,8 @@ public struct RelayCaller: Sendable {
                 ])
             }
             for step in script {
+                // The relay hung up: the rest of the script has nobody to talk to.
+                if queue.isClosed { break }
                 switch step {
                 case .raw(let frame):
                     try await send(frame)

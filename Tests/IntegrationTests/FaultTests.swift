@@ -1,5 +1,7 @@
 import AgentConnectCore
 import Foundation
+import RelayCaller
+import TwilioKit
 import NIOConcurrencyHelpers
 import Testing
 
@@ -82,5 +84,205 @@ struct FaultTests {
                 #expect(row.replies == row.sent, "\(row.fault)")
             }
         }
+    }
+
+    /// Runs `scripts/stack.sh <arguments>` to completion without holding a thread.
+    func stackScript(_ arguments: [String]) async throws -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = [TestEnvironment.root + "/scripts/stack.sh"] + arguments
+        process.environment = ProcessInfo.processInfo.environment
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var raw: Int32 = 0
+        while true {
+            let reaped = waitpid(process.processIdentifier, &raw, WNOHANG)
+            if reaped == process.processIdentifier { return (raw >> 8) & 0xff }
+            if reaped == -1, !process.isRunning { return process.terminationStatus }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    @Test("Redis (append-only file on) and PostgreSQL restarted under load: services reconnect, 503s are retried, each message answered once")
+    func restartRedisAndPostgres() async throws {
+        var options = TestStack.Options()
+        options.extra = ["SIM_WEBHOOK_RETRIES": "40"]
+        try await withStack(options) { stack in
+            var rows: [Row] = []
+            rows.append(try await measure(stack, fault: "restart Redis (AOF), 2 s down", count: 80) {
+                try await Task.sleep(for: .milliseconds(500))
+                #expect(try await stackScript(["restart-redis", "2"]) == 0)
+            })
+            let ingress = try #require(stack.processes("messaging-ingress").first)
+            #expect(try await stack.metric("agentconnect_webhooks_total", port: ingress.port, matching: "unavailable") > 0)
+            rows.append(try await measure(stack, fault: "restart PostgreSQL, 2 s down", count: 80) {
+                try await Task.sleep(for: .milliseconds(500))
+                #expect(try await stackScript(["restart-postgres", "2"]) == 0)
+            })
+            for row in rows {
+                #expect(row.lost == 0, "\(row.fault): \(row.lost) lost")
+                #expect(row.duplicated == 0, "\(row.fault): \(row.duplicated) duplicated")
+            }
+            for name in ["messaging-ingress", "agent-worker", "outbound", "twilio-sim"] {
+                #expect(stack.processes(name).allSatisfy { $0.isRunning }, "\(name) stayed up")
+            }
+        }
+    }
+
+    @Test("Twilio slow (1.5 s per send) then failing (500s): every reply delivered once, retries counted, outbound memory bounded")
+    func slowAndFailingTwilio() async throws {
+        var options = TestStack.Options()
+        options.extra = ["OUTBOUND_MAX_ATTEMPTS": "30", "OUTBOUND_RETRY_BASE_MS": "20", "OUTBOUND_RETRY_MAX_MS": "200"]
+        try await withStack(options) { stack in
+            let outbound = try #require(stack.processes("outbound").first)
+            func rssKiB() -> Int {
+                let status = (try? String(contentsOfFile: "/proc/\(outbound.pid)/status", encoding: .utf8)) ?? ""
+                let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+                return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+            }
+            let before = rssKiB()
+            var rows: [Row] = []
+            rows.append(try await measure(stack, fault: "Twilio slow: 1.5 s per send (40 sends)", count: 60) {
+                _ = try await stack.sim(.POST, "/sim/faults", ["status": 200, "count": 40, "delayMs": 1500])
+            })
+            rows.append(try await measure(stack, fault: "Twilio failing: 500 on 40 sends", count: 60) {
+                _ = try await stack.sim(.POST, "/sim/faults", ["status": 500, "count": 40])
+            })
+            let after = rssKiB()
+            print("fault-table: outbound RSS before \(before / 1024) MiB, after \(after / 1024) MiB")
+            #expect(after < before + 64 * 1024, "outbound grew from \(before) to \(after) KiB")
+            #expect(try await stack.metric("agentconnect_delivery_retries_total", port: outbound.port) >= 40)
+            for row in rows {
+                #expect(row.lost == 0, "\(row.fault): \(row.lost) lost")
+                #expect(row.duplicated == 0, "\(row.fault): \(row.duplicated) duplicated")
+            }
+        }
+    }
+
+    @Test("kill -9 one of two voice-relays during calls: calls on the other are unaffected; the killed relay's calls end once")
+    func killRelay() async throws {
+        var options = TestStack.Options(workers: 1, relays: 2)
+        options.extra = ["TWILIO_CONVERSATION_CONFIGURATION_ID": "", "ECHO_TOKEN_DELAY_MS": "30"]
+        try await withStack(options) { stack in
+            let worker = try #require(stack.processes("agent-worker").first)
+            let victim = try #require(stack.processes("voice-relay").first { $0.instanceId == "relay-1" })
+            let script: [RelayCaller.Step] = (0..<8).flatMap { n -> [RelayCaller.Step] in [.say("turn number \(n)"), .pause(.milliseconds(250))] }
+            func place(_ relay: Int, _ index: Int) async -> RelayCaller.Transcript? {
+                let caller = stack.caller(relay: relay)
+                let sid = "CAfault\(relay)x\(index)" + String(repeating: "0", count: 20)
+                guard let (url, _) = try? await caller.fetchTwiML(callSid: sid, from: "+1555770\(relay)\(index)00", to: "+15550000001") else { return nil }
+                return try? await caller.call(publicURL: url, callSid: sid, from: "+1555770\(relay)\(index)00", to: "+15550000001", script: script)
+            }
+            let calls = 6
+            let results = await withTaskGroup(of: (Int, RelayCaller.Transcript?).self) { group in
+                for index in 0..<calls {
+                    group.addTask { (0, await place(0, index)) }
+                    group.addTask { (1, await place(1, index)) }
+                }
+                group.addTask {
+                    try? await Task.sleep(for: .milliseconds(1500))
+                    _ = await victim.signal(SIGKILL, timeout: .seconds(5))
+                    return (-1, nil)
+                }
+                return await group.reduce(into: [(Int, RelayCaller.Transcript?)]()) { $0.append($1) }
+            }
+            let survivors = results.filter { $0.0 == 0 }.compactMap(\.1)
+            #expect(survivors.count == calls)
+            for transcript in survivors {
+                #expect(transcript.turns.map(\.text) == (0..<8).map { "You said: turn number \($0)" })
+            }
+            let cut = results.filter { $0.0 == 1 }.map { $0.1?.turns.filter { $0.text.hasPrefix("You said") }.count ?? 0 }
+            #expect(cut.allSatisfy { $0 < 8 }, "calls on the killed relay were cut: \(cut)")
+            // 6 calls hung up normally + 6 ended by the surviving relay's sweep, each once.
+            let ended = await eventually(timeout: .seconds(20)) {
+                (try? await stack.metric("agentconnect_conversations_ended_total", port: worker.port)) == Double(2 * calls)
+            }
+            #expect(ended)
+            try await Task.sleep(for: .seconds(3))
+            let total = try await stack.metric("agentconnect_conversations_ended_total", port: worker.port)
+            print("fault-table: \("kill -9 one of two voice-relays".padding(toLength: 46, withPad: " ", startingAt: 0)) calls \(2 * calls)  survived \(survivors.count)  ended \(Int(total))")
+            #expect(total == Double(2 * calls))
+        }
+    }
+
+    @Test("hostile input on every route: the right 4xx, no crash, nothing published")
+    func hostileInput() async throws {
+        try await withStack(TestStack.Options(relays: 1)) { stack in
+            let token = stack.environment["OUTBOUND_API_TOKEN"] ?? ""
+            let bodies: [(String, [UInt8])] = [
+                ("empty", []), ("truncated JSON", Array(#"{"eventType":"COMMUNICATION_CR"#.utf8)), ("not an object", Array("[1,2]".utf8)),
+                ("invalid UTF-8", [0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]), ("malformed form", Array("From=%2B1&Body=%ZZ&&=".utf8)),
+                ("nested", Array(String(repeating: "[", count: 5000).utf8)), ("huge", Array(repeating: 0x61, count: 2 << 20)),
+            ]
+            let types = ["application/json", "application/x-www-form-urlencoded", "text/plain"]
+            let ingress = "http://127.0.0.1:\(stack.ingressPort)"
+            let relay = "http://127.0.0.1:\(stack.relayPorts[0])"
+            let outbound = "http://127.0.0.1:\(stack.outboundPort)"
+            for (name, body) in bodies {
+                for type in types {
+                    for url in ["\(ingress)/webhook", "\(ingress)/ci-webhook", "\(relay)/twiml", "\(relay)/conversation-relay-callback", "\(relay)/twilio/call-events/status"] {
+                        // Unsigned, forged, and a signature of another body (a replay with the body changed).
+                        let replayed = TwilioSignature(authToken: stack.environment["TWILIO_AUTH_TOKEN"] ?? "").compute(url: url, params: [("Body", "original")])
+                        for signature in [nil, "Zm9yZ2Vk", replayed] {
+                            var headers = [("Content-Type", type)]
+                            if let signature { headers.append(("X-Twilio-Signature", signature)) }
+                            let status = try await TestStack.request(.POST, url, rawBody: body, headers: headers).status
+                            // A form that cannot be decoded (a bad %-escape, invalid UTF-8) cannot be verified either: 400.
+                            let allowed = ["malformed form", "invalid UTF-8"].contains(name) ? [400, 403] : [403, 413]
+                            #expect(allowed.contains(status), "\(url) \(name) \(type) → \(status)")
+                        }
+                    }
+                    for path in ["/v1/conversations", "/v1/calls", "/v1/handoffs"] {
+                        let unauthorized = try await TestStack.request(.POST, outbound + path, rawBody: body, headers: [("Content-Type", type)]).status
+                        #expect(unauthorized == 401)
+                        let status = try await TestStack.request(
+                            .POST, outbound + path, rawBody: body, headers: [("Content-Type", type), ("Authorization", "Bearer \(token)")]).status
+                        #expect(status == 400 || status == 413, "\(path) \(name) \(type) → \(status)")
+                    }
+                }
+            }
+            #expect(try await stack.inboundLength() == 0, "nothing published")
+            // Signed garbage reaches the parser: mutations of a real webhook, each correctly signed.
+            let signer = TwilioSignature(authToken: stack.environment["TWILIO_AUTH_TOKEN"] ?? "")
+            var random = SplitMix64(seed: 0x5EED)
+            let seed = Array(#"{"eventType":"COMMUNICATION_CREATED","data":{"id":"comms_communication_9","conversationId":"conv_fuzz","author":{"address":"+15551239999","channel":"SMS"},"content":{"type":"TEXT","text":"hi"},"recipients":[{"address":"+15550000001","channel":"SMS"}]}}"#.utf8)
+            var statuses: [Int: Int] = [:]
+            for _ in 0..<300 {
+                let body = Mutations.mutate(seed, &random)
+                let url = "\(ingress)/webhook?bodySHA256=" + TwilioSignature.bodyHash(body)
+                let status = try await TestStack.request(
+                    .POST, url, rawBody: body, headers: [("Content-Type", "application/json"), ("X-Twilio-Signature", signer.compute(url: url))]).status
+                statuses[status, default: 0] += 1
+            }
+            print("fault-table: 300 signed mutated webhooks answered \(statuses.sorted { $0.key < $1.key })")
+            #expect(statuses.keys.allSatisfy { [200, 400].contains($0) }, "\(statuses)")
+            // ConversationRelay: ten unknown frames, then a prompt that is still answered; an oversized frame closes with 1009.
+            let unknown = try await stack.call((0..<10).map { .raw(["type": .string("mystery\($0)"), "x": .number(Double($0))]) } + [.say("still there")])
+            #expect(unknown.turns.map(\.text) == ["You said: still there"])
+            let oversized = try await stack.call([.raw(["type": "prompt", "voicePrompt": .string(String(repeating: "x", count: 200_000)), "last": true]), .pause(.milliseconds(500))])
+            #expect(oversized.closeCode == 1009)
+            for name in ["messaging-ingress", "voice-relay", "outbound"] {
+                #expect(stack.processes(name).allSatisfy { $0.isRunning }, "\(name) survived")
+            }
+        }
+    }
+}
+
+/// Byte mutations for seed-corpus replays (deterministic with a seeded generator).
+enum Mutations {
+    static func mutate(_ bytes: [UInt8], _ random: inout SplitMix64) -> [UInt8] {
+        var out = bytes
+        for _ in 0..<Int.random(in: 1...6, using: &random) {
+            guard !out.isEmpty else { break }
+            let at = Int.random(in: 0..<out.count, using: &random)
+            switch Int.random(in: 0..<4, using: &random) {
+            case 0: out[at] ^= UInt8(1 << Int.random(in: 0..<8, using: &random))
+            case 1: out.removeSubrange(at..<out.count)
+            case 2: out.insert(UInt8.random(in: 0...255, using: &random), at: at)
+            default: out.insert(contentsOf: out[at..<min(out.count, at + 12)], at: at)
+            }
+        }
+        return out
     }
 }

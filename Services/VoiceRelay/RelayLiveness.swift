@@ -1,0 +1,83 @@
+import AgentConnectCore
+import EventBus
+import Logging
+import Metrics
+import ServiceLifecycle
+
+/// Calls on a relay that died (`kill -9`, a lost node) still end, once.
+///
+/// Every relay keeps `tac:relay:alive:<instance>` alive with a short expiry and lists its calls in
+/// `tac:relay:calls:<instance>`. Each relay also looks for call lists whose owner stopped beating:
+/// their conversations get `conversation.ended` (reason `relay_lost`, with the same dedup key a normal
+/// hang-up uses, so it is published once whoever notices first), and the list is removed.
+struct RelayLiveness: Service {
+    static func callsKey(_ instance: String) -> String { "tac:relay:calls:\(instance)" }
+    static func aliveKey(_ instance: String) -> String { "tac:relay:alive:\(instance)" }
+
+    let instance: String
+    let redis: RedisClient
+    let bus: any EventBus
+    let partitions: Int
+    let relayOnly: Bool
+    let logger: Logger
+    var beat: Duration = .seconds(1)
+    var ttlMilliseconds = 3_000
+
+    func run() async throws {
+        var sinceSweep = Duration.zero
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            do {
+                try await redis.command("SET", .string(Self.aliveKey(instance)), "1", "PX", .string(String(ttlMilliseconds)))
+                if sinceSweep >= .seconds(2) {
+                    sinceSweep = .zero
+                    try await sweep()
+                }
+            } catch {
+                logger.warning("relay liveness: Redis unavailable", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: beat)
+            sinceSweep += beat
+        }
+        // A relay that drained its calls leaves nothing to sweep; stop beating.
+        _ = try? await redis.command("DEL", .string(Self.aliveKey(instance)))
+    }
+
+    /// Ends the calls of relays that stopped beating.
+    func sweep() async throws {
+        var cursor = "0"
+        repeat {
+            let reply = try await redis.command("SCAN", .string(cursor), "MATCH", "tac:relay:calls:*", "COUNT", "200")
+            guard case .array(let parts) = reply, parts.count == 2 else { return }
+            cursor = parts[0].string ?? "0"
+            for key in parts[1].array?.compactMap(\.string) ?? [] {
+                let owner = String(key.dropFirst("tac:relay:calls:".count))
+                guard owner != instance else { continue }
+                if try await redis.command("EXISTS", .string(Self.aliveKey(owner))).integer == 1 { continue }
+                try await endCalls(of: owner, key: key)
+            }
+        } while cursor != "0"
+    }
+
+    private func endCalls(of owner: String, key: String) async throws {
+        let members = try await redis.command("SMEMBERS", .string(key)).array?.compactMap(\.string) ?? []
+        for conversationId in members {
+            if relayOnly {
+                let event = BusEvent(
+                    type: EventType.conversationEnded, conversationId: conversationId, channel: .voice,
+                    payload: ["reason": "relay_lost", "relayInstance": .string(owner)])
+                _ = try await bus.publish(
+                    event, to: Partitioner.inboundStream(for: conversationId, partitions: partitions),
+                    dedupKey: "tac:dedup:ended:\(conversationId)", ttlSeconds: 86_400)
+            }
+            _ = try await redis.send([
+                [
+                    "EVAL", "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", "1",
+                    .string("tac:call:\(conversationId)"), .string(owner),
+                ],
+                ["SREM", .string(key), .string(conversationId)],
+            ])
+        }
+        Counter(label: "agentconnect_relay_lost_calls_total").increment(by: members.count)
+        logger.warning("ended the calls of a relay that stopped", metadata: ["relay": "\(owner)", "calls": "\(members.count)"])
+    }
+}

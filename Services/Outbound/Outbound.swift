@@ -35,7 +35,9 @@ struct Outbound {
             deliveries: store, bus: bus, logger: logger)
         let consumer = GroupConsumer(
             bus: bus, group: "outbound", consumer: configuration.common.instanceId, streams: [Streams.outbound],
-            options: ConsumerOptions(batchSize: 128, visibilityTimeoutMilliseconds: 60_000, maxDeliveries: 10), logger: logger
+            options: ConsumerOptions(
+                batchSize: 128, visibilityTimeoutMilliseconds: 60_000, maxDeliveries: 10,
+                isTransient: { BusError.isUnavailable($0) || PostgresStore.isUnavailable($0) }), logger: logger
         ) { event, entry in
             try await deliverer.deliver(event, entry: entry)
         }

@@ -39,8 +39,8 @@ struct ReplyDeliverer: Sendable {
         var attempt = 0
         while true {
             attempt += 1
+            let providerId: String?
             do {
-                let providerId: String?
                 do {
                     providerId = try await send(event, replyId: replyId)
                 } catch is OwnMessage {
@@ -49,21 +49,10 @@ struct ReplyDeliverer: Sendable {
                     logger.info("not replying to the agent's own message", metadata: ["conversation.id": "\(event.conversationId)"])
                     return
                 }
-                try await deliveries.markDelivered(replyId: replyId, providerId: providerId)
-                Timer(label: "agentconnect_delivery_seconds", dimensions: [("channel", event.channel.rawValue)])
-                    .recordNanoseconds((ContinuousClock.now - started).nanoseconds)
-                if let occurred = event.occurredDate {
-                    Timer(label: "agentconnect_reply_end_to_end_seconds", dimensions: [("channel", event.channel.rawValue)])
-                        .recordNanoseconds(Int64(max(0, Date().timeIntervalSince(occurred)) * 1e9))
-                }
-                Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "sent")]).increment()
-                logger.info(
-                    "reply delivered",
-                    metadata: [
-                        "reply.id": "\(replyId)", "conversation.id": "\(event.conversationId)", "attempts": "\(attempt)",
-                        "traceparent": "\(event.traceparent)",
-                    ])
-                return
+            } catch where PostgresStore.isUnavailable(error) || BusError.isUnavailable(error) {
+                // Our own store is down, not Twilio: the consumer retries the whole delivery in place
+                // (a resend carries the same idempotency key), and no attempt is used up.
+                throw error
             } catch {
                 let retryable = (error as? TwilioAPIError)?.isRetryable ?? false
                 guard retryable, attempt < configuration.maxAttempts else {
@@ -79,7 +68,25 @@ struct ReplyDeliverer: Sendable {
                     "delivery failed; retrying",
                     metadata: ["reply.id": "\(replyId)", "attempt": "\(attempt)", "retry.ms": "\(delay.milliseconds)", "error": "\(error)"])
                 try await Task.sleep(for: delay)
+                continue
             }
+            // Sent: from here a failure (PostgreSQL down) propagates and the delivery is redone with
+            // the same idempotency key, which Twilio answers without sending again.
+            try await deliveries.markDelivered(replyId: replyId, providerId: providerId)
+            Timer(label: "agentconnect_delivery_seconds", dimensions: [("channel", event.channel.rawValue)])
+                .recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+            if let occurred = event.occurredDate {
+                Timer(label: "agentconnect_reply_end_to_end_seconds", dimensions: [("channel", event.channel.rawValue)])
+                    .recordNanoseconds(Int64(max(0, Date().timeIntervalSince(occurred)) * 1e9))
+            }
+            Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "sent")]).increment()
+            logger.info(
+                "reply delivered",
+                metadata: [
+                    "reply.id": "\(replyId)", "conversation.id": "\(event.conversationId)", "attempts": "\(attempt)",
+                    "traceparent": "\(event.traceparent)",
+                ])
+            return
         }
     }
 

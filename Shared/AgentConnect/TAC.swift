@@ -113,7 +113,7 @@ public final class TAC: Sendable {
             group: "agents",
             options: ConsumerOptions(
                 batchSize: 64, blockMilliseconds: 1000, visibilityTimeoutMilliseconds: configuration.visibilityTimeoutMilliseconds,
-                maxDeliveries: configuration.maxDeliveries),
+                maxDeliveries: configuration.maxDeliveries, isTransient: { BusError.isUnavailable($0) || PostgresStore.isUnavailable($0) }),
             logger: logger, handler: { event, entry in try await handler.handle(event, entry: entry) })
         let health = HealthState()
         let partitions = configuration.common.inboundPartitions

@@ -15,12 +15,42 @@ public struct ConsumerOptions: Sendable {
     public var visibilityTimeoutMilliseconds = 30_000
     /// Deliveries after which a failing entry moves to the dead-letter stream.
     public var maxDeliveries = 5
+    /// Failures that mean a dependency is down (Redis, PostgreSQL) rather than that the entry is bad:
+    /// the handler is retried in place, with backoff, and the entry is never dead-lettered for them.
+    public var isTransient: @Sendable (any Error) -> Bool
 
-    public init(batchSize: Int = 64, blockMilliseconds: Int = 1000, visibilityTimeoutMilliseconds: Int = 30_000, maxDeliveries: Int = 5) {
+    public init(
+        batchSize: Int = 64, blockMilliseconds: Int = 1000, visibilityTimeoutMilliseconds: Int = 30_000, maxDeliveries: Int = 5,
+        isTransient: @escaping @Sendable (any Error) -> Bool = BusError.isUnavailable
+    ) {
         self.batchSize = batchSize
         self.blockMilliseconds = blockMilliseconds
         self.visibilityTimeoutMilliseconds = visibilityTimeoutMilliseconds
         self.maxDeliveries = maxDeliveries
+        self.isTransient = isTransient
+    }
+
+    /// Runs `body`; while it fails with a transient error, waits (100 ms doubling to 2 s) and runs it
+    /// again, until it succeeds, fails otherwise, or the task is cancelled.
+    public func retryingTransient<T: Sendable>(logger: Logger, _ body: () async throws -> T) async throws -> T {
+        var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(2))
+        while true {
+            do {
+                return try await body()
+            } catch where isTransient(error) && !Task.isCancelled {
+                let delay = backoff.next()
+                Counter(label: "agentconnect_transient_retries_total").increment()
+                logger.warning("a dependency is unavailable; retrying in place", metadata: ["error": "\(error)", "retry.ms": "\(delay.milliseconds)"])
+                try await Task.sleep(for: delay)
+            }
+        }
+    }
+}
+
+extension BusError {
+    /// Whether the error is Redis being unreachable (the default transient failure).
+    public static func isUnavailable(_ error: any Error) -> Bool {
+        (error as? BusError)?.code == .unavailable
     }
 }
 
@@ -124,7 +154,7 @@ public struct GroupConsumer: Service {
                 .recordNanoseconds(Int64(max(0, Date().timeIntervalSince(occurred)) * 1e9))
         }
         do {
-            try await handler(event, entry)
+            try await options.retryingTransient(logger: logger) { try await handler(event, entry) }
             try await withRetries { try await bus.ack(group, stream: entry.stream, ids: [entry.id]) }
         } catch {
             if entry.deliveries >= options.maxDeliveries {

@@ -1,3 +1,6 @@
+import NIOCore
+import PostgresNIO
+
 /// A failure of the store.
 public struct StoreError: Error, CustomStringConvertible, Sendable {
     public enum Code: String, Sendable {
@@ -20,4 +23,25 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
     }
 
     public var description: String { "store \(code.rawValue): \(message)" }
+}
+
+extension PostgresStore {
+    /// Whether the error means PostgreSQL is unreachable right now (restarting, connection lost,
+    /// shutting down) rather than that the request is wrong: the work should wait and retry, not be
+    /// given up.
+    public static func isUnavailable(_ error: any Error) -> Bool {
+        if let error = error as? PSQLError {
+            switch error.code {
+            case .connectionError, .serverClosedConnection, .clientClosedConnection, .poolClosed, .uncleanShutdown:
+                return true
+            case .server:
+                // Class 08 connection exception, 57P admin shutdown / cannot connect now, 53 resources.
+                let state = error.serverInfo?[.sqlState] ?? ""
+                return state.hasPrefix("08") || state.hasPrefix("57P") || state.hasPrefix("53")
+            default:
+                return false
+            }
+        }
+        return error is ChannelError || error is IOError
+    }
 }

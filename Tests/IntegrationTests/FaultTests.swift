@@ -208,7 +208,9 @@ struct FaultTests {
 
     @Test("hostile input on every route: the right 4xx, no crash, nothing published")
     func hostileInput() async throws {
-        try await withStack(TestStack.Options(relays: 1)) { stack in
+        var options = TestStack.Options(relays: 1)
+        options.extra = ["VOICE_SETUP_TIMEOUT_MS": "700"]
+        try await withStack(options) { stack in
             let token = stack.environment["OUTBOUND_API_TOKEN"] ?? ""
             let bodies: [(String, [UInt8])] = [
                 ("empty", []), ("truncated JSON", Array(#"{"eventType":"COMMUNICATION_CR"#.utf8)), ("not an object", Array("[1,2]".utf8)),
@@ -262,6 +264,15 @@ struct FaultTests {
             #expect(unknown.turns.map(\.text) == ["You said: still there"])
             let oversized = try await stack.call([.raw(["type": "prompt", "voicePrompt": .string(String(repeating: "x", count: 200_000)), "last": true]), .pause(.milliseconds(500))])
             #expect(oversized.closeCode == 1009)
+            // A flood of 2,000 frames, then a prompt that is still answered.
+            let flood = try await stack.call((0..<2000).map { .raw(["type": "info", "n": .number(Double($0))]) } + [.say("after the flood")])
+            #expect(flood.turns.map(\.text) == ["You said: after the flood"])
+            // A socket that never sends setup is closed (1008) once the setup timeout passes.
+            let caller = stack.caller()
+            let (url, _) = try await caller.fetchTwiML(callSid: "CAsilent", from: "+15550001234", to: "+15550000001")
+            let silent = try await caller.call(
+                publicURL: url, callSid: "CAsilent", from: "+15550001234", to: "+15550000001", script: [.pause(.seconds(2))], sendSetup: false)
+            #expect(silent.closeCode == 1008)
             for name in ["messaging-ingress", "voice-relay", "outbound"] {
                 #expect(stack.processes(name).allSatisfy { $0.isRunning }, "\(name) survived")
             }

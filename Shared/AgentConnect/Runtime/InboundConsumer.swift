@@ -115,7 +115,7 @@ struct InboundConsumer: Service {
             if lanes.enqueue(LaneWork(entry: entry, event: event)) {
                 tasks.addTask {
                     await lanes.drain(conversationId: event.conversationId, perform: { work in
-                        try await handler(work.event, work.entry)
+                        try await options.retryingTransient(logger: logger) { try await handler(work.event, work.entry) }
                     }, finish: { work, outcome in
                         await finish(work, outcome)
                         inFlight.withLockedValue { _ = $0.remove("\(work.entry.stream)/\(work.entry.id)") }

@@ -47,8 +47,15 @@ struct TurnHandler: Sendable {
         let started = ContinuousClock.now
         let payload = event.payload
         let text = payload["text"]?.string ?? ""
-        let stored = try await runtime.conversations.record(event.conversationId) {
-            try await runtime.store.conversation(id: event.conversationId)
+        let stored: ConversationRecord?
+        do {
+            stored = try await runtime.conversations.record(event.conversationId) {
+                try await runtime.store.conversation(id: event.conversationId)
+            }
+        } catch where PostgresStore.isUnavailable(error) {
+            // The reply does not wait for PostgreSQL: the event carries what the turn needs.
+            logger.warning("PostgreSQL unavailable; answering from the event", metadata: ["conversation.id": "\(event.conversationId)"])
+            stored = nil
         }
         if let authorId = payload["authorParticipantId"]?.string, authorId == stored?.agentParticipantId {
             logger.debug("dropping the agent's own message", metadata: ["conversation.id": "\(event.conversationId)"])

@@ -64,7 +64,7 @@ let package = Package(
             name: "CHiredis", path: "Shared/CHiredis", pkgConfig: "hiredis",
             providers: [.apt(["libhiredis-dev"])]),
         .target(
-            name: "AgentConnectCore", dependencies: [logging], path: "Shared/Core",
+            name: "AgentConnectCore", dependencies: [logging, nioConcurrency], path: "Shared/Core",
             swiftSettings: swiftSettings),
         .target(
             name: "EventBus",

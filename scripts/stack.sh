@@ -16,6 +16,10 @@ pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
 pg_user=agentconnect
 mkdir -p "$run"
 
+# A parent may hand us signals blocked (test runners do, and the mask survives exec); the daemons
+# started here must still stop on SIGTERM/SIGINT, so they start with an empty mask.
+unblock=(python3 -c 'import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execvp(sys.argv[1], sys.argv[1:])')
+
 as_pg() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
@@ -36,7 +40,7 @@ pg_up() { "$pg_bin/pg_isready" -h 127.0.0.1 -p "$pg_port" -q 2>/dev/null; }
 start_redis() {
   redis_up && return 0
   mkdir -p "$run/redis"
-  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync everysec \
+  "${unblock[@]}" redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync everysec \
     --dir "$run/redis" --databases 1024 --daemonize yes --pidfile "$run/redis/redis.pid" --logfile "$run/redis/redis.log"
   for _ in $(seq 1 50); do redis_up && return 0; sleep 0.1; done
   echo "redis did not start; see $run/redis/redis.log" >&2; return 1
@@ -50,7 +54,7 @@ start_pg() {
   if [ ! -f "$dir/data/PG_VERSION" ]; then
     as_pg "$pg_bin/initdb" -D "$dir/data" -U "$pg_user" --auth=trust -E UTF8 --no-locale >"$dir/initdb.log" 2>&1
   fi
-  as_pg "$pg_bin/pg_ctl" -D "$dir/data" -l "$dir/pg.log" -w -t 30 \
+  as_pg "${unblock[@]}" "$pg_bin/pg_ctl" -D "$dir/data" -l "$dir/pg.log" -w -t 30 \
     -o "-p $pg_port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=on" start >/dev/null
   psql -h 127.0.0.1 -p "$pg_port" -U "$pg_user" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='agentconnect'" | grep -q 1 ||
     psql -h 127.0.0.1 -p "$pg_port" -U "$pg_user" -d postgres -qc "CREATE DATABASE agentconnect" >/dev/null

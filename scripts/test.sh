@@ -14,7 +14,7 @@ finish() {
   # A test run that was interrupted can leave service processes behind; stop them.
   if [ -n "${AGENTCONNECT_BIN_DIR:-}" ]; then pkill -f "^$AGENTCONNECT_BIN_DIR/" 2>/dev/null || true; fi
   # The Redis-restart tests' own daemons (ports 21000-28999; never the stack's 6379).
-  pkill -f "redis-server 127.0.0.1:2[1-8][0-9][0-9][0-9]" 2>/dev/null || true
+  pkill -9 -f "redis-server 127.0.0.1:2[1-8][0-9][0-9][0-9]" 2>/dev/null || true
   [ "$started" -eq 1 ] && bash scripts/stack.sh stop
   return 0
 }

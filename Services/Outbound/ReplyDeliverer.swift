@@ -20,13 +20,19 @@ struct ReplyDeliverer: Sendable {
     let bus: any EventBus
     let logger: Logger
 
+    /// The longest a delivery-row read or write may take before PostgreSQL counts as unavailable
+    /// (the delivery is then retried in place, not lost).
+    static let storeTimeout = Duration.seconds(5)
+
     func deliver(_ event: BusEvent, entry: BusEntry) async throws {
         guard event.type == EventType.replyReady else { return }
         let replyId = event.id
         do {
-            try await deliveries.insertDelivery(replyId: replyId, conversationId: event.conversationId, channel: event.channel)
+            try await withTimeout(Self.storeTimeout, "inserting the delivery row") {
+                try await deliveries.insertDelivery(replyId: replyId, conversationId: event.conversationId, channel: event.channel)
+            }
         } catch let error as StoreError where error.code == .duplicate {
-            let status = try await deliveries.deliveryStatus(replyId: replyId)
+            let status = try await withTimeout(Self.storeTimeout, "reading the delivery row") { try await deliveries.deliveryStatus(replyId: replyId) }
             if status != .pending {
                 Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "duplicate")]).increment()
                 logger.info("reply already delivered; skipping", metadata: ["reply.id": "\(replyId)"])
@@ -72,7 +78,9 @@ struct ReplyDeliverer: Sendable {
             }
             // Sent: from here a failure (PostgreSQL down) propagates and the delivery is redone with
             // the same idempotency key, which Twilio answers without sending again.
-            try await deliveries.markDelivered(replyId: replyId, providerId: providerId)
+            try await withTimeout(Self.storeTimeout, "marking the delivery sent") {
+                try await deliveries.markDelivered(replyId: replyId, providerId: providerId)
+            }
             Timer(label: "agentconnect_delivery_seconds", dimensions: [("channel", event.channel.rawValue)])
                 .recordNanoseconds((ContinuousClock.now - started).nanoseconds)
             if let occurred = event.occurredDate {

@@ -1,3 +1,4 @@
+import AgentConnectCore
 import NIOCore
 import PostgresNIO
 
@@ -30,6 +31,7 @@ extension PostgresStore {
     /// shutting down) rather than that the request is wrong: the work should wait and retry, not be
     /// given up.
     public static func isUnavailable(_ error: any Error) -> Bool {
+        if error is TimeoutError { return true }
         if let error = error as? PSQLError {
             switch error.code {
             case .connectionError, .serverClosedConnection, .clientClosedConnection, .poolClosed, .uncleanShutdown:

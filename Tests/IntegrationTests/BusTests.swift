@@ -219,7 +219,8 @@ final class RedisServerProcess: Sendable {
     /// Best-effort stop for cleanup paths that cannot await.
     func kill() {
         if let text = try? String(contentsOfFile: "\(directory)/redis.pid", encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
-            Foundation.kill(pid, SIGTERM)
+            // SIGKILL: the daemon inherited the test runner's blocked signal mask, so SIGTERM would wait forever.
+            Foundation.kill(pid, SIGKILL)
         }
     }
 }

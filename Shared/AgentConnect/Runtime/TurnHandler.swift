@@ -50,7 +50,7 @@ struct TurnHandler: Sendable {
         let stored: ConversationRecord?
         do {
             stored = try await runtime.conversations.record(event.conversationId) {
-                try await runtime.store.conversation(id: event.conversationId)
+                try await withTimeout(.seconds(3), "loading the conversation") { try await runtime.store.conversation(id: event.conversationId) }
             }
         } catch where PostgresStore.isUnavailable(error) {
             // The reply does not wait for PostgreSQL: the event carries what the turn needs.
@@ -157,6 +157,16 @@ struct TurnHandler: Sendable {
     /// History and the conversation row, written after the reply went out.
     private func recordInbound(_ event: BusEvent, session: ConversationSession, stored: ConversationRecord?) async {
         do {
+            try await withTimeout(.seconds(10), "recording the inbound message") {
+                try await writeInbound(event, session: session, stored: stored)
+            }
+        } catch {
+            logger.warning("could not record inbound message", metadata: ["conversation.id": "\(event.conversationId)", "error": "\(error)"])
+        }
+    }
+
+    private func writeInbound(_ event: BusEvent, session: ConversationSession, stored: ConversationRecord?) async throws {
+        do {
             if stored == nil || stored?.customerAddress == nil {
                 var metadata = session.metadata
                 metadata["mode"] = event.payload["mode"]?.string
@@ -174,8 +184,6 @@ struct TurnHandler: Sendable {
                     id: event.id, conversationId: event.conversationId, channel: event.channel, direction: .inbound,
                     authorAddress: session.authorInfo.address, body: event.payload["text"]?.string ?? "",
                     createdAt: event.occurredDate ?? session.startedAt))
-        } catch {
-            logger.warning("could not record inbound message", metadata: ["conversation.id": "\(event.conversationId)", "error": "\(error)"])
         }
     }
 }

@@ -7,10 +7,13 @@ extension WorkerRuntime {
     /// never delays it; a failure is logged, never fatal to the turn.
     func recordOutbound(_ text: String, replyId: String, session: ConversationSession) async {
         do {
-            try await store.appendMessage(
-                MessageRecord(
-                    id: replyId, conversationId: session.conversationId, channel: session.channel, direction: .outbound,
-                    authorAddress: session.aiAgentInfo.address, body: text))
+            let store = store
+            try await withTimeout(.seconds(10), "recording the reply") {
+                try await store.appendMessage(
+                    MessageRecord(
+                        id: replyId, conversationId: session.conversationId, channel: session.channel, direction: .outbound,
+                        authorAddress: session.aiAgentInfo.address, body: text))
+            }
         } catch {
             logger.warning("could not record reply", metadata: ["conversation.id": "\(session.conversationId)", "error": "\(error)"])
         }

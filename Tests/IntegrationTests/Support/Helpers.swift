@@ -50,34 +50,3 @@ extension TestStack {
             .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }.reduce(0, +)
     }
 }
-
-/// Runs `body`, failing with `label` if it has not finished after `timeout`. The body is left
-/// running when it ignores cancellation; the caller is not held by it.
-func withDeadline<T: Sendable>(_ label: String, _ timeout: Duration = .seconds(30), _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    let outcome = NIOLockedValueBox<CheckedContinuation<T, any Error>?>(nil)
-    return try await withCheckedThrowingContinuation { continuation in
-        outcome.withLockedValue { $0 = continuation }
-        let work = Task {
-            let result = await Result(catching: { try await body() })
-            outcome.withLockedValue { state in
-                state?.resume(with: result)
-                state = nil
-            }
-        }
-        Task {
-            try? await Task.sleep(for: timeout)
-            outcome.withLockedValue { state in
-                state?.resume(throwing: TestFailure("\(label) did not finish within \(timeout)"))
-                state = nil
-            }
-            work.cancel()
-        }
-    }
-}
-
-extension Result where Failure == any Error {
-    init(catching body: () async throws -> Success) async {
-        do { self = .success(try await body()) } catch { self = .failure(error) }
-    }
-}
-

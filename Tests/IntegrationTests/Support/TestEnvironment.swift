@@ -72,7 +72,7 @@ struct TestRedis: Sendable {
     var configuration: RedisConfiguration { RedisConfiguration(host: "127.0.0.1", port: port, database: database) }
 
     static func make(port: Int = TestEnvironment.redisPort) async throws -> TestRedis {
-        try await withDeadline("TestRedis.make") { try await makeNow(port: port) }
+        try await withTimeout(.seconds(30), "TestRedis.make") { try await makeNow(port: port) }
     }
 
     private static func makeNow(port: Int) async throws -> TestRedis {
@@ -102,7 +102,7 @@ struct TestDatabase: Sendable {
 
     /// Creates an empty database (migrate it yourself, or call ``migrated()``).
     static func make() async throws -> TestDatabase {
-        try await withDeadline("TestDatabase.make") { try await makeNow() }
+        try await withTimeout(.seconds(30), "TestDatabase.make") { try await makeNow() }
     }
 
     private static func makeNow() async throws -> TestDatabase {
@@ -123,7 +123,7 @@ struct TestDatabase: Sendable {
     /// A new database with the schema applied.
     static func migrated() async throws -> TestDatabase {
         let database = try await make()
-        try await withDeadline("migrating \(database.name)") {
+        try await withTimeout(.seconds(30), "migrating \(database.name)") {
             try await database.withClient { client in
                 try await Migrator(client: client, logger: TestEnvironment.logger).migrate()
             }

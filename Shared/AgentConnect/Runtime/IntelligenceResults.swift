@@ -56,11 +56,11 @@ struct IntelligenceResults: Sendable {
                     let id = "\(resultId):\(profileId):\(index)"
                     switch kind {
                     case .summary:
-                        try await store.addSummary(
+                        _ = try await store.addSummary(
                             profileId: profileId, content: content, source: "conversation-intelligence", conversationId: event.conversationId,
                             occurredAt: occurredAt, id: id)
                     case .observation:
-                        try await store.addObservation(
+                        _ = try await store.addObservation(
                             profileId: profileId, content: content, source: "conversation-intelligence", conversationId: event.conversationId, id: id)
                     }
                     outcome.created += 1

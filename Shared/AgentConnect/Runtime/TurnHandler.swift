@@ -179,7 +179,7 @@ struct TurnHandler: Sendable {
                 try await runtime.store.upsertConversation(record)
                 runtime.conversations.store(event.conversationId, record)
             }
-            try await runtime.store.appendMessage(
+            _ = try await runtime.store.appendMessage(
                 MessageRecord(
                     id: event.id, conversationId: event.conversationId, channel: event.channel, direction: .inbound,
                     authorAddress: session.authorInfo.address, body: event.payload["text"]?.string ?? "",

@@ -8,7 +8,7 @@ extension WorkerRuntime {
     func recordOutbound(_ text: String, replyId: String, session: ConversationSession) async {
         do {
             let store = store
-            try await withTimeout(.seconds(10), "recording the reply") {
+            _ = try await withTimeout(.seconds(10), "recording the reply") {
                 try await store.appendMessage(
                     MessageRecord(
                         id: replyId, conversationId: session.conversationId, channel: session.channel, direction: .outbound,

@@ -5,6 +5,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import RelayCaller
+import ServiceLifecycle
 import ServiceSupport
 
 /// What the dev phone page sees, live: customer and agent messages, calls' frames and timings.
@@ -22,6 +23,17 @@ final class SimEventHub: Sendable {
         members["at"] = .number(Double((ContinuousClock.now - started).inMilliseconds))
         let stamped = JSONValue.object(members)
         for subscriber in state.withLockedValue({ Array($0.subscribers.values) }) { subscriber.yield(stamped) }
+    }
+
+    /// Ends every open page's stream (the sim is stopping: open event streams must not hold it).
+    func finishAll() {
+        for subscriber in state.withLockedValue({ Array($0.subscribers.values) }) { subscriber.finish() }
+    }
+
+    /// A keep-alive to every page (`null`, written as an SSE comment), so a page that went away is
+    /// noticed and its subscription dropped.
+    func heartbeat() {
+        for subscriber in state.withLockedValue({ Array($0.subscribers.values) }) { subscriber.yield(.null) }
     }
 
     /// A stream of events from now on; it ends its subscription when dropped.
@@ -144,7 +156,7 @@ struct DevPhoneRoutes: Sendable {
                 body: ResponseBody { writer in
                     try await writer.write(ByteBuffer(string: ": connected\n\n"))
                     for await event in events {
-                        try await writer.write(ByteBuffer(string: "data: \(event.compactJSON)\n\n"))
+                        try await writer.write(ByteBuffer(string: event == .null ? ": keep-alive\n\n" : "data: \(event.compactJSON)\n\n"))
                     }
                     try await writer.finish(nil)
                 })
@@ -185,5 +197,19 @@ struct DevPhoneRoutes: Sendable {
         let buffer = try await request.body.collect(upTo: 1 << 16)
         guard buffer.readableBytes > 0 else { return [:] }
         return (try? JSONDecoder().decode(JSONValue.self, from: Data(buffer: buffer))) ?? [:]
+    }
+}
+
+/// Keeps the dev phone's event streams alive, and ends them first when the sim stops.
+struct DevPhoneEvents: Service {
+    let hub: SimEventHub
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            // Returns at once when the sim starts shutting down.
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(15)) }
+            hub.heartbeat()
+        }
+        hub.finishAll()
     }
 }

@@ -48,7 +48,9 @@ struct Serve: AsyncParsableCommand {
                 health.markReady()
                 logger.info("twilio-sim listening", metadata: ["port": "\(channel.localAddress?.port ?? configuration.port)"])
             }, logger: logger)
-        return ServiceMain.group(services: [HTTPClientService(client: http), answerer, app], health: health, logger: logger)
+        // The event streams come after the server, so they are ended before it waits for open connections.
+        return ServiceMain.group(
+            services: [HTTPClientService(client: http), answerer, app, DevPhoneEvents(hub: state.events)], health: health, logger: logger)
     }
 }
 

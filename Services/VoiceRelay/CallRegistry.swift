@@ -48,12 +48,18 @@ final class CallRegistry: Sendable {
     func unregister(_ conversationId: String) async {
         calls.withLockedValue { $0[conversationId] = nil }
         Gauge(label: "agentconnect_live_calls").record(count)
-        _ = try? await redis.send([
+        _ = try? await redis.send(Self.releaseCommands(conversationId: conversationId, owner: instance))
+    }
+
+    /// Drops a call's registration — the `tac:call:<id>` key only while it still names `owner` — and
+    /// its entry in the owner's call list (a hang-up here, or the sweep of a dead relay's calls).
+    static func releaseCommands(conversationId: String, owner: String) -> [[RedisArgument]] {
+        [
             [
                 "EVAL", "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", "1",
-                .string("tac:call:\(conversationId)"), .string(instance),
+                .string("tac:call:\(conversationId)"), .string(owner),
             ],
-            ["SREM", .string(RelayLiveness.callsKey(instance)), .string(conversationId)],
-        ])
+            ["SREM", .string(RelayLiveness.callsKey(owner)), .string(conversationId)],
+        ]
     }
 }

@@ -69,13 +69,7 @@ struct RelayLiveness: Service {
                     event, to: Partitioner.inboundStream(for: conversationId, partitions: partitions),
                     dedupKey: "tac:dedup:ended:\(conversationId)", ttlSeconds: 86_400)
             }
-            _ = try await redis.send([
-                [
-                    "EVAL", "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", "1",
-                    .string("tac:call:\(conversationId)"), .string(owner),
-                ],
-                ["SREM", .string(key), .string(conversationId)],
-            ])
+            _ = try await redis.send(CallRegistry.releaseCommands(conversationId: conversationId, owner: owner))
         }
         Counter(label: "agentconnect_relay_lost_calls_total").increment(by: members.count)
         logger.warning("ended the calls of a relay that stopped", metadata: ["relay": "\(owner)", "calls": "\(members.count)"])

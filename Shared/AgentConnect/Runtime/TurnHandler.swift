@@ -166,24 +166,22 @@ struct TurnHandler: Sendable {
     }
 
     private func writeInbound(_ event: BusEvent, session: ConversationSession, stored: ConversationRecord?) async throws {
-        do {
-            if stored == nil || stored?.customerAddress == nil {
-                var metadata = session.metadata
-                metadata["mode"] = event.payload["mode"]?.string
-                if let callSid = session.callSid { metadata["call_sid"] = callSid }
-                let record = ConversationRecord(
-                    id: event.conversationId, channel: event.channel, direction: session.direction.rawValue,
-                    customerAddress: session.authorInfo.address, agentAddress: session.aiAgentInfo.address,
-                    customerParticipantId: session.authorInfo.participantId, agentParticipantId: session.aiAgentInfo.participantId,
-                    profileId: session.profileId, metadata: metadata)
-                try await runtime.store.upsertConversation(record)
-                runtime.conversations.store(event.conversationId, record)
-            }
-            _ = try await runtime.store.appendMessage(
-                MessageRecord(
-                    id: event.id, conversationId: event.conversationId, channel: event.channel, direction: .inbound,
-                    authorAddress: session.authorInfo.address, body: event.payload["text"]?.string ?? "",
-                    createdAt: event.occurredDate ?? session.startedAt))
+        if stored == nil || stored?.customerAddress == nil {
+            var metadata = session.metadata
+            metadata["mode"] = event.payload["mode"]?.string
+            if let callSid = session.callSid { metadata["call_sid"] = callSid }
+            let record = ConversationRecord(
+                id: event.conversationId, channel: event.channel, direction: session.direction.rawValue,
+                customerAddress: session.authorInfo.address, agentAddress: session.aiAgentInfo.address,
+                customerParticipantId: session.authorInfo.participantId, agentParticipantId: session.aiAgentInfo.participantId,
+                profileId: session.profileId, metadata: metadata)
+            try await runtime.store.upsertConversation(record)
+            runtime.conversations.store(event.conversationId, record)
         }
+        _ = try await runtime.store.appendMessage(
+            MessageRecord(
+                id: event.id, conversationId: event.conversationId, channel: event.channel, direction: .inbound,
+                authorAddress: session.authorInfo.address, body: event.payload["text"]?.string ?? "",
+                createdAt: event.occurredDate ?? session.startedAt))
     }
 }

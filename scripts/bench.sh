@@ -18,8 +18,8 @@ cleanup() {
 trap cleanup EXIT
 swift build -c release
 bin=$(swift build -c release --show-bin-path)
-redis_port=${AC_REDIS_PORT:-6379}
-pg_port=${AC_PG_PORT:-5432}
+redis_port=${AC_REDIS_PORT:-16379}
+pg_port=${AC_PG_PORT:-15432}
 out=bench-results
 mkdir -p "$out"
 rows="$out/rows.txt"

@@ -6,12 +6,13 @@
 #   stack.sh env     print REDIS_URL / DATABASE_URL for the running stack
 #   stack.sh restart-redis [down-seconds]     SHUTDOWN (the append-only file is synced), wait, start
 #   stack.sh restart-postgres [down-seconds]  fast stop, wait, start (the fault suite)
-# Ports: AC_REDIS_PORT (6379), AC_PG_PORT (5432).
+# Ports: AC_REDIS_PORT (16379), AC_PG_PORT (15432): our own servers on our own ports, never a server
+# this project did not start (a Debian host's own PostgreSQL on 5432 or Redis on 6379 is left alone).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 run="$root/.run"
-redis_port=${AC_REDIS_PORT:-6379}
-pg_port=${AC_PG_PORT:-5432}
+redis_port=${AC_REDIS_PORT:-16379}
+pg_port=${AC_PG_PORT:-15432}
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
 pg_user=agentconnect
 mkdir -p "$run"
@@ -34,11 +35,21 @@ pg_dir() {
   echo "$dir"
 }
 
-redis_up() { redis-cli -p "$redis_port" ping >/dev/null 2>&1; }
-pg_up() { "$pg_bin/pg_isready" -h 127.0.0.1 -p "$pg_port" -q 2>/dev/null; }
+redis_answers() { redis-cli -p "$redis_port" ping >/dev/null 2>&1; }
+pg_answers() { "$pg_bin/pg_isready" -h 127.0.0.1 -p "$pg_port" -q 2>/dev/null; }
+# Ours: the server on the port is the one whose pid file we wrote.
+redis_ours() { [ -f "$run/redis/redis.pid" ] && kill -0 "$(cat "$run/redis/redis.pid")" 2>/dev/null; }
+pg_ours() { local d; d=$(pg_dir); [ -f "$d/data/postmaster.pid" ] && kill -0 "$(head -n1 "$d/data/postmaster.pid")" 2>/dev/null; }
+redis_up() { redis_ours && redis_answers; }
+pg_up() { pg_ours && pg_answers; }
+foreign() {
+  echo "port $1 answers but the server there was not started by this project ($2); set $3 to a free port" >&2
+  return 1
+}
 
 start_redis() {
   redis_up && return 0
+  redis_answers && { foreign "$redis_port" redis AC_REDIS_PORT; return 1; }
   mkdir -p "$run/redis"
   "${unblock[@]}" redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync everysec \
     --dir "$run/redis" --databases 1024 --daemonize yes --pidfile "$run/redis/redis.pid" --logfile "$run/redis/redis.log"
@@ -48,6 +59,7 @@ start_redis() {
 
 start_pg() {
   pg_up && return 0
+  pg_answers && { foreign "$pg_port" postgresql AC_PG_PORT; return 1; }
   local dir; dir=$(pg_dir)
   mkdir -p "$dir"
   [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$dir"
@@ -72,7 +84,7 @@ case "${1:-}" in
   status) redis_up && pg_up ;;
   restart-redis)
     redis-cli -p "$redis_port" shutdown >/dev/null 2>&1 || true
-    for _ in $(seq 1 50); do redis_up || break; sleep 0.1; done
+    for _ in $(seq 1 50); do redis_answers || break; sleep 0.1; done
     sleep "${2:-1}"
     start_redis ;;
   restart-postgres)

@@ -13,7 +13,7 @@ fi
 finish() {
   # A test run that was interrupted can leave service processes behind; stop them.
   if [ -n "${AGENTCONNECT_BIN_DIR:-}" ]; then pkill -f "^$AGENTCONNECT_BIN_DIR/" 2>/dev/null || true; fi
-  # The Redis-restart tests' own daemons (ports 21000-28999; never the stack's 6379).
+  # The Redis-restart tests' own daemons (ports 21000-28999; never the stack's 16379).
   pkill -9 -f "redis-server 127.0.0.1:2[1-8][0-9][0-9][0-9]" 2>/dev/null || true
   [ "$started" -eq 1 ] && bash scripts/stack.sh stop
   return 0
@@ -22,7 +22,7 @@ trap finish EXIT
 swift build --build-tests
 export AGENTCONNECT_BIN_DIR
 AGENTCONNECT_BIN_DIR=$(swift build --show-bin-path)
-export AC_REDIS_PORT=${AC_REDIS_PORT:-6379} AC_PG_PORT=${AC_PG_PORT:-5432}
+export AC_REDIS_PORT=${AC_REDIS_PORT:-16379} AC_PG_PORT=${AC_PG_PORT:-15432}
 set +e
 swift test --skip-build ${AGENTCONNECT_TEST_FILTER:+--filter "$AGENTCONNECT_TEST_FILTER"} 2>&1 | tee .run/test.log
 status=${PIPESTATUS[0]}

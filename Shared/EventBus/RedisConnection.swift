@@ -21,7 +21,7 @@ public final class RedisConnection: Sendable {
         do {
             channel = try await ClientBootstrap(group: group)
                 .connectTimeout(timeout)
-                .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(RedisCommandHandler())

@@ -13,8 +13,8 @@ import Glibc
 /// Where the test Redis and PostgreSQL are, and where the built executables live.
 enum TestEnvironment {
     static let environment = ProcessInfo.processInfo.environment
-    static let redisPort = Int(environment["AC_REDIS_PORT"] ?? "") ?? 6379
-    static let postgresPort = Int(environment["AC_PG_PORT"] ?? "") ?? 5432
+    static let redisPort = Int(environment["AC_REDIS_PORT"] ?? "") ?? 16379
+    static let postgresPort = Int(environment["AC_PG_PORT"] ?? "") ?? 15432
     static let logger = Logger(label: "test")
 
     /// The repository root (from this file's path).

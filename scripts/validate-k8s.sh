@@ -87,5 +87,9 @@ if kubectl kustomize "$WORK/variant-default" >/dev/null 2>&1; then
 fi
 
 "$PYTHON" scripts/validate_k8s.py "$ROOT" "${args[@]}" || status=1
+# The rules themselves: each deliberate break of the full render must be caught.
+if [ -f "$WORK/all.yaml" ]; then
+    "$PYTHON" scripts/validate_k8s.py --self-test "$ROOT" "$WORK/all.yaml" || status=1
+fi
 echo "kubectl apply -k deploy/k8s --dry-run=client: needs an API server for discovery (not available offline); the render above is what it applies."
 exit $status

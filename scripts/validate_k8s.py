@@ -4,11 +4,14 @@
 scripts/validate-k8s.sh with one rendered YAML file per variant:
 
     validate_k8s.py REPO_ROOT NAME=FILE [NAME=FILE ...]
+    validate_k8s.py --self-test REPO_ROOT FILE    (FILE: the render with every component)
 
 The variant named "base" is the bare base (no image, Secret or settings): the rules that need those
-are skipped for it. Prints a table, then every problem; exits 1 when there is one.
+are skipped for it. Prints a table, then every problem; exits 1 when there is one. The self-test
+breaks the render in each way the rules guard against and fails unless every break is caught.
 """
 
+import copy
 import re
 import sys
 from pathlib import Path
@@ -424,21 +427,114 @@ def check_namespace(report, objects):
                 report.check(o["metadata"].get("namespace") == ns, f"{o['kind']}/{name(o)} is not in namespace {ns}")
 
 
+def run_checks(variant, objects, root, schema=True):
+    full = variant != "base"
+    report = Report(variant)
+    result = schema_check(report, objects) if schema else "skipped"
+    configmaps, secrets, partitions = check_workloads(report, objects, full, root)
+    check_ingress(report, objects, configmaps, full)
+    check_network(report, objects)
+    check_keda(report, objects, secrets, partitions, root)
+    check_monitors(report, objects)
+    check_namespace(report, objects)
+    return report, result
+
+
+def container(objects, deployment, index=0):
+    return find(objects, "Deployment", deployment)["spec"]["template"]["spec"]["containers"][index]
+
+
+def set_drain(objects, seconds):
+    for e in container(objects, "voice-relay")["env"]:
+        if e["name"] == "VOICE_DRAIN_SECONDS":
+            e["value"] = str(seconds)
+
+
+def add_route(objects, path, path_type, service):
+    ing = find(objects, "Ingress", "agentconnect-voice")
+    ing["spec"]["rules"][0]["http"]["paths"].append(
+        {"path": path, "pathType": path_type, "backend": {"service": {"name": service, "port": {"name": "http"}}}})
+
+
+def add_cpu_hpa(objects, deployment):
+    hpa = copy.deepcopy(find(objects, "HorizontalPodAutoscaler", "voice-relay"))
+    hpa["metadata"]["name"] = deployment + "-cpu"
+    hpa["spec"]["scaleTargetRef"]["name"] = deployment
+    objects.append(hpa)
+
+
+def keda_trigger(objects, index=0):
+    return find(objects, "ScaledObject", "agent-worker")["spec"]["triggers"][index]
+
+
+# Each break, and a phrase the problem it causes must contain.
+MUTATIONS = [
+    ("replicas on an autoscaled Deployment", lambda o: find(o, "Deployment", "agent-worker")["spec"].__setitem__("replicas", 2), "pins spec.replicas"),
+    ("a catch-all / route", lambda o: add_route(o, "/", "Prefix", "voice-relay"), "publishes /metrics"),
+    ("/metrics routed", lambda o: add_route(o, "/metrics", "Exact", "voice-relay"), "is not one of Twilio's"),
+    ("/health prefix routed", lambda o: add_route(o, "/health", "Prefix", "messaging-ingress"), "publishes /health/live"),
+    ("a route missing", lambda o: find(o, "Ingress", "agentconnect-voice")["spec"]["rules"][0]["http"]["paths"].pop(), "routes missing"),
+    ("/ws with the default proxy timeout", lambda o: find(o, "Ingress", "agentconnect-voice")["metadata"]["annotations"].pop("nginx.ingress.kubernetes.io/proxy-read-timeout"), "cuts calls"),
+    ("Ingress host not the public domain", lambda o: find(o, "Ingress", "agentconnect-voice")["spec"]["rules"][0].__setitem__("host", "other.example.com"), "not TWILIO_VOICE_PUBLIC_DOMAIN"),
+    ("no preStop", lambda o: container(o, "outbound").pop("lifecycle"), "no preStop"),
+    ("no readiness probe", lambda o: container(o, "messaging-ingress").pop("readinessProbe"), "readinessProbe"),
+    ("liveness on /health/ready", lambda o: container(o, "voice-relay")["livenessProbe"]["httpGet"].__setitem__("path", "/health/ready"), "livenessProbe"),
+    ("voice drain longer than the grace period", lambda o: find(o, "Deployment", "voice-relay")["spec"]["template"]["spec"].__setitem__("terminationGracePeriodSeconds", 45), "live calls are killed"),
+    ("voice drain of 30 s", lambda o: set_drain(o, 30), "calls last minutes"),
+    ("fast voice-relay scale-down", lambda o: find(o, "HorizontalPodAutoscaler", "voice-relay")["spec"]["behavior"].pop("scaleDown"), "scaleDown"),
+    ("NET_ADMIN added", lambda o: container(o, "agent-worker")["securityContext"]["capabilities"].__setitem__("add", ["NET_ADMIN"]), "adds capabilities"),
+    ("writable root filesystem", lambda o: container(o, "outbound")["securityContext"].__setitem__("readOnlyRootFilesystem", False), "readOnlyRootFilesystem"),
+    ("runs as root", lambda o: find(o, "Deployment", "voice-relay")["spec"]["template"]["spec"]["securityContext"].__setitem__("runAsUser", 0), "runAsUser"),
+    ("no resources", lambda o: container(o, "agent-worker").pop("resources"), "resource requests"),
+    ("no migrate initContainer", lambda o: find(o, "Deployment", "outbound")["spec"]["template"]["spec"].pop("initContainers"), "migrate initContainer"),
+    ("a fixed-name migrate Job", lambda o: o.append({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate", "namespace": "agentconnect"},
+        "spec": {"template": {"spec": {"restartPolicy": "OnFailure", "containers": [{"name": "m", "image": "x:1", "command": ["migrate"]}]}}}}), "a Job is rendered"),
+    ("image :latest", lambda o: [c.__setitem__("image", "registry.example.com/agentconnect:latest") for d in by_kind(o, "Deployment") if d["metadata"]["name"] in OUR_IMAGE_COMMANDS
+        for c in d["spec"]["template"]["spec"]["containers"] + d["spec"]["template"]["spec"].get("initContainers", [])], ":latest"),
+    ("no default-deny NetworkPolicy", lambda o: o.remove(find(o, "NetworkPolicy", "default-deny")), "default deny"),
+    ("ingress controller reaches outbound", lambda o: find(o, "NetworkPolicy", "ingress-from-ingress-controller")["spec"]["podSelector"]["matchExpressions"][0]["values"].append("outbound"), "ingress controller reaches"),
+    ("a pod without Redis egress", lambda o: find(o, "Deployment", "voice-relay")["spec"]["template"]["metadata"]["labels"].pop("agentconnect.io/redis"), "agentconnect.io/redis"),
+    ("ingress open to everyone", lambda o: find(o, "NetworkPolicy", "outbound-api")["spec"]["ingress"][0].pop("from"), "open to every source"),
+    ("no Prometheus annotations", lambda o: find(o, "Deployment", "outbound")["spec"]["template"]["metadata"].pop("annotations"), "prometheus.io"),
+    ("KEDA on pending entries", lambda o: keda_trigger(o)["metadata"].__setitem__("pendingEntriesCount", keda_trigger(o)["metadata"].pop("lagCount")), "lagCount"),
+    ("KEDA misses a partition", lambda o: find(o, "ScaledObject", "agent-worker")["spec"]["triggers"].pop(), "streams"),
+    ("KEDA on a wrong group", lambda o: keda_trigger(o)["metadata"].__setitem__("consumerGroup", "workers"), "consumerGroup"),
+    ("KEDA and an HPA on one Deployment", lambda o: add_cpu_hpa(o, "agent-worker"), "two autoscalers"),
+    ("TriggerAuthentication on a missing Secret key", lambda o: find(o, "TriggerAuthentication", "agentconnect-redis")["spec"]["secretTargetRef"][0].__setitem__("key", "NOPE"), "has no key"),
+    ("a secret in the ConfigMap", lambda o: by_kind(o, "ConfigMap")[0]["data"].__setitem__("TWILIO_AUTH_TOKEN", "x"), "belongs in the Secret"),
+    ("minAvailable PDB", lambda o: find(o, "PodDisruptionBudget", "voice-relay")["spec"].__setitem__("minAvailable", 2) or find(o, "PodDisruptionBudget", "voice-relay")["spec"].pop("maxUnavailable"), "minAvailable"),
+    ("a misspelt field (schema)", lambda o: container(o, "outbound").__setitem__("readinesProbe", {}), "schema"),
+]
+
+
+def self_test(root, path):
+    original = load(path)
+    report, _ = run_checks("all", copy.deepcopy(original), root, schema=False)
+    if report.problems:
+        print("self-test: the unbroken render already has problems:", *report.problems, sep="\n  ")
+        return 1
+    missed = []
+    for label, mutate, phrase in MUTATIONS:
+        objects = copy.deepcopy(original)
+        mutate(objects)
+        report, _ = run_checks("all", objects, root, schema=phrase == "schema")
+        if not any(phrase in p for p in report.problems):
+            missed.append(f"{label}: not caught (problems: {report.problems[:3]})")
+    print(f"self-test: {len(MUTATIONS) - len(missed)}/{len(MUTATIONS)} deliberate breaks caught")
+    for m in missed:
+        print("PROBLEM self-test " + m)
+    return 1 if missed else 0
+
+
 def main():
+    if sys.argv[1] == "--self-test":
+        return self_test(sys.argv[2], sys.argv[3])
     root = sys.argv[1]
     rows, failed = [], []
     for arg in sys.argv[2:]:
         variant, path = arg.split("=", 1)
-        full = variant != "base"
-        report = Report(variant)
         objects = load(path)
-        schema = schema_check(report, objects)
-        configmaps, secrets, partitions = check_workloads(report, objects, full, root)
-        check_ingress(report, objects, configmaps, full)
-        check_network(report, objects)
-        check_keda(report, objects, secrets, partitions, root)
-        check_monitors(report, objects)
-        check_namespace(report, objects)
+        report, schema = run_checks(variant, objects, root)
         kinds = {}
         for o in objects:
             kinds[o["kind"]] = kinds.get(o["kind"], 0) + 1

@@ -25,7 +25,7 @@ check() {
     echo "$output" | sed 's/^/    /'
   fi
 }
-manifests=$(find deploy/k8s -name '*.yaml' ! -name kustomization.yaml ! -name scaledobject.yaml | sort)
+manifests=$(find deploy/k8s -name '*.yaml' ! -name kustomization.yaml ! -name kustomizeconfig.yaml | sort)
 check "yamllint compose.yaml and deploy/k8s" "$venv/bin/yamllint" -s -d \
   "{extends: default, rules: {line-length: {max: 140}, document-start: disable, truthy: {check-keys: false}}}" compose.yaml deploy/k8s
 for file in $manifests; do
@@ -34,8 +34,9 @@ done
 check "hadolint deploy/Dockerfile" "$venv/bin/hadolint" --failure-threshold warning deploy/Dockerfile
 check "KEDA ScaledObject shape" "$venv/bin/python" - <<'PY'
 import yaml, sys
-doc = yaml.safe_load(open("deploy/k8s/overlays/keda/scaledobject.yaml"))
-assert doc["apiVersion"] == "keda.sh/v1alpha1" and doc["kind"] == "ScaledObject"
+docs = list(yaml.safe_load_all(open("deploy/k8s/components/keda/scaledobjects.yaml")))
+doc = next(d for d in docs if d["kind"] == "ScaledObject" and d["metadata"]["name"] == "agent-worker")
+assert doc["apiVersion"] == "keda.sh/v1alpha1"
 assert doc["spec"]["scaleTargetRef"]["name"] == "agent-worker"
 triggers = doc["spec"]["triggers"]
 assert sorted(t["metadata"]["stream"] for t in triggers) == sorted(f"tac:inbound:{n}" for n in range(16))

@@ -51,7 +51,7 @@ variant() { # name, components...
 import re, sys
 path, items = sys.argv[1], sys.argv[2].replace("\\n", "\n")
 text = open(path).read()
-text, count = re.subn(r"(?m)^components:\n(?:  #.*\n|  - .*\n)*", "components:\n" + items, text)
+text, count = re.subn(r"(?m)^components:\n(?:#.*\n| *- .*\n)*", "components:\n" + items, text)
 if count != 1:
     sys.exit("validate-k8s: no components: list in " + path)
 open(path, "w").write(text)

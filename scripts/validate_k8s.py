@@ -39,6 +39,8 @@ ALLOWED_ROUTES = {
 PRIVATE_PATHS = ["/metrics", "/health/live", "/health/ready", "/", "/v1/conversations"]
 SECRET_KEYS_REQUIRED = ["TWILIO_AUTH_TOKEN", "OUTBOUND_API_TOKEN", "REDIS_URL", "DATABASE_URL"]
 SECRET_LIKE = re.compile(r"(TOKEN|SECRET|PASSWORD|API_KEY|REDIS_URL|DATABASE_URL)")
+# PostgreSQL's default max_connections: the pools at the autoscalers' maximum must fit in it.
+POSTGRES_CONNECTIONS = 100
 CRD_KINDS = {"ScaledObject", "TriggerAuthentication", "PodMonitor", "ServiceMonitor"}
 
 
@@ -259,7 +261,33 @@ def check_workloads(report, objects, full, root):
             for key in (c.get("data") or {}):
                 report.check(not SECRET_LIKE.search(key), f"ConfigMap {name(c)}: {key} belongs in the Secret (secrets.env)")
             report.check(bool((c.get("data") or {}).get("TWILIO_VOICE_PUBLIC_DOMAIN")), f"ConfigMap {name(c)}: TWILIO_VOICE_PUBLIC_DOMAIN is not set")
+    # Every variable set is one the services read (a typo would be silently ignored).
+    read = variables_read(root)
+    if read:
+        for holder in list(configmaps.values()) + list(secrets.values()):
+            for key in (holder.get("data") or {}):
+                report.check(key in read or key.startswith(("KEDA_", "CONVERSATION_RELAY_")), f"{holder['kind']} {name(holder)}: {key} is read by no service")
+    # PostgreSQL connections at the autoscalers' maximum.
+    if full and configmaps:
+        pool = int((next(iter(configmaps.values())).get("data") or {}).get("DATABASE_POOL_SIZE", "10"))
+        users = [name(d) for d in ours if d["spec"]["template"]["metadata"]["labels"].get("agentconnect.io/postgres") == "true"]
+        most = 0
+        for u in users:
+            caps = [h["spec"]["maxReplicas"] for h in by_kind(objects, "HorizontalPodAutoscaler") if h["spec"]["scaleTargetRef"]["name"] == u]
+            caps += [s["spec"].get("maxReplicaCount", 100) for s in by_kind(objects, "ScaledObject") if s["spec"]["scaleTargetRef"]["name"] == u]
+            most += max(caps or [1])
+        report.check(most * pool <= POSTGRES_CONNECTIONS,
+                     f"PostgreSQL: {most} pods x DATABASE_POOL_SIZE {pool} = {most * pool} connections > {POSTGRES_CONNECTIONS} (lower the pool or maxReplicas, or use PgBouncer)")
     return configmaps, secrets, partitions
+
+
+def variables_read(root):
+    """Environment variable names the services read (string literals in Shared/ and Services/)."""
+    names = set()
+    for folder in ("Shared", "Services"):
+        for path in (Path(root) / folder).rglob("*.swift"):
+            names |= set(re.findall(r'"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)"', path.read_text()))
+    return names
 
 
 def path_matches(path, path_type, request):
@@ -502,6 +530,8 @@ MUTATIONS = [
     ("KEDA and an HPA on one Deployment", lambda o: add_cpu_hpa(o, "agent-worker"), "two autoscalers"),
     ("TriggerAuthentication on a missing Secret key", lambda o: find(o, "TriggerAuthentication", "agentconnect-redis")["spec"]["secretTargetRef"][0].__setitem__("key", "NOPE"), "has no key"),
     ("a secret in the ConfigMap", lambda o: by_kind(o, "ConfigMap")[0]["data"].__setitem__("TWILIO_AUTH_TOKEN", "x"), "belongs in the Secret"),
+    ("a variable no service reads", lambda o: by_kind(o, "ConfigMap")[0]["data"].__setitem__("VOICE_DRAIN_SECOND", "3600"), "read by no service"),
+    ("PostgreSQL pools over max_connections", lambda o: by_kind(o, "ConfigMap")[0]["data"].__setitem__("DATABASE_POOL_SIZE", "16"), "connections >"),
     ("minAvailable PDB", lambda o: find(o, "PodDisruptionBudget", "voice-relay")["spec"].__setitem__("minAvailable", 2) or find(o, "PodDisruptionBudget", "voice-relay")["spec"].pop("maxUnavailable"), "minAvailable"),
     ("a misspelt field (schema)", lambda o: container(o, "outbound").__setitem__("readinesProbe", {}), "schema"),
 ]

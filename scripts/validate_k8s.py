@@ -41,6 +41,7 @@ SECRET_KEYS_REQUIRED = ["TWILIO_AUTH_TOKEN", "OUTBOUND_API_TOKEN", "REDIS_URL", 
 SECRET_LIKE = re.compile(r"(TOKEN|SECRET|PASSWORD|API_KEY|REDIS_URL|DATABASE_URL)")
 # PostgreSQL's default max_connections: the pools at the autoscalers' maximum must fit in it.
 POSTGRES_CONNECTIONS = 100
+POSTGRES_RESERVED = 3
 CRD_KINDS = {"ScaledObject", "TriggerAuthentication", "PodMonitor", "ServiceMonitor"}
 
 
@@ -267,17 +268,23 @@ def check_workloads(report, objects, full, root):
         for holder in list(configmaps.values()) + list(secrets.values()):
             for key in (holder.get("data") or {}):
                 report.check(key in read or key.startswith(("KEDA_", "CONVERSATION_RELAY_")), f"{holder['kind']} {name(holder)}: {key} is read by no service")
-    # PostgreSQL connections at the autoscalers' maximum.
+    # PostgreSQL connections at the autoscalers' maximum, during a rollout (surge pods, their migrate
+    # initContainers) and with the server's reserved slots.
     if full and configmaps:
         pool = int((next(iter(configmaps.values())).get("data") or {}).get("DATABASE_POOL_SIZE", "10"))
-        users = [name(d) for d in ours if d["spec"]["template"]["metadata"]["labels"].get("agentconnect.io/postgres") == "true"]
-        most = 0
-        for u in users:
-            caps = [h["spec"]["maxReplicas"] for h in by_kind(objects, "HorizontalPodAutoscaler") if h["spec"]["scaleTargetRef"]["name"] == u]
-            caps += [s["spec"].get("maxReplicaCount", 100) for s in by_kind(objects, "ScaledObject") if s["spec"]["scaleTargetRef"]["name"] == u]
-            most += max(caps or [1])
-        report.check(most * pool <= POSTGRES_CONNECTIONS,
-                     f"PostgreSQL: {most} pods x DATABASE_POOL_SIZE {pool} = {most * pool} connections > {POSTGRES_CONNECTIONS} (lower the pool or maxReplicas, or use PgBouncer)")
+        users = [d for d in ours if d["spec"]["template"]["metadata"]["labels"].get("agentconnect.io/postgres") == "true"]
+        pods = surge = 0
+        for d in users:
+            caps = [h["spec"]["maxReplicas"] for h in by_kind(objects, "HorizontalPodAutoscaler") if h["spec"]["scaleTargetRef"]["name"] == name(d)]
+            caps += [s["spec"].get("maxReplicaCount", 100) for s in by_kind(objects, "ScaledObject") if s["spec"]["scaleTargetRef"]["name"] == name(d)]
+            extra = ((d["spec"].get("strategy") or {}).get("rollingUpdate") or {}).get("maxSurge", 1)
+            extra = extra if isinstance(extra, int) else max(caps or [1])  # a percentage: assume the worst
+            pods += max(caps or [1]) + extra
+            surge += extra
+        total = pods * pool + surge + POSTGRES_RESERVED
+        report.check(total <= POSTGRES_CONNECTIONS,
+                     f"PostgreSQL: {pods} pods x DATABASE_POOL_SIZE {pool} + {surge} migrate + {POSTGRES_RESERVED} reserved = {total} connections"
+                     f" > max_connections {POSTGRES_CONNECTIONS} (lower the pool or maxReplicas, or use PgBouncer)")
     return configmaps, secrets, partitions
 
 

@@ -47,7 +47,7 @@ variant() { # name, components...
         local list=""
         for component in "$@"; do list+="  - components/$component\n"; done
         # Replace the (commented) components list with the chosen ones.
-        python3 - "$dir/kustomization.yaml" "$list" <<'EOF'
+        "$PYTHON" - "$dir/kustomization.yaml" "$list" <<'EOF'
 import re, sys
 path, items = sys.argv[1], sys.argv[2].replace("\\n", "\n")
 text = open(path).read()

@@ -86,6 +86,12 @@ if kubectl kustomize "$WORK/variant-default" >/dev/null 2>&1; then
     status=1
 fi
 
+# secrets.env holds real credentials: git must never pick it up.
+if git rev-parse --git-dir >/dev/null 2>&1 && ! git check-ignore -q deploy/k8s/secrets.env; then
+    echo "PROBLEM deploy/k8s/secrets.env is not git-ignored"
+    status=1
+fi
+
 "$PYTHON" scripts/validate_k8s.py "$ROOT" "${args[@]}" || status=1
 # The rules themselves: each deliberate break of the full render must be caught.
 if [ -f "$WORK/all.yaml" ]; then

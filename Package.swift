@@ -14,6 +14,7 @@ let metrics = Target.Dependency.product(name: "Metrics", package: "swift-metrics
 let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
 let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
 let nioConcurrency = Target.Dependency.product(name: "NIOConcurrencyHelpers", package: "swift-nio")
+let nioSSL = Target.Dependency.product(name: "NIOSSL", package: "swift-nio-ssl")
 let postgres = Target.Dependency.product(name: "PostgresNIO", package: "postgres-nio")
 let httpClient = Target.Dependency.product(name: "AsyncHTTPClient", package: "async-http-client")
 let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
@@ -55,6 +56,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
@@ -68,10 +70,10 @@ let package = Package(
             swiftSettings: swiftSettings),
         .target(
             name: "EventBus",
-            dependencies: ["AgentConnectCore", "CHiredis", nioCore, nioPosix, nioConcurrency, logging, metrics, lifecycle],
+            dependencies: ["AgentConnectCore", "CHiredis", nioCore, nioPosix, nioConcurrency, nioSSL, logging, metrics, lifecycle],
             path: "Shared/EventBus", swiftSettings: swiftSettings),
         .target(
-            name: "Store", dependencies: ["AgentConnectCore", postgres, logging, lifecycle, nioConcurrency],
+            name: "Store", dependencies: ["AgentConnectCore", postgres, nioSSL, logging, lifecycle, nioConcurrency],
             path: "Shared/Store", swiftSettings: swiftSettings),
         .target(
             name: "TwilioKit",

@@ -1,7 +1,9 @@
+import AgentConnectCore
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// A Redis client that reconnects by itself.
 ///
@@ -22,6 +24,7 @@ public final class RedisClient: Sendable {
     private let shared = NIOLockedValueBox<State>(.idle)
     private let idleBlocking = NIOLockedValueBox<[RedisConnection]>([])
     private let maxIdleBlocking = 32
+    private let tlsContextBox = NIOLockedValueBox<NIOSSLContext?>(nil)
 
     public init(configuration: RedisConfiguration, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) {
         self.configuration = configuration
@@ -97,9 +100,18 @@ public final class RedisClient: Sendable {
     }
 
     private func connect() async throws -> RedisConnection {
-        try await RedisConnection.connect(
-            host: configuration.host, port: configuration.port, password: configuration.password,
-            database: configuration.database, on: group)
+        try await RedisConnection.connect(configuration: configuration, tlsContext: try tlsContext(), on: group)
+    }
+
+    /// The TLS context for `rediss://`, made once (loading trust roots is costly).
+    private func tlsContext() throws -> NIOSSLContext? {
+        guard configuration.tls else { return nil }
+        return try tlsContextBox.withLockedValue { cached in
+            if let cached { return cached }
+            let made = try RedisConnection.makeTLSContext(configuration)
+            cached = made
+            return made
+        }
     }
 
     private func sharedConnection() async throws -> RedisConnection {
@@ -173,5 +185,53 @@ public final class RedisClient: Sendable {
             return true
         }
         if !kept { connection.close() }
+    }
+}
+
+extension RedisClient {
+    /// The `maxmemory-policy` Redis runs with, read from `INFO memory` (managed Redis services often
+    /// disable `CONFIG GET`).
+    public func evictionPolicy() async throws -> String {
+        let reply: RedisValue
+        do {
+            reply = try await command("INFO", "memory")
+        } catch let error as BusError where error.code == .server {
+            throw ConfigurationError(
+                variable: "REDIS_URL",
+                reason: "names a Redis user that may not run INFO memory (needed to check maxmemory-policy; grant +info): \(error.message)")
+        }
+        guard let info = reply.string else {
+            throw BusError(.protocolViolation, "INFO memory returned no text")
+        }
+        for line in info.split(whereSeparator: \.isNewline) where line.hasPrefix("maxmemory_policy:") {
+            return String(line.dropFirst("maxmemory_policy:".count).filter { !$0.isWhitespace })
+        }
+        throw BusError(.protocolViolation, "INFO memory has no maxmemory_policy line")
+    }
+
+    /// Refuses (with a ``ConfigurationError`` naming `REDIS_URL`) a Redis whose `maxmemory-policy` may
+    /// evict keys: anything but `noeviction`. Our dedup keys carry TTLs, so even `volatile-*` policies
+    /// can drop them and break exactly-once. While Redis cannot be reached it retries (returning
+    /// when the task is cancelled).
+    public func requireNoEviction() async throws {
+        var delay: Duration = .milliseconds(200)
+        while !Task.isCancelled {
+            do {
+                let policy = try await evictionPolicy()
+                guard policy == "noeviction" else {
+                    throw ConfigurationError(
+                        variable: "REDIS_URL",
+                        reason:
+                            "points at a Redis with maxmemory-policy '\(policy)', which can evict our keys (the dedup keys carry TTLs, so volatile-* policies evict them too): set maxmemory-policy to noeviction"
+                    )
+                }
+                logger.debug("redis eviction policy checked", metadata: ["redis.maxmemory_policy": "\(policy)"])
+                return
+            } catch let error as BusError where error.code == .unavailable {
+                logger.warning("waiting for Redis to check its eviction policy", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
     }
 }

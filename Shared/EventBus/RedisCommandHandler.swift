@@ -5,6 +5,10 @@ import NIOCore
 struct RedisRequest: Sendable {
     var bytes: ByteBuffer
     var promises: [EventLoopPromise<RedisValue>]
+    /// When the replies must have arrived (`nil`: no deadline); past it the connection is closed.
+    var deadline: NIODeadline? = nil
+    /// The time allowed, for the error message.
+    var timeout: TimeAmount = .zero
     /// Set on the event loop when the handler has queued the promises.
     let taken = EventLoopFlag()
 }
@@ -77,18 +81,32 @@ final class HiredisReader {
 }
 
 /// Writes command batches and matches replies to promises in order, parsing with hiredis.
+///
+/// Each reply has a deadline: one timer watches the oldest pending reply, and when its deadline
+/// passes every pending command fails with ``BusError/Code/unavailable`` and the connection is
+/// closed (a half-open connection must not hold commands such as lease renewals for minutes).
 final class RedisCommandHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = RedisRequest
     typealias OutboundOut = ByteBuffer
 
+    private struct PendingReply {
+        var promise: EventLoopPromise<RedisValue>
+        var deadline: NIODeadline?
+        var timeout: TimeAmount
+    }
+
     private let reader = HiredisReader()
-    private var pending = CircularBuffer<EventLoopPromise<RedisValue>>(initialCapacity: 64)
+    private var pending = CircularBuffer<PendingReply>(initialCapacity: 64)
+    private var timer: Scheduled<Void>?
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
         request.taken.value = true
-        pending.append(contentsOf: request.promises)
+        for reply in request.promises {
+            pending.append(PendingReply(promise: reply, deadline: request.deadline, timeout: request.timeout))
+        }
+        armTimer(context: context)
         // A write on a connection that already closed fails here, after channelInactive ran: the
         // replies it waits for will never come, so its promises (and any behind them) fail now.
         let written = promise ?? context.eventLoop.makePromise()
@@ -103,12 +121,12 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         reader.feed(unwrapInboundIn(data))
         do {
             while let value = try reader.next() {
-                guard let promise = pending.popFirst() else {
+                guard let reply = pending.popFirst() else {
                     failAll(BusError(.protocolViolation, "reply without a request"))
                     context.close(promise: nil)
                     return
                 }
-                promise.succeed(value)
+                reply.promise.succeed(value)
             }
         } catch {
             failAll(error)
@@ -126,9 +144,38 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         context.close(promise: nil)
     }
 
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+    }
+
+    /// Schedules the one timer for the oldest pending reply's deadline, unless one is scheduled.
+    private func armTimer(context: ChannelHandlerContext) {
+        guard timer == nil, let deadline = pending.first?.deadline else { return }
+        let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(deadline: deadline) {
+            bound.value.handler.deadlineTimerFired(context: bound.value.context)
+        }
+    }
+
+    private func deadlineTimerFired(context: ChannelHandlerContext) {
+        timer = nil
+        guard let head = pending.first else { return }
+        if let deadline = head.deadline, deadline <= .now() {
+            let milliseconds = head.timeout.nanoseconds / 1_000_000
+            failAll(BusError(.unavailable, "Redis did not answer within the \(milliseconds) ms command deadline; connection closed"))
+            context.close(promise: nil)
+        } else {
+            // The oldest reply came; watch the next one.
+            armTimer(context: context)
+        }
+    }
+
     private func failAll(_ error: any Error) {
-        while let promise = pending.popFirst() {
-            promise.fail(error)
+        timer?.cancel()
+        timer = nil
+        while let reply = pending.popFirst() {
+            reply.promise.fail(error)
         }
     }
 }

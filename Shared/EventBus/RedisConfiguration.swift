@@ -1,53 +1,92 @@
 import AgentConnectCore
+import Foundation
 
-/// Where Redis is, parsed from `REDIS_URL` (`redis://[:password@]host[:port][/db]`).
-public struct RedisConfiguration: Sendable, Equatable {
+/// Where Redis is and how to talk to it, parsed from `REDIS_URL`
+/// (`redis://[[user]:password@]host[:port][/db]`, or `rediss://` for TLS) and the `REDIS_*` settings.
+///
+/// `description` masks the password, so a configuration can be logged.
+public struct RedisConfiguration: Sendable, Equatable, CustomStringConvertible {
     public var host: String
     public var port: Int
+    /// ACL user (`AUTH user password`); `nil` for the default user.
+    public var username: String?
     public var password: String?
     public var database: Int
+    /// TLS (`rediss://`): SNI and certificate + hostname verification.
+    public var tls: Bool
+    /// PEM CA bundle to trust for TLS (`REDIS_TLS_CA_FILE`); `nil` for the system trust roots.
+    public var caFile: String?
+    /// Deadline of every command (`REDIS_COMMAND_TIMEOUT_MS`); a `BLOCK` read gets its block time on top.
+    /// When it passes, the connection is closed and every command pending on it fails.
+    public var commandTimeout: Duration
+    /// Bound on TCP connect + TLS handshake + `AUTH`/`SELECT` (`REDIS_CONNECT_TIMEOUT_MS`).
+    public var connectTimeout: Duration
 
-    public init(host: String = "127.0.0.1", port: Int = 6379, password: String? = nil, database: Int = 0) {
+    public init(
+        host: String = "127.0.0.1", port: Int = 6379, username: String? = nil, password: String? = nil, database: Int = 0,
+        tls: Bool = false, caFile: String? = nil, commandTimeout: Duration = .seconds(5), connectTimeout: Duration = .seconds(5)
+    ) {
         self.host = host
         self.port = port
+        self.username = username
         self.password = password
         self.database = database
+        self.tls = tls
+        self.caFile = caFile
+        self.commandTimeout = commandTimeout
+        self.connectTimeout = connectTimeout
     }
 
-    /// Parses a `redis://` URL, throwing a ``ConfigurationError`` naming `REDIS_URL` when malformed.
+    /// Parses a `redis://` or `rediss://` URL, throwing a ``ConfigurationError`` naming `REDIS_URL`
+    /// (never showing the password) when malformed. User and password are percent-decoded.
     public init(url: String, variable: String = "REDIS_URL") throws {
-        guard url.hasPrefix("redis://") else {
-            throw ConfigurationError(variable: variable, reason: "must start with redis://, got '\(url)'")
-        }
-        var rest = Substring(url.dropFirst("redis://".count))
-        var password: String?
-        if let at = rest.lastIndex(of: "@") {
-            let credentials = rest[..<at]
-            rest = rest[rest.index(after: at)...]
-            let secret = credentials.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).last ?? ""
-            password = secret.isEmpty ? nil : String(secret)
+        let parsed = try ConnectionURL(parsing: url, variable: variable)
+        guard parsed.scheme == "redis" || parsed.scheme == "rediss" else {
+            throw ConfigurationError(
+                variable: variable, reason: "must start with redis:// or rediss:// (TLS), got '\(ConnectionURL.masked(url))'")
         }
         var database = 0
-        if let slash = rest.firstIndex(of: "/") {
-            let path = rest[rest.index(after: slash)...]
-            rest = rest[..<slash]
-            if !path.isEmpty {
-                guard let parsed = Int(path), parsed >= 0 else {
-                    throw ConfigurationError(variable: variable, reason: "has a database that is not a number: '\(path)'")
-                }
-                database = parsed
+        let path = parsed.path.hasSuffix("/") ? String(parsed.path.dropLast()) : parsed.path
+        if !path.isEmpty {
+            guard let number = Int(path), number >= 0 else {
+                throw ConfigurationError(variable: variable, reason: "has a database that is not a number: '\(path)'")
             }
+            database = number
         }
-        var host = String(rest)
-        var port = 6379
-        if let colon = rest.lastIndex(of: ":") {
-            host = String(rest[..<colon])
-            guard let parsed = Int(rest[rest.index(after: colon)...]), (1...65535).contains(parsed) else {
-                throw ConfigurationError(variable: variable, reason: "has an invalid port in '\(url)'")
+        if let item = parsed.query.first {
+            throw ConfigurationError(variable: variable, reason: "has an unsupported parameter '\(item.name)' (use REDIS_* variables)")
+        }
+        if parsed.username != nil, parsed.password == nil {
+            throw ConfigurationError(variable: variable, reason: "names a user without a password (redis://user:password@host)")
+        }
+        self.init(
+            host: parsed.host, port: parsed.port ?? 6379, username: parsed.username, password: parsed.password, database: database,
+            tls: parsed.scheme == "rediss")
+    }
+
+    /// `REDIS_URL` plus `REDIS_TLS_CA_FILE`, `REDIS_COMMAND_TIMEOUT_MS` and `REDIS_CONNECT_TIMEOUT_MS`.
+    public init(environment: Environment) throws {
+        let url = environment.string("REDIS_URL") ?? "redis://127.0.0.1:6379"
+        try self.init(url: url)
+        commandTimeout = .milliseconds(try environment.int("REDIS_COMMAND_TIMEOUT_MS", default: 5000, range: 100...600_000))
+        connectTimeout = .milliseconds(try environment.int("REDIS_CONNECT_TIMEOUT_MS", default: 5000, range: 100...600_000))
+        if let file = environment.string("REDIS_TLS_CA_FILE") {
+            guard tls else {
+                throw ConfigurationError(
+                    variable: "REDIS_TLS_CA_FILE", reason: "is set but REDIS_URL is not rediss:// (TLS): use rediss:// or unset it")
             }
-            port = parsed
+            guard FileManager.default.isReadableFile(atPath: file) else {
+                throw ConfigurationError(variable: "REDIS_TLS_CA_FILE", reason: "names a file that cannot be read: '\(file)'")
+            }
+            caFile = file
         }
-        guard !host.isEmpty else { throw ConfigurationError(variable: variable, reason: "has no host: '\(url)'") }
-        self.init(host: host, port: port, password: password, database: database)
+    }
+
+    /// The URL with the password masked.
+    public var description: String {
+        let scheme = tls ? "rediss" : "redis"
+        let credentials = password == nil ? "" : "\(username ?? ""):***@"
+        let hostPart = host.contains(":") ? "[\(host)]" : host
+        return "\(scheme)://\(credentials)\(hostPart):\(port)/\(database)"
     }
 }

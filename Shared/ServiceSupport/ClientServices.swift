@@ -2,7 +2,8 @@ import AsyncHTTPClient
 import EventBus
 import ServiceLifecycle
 
-/// Closes the Redis client's connections when the group shuts down.
+/// Checks at start that Redis cannot evict our keys (`maxmemory-policy noeviction`, else the
+/// service refuses to run), and closes the Redis client's connections when the group shuts down.
 public struct RedisClientService: Service {
     let client: RedisClient
 
@@ -11,6 +12,7 @@ public struct RedisClientService: Service {
     }
 
     public func run() async throws {
+        try await cancelWhenGracefulShutdown { try await client.requireNoEviction() }
         try? await gracefulShutdown()
         client.shutdown()
     }

@@ -9,9 +9,9 @@ public struct CommonConfiguration: Sendable {
     public var host: String
     /// Port (`HTTP_PORT`).
     public var port: Int
-    /// `REDIS_URL`.
+    /// `REDIS_URL`, `REDIS_TLS_CA_FILE`, `REDIS_COMMAND_TIMEOUT_MS`, `REDIS_CONNECT_TIMEOUT_MS`.
     public var redis: RedisConfiguration
-    /// `DATABASE_URL`.
+    /// `DATABASE_URL` (with `sslmode`/`sslrootcert`) and `DATABASE_POOL_SIZE`.
     public var database: DatabaseConfiguration
     /// This replica's name (`INSTANCE_ID`, default hostname-pid): consumer names, voice routing.
     public var instanceId: String
@@ -23,9 +23,11 @@ public struct CommonConfiguration: Sendable {
     public init(environment: Environment, defaultPort: Int) throws {
         host = environment.string("HTTP_HOST", default: "127.0.0.1")
         port = try environment.int("HTTP_PORT", default: defaultPort, range: 0...65535)
-        redis = try RedisConfiguration(url: try environment.url("REDIS_URL", default: "redis://127.0.0.1:6379"))
+        // Parsed by their own types (not `Environment.url`), whose errors never show the password.
+        redis = try RedisConfiguration(environment: environment)
         database = try DatabaseConfiguration(
-            url: try environment.url("DATABASE_URL", default: "postgres://agentconnect:agentconnect@127.0.0.1:5432/agentconnect"))
+            url: environment.string("DATABASE_URL") ?? "postgres://agentconnect:agentconnect@127.0.0.1:5432/agentconnect")
+        database.poolSize = try environment.int("DATABASE_POOL_SIZE", default: 10, range: 1...1000)
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "local"
         instanceId = environment.string("INSTANCE_ID") ?? "\(host)-\(ProcessInfo.processInfo.processIdentifier)"
         guard instanceId.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }) else {

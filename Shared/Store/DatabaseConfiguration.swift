@@ -1,54 +1,107 @@
 import AgentConnectCore
+import Foundation
+import Logging
+import NIOCore
+import NIOSSL
 import PostgresNIO
 
-/// Where PostgreSQL is, parsed from `DATABASE_URL` (`postgres://user[:password]@host[:port]/database`).
-public struct DatabaseConfiguration: Sendable, Equatable {
+/// Where PostgreSQL is and how to reach it, parsed from `DATABASE_URL`
+/// (`postgres://user[:password]@host[:port]/database[?sslmode=…&sslrootcert=…&connect_timeout=…]`).
+///
+/// `sslmode` follows libpq: `disable`; `allow` and `prefer` (TLS when the server offers it, no
+/// verification; `prefer` is the default, as in libpq); `require` (TLS, no verification; with
+/// `sslrootcert` it verifies like `verify-ca`, as libpq does); `verify-ca` (the chain);
+/// `verify-full` (the chain and the host name). `sslrootcert` is a PEM file, or `system` for the
+/// system trust roots (the default for the verifying modes).
+///
+/// No startup parameters are sent, so a connection pooler such as PgBouncer (transaction mode) can sit
+/// in between. `description` masks the password.
+public struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertible {
+    /// libpq's `sslmode` values.
+    public enum SSLMode: String, Sendable, CaseIterable {
+        case disable
+        case allow
+        case prefer
+        case require
+        case verifyCA = "verify-ca"
+        case verifyFull = "verify-full"
+    }
+
     public var host: String
     public var port: Int
     public var username: String
     public var password: String?
     public var database: String
+    /// TLS use and verification.
+    public var sslMode: SSLMode
+    /// PEM CA bundle (`sslrootcert`); `nil` or `system` for the system trust roots.
+    public var sslRootCert: String?
+    /// Most connections the pool opens (`DATABASE_POOL_SIZE`).
+    public var poolSize: Int
+    /// Bound on TCP connect (`connect_timeout`, seconds in the URL).
+    public var connectTimeout: Duration
 
-    public init(host: String, port: Int = 5432, username: String, password: String?, database: String) {
+    /// A configuration built in code: TLS off unless `sslMode` says otherwise.
+    public init(
+        host: String, port: Int = 5432, username: String, password: String?, database: String, sslMode: SSLMode = .disable,
+        sslRootCert: String? = nil, poolSize: Int = 10, connectTimeout: Duration = .seconds(10)
+    ) {
         self.host = host
         self.port = port
         self.username = username
         self.password = password
         self.database = database
+        self.sslMode = sslMode
+        self.sslRootCert = sslRootCert
+        self.poolSize = poolSize
+        self.connectTimeout = connectTimeout
     }
 
-    /// Parses the URL, throwing a ``ConfigurationError`` naming `DATABASE_URL` when malformed.
+    /// Parses the URL, throwing a ``ConfigurationError`` naming `variable` (never showing the
+    /// password) when malformed, or when `sslrootcert` cannot be read. User, password and database
+    /// are percent-decoded.
     public init(url: String, variable: String = "DATABASE_URL") throws {
-        let schemes = ["postgres://", "postgresql://"]
-        guard let scheme = schemes.first(where: url.hasPrefix) else {
-            throw ConfigurationError(variable: variable, reason: "must start with postgres://, got '\(url)'")
+        let parsed = try ConnectionURL(parsing: url, variable: variable)
+        guard parsed.scheme == "postgres" || parsed.scheme == "postgresql" else {
+            throw ConfigurationError(variable: variable, reason: "must start with postgres://, got '\(ConnectionURL.masked(url))'")
         }
-        var rest = Substring(url.dropFirst(scheme.count))
-        if let query = rest.firstIndex(of: "?") { rest = rest[..<query] }
-        guard let at = rest.lastIndex(of: "@") else {
+        guard let user = parsed.username else {
             throw ConfigurationError(variable: variable, reason: "must name a user: postgres://user@host/db")
         }
-        let credentials = rest[..<at].split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
-        rest = rest[rest.index(after: at)...]
-        guard let slash = rest.firstIndex(of: "/"), !rest[rest.index(after: slash)...].isEmpty else {
+        let database = parsed.path.hasSuffix("/") ? String(parsed.path.dropLast()) : parsed.path
+        guard !database.isEmpty, !database.contains("/") else {
             throw ConfigurationError(variable: variable, reason: "must name a database: postgres://user@host/db")
         }
-        let database = String(rest[rest.index(after: slash)...])
-        let hostPort = rest[..<slash]
-        var host = String(hostPort)
-        var port = 5432
-        if let colon = hostPort.lastIndex(of: ":") {
-            host = String(hostPort[..<colon])
-            guard let parsed = Int(hostPort[hostPort.index(after: colon)...]), (1...65535).contains(parsed) else {
-                throw ConfigurationError(variable: variable, reason: "has an invalid port")
+        var sslMode = SSLMode.prefer
+        var rootCert: String?
+        var connectTimeout: Duration = .seconds(10)
+        for item in parsed.query {
+            switch item.name {
+            case "sslmode":
+                guard let mode = SSLMode(rawValue: item.value) else {
+                    let allowed = SSLMode.allCases.map(\.rawValue).joined(separator: ", ")
+                    throw ConfigurationError(variable: variable, reason: "has an unknown sslmode '\(item.value)' (use one of \(allowed))")
+                }
+                sslMode = mode
+            case "sslrootcert":
+                rootCert = item.value.isEmpty ? nil : item.value
+            case "connect_timeout":
+                guard let seconds = Int(item.value), seconds > 0 else {
+                    throw ConfigurationError(variable: variable, reason: "has a connect_timeout that is not a positive number of seconds")
+                }
+                connectTimeout = .seconds(seconds)
+            default:
+                throw ConfigurationError(
+                    variable: variable,
+                    reason: "has an unsupported parameter '\(item.name)' (supported: sslmode, sslrootcert, connect_timeout)")
             }
-            port = parsed
         }
-        guard let user = credentials.first, !user.isEmpty, !host.isEmpty else {
-            throw ConfigurationError(variable: variable, reason: "must name a user and a host")
+        if let rootCert, rootCert != "system" {
+            try Self.loadCertificates(rootCert, variable: variable)
         }
-        let password = credentials.count > 1 ? String(credentials[1]).removingPercentEncodingLite : nil
-        self.init(host: host, port: port, username: String(user), password: password, database: database)
+        self.init(
+            host: parsed.host, port: parsed.port ?? 5432, username: user, password: parsed.password, database: database,
+            sslMode: sslMode, sslRootCert: rootCert, connectTimeout: connectTimeout)
     }
 
     /// The same server, another database.
@@ -58,35 +111,112 @@ public struct DatabaseConfiguration: Sendable, Equatable {
         return copy
     }
 
-    /// PostgresNIO client settings (TLS off: loopback or a private network).
-    ///
-    /// Commits are asynchronous (`synchronous_commit=off`): a reply never waits for a WAL flush. A
-    /// PostgreSQL crash can lose the last few hundred milliseconds of rows; exactly-once delivery
-    /// still holds, because an entry is acknowledged on the bus only after its rows were written, so
-    /// what PostgreSQL loses was acknowledged by a process that had already sent it.
+    /// The URL with the password masked (and the TLS settings).
+    public var description: String {
+        let credentials = password == nil ? username : "\(username):***"
+        let hostPart = host.contains(":") ? "[\(host)]" : host
+        let root = sslRootCert.map { "&sslrootcert=\($0)" } ?? ""
+        return "postgres://\(credentials)@\(hostPart):\(port)/\(database)?sslmode=\(sslMode.rawValue)\(root)"
+    }
+
+    /// Whether TLS may be used and the settings for it (`nil`: `sslmode=disable`).
+    public var tlsConfiguration: TLSConfiguration? {
+        guard sslMode != .disable else { return nil }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        let customRoot = sslRootCert.flatMap { $0 == "system" ? nil : $0 }
+        switch sslMode {
+        case .disable, .allow, .prefer:
+            tls.certificateVerification = .none
+        case .require:
+            // libpq: with a root certificate, `require` verifies the chain like `verify-ca`.
+            tls.certificateVerification = customRoot == nil ? .none : .noHostnameVerification
+        case .verifyCA:
+            tls.certificateVerification = .noHostnameVerification
+        case .verifyFull:
+            tls.certificateVerification = .fullVerification
+        }
+        if let customRoot { tls.trustRoots = .file(customRoot) }
+        return tls
+    }
+
+    /// PostgresNIO client settings: TLS per `sslmode`, at most ``poolSize`` connections, and no
+    /// startup parameters (PgBouncer refuses unknown ones).
     public var clientConfiguration: PostgresClient.Configuration {
+        let tls: PostgresClient.Configuration.TLS
+        switch (sslMode, tlsConfiguration) {
+        case (_, nil): tls = .disable
+        case (.allow, let configuration?), (.prefer, let configuration?): tls = .prefer(configuration)
+        case (_, let configuration?): tls = .require(configuration)
+        }
         var configuration = PostgresClient.Configuration(
-            host: host, port: port, username: username, password: password, database: database, tls: .disable)
-        configuration.options.maximumConnections = 16
-        configuration.options.additionalStartupParameters = [("synchronous_commit", "off")]
+            host: host, port: port, username: username, password: password, database: database, tls: tls)
+        configuration.options.maximumConnections = poolSize
+        configuration.options.connectTimeout = connectTimeout
         return configuration
     }
-}
 
-extension String {
-    /// `%XX` decoding for passwords in URLs.
-    fileprivate var removingPercentEncodingLite: String {
-        var bytes: [UInt8] = []
-        var iterator = utf8.makeIterator()
-        while let byte = iterator.next() {
-            if byte == UInt8(ascii: "%"), let high = iterator.next(), let low = iterator.next(),
-                let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16)
-            {
-                bytes.append(value)
-            } else {
-                bytes.append(byte)
+    /// Opens one connection (TLS as configured), runs `SELECT 1` and closes it, all within `timeout`.
+    ///
+    /// A refused TLS handshake (wrong CA, host name mismatch, server without TLS under `require`)
+    /// throws a ``ConfigurationError`` naming `variable`; other failures (server down, wrong
+    /// password) throw the driver's error. Services and `migrate` call this at start so that a
+    /// TLS mistake is a clear error, not a pool that retries quietly.
+    public func checkConnection(variable: String = "DATABASE_URL", timeout: Duration = .seconds(10), logger: Logger) async throws {
+        var tls: PostgresConnection.Configuration.TLS = .disable
+        if let tlsConfiguration {
+            let context: NIOSSLContext
+            do {
+                context = try NIOSSLContext(configuration: tlsConfiguration)
+            } catch {
+                throw ConfigurationError(variable: variable, reason: "TLS setup failed (sslrootcert '\(sslRootCert ?? "system")'): \(error)")
             }
+            tls = sslMode == .allow || sslMode == .prefer ? .prefer(context) : .require(context)
         }
-        return String(decoding: bytes, as: UTF8.self)
+        var configuration = PostgresConnection.Configuration(
+            host: host, port: port, username: username, password: password, database: database, tls: tls)
+        configuration.options.connectTimeout = TimeAmount(min(timeout, connectTimeout))
+        let connectionConfiguration = configuration
+        let description = self.description
+        do {
+            try await withTimeout(timeout, "connecting to PostgreSQL at \(host):\(port)") {
+                let connection = try await PostgresConnection.connect(configuration: connectionConfiguration, id: 0, logger: logger)
+                do {
+                    try await connection.query("SELECT 1", logger: logger)
+                    try await connection.close()
+                } catch {
+                    try? await connection.close()
+                    throw error
+                }
+            }
+        } catch let error as PSQLError where Self.isTLSFailure(error) {
+            let cause = error.underlying.map { String(describing: $0) } ?? "the server does not offer TLS"
+            throw ConfigurationError(
+                variable: variable,
+                reason:
+                    "TLS connection to PostgreSQL at \(host):\(port) failed with sslmode=\(sslMode.rawValue), sslrootcert=\(sslRootCert ?? "system") (\(description)): \(cause)"
+            )
+        }
+    }
+
+    /// Whether `error` is a refused or failed TLS handshake.
+    public static func isTLSFailure(_ error: PSQLError) -> Bool {
+        if error.code == .sslUnsupported { return true }
+        guard let underlying = error.underlying else { return false }
+        return underlying is NIOSSLError || underlying is NIOSSLExtraError || underlying is BoringSSLError
+    }
+
+    @discardableResult
+    static func loadCertificates(_ path: String, variable: String) throws -> [NIOSSLCertificate] {
+        let certificates: [NIOSSLCertificate]
+        do {
+            certificates = try NIOSSLCertificate.fromPEMFile(path)
+        } catch {
+            throw ConfigurationError(variable: variable, reason: "has an sslrootcert that is not a readable PEM file: '\(path)' (\(error))")
+        }
+        guard !certificates.isEmpty else {
+            throw ConfigurationError(variable: variable, reason: "has an sslrootcert with no PEM certificate: '\(path)'")
+        }
+        return certificates
     }
 }

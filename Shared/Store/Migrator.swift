@@ -1,8 +1,10 @@
 import Logging
 import PostgresNIO
 
-/// Applies ``Migrations/all`` in order, each once, holding a PostgreSQL advisory lock so that
-/// processes starting at the same moment apply the schema exactly once between them.
+/// Applies ``Migrations/all`` in order, each once, in one transaction that holds a
+/// transaction-level advisory lock (`pg_advisory_xact_lock`), so that processes starting at the same
+/// moment apply the schema exactly once between them. The lock ends with the transaction, so it is
+/// safe behind a transaction-mode pooler such as PgBouncer (a session lock is not).
 public struct Migrator: Sendable {
     /// Arbitrary constant naming the lock ("AgentCon").
     static let lockKey: Int64 = 0x4167_656e_7443_6f6e
@@ -14,23 +16,23 @@ public struct Migrator: Sendable {
         self.logger = logger
     }
 
-    /// Applies what is missing and returns the versions applied by this call.
+    /// Applies what is missing and returns the versions applied by this call. All of them commit
+    /// together or not at all.
     @discardableResult
     public func migrate(_ migrations: [Migration] = Migrations.all) async throws -> [Int] {
-        try await client.withConnection { connection in
-            try await connection.query("SELECT pg_advisory_lock(\(Self.lockKey))", logger: logger)
-            do {
-                let applied = try await apply(migrations, on: connection)
-                try await connection.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger)
-                return applied
-            } catch {
-                _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger)
-                throw error
+        let logger = logger
+        do {
+            return try await client.withTransaction(logger: logger) { transaction in
+                try await transaction.query("SELECT pg_advisory_xact_lock(\(Self.lockKey))", logger: logger)
+                return try await Self.apply(migrations, on: transaction, logger: logger)
             }
+        } catch let error as PostgresTransactionError {
+            // What went wrong inside (a failed migration, a lost connection), not the wrapper.
+            throw error.closureError ?? error.beginError ?? error.commitError ?? error
         }
     }
 
-    private func apply(_ migrations: [Migration], on connection: PostgresConnection) async throws -> [Int] {
+    private static func apply(_ migrations: [Migration], on connection: PostgresConnection, logger: Logger) async throws -> [Int] {
         try await connection.query(
             """
             CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -43,13 +45,11 @@ public struct Migrator: Sendable {
         var applied: [Int] = []
         for migration in migrations.sorted(by: { $0.version < $1.version }) where !done.contains(migration.version) {
             do {
-                try await connection.withTransaction(logger: logger) { transaction in
-                    for statement in migration.statements {
-                        try await transaction.query(PostgresQuery(unsafeSQL: statement), logger: logger)
-                    }
-                    try await transaction.query(
-                        "INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))", logger: logger)
+                for statement in migration.statements {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
                 }
+                try await connection.query(
+                    "INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))", logger: logger)
             } catch {
                 throw StoreError(.migration, "migration \(migration.version) \(migration.name) failed: \(String(reflecting: error))")
             }

@@ -98,7 +98,10 @@ let package = Package(
             path: "Shared/AgentConnect", swiftSettings: swiftSettings),
 
         .executableTarget(
-            name: "CLI", dependencies: ["AgentConnectCore", httpClient, argumentParser],
+            name: "CLI",
+            dependencies: [
+                "AgentConnectCore", "EventBus", "Store", "TwilioKit", "ServiceSupport", "AgentConnect", httpClient, argumentParser, postgres, logging,
+            ],
             path: "Services/CLI", exclude: ["README.md"], swiftSettings: swiftSettings),
 
         // MARK: Examples (the seeds' snippets as agent workers)

@@ -4,13 +4,14 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 
-/// `agentconnect`: starts conversations and calls through the outbound service's API, for operators
-/// and scripts. Reads `OUTBOUND_URL` and `OUTBOUND_API_TOKEN` (or `--url` / `--token`).
+/// `agentconnect`: starts conversations and calls through the outbound service's API (reads
+/// `OUTBOUND_URL` and `OUTBOUND_API_TOKEN`, or `--url` / `--token`), and operator tooling: `doctor`
+/// checks a deployment, `dead-letters` handles what consumers gave up on.
 @main
 struct AgentConnectCLI: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "agentconnect", abstract: "Start conversations and calls through AgentConnect's outbound API.",
-        subcommands: [StartConversation.self, StartCall.self, Handoff.self])
+        commandName: "agentconnect", abstract: "Start conversations and calls through AgentConnect's outbound API; check and operate a deployment.",
+        subcommands: [StartConversation.self, StartCall.self, Handoff.self, Doctor.self, DeadLetters.self])
 }
 
 /// Where the API is and how to authenticate.

@@ -29,12 +29,30 @@ struct TwilioRESTRoutes: Sendable {
         conversations.post(":id/Actions") { request, context in await guarded(request) { try await action($0, context) } }
         router.post("/2010-04-01/Accounts/:account/Messages.json") { request, _ in await guarded(request) { try await message($0) } }
         router.post("/2010-04-01/Accounts/:account/Calls.json") { request, _ in await guarded(request) { try await createCall($0) } }
+        router.get("/2010-04-01/Accounts/{account}.json") { request, context in await guarded(request) { try account($0, context) } }
         router.post("/v2/Flows/:flow/Executions") { request, _ in
             await guarded(request) { incoming in
                 guard incoming.form["To"] != nil, incoming.form["From"] != nil else { throw SimError(400, "To and From are required") }
                 return JSONResponse.bytes(.created, try encode(["sid": .string(state.nextId("FN")), "status": "active"]))
             }
         }
+    }
+
+    /// The Accounts API's fetch, as `agentconnect doctor` uses it to check credentials: Basic auth with
+    /// the account SID and the sim's auth token gets the account (200), anything else 401, and another
+    /// account SID 404. The sim knows no API keys.
+    private func account(_ incoming: Incoming, _ context: BasicRequestContext) throws -> Response {
+        let header = incoming.request.headers[.authorization] ?? ""
+        let decoded = header.hasPrefix("Basic ")
+            ? Data(base64Encoded: String(header.dropFirst("Basic ".count))).map { String(decoding: $0, as: UTF8.self) } : nil
+        guard decoded == "\(configuration.accountSid):\(configuration.authToken)" else {
+            throw SimError(401, "Authenticate")
+        }
+        guard context.parameters.get("account") == configuration.accountSid else { throw SimError(404, "The requested resource was not found") }
+        let body: JSONValue = [
+            "sid": .string(configuration.accountSid), "friendly_name": "twilio-sim", "status": "active", "type": "Full",
+        ]
+        return JSONResponse.bytes(.ok, try encode(body))
     }
 
     /// The parsed request handed to an endpoint.

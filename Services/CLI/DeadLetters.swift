@@ -1,0 +1,156 @@
+import AgentConnectCore
+import ArgumentParser
+import EventBus
+import Foundation
+import ServiceSupport
+
+/// `agentconnect dead-letters list|replay|drop`: the entries consumers gave up on (`tac:dead`).
+struct DeadLetters: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dead-letters", abstract: "List, replay or drop the entries consumers gave up on (tac:dead).",
+        discussion: "Reads REDIS_URL (and the rest of the common settings) like the services do.",
+        subcommands: [List.self, Replay.self, Drop.self])
+
+    /// `list [--limit N] [--after ID] [--json]`.
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show dead entries, oldest first: where each came from and why it failed (never its body).")
+
+        @Option(help: "At most this many entries.")
+        var limit: Int = 100
+
+        @Option(help: "Start after this dead-letter id (paging).")
+        var after: String?
+
+        @Flag(help: "Print JSON: {\"total\": N, \"entries\": [{id, stream, group, entry, deliveries, error, type, eventId}]}.")
+        var json = false
+
+        func validate() throws {
+            guard (1...10_000).contains(limit) else { throw ValidationError("--limit must be 1...10000") }
+            if let after { try DeadLetters.validate(ids: [after]) }
+        }
+
+        func run() async throws {
+            try await DeadLetters.withStream { dead in
+                let total = try await dead.count()
+                let entries = try await dead.list(limit: limit, after: after)
+                if json {
+                    print((["total": .number(Double(total)), "entries": .array(entries.map(\.json))] as JSONValue).compactJSON)
+                    return
+                }
+                guard !entries.isEmpty else {
+                    print(total == 0 ? "no dead letters" : "no dead letters after \(after ?? "-") (\(total) in all)")
+                    return
+                }
+                let rows = [["ID", "STREAM", "GROUP", "ENTRY", "DELIVERIES", "TYPE", "ERROR"]]
+                    + entries.map { entry in
+                        [
+                            entry.id, entry.stream ?? "?", entry.group ?? "?", entry.entry ?? "?", entry.deliveries.map(String.init) ?? "?",
+                            entry.eventType ?? "?", (entry.error ?? "").replacingOccurrences(of: "\n", with: " "),
+                        ]
+                    }
+                let widths = (0..<6).map { column in rows.map { $0[column].count }.max() ?? 0 }
+                for row in rows {
+                    let padded = (0..<6).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
+                    print((padded + [String(row[6].prefix(160))]).joined(separator: "  "))
+                }
+                print("\(entries.count) of \(total) dead letter(s)\(entries.count < total ? "; page on with --after \(entries.last?.id ?? "")" : "")")
+            }
+        }
+    }
+
+    /// `replay ID… | --all`.
+    struct Replay: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Put dead entries back on their original stream (as new entries) and remove them from tac:dead, atomically per entry.")
+
+        @Argument(help: "Dead-letter ids (from list).")
+        var ids: [String] = []
+
+        @Flag(help: "Every entry dead at the time the command starts.")
+        var all = false
+
+        func validate() throws { try DeadLetters.validate(ids: ids, all: all) }
+
+        func run() async throws {
+            try await DeadLetters.withStream { dead in
+                var failures = 0
+                for id in try await DeadLetters.targets(ids, all: all, in: dead) {
+                    do {
+                        switch try await dead.replay(id) {
+                        case .replayed(let stream, let newId): print("replayed \(id) → \(stream) \(newId)")
+                        case .notFound:
+                            failures += 1
+                            FileHandle.standardError.write(Data("not found: \(id)\n".utf8))
+                        }
+                    } catch {
+                        failures += 1
+                        FileHandle.standardError.write(Data("cannot replay \(error)\n".utf8))
+                    }
+                }
+                if failures > 0 { throw ExitCode(1) }
+            }
+        }
+    }
+
+    /// `drop ID… | --all`.
+    struct Drop: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete dead entries for good.")
+
+        @Argument(help: "Dead-letter ids (from list).")
+        var ids: [String] = []
+
+        @Flag(help: "Every entry dead at the time the command starts.")
+        var all = false
+
+        func validate() throws { try DeadLetters.validate(ids: ids, all: all) }
+
+        func run() async throws {
+            try await DeadLetters.withStream { dead in
+                var failures = 0
+                for id in try await DeadLetters.targets(ids, all: all, in: dead) {
+                    if try await dead.drop(id) {
+                        print("dropped \(id)")
+                    } else {
+                        failures += 1
+                        FileHandle.standardError.write(Data("not found: \(id)\n".utf8))
+                    }
+                }
+                if failures > 0 { throw ExitCode(1) }
+            }
+        }
+    }
+
+    /// Ids look like stream entry ids (`1700000000000-0`); exactly one of ids or `--all`.
+    static func validate(ids: [String], all: Bool? = nil) throws {
+        if let all {
+            if all && !ids.isEmpty { throw ValidationError("pass ids or --all, not both") }
+            if !all && ids.isEmpty { throw ValidationError("pass the ids to act on (from dead-letters list), or --all") }
+        }
+        for id in ids {
+            let parts = id.split(separator: "-", omittingEmptySubsequences: false)
+            guard (1...2).contains(parts.count), parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }) else {
+                throw ValidationError("\(id) is not a stream entry id like 1700000000000-0")
+            }
+        }
+    }
+
+    /// The ids given, or with `--all` every entry up to the newest one now.
+    static func targets(_ ids: [String], all: Bool, in dead: DeadLetterStream) async throws -> [String] {
+        guard all else { return ids }
+        guard let newest = try await dead.newestId() else { return [] }
+        return try await dead.ids(through: newest)
+    }
+
+    /// Runs `body` against `tac:dead` on the configured Redis.
+    static func withStream(_ body: (DeadLetterStream) async throws -> Void) async throws {
+        let common = try CommonConfiguration(environment: .process(), defaultPort: 8080)
+        let client = RedisClient(configuration: common.redis, logger: OperatorLogging.quiet)
+        defer { client.shutdown() }
+        do {
+            try await body(DeadLetterStream(client: client))
+        } catch let error as BusError {
+            throw CLIError("Redis at \(common.redis.host):\(common.redis.port)/\(common.redis.database): \(error)")
+        }
+    }
+}

@@ -1,4 +1,4 @@
-.PHONY: run test build bench lint test-faults clean
+.PHONY: run test build bench lint test-faults test-deploy clean
 
 ## make run: the whole stack locally (Redis, PostgreSQL, services, twilio-sim, echo agent); Ctrl-C stops it.
 run:
@@ -25,3 +25,8 @@ clean:
 ## make test-faults: services killed with SIGKILL under load; prints the fault table (lost / duplicated).
 test-faults:
 	AGENTCONNECT_FAULTS=1 AGENTCONNECT_TEST_FILTER=FaultTests bash scripts/test.sh
+
+## make test-deploy: builds deploy/Dockerfile and runs compose.yaml in podman (SMS and calls through
+## the edge with twilio-sim, then scaled to 2); validates the Kubernetes manifests; prints a table.
+test-deploy:
+	bash scripts/test-deploy.sh

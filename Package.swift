@@ -82,7 +82,7 @@ let package = Package(
         .target(
             name: "ServiceSupport",
             dependencies: [
-                "AgentConnectCore", "EventBus", "Store", "TwilioKit", hummingbird, lifecycle, logging, metrics, httpTypes, httpClient,
+                "AgentConnectCore", "EventBus", "Store", "TwilioKit", hummingbird, lifecycle, logging, metrics, httpTypes, httpClient, postgres,
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             path: "Shared/ServiceSupport", swiftSettings: swiftSettings),

@@ -45,7 +45,7 @@ for name, where in sorted(set_by.items()):
         failures.append(f"{where} sets {name}, which no service reads")
 
 example = (root / ".env.example").read_text()
-documented = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", example, re.M))
+documented = set(re.findall(r"^(?:# )?([A-Z][A-Z0-9_]+)=", example, re.M))  # "# NAME=value": documented, commented out
 for name in sorted(read):
     if name.startswith(("TEST_", "AC_")) or name in ("PATH", "HOME"):
         continue

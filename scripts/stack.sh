@@ -6,6 +6,8 @@
 #   stack.sh env     print REDIS_URL / DATABASE_URL for the running stack
 #   stack.sh restart-redis [down-seconds]     SHUTDOWN (the append-only file is synced), wait, start
 #   stack.sh restart-postgres [down-seconds]  fast stop, wait, start (the fault suite)
+#   stack.sh kill-redis [down-seconds]        kill -9 (a crash: only what the append-only file holds survives), wait, start
+#   stack.sh kill-postgres [down-seconds]     kill -9 of the postmaster (crash recovery on start), wait, start
 # Ports: AC_REDIS_PORT (16379), AC_PG_PORT (15432): our own servers on our own ports, never a server
 # this project did not start (a Debian host's own PostgreSQL on 5432 or Redis on 6379 is left alone).
 set -euo pipefail
@@ -51,7 +53,7 @@ start_redis() {
   redis_up && return 0
   redis_answers && { foreign "$redis_port" redis AC_REDIS_PORT; return 1; }
   mkdir -p "$run/redis"
-  "${unblock[@]}" redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync everysec \
+  "${unblock[@]}" redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync always \
     --dir "$run/redis" --databases 1024 --daemonize yes --pidfile "$run/redis/redis.pid" --logfile "$run/redis/redis.log"
   for _ in $(seq 1 50); do redis_up && return 0; sleep 0.1; done
   echo "redis did not start; see $run/redis/redis.log" >&2; return 1
@@ -92,8 +94,23 @@ case "${1:-}" in
     as_pg "$pg_bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
     sleep "${2:-1}"
     start_pg ;;
+  kill-redis)
+    [ -f "$run/redis/redis.pid" ] && kill -9 "$(cat "$run/redis/redis.pid")" 2>/dev/null || true
+    for _ in $(seq 1 50); do redis_answers || break; sleep 0.1; done
+    rm -f "$run/redis/redis.pid"
+    sleep "${2:-1}"
+    start_redis ;;
+  kill-postgres)
+    dir=$(pg_dir)
+    if [ -f "$dir/data/postmaster.pid" ]; then kill -9 "$(head -n1 "$dir/data/postmaster.pid")" 2>/dev/null || true; fi
+    for _ in $(seq 1 100); do pg_answers || break; sleep 0.1; done
+    sleep "${2:-1}"
+    # The old backends notice the postmaster's death and exit; until they have, a new postmaster
+    # refuses the shared memory they hold, so starting is retried.
+    for _ in 1 2 3 4 5; do start_pg 2>/dev/null && exit 0; sleep 1; done
+    start_pg ;;
   env)
     echo "REDIS_URL=redis://127.0.0.1:$redis_port"
     echo "DATABASE_URL=postgres://$pg_user:$pg_user@127.0.0.1:$pg_port/agentconnect" ;;
-  *) echo "usage: $0 start|stop|status|env|restart-redis|restart-postgres" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|env|restart-redis|restart-postgres|kill-redis|kill-postgres" >&2; exit 2 ;;
 esac

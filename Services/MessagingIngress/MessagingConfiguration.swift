@@ -14,10 +14,13 @@ struct MessagingConfiguration: Sendable {
     var senders: Senders
     /// `WEBHOOK_MAX_BODY_BYTES`: larger bodies get 413.
     var maxBodyBytes: Int
-    /// `WEBHOOK_DEDUP_TTL_SECONDS`: how long a webhook's idempotency token is remembered (≥ 24 h).
+    /// `WEBHOOK_DEDUP_TTL_SECONDS`: how long a webhook's signed id (`MessageSid`, communication id, …) is remembered (≥ 24 h).
     var dedupTTLSeconds: Int
-    /// `TWILIO_WEBHOOK_PUBLIC_DOMAIN`: the public host Twilio calls, when no proxy forwards it.
+    /// `TWILIO_WEBHOOK_PUBLIC_DOMAIN`: the public host Twilio calls. When set, signatures are checked
+    /// against `https://<domain>/…` only (never a `Host`/`X-Forwarded-Host` the client chose).
     var publicDomain: String?
+    /// `HTTP_IDLE_TIMEOUT_SECONDS`: idle and slow connections are closed.
+    var httpLimits: HTTPServerLimits
 
     init(environment: Environment) throws {
         common = try CommonConfiguration(environment: environment, defaultPort: 8082)
@@ -28,5 +31,6 @@ struct MessagingConfiguration: Sendable {
         maxBodyBytes = try environment.int("WEBHOOK_MAX_BODY_BYTES", default: 1 << 20, range: 1024...(64 << 20))
         dedupTTLSeconds = try environment.int("WEBHOOK_DEDUP_TTL_SECONDS", default: 86_400, range: 86_400...(30 * 86_400))
         publicDomain = PublicURL.normalizedDomain(environment.string("TWILIO_WEBHOOK_PUBLIC_DOMAIN"))
+        httpLimits = try HTTPServerLimits(environment: environment)
     }
 }

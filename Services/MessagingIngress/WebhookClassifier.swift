@@ -4,8 +4,8 @@ import TwilioKit
 
 /// What to do with one verified webhook.
 enum WebhookDecision: Equatable {
-    /// Publish this event, deduplicated on `dedupKey` when there is one.
-    case publish(BusEvent, dedupKey: String?)
+    /// Publish this event, deduplicated on `dedupKey` (always derived from the signed body).
+    case publish(BusEvent, dedupKey: String)
     /// Answer 200 and do nothing (an event type we do not act on).
     case ignore(String)
     /// Answer 200, publish nothing, and count the drop; `isError` drops are logged as errors.
@@ -15,13 +15,19 @@ enum WebhookDecision: Equatable {
 }
 
 /// Turns verified webhook bodies into bus events (tac-python-spec §4.1), without any I/O.
+///
+/// Deduplication and event ids come from what Twilio signed — the `MessageSid`, the communication id,
+/// the participant id, the conversation's status and `updatedAt`, else the hash of the signed body —
+/// never from the unsigned `I-Twilio-Idempotency-Token` header: a captured webhook replayed with a fresh
+/// header is the same event, with the same id (so its replies carry the same ids downstream).
 struct WebhookClassifier: Sendable {
     var senders: Senders
     var conversationConfigurationId: String?
     var accountSid: String?
 
     /// A Conversation Orchestrator JSON event.
-    func classifyOrchestratorEvent(_ body: JSONValue, idempotencyToken: String?, traceparent: String) -> WebhookDecision {
+    /// - Parameter bodyHash: the hex SHA-256 of the signed body, the dedup key when the event carries no id.
+    func classifyOrchestratorEvent(_ body: JSONValue, bodyHash: String, traceparent: String) -> WebhookDecision {
         guard case .object = body else { return .reject("webhook payload must be a JSON object") }
         guard let eventType = body["eventType"]?.string else { return .reject("missing eventType") }
         guard let data = body["data"], case .object = data else {
@@ -29,17 +35,17 @@ struct WebhookClassifier: Sendable {
         }
         switch eventType {
         case "COMMUNICATION_CREATED":
-            return communicationCreated(data, token: idempotencyToken, traceparent: traceparent)
+            return communicationCreated(data, bodyHash: bodyHash, traceparent: traceparent)
         case "CONVERSATION_UPDATED":
-            return conversationUpdated(data, token: idempotencyToken, traceparent: traceparent)
+            return conversationUpdated(data, traceparent: traceparent)
         case "PARTICIPANT_ADDED":
-            return participantAdded(data, token: idempotencyToken, traceparent: traceparent)
+            return participantAdded(data, bodyHash: bodyHash, traceparent: traceparent)
         default:
             return .ignore(eventType)
         }
     }
 
-    private func communicationCreated(_ data: JSONValue, token: String?, traceparent: String) -> WebhookDecision {
+    private func communicationCreated(_ data: JSONValue, bodyHash: String, traceparent: String) -> WebhookDecision {
         guard let conversationId = data["conversationId"]?.string, !conversationId.isEmpty else {
             return .reject("COMMUNICATION_CREATED without conversationId")
         }
@@ -65,7 +71,7 @@ struct WebhookClassifier: Sendable {
         } else {
             agentAddress = senders.defaultSender(for: channel)
         }
-        let communicationId = data["id"]?.string
+        let communicationId = data["id"]?.string.flatMap { $0.isEmpty ? nil : $0 }
         let payload: JSONValue = [
             "mode": "orchestrator",
             "text": .string(text),
@@ -76,12 +82,14 @@ struct WebhookClassifier: Sendable {
             "channelId": JSONValue(data["channelId"]?.string),
             "communicationId": JSONValue(communicationId),
         ]
+        let key = communicationId.map { "comm:\($0)" } ?? "body:\(bodyHash)"
         let event = BusEvent(
-            type: EventType.messageReceived, conversationId: conversationId, channel: channel, traceparent: traceparent, payload: payload)
-        return .publish(event, dedupKey: token ?? communicationId.map { "comm:\($0)" })
+            id: Self.eventId(key), type: EventType.messageReceived, conversationId: conversationId, channel: channel, traceparent: traceparent,
+            payload: payload)
+        return .publish(event, dedupKey: key)
     }
 
-    private func conversationUpdated(_ data: JSONValue, token: String?, traceparent: String) -> WebhookDecision {
+    private func conversationUpdated(_ data: JSONValue, traceparent: String) -> WebhookDecision {
         guard let conversationId = data["id"]?.string, !conversationId.isEmpty else { return .reject("CONVERSATION_UPDATED without id") }
         guard let configured = conversationConfigurationId, data["configurationId"]?.string == configured else {
             return .ignore("configurationId does not match")
@@ -98,11 +106,13 @@ struct WebhookClassifier: Sendable {
             "metadata": data["metadata"] ?? .object([:]),
         ]
         // The orchestrator event names no channel; the worker reads it from the conversation's record.
-        let event = BusEvent(type: type, conversationId: conversationId, channel: .sms, traceparent: traceparent, payload: payload)
-        return .publish(event, dedupKey: token ?? "conv:\(conversationId):\(status):\(data["updatedAt"]?.string ?? "")")
+        let key = "conv:\(conversationId):\(status):\(data["updatedAt"]?.string ?? "")"
+        let event = BusEvent(
+            id: Self.eventId(key), type: type, conversationId: conversationId, channel: .sms, traceparent: traceparent, payload: payload)
+        return .publish(event, dedupKey: key)
     }
 
-    private func participantAdded(_ data: JSONValue, token: String?, traceparent: String) -> WebhookDecision {
+    private func participantAdded(_ data: JSONValue, bodyHash: String, traceparent: String) -> WebhookDecision {
         guard let conversationId = data["conversationId"]?.string, !conversationId.isEmpty else {
             return .reject("PARTICIPANT_ADDED without conversationId")
         }
@@ -114,13 +124,15 @@ struct WebhookClassifier: Sendable {
             "participantId": JSONValue(data["id"]?.string), "participantType": JSONValue(data["type"]?.string),
             "address": JSONValue(address?["address"]?.string), "profileId": JSONValue(data["profileId"]?.string),
         ]
+        let key = data["id"]?.string.flatMap { $0.isEmpty ? nil : "participant:\($0)" } ?? "body:\(bodyHash)"
         let event = BusEvent(
-            type: EventType.conversationStarted, conversationId: conversationId, channel: channel, traceparent: traceparent, payload: payload)
-        return .publish(event, dedupKey: token ?? data["id"]?.string.map { "participant:\($0)" })
+            id: Self.eventId(key), type: EventType.conversationStarted, conversationId: conversationId, channel: channel, traceparent: traceparent,
+            payload: payload)
+        return .publish(event, dedupKey: key)
     }
 
     /// A classic Twilio Messaging webhook (form fields `From`, `To`, `Body`, `MessageSid`, …).
-    func classifyClassicMessage(_ fields: [(String, String)], idempotencyToken: String?, traceparent: String) -> WebhookDecision {
+    func classifyClassicMessage(_ fields: [(String, String)], traceparent: String) -> WebhookDecision {
         let form = Dictionary(fields, uniquingKeysWith: { first, _ in first })
         guard let from = form["From"], !from.isEmpty, let to = form["To"], !to.isEmpty else { return .reject("missing From or To") }
         guard let messageSid = form["MessageSid"] ?? form["SmsMessageSid"], !messageSid.isEmpty else { return .reject("missing MessageSid") }
@@ -140,9 +152,32 @@ struct WebhookClassifier: Sendable {
             "mode": "classic", "text": .string(body), "authorAddress": .string(from), "agentAddress": .string(to),
             "messageSid": .string(messageSid), "media": .array(media),
         ]
+        let key = "msg:\(messageSid)"
         let event = BusEvent(
-            type: EventType.messageReceived, conversationId: classicConversationId(channel: channel, agent: to, customer: from),
+            id: Self.eventId(key), type: EventType.messageReceived, conversationId: classicConversationId(channel: channel, agent: to, customer: from),
             channel: channel, traceparent: traceparent, payload: payload)
-        return .publish(event, dedupKey: idempotencyToken ?? "msg:\(messageSid)")
+        return .publish(event, dedupKey: key)
+    }
+
+    /// A `/ci-webhook` result: deduplicated on its operator result ids (with the conversation and the
+    /// intelligence configuration), else on the signed body's hash.
+    func classifyIntelligenceResult(_ json: JSONValue, conversationId: String, bodyHash: String, traceparent: String) -> WebhookDecision {
+        let resultIds = (json["operatorResults"]?.array ?? []).compactMap { $0["id"]?.string }.filter { !$0.isEmpty }.sorted()
+        let configuration = json["intelligenceConfiguration"]?["id"]?.string ?? ""
+        let key =
+            resultIds.isEmpty
+            ? "ci:body:\(bodyHash)"
+            : "ci:" + TwilioSignature.bodyHash(Array("\(conversationId)|\(configuration)|\(resultIds.joined(separator: ","))".utf8))
+        let event = BusEvent(
+            id: Self.eventId(key), type: EventType.intelligenceResult, conversationId: conversationId, channel: .sms, traceparent: traceparent,
+            payload: json)
+        return .publish(event, dedupKey: key)
+    }
+
+    /// The event id for a dedup key: UUID-shaped, from its SHA-256, so a redelivered webhook's event
+    /// (and every reply id derived from it, `<event id>:r<n>`) is the same.
+    static func eventId(_ dedupKey: String) -> String {
+        let hex = Array(TwilioSignature.bodyHash(Array("tac:event|\(dedupKey)".utf8)).prefix(32))
+        return [hex[0..<8], hex[8..<12], hex[12..<16], hex[16..<20], hex[20..<32]].map { String($0) }.joined(separator: "-")
     }
 }

@@ -42,20 +42,20 @@ struct WebhookController: Sendable {
         case .failure(let response): return response
         }
         let traceparent = Traceparent.continuing(request.headers[HTTPField.Name("traceparent")!]).description
-        let token = request.headers[HTTPField.Name("i-twilio-idempotency-token")!]
+        // `I-Twilio-Idempotency-Token` is not signed: a replay can carry a fresh one, so it is never the dedup key.
         let decision: WebhookDecision
         if isForm(request) {
             guard let text = String(validating: body, as: UTF8.self), let fields = FormCoding.decodeStrict(text) else {
                 return rejectUnsigned(request) ?? JSONResponse.error(.badRequest, "malformed form body")
             }
             guard verifier.verifyForm(request, params: fields) else { return forbidden("webhook") }
-            decision = classifier.classifyClassicMessage(fields, idempotencyToken: token, traceparent: traceparent)
+            decision = classifier.classifyClassicMessage(fields, traceparent: traceparent)
         } else {
             guard verifier.verifyJSON(request, body: body) else { return forbidden("webhook") }
             guard let json = try? JSONDecoder().decode(JSONValue.self, from: Data(body)) else {
                 return JSONResponse.error(.badRequest, "body is not valid JSON")
             }
-            decision = classifier.classifyOrchestratorEvent(json, idempotencyToken: token, traceparent: traceparent)
+            decision = classifier.classifyOrchestratorEvent(json, bodyHash: TwilioSignature.bodyHash(body), traceparent: traceparent)
         }
         let response = await apply(decision)
         Timer(label: "agentconnect_webhook_accept_seconds", dimensions: [("route", "/webhook")])
@@ -77,10 +77,8 @@ struct WebhookController: Sendable {
             return JSONResponse.error(.badRequest, "missing conversationId")
         }
         let traceparent = Traceparent.continuing(request.headers[HTTPField.Name("traceparent")!]).description
-        let event = BusEvent(
-            type: EventType.intelligenceResult, conversationId: conversationId, channel: .sms, traceparent: traceparent, payload: json)
-        let token = request.headers[HTTPField.Name("i-twilio-idempotency-token")!]
-        return await apply(.publish(event, dedupKey: token.map { "ci:\($0)" }))
+        return await apply(
+            classifier.classifyIntelligenceResult(json, conversationId: conversationId, bodyHash: TwilioSignature.bodyHash(body), traceparent: traceparent))
     }
 
     private func apply(_ decision: WebhookDecision) async -> Response {
@@ -104,16 +102,11 @@ struct WebhookController: Sendable {
         case .publish(let event, let dedupKey):
             let stream = Partitioner.inboundStream(for: event.conversationId, partitions: configuration.common.inboundPartitions)
             do {
-                if let dedupKey {
-                    let outcome = try await bus.publish(
-                        event, to: stream, dedupKey: "tac:dedup:\(dedupKey)", ttlSeconds: configuration.dedupTTLSeconds)
-                    if outcome == .duplicate {
-                        count("duplicate")
-                        logger.info("duplicate webhook", metadata: ["conversation.id": "\(event.conversationId)"])
-                        return JSONResponse.raw(.ok, #"{"status":"duplicate"}"#)
-                    }
-                } else {
-                    _ = try await bus.publish(event, to: stream)
+                let outcome = try await bus.publish(event, to: stream, dedupKey: "tac:dedup:\(dedupKey)", ttlSeconds: configuration.dedupTTLSeconds)
+                if outcome == .duplicate {
+                    count("duplicate")
+                    logger.info("duplicate webhook", metadata: ["conversation.id": "\(event.conversationId)", "event.id": "\(event.id)"])
+                    return JSONResponse.raw(.ok, #"{"status":"duplicate"}"#)
                 }
             } catch {
                 count("unavailable")

@@ -1,4 +1,5 @@
 import AgentConnectCore
+import Foundation
 import NIOHTTP1
 import TwilioKit
 
@@ -32,18 +33,61 @@ struct Participant: Sendable, Equatable {
 }
 
 /// The Conversation Orchestrator and Messages REST calls outbound makes (tac-python-spec §5).
+///
+/// Ids go into paths percent-encoded, one segment each, so a crafted id cannot reach another resource.
 struct ConversationsAPI: Sendable {
     let rest: TwilioRESTClient
     private var base: String { rest.configuration.conversationsBaseURL }
 
+    private func segment(_ id: String) -> String { FormCoding.percentEncode(id) }
+
+    /// A communication of a conversation, as the reconciliation of an unknown send reads it.
+    struct Communication: Sendable {
+        var id: String
+        var authorParticipantId: String?
+        var authorAddress: String?
+        var text: String?
+        var createdAt: Date?
+    }
+
+    /// The conversation's communications (one page of up to 100, as the API lists them).
+    func communications(conversationId: String) async throws -> [Communication] {
+        let response = try await rest.json(.GET, "\(base)/v2/Conversations/\(segment(conversationId))/Communications?pageSize=100")
+        return (response.json?["communications"]?.array ?? []).compactMap { item in
+            guard let id = item["id"]?.string else { return nil }
+            return Communication(
+                id: id, authorParticipantId: item["author"]?["participantId"]?.string, authorAddress: item["author"]?["address"]?.string,
+                text: item["content"]?["text"]?.string, createdAt: item["createdAt"]?.string.flatMap(Timestamp.parse))
+        }
+    }
+
+    /// A message the Messages API lists.
+    struct SentMessage: Sendable {
+        var sid: String
+        var body: String?
+        var dateCreated: Date?
+    }
+
+    /// Messages from `from` to `to` sent since the start of `since`'s day (UTC), newest first.
+    func messages(from: String, to: String, since: Date) async throws -> [SentMessage] {
+        let day = String(Timestamp.iso8601(since).prefix(10))
+        let query = FormCoding.encode([("To", to), ("From", from), ("DateSent>", day), ("PageSize", "100")])
+        let url = "\(rest.configuration.apiBaseURL)/2010-04-01/Accounts/\(segment(rest.configuration.accountSid))/Messages.json?\(query)"
+        let response = try await rest.json(.GET, url)
+        return (response.json?["messages"]?.array ?? []).compactMap { item in
+            guard let sid = item["sid"]?.string else { return nil }
+            return SentMessage(sid: sid, body: item["body"]?.string, dateCreated: item["date_created"]?.string.flatMap(Timestamp.parseRFC2822))
+        }
+    }
+
     func participants(conversationId: String) async throws -> [Participant] {
-        let response = try await rest.json(.GET, "\(base)/v2/Conversations/\(conversationId)/Participants")
+        let response = try await rest.json(.GET, "\(base)/v2/Conversations/\(segment(conversationId))/Participants")
         return (response.json?["participants"]?.array ?? []).map(Participant.init(json:))
     }
 
     func addParticipant(conversationId: String, type: String, channel: ChannelKind, address: String) async throws -> Participant {
         let body: JSONValue = ["type": .string(type), "addresses": [["channel": .string(channel.orchestratorName), "address": .string(address)]]]
-        let response = try await rest.json(.POST, "\(base)/v2/Conversations/\(conversationId)/Participants", body: body)
+        let response = try await rest.json(.POST, "\(base)/v2/Conversations/\(segment(conversationId))/Participants", body: body)
         return Participant(json: response.json ?? .null)
     }
 
@@ -52,7 +96,7 @@ struct ConversationsAPI: Sendable {
         var body: [String: JSONValue] = ["type": .string(type), "addresses": .array(participant.addresses)]
         if let name = participant.name { body["name"] = .string(name) }
         if let profile = profileId ?? participant.profileId { body["profileId"] = .string(profile) }
-        _ = try await rest.json(.PUT, "\(base)/v2/Conversations/\(conversationId)/Participants/\(participant.id)", body: .object(body))
+        _ = try await rest.json(.PUT, "\(base)/v2/Conversations/\(segment(conversationId))/Participants/\(segment(participant.id))", body: .object(body))
     }
 
     /// `SEND_MESSAGE` from the agent participant to the customer participant.
@@ -67,7 +111,7 @@ struct ConversationsAPI: Sendable {
         ]
         if let channelId { payload["channelSettings"] = ["channelId": .string(channelId)] }
         let response = try await rest.json(
-            .POST, "\(base)/v2/Conversations/\(conversationId)/Actions", body: ["type": "SEND_MESSAGE", "payload": .object(payload)],
+            .POST, "\(base)/v2/Conversations/\(segment(conversationId))/Actions", body: ["type": "SEND_MESSAGE", "payload": .object(payload)],
             headers: [("I-Twilio-Idempotency-Token", idempotencyKey)])
         return response.json?["id"]?.string
     }
@@ -93,31 +137,31 @@ struct ConversationsAPI: Sendable {
             guard let existing = error.conflictingResourceId else {
                 throw TwilioAPIError(status: 409, message: "conflict without X-Conflicting-Resource-Id")
             }
-            _ = try? await rest.json(.PATCH, "\(base)/v2/Conversations/\(existing)", body: ["metadata": JSONValue(metadata)])
+            _ = try? await rest.json(.PATCH, "\(base)/v2/Conversations/\(segment(existing))", body: ["metadata": JSONValue(metadata)])
             return (existing, false)
         }
     }
 
     /// Sets a conversation's status (`CLOSED` to undo a failed start).
     func setStatus(conversationId: String, status: String) async throws {
-        _ = try await rest.json(.PUT, "\(base)/v2/Conversations/\(conversationId)", body: ["status": .string(status)])
+        _ = try await rest.json(.PUT, "\(base)/v2/Conversations/\(segment(conversationId))", body: ["status": .string(status)])
     }
 
     /// Stops the orchestrator's webhooks for a conversation (handoff: TAC gets no more events).
     func clearStatusCallbacks(conversationId: String) async throws {
-        _ = try await rest.json(.PATCH, "\(base)/v2/Conversations/\(conversationId)", body: ["configuration": ["statusCallbacks": []]])
+        _ = try await rest.json(.PATCH, "\(base)/v2/Conversations/\(segment(conversationId))", body: ["configuration": ["statusCallbacks": []]])
     }
 
     /// Starts a Studio flow execution (the handoff of a messaging conversation to a person).
     func studioExecution(flowSid: String, to: String, from: String, parameters: String) async throws -> String? {
-        let url = "\(rest.configuration.studioBaseURL)/v2/Flows/\(flowSid)/Executions"
+        let url = "\(rest.configuration.studioBaseURL)/v2/Flows/\(segment(flowSid))/Executions"
         let response = try await rest.form(.POST, url, fields: [("To", to), ("From", from), ("Parameters", parameters)])
         return response.json?["sid"]?.string
     }
 
     /// The Calls API with inline TwiML; returns the CallSid.
     func createCall(to: String, from: String, twiml: String, options: [(String, String)], idempotencyKey: String) async throws -> String {
-        let url = "\(rest.configuration.apiBaseURL)/2010-04-01/Accounts/\(rest.configuration.accountSid)/Calls.json"
+        let url = "\(rest.configuration.apiBaseURL)/2010-04-01/Accounts/\(segment(rest.configuration.accountSid))/Calls.json"
         let response = try await rest.form(
             .POST, url, fields: [("To", to), ("From", from), ("Twiml", twiml)] + options, headers: [("I-Twilio-Idempotency-Token", idempotencyKey)])
         guard let sid = response.json?["sid"]?.string else { throw TwilioAPIError(status: response.status, message: "no call sid") }
@@ -126,7 +170,7 @@ struct ConversationsAPI: Sendable {
 
     /// The Messages API, for classic numbers.
     func sendClassicMessage(from: String, to: String, body: String, idempotencyKey: String) async throws -> String? {
-        let url = "\(rest.configuration.apiBaseURL)/2010-04-01/Accounts/\(rest.configuration.accountSid)/Messages.json"
+        let url = "\(rest.configuration.apiBaseURL)/2010-04-01/Accounts/\(segment(rest.configuration.accountSid))/Messages.json"
         let response = try await rest.form(
             .POST, url, fields: [("To", to), ("From", from), ("Body", body)], headers: [("I-Twilio-Idempotency-Token", idempotencyKey)])
         return response.json?["sid"]?.string

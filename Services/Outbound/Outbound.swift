@@ -22,17 +22,20 @@ struct Outbound {
     static func buildServiceGroup(configuration: OutboundConfiguration, logger: Logger) throws -> ServiceGroup {
         let health = HealthState()
         let redis = RedisClient(configuration: configuration.common.redis, logger: logger)
-        let bus = RedisStreamsEventBus(client: redis, maxLength: configuration.common.streamMaxLength)
+        let bus = RedisStreamsEventBus(client: redis, retentionSeconds: configuration.common.streamRetentionSeconds)
         let postgres = PostgresClient(configuration: configuration.common.database.clientConfiguration, backgroundLogger: logger)
         let store = PostgresStore(client: postgres, logger: logger)
         var httpConfiguration = HTTPClient.Configuration()
         httpConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
         httpConfiguration.timeout = .init(connect: .seconds(5), read: .seconds(30))
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
-        let api = ConversationsAPI(rest: TwilioRESTClient(configuration: configuration.twilio, httpClient: http))
+        let api = ConversationsAPI(
+            rest: TwilioRESTClient(
+                configuration: configuration.twilio, httpClient: http, timeout: .milliseconds(Int64(configuration.twilioTimeoutMilliseconds))))
         let deliverer = ReplyDeliverer(
             configuration: configuration, api: api, reconciler: ParticipantReconciler(api: api, store: store, logger: logger),
-            deliveries: store, bus: bus, logger: logger)
+            deliveries: store, bus: bus, logger: logger,
+            owner: "\(configuration.common.instanceId)/\(UInt32.random(in: 0...UInt32.max))")
         let consumer = GroupConsumer(
             bus: bus, group: "outbound", consumer: configuration.common.instanceId, streams: [Streams.outbound],
             options: ConsumerOptions(
@@ -42,7 +45,7 @@ struct Outbound {
             try await deliverer.deliver(event, entry: entry)
         }
         let router = Router()
-        OperationalRoutes.add(to: router, health: health)
+        OperationalRoutes.add(to: router, health: health, readiness: DependencyProbe(redis: redis, postgres: postgres).check)
         OutboundAPI(configuration: configuration, api: api, store: store, redis: redis, logger: logger).add(to: router)
         let app = ServiceHTTPServer.make(router: router, common: configuration.common, name: "outbound", health: health, logger: logger)
         let lag = StreamLagReporter(bus: bus, group: "outbound", logger: logger) { [Streams.outbound] }

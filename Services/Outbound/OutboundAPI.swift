@@ -134,6 +134,9 @@ struct OutboundAPI: Sendable {
     }
 
     /// `{to, from?, welcomeGreeting?, callOptions?}` → `{callSid}`.
+    ///
+    /// The TwiML's socket URL carries a single-use token (``RelayCallTokens``), bound to the CallSid
+    /// once Twilio returns it; voice-relay accepts the call's socket only with it.
     private func startCall(_ input: JSONValue, idempotencyKey: String) async throws -> JSONValue {
         guard let domain = configuration.voicePublicDomain else {
             throw Rejection(status: .serviceUnavailable, reason: "voice is not configured (TWILIO_VOICE_PUBLIC_DOMAIN)")
@@ -142,38 +145,77 @@ struct OutboundAPI: Sendable {
             throw Rejection(status: .badRequest, reason: "to is required")
         }
         let from = try sender(input["from"]?.string, channel: .voice)
+        let options = try Self.callOptions(input["callOptions"], domain: domain)
         var attributes: [(String, String)] = [("welcomeGreeting", input["welcomeGreeting"]?.string ?? "Hello! How can I assist you today?")]
         if let configurationId = configuration.conversationConfigurationId { attributes.append(("conversationConfiguration", configurationId)) }
+        let tokens = RelayCallTokens(redis: redis)
+        let token = try await tokens.mint(callSid: nil, conversationId: nil)
         let twiml = TwiMLBuilder(
-            actionURL: "https://\(domain)/conversation-relay-callback", websocketURL: "wss://\(domain)/ws", attributes: attributes
+            actionURL: "https://\(domain)/conversation-relay-callback", websocketURL: "wss://\(domain)/ws?token=\(token)", attributes: attributes
         ).build()
-        var options: [(String, String)] = []
-        let callOptions = input["callOptions"]?.object ?? [:]
-        for (key, value) in callOptions.sorted(by: { $0.key < $1.key }) {
-            switch key {
-            case "statusCallback" where value.bool == true:
-                options += [("StatusCallback", "https://\(domain)/twilio/call-events/status")]
-                options += ["initiated", "ringing", "answered", "completed"].map { ("StatusCallbackEvent", $0) }
-            case "amd" where value.bool == true:
-                options += [("MachineDetection", "Enable"), ("AsyncAmd", "true"), ("AsyncAmdStatusCallback", "https://\(domain)/twilio/call-events/amd")]
-            case "record" where value.bool == true:
-                options += [("Record", "true"), ("RecordingStatusCallback", "https://\(domain)/twilio/call-events/recording")]
-            case "statusCallback", "amd", "record":
-                continue
-            case "To", "From", "Twiml", "Url", "ApplicationSid":
-                throw Rejection(status: .badRequest, reason: "callOptions may not set \(key)")
-            default:
-                guard key.first?.isUppercase == true, key.allSatisfy({ $0.isLetter || $0.isNumber }), let text = value.string ?? value.double.map({ String(Int($0)) })
-                else {
-                    throw Rejection(status: .badRequest, reason: "callOptions.\(key) is not a Calls API parameter")
-                }
-                options.append((key, text))
-            }
-        }
         let sid = try await api.createCall(to: to, from: from, twiml: twiml, options: options, idempotencyKey: "call:\(idempotencyKey)")
+        do {
+            try await tokens.bind(token, callSid: sid)
+        } catch {
+            // The relay waits a few seconds for the binding, then refuses the socket: the call fails closed.
+            logger.error("could not bind the call's socket token", metadata: ["call.sid": "\(sid)", "error": "\(error)"])
+        }
         count("call")
         logger.info("call placed", metadata: ["call.sid": "\(sid)"])
         return ["callSid": .string(sid)]
+    }
+
+    /// Calls API parameters a caller may pass in `callOptions` (matched case-insensitively). None takes
+    /// a URL: Twilio would call it with the call's details, so every callback goes to our own domain
+    /// through the `statusCallback`, `amd` and `record` switches instead.
+    static let allowedCallOptions = [
+        "Timeout", "TimeLimit", "SendDigits", "MachineDetection", "MachineDetectionTimeout", "MachineDetectionSpeechThreshold",
+        "MachineDetectionSpeechEndThreshold", "MachineDetectionSilenceTimeout", "AsyncAmd", "RecordingChannels", "RecordingTrack", "Trim",
+        "CallReason", "StatusCallbackEvent", "RecordingStatusCallbackEvent",
+    ]
+
+    /// `callOptions` → form fields: the switches `statusCallback`, `amd`, `record` (booleans, any
+    /// capitalisation) point Twilio's callbacks at `https://<domain>/twilio/call-events/…`; other keys
+    /// must be in ``allowedCallOptions``; anything else — `To`, `Url`, `FallbackUrl`,
+    /// `AsyncAmdStatusCallback`, `RecordingStatusCallback`, … in any capitalisation — is a 400.
+    static func callOptions(_ value: JSONValue?, domain: String) throws -> [(String, String)] {
+        guard let value, value != .null else { return [] }
+        guard let object = value.object else { throw Rejection(status: .badRequest, reason: "callOptions must be an object") }
+        let allowed = Dictionary(uniqueKeysWithValues: allowedCallOptions.map { ($0.lowercased(), $0) })
+        var options: [(String, String)] = []
+        for (key, value) in object.sorted(by: { $0.key < $1.key }) {
+            let lowered = key.lowercased()
+            if ["statuscallback", "amd", "record"].contains(lowered) {
+                guard let on = value.bool ?? value.string.flatMap({ ["true": true, "false": false][$0.lowercased()] }) else {
+                    throw Rejection(
+                        status: .badRequest, reason: "callOptions.\(key) is a switch (true or false); callbacks go only to this service's own domain")
+                }
+                guard on else { continue }
+                switch lowered {
+                case "statuscallback":
+                    options += [("StatusCallback", "https://\(domain)/twilio/call-events/status")]
+                    if object.keys.allSatisfy({ $0.lowercased() != "statuscallbackevent" }) {
+                        options += ["initiated", "ringing", "answered", "completed"].map { ("StatusCallbackEvent", $0) }
+                    }
+                case "amd":
+                    options += [("MachineDetection", "Enable"), ("AsyncAmd", "true"), ("AsyncAmdStatusCallback", "https://\(domain)/twilio/call-events/amd")]
+                default:
+                    options += [("Record", "true"), ("RecordingStatusCallback", "https://\(domain)/twilio/call-events/recording")]
+                }
+                continue
+            }
+            guard let name = allowed[lowered] else {
+                throw Rejection(status: .badRequest, reason: "callOptions may not set \(key) (allowed: \(allowedCallOptions.joined(separator: ", ")))")
+            }
+            let values: [JSONValue] = value.array ?? [value]
+            for item in values {
+                guard let text = item.string ?? item.bool.map({ $0 ? "true" : "false" }) ?? item.double.map({ String(Int($0)) }) else {
+                    throw Rejection(status: .badRequest, reason: "callOptions.\(key) must be a string, number or boolean")
+                }
+                options.append((name, text))
+            }
+        }
+        return options
     }
 
     /// `{conversationId, attributes?, profileId?, channel?, customerAddress?, agentAddress?, mode?}` → the reference's Studio handoff (TAC §7.1): the

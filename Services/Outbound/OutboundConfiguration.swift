@@ -16,6 +16,9 @@ struct OutboundConfiguration: Sendable {
     var retryBaseMilliseconds: Int
     /// `OUTBOUND_RETRY_MAX_MS`: the longest wait between tries (also caps `Retry-After`).
     var retryMaxMilliseconds: Int
+    /// `TWILIO_HTTP_TIMEOUT_MS`: the longest a Twilio REST call may take; a send that times out has
+    /// an unknown outcome and is reconciled before it is sent again.
+    var twilioTimeoutMilliseconds: Int
     /// `TWILIO_VOICE_PUBLIC_DOMAIN`: voice-relay's public host, for outbound calls' TwiML.
     var voicePublicDomain: String?
     /// `TWILIO_STUDIO_HANDOFF_FLOW_SID`: the Studio flow messaging conversations are handed to.
@@ -30,6 +33,7 @@ struct OutboundConfiguration: Sendable {
         maxAttempts = try environment.int("OUTBOUND_MAX_ATTEMPTS", default: 5, range: 1...50)
         retryBaseMilliseconds = try environment.int("OUTBOUND_RETRY_BASE_MS", default: 200, range: 1...60_000)
         retryMaxMilliseconds = try environment.int("OUTBOUND_RETRY_MAX_MS", default: 10_000, range: 1...600_000)
+        twilioTimeoutMilliseconds = try environment.int("TWILIO_HTTP_TIMEOUT_MS", default: 15_000, range: 100...120_000)
         voicePublicDomain = PublicURL.normalizedDomain(environment.string("TWILIO_VOICE_PUBLIC_DOMAIN"))
         studioHandoffFlowSid = environment.string("TWILIO_STUDIO_HANDOFF_FLOW_SID")
     }

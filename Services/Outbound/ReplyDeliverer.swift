@@ -6,12 +6,19 @@ import Metrics
 import Store
 import TwilioKit
 
-/// Delivers each `reply.ready` exactly once.
+/// Delivers each `reply.ready` exactly once, against a Twilio that does not deduplicate resends.
 ///
-/// A delivery row is written before the send and marked after it: a redelivered reply whose row says
-/// `sent` (or `failed`) is acknowledged without sending; one still `pending` (a process died mid-send)
-/// is sent again with the same idempotency token. 429 and 5xx are retried with exponential backoff
-/// and jitter, honouring `Retry-After`; after `maxAttempts` the reply goes to the dead-letter stream.
+/// - The reply's delivery row is **claimed** first (owner and lease): a second copy of the same reply
+///   (a redelivered entry, a redone turn) waits while a live owner sends, and skips once it is sent.
+/// - Just before each send the row records that a send may now reach Twilio (`in_doubt_since`,
+///   committed before the request goes out). A send that ends without a clear answer — a timeout or a
+///   reset after the request went out, a 5xx — leaves it set. Before anything is sent again, Twilio
+///   is asked whether the message is there (**reconciliation**): the conversation's communications
+///   for Conversation Orchestrator replies, the Messages list for classic ones. Found: the reply is
+///   marked sent and nothing is resent. Counted in `agentconnect_delivery_ambiguous_total{resolution}`.
+/// - 429 and 5xx are retried with exponential backoff and jitter, honouring `Retry-After`; after
+///   `maxAttempts` the reply goes to the dead-letter stream. A store or bus outage is not an attempt:
+///   it propagates and the consumer retries the whole delivery in place.
 struct ReplyDeliverer: Sendable {
     let configuration: OutboundConfiguration
     let api: ConversationsAPI
@@ -19,51 +26,88 @@ struct ReplyDeliverer: Sendable {
     let deliveries: any DeliveryStore
     let bus: any EventBus
     let logger: Logger
+    /// This process, as the owner of the delivery rows it claims.
+    let owner: String
 
     /// The longest a delivery-row read or write may take before PostgreSQL counts as unavailable
     /// (the delivery is then retried in place, not lost).
     static let storeTimeout = Duration.seconds(5)
+    /// How far before the recorded send time a message found in Twilio still counts (clock skew
+    /// between PostgreSQL and Twilio).
+    static let reconcileSkew: TimeInterval = 10
+
+    /// How long a claimed row stays ours without renewal: longer than one send and one wait.
+    var leaseMilliseconds: Int { max(30_000, 2 * configuration.twilioTimeoutMilliseconds + configuration.retryMaxMilliseconds) }
+
+    /// Where a reply goes: a classic Messages API send, or a Conversation Orchestrator action.
+    enum Target: Sendable {
+        case classic(from: String, to: String)
+        case orchestrated(participants: ResolvedParticipants, agentAddress: String, channelId: String?)
+    }
 
     func deliver(_ event: BusEvent, entry: BusEntry) async throws {
         guard event.type == EventType.replyReady else { return }
         let replyId = event.id
-        do {
-            try await withTimeout(Self.storeTimeout, "inserting the delivery row") {
-                try await deliveries.insertDelivery(replyId: replyId, conversationId: event.conversationId, channel: event.channel)
-            }
-        } catch let error as StoreError where error.code == .duplicate {
-            let status = try await withTimeout(Self.storeTimeout, "reading the delivery row") { try await deliveries.deliveryStatus(replyId: replyId) }
-            if status != .pending {
-                Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "duplicate")]).increment()
-                logger.info("reply already delivered; skipping", metadata: ["reply.id": "\(replyId)"])
-                return
-            }
-        }
+        guard var inDoubtSince = try await claim(event) else { return }
         let started = ContinuousClock.now
         var backoff = Backoff(
             initial: .milliseconds(configuration.retryBaseMilliseconds), maximum: .milliseconds(configuration.retryMaxMilliseconds))
         var attempt = 0
+        var target: Target?
         while true {
             attempt += 1
             let providerId: String?
             do {
-                do {
-                    providerId = try await send(event, replyId: replyId)
-                } catch is OwnMessage {
-                    try await deliveries.markDeliveryFailed(replyId: replyId, error: "reply to the agent's own message")
-                    Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "own_message")]).increment()
-                    logger.info("not replying to the agent's own message", metadata: ["conversation.id": "\(event.conversationId)"])
-                    return
+                let resolved: Target
+                if let target { resolved = target } else { resolved = try await resolveTarget(event) }
+                target = resolved
+                if let since = inDoubtSince {
+                    // An earlier send may have reached Twilio: ask before sending again.
+                    if let found = try await findSent(event, target: resolved, since: since) {
+                        Counter(label: "agentconnect_delivery_ambiguous_total", dimensions: [("resolution", "found")]).increment()
+                        logger.info("unknown send found in Twilio; not resending", metadata: ["reply.id": "\(replyId)"])
+                        try await markSent(event, providerId: found, attempts: attempt, started: started)
+                        return
+                    }
+                    Counter(label: "agentconnect_delivery_ambiguous_total", dimensions: [("resolution", "resent")]).increment()
+                    try await store("clearing the doubt") { try await deliveries.clearDoubt(replyId: replyId, owner: owner) }
+                    inDoubtSince = nil
                 }
-            } catch where PostgresStore.isUnavailable(error) || BusError.isUnavailable(error) {
-                // Our own store is down, not Twilio: the consumer retries the whole delivery in place
-                // (a resend carries the same idempotency key), and no attempt is used up.
+                let mayGo = try await store("recording the send") {
+                    try await deliveries.markSending(replyId: replyId, owner: owner, leaseMilliseconds: leaseMilliseconds)
+                }
+                guard mayGo else {
+                    // Our lease lapsed and another copy took the row over: it sends, we do not.
+                    Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "lease_lost")]).increment()
+                    throw DeliveryLeaseLost(replyId: replyId)
+                }
+                let sendStarted = Date()
+                do {
+                    providerId = try await send(event, target: resolved, replyId: replyId)
+                } catch let error as TwilioAPIError where error.outcomeUnknown {
+                    inDoubtSince = sendStarted
+                    Counter(label: "agentconnect_delivery_ambiguous_total", dimensions: [("resolution", "unknown")]).increment()
+                    throw error
+                } catch let error as TwilioAPIError {
+                    // Twilio answered and refused: nothing was created.
+                    try await store("clearing the doubt") { try await deliveries.clearDoubt(replyId: replyId, owner: owner) }
+                    throw error
+                }
+            } catch is OwnMessage {
+                try await store("marking the delivery failed") {
+                    try await deliveries.markDeliveryFailed(replyId: replyId, error: "reply to the agent's own message")
+                }
+                Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "own_message")]).increment()
+                logger.info("not replying to the agent's own message", metadata: ["conversation.id": "\(event.conversationId)"])
+                return
+            } catch where PostgresStore.isUnavailable(error) || BusError.isUnavailable(error) || error is DeliveryLeaseLost {
+                // Our own store is down, not Twilio (or another copy owns the row now): the consumer
+                // retries the whole delivery in place, and no attempt is used up.
                 throw error
             } catch {
                 let retryable = (error as? TwilioAPIError)?.isRetryable ?? false
                 guard retryable, attempt < configuration.maxAttempts else {
-                    try await giveUp(event, entry: entry, error: error, attempts: attempt)
-                    return
+                    try await giveUp(event, entry: entry, error: error, attempts: attempt, outcomeUnknown: inDoubtSince != nil)
                 }
                 var delay = backoff.next()
                 if let retryAfter = (error as? TwilioAPIError)?.retryAfterSeconds {
@@ -72,41 +116,69 @@ struct ReplyDeliverer: Sendable {
                 Counter(label: "agentconnect_delivery_retries_total").increment()
                 logger.warning(
                     "delivery failed; retrying",
-                    metadata: ["reply.id": "\(replyId)", "attempt": "\(attempt)", "retry.ms": "\(delay.milliseconds)", "error": "\(error)"])
+                    metadata: [
+                        "reply.id": "\(replyId)", "attempt": "\(attempt)", "retry.ms": "\(delay.milliseconds)",
+                        "error": "\(Masking.maskPhoneNumbers("\(error)"))",
+                    ])
                 try await Task.sleep(for: delay)
                 continue
             }
-            // Sent: from here a failure (PostgreSQL down) propagates and the delivery is redone with
-            // the same idempotency key, which Twilio answers without sending again.
-            try await withTimeout(Self.storeTimeout, "marking the delivery sent") {
-                try await deliveries.markDelivered(replyId: replyId, providerId: providerId)
-            }
-            Timer(label: "agentconnect_delivery_seconds", dimensions: [("channel", event.channel.rawValue)])
-                .recordNanoseconds((ContinuousClock.now - started).nanoseconds)
-            if let occurred = event.occurredDate {
-                Timer(label: "agentconnect_reply_end_to_end_seconds", dimensions: [("channel", event.channel.rawValue)])
-                    .recordNanoseconds(Int64(max(0, Date().timeIntervalSince(occurred)) * 1e9))
-            }
-            Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "sent")]).increment()
-            logger.info(
-                "reply delivered",
-                metadata: [
-                    "reply.id": "\(replyId)", "conversation.id": "\(event.conversationId)", "attempts": "\(attempt)",
-                    "traceparent": "\(event.traceparent)",
-                ])
+            try await markSent(event, providerId: providerId, attempts: attempt, started: started)
             return
         }
     }
 
-    private func send(_ event: BusEvent, replyId: String) async throws -> String? {
+    /// Claims the reply's row; nil when there is nothing to do (already sent or given up on).
+    /// While another live owner holds it, waits (the consumer keeps the entry fresh meanwhile).
+    private func claim(_ event: BusEvent) async throws -> Date?? {
+        while true {
+            let claim = try await store("claiming the delivery row") {
+                try await deliveries.claimDelivery(
+                    replyId: event.id, conversationId: event.conversationId, channel: event.channel, owner: owner,
+                    leaseMilliseconds: leaseMilliseconds)
+            }
+            switch claim {
+            case .claimed(let inDoubtSince):
+                return .some(inDoubtSince)
+            case .finished:
+                Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "duplicate")]).increment()
+                logger.info("reply already delivered; skipping", metadata: ["reply.id": "\(event.id)"])
+                return nil
+            case .heldElsewhere:
+                Counter(label: "agentconnect_delivery_waits_total").increment()
+                try await Task.sleep(for: .milliseconds(250))
+            }
+        }
+    }
+
+    /// Marks the row sent (durably; a failure propagates and the delivery is redone, which finds it
+    /// in Twilio instead of sending again).
+    private func markSent(_ event: BusEvent, providerId: String?, attempts: Int, started: ContinuousClock.Instant) async throws {
+        try await store("marking the delivery sent") { try await deliveries.markDelivered(replyId: event.id, providerId: providerId) }
+        Timer(label: "agentconnect_delivery_seconds", dimensions: [("channel", event.channel.rawValue)])
+            .recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+        if let occurred = event.occurredDate {
+            Timer(label: "agentconnect_reply_end_to_end_seconds", dimensions: [("channel", event.channel.rawValue)])
+                .recordNanoseconds(Int64(max(0, Date().timeIntervalSince(occurred)) * 1e9))
+        }
+        Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "sent")]).increment()
+        logger.info(
+            "reply delivered",
+            metadata: [
+                "reply.id": "\(event.id)", "conversation.id": "\(event.conversationId)", "attempts": "\(attempts)",
+                "traceparent": "\(event.traceparent)",
+            ])
+    }
+
+    private func resolveTarget(_ event: BusEvent) async throws -> Target {
         let payload = event.payload
-        let text = payload["text"]?.string ?? ""
         if payload["mode"]?.string == "classic" {
-            guard let to = payload["customerAddress"]?.string, let from = payload["agentAddress"]?.string ?? configuration.senders.defaultSender(for: event.channel)
+            guard let to = payload["customerAddress"]?.string,
+                let from = payload["agentAddress"]?.string ?? configuration.senders.defaultSender(for: event.channel)
             else {
                 throw ReconciliationError("classic reply without addresses")
             }
-            return try await api.sendClassicMessage(from: from, to: to, body: text, idempotencyKey: replyId)
+            return .classic(from: from, to: to)
         }
         guard let agentAddress = payload["agentAddress"]?.string ?? configuration.senders.defaultSender(for: event.channel) else {
             throw ReconciliationError("no agent address for \(event.channel.rawValue)")
@@ -116,17 +188,67 @@ struct ReplyDeliverer: Sendable {
             customerAddress: payload["customerAddress"]?.string, authorParticipantId: payload["customerParticipantId"]?.string)
         let channelId = payload["channelId"]?.string
         if event.channel == .chat && channelId == nil { throw ReconciliationError("chat reply without channelId") }
-        return try await api.sendMessage(
-            conversationId: event.conversationId, channel: event.channel, from: participants.agentId, to: participants.customerId, text: text,
-            channelId: channelId, idempotencyKey: replyId)
+        return .orchestrated(participants: participants, agentAddress: agentAddress, channelId: channelId)
     }
 
-    private func giveUp(_ event: BusEvent, entry: BusEntry, error: any Error, attempts: Int) async throws {
-        try await deliveries.markDeliveryFailed(replyId: event.id, error: "\(error)")
-        try await bus.deadLetter(entry, group: "outbound", error: "delivery failed after \(attempts) attempt(s): \(error)")
-        Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "dead_letter")]).increment()
-        Counter(label: "agentconnect_dead_letters_total", dimensions: [("stream", Streams.outbound)]).increment()
-        logger.error(
-            "reply dead-lettered", metadata: ["reply.id": "\(event.id)", "conversation.id": "\(event.conversationId)", "error": "\(error)"])
+    private func send(_ event: BusEvent, target: Target, replyId: String) async throws -> String? {
+        let text = event.payload["text"]?.string ?? ""
+        switch target {
+        case .classic(let from, let to):
+            return try await api.sendClassicMessage(from: from, to: to, body: text, idempotencyKey: replyId)
+        case .orchestrated(let participants, _, let channelId):
+            return try await api.sendMessage(
+                conversationId: event.conversationId, channel: event.channel, from: participants.agentId, to: participants.customerId,
+                text: text, channelId: channelId, idempotencyKey: replyId)
+        }
     }
+
+    /// The Twilio resource an earlier, unanswered send of this reply created, if there is one: same
+    /// sender, recipient and text, created at or after the recorded send time, and not already
+    /// accounted for by another delivered reply.
+    func findSent(_ event: BusEvent, target: Target, since: Date) async throws -> String? {
+        let text = event.payload["text"]?.string ?? ""
+        let earliest = since.addingTimeInterval(-Self.reconcileSkew)
+        var candidates: [String] = []
+        switch target {
+        case .classic(let from, let to):
+            for message in try await api.messages(from: from, to: to, since: earliest)
+            where message.body == text && (message.dateCreated ?? .distantFuture) >= earliest.addingTimeInterval(-1) {
+                candidates.append(message.sid)
+            }
+        case .orchestrated(let participants, let agentAddress, _):
+            for communication in try await api.communications(conversationId: event.conversationId)
+            where communication.text == text && (communication.createdAt ?? .distantFuture) >= earliest
+                && (communication.authorParticipantId == participants.agentId || communication.authorAddress == agentAddress)
+            {
+                candidates.append(communication.id)
+            }
+        }
+        for candidate in candidates {
+            let taken = try await store("looking up a provider id") { try await deliveries.isProviderIdRecorded(candidate) }
+            if !taken { return candidate }
+        }
+        return nil
+    }
+
+    /// Marks the row failed and has the consumer dead-letter the entry (``GiveUp``).
+    private func giveUp(_ event: BusEvent, entry: BusEntry, error: any Error, attempts: Int, outcomeUnknown: Bool) async throws -> Never {
+        let reason = Masking.maskPhoneNumbers("\(error)")
+        try await store("marking the delivery failed") { try await deliveries.markDeliveryFailed(replyId: event.id, error: reason) }
+        let note = outcomeUnknown ? " (the last send's outcome is unknown)" : ""
+        Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "dead_letter")]).increment()
+        logger.error(
+            "reply given up", metadata: ["reply.id": "\(event.id)", "conversation.id": "\(event.conversationId)", "error": "\(reason)"])
+        throw GiveUp("delivery failed after \(attempts) attempt(s)\(note): \(reason)")
+    }
+
+    private func store<T: Sendable>(_ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withTimeout(Self.storeTimeout, what, body)
+    }
+}
+
+/// The delivery row's lease went to another copy of the reply before this one could send.
+struct DeliveryLeaseLost: Error, CustomStringConvertible {
+    var replyId: String
+    var description: String { "delivery lease for reply \(replyId) lost to another owner" }
 }

@@ -39,7 +39,8 @@ struct ControlRoutes: Sendable {
     ///
     /// Orchestrated (default): the conversation and participants are created as Conversation
     /// Orchestrator would, then a signed `COMMUNICATION_CREATED` goes to messaging-ingress. Classic:
-    /// a signed Messaging form webhook.
+    /// a signed Messaging form webhook. A repeated `token` is Twilio redelivering the same message:
+    /// the same communication id or `MessageSid` (derived from the token) with that header.
     private func customerMessage(_ request: Request) async throws -> Response {
         let input = try await body(request)
         guard let channelName = input["channel"]?.string?.lowercased(), let channel = ChannelKind(rawValue: channelName), channel.isMessaging else {
@@ -53,7 +54,7 @@ struct ControlRoutes: Sendable {
         }
         let token = input["token"]?.string ?? state.nextId("idem_")
         if input["classic"]?.bool == true {
-            let sid = "SM" + state.nextId("").suffix(32)
+            let sid = input["token"]?.string.map { Self.derivedId("SM", from: $0) } ?? "SM" + state.nextId("").suffix(32)
             let outcome = await webhooks.sendForm(
                 [("AccountSid", configuration.accountSid), ("MessageSid", sid), ("From", from), ("To", to), ("Body", text), ("NumMedia", "0")],
                 to: configuration.messagingURL + "/webhook", idempotencyToken: input["token"]?.string)
@@ -68,7 +69,7 @@ struct ControlRoutes: Sendable {
         func participantId(_ address: String) -> String? {
             conversation.participants.first { ($0["addresses"]?.array ?? []).contains { $0["address"]?.string == address } }?["id"]?.string
         }
-        let communicationId = state.nextId("comms_communication_")
+        let communicationId = input["token"]?.string.map { Self.derivedId("comms_communication_", from: $0) } ?? state.nextId("comms_communication_")
         var data: [String: JSONValue] = [
             "id": .string(communicationId), "conversationId": .string(conversation.id), "accountId": .string(configuration.accountSid),
             "author": ["address": .string(from), "channel": .string(orchestratorChannel), "participantId": JSONValue(participantId(from))],
@@ -95,6 +96,11 @@ struct ControlRoutes: Sendable {
                 "conversationId": .string(conversation.id), "communicationId": .string(communicationId),
                 "webhookStatus": .number(Double(outcome.status)), "attempts": .number(Double(outcome.attempts)), "token": .string(token),
             ]))
+    }
+
+    /// A stable id for a caller-given redelivery token: `prefix` + 32 hex digits.
+    static func derivedId(_ prefix: String, from token: String) -> String {
+        prefix + TwilioSignature.bodyHash(Array("sim|\(token)".utf8)).prefix(32)
     }
 
     private func findOrCreateConversation(
@@ -177,7 +183,9 @@ struct ControlRoutes: Sendable {
         state.arm(
             Fault(
                 status: Int(input["status"]?.double ?? 500), remaining: Int(input["count"]?.double ?? 1),
-                delayMilliseconds: Int(input["delayMs"]?.double ?? 0), retryAfter: input["retryAfter"]?.double.map { Int($0) }))
+                delayMilliseconds: Int(input["delayMs"]?.double ?? 0), retryAfter: input["retryAfter"]?.double.map { Int($0) },
+                afterAccept: input["afterAccept"]?.bool ?? false, every: max(1, Int(input["every"]?.double ?? 1)),
+                pathContains: input["pathContains"]?.string))
         return JSONResponse.raw(.ok, #"{"status":"armed"}"#)
     }
 }

@@ -73,7 +73,8 @@ final class PhoneCalls: Sendable {
     func start(from: String) async throws -> String {
         let to = configuration.senders.defaultSender(for: .voice) ?? "+15550000001"
         let sid = "CA" + state.nextId("").suffix(32)
-        let caller = RelayCaller(relayURL: configuration.voiceURL, authToken: configuration.authToken, logger: logger)
+        let caller = RelayCaller(
+            relayURL: configuration.voiceURL, authToken: configuration.authToken, publicBaseURL: configuration.voicePublicBaseURL, logger: logger)
         let (url, twiml) = try await caller.fetchTwiML(callSid: sid, from: from, to: to)
         voice.createCallConversation(twiml: twiml, sid: sid, customer: from, agent: to)
         let (commands, continuation) = AsyncStream<JSONValue>.makeStream()

@@ -21,6 +21,29 @@ struct DeliveredMessage: Sendable {
     var from: String
     var text: String
     var at: Date
+    /// Orchestrated: the communication the action created, and the participants on either side.
+    var communicationId: String? = nil
+    var fromParticipantId: String? = nil
+    var toParticipantId: String? = nil
+
+    /// As `GET /v2/Conversations/{id}/Communications` lists it.
+    var communication: JSONValue {
+        [
+            "id": .string(communicationId ?? id), "conversationId": JSONValue(conversationId),
+            "author": ["address": .string(from), "channel": .string(channel), "participantId": JSONValue(fromParticipantId)],
+            "content": ["type": "TEXT", "text": .string(text)],
+            "recipients": [["address": .string(to), "channel": .string(channel), "participantId": JSONValue(toParticipantId)]],
+            "createdAt": .string(Timestamp.iso8601(at)), "updatedAt": .string(Timestamp.iso8601(at)),
+        ]
+    }
+
+    /// As the Messages API lists it.
+    var message: JSONValue {
+        [
+            "sid": .string(id), "to": .string(to), "from": .string(from), "body": .string(text), "status": "sent",
+            "direction": "outbound-api", "date_created": .string(Timestamp.rfc2822(at)), "date_sent": .string(Timestamp.rfc2822(at)),
+        ]
+    }
 
     var json: JSONValue {
         [
@@ -32,10 +55,21 @@ struct DeliveredMessage: Sendable {
 
 /// Injected failures for the next REST calls.
 struct Fault: Sendable {
+    /// The answer's status; below 400 the request is served normally (after the delay).
     var status: Int
+    /// How many requests it still applies to.
     var remaining: Int
     var delayMilliseconds: Int
     var retryAfter: Int?
+    /// Serve the request first (the message is sent), then hold the answer for the delay: what a
+    /// client that times out sees as "no answer" although Twilio accepted it.
+    var afterAccept = false
+    /// Applies to every `every`-th matching request only (1: each).
+    var every = 1
+    /// Applies only to requests whose path contains this.
+    var pathContains: String?
+    /// Matching requests seen so far.
+    var seen = 0
 }
 
 /// Everything the sim remembers: conversations, participants, deliveries, requests, faults.
@@ -92,10 +126,16 @@ final class SimState: Sendable {
 
     var requests: [RecordedRequest] { state.withLockedValue { $0.requests } }
 
-    /// The fault to apply to the next call, if one is armed.
-    func takeFault() -> Fault? {
+    /// The fault to apply to this call to `path`, if one is armed and matches.
+    func takeFault(path: String) -> Fault? {
         state.withLockedValue { state in
             guard var fault = state.faults.first else { return nil }
+            if let match = fault.pathContains, !path.contains(match) { return nil }
+            fault.seen += 1
+            guard fault.seen % fault.every == 0 else {
+                state.faults[0] = fault
+                return nil
+            }
             fault.remaining -= 1
             if fault.remaining <= 0 { state.faults.removeFirst() } else { state.faults[0] = fault }
             return fault
@@ -110,14 +150,15 @@ final class SimState: Sendable {
         state.withLockedValue { $0.faults.removeAll() }
     }
 
-    /// A cached response for a repeated idempotency token.
-    func idempotent(_ token: String?) -> JSONValue? {
-        guard let token else { return nil }
+    /// A cached response for a repeated idempotency token (only with `SIM_IDEMPOTENCY_CACHE=1`;
+    /// Twilio's Messages and Calls APIs send a resent request again).
+    func idempotent(_ token: String?, enabled: Bool) -> JSONValue? {
+        guard enabled, let token else { return nil }
         return state.withLockedValue { $0.idempotency[token] }
     }
 
-    func remember(_ token: String?, _ response: JSONValue) {
-        guard let token else { return }
+    func remember(_ token: String?, _ response: JSONValue, enabled: Bool) {
+        guard enabled, let token else { return }
         state.withLockedValue { $0.idempotency[token] = response }
     }
 

@@ -28,6 +28,7 @@ struct TwilioRESTRoutes: Sendable {
         conversations.get(":id/Communications") { request, context in await guarded(request) { _ in try communications(context) } }
         conversations.post(":id/Actions") { request, context in await guarded(request) { try await action($0, context) } }
         router.post("/2010-04-01/Accounts/:account/Messages.json") { request, _ in await guarded(request) { try await message($0) } }
+        router.get("/2010-04-01/Accounts/:account/Messages.json") { request, _ in await guarded(request) { try listMessages($0) } }
         router.post("/2010-04-01/Accounts/:account/Calls.json") { request, _ in await guarded(request) { try await createCall($0) } }
         router.get("/2010-04-01/Accounts/{account}.json") { request, context in await guarded(request) { try account($0, context) } }
         router.post("/v2/Flows/:flow/Executions") { request, _ in
@@ -71,7 +72,8 @@ struct TwilioRESTRoutes: Sendable {
         let json = isForm ? JSONValue.null : ((try? JSONDecoder().decode(JSONValue.self, from: Data(bytes))) ?? .null)
         let token = request.headers[HTTPField.Name("I-Twilio-Idempotency-Token")!]
         state.record(RecordedRequest(method: request.method.rawValue, path: request.uri.path, body: json, form: form, idempotencyToken: token, at: Date()))
-        if let fault = state.takeFault() {
+        let fault = state.takeFault(path: request.uri.path)
+        if let fault, !fault.afterAccept {
             if fault.delayMilliseconds > 0 { try? await Task.sleep(for: .milliseconds(fault.delayMilliseconds)) }
             if fault.status >= 400 {
                 var response = JSONResponse.raw(
@@ -81,7 +83,12 @@ struct TwilioRESTRoutes: Sendable {
             }
         }
         do {
-            return try await body(Incoming(request: request, json: json, form: form, token: token))
+            let response = try await body(Incoming(request: request, json: json, form: form, token: token))
+            if let fault, fault.afterAccept {
+                // Twilio accepted (and sends) the message, but the answer comes late: the client times out.
+                try? await Task.sleep(for: .milliseconds(fault.delayMilliseconds))
+            }
+            return response
         } catch let error as SimError {
             return JSONResponse.raw(HTTPResponse.Status(code: error.status), #"{"code":\#(error.status * 100),"message":"\#(error.message)","status":\#(error.status)}"#)
         } catch {
@@ -179,13 +186,15 @@ struct TwilioRESTRoutes: Sendable {
 
     private func communications(_ context: BasicRequestContext) throws -> Response {
         let id = try find(context).id
-        let items = state.delivered.filter { $0.conversationId == id }.map(\.json)
+        let items = state.delivered.filter { $0.conversationId == id }.map(\.communication)
         return JSONResponse.bytes(.ok, try encode(["communications": .array(items)]))
     }
 
     private func action(_ incoming: Incoming, _ context: BasicRequestContext) async throws -> Response {
         let conversation = try find(context)
-        if let cached = state.idempotent(incoming.token) { return JSONResponse.bytes(.accepted, try encode(cached)) }
+        if let cached = state.idempotent(incoming.token, enabled: configuration.idempotencyCache) {
+            return JSONResponse.bytes(.accepted, try encode(cached))
+        }
         guard incoming.json["type"]?.string == "SEND_MESSAGE" else { throw SimError(400, "unsupported action type") }
         let payload = incoming.json["payload"] ?? .null
         guard let to = payload["to"]?.array?.first, let channel = to["channel"]?.string else { throw SimError(400, "payload.to is required") }
@@ -207,17 +216,20 @@ struct TwilioRESTRoutes: Sendable {
         state.deliver(
             DeliveredMessage(
                 id: actionId, conversationId: conversation.id, channel: channel, to: try address(of: to), from: try address(of: payload["from"]),
-                text: text, at: Date()))
+                text: text, at: Date(), communicationId: state.nextId("comms_communication_"),
+                fromParticipantId: payload["from"]?["participantId"]?.string, toParticipantId: to["participantId"]?.string))
         let response: JSONValue = [
             "id": .string(actionId), "type": "SEND_MESSAGE", "status": "COMPLETED", "conversationId": .string(conversation.id),
             "createdAt": .string(Timestamp.iso8601(Date())),
         ]
-        state.remember(incoming.token, response)
+        state.remember(incoming.token, response, enabled: configuration.idempotencyCache)
         return JSONResponse.bytes(.accepted, try encode(response))
     }
 
     private func message(_ incoming: Incoming) async throws -> Response {
-        if let cached = state.idempotent(incoming.token) { return JSONResponse.bytes(.created, try encode(cached)) }
+        if let cached = state.idempotent(incoming.token, enabled: configuration.idempotencyCache) {
+            return JSONResponse.bytes(.created, try encode(cached))
+        }
         guard let to = incoming.form["To"], let from = incoming.form["From"], let body = incoming.form["Body"] else {
             throw SimError(400, "To, From and Body are required")
         }
@@ -225,19 +237,39 @@ struct TwilioRESTRoutes: Sendable {
         let channel = to.hasPrefix("whatsapp:") ? "WHATSAPP" : "SMS"
         state.deliver(DeliveredMessage(id: sid, conversationId: nil, channel: channel, to: to, from: from, text: body, at: Date()))
         let response: JSONValue = ["sid": .string(sid), "status": "queued", "to": .string(to), "from": .string(from), "body": .string(body)]
-        state.remember(incoming.token, response)
+        state.remember(incoming.token, response, enabled: configuration.idempotencyCache)
         return JSONResponse.bytes(.created, try encode(response))
+    }
+
+    /// The Messages API's list (newest first), filtered by `To`, `From` and `DateSent>=` (a day, as Twilio).
+    private func listMessages(_ incoming: Incoming) throws -> Response {
+        let query = Dictionary(FormCoding.decode(incoming.request.uri.query ?? ""), uniquingKeysWith: { a, _ in a })
+        let day = query["DateSent>"] ?? query["DateSent>="]
+        let dayStart = try day.map { text -> Date in
+            guard let date = try? Date(text + "T00:00:00Z", strategy: .iso8601) else { throw SimError(400, "DateSent must be YYYY-MM-DD") }
+            return date
+        }
+        let pageSize = min(1000, max(1, Int(query["PageSize"] ?? "") ?? 50))
+        let matches = state.delivered.filter { message in
+            message.conversationId == nil && (query["To"] == nil || message.to == query["To"]) && (query["From"] == nil || message.from == query["From"])
+                && (dayStart.map { message.at >= $0 } ?? true)
+        }
+        let page = matches.reversed().prefix(pageSize).map(\.message)
+        let body: JSONValue = ["messages": .array(Array(page)), "page_size": .number(Double(pageSize)), "next_page_uri": .null]
+        return JSONResponse.bytes(.ok, try encode(body))
     }
 
     /// The Calls API: answers `{sid}` at once; the call is then answered in the background.
     private func createCall(_ incoming: Incoming) async throws -> Response {
-        if let cached = state.idempotent(incoming.token) { return JSONResponse.bytes(.created, try encode(cached)) }
+        if let cached = state.idempotent(incoming.token, enabled: configuration.idempotencyCache) {
+            return JSONResponse.bytes(.created, try encode(cached))
+        }
         guard let to = incoming.form["To"], let from = incoming.form["From"], let twiml = incoming.form["Twiml"] else {
             throw SimError(400, "To, From and Twiml are required")
         }
         let sid = "CA" + state.nextId("").suffix(32)
         let response: JSONValue = ["sid": .string(sid), "status": "queued", "to": .string(to), "from": .string(from)]
-        state.remember(incoming.token, response)
+        state.remember(incoming.token, response, enabled: configuration.idempotencyCache)
         state.recordCall(sid, ["callSid": .string(sid), "status": "queued", "to": .string(to)])
         state.events.publish(["kind": "call.incoming", "callSid": .string(sid), "from": .string(from), "to": .string(to), "twiml": .string(twiml)])
         answerCall?(CallAnswerer.Job(sid: sid, from: from, to: to, twiml: twiml))

@@ -31,7 +31,9 @@ struct Serve: AsyncParsableCommand {
         let health = HealthState()
         let state = SimState()
         let http = HTTPClient(eventLoopGroupProvider: .singleton)
-        let webhooks = WebhookSender(http: http, signer: TwilioSignature(authToken: configuration.authToken), retries: configuration.webhookRetries, logger: logger)
+        let webhooks = WebhookSender(
+            http: http, signer: TwilioSignature(authToken: configuration.authToken), retries: configuration.webhookRetries, logger: logger,
+            signedAs: [(configuration.messagingURL, configuration.messagingPublicBaseURL), (configuration.voiceURL, configuration.voicePublicBaseURL)])
         let router = Router()
         OperationalRoutes.add(to: router, health: health)
         let voice = VoiceRoutes(state: state, configuration: configuration, logger: logger)
@@ -46,7 +48,7 @@ struct Serve: AsyncParsableCommand {
             router: router, configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "twilio-sim"),
             onServerRunning: { channel in
                 health.markReady()
-                logger.info("twilio-sim listening", metadata: ["port": "\(channel.localAddress?.port ?? configuration.port)"])
+                logger.info("twilio-sim listening", metadata: ["host": "\(configuration.host)", "port": "\(channel.localAddress?.port ?? configuration.port)"])
             }, logger: logger)
         // The event streams come after the server, so they are ended before it waits for open connections.
         return ServiceMain.group(

@@ -28,7 +28,8 @@ struct VoiceRoutes: Sendable {
         }
         let greeting = RelayCaller.attribute("welcomeGreeting", in: twiml)
         createCallConversation(twiml: twiml, sid: sid, customer: to, agent: from)
-        let caller = RelayCaller(relayURL: configuration.voiceURL, authToken: configuration.authToken, logger: logger)
+        let caller = RelayCaller(
+            relayURL: configuration.voiceURL, authToken: configuration.authToken, publicBaseURL: configuration.voicePublicBaseURL, logger: logger)
         do {
             // On an outbound call the customer is `to`; setup reports the call as Twilio does.
             let transcript = try await caller.call(
@@ -59,7 +60,8 @@ struct VoiceRoutes: Sendable {
     func placeCall(from: String, to: String, prompts: [String], interruptAfter: Int?, dtmf: String?, callSid: String? = nil) async throws
         -> RelayCaller.Transcript
     {
-        let caller = RelayCaller(relayURL: configuration.voiceURL, authToken: configuration.authToken, logger: logger)
+        let caller = RelayCaller(
+            relayURL: configuration.voiceURL, authToken: configuration.authToken, publicBaseURL: configuration.voicePublicBaseURL, logger: logger)
         let sid = callSid ?? "CA" + state.nextId("").suffix(32)
         let (url, twiml) = try await caller.fetchTwiML(callSid: sid, from: from, to: to)
         createCallConversation(twiml: twiml, sid: sid, customer: from, agent: to)

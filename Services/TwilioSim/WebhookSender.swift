@@ -11,6 +11,9 @@ struct WebhookSender: Sendable {
     let signer: TwilioSignature
     let retries: Int
     let logger: Logger
+    /// `(local, public)` base URLs: a webhook sent to a URL under `local` is signed for the same path
+    /// under `public` (the URL Twilio is configured with, which the services verify against).
+    var signedAs: [(local: String, public: String)] = []
 
     struct Outcome: Sendable {
         var status: Int
@@ -22,7 +25,7 @@ struct WebhookSender: Sendable {
     func sendJSON(_ body: JSONValue, to url: String, idempotencyToken: String? = nil, signature override: String? = nil) async -> Outcome {
         let bytes = Array((try? JSONEncoder().encode(body)) ?? Data())
         let signedURL = url + (url.contains("?") ? "&" : "?") + "bodySHA256=" + TwilioSignature.bodyHash(bytes)
-        let signature = override ?? signer.compute(url: signedURL)
+        let signature = override ?? signer.compute(url: publicURL(signedURL))
         return await send(url: signedURL, contentType: "application/json", body: bytes, signature: signature, token: idempotencyToken)
     }
 
@@ -30,8 +33,16 @@ struct WebhookSender: Sendable {
     func sendForm(_ fields: [(String, String)], to url: String, idempotencyToken: String? = nil) async -> Outcome {
         let body = Array(FormCoding.encode(fields).utf8)
         return await send(
-            url: url, contentType: "application/x-www-form-urlencoded", body: body, signature: signer.compute(url: url, params: fields),
+            url: url, contentType: "application/x-www-form-urlencoded", body: body, signature: signer.compute(url: publicURL(url), params: fields),
             token: idempotencyToken)
+    }
+
+    /// The URL Twilio would have called for `url`.
+    func publicURL(_ url: String) -> String {
+        for (local, publicBase) in signedAs where url.hasPrefix(local) {
+            return publicBase + url.dropFirst(local.count)
+        }
+        return url
     }
 
     private func send(url: String, contentType: String, body: [UInt8], signature: String, token: String?) async -> Outcome {

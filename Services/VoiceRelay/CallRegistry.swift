@@ -33,15 +33,24 @@ final class CallRegistry: Sendable {
         calls.withLockedValue { $0[conversationId] }
     }
 
-    /// Adds a call locally and in Redis.
-    func register(_ session: CallSession) async throws {
-        calls.withLockedValue { $0[session.conversationId] = session }
-        Gauge(label: "agentconnect_live_calls").record(count)
+    /// Registers a call in Redis with `SET NX` and then locally; false (nothing changed) when the
+    /// conversation already has a live call registered, here or on another relay.
+    func register(_ session: CallSession) async throws -> Bool {
         let replies = try await redis.send([
-            ["SET", .string("tac:call:\(session.conversationId)"), .string(instance), "EX", .string(String(Self.registrationSeconds))],
-            ["SADD", .string(RelayLiveness.callsKey(instance)), .string(session.conversationId)],
+            [
+                "SET", .string("tac:call:\(session.conversationId)"), .string(instance), "NX", "EX", .string(String(Self.registrationSeconds)),
+            ]
         ])
         if let error = replies.first(where: \.isError) { throw BusError(.server, "could not register the call: \(error)") }
+        guard replies.first == .status("OK") else { return false }
+        calls.withLockedValue { $0[session.conversationId] = session }
+        Gauge(label: "agentconnect_live_calls").record(count)
+        let listed = try await redis.send([["SADD", .string(RelayLiveness.callsKey(instance)), .string(session.conversationId)]])
+        if let error = listed.first(where: \.isError) {
+            await unregister(session.conversationId)
+            throw BusError(.server, "could not list the call: \(error)")
+        }
+        return true
     }
 
     /// Removes a call; the Redis key is deleted only if it still names this instance.

@@ -23,7 +23,13 @@ final class CallSession: Sendable {
         /// The highest frame sequence forwarded per turn (drops replays of a redone turn).
         var lastSequence: [String: Int] = [:]
         var firstTokenSeen: Set<String> = []
+        /// The generation (the worker producing it) each turn's frames come from, and when it last
+        /// sent one: a second worker running the same turn (a partition that changed hands) is dropped.
+        var generation: [String: (id: String, at: ContinuousClock.Instant)] = [:]
     }
+
+    /// How long a turn's generation may go silent before another may take the turn over (its worker died).
+    static let generationTakeover = Duration.seconds(3)
 
     private let turns = NIOLockedValueBox(Turns())
 
@@ -58,10 +64,18 @@ final class CallSession: Sendable {
 
     /// What to do with a frame of turn `turnId` (`<prompt event id>:r<n>`) and sequence `sequence`:
     /// `nil` to drop it, else the time since its prompt when this is the turn's first token.
-    func admit(turnId: String, sequence: Int) -> (forward: Bool, sincePrompt: Duration?) {
+    /// Frames of a second generation of the same turn are dropped while the first one is alive.
+    func admit(turnId: String, sequence: Int, generation: String? = nil) -> (forward: Bool, sincePrompt: Duration?) {
         let promptId = turnId.split(separator: ":").first.map(String.init) ?? turnId
         return turns.withLockedValue { turns in
             if turns.cancelled.contains(promptId) { return (false, nil) }
+            if let generation {
+                if let first = turns.generation[turnId], first.id != generation, ContinuousClock.now - first.at < Self.generationTakeover {
+                    return (false, nil)
+                }
+                turns.generation[turnId] = (generation, .now)
+                if turns.generation.count > 64 { turns.generation = turns.generation.filter { ContinuousClock.now - $0.value.at < .seconds(60) } }
+            }
             if let last = turns.lastSequence[turnId], sequence <= last { return (false, nil) }
             turns.lastSequence[turnId] = sequence
             guard turns.firstTokenSeen.insert(turnId).inserted, let prompt = turns.prompts.last(where: { $0.id == promptId }) else {

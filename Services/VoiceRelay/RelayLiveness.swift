@@ -6,7 +6,8 @@ import ServiceLifecycle
 
 /// Calls on a relay that died (`kill -9`, a lost node) still end, once.
 ///
-/// Every relay keeps `tac:relay:alive:<instance>` alive with a short expiry and lists its calls in
+/// Every relay keeps `tac:relay:alive:<instance>` alive (a beat a second, expiring after
+/// `VOICE_RELAY_LIVENESS_TTL_MS`, 15 s: a relay that stalls a few seconds is not dead) and lists its calls in
 /// `tac:relay:calls:<instance>`. Each relay also looks for call lists whose owner stopped beating:
 /// their conversations get `conversation.ended` (reason `relay_lost`, with the same dedup key a normal
 /// hang-up uses, so it is published once whoever notices first), and the list is removed.
@@ -21,7 +22,7 @@ struct RelayLiveness: Service {
     let relayOnly: Bool
     let logger: Logger
     var beat: Duration = .seconds(1)
-    var ttlMilliseconds = 3_000
+    var ttlMilliseconds = 15_000
 
     func run() async throws {
         var sinceSweep = Duration.zero

@@ -7,26 +7,62 @@ import Logging
 import Metrics
 import NIOConcurrencyHelpers
 import ServiceSupport
+import TwilioKit
 
 /// Drives one ConversationRelay socket (tac-python-spec §4.2).
 ///
-/// Signature checked on the upgrade (1008 when missing or wrong); the first frame must be `setup`;
-/// a final `prompt` becomes `message.received`; `interrupt` stops the turn's frames at once, acks and
-/// publishes `voice.interrupted`; `dtmf` becomes `voice.dtmf`. On close nothing is left behind and a
-/// relay-only call's `conversation.ended` is published once.
+/// On the upgrade (each refusal closes with 1008 and is counted): the signature must match the
+/// configured public URL, query included; the URL's single-use `token` must exist and is consumed at
+/// once (``RelayCallTokens``). The first frame must be `setup`, for the CallSid the token was minted
+/// for; the call is registered with `SET NX`, so a second socket for a live call is refused. A final
+/// `prompt` becomes `message.received`; `interrupt` stops the turn's frames at once, acks and
+/// publishes `voice.interrupted`; `dtmf` becomes `voice.dtmf`. A socket idle past
+/// `VOICE_IDLE_TIMEOUT_SECONDS` is closed, and past `VOICE_MAX_SOCKETS` new ones are refused (1013).
+/// On close nothing is left behind and a relay-only call's `conversation.ended` is published once.
 struct RelaySocketHandler: Sendable {
     let configuration: VoiceConfiguration
     let registry: CallRegistry
     let bus: any EventBus
     let verifier: TwilioRequestVerifier
+    let tokens: RelayCallTokens
     let lookup: ConversationLookup?
     let logger: Logger
+    /// Sockets open on this relay (for `VOICE_MAX_SOCKETS`).
+    private let open = NIOLockedValueBox(0)
+    /// How long a `setup` waits for the outbound service to bind the CallSid of a call it placed.
+    var bindingWait: Duration = .seconds(10)
+
+    init(
+        configuration: VoiceConfiguration, registry: CallRegistry, bus: any EventBus, verifier: TwilioRequestVerifier, tokens: RelayCallTokens,
+        lookup: ConversationLookup?, logger: Logger
+    ) {
+        self.configuration = configuration
+        self.registry = registry
+        self.bus = bus
+        self.verifier = verifier
+        self.tokens = tokens
+        self.lookup = lookup
+        self.logger = logger
+    }
 
     func handle(_ inbound: WebSocketInboundStream, _ outbound: WebSocketOutboundWriter, _ request: Request) async {
         guard registry.isAccepting else {
             try? await outbound.close(.goingAway, reason: "draining")
             return
         }
+        let admitted = open.withLockedValue { count -> Bool in
+            guard count < configuration.maxSockets else { return false }
+            count += 1
+            return true
+        }
+        guard admitted else {
+            count("rejected_capacity")
+            logger.warning("ConversationRelay socket refused: relay at capacity", metadata: ["max": "\(configuration.maxSockets)"])
+            try? await outbound.close(.unknown(1013), reason: "relay at capacity, try again later")
+            await finishClosing(inbound)
+            return
+        }
+        defer { open.withLockedValue { $0 -= 1 } }
         guard verifier.verifyWebSocket(request) else {
             let missing = TwilioRequestVerifier.signatureHeader(request) == nil
             count("rejected_signature")
@@ -35,7 +71,26 @@ struct RelaySocketHandler: Sendable {
             await finishClosing(inbound)
             return
         }
+        let token = FormCoding.decode(request.uri.query ?? "").first { $0.0 == "token" }?.1 ?? ""
+        let grant: RelayCallTokens.Grant?
+        do {
+            grant = try await tokens.consume(token)
+        } catch {
+            count("token_unavailable")
+            logger.error("could not check the call token", metadata: ["error": "\(error)"])
+            try? await outbound.close(.unexpectedServerError, reason: "temporarily unavailable")
+            await finishClosing(inbound)
+            return
+        }
+        guard let grant else {
+            count("rejected_token")
+            logger.warning("ConversationRelay socket with an unknown or used call token", metadata: ["token.present": "\(!token.isEmpty)"])
+            try? await outbound.close(.policyViolation, reason: "Unknown or already used call token")
+            await finishClosing(inbound)
+            return
+        }
         let setupSeen = NIOLockedValueBox(false)
+        let lastFrame = NIOLockedValueBox(ContinuousClock.now)
         var session: CallSession?
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -43,10 +98,24 @@ struct RelaySocketHandler: Sendable {
                 if !setupSeen.withLockedValue({ $0 }) {
                     count("setup_timeout")
                     try? await outbound.close(.policyViolation, reason: "no setup message")
+                    return
+                }
+                guard configuration.idleTimeoutSeconds > 0 else { return }
+                let idle = Duration.seconds(configuration.idleTimeoutSeconds)
+                while !Task.isCancelled {
+                    let deadline = lastFrame.withLockedValue { $0 } + idle
+                    if ContinuousClock.now >= deadline {
+                        count("idle_timeout")
+                        logger.info("closing an idle ConversationRelay socket", metadata: ["idle.seconds": "\(configuration.idleTimeoutSeconds)"])
+                        try? await outbound.close(.normalClosure, reason: "idle timeout")
+                        return
+                    }
+                    try? await Task.sleep(until: deadline)
                 }
             }
             do {
                 for try await message in inbound.messages(maxSize: configuration.maxFrameBytes) {
+                    lastFrame.withLockedValue { $0 = .now }
                     guard case .text(let text) = message,
                         let frame = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)), let type = frame["type"]?.string
                     else {
@@ -54,15 +123,23 @@ struct RelaySocketHandler: Sendable {
                         continue
                     }
                     guard let current = session else {
-                        guard type == "setup", let started = await setup(frame, outbound) else {
+                        guard type == "setup" else {
                             count("no_setup")
                             logger.warning("first ConversationRelay message is not a valid setup", metadata: ["type": "\(type)"])
                             try? await outbound.close(.policyViolation, reason: "first message must be setup")
                             break
                         }
-                        setupSeen.withLockedValue { $0 = true }
-                        session = started
-                        continue
+                        switch await setup(frame, grant: grant, token: token, outbound) {
+                        case .started(let started):
+                            setupSeen.withLockedValue { $0 = true }
+                            session = started
+                            continue
+                        case .refused(let kind, let reason):
+                            count(kind)
+                            logger.warning("ConversationRelay setup refused", metadata: ["reason": "\(reason)"])
+                            try? await outbound.close(.policyViolation, reason: reason)
+                        }
+                        break
                     }
                     await handle(type: type, frame: frame, session: current)
                 }
@@ -89,28 +166,47 @@ struct RelaySocketHandler: Sendable {
         }
     }
 
-    private func setup(_ frame: JSONValue, _ outbound: WebSocketOutboundWriter) async -> CallSession? {
-        guard let callSid = frame["callSid"]?.string, !callSid.isEmpty else { return nil }
+    private enum SetupOutcome {
+        case started(CallSession)
+        /// A counter kind and the close reason.
+        case refused(String, String)
+    }
+
+    /// Checks `setup` against the token's grant and registers the call. The conversation id comes from
+    /// the grant (our own signed TwiML), else the orchestrator lookup, else the CallSid: a
+    /// `customParameters.conversationId` in the frame alone is never trusted.
+    private func setup(_ frame: JSONValue, grant: RelayCallTokens.Grant, token: String, _ outbound: WebSocketOutboundWriter) async -> SetupOutcome {
+        guard let callSid = frame["callSid"]?.string, !callSid.isEmpty else { return .refused("no_setup", "first message must be setup") }
+        var expected = grant.callSid
+        if expected == nil {
+            expected = try? await tokens.boundCallSid(token, timeout: bindingWait)
+        }
+        guard let expected, expected == callSid else {
+            return .refused("rejected_call", "setup is not for the call this socket was opened for")
+        }
         let direction = frame["direction"]?.string?.lowercased() ?? "inbound"
         let from = frame["from"]?.string ?? ""
         let to = frame["to"]?.string ?? ""
-        var conversationId = frame["customParameters"]?["conversationId"]?.string ?? callSid
-        if let lookup, frame["customParameters"]?["conversationId"]?.string == nil {
+        var customParameters = frame["customParameters"]?.stringMap ?? [:]
+        customParameters["conversationId"] = grant.conversationId
+        var conversationId = grant.conversationId ?? callSid
+        if grant.conversationId == nil, let lookup {
             conversationId = await lookup.conversationId(forCall: callSid) ?? callSid
         }
         let session = CallSession(
             conversationId: conversationId, callSid: callSid, caller: direction == "outbound" ? to : from,
-            called: direction == "outbound" ? from : to, direction: direction, customParameters: frame["customParameters"]?.stringMap ?? [:],
-            writer: outbound)
+            called: direction == "outbound" ? from : to, direction: direction, customParameters: customParameters, writer: outbound)
         do {
-            try await registry.register(session)
+            guard try await registry.register(session) else {
+                return .refused("rejected_duplicate_call", "the call is already connected")
+            }
         } catch {
             logger.error("could not register the call", metadata: ["call.sid": "\(callSid)", "error": "\(error)"])
-            return nil
+            return .refused("register_failed", "temporarily unavailable")
         }
         count("setup")
         logger.info("call connected", metadata: ["call.sid": "\(callSid)", "conversation.id": "\(conversationId)"])
-        return session
+        return .started(session)
     }
 
     private func handle(type: String, frame: JSONValue, session: CallSession) async {

@@ -9,11 +9,13 @@ import ServiceSupport
 import TwilioKit
 
 /// `POST /twiml`, `POST /conversation-relay-callback`, `POST /twilio/call-events/{status,amd,recording}`:
-/// signed forms from Twilio.
+/// signed forms from Twilio. `/twiml` answers with a socket URL carrying a fresh single-use token
+/// bound to the request's CallSid (``RelayCallTokens``).
 struct VoiceCallbackRoutes: Sendable {
     let configuration: VoiceConfiguration
     let bus: any EventBus
     let verifier: TwilioRequestVerifier
+    let tokens: RelayCallTokens
     let logger: Logger
 
     func add<Context: RequestContext>(to router: Router<Context>) {
@@ -43,15 +45,33 @@ struct VoiceCallbackRoutes: Sendable {
         case .success(let parsed): fields = parsed
         case .failure(let error): return error.response
         }
+        guard let callSid = fields.first(where: { $0.0 == "CallSid" })?.1, !callSid.isEmpty else {
+            return JSONResponse.error(.badRequest, "CallSid is required")
+        }
         var attributes = configuration.relayAttributes
         if let configurationId = configuration.conversationConfigurationId {
             attributes.append(("conversationConfiguration", configurationId))
         }
+        // A conversation id is trusted only from what was signed: the webhook URL's query
+        // (`/twiml?conversationId=…`) or `CONVERSATION_RELAY_PARAMETERS`; it travels in the token.
+        let query = FormCoding.decode(request.uri.query ?? "")
+        var parameters = configuration.parameters
+        let conversationId = query.first { $0.0 == "conversationId" }?.1 ?? parameters.first { $0.0 == "conversationId" }?.1
+        if let conversationId, !conversationId.isEmpty {
+            parameters.removeAll { $0.0 == "conversationId" }
+            parameters.append(("conversationId", conversationId))
+        }
+        let token: String
+        do {
+            token = try await tokens.mint(callSid: callSid, conversationId: conversationId.flatMap { $0.isEmpty ? nil : $0 })
+        } catch {
+            logger.error("could not mint the call's socket token", metadata: ["call.sid": "\(callSid)", "error": "\(error)"])
+            return JSONResponse.error(.serviceUnavailable, "temporarily unavailable")
+        }
         let builder = TwiMLBuilder(
             actionURL: "https://\(configuration.publicDomain)/conversation-relay-callback",
-            websocketURL: "wss://\(configuration.publicDomain)/ws", attributes: attributes, languages: configuration.languages,
-            parameters: configuration.parameters)
-        let callSid = fields.first { $0.0 == "CallSid" }?.1 ?? ""
+            websocketURL: "wss://\(configuration.publicDomain)/ws?token=\(token)", attributes: attributes, languages: configuration.languages,
+            parameters: parameters)
         logger.info("incoming call", metadata: ["call.sid": "\(callSid)"])
         return Response(status: .ok, headers: [.contentType: "application/xml"], body: .init(byteBuffer: ByteBuffer(string: builder.build())))
     }

@@ -24,6 +24,18 @@ struct VoiceConfiguration: Sendable {
     var maxFrameBytes: Int
     /// `VOICE_SETUP_TIMEOUT_MS`: a socket that sends no `setup` in time is closed.
     var setupTimeoutMilliseconds: Int
+    /// `VOICE_TOKEN_TTL_SECONDS`: how long a per-call socket token minted by `/twiml` stays usable.
+    var tokenTTLSeconds: Int
+    /// `VOICE_IDLE_TIMEOUT_SECONDS`: a call socket on which the caller's side sent nothing for this long
+    /// is closed (ConversationRelay sends frames only when something happens; 0 = never).
+    var idleTimeoutSeconds: Int
+    /// `VOICE_MAX_SOCKETS`: sockets one relay holds at most; more are closed at once (1013, try again later).
+    var maxSockets: Int
+    /// `VOICE_RELAY_LIVENESS_TTL_MS`: a relay whose heartbeat is older than this is dead and its calls
+    /// are ended by its peers (long enough to ride out a GC pause, a stalled disk or a `SIGSTOP`).
+    var livenessTTLMilliseconds: Int
+    /// `HTTP_IDLE_TIMEOUT_SECONDS`: idle and slow HTTP connections are closed.
+    var httpLimits: HTTPServerLimits
     /// REST access for the orchestrated-mode conversation lookup (nil in relay-only mode).
     var twilio: TwilioAPIConfiguration?
 
@@ -64,6 +76,11 @@ struct VoiceConfiguration: Sendable {
         drainSeconds = try environment.int("VOICE_DRAIN_SECONDS", default: 30, range: 0...3600)
         maxFrameBytes = try environment.int("VOICE_MAX_FRAME_BYTES", default: 64 << 10, range: 1024...(16 << 20))
         setupTimeoutMilliseconds = try environment.int("VOICE_SETUP_TIMEOUT_MS", default: 10_000, range: 100...600_000)
+        tokenTTLSeconds = try environment.int("VOICE_TOKEN_TTL_SECONDS", default: RelayCallTokens.defaultTTLSeconds, range: 10...86_400)
+        idleTimeoutSeconds = try environment.int("VOICE_IDLE_TIMEOUT_SECONDS", default: 1800, range: 0...86_400)
+        maxSockets = try environment.int("VOICE_MAX_SOCKETS", default: 20_000, range: 1...1_000_000)
+        livenessTTLMilliseconds = try environment.int("VOICE_RELAY_LIVENESS_TTL_MS", default: 15_000, range: 2_000...600_000)
+        httpLimits = try HTTPServerLimits(environment: environment)
         twilio = conversationConfigurationId == nil ? nil : try TwilioAPIConfiguration(environment: environment)
     }
 

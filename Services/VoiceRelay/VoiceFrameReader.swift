@@ -55,7 +55,8 @@ struct VoiceFrameReader: Service {
         guard event.type == EventType.voiceFrame, let session = registry.session(event.conversationId),
             let turnId = event.payload["turnId"]?.string, let frame = event.payload["frame"]
         else { return }
-        let (forward, sincePrompt) = session.admit(turnId: turnId, sequence: Int(event.payload["seq"]?.double ?? 0))
+        let (forward, sincePrompt) = session.admit(
+            turnId: turnId, sequence: Int(event.payload["seq"]?.double ?? 0), generation: event.payload["gen"]?.string)
         guard forward else {
             Counter(label: "agentconnect_voice_frames_dropped_total").increment()
             return

@@ -21,7 +21,7 @@ struct VoiceRelay {
     static func buildServiceGroup(configuration: VoiceConfiguration, logger: Logger) throws -> ServiceGroup {
         let health = HealthState()
         let redis = RedisClient(configuration: configuration.common.redis, logger: logger)
-        let bus = RedisStreamsEventBus(client: redis, maxLength: configuration.common.streamMaxLength)
+        let bus = RedisStreamsEventBus(client: redis, retentionSeconds: configuration.common.streamRetentionSeconds, durability: configuration.common.busDurability)
         let registry = CallRegistry(instance: configuration.common.instanceId, redis: redis)
         let verifier = TwilioRequestVerifier(authToken: configuration.authToken, publicDomain: configuration.publicDomain)
         var services: [any Service] = [RedisClientService(client: redis)]
@@ -31,23 +31,27 @@ struct VoiceRelay {
             services.append(HTTPClientService(client: http))
             lookup = ConversationLookup(rest: TwilioRESTClient(configuration: twilio, httpClient: http), logger: logger)
         }
+        let tokens = RelayCallTokens(redis: redis, ttlSeconds: configuration.tokenTTLSeconds)
         let sockets = RelaySocketHandler(
-            configuration: configuration, registry: registry, bus: bus, verifier: verifier, lookup: lookup, logger: logger)
+            configuration: configuration, registry: registry, bus: bus, verifier: verifier, tokens: tokens, lookup: lookup, logger: logger)
         let router = Router(context: BasicWebSocketRequestContext.self)
-        OperationalRoutes.add(to: router, health: health)
-        VoiceCallbackRoutes(configuration: configuration, bus: bus, verifier: verifier, logger: logger).add(to: router)
+        OperationalRoutes.add(to: router, health: health, readiness: DependencyProbe(redis: redis).check)
+        VoiceCallbackRoutes(configuration: configuration, bus: bus, verifier: verifier, tokens: tokens, logger: logger).add(to: router)
         router.ws("/ws") { inbound, outbound, context in
             await sockets.handle(inbound, outbound, context.request)
         }
         let app = Application(
-            router: router, server: .http1WebSocketUpgrade(webSocketRouter: router),
+            router: router,
+            server: .http1WebSocketUpgrade(
+                webSocketRouter: router,
+                configuration: .init(http1: configuration.httpLimits.http1, ws: .init())),
             configuration: .init(address: .hostname(configuration.common.host, port: configuration.common.port), serverName: "voice-relay"),
             onServerRunning: { _ in health.markReady() }, logger: logger)
         services += [
             VoiceFrameReader(bus: bus, redis: redis, registry: registry, logger: logger),
             RelayLiveness(
                 instance: configuration.common.instanceId, redis: redis, bus: bus, partitions: configuration.common.inboundPartitions,
-                relayOnly: lookup == nil, logger: logger),
+                relayOnly: lookup == nil, logger: logger, ttlMilliseconds: configuration.livenessTTLMilliseconds),
             app,
             CallDrain(registry: registry, health: health, grace: .seconds(configuration.drainSeconds), logger: logger),
         ]

@@ -112,8 +112,10 @@ public final class TAC: Sendable {
                 partitions: configuration.common.inboundPartitions, ttlMilliseconds: configuration.leaseTTLMilliseconds),
             group: "agents",
             options: ConsumerOptions(
-                batchSize: 64, blockMilliseconds: 1000, visibilityTimeoutMilliseconds: configuration.visibilityTimeoutMilliseconds,
+                batchSize: configuration.maxInFlight, blockMilliseconds: 1000, visibilityTimeoutMilliseconds: configuration.visibilityTimeoutMilliseconds,
                 maxDeliveries: configuration.maxDeliveries, isTransient: { BusError.isUnavailable($0) || PostgresStore.isUnavailable($0) }),
+            maxInFlight: configuration.maxInFlight, maxConcurrentTurns: configuration.maxConcurrentTurns,
+            handoverDrainMilliseconds: configuration.handoverDrainMilliseconds,
             logger: logger, handler: { event, entry in try await handler.handle(event, entry: entry) })
         let health = HealthState()
         let partitions = configuration.common.inboundPartitions

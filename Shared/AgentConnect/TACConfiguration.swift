@@ -25,6 +25,14 @@ public struct TACConfiguration: Sendable {
     public var visibilityTimeoutMilliseconds: Int
     /// `AGENT_LEASE_TTL_MS`: how long a dead worker's partitions stay orphaned.
     public var leaseTTLMilliseconds: Int
+    /// `AGENT_MAX_IN_FLIGHT`: inbound entries a worker takes from Redis at once; the rest of a backlog
+    /// stays in the streams (lag), where autoscaling sees it.
+    public var maxInFlight: Int
+    /// `AGENT_MAX_CONCURRENT_TURNS`: turns a worker runs at once.
+    public var maxConcurrentTurns: Int
+    /// `AGENT_HANDOVER_DRAIN_MS`: how long the turns of a partition handed to another worker may
+    /// run on before they are abandoned (to be redone by the new owner).
+    public var handoverDrainMilliseconds: Int
     /// `TAC_HISTORY_LIMIT`: how many earlier messages agents get as history.
     public var historyLimit: Int
     /// `TWILIO_MEMORY_*`: how much memory `retrieveMemory` returns.
@@ -62,8 +70,11 @@ public struct TACConfiguration: Sendable {
         outboundURL = try environment.url("OUTBOUND_URL", default: "http://127.0.0.1:8083")
         outboundAPIToken = environment.string("OUTBOUND_API_TOKEN")
         maxDeliveries = try environment.int("AGENT_MAX_DELIVERIES", default: 5, range: 1...100)
-        visibilityTimeoutMilliseconds = try environment.int("AGENT_VISIBILITY_TIMEOUT_MS", default: 30_000, range: 100...3_600_000)
+        visibilityTimeoutMilliseconds = try environment.int("AGENT_VISIBILITY_TIMEOUT_MS", default: 15_000, range: 100...3_600_000)
         leaseTTLMilliseconds = try environment.int("AGENT_LEASE_TTL_MS", default: 10_000, range: 300...600_000)
+        maxInFlight = try environment.int("AGENT_MAX_IN_FLIGHT", default: 256, range: 1...100_000)
+        maxConcurrentTurns = try environment.int("AGENT_MAX_CONCURRENT_TURNS", default: 128, range: 1...100_000)
+        handoverDrainMilliseconds = try environment.int("AGENT_HANDOVER_DRAIN_MS", default: 10_000, range: 0...3_600_000)
         historyLimit = try environment.int("TAC_HISTORY_LIMIT", default: 20, range: 0...500)
         let groups = environment.list("TWILIO_MEMORY_PROFILE_TRAIT_GROUPS")
         memory = MemoryConfiguration(

@@ -71,4 +71,22 @@ public enum Timestamp {
         }
         return try? Date(text, strategy: .iso8601)
     }
+
+    /// Formats a date as Twilio's REST API 2010 does: `Wed, 18 Aug 2010 20:01:40 +0000`.
+    public static func rfc2822(_ date: Date) -> String {
+        rfc2822Formatter().string(from: date)
+    }
+
+    /// Parses Twilio's REST API 2010 dates (`Wed, 18 Aug 2010 20:01:40 +0000`).
+    public static func parseRFC2822(_ text: String) -> Date? {
+        rfc2822Formatter().date(from: text)
+    }
+
+    private static func rfc2822Formatter() -> DateFormatter {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss Z"
+        return formatter
+    }
 }

@@ -12,3 +12,28 @@ public func maskAddress(_ address: String) -> String {
     guard rest.count > 4 else { return prefix + "***" }
     return prefix + "***" + rest.suffix(4)
 }
+
+/// Masking of free text before it reaches logs or the dead-letter stream.
+public enum Masking {
+    /// Replaces every phone-number-like run (7 or more digits, optionally after `+`) with `***` and
+    /// its last 4 digits: Twilio's error texts quote the numbers they refused.
+    public static func maskPhoneNumbers(_ text: String) -> String {
+        var out = ""
+        var run = ""
+        func flush() {
+            let digits = run.filter(\.isNumber).count
+            if digits >= 7 { out += "***" + run.suffix(4) } else { out += run }
+            run = ""
+        }
+        for character in text {
+            if character.isASCII && character.isNumber || (character == "+" && run.isEmpty) {
+                run.append(character)
+            } else {
+                flush()
+                out.append(character)
+            }
+        }
+        flush()
+        return out
+    }
+}

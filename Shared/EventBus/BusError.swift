@@ -10,6 +10,8 @@ public struct BusError: Error, CustomStringConvertible, Sendable {
         case protocolViolation
         /// An entry could not be decoded into an event.
         case malformedEntry
+        /// A fenced publish was refused: the publisher no longer holds the lease it depends on.
+        case fenced
     }
 
     public var code: Code

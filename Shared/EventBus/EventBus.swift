@@ -22,6 +22,20 @@ public struct BusEntry: Sendable {
     }
 }
 
+/// A lease a publish depends on: the Redis key and the value it must still hold.
+public struct LeaseFence: Sendable, Equatable {
+    public var key: String
+    public var holder: String
+
+    public init(key: String, holder: String) {
+        self.key = key
+        self.holder = holder
+    }
+
+    /// The fence of the turn running in this task, set by the inbound consumer around each turn.
+    @TaskLocal public static var current: LeaseFence?
+}
+
 /// The outcome of a deduplicated publish.
 public enum PublishOutcome: Sendable, Equatable {
     /// The event is on the stream with this entry id.
@@ -60,6 +74,14 @@ public protocol EventBus: Sendable {
 
     /// Entries in the group not yet acknowledged.
     func pendingCount(_ group: String, stream: String) async throws -> Int
+
+    /// Resets the idle time of entries this consumer is still working on (`XCLAIM … JUSTID`, which
+    /// does not count a delivery), so no peer reclaims work in flight.
+    func touch(_ group: String, consumer: String, stream: String, ids: [String]) async throws
+
+    /// Appends `event` only while `fence` still holds (the publisher's partition lease): a deposed
+    /// owner's publish is refused atomically with ``BusError/Code/fenced``.
+    func publish(_ event: BusEvent, to stream: String, fence: LeaseFence) async throws -> String
 
     /// Number of entries on a stream.
     func length(of stream: String) async throws -> Int

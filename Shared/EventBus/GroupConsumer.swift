@@ -56,15 +56,15 @@ extension BusError {
 
 /// Reads a consumer group and hands each entry to a handler: acknowledged on success, left pending
 /// on failure (so it is retried, here or on another replica, after the visibility timeout) and moved
-/// to ``Streams/dead`` once it has been delivered `maxDeliveries` times.
+/// to ``Streams/dead`` once it has been delivered `maxDeliveries` times. Up to `batchSize` entries are
+/// in flight at once; reading, reclaiming, keeping entries fresh and dead-lettering are
+/// ``StreamSource``'s.
 ///
-/// On graceful shutdown it stops reading, finishes and acknowledges the batch in hand, and returns.
+/// On graceful shutdown it stops reading, finishes and acknowledges the entries in hand, and returns.
 public struct GroupConsumer: Service {
     public typealias Handler = @Sendable (BusEvent, BusEntry) async throws -> Void
 
-    private let bus: any EventBus
-    private let group: String
-    private let consumer: String
+    private let source: StreamSource
     private let streams: [String]
     private let options: ConsumerOptions
     private let handler: Handler
@@ -74,9 +74,7 @@ public struct GroupConsumer: Service {
         bus: any EventBus, group: String, consumer: String, streams: [String], options: ConsumerOptions = .init(),
         logger: Logger, handler: @escaping Handler
     ) {
-        self.bus = bus
-        self.group = group
-        self.consumer = consumer
+        self.source = StreamSource(bus: bus, group: group, consumer: consumer, options: options, logger: logger)
         self.streams = streams
         self.options = options
         self.handler = handler
@@ -85,49 +83,35 @@ public struct GroupConsumer: Service {
 
     public func run() async throws {
         let stopping = NIOLockedValueBox(false)
-        let inFlight = NIOLockedValueBox(0)
         try await withGracefulShutdownHandler {
             // Entries are handled as they arrive, up to `batchSize` at once: a slow one (Twilio taking
             // its time) does not hold back the others.
             await withDiscardingTaskGroup { tasks in
-                func start(_ entries: [BusEntry]) {
-                    inFlight.withLockedValue { $0 += entries.count }
-                    for entry in entries {
-                        tasks.addTask {
-                            await self.handle(entry)
-                            inFlight.withLockedValue { $0 -= 1 }
-                        }
-                    }
-                }
                 var backoff = Backoff()
                 var groupsReady = false
-                var lastReclaim = ContinuousClock.now - .seconds(3600)
+                var nextReclaim = ContinuousClock.now
                 while !stopping.withLockedValue({ $0 }) && !Task.isCancelled {
-                    let room = options.batchSize - inFlight.withLockedValue { $0 }
+                    await source.refreshIfDue()
+                    let room = options.batchSize - source.inFlight.count
                     if room <= 0 {
-                        try? await Task.sleep(for: .milliseconds(1))
+                        try? await Task.sleep(for: .milliseconds(2))
                         continue
                     }
                     do {
                         if !groupsReady {
-                            for stream in streams { try await bus.ensureGroup(group, on: stream) }
+                            try await source.ensureGroups(streams)
                             groupsReady = true
                         }
-                        if ContinuousClock.now - lastReclaim >= .milliseconds(max(100, options.visibilityTimeoutMilliseconds / 2)) {
-                            lastReclaim = .now
-                            for stream in streams {
-                                let stale = try await bus.reclaim(
-                                    group, consumer: consumer, stream: stream,
-                                    minIdleMilliseconds: options.visibilityTimeoutMilliseconds, count: room)
-                                if !stale.isEmpty {
-                                    logger.info("reclaimed abandoned entries", metadata: ["stream": "\(stream)", "count": "\(stale.count)"])
-                                    start(stale)
-                                }
-                            }
+                        var entries: [BusEntry] = []
+                        if ContinuousClock.now >= nextReclaim {
+                            nextReclaim = .now + .milliseconds(max(100, options.visibilityTimeoutMilliseconds / 2))
+                            entries = try await source.reclaimStale(streams: streams, room: room)
                         }
-                        let entries = try await bus.readGroup(
-                            group, consumer: consumer, streams: streams, count: room, blockMilliseconds: options.blockMilliseconds)
-                        start(entries)
+                        let block = min(options.blockMilliseconds, Int(source.refreshInterval.milliseconds))
+                        entries += try await source.readNew(streams: streams, room: room - entries.count, blockMilliseconds: block)
+                        for entry in entries {
+                            tasks.addTask { await self.handle(entry) }
+                        }
                         backoff.reset()
                     } catch is CancellationError {
                         break
@@ -145,52 +129,39 @@ public struct GroupConsumer: Service {
     }
 
     private func handle(_ entry: BusEntry) async {
-        guard let event = entry.event else {
-            await deadLetter(entry, error: "entry does not decode as an event envelope")
+        if let reason = source.deadLetterReason(entry) {
+            await source.deadLetter(entry, error: reason)
             return
         }
-        if let occurred = event.occurredDate, entry.deliveries == 1 {
-            Timer(label: "agentconnect_bus_wait_seconds", dimensions: [("stream", streamLabel(entry.stream))])
-                .recordNanoseconds(Int64(max(0, Date().timeIntervalSince(occurred)) * 1e9))
-        }
+        guard let event = entry.event else { return }
+        source.recordWait(entry)
         do {
             try await options.retryingTransient(logger: logger) { try await handler(event, entry) }
-            try await withRetries { try await bus.ack(group, stream: entry.stream, ids: [entry.id]) }
+            await source.ack(entry)
+        } catch let request as GiveUp {
+            await source.deadLetter(entry, error: request.reason)
         } catch {
             if entry.deliveries >= options.maxDeliveries {
-                await deadLetter(entry, error: "\(error)")
+                await source.deadLetter(entry, error: "\(error)")
             } else {
+                source.leavePending(entry)
                 logger.warning(
                     "handler failed; entry left pending for retry",
                     metadata: [
                         "event.id": "\(event.id)", "conversation.id": "\(event.conversationId)", "deliveries": "\(entry.deliveries)",
-                        "error": "\(error)",
+                        "error": "\(Masking.maskPhoneNumbers("\(error)"))",
                     ])
             }
         }
     }
+}
 
-    private func deadLetter(_ entry: BusEntry, error: String) async {
-        do {
-            try await withRetries { try await bus.deadLetter(entry, group: group, error: error) }
-            Counter(label: "agentconnect_dead_letters_total", dimensions: [("stream", streamLabel(entry.stream))]).increment()
-            logger.error("entry moved to dead-letter stream", metadata: ["entry": "\(entry.id)", "error": "\(error)"])
-        } catch {
-            logger.error("dead-lettering failed; entry stays pending", metadata: ["entry": "\(entry.id)", "error": "\(error)"])
-        }
-    }
-
-    /// A few quick retries for bookkeeping writes (ack, dead letter) across a Redis blip.
-    private func withRetries(_ body: () async throws -> Void) async throws {
-        var backoff = Backoff(initial: .milliseconds(20), maximum: .milliseconds(500))
-        for attempt in 1...5 {
-            do {
-                return try await body()
-            } catch where attempt < 5 {
-                try await Task.sleep(for: backoff.next())
-            }
-        }
-    }
+/// Thrown by a handler that knows its entry can never succeed (Twilio refused it for good): the
+/// consumer moves the entry to ``Streams/dead`` at once, whatever its delivery count.
+public struct GiveUp: Error, CustomStringConvertible {
+    public var reason: String
+    public init(_ reason: String) { self.reason = reason }
+    public var description: String { reason }
 }
 
 /// Strips a partition suffix so metrics have one series per logical stream.

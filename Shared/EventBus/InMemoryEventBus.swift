@@ -22,6 +22,7 @@ public final class InMemoryEventBus: EventBus {
         var groups: [String: [String: Group]] = [:]
         var dedup: Set<String> = []
         var dead: [(entry: BusEntry, error: String)] = []
+        var leases: [String: String] = [:]
     }
 
     private let state = NIOLockedValueBox(State())
@@ -112,6 +113,27 @@ public final class InMemoryEventBus: EventBus {
             state.groups[stream]?[group] = groupState
             return result
         }
+    }
+
+    public func touch(_ group: String, consumer: String, stream: String, ids: [String]) async throws {
+        let now = clock.now
+        state.withLockedValue { state in
+            for id in ids where state.groups[stream]?[group]?.pending[id] != nil {
+                state.groups[stream]?[group]?.pending[id]?.deliveredAt = now
+                state.groups[stream]?[group]?.pending[id]?.consumer = consumer
+            }
+        }
+    }
+
+    public func publish(_ event: BusEvent, to stream: String, fence: LeaseFence) async throws -> String {
+        let holds = state.withLockedValue { $0.leases[fence.key] == nil || $0.leases[fence.key] == fence.holder }
+        guard holds else { throw BusError(.fenced, "lease \(fence.key) is no longer held by \(fence.holder)") }
+        return try await publish(event, to: stream)
+    }
+
+    /// Sets (or clears) a lease value that fenced publishes check (tests).
+    public func setLease(_ key: String, holder: String?) {
+        state.withLockedValue { $0.leases[key] = holder }
     }
 
     public func deadLetter(_ entry: BusEntry, group: String, error: String) async throws {

@@ -1,41 +1,86 @@
 import AgentConnectCore
+import Foundation
 import Logging
+import Metrics
+import NIOConcurrencyHelpers
 
-/// ``EventBus`` on Redis Streams: `XADD` with approximate `MAXLEN`, consumer groups, `XAUTOCLAIM`.
+/// ``EventBus`` on Redis Streams: `XADD` trimmed by age (`MINID ~`), consumer groups, `XAUTOCLAIM`.
 ///
-/// Each entry carries one field, `e`, holding the JSON envelope.
+/// Each entry carries one field, `e`, holding the JSON envelope. Streams keep `retentionSeconds` of
+/// entries: acknowledged ones are removed once older, and one still pending when it is trimmed is
+/// dead-lettered (with its id) and counted, never silently acknowledged.
 public struct RedisStreamsEventBus: EventBus {
     /// The client commands go through.
     public let client: RedisClient
-    /// Approximate cap on each stream's length (`MAXLEN ~`).
-    public let maxLength: Int
+    /// How long entries stay on a stream (`XADD … MINID ~ <now − retention>`).
+    public let retentionSeconds: Int
+    /// When set, a deduplicated publish (an accepted webhook) returns only once the entry is in the
+    /// append-only file on disk (`WAITAOF 1 0`, Redis 7.2+).
+    public let durability: BusDurability
 
-    public init(client: RedisClient, maxLength: Int = 1_000_000) {
+    public init(client: RedisClient, retentionSeconds: Int = 7 * 86_400, durability: BusDurability = .none) {
         self.client = client
-        self.maxLength = maxLength
+        self.retentionSeconds = retentionSeconds
+        self.durability = durability
+    }
+
+    /// The oldest entry id kept: `<now − retention>-0`.
+    private func minimumId(retention: Int? = nil) -> RedisArgument {
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        return .string("\(max(0, now - Int64(retention ?? retentionSeconds) * 1000))-0")
     }
 
     public func publish(_ event: BusEvent, to stream: String) async throws -> String {
         let reply = try await client.command(
-            "XADD", .string(stream), "MAXLEN", "~", .string(String(maxLength)), "*", "e", .bytes(try event.encoded()))
+            "XADD", .string(stream), "MINID", "~", minimumId(), "*", "e", .bytes(try event.encoded()))
         guard let id = reply.string else { throw BusError(.protocolViolation, "XADD returned \(reply)") }
+        return id
+    }
+
+    /// Atomic "the lease is still ours, then append": a deposed partition owner publishes nothing.
+    private static let fencedScript = """
+        if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED lease no longer held') end
+        return redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[2], '*', 'e', ARGV[3])
+        """
+
+    public func publish(_ event: BusEvent, to stream: String, fence: LeaseFence) async throws -> String {
+        let reply = try await client.send([
+            ["EVAL", .string(Self.fencedScript), "2", .string(fence.key), .string(stream), .string(fence.holder), minimumId(), .bytes(try event.encoded())]
+        ])[0]
+        if case .error(let message) = reply {
+            if message.hasPrefix("FENCED") { throw BusError(.fenced, "lease \(fence.key) is no longer held by \(fence.holder)") }
+            throw BusError(.server, message)
+        }
+        guard let id = reply.string else { throw BusError(.protocolViolation, "fenced publish returned \(reply)") }
         return id
     }
 
     /// Atomic "remember the key, then append" so a retried webhook is published exactly once.
     private static let dedupScript = """
         if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-          return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[3])
+          return redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[2], '*', 'e', ARGV[3])
         end
         return false
         """
 
     public func publish(_ event: BusEvent, to stream: String, dedupKey: String, ttlSeconds: Int) async throws -> PublishOutcome {
-        let reply = try await client.command(
-            "EVAL", .string(Self.dedupScript), "2", .string(dedupKey), .string(stream),
-            .string(String(ttlSeconds)), .string(String(maxLength)), .bytes(try event.encoded()))
+        var batch: [[RedisArgument]] = [
+            ["EVAL", .string(Self.dedupScript), "2", .string(dedupKey), .string(stream), .string(String(ttlSeconds)), minimumId(), .bytes(try event.encoded())]
+        ]
+        let waitAOF = try await durability.usesWaitAOF(client)
+        if waitAOF { batch.append(["WAITAOF", "1", "0", .string(String(BusDurability.waitMilliseconds))]) }
+        let replies = try await client.send(batch)
+        if waitAOF {
+            // Also for a duplicate: the first copy's append may not be on disk yet.
+            let counts = replies[1].array?.compactMap(\.integer) ?? []
+            guard let local = counts.first, local >= 1 else {
+                throw BusError(.unavailable, "Redis did not confirm the append-only file write (WAITAOF: \(replies[1]))")
+            }
+        }
+        let reply = replies[0]
         switch reply {
         case .null: return .duplicate
+        case .error(let message): throw BusError(.server, message)
         default:
             guard let id = reply.string else { throw BusError(.protocolViolation, "dedup publish returned \(reply)") }
             return .published(id)
@@ -74,9 +119,15 @@ public struct RedisStreamsEventBus: EventBus {
             throw BusError(.protocolViolation, "XAUTOCLAIM returned \(reply)")
         }
         var entries = try claimed.compactMap { try Self.parseEntry($0, stream: stream) }
-        // Entries trimmed away while pending come back as ids only (Redis 7): acknowledge them.
+        // Entries trimmed away while still pending (older than the retention) come back as ids only
+        // (Redis 7): their content is gone, so they go to the dead-letter stream with their ids, counted.
         if parts.count >= 3, let deleted = parts[2].array?.compactMap(\.string), !deleted.isEmpty {
-            try await ack(group, stream: stream, ids: deleted)
+            for id in deleted {
+                try await deadLetter(
+                    BusEntry(stream: stream, id: id, event: nil, raw: [], deliveries: 0), group: group,
+                    error: "trimmed from the stream while still pending (older than the retention)")
+            }
+            Counter(label: "agentconnect_trimmed_pending_total", dimensions: [("stream", streamLabel(stream))]).increment(by: deleted.count)
         }
         guard let first = entries.first?.id, let last = entries.last?.id else { return entries }
         let pending = try await client.command(
@@ -94,18 +145,33 @@ public struct RedisStreamsEventBus: EventBus {
         return entries
     }
 
+    /// Append to the dead-letter stream, then acknowledge — in one script, so the acknowledgement
+    /// runs only when the append succeeded (a failing command aborts the script).
+    private static let deadLetterScript = """
+        local id = redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[1], '*', 'e', ARGV[2], 'stream', KEYS[1], 'group', ARGV[3],
+          'entry', ARGV[4], 'deliveries', ARGV[5], 'error', ARGV[6])
+        redis.call('XACK', KEYS[1], ARGV[3], ARGV[4])
+        return id
+        """
+
+    /// Dead letters are kept at least 30 days, however short the streams' retention.
+    static let deadLetterRetentionSeconds = 30 * 86_400
+
     public func deadLetter(_ entry: BusEntry, group: String, error: String) async throws {
-        let replies = try await client.send([
-            ["MULTI"],
+        let reply = try await client.send([
             [
-                "XADD", .string(Streams.dead), "MAXLEN", "~", .string(String(maxLength)), "*", "e", .bytes(entry.raw),
-                "stream", .string(entry.stream), "group", .string(group), "entry", .string(entry.id),
-                "deliveries", .string(String(entry.deliveries)), "error", .string(error),
-            ],
-            ["XACK", .string(entry.stream), .string(group), .string(entry.id)],
-            ["EXEC"],
-        ])
-        if let failure = replies.first(where: \.isError) { throw BusError(.server, "dead-letter failed: \(failure)") }
+                "EVAL", .string(Self.deadLetterScript), "2", .string(entry.stream), .string(Streams.dead),
+                minimumId(retention: max(retentionSeconds, Self.deadLetterRetentionSeconds)), .bytes(entry.raw), .string(group),
+                .string(entry.id), .string(String(entry.deliveries)), .string(Masking.maskPhoneNumbers(error)),
+            ]
+        ])[0]
+        if case .error(let message) = reply { throw BusError(.server, "dead-letter failed: \(message)") }
+    }
+
+    public func touch(_ group: String, consumer: String, stream: String, ids: [String]) async throws {
+        guard !ids.isEmpty else { return }
+        try await client.command(
+            ["XCLAIM", .string(stream), .string(group), .string(consumer), "0"] + ids.map { .string($0) } + ["JUSTID"])
     }
 
     public func read(after positions: [String: String], count: Int, blockMilliseconds: Int) async throws -> [BusEntry] {
@@ -156,5 +222,61 @@ public struct RedisStreamsEventBus: EventBus {
             index += 2
         }
         return BusEntry(stream: stream, id: id, event: try? BusEvent.decode(raw), raw: raw)
+    }
+}
+
+/// What a deduplicated publish (an accepted webhook) waits for before it counts as on the bus.
+public enum BusDurability: Sendable {
+    /// Nothing beyond Redis's reply: what survives a Redis crash is what the server's own
+    /// `appendfsync` setting has written (ship `appendfsync always` for no loss).
+    case none
+    /// `WAITAOF 1 0` after the append: the entry is fsynced to the local append-only file.
+    case waitAOF
+    /// `WAITAOF` when the server supports it (7.2+) and has the append-only file on; else `.none`.
+    case auto(AutoDetected)
+
+    /// How long `WAITAOF` may wait for the fsync.
+    static let waitMilliseconds = 1000
+
+    /// Reads `BUS_DURABILITY`: `auto` (default), `waitaof` or `none`.
+    public static func fromSetting(_ value: String?) -> BusDurability? {
+        switch value?.lowercased() ?? "auto" {
+        case "auto", "": return .auto(AutoDetected())
+        case "waitaof": return .waitAOF
+        case "none": return BusDurability.none
+        default: return nil
+        }
+    }
+
+    func usesWaitAOF(_ client: RedisClient) async throws -> Bool {
+        switch self {
+        case .none: return false
+        case .waitAOF: return true
+        case .auto(let detected): return try await detected.resolve(client)
+        }
+    }
+
+    /// The server's support for `WAITAOF`, read once from `INFO`.
+    public final class AutoDetected: Sendable {
+        private let known = NIOLockedValueBox<Bool?>(nil)
+
+        public init() {}
+
+        func resolve(_ client: RedisClient) async throws -> Bool {
+            if let known = known.withLockedValue({ $0 }) { return known }
+            let info = try await client.command("INFO", "server").string ?? ""
+            let persistence = try await client.command("INFO", "persistence").string ?? ""
+            func value(_ key: String, in text: String) -> String? {
+                text.split(whereSeparator: \.isNewline).first { $0.hasPrefix(key + ":") }.map {
+                    String($0.dropFirst(key.count + 1)).trimmingCharacters(in: .whitespaces)
+                }
+            }
+            let version = (value("redis_version", in: info) ?? "0").split(separator: ".").compactMap { Int($0) }
+            let supported = version.count >= 2 && (version[0] > 7 || (version[0] == 7 && version[1] >= 2))
+            let aofOn = value("aof_enabled", in: persistence) == "1"
+            let result = supported && aofOn
+            known.withLockedValue { $0 = result }
+            return result
+        }
     }
 }

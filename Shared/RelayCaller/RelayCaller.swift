@@ -53,26 +53,35 @@ public struct RelayCaller: Sendable {
         public var closeReason: String?
     }
 
-    /// voice-relay's base URL (`http://127.0.0.1:8081`).
+    /// voice-relay's base URL (`http://127.0.0.1:8081`), where requests go.
     public let relayURL: String
+    /// The public base URL Twilio would call (`https://<TWILIO_VOICE_PUBLIC_DOMAIN>`), which the voice
+    /// webhook's signature covers; by default `relayURL` over https (locally the domain is host:port).
+    public let publicBaseURL: String
     let signer: TwilioSignature
     let logger: Logger
     /// Longest wait for one reply.
     public var replyTimeout: Duration = .seconds(10)
 
-    public init(relayURL: String, authToken: String, logger: Logger = Logger(label: "relay-caller")) {
+    public init(relayURL: String, authToken: String, publicBaseURL: String? = nil, logger: Logger = Logger(label: "relay-caller")) {
         self.relayURL = relayURL
+        self.publicBaseURL = publicBaseURL ?? relayURL.replacingOccurrences(of: "http://", with: "https://")
         self.signer = TwilioSignature(authToken: authToken)
         self.logger = logger
     }
 
-    /// `POST /twiml` as Twilio would; returns the ConversationRelay `url` and the TwiML.
-    public func fetchTwiML(callSid: String, from: String, to: String, direction: String = "inbound") async throws -> (url: String, twiml: String) {
+    /// `POST /twiml` as Twilio would (signed for the public URL); returns the ConversationRelay `url`
+    /// — with its per-call token, to be dialled exactly as given — and the TwiML. `query` is added to
+    /// the webhook URL (a number's voice URL may carry one; the signature covers it).
+    public func fetchTwiML(
+        callSid: String, from: String, to: String, direction: String = "inbound", query: [(String, String)] = []
+    ) async throws -> (url: String, twiml: String) {
         let fields = [("AccountSid", "ACsimulator"), ("CallSid", callSid), ("From", from), ("To", to), ("Direction", direction), ("CallStatus", "ringing")]
-        var request = HTTPClientRequest(url: "\(relayURL)/twiml")
+        let target = "/twiml" + (query.isEmpty ? "" : "?" + FormCoding.encode(query))
+        var request = HTTPClientRequest(url: "\(relayURL)\(target)")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
-        request.headers.add(name: "X-Twilio-Signature", value: signer.compute(url: "\(relayURL)/twiml", params: fields))
+        request.headers.add(name: "X-Twilio-Signature", value: signer.compute(url: "\(publicBaseURL)\(target)", params: fields))
         request.body = .bytes(ByteBuffer(string: FormCoding.encode(fields)))
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
         let twiml = String(buffer: try await response.body.collect(upTo: 1 << 20))
@@ -82,8 +91,8 @@ public struct RelayCaller: Sendable {
         return (url, twiml)
     }
 
-    /// Opens the socket (signed for `publicURL`, the `wss://` URL from the TwiML), sends `setup`,
-    /// runs the script and hangs up.
+    /// Opens the socket (signed for `publicURL`, the `wss://` URL from the TwiML, query and all, and
+    /// dialled at the same path and query on `relayURL`), sends `setup`, runs the script and hangs up.
     public func call(
         publicURL: String, callSid: String, from: String, to: String, direction: String = "inbound", script: [Step],
         signature: String? = nil, sendSetup: Bool = true, customParameters: [String: String] = [:]

@@ -17,8 +17,10 @@ public struct CommonConfiguration: Sendable {
     public var instanceId: String
     /// Number of inbound partition streams (`TAC_INBOUND_PARTITIONS`); the same on every service.
     public var inboundPartitions: Int
-    /// `BUS_STREAM_MAXLEN`: approximate cap on each stream.
-    public var streamMaxLength: Int
+    /// `BUS_STREAM_RETENTION_SECONDS`: how long entries stay on each stream (trimmed by age, `MINID`).
+    public var streamRetentionSeconds: Int
+    /// `BUS_DURABILITY`: what an accepted webhook waits for (`auto`: `WAITAOF` on Redis 7.2+ with AOF).
+    public var busDurability: BusDurability
 
     public init(environment: Environment, defaultPort: Int) throws {
         host = environment.string("HTTP_HOST", default: "127.0.0.1")
@@ -34,6 +36,10 @@ public struct CommonConfiguration: Sendable {
             throw ConfigurationError(variable: "INSTANCE_ID", reason: "may hold only letters, digits, '-', '_' and '.'")
         }
         inboundPartitions = try environment.int("TAC_INBOUND_PARTITIONS", default: 16, range: 1...1024)
-        streamMaxLength = try environment.int("BUS_STREAM_MAXLEN", default: 1_000_000, range: 1000...100_000_000)
+        streamRetentionSeconds = try environment.int("BUS_STREAM_RETENTION_SECONDS", default: 7 * 86_400, range: 3600...365 * 86_400)
+        guard let durability = BusDurability.fromSetting(environment.string("BUS_DURABILITY")) else {
+            throw ConfigurationError(variable: "BUS_DURABILITY", reason: "must be auto, waitaof or none")
+        }
+        busDurability = durability
     }
 }

@@ -3,13 +3,15 @@ import Logging
 import ServiceLifecycle
 
 /// The HTTP server every service runs: bound to `HTTP_HOST:HTTP_PORT`, named after the service,
-/// reporting ready once it listens.
+/// reporting ready once it listens, closing idle and slow connections (``HTTPServerLimits``).
 public enum ServiceHTTPServer {
     public static func make<Context: RequestContext>(
-        router: Router<Context>, common: CommonConfiguration, name: String, health: HealthState, logger: Logger
+        router: Router<Context>, common: CommonConfiguration, name: String, health: HealthState, logger: Logger,
+        limits: HTTPServerLimits = .standard
     ) -> some Service where Context.Source == ApplicationRequestContextSource {
         Application(
-            router: router, configuration: .init(address: .hostname(common.host, port: common.port), serverName: name),
+            router: router, server: .http1(configuration: limits.http1),
+            configuration: .init(address: .hostname(common.host, port: common.port), serverName: name),
             onServerRunning: { _ in health.markReady() }, logger: logger)
     }
 }

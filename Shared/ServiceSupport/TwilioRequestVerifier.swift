@@ -2,9 +2,13 @@ import HTTPTypes
 import Hummingbird
 import TwilioKit
 
-/// Checks `X-Twilio-Signature` on a Hummingbird request as Twilio computes it: the public URL
-/// rebuilt from the first `X-Forwarded-Proto`/`X-Forwarded-Host` (else `Host`, else the configured
-/// public domain), tried with and without a port; form params sorted; JSON through `bodySHA256`.
+/// Checks `X-Twilio-Signature` on a Hummingbird request as Twilio computes it: form params sorted,
+/// JSON through `bodySHA256`, the URL tried with and without a port.
+///
+/// With a public domain configured the URL is `https://<domain><path and query>` (`wss://` for a
+/// WebSocket) and nothing else: `Host` and `X-Forwarded-*` are client-controlled and never consulted
+/// then. Without one (a service behind a proxy that forwards them), the URL is rebuilt from the first
+/// `X-Forwarded-Proto`/`X-Forwarded-Host`, else `Host`.
 public struct TwilioRequestVerifier: Sendable {
     private let signature: TwilioSignature
     private let publicDomain: String?
@@ -19,10 +23,13 @@ public struct TwilioRequestVerifier: Sendable {
         request.headers[HTTPField.Name("X-Twilio-Signature")!]
     }
 
-    /// URLs the request may have been signed for.
+    /// URLs the request may have been signed for: only the configured public domain's when there is one.
     public func candidateURLs(_ request: Request, websocket: Bool = false) -> [String] {
-        let target = request.uri.string
-        let pathAndQuery = websocket ? request.uri.path : target
+        let pathAndQuery = request.uri.string
+        if let publicDomain {
+            return PublicURL.candidates(
+                pathAndQuery: pathAndQuery, forwardedProto: nil, forwardedHost: nil, host: nil, publicDomain: publicDomain, websocket: websocket)
+        }
         return PublicURL.candidates(
             pathAndQuery: pathAndQuery, forwardedProto: request.headers[HTTPField.Name("X-Forwarded-Proto")!],
             forwardedHost: request.headers[HTTPField.Name("X-Forwarded-Host")!], host: request.head.authority,
@@ -41,14 +48,10 @@ public struct TwilioRequestVerifier: Sendable {
         return candidateURLs(request).contains { signature.isValidJSON(header, url: $0, body: body) }
     }
 
-    /// Verifies a WebSocket upgrade: the `wss://` URL without its query, the query items as params.
+    /// Verifies a WebSocket upgrade as Twilio signs it (the same scheme as a GET webhook): the full
+    /// `wss://` URL, query included, and no params — so a per-call token in the query is covered.
     public func verifyWebSocket(_ request: Request) -> Bool {
         guard let header = Self.signatureHeader(request) else { return false }
-        var params: [(String, String)] = []
-        var seen = Set<String>()
-        for (name, value) in FormCoding.decode(request.uri.query ?? "") where seen.insert(name).inserted {
-            params.append((name, value))
-        }
-        return candidateURLs(request, websocket: true).contains { signature.isValid(header, url: $0, params: params) }
+        return candidateURLs(request, websocket: true).contains { signature.isValid(header, url: $0) }
     }
 }

@@ -1,4 +1,5 @@
 import AgentConnectCore
+import Foundation
 import NIOConcurrencyHelpers
 
 /// The repositories held in memory with the same uniqueness rules, for unit tests.
@@ -8,6 +9,9 @@ public final class InMemoryStore: Sendable {
         var ended: Set<String> = []
         var messages: [String: MessageRecord] = [:]
         var deliveries: [String: DeliveryStatus] = [:]
+        var deliveryLeases: [String: (owner: String, until: Date)] = [:]
+        var inDoubt: [String: Date] = [:]
+        var providerIds: Set<String> = []
         var processed: Set<String> = []
     }
 
@@ -75,11 +79,51 @@ extension InMemoryStore: DeliveryStore {
     }
 
     public func markDelivered(replyId: String, providerId: String?) async throws {
-        state.withLockedValue { $0.deliveries[replyId] = .sent }
+        state.withLockedValue { state in
+            state.deliveries[replyId] = .sent
+            if let providerId { state.providerIds.insert(providerId) }
+        }
     }
 
     public func markDeliveryFailed(replyId: String, error: String) async throws {
         state.withLockedValue { $0.deliveries[replyId] = .failed }
+    }
+
+    public func claimDelivery(replyId: String, conversationId: String, channel: ChannelKind, owner: String, leaseMilliseconds: Int) async throws
+        -> DeliveryClaim
+    {
+        state.withLockedValue { state in
+            let now = Date()
+            switch state.deliveries[replyId] {
+            case .none:
+                state.deliveries[replyId] = .pending
+            case .some(.pending):
+                if let lease = state.deliveryLeases[replyId], lease.owner != owner, lease.until > now { return .heldElsewhere }
+            case .some(let status):
+                return .finished(status)
+            }
+            state.deliveryLeases[replyId] = (owner, now.addingTimeInterval(Double(leaseMilliseconds) / 1000))
+            return .claimed(inDoubtSince: state.inDoubt[replyId])
+        }
+    }
+
+    public func markSending(replyId: String, owner: String, leaseMilliseconds: Int) async throws -> Bool {
+        state.withLockedValue { state in
+            guard state.deliveries[replyId] == .pending, state.deliveryLeases[replyId]?.owner == owner else { return false }
+            state.deliveryLeases[replyId] = (owner, Date().addingTimeInterval(Double(leaseMilliseconds) / 1000))
+            if state.inDoubt[replyId] == nil { state.inDoubt[replyId] = Date() }
+            return true
+        }
+    }
+
+    public func clearDoubt(replyId: String, owner: String) async throws {
+        state.withLockedValue { state in
+            if state.deliveryLeases[replyId]?.owner == owner { state.inDoubt[replyId] = nil }
+        }
+    }
+
+    public func isProviderIdRecorded(_ providerId: String) async throws -> Bool {
+        state.withLockedValue { $0.providerIds.contains(providerId) }
     }
 }
 

@@ -138,15 +138,62 @@ extension PostgresStore: DeliveryStore {
     public func markDelivered(replyId: String, providerId: String?) async throws {
         try await client.query(
             """
-            UPDATE deliveries SET status = 'sent', provider_id = \(providerId), attempts = attempts + 1, sent_at = now()
+            UPDATE deliveries SET status = 'sent', provider_id = \(providerId), sent_at = now(), owner = NULL, in_doubt_since = NULL
             WHERE reply_id = \(replyId)
             """, logger: logger)
     }
 
     public func markDeliveryFailed(replyId: String, error: String) async throws {
         try await client.query(
-            "UPDATE deliveries SET status = 'failed', error = \(error), attempts = attempts + 1 WHERE reply_id = \(replyId)",
+            "UPDATE deliveries SET status = 'failed', error = \(error), attempts = attempts + 1, owner = NULL WHERE reply_id = \(replyId)",
             logger: logger)
+    }
+
+    public func claimDelivery(replyId: String, conversationId: String, channel: ChannelKind, owner: String, leaseMilliseconds: Int) async throws
+        -> DeliveryClaim
+    {
+        let inserted = try await client.query(
+            """
+            INSERT INTO deliveries (reply_id, conversation_id, channel, owner, lease_until)
+            VALUES (\(replyId), \(conversationId), \(channel.rawValue), \(owner), now() + \(leaseMilliseconds) * interval '1 millisecond')
+            ON CONFLICT (reply_id) DO NOTHING RETURNING reply_id
+            """, logger: logger)
+        for try await _ in inserted { return .claimed(inDoubtSince: nil) }
+        let taken = try await client.query(
+            """
+            UPDATE deliveries SET owner = \(owner), lease_until = now() + \(leaseMilliseconds) * interval '1 millisecond'
+            WHERE reply_id = \(replyId) AND status = 'pending' AND (owner IS NULL OR owner = \(owner) OR lease_until < now())
+            RETURNING in_doubt_since
+            """, logger: logger)
+        for try await inDoubtSince in taken.decode(Date?.self) { return .claimed(inDoubtSince: inDoubtSince) }
+        let rows = try await client.query("SELECT status FROM deliveries WHERE reply_id = \(replyId)", logger: logger)
+        for try await status in rows.decode(String.self) {
+            if let status = DeliveryStatus(rawValue: status), status != .pending { return .finished(status) }
+        }
+        return .heldElsewhere
+    }
+
+    public func markSending(replyId: String, owner: String, leaseMilliseconds: Int) async throws -> Bool {
+        let rows = try await client.query(
+            """
+            UPDATE deliveries SET in_doubt_since = coalesce(in_doubt_since, now()), attempts = attempts + 1,
+                lease_until = now() + \(leaseMilliseconds) * interval '1 millisecond'
+            WHERE reply_id = \(replyId) AND owner = \(owner) AND status = 'pending' RETURNING reply_id
+            """, logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+
+    public func clearDoubt(replyId: String, owner: String) async throws {
+        try await client.query(
+            "UPDATE deliveries SET in_doubt_since = NULL WHERE reply_id = \(replyId) AND owner = \(owner) AND status = 'pending'",
+            logger: logger)
+    }
+
+    public func isProviderIdRecorded(_ providerId: String) async throws -> Bool {
+        let rows = try await client.query("SELECT 1 FROM deliveries WHERE provider_id = \(providerId) LIMIT 1", logger: logger)
+        for try await _ in rows { return true }
+        return false
     }
 }
 

@@ -63,3 +63,14 @@ public struct MessageRecord: Sendable, Equatable {
 public enum DeliveryStatus: String, Sendable, Equatable {
     case pending, sent, failed
 }
+
+/// What claiming a reply's delivery row found.
+public enum DeliveryClaim: Sendable, Equatable {
+    /// This owner holds the lease and may send. `inDoubtSince`: an earlier send went out at or after
+    /// this time and its outcome is unknown, so Twilio must be asked before anything is sent again.
+    case claimed(inDoubtSince: Date?)
+    /// The reply was already sent, or given up on.
+    case finished(DeliveryStatus)
+    /// Another live owner is sending it.
+    case heldElsewhere
+}

@@ -31,6 +31,17 @@ public protocol DeliveryStore: Sendable {
     func markDelivered(replyId: String, providerId: String?) async throws
     /// Records a final failure.
     func markDeliveryFailed(replyId: String, error: String) async throws
+    /// Creates the row if needed and takes its lease for `owner` when it is pending and free (no
+    /// owner, this owner, or an expired lease).
+    func claimDelivery(replyId: String, conversationId: String, channel: ChannelKind, owner: String, leaseMilliseconds: Int) async throws
+        -> DeliveryClaim
+    /// Just before a send goes out: renews the lease and records that a send may now reach Twilio
+    /// (keeping the earliest such time). False when `owner` no longer holds the lease: do not send.
+    func markSending(replyId: String, owner: String, leaseMilliseconds: Int) async throws -> Bool
+    /// Twilio was asked (or refused definitively): no earlier send of this reply is in doubt any more.
+    func clearDoubt(replyId: String, owner: String) async throws
+    /// Whether a delivered reply already accounts for this Twilio resource (message SID, communication id).
+    func isProviderIdRecorded(_ providerId: String) async throws -> Bool
 }
 
 /// Idempotent consumers: remember which events a consumer has applied.

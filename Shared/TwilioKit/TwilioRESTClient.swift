@@ -100,6 +100,15 @@ public struct TwilioRESTClient: Sendable {
         return try await send(request, extra: extra)
     }
 
+    /// Failures that happen before a connection exists, so the request cannot have reached Twilio.
+    static func isConnectFailure(_ error: any Error) -> Bool {
+        if String(reflecting: type(of: error)).contains("NIOConnectionError") { return true }
+        if let error = error as? HTTPClientError, error == .connectTimeout { return true }
+        if let error = error as? IOError, error.errnoCode == ECONNREFUSED { return true }
+        let text = "\(error)"
+        return text.contains("connectTimeout") || text.contains("Connection refused") || text.contains("connectionRefused")
+    }
+
     private func send(_ request: HTTPClientRequest, extra: [(String, String)]) async throws -> TwilioResponse {
         var request = request
         request.headers.add(name: "Authorization", value: authorization)
@@ -112,7 +121,9 @@ public struct TwilioRESTClient: Sendable {
             body = try await response.body.collect(upTo: 4 << 20)
         } catch {
             Counter(label: "agentconnect_twilio_api_errors_total", dimensions: [("status", "0"), ("code", "transport")]).increment()
-            throw TwilioAPIError(status: 0, message: "request failed: \(error)")
+            var failure = TwilioAPIError(status: 0, message: "request failed: \(error)")
+            failure.neverSent = Self.isConnectFailure(error)
+            throw failure
         }
         let result = TwilioResponse(status: Int(response.status.code), headers: response.headers, body: Array(buffer: body))
         guard (200..<300).contains(result.status) else {

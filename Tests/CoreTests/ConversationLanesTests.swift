@@ -45,9 +45,10 @@ struct ConversationLanesTests {
                 }, finish: { item, outcome in
                     let label: String
                     switch outcome {
-                    case .none: label = "cancelled"
-                    case .some(.success): label = "done"
-                    case .some(.failure(let error)): label = error is CancellationError ? "cancelled" : "failed"
+                    case .superseded: label = "cancelled"
+                    case .completed: label = "done"
+                    case .failed: label = "failed"
+                    case .abandoned: label = "abandoned"
                     }
                     outcomes.withLockedValue { $0.append("\(item.event.type):\(label)") }
                 })
@@ -59,5 +60,30 @@ struct ConversationLanesTests {
             #expect(ContinuousClock.now - started < .seconds(2))
         }
         #expect(outcomes.withLockedValue { $0 } == ["message.received:cancelled", "voice.interrupted:done"])
+    }
+
+    @Test("abandoning a conversation's lane cancels its running turn and leaves everything queued unrun")
+    func abandonment() async {
+        let lanes = ConversationLanes()
+        let outcomes = NIOLockedValueBox<[String]>([])
+        let ran = NIOLockedValueBox<[Int]>([])
+        _ = lanes.enqueue(work(EventType.messageReceived, "c", channel: .sms, n: 1))
+        _ = lanes.enqueue(work(EventType.messageReceived, "c", channel: .sms, n: 2))
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await lanes.drain(conversationId: "c", perform: { item in
+                    ran.withLockedValue { $0.append(Int(item.event.payload["n"]?.double ?? -1)) }
+                    try await Task.sleep(for: .seconds(30))
+                }, finish: { item, outcome in
+                    outcomes.withLockedValue { $0.append("\(Int(item.event.payload["n"]?.double ?? -1)):\(outcome)") }
+                })
+            }
+            try? await Task.sleep(for: .milliseconds(50))
+            lanes.abandon { $0 == "c" }
+            await group.waitForAll()
+        }
+        #expect(ran.withLockedValue { $0 } == [1])
+        #expect(outcomes.withLockedValue { $0 } == ["1:abandoned", "2:abandoned"])
+        #expect(lanes.activeConversations == 0)
     }
 }

@@ -17,11 +17,16 @@ struct EdgeCaseTests {
             headers: [("Content-Type", "application/json"), ("X-Twilio-Signature", TwilioSignature(authToken: token).compute(url: url))])
     }
 
-    /// A signed form to any route.
-    static func signedForm(_ url: String, _ fields: [(String, String)]) async throws -> TestStack.HTTPResult {
-        try await TestStack.request(
+    /// A signed form to any route, signed for `url` or, on voice-relay (which checks its public domain
+    /// only), for the same path on `https://` (the tests' domain is the relay's own host:port).
+    static func signedForm(_ url: String, _ fields: [(String, String)], publicHTTPS: Bool = false) async throws -> TestStack.HTTPResult {
+        let signedURL = publicHTTPS ? url.replacingOccurrences(of: "http://", with: "https://") : url
+        return try await TestStack.request(
             .POST, url, rawBody: Array(FormCoding.encode(fields).utf8),
-            headers: [("Content-Type", "application/x-www-form-urlencoded"), ("X-Twilio-Signature", TwilioSignature(authToken: token).compute(url: url, params: fields))])
+            headers: [
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("X-Twilio-Signature", TwilioSignature(authToken: token).compute(url: signedURL, params: fields)),
+            ])
     }
 
     @Test("ingress: a body over the limit gets 413, unparseable JSON 400, and nothing is published")
@@ -65,14 +70,16 @@ struct EdgeCaseTests {
             let action = try await Self.signedForm(
                 "\(base)/conversation-relay-callback",
                 [("AccountSid", stack.environment["TWILIO_ACCOUNT_SID"] ?? ""), ("CallSid", "CAcallback1"), ("CallStatus", "completed"),
-                 ("SessionId", "VX1"), ("SessionStatus", "ended"), ("SessionDuration", "12"), ("HandoffData", #"{"reason":"human"}"#)])
+                 ("SessionId", "VX1"), ("SessionStatus", "ended"), ("SessionDuration", "12"), ("HandoffData", #"{"reason":"human"}"#)],
+                publicHTTPS: true)
             #expect(action.status == 200)
             #expect(action.body.isEmpty)
             for kind in ["status", "amd", "recording"] {
-                let event = try await Self.signedForm("\(base)/twilio/call-events/\(kind)", [("CallSid", "CAcallback1"), ("CallStatus", "completed")])
+                let event = try await Self.signedForm(
+                    "\(base)/twilio/call-events/\(kind)", [("CallSid", "CAcallback1"), ("CallStatus", "completed")], publicHTTPS: true)
                 #expect(event.status == 200, "\(kind)")
             }
-            let missing = try await Self.signedForm("\(base)/twilio/call-events/status", [("CallStatus", "completed")])
+            let missing = try await Self.signedForm("\(base)/twilio/call-events/status", [("CallStatus", "completed")], publicHTTPS: true)
             #expect(missing.status == 400)
             let unsigned = try await TestStack.request(
                 .POST, "\(base)/twilio/call-events/amd", rawBody: Array("CallSid=CA1".utf8), headers: [("Content-Type", "application/x-www-form-urlencoded")])

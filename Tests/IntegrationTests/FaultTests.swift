@@ -18,7 +18,12 @@ struct FaultTests {
     }
 
     /// Sends `count` SMS from `senders` customers in parallel while `faults` runs; then counts the replies per message.
-    func measure(_ stack: TestStack, fault: String, count: Int, senders: Int = 4, faults: @escaping @Sendable () async throws -> Void) async throws -> Row {
+    /// `pace` is each sender's pause between messages (the load lasts about count / senders × pace);
+    /// `settle` how long replies may take to arrive after the last message.
+    func measure(
+        _ stack: TestStack, fault: String, count: Int, senders: Int = 4, pace: Duration = .milliseconds(40), settle: Duration = .seconds(60),
+        faults: @escaping @Sendable () async throws -> Void
+    ) async throws -> Row {
         let tag = UUID().uuidString.prefix(6)
         let accepted = NIOLockedValueBox(0)
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -27,7 +32,7 @@ struct FaultTests {
                     for index in stride(from: sender, to: count, by: senders) {
                         let answer = try await stack.customerSays("m\(tag)-\(index)", from: "+1555880\(String(format: "%04d", index % 40))")
                         if answer["webhookStatus"]?.double == 200 { accepted.withLockedValue { $0 += 1 } }
-                        try await Task.sleep(for: .milliseconds(40))
+                        try await Task.sleep(for: pace)
                     }
                 }
             }
@@ -39,7 +44,7 @@ struct FaultTests {
             let all = try await stack.sim(.GET, "/sim/messages?waitMs=0")["messages"]?.array ?? []
             return all.compactMap { $0["text"]?.string }.filter { $0.contains("m\(tag)-") }.reduce(into: [:]) { $0[$1, default: 0] += 1 }
         }
-        _ = await eventually(timeout: .seconds(60)) { (try? await counts().count) == count }
+        _ = await eventually(timeout: settle) { (try? await counts().count) == count }
         try await Task.sleep(for: .seconds(2))
         let seen = try await counts()
         let row = Row(

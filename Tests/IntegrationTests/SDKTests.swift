@@ -14,12 +14,13 @@ extension TestStack {
     }
 
     /// A ConversationRelay call straight to the first relay, running `script`. The conversation id
-    /// comes as a TwiML `<Parameter>` (`conv_<CallSid>`), so no orchestrator lookup is needed.
+    /// (`conv_<CallSid>`) comes from the signed voice webhook URL (`/twiml?conversationId=…`), which
+    /// the relay puts in the TwiML's `<Parameter>` and the call's token, so no orchestrator lookup is needed.
     func call(_ script: [RelayCaller.Step], callSid: String = "CA" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(32).lowercased(),
               from: String = "+15556660000") async throws -> RelayCaller.Transcript {
         let caller = caller()
         let agent = environment["TWILIO_PHONE_NUMBER"] ?? ""
-        let (url, _) = try await caller.fetchTwiML(callSid: callSid, from: from, to: agent)
+        let (url, _) = try await caller.fetchTwiML(callSid: callSid, from: from, to: agent, query: [("conversationId", "conv_\(callSid)")])
         return try await caller.call(
             publicURL: url, callSid: callSid, from: from, to: agent, script: script, customParameters: ["conversationId": "conv_\(callSid)"])
     }

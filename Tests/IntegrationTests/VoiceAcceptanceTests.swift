@@ -46,7 +46,8 @@ struct VoiceAcceptanceTests {
     func twiml() async throws {
         try await withStack(Self.relayOnly(extra: ["CONVERSATION_RELAY_WELCOME_GREETING": #"Hi "there" & <welcome>"#, "CONVERSATION_RELAY_DTMF_DETECTION": "true"])) { stack in
             let (url, twiml) = try await caller(stack).fetchTwiML(callSid: "CAtwiml", from: "+15556660000", to: "+15550000001")
-            #expect(url == "wss://127.0.0.1:\(stack.relayPorts[0])/ws")
+            let prefix = "wss://127.0.0.1:\(stack.relayPorts[0])/ws?token="
+            #expect(url.hasPrefix(prefix) && url.count == prefix.count + 64, "\(url)")
             #expect(twiml.contains(#"welcomeGreeting="Hi &quot;there&quot; &amp; &lt;welcome&gt;""#))
             #expect(twiml.contains(#"dtmfDetection="true""#))
             #expect(twiml.contains(#"<Connect action="https://127.0.0.1:\#(stack.relayPorts[0])/conversation-relay-callback">"#))
@@ -92,8 +93,9 @@ struct VoiceAcceptanceTests {
                 #expect(rejected.closeCode == 1008 || rejected.closeCode == nil)
             }
             #expect(try await stack.metric("agentconnect_voice_frames_total", port: stack.relayPorts[0], matching: "rejected_signature") == 2)
+            let (tokenURL, _) = try await caller.fetchTwiML(callSid: "CAnosetup", from: "+1", to: "+2")
             let noSetup = try await caller.call(
-                publicURL: url, callSid: "CAnosetup", from: "+1", to: "+2",
+                publicURL: tokenURL, callSid: "CAnosetup", from: "+1", to: "+2",
                 script: [.raw(["type": "prompt", "voicePrompt": "hi", "last": true]), .pause(.seconds(1))], sendSetup: false)
             #expect(noSetup.closeCode == 1008)
             // Unknown frames are tolerated: the call still works afterwards.

@@ -17,14 +17,29 @@ struct LaneWork: Sendable {
     }
 }
 
+/// How a lane's work ended.
+enum LaneOutcome: Sendable {
+    /// It ran and returned.
+    case completed
+    /// An interrupt or a newer prompt cancelled it (or made it stale before it started): acknowledge.
+    case superseded
+    /// It threw.
+    case failed(any Error)
+    /// Its partition changed hands (or its lease was lost) before it finished: leave it pending for
+    /// the next owner, neither acknowledged nor counted as a failure.
+    case abandoned
+}
+
 /// Serial executors per conversation: the events of one conversation run one after another, in
 /// order, while different conversations run concurrently. An interrupt (or a newer voice prompt)
-/// cancels the voice turn in progress at once, then runs in order behind it.
+/// cancels the voice turn in progress at once, then runs in order behind it. Lanes of a partition
+/// that is handed over are abandoned: the running turn is cancelled and nothing queued runs.
 final class ConversationLanes: Sendable {
     private struct Lane {
         var queue: [LaneWork] = []
         var running: CancellationSignal?
         var runningIsTurn = false
+        var abandoned = false
     }
 
     private let lanes = NIOLockedValueBox<[String: Lane]>([:])
@@ -44,15 +59,26 @@ final class ConversationLanes: Sendable {
         }
     }
 
+    /// Abandons the lanes of the conversations `matching` selects: the running work is cancelled
+    /// and everything queued ends as ``LaneOutcome/abandoned``.
+    func abandon(matching: (String) -> Bool) {
+        lanes.withLockedValue { lanes in
+            for (id, var lane) in lanes where matching(id) && !lane.abandoned {
+                lane.abandoned = true
+                lane.running?.fire()
+                lanes[id] = lane
+            }
+        }
+    }
+
     /// Runs a conversation's queued work until its queue is empty, then forgets the lane.
-    /// `perform` runs the work (cancellable); `finish` then settles it with how it ended: `nil` when
-    /// an interrupt or a newer prompt cancelled it.
+    /// `perform` runs the work (cancellable); `finish` then settles it with how it ended.
     func drain(
         conversationId: String, perform: @escaping @Sendable (LaneWork) async throws -> Void,
-        finish: @Sendable (LaneWork, Result<Void, any Error>?) async -> Void
+        finish: @Sendable (LaneWork, LaneOutcome) async -> Void
     ) async {
         while true {
-            let next = lanes.withLockedValue { lanes -> (LaneWork, CancellationSignal)? in
+            let next = lanes.withLockedValue { lanes -> (LaneWork, CancellationSignal, Bool)? in
                 guard var lane = lanes[conversationId] else { return nil }
                 guard !lane.queue.isEmpty else {
                     lanes[conversationId] = nil
@@ -65,10 +91,24 @@ final class ConversationLanes: Sendable {
                 lane.running = signal
                 lane.runningIsTurn = work.isCancellableTurn
                 lanes[conversationId] = lane
-                return (work, signal)
+                return (work, signal, lane.abandoned)
             }
-            guard let (work, signal) = next else { return }
-            let outcome = work.superseded ? nil : await signal.run { try await perform(work) }
+            guard let (work, signal, abandonedBefore) = next else { return }
+            let outcome: LaneOutcome
+            if abandonedBefore {
+                outcome = .abandoned
+            } else if work.superseded {
+                outcome = .superseded
+            } else {
+                let result = await signal.run { try await perform(work) }
+                let abandoned = lanes.withLockedValue { $0[conversationId]?.abandoned ?? false }
+                switch result {
+                case .none: outcome = abandoned ? .abandoned : .superseded
+                case .some(.success): outcome = .completed
+                case .some(.failure(let error)):
+                    outcome = abandoned ? .abandoned : (error is CancellationError ? .superseded : .failed(error))
+                }
+            }
             await finish(work, outcome)
             lanes.withLockedValue { lanes in
                 lanes[conversationId]?.running = nil
@@ -79,4 +119,43 @@ final class ConversationLanes: Sendable {
 
     /// Work queued or running.
     var activeConversations: Int { lanes.withLockedValue { $0.count } }
+}
+
+/// A counting semaphore for async tasks: caps how many turns run at once.
+final class TurnPermits: Sendable {
+    private struct State {
+        var available: Int
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state: NIOLockedValueBox<State>
+
+    init(_ count: Int) {
+        state = NIOLockedValueBox(State(available: max(1, count)))
+    }
+
+    /// Runs `body` holding one permit, waiting for one first when none is free.
+    func withPermit<T: Sendable>(_ body: () async -> T) async -> T {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLockedValue { state -> Bool in
+                if state.available > 0 {
+                    state.available -= 1
+                    return true
+                }
+                state.waiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+        let result = await body()
+        let next = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+            if state.waiters.isEmpty {
+                state.available += 1
+                return nil
+            }
+            return state.waiters.removeFirst()
+        }
+        next?.resume()
+        return result
+    }
 }

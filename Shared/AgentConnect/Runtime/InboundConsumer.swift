@@ -1,6 +1,6 @@
 import AgentConnectCore
-import Foundation
 import EventBus
+import Foundation
 import Logging
 import Metrics
 import NIOConcurrencyHelpers
@@ -8,11 +8,17 @@ import ServiceLifecycle
 
 /// Reads the inbound partitions this worker leases and runs each conversation's events in order.
 ///
-/// - Partitions are owned through ``PartitionLeases``; a newly acquired partition first has its
-///   pending entries (the previous owner's unfinished turns) reclaimed and redone.
-/// - Entries are acknowledged once handled, or once a newer prompt or an interrupt superseded them;
-///   a failure leaves the entry pending, to be retried after the visibility timeout, and after
-///   `maxDeliveries` it moves to the dead-letter stream.
+/// - Partitions are owned through ``PartitionLeases``. Reading, reclaiming, keeping work in flight
+///   fresh and dead-lettering are ``StreamSource``'s: entries in flight here are never reclaimed by a
+///   live peer, and only entries idle past the visibility timeout are reclaimed (a dead worker's, a
+///   failed turn's).
+/// - Every turn publishes under its partition's lease (``LeaseFence``): once the lease is lost, its
+///   replies are refused atomically. A partition handed over (more workers joined) is first drained —
+///   no new reads, its lanes finish, or are abandoned after `AGENT_HANDOVER_DRAIN_MS` — and only then
+///   released. A lease lost outright (a renewal refused, or none succeeded for a whole TTL) abandons
+///   the partition's lanes at once: the new owner redoes what is left pending.
+/// - At most `maxInFlight` entries are taken at once and `maxConcurrentTurns` run at once; the rest of
+///   a backlog stays in Redis, where autoscaling sees it as lag.
 /// - On graceful shutdown it stops reading, finishes the work in hand, and releases its leases.
 struct InboundConsumer: Service {
     typealias Handler = @Sendable (BusEvent, BusEntry) async throws -> Void
@@ -21,67 +27,109 @@ struct InboundConsumer: Service {
     let leases: PartitionLeases
     let group: String
     let options: ConsumerOptions
+    /// Entries taken from Redis and not yet finished, at most.
+    let maxInFlight: Int
+    /// Turns running at once, at most.
+    let maxConcurrentTurns: Int
+    /// How long a handed-over partition's lanes may run on before they are abandoned.
+    let handoverDrainMilliseconds: Int
     let logger: Logger
     let handler: Handler
 
     func run() async throws {
         let stopping = NIOLockedValueBox(false)
         let lanes = ConversationLanes()
-        let inFlight = NIOLockedValueBox<Set<String>>([])
+        let permits = TurnPermits(maxConcurrentTurns)
+        let source = StreamSource(bus: bus, group: group, consumer: leases.worker, options: options, logger: logger)
         await withGracefulShutdownHandler {
             // The group returns once the lanes in hand are done; only then are the leases given back.
             let finallyOwned = await withDiscardingTaskGroup(returning: Set<Int>.self) { tasks in
-                var owned = Set<Int>()
+                var active = Set<Int>()
+                var leaving: [Int: ContinuousClock.Instant] = [:]
+                var abandoned = Set<Int>()
+                var lastRenewed = ContinuousClock.now
                 var nextLeaseRefresh = ContinuousClock.now
-                var nextReclaim = ContinuousClock.now + .milliseconds(options.visibilityTimeoutMilliseconds / 2)
+                var nextReclaim = ContinuousClock.now
                 var backoff = Backoff()
+
+                func abandon(_ partitions: Set<Int>, reason: String) {
+                    guard !partitions.isEmpty else { return }
+                    logger.warning("abandoning partitions' turns", metadata: ["partitions": "\(partitions.sorted())", "reason": "\(reason)"])
+                    lanes.abandon { partitions.contains(Partitioner.partition(of: $0, partitions: leases.partitions)) }
+                    abandoned.formUnion(partitions)
+                }
+
                 while !stopping.withLockedValue({ $0 }) {
+                    await source.refreshIfDue()
                     do {
                         if ContinuousClock.now >= nextLeaseRefresh {
-                            let (now, _) = try await leases.refresh(owned: owned)
-                            let acquired = now.subtracting(owned)
-                            if now != owned {
-                                logger.info("partitions", metadata: ["owned": "\(now.sorted())"])
-                            }
-                            owned = now
-                            for partition in acquired.sorted() {
-                                let stream = Streams.inboundPartition(partition)
-                                try await bus.ensureGroup(group, on: stream)
-                                let stale = try await bus.reclaim(
-                                    group, consumer: leases.worker, stream: stream, minIdleMilliseconds: 0, count: 1000)
-                                dispatch(stale, lanes: lanes, inFlight: inFlight, tasks: &tasks)
-                            }
-                            Gauge(label: "agentconnect_worker_partitions").record(owned.count)
                             nextLeaseRefresh = .now + .milliseconds(leases.ttlMilliseconds / 3)
+                            let refresh: PartitionLeases.Refresh
+                            do {
+                                refresh = try await leases.refresh(active: active, leaving: Set(leaving.keys))
+                                lastRenewed = .now
+                            } catch {
+                                // A renewal that cannot be confirmed for a whole TTL counts as a lost lease.
+                                if ContinuousClock.now - lastRenewed >= .milliseconds(leases.ttlMilliseconds) {
+                                    abandon(active.union(leaving.keys), reason: "lease renewal failing for a whole TTL")
+                                    active = []
+                                    leaving = [:]
+                                }
+                                throw error
+                            }
+                            abandon(refresh.lost, reason: "lease lost")
+                            for partition in refresh.lost { leaving[partition] = nil }
+                            for partition in refresh.surplus {
+                                leaving[partition] = .now + .milliseconds(handoverDrainMilliseconds)
+                            }
+                            if refresh.active != active || !refresh.surplus.isEmpty || !refresh.lost.isEmpty {
+                                logger.info(
+                                    "partitions",
+                                    metadata: ["owned": "\(refresh.active.sorted())", "handing.over": "\(leaving.keys.sorted())"])
+                            }
+                            active = refresh.active
+                            abandoned.subtract(active)
+                            for partition in refresh.acquired.sorted() {
+                                try await bus.ensureGroup(group, on: Streams.inboundPartition(partition))
+                            }
+                            if !refresh.acquired.isEmpty { nextReclaim = .now }
+                            Gauge(label: "agentconnect_worker_partitions").record(active.count)
                         }
-                        let streams = owned.sorted().map(Streams.inboundPartition)
-                        if ContinuousClock.now >= nextReclaim {
-                            nextReclaim = .now + .milliseconds(max(100, options.visibilityTimeoutMilliseconds / 2))
-                            for stream in streams {
-                                let retry = try await bus.reclaim(
-                                    group, consumer: leases.worker, stream: stream,
-                                    minIdleMilliseconds: options.visibilityTimeoutMilliseconds, count: options.batchSize)
-                                dispatch(retry, lanes: lanes, inFlight: inFlight, tasks: &tasks)
+                        // Hand over drained partitions; abandon the lanes of those past their deadline.
+                        for (partition, deadline) in leaving {
+                            if source.inFlight.count(in: [Streams.inboundPartition(partition)]) == 0 {
+                                try await leases.release([partition])
+                                leaving[partition] = nil
+                                abandoned.remove(partition)
+                                logger.info("partition handed over", metadata: ["partition": "\(partition)"])
+                            } else if ContinuousClock.now >= deadline, !abandoned.contains(partition) {
+                                abandon([partition], reason: "handover drain took too long")
                             }
                         }
-                        if streams.isEmpty {
-                            try await Task.sleep(for: .milliseconds(min(200, leases.ttlMilliseconds / 3)))
+                        let streams = active.sorted().map(Streams.inboundPartition)
+                        let room = maxInFlight - source.inFlight.count
+                        if streams.isEmpty || room <= 0 {
+                            try await Task.sleep(for: .milliseconds(streams.isEmpty ? min(200, leases.ttlMilliseconds / 3) : 5))
                             continue
                         }
-                        let block = min(options.blockMilliseconds, leases.ttlMilliseconds / 3)
-                        let entries = try await bus.readGroup(
-                            group, consumer: leases.worker, streams: streams, count: options.batchSize, blockMilliseconds: block)
-                        dispatch(entries, lanes: lanes, inFlight: inFlight, tasks: &tasks)
+                        var entries: [BusEntry] = []
+                        if ContinuousClock.now >= nextReclaim {
+                            nextReclaim = .now + .milliseconds(max(100, options.visibilityTimeoutMilliseconds / 4))
+                            entries = try await source.reclaimStale(streams: streams, room: room)
+                        }
+                        let block = min(options.blockMilliseconds, leases.ttlMilliseconds / 3, Int(source.refreshInterval.milliseconds))
+                        entries += try await source.readNew(streams: streams, room: room - entries.count, blockMilliseconds: block)
+                        dispatch(entries, source: source, lanes: lanes, permits: permits, tasks: &tasks)
                         backoff.reset()
                     } catch {
                         if stopping.withLockedValue({ $0 }) { break }
-                        if let busError = error as? BusError, busError.message.contains("NOGROUP") { owned = [] }
+                        if let busError = error as? BusError, busError.message.contains("NOGROUP") { nextReclaim = .now }
                         let delay = backoff.next()
                         logger.warning("inbound read failed; retrying", metadata: ["error": "\(error)", "retry.ms": "\(delay.milliseconds)"])
                         try? await Task.sleep(for: delay)
                     }
                 }
-                return owned
+                return active.union(leaving.keys)
             }
             await leases.leave(owned: finallyOwned)
         } onGracefulShutdown: {
@@ -89,74 +137,76 @@ struct InboundConsumer: Service {
         }
     }
 
-    /// Hands entries to their conversation's lane. An entry already running here (a reclaim of our own
-    /// long turn) is skipped: it is acknowledged when it finishes.
-    private func dispatch(_ entries: [BusEntry], lanes: ConversationLanes, inFlight: NIOLockedValueBox<Set<String>>, tasks: inout DiscardingTaskGroup) {
+    /// Hands entries to their conversation's lane (each entry is already in flight in `source`).
+    private func dispatch(
+        _ entries: [BusEntry], source: StreamSource, lanes: ConversationLanes, permits: TurnPermits, tasks: inout DiscardingTaskGroup
+    ) {
         for entry in entries {
-            guard inFlight.withLockedValue({ $0.insert("\(entry.stream)/\(entry.id)").inserted }) else { continue }
-            guard let event = entry.event else {
-                tasks.addTask {
-                    await deadLetter(entry, error: "entry does not decode as an event envelope")
-                    inFlight.withLockedValue { _ = $0.remove("\(entry.stream)/\(entry.id)") }
-                }
+            if let reason = source.deadLetterReason(entry) {
+                tasks.addTask { await source.deadLetter(entry, error: reason) }
                 continue
             }
-            if entry.deliveries > options.maxDeliveries {
-                tasks.addTask {
-                    await deadLetter(entry, error: "delivered \(entry.deliveries) times without success")
-                    inFlight.withLockedValue { _ = $0.remove("\(entry.stream)/\(entry.id)") }
-                }
-                continue
-            }
-            if entry.deliveries == 1, let occurred = event.occurredDate {
-                Timer(label: "agentconnect_bus_wait_seconds", dimensions: [("stream", Streams.inbound)])
-                    .recordNanoseconds(Int64(max(0, Date().timeIntervalSince(occurred)) * 1e9))
-            }
-            if lanes.enqueue(LaneWork(entry: entry, event: event)) {
-                tasks.addTask {
-                    await lanes.drain(conversationId: event.conversationId, perform: { work in
-                        try await options.retryingTransient(logger: logger) { try await handler(work.event, work.entry) }
-                    }, finish: { work, outcome in
-                        await finish(work, outcome)
-                        inFlight.withLockedValue { _ = $0.remove("\(work.entry.stream)/\(work.entry.id)") }
-                    })
-                }
+            guard let event = entry.event else { continue }
+            source.recordWait(entry)
+            guard lanes.enqueue(LaneWork(entry: entry, event: event)) else { continue }
+            let fence = leases.fence(Partitioner.partition(of: event.conversationId, partitions: leases.partitions))
+            tasks.addTask {
+                await lanes.drain(
+                    conversationId: event.conversationId,
+                    perform: { work in
+                        let result: Result<Void, any Error> = await permits.withPermit {
+                            await LeaseFence.$current.withValue(fence) {
+                                await Result(catching: {
+                                    try await options.retryingTransient(logger: logger) { try await handler(work.event, work.entry) }
+                                })
+                            }
+                        }
+                        try result.get()
+                    },
+                    finish: { work, outcome in await finish(work, outcome, source: source) })
             }
         }
     }
 
-    private func finish(_ work: LaneWork, _ outcome: Result<Void, any Error>?) async {
+    private func finish(_ work: LaneWork, _ outcome: LaneOutcome, source: StreamSource) async {
         switch outcome {
-        case .none, .success:
-            if outcome == nil {
-                logger.debug("turn superseded", metadata: ["event.id": "\(work.event.id)", "conversation.id": "\(work.event.conversationId)"])
-            }
-            do {
-                try await bus.ack(group, stream: work.entry.stream, ids: [work.entry.id])
-            } catch {
-                logger.warning("ack failed; entry will be redelivered", metadata: ["event.id": "\(work.event.id)", "error": "\(error)"])
-            }
-        case .failure(let error) where error is CancellationError:
-            try? await bus.ack(group, stream: work.entry.stream, ids: [work.entry.id])
-        case .failure(let error):
+        case .completed:
+            await source.ack(work.entry)
+        case .superseded:
+            logger.debug("turn superseded", metadata: ["event.id": "\(work.event.id)", "conversation.id": "\(work.event.conversationId)"])
+            await source.ack(work.entry)
+        case .abandoned:
+            Counter(label: "agentconnect_turns_abandoned_total").increment()
+            source.leavePending(work.entry)
+        case .failed(let error as BusError) where error.code == .fenced:
+            // The partition changed hands mid-turn: the new owner redoes it.
+            Counter(label: "agentconnect_turns_abandoned_total").increment()
+            logger.info("turn fenced off; left to the partition's new owner", metadata: ["event.id": "\(work.event.id)"])
+            source.leavePending(work.entry)
+        case .failed(let error):
             if work.entry.deliveries >= options.maxDeliveries {
-                await deadLetter(work.entry, error: "\(error)")
+                await source.deadLetter(work.entry, error: "\(error)")
             } else {
                 Counter(label: "agentconnect_turn_failures_total").increment()
                 logger.warning(
                     "turn failed; will retry",
-                    metadata: ["event.id": "\(work.event.id)", "conversation.id": "\(work.event.conversationId)", "error": "\(error)"])
+                    metadata: [
+                        "event.id": "\(work.event.id)", "conversation.id": "\(work.event.conversationId)",
+                        "error": "\(Masking.maskPhoneNumbers("\(error)"))",
+                    ])
+                source.leavePending(work.entry)
             }
         }
     }
+}
 
-    private func deadLetter(_ entry: BusEntry, error: String) async {
+extension Result where Failure == any Error {
+    /// Captures how an async throwing body ended.
+    fileprivate init(catching body: () async throws -> Success) async {
         do {
-            try await bus.deadLetter(entry, group: group, error: error)
-            Counter(label: "agentconnect_dead_letters_total", dimensions: [("stream", Streams.inbound)]).increment()
-            logger.error("inbound entry dead-lettered", metadata: ["entry": "\(entry.id)", "error": "\(error)"])
+            self = .success(try await body())
         } catch {
-            logger.error("dead-lettering failed", metadata: ["entry": "\(entry.id)", "error": "\(error)"])
+            self = .failure(error)
         }
     }
 }

@@ -28,9 +28,23 @@ struct PartitionLeases: Sendable {
         return 0
         """
 
-    /// Heartbeats, renews what is owned, takes free partitions up to the fair share, and returns
-    /// the partitions now owned plus how many this worker should hold.
-    func refresh(owned: Set<Int>) async throws -> (owned: Set<Int>, share: Int) {
+    /// What one lease refresh found.
+    struct Refresh: Sendable, Equatable {
+        /// Partitions to read from now on.
+        var active: Set<Int>
+        /// Active partitions over the fair share (more workers joined): stop reading them, drain their
+        /// lanes, then ``release(_:)`` them. They stay held (and renewed) until then.
+        var surplus: Set<Int>
+        /// Partitions whose renewal failed (another worker has them): their turns must stop now.
+        var lost: Set<Int>
+        /// Partitions newly taken.
+        var acquired: Set<Int>
+    }
+
+    /// Heartbeats, renews every partition held (`active` and those draining in `leaving`), moves the
+    /// surplus over the fair share ⌈partitions / live workers⌉ out of `active`, and takes free
+    /// partitions up to the share.
+    func refresh(active: Set<Int>, leaving: Set<Int>) async throws -> Refresh {
         let nowMs = Int(Date().timeIntervalSince1970 * 1000)
         let membership = try await redis.send([
             ["ZADD", .string(membersKey), .string(String(nowMs)), .string(worker)],
@@ -40,36 +54,42 @@ struct PartitionLeases: Sendable {
         ])
         let live = max(1, Int(membership[2].integer ?? 1))
         let share = (partitions + live - 1) / live
-        var result = Set<Int>()
-        let mine = owned.sorted()
-        if !mine.isEmpty {
-            let replies = try await redis.send(mine.map(renewCommand))
-            for (partition, reply) in zip(mine, replies) where reply.integer == 1 { result.insert(partition) }
+        let held = active.union(leaving).sorted()
+        var renewed = Set<Int>()
+        if !held.isEmpty {
+            let replies = try await redis.send(held.map(renewCommand))
+            for (partition, reply) in zip(held, replies) where reply.integer == 1 { renewed.insert(partition) }
         }
-        if result.count > share {
-            // More workers joined: hand the surplus over (the new owner redoes what was in flight).
-            let surplus = Array(result.sorted().suffix(result.count - share))
-            try await release(surplus)
-            result.subtract(surplus)
-        } else if result.count < share {
+        var result = Refresh(active: active.intersection(renewed), surplus: [], lost: Set(held).subtracting(renewed), acquired: [])
+        if result.active.count > share {
+            // More workers joined: hand the surplus over once its turns are done (the new owner
+            // redoes only what is left pending).
+            result.surplus = Set(result.active.sorted().suffix(result.active.count - share))
+            result.active.subtract(result.surplus)
+        } else if result.active.count < share {
             // Start at a worker-specific offset so workers do not all race for partition 0.
             let offset = Int(stableHash(worker) % UInt64(partitions))
-            let candidates = (0..<partitions).map { ($0 + offset) % partitions }.filter { !result.contains($0) }
+            let candidates = (0..<partitions).map { ($0 + offset) % partitions }.filter { !renewed.contains($0) }
             let replies = try await redis.send(candidates.map { partition in
                 ["SET", .string(leaseKey(partition)), .string(worker), "NX", "PX", .string(String(ttlMilliseconds))]
             })
             var extra: [Int] = []
             for (partition, reply) in zip(candidates, replies) where reply == .status("OK") {
-                if result.count > share {
-            // More workers joined: hand the surplus over (the new owner redoes what was in flight).
-            let surplus = Array(result.sorted().suffix(result.count - share))
-            try await release(surplus)
-            result.subtract(surplus)
-        } else if result.count < share { result.insert(partition) } else { extra.append(partition) }
+                if result.active.count < share {
+                    result.active.insert(partition)
+                    result.acquired.insert(partition)
+                } else {
+                    extra.append(partition)
+                }
             }
             try await release(extra)
         }
-        return (result, share)
+        return result
+    }
+
+    /// The fence a turn of `partition` publishes under: its lease, held by this worker.
+    func fence(_ partition: Int) -> LeaseFence {
+        LeaseFence(key: leaseKey(partition), holder: worker)
     }
 
     private func renewCommand(_ partition: Int) -> [RedisArgument] {

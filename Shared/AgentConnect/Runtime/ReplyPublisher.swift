@@ -17,7 +17,14 @@ enum ReplyPublisher {
         let event = BusEvent(
             id: replyId, type: EventType.replyReady, conversationId: session.conversationId, channel: session.channel,
             traceparent: Traceparent.continuing(traceparent).description, payload: payload)
-        _ = try await bus.publish(event, to: Streams.outbound)
+        _ = try await publish(event, to: Streams.outbound, bus: bus)
+    }
+
+    /// Publishes under the running turn's partition lease when there is one (``LeaseFence/current``):
+    /// a worker that lost the partition publishes nothing.
+    private static func publish(_ event: BusEvent, to stream: String, bus: any EventBus) async throws -> String {
+        if let fence = LeaseFence.current { return try await bus.publish(event, to: stream, fence: fence) }
+        return try await bus.publish(event, to: stream)
     }
 
     /// One ConversationRelay frame for a live call. `turnId` and `sequence` let the relay drop frames of
@@ -28,7 +35,12 @@ enum ReplyPublisher {
     ) async throws {
         let event = BusEvent(
             id: "\(turnId):f\(sequence)", type: EventType.voiceFrame, conversationId: conversationId, channel: .voice,
-            traceparent: traceparent, payload: ["turnId": .string(turnId), "seq": .number(Double(sequence)), "frame": frame])
-        _ = try await bus.publish(event, to: Streams.voice(instance: relayInstance))
+            traceparent: traceparent,
+            payload: [
+                "turnId": .string(turnId), "seq": .number(Double(sequence)), "frame": frame,
+                // The worker producing the turn: the relay keeps the first generation of a turn.
+                "gen": JSONValue(LeaseFence.current?.holder),
+            ])
+        _ = try await publish(event, to: Streams.voice(instance: relayInstance), bus: bus)
     }
 }

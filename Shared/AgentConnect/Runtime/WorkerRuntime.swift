@@ -23,7 +23,7 @@ struct WorkerRuntime: Sendable {
         self.configuration = configuration
         self.logger = logger
         redis = RedisClient(configuration: configuration.common.redis, logger: logger)
-        bus = RedisStreamsEventBus(client: redis, maxLength: configuration.common.streamMaxLength)
+        bus = RedisStreamsEventBus(client: redis, retentionSeconds: configuration.common.streamRetentionSeconds)
         postgres = PostgresClient(configuration: configuration.common.database.clientConfiguration, backgroundLogger: logger)
         store = PostgresStore(client: postgres, logger: logger)
     }
@@ -31,7 +31,7 @@ struct WorkerRuntime: Sendable {
     /// `/health/*` and `/metrics` on the worker's port.
     func httpServer(health: HealthState) -> some Service {
         let router = Router()
-        OperationalRoutes.add(to: router, health: health)
+        OperationalRoutes.add(to: router, health: health, readiness: DependencyProbe(redis: redis, postgres: postgres).check)
         return ServiceHTTPServer.make(router: router, common: configuration.common, name: "agent-worker", health: health, logger: logger)
     }
 }

@@ -60,7 +60,8 @@ final class TestStack: Sendable {
         if options.ingress { try await stack.launch("messaging-ingress", port: stack.ingressPort) }
         if options.outbound { try await stack.launch("outbound", port: stack.outboundPort) }
         for (index, port) in stack.relayPorts.enumerated() {
-            try await stack.launch("voice-relay", port: port, extra: ["INSTANCE_ID": "relay-\(index)"])
+            // Each relay is its own public host (signatures are checked against the configured domain only).
+            try await stack.launch("voice-relay", port: port, extra: ["INSTANCE_ID": "relay-\(index)", "TWILIO_VOICE_PUBLIC_DOMAIN": "127.0.0.1:\(port)"])
         }
         for index in 0..<options.workers { try await stack.startWorker(id: "worker-\(index)") }
         return stack

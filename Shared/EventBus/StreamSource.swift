@@ -1,0 +1,170 @@
+import AgentConnectCore
+import Foundation
+import Logging
+import Metrics
+import NIOConcurrencyHelpers
+
+/// The entries a consumer is working on right now, by stream.
+public final class InFlightEntries: Sendable {
+    private let entries = NIOLockedValueBox<[String: Set<String>]>([:])
+
+    public init() {}
+
+    /// Starts tracking an entry; false when it is already in flight here (a reclaim of our own work).
+    public func begin(_ entry: BusEntry) -> Bool {
+        entries.withLockedValue { $0[entry.stream, default: []].insert(entry.id).inserted }
+    }
+
+    /// Stops tracking an entry (acknowledged, dead-lettered, or left pending on purpose).
+    public func end(_ entry: BusEntry) {
+        entries.withLockedValue { entries in
+            entries[entry.stream]?.remove(entry.id)
+            if entries[entry.stream]?.isEmpty == true { entries[entry.stream] = nil }
+        }
+    }
+
+    /// How many entries are in flight.
+    public var count: Int { entries.withLockedValue { $0.values.reduce(0) { $0 + $1.count } } }
+
+    /// How many entries of these streams are in flight.
+    public func count(in streams: Set<String>) -> Int {
+        entries.withLockedValue { entries in streams.reduce(0) { $0 + (entries[$1]?.count ?? 0) } }
+    }
+
+    /// The ids in flight, by stream.
+    public var snapshot: [String: [String]] { entries.withLockedValue { $0.mapValues { Array($0) } } }
+}
+
+/// The reading side every consumer loop shares: new entries, reclaiming what was abandoned, keeping
+/// entries in flight fresh, acknowledging and dead-lettering — each in this one place.
+///
+/// - Work in flight here is never reclaimed here again, and its idle time is reset every
+///   ``refreshInterval`` (`XCLAIM … JUSTID`), so a live peer never reclaims it either, however long a
+///   handler retries in place while a dependency is down.
+/// - Only entries idle past the visibility timeout are reclaimed: a dead consumer's, or a failed
+///   handler's (left pending for a retry).
+/// - An entry delivered more than `maxDeliveries` times, or one that does not decode, goes to
+///   ``Streams/dead`` (counted in `agentconnect_dead_letters_total{stream}`).
+public struct StreamSource: Sendable {
+    public let bus: any EventBus
+    public let group: String
+    public let consumer: String
+    public let options: ConsumerOptions
+    public let logger: Logger
+    /// What this consumer is working on.
+    public let inFlight = InFlightEntries()
+    private let lastRefresh = NIOLockedValueBox(ContinuousClock.now)
+
+    public init(bus: any EventBus, group: String, consumer: String, options: ConsumerOptions, logger: Logger) {
+        self.bus = bus
+        self.group = group
+        self.consumer = consumer
+        self.options = options
+        self.logger = logger
+    }
+
+    /// How often in-flight entries have their idle time reset: well inside the visibility timeout.
+    public var refreshInterval: Duration { .milliseconds(max(200, options.visibilityTimeoutMilliseconds / 5)) }
+
+    /// Creates the group on each stream when missing.
+    public func ensureGroups(_ streams: [String]) async throws {
+        for stream in streams { try await bus.ensureGroup(group, on: stream) }
+    }
+
+    /// New entries (`>`), at most `room`, waiting up to `blockMilliseconds`; each now in flight.
+    public func readNew(streams: [String], room: Int, blockMilliseconds: Int) async throws -> [BusEntry] {
+        guard room > 0, !streams.isEmpty else { return [] }
+        let entries = try await bus.readGroup(group, consumer: consumer, streams: streams, count: room, blockMilliseconds: blockMilliseconds)
+        return entries.filter { inFlight.begin($0) }
+    }
+
+    /// Entries of `streams` idle past the visibility timeout, at most `room`; each now in flight.
+    /// Entries already in flight here are skipped (they stay pending under this consumer).
+    public func reclaimStale(streams: [String], room: Int) async throws -> [BusEntry] {
+        var result: [BusEntry] = []
+        for stream in streams where result.count < room {
+            let stale = try await bus.reclaim(
+                group, consumer: consumer, stream: stream, minIdleMilliseconds: options.visibilityTimeoutMilliseconds,
+                count: room - result.count)
+            let fresh = stale.filter { inFlight.begin($0) }
+            if !fresh.isEmpty {
+                logger.info("reclaimed abandoned entries", metadata: ["stream": "\(stream)", "count": "\(fresh.count)"])
+            }
+            result += fresh
+        }
+        return result
+    }
+
+    /// Resets the idle time of everything in flight, when ``refreshInterval`` has passed.
+    public func refreshIfDue() async {
+        let due = lastRefresh.withLockedValue { last in
+            guard ContinuousClock.now - last >= refreshInterval else { return false }
+            last = .now
+            return true
+        }
+        guard due else { return }
+        for (stream, ids) in inFlight.snapshot where !ids.isEmpty {
+            do {
+                try await bus.touch(group, consumer: consumer, stream: stream, ids: ids)
+            } catch {
+                logger.warning("could not refresh entries in flight", metadata: ["stream": "\(stream)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Whether the entry has been delivered too often, or cannot be decoded: dead-letter it.
+    public func deadLetterReason(_ entry: BusEntry) -> String? {
+        if entry.event == nil { return "entry does not decode as an event envelope" }
+        if entry.deliveries > options.maxDeliveries { return "delivered \(entry.deliveries) times without success" }
+        return nil
+    }
+
+    /// Acknowledges a handled entry (a few quick retries across a Redis blip) and ends it.
+    public func ack(_ entry: BusEntry) async {
+        defer { inFlight.end(entry) }
+        do {
+            try await withRetries { try await bus.ack(group, stream: entry.stream, ids: [entry.id]) }
+        } catch {
+            logger.warning("ack failed; entry will be redelivered", metadata: ["entry": "\(entry.id)", "error": "\(error)"])
+        }
+    }
+
+    /// Ends an entry without acknowledging it: it stays pending and is retried after the visibility
+    /// timeout, here or on a peer.
+    public func leavePending(_ entry: BusEntry) {
+        inFlight.end(entry)
+    }
+
+    /// Moves an entry to the dead-letter stream (acknowledging it there) and ends it. When even that
+    /// fails the entry stays pending, to be retried.
+    public func deadLetter(_ entry: BusEntry, error: String) async {
+        defer { inFlight.end(entry) }
+        let reason = Masking.maskPhoneNumbers(error)
+        do {
+            try await withRetries { try await bus.deadLetter(entry, group: group, error: reason) }
+            Counter(label: "agentconnect_dead_letters_total", dimensions: [("stream", streamLabel(entry.stream))]).increment()
+            logger.error("entry moved to the dead-letter stream", metadata: ["stream": "\(entry.stream)", "entry": "\(entry.id)", "error": "\(reason)"])
+        } catch {
+            logger.error("dead-lettering failed; entry stays pending", metadata: ["entry": "\(entry.id)", "error": "\(error)"])
+        }
+    }
+
+    /// Records how long a first delivery waited on its stream.
+    public func recordWait(_ entry: BusEntry) {
+        guard entry.deliveries == 1, let occurred = entry.event?.occurredDate else { return }
+        Timer(label: "agentconnect_bus_wait_seconds", dimensions: [("stream", streamLabel(entry.stream))])
+            .recordNanoseconds(Int64(max(0, Date().timeIntervalSince(occurred)) * 1e9))
+    }
+
+    /// A few quick retries for bookkeeping writes (ack, dead letter) across a Redis blip.
+    private func withRetries(_ body: () async throws -> Void) async throws {
+        var backoff = Backoff(initial: .milliseconds(20), maximum: .milliseconds(500))
+        for attempt in 1...5 {
+            do {
+                return try await body()
+            } catch where attempt < 5 {
+                try await Task.sleep(for: backoff.next())
+            }
+        }
+    }
+}

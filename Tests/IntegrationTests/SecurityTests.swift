@@ -1,0 +1,213 @@
+import AgentConnectCore
+import Foundation
+import RelayCaller
+import Testing
+import TwilioKit
+
+/// "No way in" (issue 14): only Twilio can make the agent speak, and only once per signed event.
+@Suite("Security: replays, captured upgrades, spoofed hosts, call options, the sim's credentials")
+struct SecurityTests {
+    static let authToken = TestEnvironment.localEnv["TWILIO_AUTH_TOKEN"] ?? ""
+
+    /// A classic Messaging webhook posted straight to messaging-ingress, correctly signed (as Twilio
+    /// would have sent it), with `token` as its `I-Twilio-Idempotency-Token` — the header is not signed,
+    /// so an attacker who captured the request can replay it with any value.
+    static func signedClassicWebhook(port: Int, fields: [(String, String)], token: String) async throws -> TestStack.HTTPResult {
+        let url = "http://127.0.0.1:\(port)/webhook"
+        return try await TestStack.request(
+            .POST, url, rawBody: Array(FormCoding.encode(fields).utf8),
+            headers: [
+                ("Content-Type", "application/x-www-form-urlencoded"), ("I-Twilio-Idempotency-Token", token),
+                ("X-Twilio-Signature", TwilioSignature(authToken: authToken).compute(url: url, params: fields)),
+            ])
+    }
+
+    /// A classic SMS from `customer` to the agent's number.
+    static func classicFields(_ stack: TestStack, sid: String, customer: String, text: String) -> [(String, String)] {
+        [
+            ("AccountSid", stack.environment["TWILIO_ACCOUNT_SID"] ?? ""), ("MessageSid", sid), ("From", customer),
+            ("To", stack.environment["TWILIO_PHONE_NUMBER"] ?? ""), ("Body", text), ("NumMedia", "0"),
+        ]
+    }
+
+    static func callSid() -> String { "CA" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased() }
+
+    @Test("a signed webhook replayed with a fresh I-Twilio-Idempotency-Token is the same event: one turn, one reply")
+    func replayedWebhook() async throws {
+        try await withStack { stack in
+            let customer = "+15554440001"
+            let sid = "SM" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+            let fields = Self.classicFields(stack, sid: sid, customer: customer, text: "only once")
+            let first = try await Self.signedClassicWebhook(port: stack.ingressPort, fields: fields, token: UUID().uuidString)
+            let replay = try await Self.signedClassicWebhook(port: stack.ingressPort, fields: fields, token: UUID().uuidString)
+            #expect(first.status == 200 && first.json["status"]?.string == "ok", "\(first.body)")
+            #expect(replay.status == 200 && replay.json["status"]?.string == "duplicate", "\(replay.body)")
+            // A later message of the same customer is answered after anything the replay could have caused.
+            let next = Self.classicFields(stack, sid: "SM" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased(), customer: customer, text: "and then")
+            #expect(try await Self.signedClassicWebhook(port: stack.ingressPort, fields: next, token: UUID().uuidString).status == 200)
+            let replies = try await stack.agentMessages(to: customer, count: 2)
+            #expect(replies.compactMap { $0["text"]?.string } == ["You said: only once", "You said: and then"])
+            #expect(try await stack.inboundLength() == 2)
+        }
+    }
+
+    @Test("/ci-webhook results are deduplicated on their operator result ids, whatever the idempotency header")
+    func replayedIntelligenceResult() async throws {
+        try await withStack(.init(workers: 0, outbound: false)) { stack in
+            let body: JSONValue = [
+                "accountId": "ACsim", "conversationId": "conv_ci_replay", "intelligenceConfiguration": ["id": "GAtest"],
+                "operatorResults": [["id": "intelligence_operatorresult_replay", "operator": ["id": "LYsummary"], "result": ["result": "x"]]],
+            ]
+            let first = try await stack.sim(.POST, "/sim/webhooks", ["path": "/ci-webhook", "token": "one", "body": body])
+            let replay = try await stack.sim(.POST, "/sim/webhooks", ["path": "/ci-webhook", "token": "two", "body": body])
+            #expect(first["body"]?.string?.contains(#""ok""#) == true, "\(first)")
+            #expect(replay["body"]?.string?.contains("duplicate") == true, "\(replay)")
+            #expect(try await stack.inboundLength() == 1)
+        }
+    }
+
+    @Test("a captured WebSocket upgrade (URL and signature) opens no second socket: not for another call, not again for its own")
+    func capturedUpgrade() async throws {
+        try await withStack(VoiceAcceptanceTests.relayOnly()) { stack in
+            let relay = stack.relayPorts[0]
+            let caller = stack.caller()
+            let sid = Self.callSid()
+            let (url, _) = try await caller.fetchTwiML(callSid: sid, from: "+15554440010", to: "+15550000001")
+            let genuine = try await caller.call(publicURL: url, callSid: sid, from: "+15554440010", to: "+15550000001", script: [.say("hello")])
+            #expect(genuine.turns.map(\.text) == ["You said: hello"])
+            // The same URL and X-Twilio-Signature, as an eavesdropper would have captured them.
+            let otherCall = try await caller.call(
+                publicURL: url, callSid: Self.callSid(), from: "+15554440011", to: "+15550000001", script: [.pause(.milliseconds(300)), .say("let me in")])
+            let sameCall = try await caller.call(
+                publicURL: url, callSid: sid, from: "+15554440010", to: "+15550000001", script: [.pause(.milliseconds(300)), .say("again")])
+            for refused in [otherCall, sameCall] {
+                #expect(refused.turns.allSatisfy { $0.tokens.isEmpty })
+                #expect(refused.closeCode == 1008 || refused.closeCode == nil)
+            }
+            #expect(try await stack.metric("agentconnect_voice_frames_total", port: relay, matching: "rejected_token") == 2)
+            #expect(try await stack.metric("agentconnect_voice_frames_total", port: relay, matching: "kind=\"setup\"") == 1)
+        }
+    }
+
+    @Test("a setup frame for another callSid than the token's is refused with 1008, and the token is spent")
+    func setupForAnotherCall() async throws {
+        try await withStack(VoiceAcceptanceTests.relayOnly()) { stack in
+            let relay = stack.relayPorts[0]
+            let caller = stack.caller()
+            let sid = Self.callSid()
+            let (url, _) = try await caller.fetchTwiML(callSid: sid, from: "+15554440020", to: "+15550000001")
+            let hijack = try await caller.call(
+                publicURL: url, callSid: Self.callSid(), from: "+15554440020", to: "+15550000001", script: [.pause(.milliseconds(300)), .say("hi")])
+            #expect(hijack.turns.allSatisfy { $0.tokens.isEmpty })
+            #expect(hijack.closeCode == 1008)
+            #expect(try await stack.metric("agentconnect_voice_frames_total", port: relay, matching: "rejected_call") == 1)
+            let late = try await caller.call(publicURL: url, callSid: sid, from: "+15554440020", to: "+15550000001", script: [.pause(.milliseconds(300)), .say("hi")])
+            #expect(late.turns.allSatisfy { $0.tokens.isEmpty })
+            #expect(try await stack.metric("agentconnect_voice_frames_total", port: relay, matching: "rejected_token") == 1)
+        }
+    }
+
+    @Test("a customParameters.conversationId the TwiML did not sign is ignored")
+    func unsignedConversationId() async throws {
+        try await withStack(VoiceAcceptanceTests.relayOnly()) { stack in
+            let caller = stack.caller()
+            let sid = Self.callSid()
+            let (url, _) = try await caller.fetchTwiML(callSid: sid, from: "+15554440030", to: "+15550000001")
+            let call = try await caller.call(
+                publicURL: url, callSid: sid, from: "+15554440030", to: "+15550000001", script: [.say("whose call is this")],
+                customParameters: ["conversationId": "conv_someone_else"])
+            #expect(call.turns.map(\.text) == ["You said: whose call is this"])
+            #expect(await eventually { (try? await stack.count("SELECT count(*)::int FROM conversations WHERE id = '\(sid)'")) == 1 })
+            #expect(try await stack.count("SELECT count(*)::int FROM conversations WHERE id = 'conv_someone_else'") == 0)
+        }
+    }
+
+    @Test("with a configured public domain, a signature for Host or X-Forwarded-Host is refused (403); the domain's is accepted")
+    func spoofedHost() async throws {
+        var options = TestStack.Options(workers: 0, relays: 1, outbound: false)
+        options.extra = ["TWILIO_WEBHOOK_PUBLIC_DOMAIN": "hooks.example.com"]
+        try await withStack(options) { stack async throws in
+            let signer = TwilioSignature(authToken: Self.authToken)
+            let body = Array(#"{"eventType":"COMMUNICATION_CREATED","data":{"id":"comms_spoof","conversationId":"conv_spoof","author":{"address":"+15554440040","channel":"SMS"},"content":{"text":"hi"}}}"#.utf8)
+            let target = "/webhook?bodySHA256=\(TwilioSignature.bodyHash(body))"
+            let ingress = "http://127.0.0.1:\(stack.ingressPort)"
+            func post(signedFor url: String, headers: [(String, String)] = []) async throws -> Int {
+                try await TestStack.request(
+                    .POST, ingress + target, rawBody: body,
+                    headers: [("Content-Type", "application/json"), ("X-Twilio-Signature", signer.compute(url: url))] + headers
+                ).status
+            }
+            #expect(try await post(signedFor: ingress + target) == 403, "the Host the client sent")
+            #expect(try await post(signedFor: "https://evil.example" + target, headers: [("X-Forwarded-Host", "evil.example"), ("X-Forwarded-Proto", "https")]) == 403)
+            #expect(try await post(signedFor: "http://evil.example" + target, headers: [("Host", "evil.example")]) == 403)
+            #expect(try await stack.inboundLength() == 0)
+            #expect(try await post(signedFor: "https://hooks.example.com" + target) == 200)
+            // The sim signs for the configured domain, so the whole path still works.
+            #expect(try await stack.customerSays("through the domain", from: "+15554440041")["webhookStatus"]?.double == 200)
+
+            let relay = "http://127.0.0.1:\(stack.relayPorts[0])"
+            let fields = [("AccountSid", "ACsimulator"), ("CallSid", Self.callSid()), ("From", "+15554440042"), ("To", "+15550000001")]
+            func twiml(signedFor url: String, headers: [(String, String)] = []) async throws -> Int {
+                try await TestStack.request(
+                    .POST, relay + "/twiml", rawBody: Array(FormCoding.encode(fields).utf8),
+                    headers: [("Content-Type", "application/x-www-form-urlencoded"), ("X-Twilio-Signature", signer.compute(url: url, params: fields))] + headers
+                ).status
+            }
+            #expect(try await twiml(signedFor: relay + "/twiml") == 403)
+            #expect(try await twiml(signedFor: "https://evil.example/twiml", headers: [("X-Forwarded-Host", "evil.example"), ("X-Forwarded-Proto", "https")]) == 403)
+            #expect(try await twiml(signedFor: "https://127.0.0.1:\(stack.relayPorts[0])/twiml") == 200)
+        }
+    }
+
+    @Test("/v1/calls callOptions: URL-valued and unknown Calls parameters get 400 in any capitalisation; the allowed ones pass")
+    func callOptions() async throws {
+        try await withStack(.init(workers: 0, relays: 1, ingress: false)) { stack async throws in
+            func place(_ options: JSONValue) async throws -> TestStack.HTTPResult {
+                try await TestStack.request(
+                    .POST, "http://127.0.0.1:\(stack.outboundPort)/v1/calls", body: ["to": "+15554440050", "callOptions": options],
+                    headers: [("Authorization", "Bearer \(TestEnvironment.localEnv["OUTBOUND_API_TOKEN"] ?? "")")])
+            }
+            let foreign: [JSONValue] = [
+                ["StatusCallback": "https://evil.example/cb"], ["statuscallback": "https://evil.example/cb"], ["STATUSCALLBACK": "https://evil.example/cb"],
+                ["statusCallback": "https://evil.example/cb"], ["FallbackUrl": "https://evil.example"], ["fallbackURL": "https://evil.example"],
+                ["Url": "https://evil.example/twiml"], ["url": "https://evil.example/twiml"], ["AsyncAmdStatusCallback": "https://evil.example"],
+                ["recordingstatuscallback": "https://evil.example"], ["To": "+15550009999"], ["twiml": "<Response/>"], ["SipAuthPassword": "x"],
+            ]
+            for options in foreign {
+                let answer = try await place(options)
+                #expect(answer.status == 400, "\(options) → \(answer.status) \(answer.body)")
+            }
+            #expect(try await stack.simRequests(path: "/Calls.json").isEmpty)
+            let allowed = try await place(["timeout": 20, "StatusCallback": true, "machineDetection": "Enable"])
+            #expect(allowed.status == 201, "\(allowed.body)")
+            let form = try #require(try await stack.simRequests(path: "/Calls.json").first?["form"])
+            #expect(form["Timeout"]?.string == "20")
+            #expect(form["MachineDetection"]?.string == "Enable")
+            #expect(form["StatusCallback"]?.string == "https://127.0.0.1:\(stack.relayPorts[0])/twilio/call-events/status")
+        }
+    }
+
+    @Test("twilio-sim refuses real-looking credentials and Twilio URLs (exit 2, naming the variable) and binds loopback unless told")
+    func simRefusesRealTwilio() async throws {
+        let directory = NSTemporaryDirectory()
+        let hex = String(repeating: "0123456789abcdef", count: 2)
+        let refused: [(String, String)] = [
+            ("TWILIO_ACCOUNT_SID", "AC" + hex), ("TWILIO_API_KEY", "SK" + hex.uppercased()), ("TWILIO_API_BASE_URL", "https://api.twilio.com"),
+            ("TWILIO_CONVERSATIONS_BASE_URL", "https://Conversations.Twilio.com./v2"), ("SIM_MESSAGING_URL", "https://hooks.twilio.com:443/x"),
+        ]
+        for (name, value) in refused {
+            var environment = TestEnvironment.localEnv
+            environment[name] = value
+            let sim = try ServiceProcess("twilio-sim", port: TestEnvironment.freePort(), environment: environment, logDirectory: directory)
+            #expect(await sim.waitForExit(timeout: .seconds(20)) == 2, "\(name)=\(value)")
+            #expect(sim.log.contains(name), "\(sim.log)")
+        }
+        var environment = TestEnvironment.localEnv
+        environment["HTTP_HOST"] = "0.0.0.0"
+        let sim = try ServiceProcess("twilio-sim", port: TestEnvironment.freePort(), environment: environment, logDirectory: directory)
+        try await sim.waitReady()
+        let listening = sim.log.split(separator: "\n").first { $0.contains("twilio-sim listening") } ?? ""
+        #expect(listening.contains("127.0.0.1") && !listening.contains("0.0.0.0"), "\(listening)")
+        #expect(await sim.terminate() == 0)
+    }
+}

@@ -1,0 +1,434 @@
+import AgentConnectCore
+import EventBus
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import PostgresNIO
+import Store
+import Testing
+
+/// Managed Redis and PostgreSQL as people rent them: TLS on a private CA, an ACL user, `sslmode`.
+/// Each test starts its own redis-server (`--tls-port`) and PostgreSQL (`ssl=on`) on a CA it makes
+/// with `openssl`, and stops them (also on failure).
+@Suite("Managed Redis and PostgreSQL over TLS", .serialized)
+struct TLSTests {
+    /// ACL user and password (with characters that must be percent-encoded in the URL).
+    static let redisUser = "agent@prod"
+    static let redisPassword = "s3cr@t/pw:x"
+    static let redisCredentials = "agent%40prod:s3cr%40t%2Fpw%3Ax"
+
+    @Test("rediss:// with a CA file and an ACL user round-trips XADD/XREAD; a wrong CA or plain redis:// fails fast, naming the variable")
+    func redisOverTLS() async throws {
+        try await withTLSServers(postgres: false) { servers in
+            // (a) Host name (SNI + hostname verification) and IP address (verified against the IP SAN).
+            for host in ["localhost", "127.0.0.1"] {
+                let configuration = try RedisConfiguration(
+                    environment: Environment([
+                        "REDIS_URL": "rediss://\(Self.redisCredentials)@\(host):\(servers.redisPort)/3", "REDIS_TLS_CA_FILE": servers.pki.caFile,
+                    ]))
+                #expect(configuration.tls && configuration.username == Self.redisUser && configuration.password == Self.redisPassword)
+                let client = RedisClient(configuration: configuration, logger: TestEnvironment.logger)
+                defer { client.shutdown() }
+                let id = try #require(try await client.command("XADD", "tls:stream", "*", "via", .string(host)).string)
+                let read = try await client.command("XREAD", "COUNT", "10", "STREAMS", "tls:stream", "0")
+                let texts = Self.strings(in: read)
+                #expect(texts.contains(id) && texts.contains(host), "\(texts)")
+                #expect(try await client.command("ACL", "WHOAMI").string == Self.redisUser)
+                try await client.requireNoEviction()
+            }
+
+            // (c) A CA that did not sign the server's certificate: refused quickly, naming the variables.
+            let wrong = try RedisConfiguration(
+                environment: Environment([
+                    "REDIS_URL": "rediss://\(Self.redisCredentials)@localhost:\(servers.redisPort)", "REDIS_TLS_CA_FILE": servers.pki.wrongCAFile,
+                ]))
+            try await expectFastFailure(naming: ["REDIS_TLS_CA_FILE", "REDIS_URL"]) {
+                let client = RedisClient(configuration: wrong, logger: TestEnvironment.logger)
+                defer { client.shutdown() }
+                try await client.command("PING")
+            }
+            // Without a CA file the system roots do not know our CA either.
+            let systemRoots = RedisConfiguration(
+                host: "localhost", port: servers.redisPort, username: Self.redisUser, password: Self.redisPassword, tls: true)
+            try await expectFastFailure(naming: ["REDIS_TLS_CA_FILE"]) {
+                let client = RedisClient(configuration: systemRoots, logger: TestEnvironment.logger)
+                defer { client.shutdown() }
+                try await client.command("PING")
+            }
+            // Plain redis:// to a TLS port: a clear failure, never a hang.
+            let plain = RedisConfiguration(
+                host: "127.0.0.1", port: servers.redisPort, username: Self.redisUser, password: Self.redisPassword, connectTimeout: .seconds(2))
+            try await expectFastFailure(naming: ["REDIS_URL"]) {
+                let client = RedisClient(configuration: plain, logger: TestEnvironment.logger)
+                defer { client.shutdown() }
+                try await client.command("PING")
+            }
+        }
+    }
+
+    @Test("a command past its deadline fails and closes the connection; a BLOCK read gets its block time on top")
+    func commandDeadline() async throws {
+        try await withTLSServers(postgres: false) { servers in
+            var configuration = try RedisConfiguration(url: "rediss://\(Self.redisCredentials)@localhost:\(servers.redisPort)/4")
+            configuration.caFile = servers.pki.caFile
+            configuration.commandTimeout = .milliseconds(300)
+            let client = RedisClient(configuration: configuration, logger: TestEnvironment.logger)
+            defer { client.shutdown() }
+            // A BLOCK read of 800 ms outlives the 300 ms deadline without failing.
+            let started = ContinuousClock.now
+            let empty = try await client.withBlockingConnection { connection in
+                try await connection.command("XREAD", "BLOCK", "800", "STREAMS", "tls:deadline", "$")
+            }
+            guard case .null = empty else {
+                Issue.record("XREAD BLOCK returned \(empty)")
+                return
+            }
+            #expect(ContinuousClock.now - started >= .milliseconds(700))
+            // The server stops answering (as a half-open connection would): the command fails at its deadline.
+            let admin = RedisClient(configuration: configuration, logger: TestEnvironment.logger)
+            defer { admin.shutdown() }
+            try await admin.command("PING")
+            try await client.command("PING")
+            try await admin.command("CLIENT", "PAUSE", "3000", "ALL")
+            let paused = ContinuousClock.now
+            let error = try await #require(throws: BusError.self) { try await client.command("PING") }
+            let waited = ContinuousClock.now - paused
+            #expect(error.code == .unavailable && "\(error)".contains("deadline"), "\(error)")
+            #expect(waited >= .milliseconds(250) && waited < .seconds(2), "failed after \(waited)")
+            try await admin.command("CLIENT", "UNPAUSE")
+            // The next command reconnects.
+            #expect(try await client.command("PING").string == "PONG")
+        }
+    }
+
+    @Test("PostgreSQL with sslmode=verify-full: migrations run over TLS; a wrong CA or no TLS under require is refused, naming the variable")
+    func postgresOverTLS() async throws {
+        try await withTLSServers(redis: false) { servers in
+            let good = servers.databaseURL(mode: "verify-full", root: servers.pki.caFile)
+            // (b) The store connects with verify-full (host name and IP) and the migrations run.
+            for url in [good, servers.databaseURL(mode: "verify-full", root: servers.pki.caFile, host: "127.0.0.1")] {
+                let configuration = try DatabaseConfiguration(url: url)
+                try await configuration.checkConnection(logger: TestEnvironment.logger)
+            }
+            let migrate = try ServiceProcess(
+                "migrate", port: TestEnvironment.freePort(), environment: ["DATABASE_URL": good, "MIGRATE_WAIT_SECONDS": "10"],
+                logDirectory: servers.directory)
+            let status = await migrate.waitForExit(timeout: .seconds(60))
+            #expect(status == 0, "\(migrate.log)")
+            let configuration = try DatabaseConfiguration(url: good)
+            let (ssl, versions) = try await withPostgresClient(configuration) { client in
+                var ssl = false
+                for try await value in try await client.query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").decode(Bool.self) {
+                    ssl = value
+                }
+                var versions: [Int] = []
+                for try await version in try await client.query("SELECT version FROM schema_migrations ORDER BY version").decode(Int.self) {
+                    versions.append(version)
+                }
+                // Running the migrator again (transaction-level lock) applies nothing.
+                let again = try await Migrator(client: client, logger: TestEnvironment.logger).migrate()
+                #expect(again.isEmpty)
+                return (ssl, versions)
+            }
+            #expect(ssl)
+            #expect(versions == Migrations.all.map(\.version).sorted())
+
+            // (c) A wrong CA: refused at once with an error naming the variable, no password shown.
+            let wrong = try DatabaseConfiguration(url: servers.databaseURL(mode: "verify-full", root: servers.pki.wrongCAFile))
+            try await expectFastFailure(naming: ["DATABASE_URL"]) {
+                try await wrong.checkConnection(logger: TestEnvironment.logger)
+            }
+            let wrongMigrate = try ServiceProcess(
+                "migrate", port: TestEnvironment.freePort(),
+                environment: [
+                    "DATABASE_URL": "postgres://nobody:hunter2@127.0.0.1:1/x",
+                    "MIGRATE_DATABASE_URL": servers.databaseURL(mode: "verify-ca", root: servers.pki.wrongCAFile),
+                ], logDirectory: servers.directory)
+            let started = ContinuousClock.now
+            let wrongStatus = await wrongMigrate.waitForExit(timeout: .seconds(30))
+            #expect(wrongStatus == 2, "\(wrongMigrate.log)")
+            #expect(ContinuousClock.now - started < .seconds(10))
+            #expect(wrongMigrate.log.contains("MIGRATE_DATABASE_URL") && !wrongMigrate.log.contains(servers.postgresPassword), "\(wrongMigrate.log)")
+            // sslmode=require against a server without TLS (the shared test server): refused, naming the variable.
+            let noTLS = try DatabaseConfiguration(
+                url: "postgres://agentconnect:\(servers.postgresPassword)@127.0.0.1:\(TestEnvironment.postgresPort)/postgres?sslmode=require")
+            try await expectFastFailure(naming: ["DATABASE_URL"]) {
+                try await noTLS.checkConnection(logger: TestEnvironment.logger)
+            }
+            // sslmode=prefer against the same server falls back to plain.
+            try await DatabaseConfiguration(url: "postgres://agentconnect@127.0.0.1:\(TestEnvironment.postgresPort)/postgres?sslmode=prefer")
+                .checkConnection(logger: TestEnvironment.logger)
+        }
+    }
+
+    @Test("the real services become ready and answer an SMS against rediss:// and sslmode=verify-full; an evicting Redis is refused")
+    func servicesOverTLS() async throws {
+        try await withTLSServers { servers in
+            let databaseURL = servers.databaseURL(mode: "verify-full", root: servers.pki.caFile)
+            let migrate = try ServiceProcess(
+                "migrate", port: TestEnvironment.freePort(), environment: ["DATABASE_URL": databaseURL], logDirectory: servers.directory)
+            #expect(await migrate.waitForExit(timeout: .seconds(60)) == 0, "\(migrate.log)")
+            let redisURL = "rediss://\(Self.redisCredentials)@localhost:\(servers.redisPort)/5"
+            let tlsEnvironment = ["REDIS_URL": redisURL, "REDIS_TLS_CA_FILE": servers.pki.caFile, "DATABASE_URL": databaseURL]
+            // (d) ingress, a worker and outbound, all on the TLS servers: a customer's SMS gets its reply.
+            try await withStack(.init(extra: tlsEnvironment)) { stack in
+                let sent = try await stack.customerSays("hello over TLS", from: "+15557770901")
+                let conversationId = try #require(sent["conversationId"]?.string)
+                let replies = try await stack.agentMessages(conversationId: conversationId)
+                #expect(replies.map { $0["text"]?.string } == ["You said: hello over TLS"])
+            }
+            let admin = try RedisClient(
+                configuration: RedisConfiguration(
+                    environment: Environment(["REDIS_URL": redisURL, "REDIS_TLS_CA_FILE": servers.pki.caFile])), logger: TestEnvironment.logger)
+            defer { admin.shutdown() }
+            #expect(try await admin.command("XLEN", .string(Streams.outbound)).integer ?? 0 >= 1)
+
+            // A Redis that may evict keys (even volatile-*: our dedup keys carry TTLs): the service refuses to run.
+            try await admin.command("CONFIG", "SET", "maxmemory-policy", "volatile-lru")
+            var environment = TestEnvironment.localEnv
+            environment.merge(tlsEnvironment) { _, new in new }
+            let ingress = try ServiceProcess(
+                "messaging-ingress", port: TestEnvironment.freePort(), environment: environment, logDirectory: servers.directory)
+            let status = await ingress.waitForExit(timeout: .seconds(20))
+            try await admin.command("CONFIG", "SET", "maxmemory-policy", "noeviction")
+            #expect(status != nil && status != 0, "\(ingress.log)")
+            #expect(ingress.log.contains("maxmemory-policy") && ingress.log.contains("volatile-lru"), "\(ingress.log)")
+            #expect(!ingress.log.contains(Self.redisPassword))
+        }
+    }
+
+    // MARK: helpers
+
+    /// Every string in a (nested) reply.
+    static func strings(in value: RedisValue) -> [String] {
+        if let values = value.array { return values.flatMap { strings(in: $0) } }
+        return value.string.map { [$0] } ?? []
+    }
+
+    /// Runs `body` (which must throw) and checks that it failed within 6 s with a message naming one of `variables`.
+    private func expectFastFailure(naming variables: [String], _ body: @Sendable () async throws -> Void) async throws {
+        let started = ContinuousClock.now
+        do {
+            try await body()
+            Issue.record("expected a failure naming \(variables)")
+        } catch {
+            let text = "\(error)"
+            #expect(variables.contains { text.contains($0) }, "\(text)")
+            #expect(!text.contains(Self.redisPassword) && !text.contains(TLSServers.defaultPostgresPassword), "\(text)")
+        }
+        #expect(ContinuousClock.now - started < .seconds(6))
+    }
+
+    private func withPostgresClient<T: Sendable>(_ configuration: DatabaseConfiguration, _ body: @escaping @Sendable (PostgresClient) async throws -> T)
+        async throws -> T
+    {
+        let client = PostgresClient(configuration: configuration.clientConfiguration, backgroundLogger: TestEnvironment.logger)
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                await client.run()
+                return nil
+            }
+            defer { group.cancelAll() }
+            return try await withTimeout(.seconds(30), "PostgreSQL over TLS") { try await body(client) }
+        }
+    }
+}
+
+// MARK: - Servers of our own
+
+/// A CA, a server certificate for localhost/127.0.0.1 signed by it, and an unrelated CA.
+struct TestPKI: Sendable {
+    let caFile: String
+    let wrongCAFile: String
+    let certFile: String
+    let keyFile: String
+
+    static func make(in directory: String) throws -> TestPKI {
+        func openssl(_ arguments: [String]) throws {
+            try runTool("/usr/bin/openssl", arguments, in: directory)
+        }
+        let curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        for name in ["ca", "wrong-ca"] {
+            try openssl(
+                ["req", "-x509"] + curve + [
+                    "-keyout", "\(name).key", "-out", "\(name).crt", "-days", "2", "-subj", "/CN=AgentConnect test \(name)",
+                    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+                ])
+        }
+        try openssl(["req"] + curve + ["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"])
+        try "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n".write(
+            toFile: "\(directory)/server.ext", atomically: true, encoding: .utf8)
+        try openssl([
+            "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2",
+            "-extfile", "server.ext",
+        ])
+        return TestPKI(
+            caFile: "\(directory)/ca.crt", wrongCAFile: "\(directory)/wrong-ca.crt", certFile: "\(directory)/server.crt",
+            keyFile: "\(directory)/server.key")
+    }
+}
+
+/// Runs a tool to completion, throwing with its output when it fails.
+@discardableResult
+func runTool(_ path: String, _ arguments: [String], in directory: String? = nil) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+    let output = Pipe()
+    process.standardOutput = output
+    process.standardError = output
+    try process.run()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    let text = String(decoding: data, as: UTF8.self)
+    guard process.terminationStatus == 0 else {
+        throw TestFailure("\(path) \(arguments.joined(separator: " ")) failed (\(process.terminationStatus)):\n\(text)")
+    }
+    return text
+}
+
+/// redis-server with TLS only and an ACL user, and PostgreSQL with `ssl=on`, on free ports in a temp directory.
+final class TLSServers: Sendable {
+    static let defaultPostgresPassword = "pg-p@ss"
+    let directory: String
+    let pki: TestPKI
+    let redisPort: Int
+    let postgresPort: Int
+    let postgresPassword = TLSServers.defaultPostgresPassword
+    private let children = NIOLockedValueBox<[Process]>([])
+    private let postgresData: String
+
+    /// A `DATABASE_URL` for our PostgreSQL (the password percent-encoded; trust auth ignores it).
+    func databaseURL(mode: String, root: String, host: String = "localhost") -> String {
+        "postgres://agentconnect:pg-p%40ss@\(host):\(postgresPort)/agentconnect?sslmode=\(mode)&sslrootcert=\(root)"
+    }
+
+    private init(directory: String, pki: TestPKI) {
+        self.directory = directory
+        self.pki = pki
+        redisPort = TestEnvironment.freePort()
+        postgresPort = TestEnvironment.freePort()
+        postgresData = "\(directory)/pgdata"
+    }
+
+    static let isRoot = getuid() == 0
+    static let postgresBin: String? = {
+        let versions = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []
+        return versions.compactMap(Int.init).max().map { "/usr/lib/postgresql/\($0)/bin" }
+    }()
+
+    static func start(redis: Bool, postgres: Bool) async throws -> TLSServers {
+        let directory = NSTemporaryDirectory() + "agentconnect-tls-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        let servers = TLSServers(directory: directory, pki: try TestPKI.make(in: directory))
+        do {
+            if redis { try await servers.startRedis() }
+            if postgres { try await servers.startPostgres() }
+        } catch {
+            await servers.stop()
+            throw error
+        }
+        return servers
+    }
+
+    private func spawn(_ path: String, _ arguments: [String], log: String) throws -> Process {
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        children.withLockedValue { $0.append(process) }
+        return process
+    }
+
+    private func startRedis() async throws {
+        let aclUser = "\(TLSTests.redisUser) on >\(TLSTests.redisPassword) ~* &* +@all"
+        let process = try spawn(
+            "/usr/bin/redis-server",
+            [
+                "--port", "0", "--tls-port", String(redisPort), "--bind", "127.0.0.1", "--tls-cert-file", pki.certFile, "--tls-key-file",
+                pki.keyFile, "--tls-ca-cert-file", pki.caFile, "--tls-auth-clients", "no", "--save", "", "--appendonly", "no",
+                "--user", aclUser, "--user", "default off",
+            ], log: "\(directory)/redis.log")
+        var configuration = RedisConfiguration(
+            host: "127.0.0.1", port: redisPort, username: TLSTests.redisUser, password: TLSTests.redisPassword, tls: true, caFile: pki.caFile)
+        configuration.connectTimeout = .seconds(1)
+        let deadline = ContinuousClock.now + .seconds(15)
+        while true {
+            guard process.isRunning else { throw TestFailure("redis-server with TLS exited:\n\(log("redis.log"))") }
+            if let connection = try? await RedisConnection.connect(configuration: configuration, on: MultiThreadedEventLoopGroup.singleton) {
+                connection.close()
+                return
+            }
+            if ContinuousClock.now > deadline { throw TestFailure("redis-server with TLS not ready:\n\(log("redis.log"))") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    private func startPostgres() async throws {
+        guard let bin = Self.postgresBin else { throw TestFailure("PostgreSQL is not installed") }
+        var prefix: [String] = []
+        if Self.isRoot {
+            // PostgreSQL refuses to run as root: its files belong to `postgres` (see scripts/stack.sh).
+            try runTool("/usr/bin/chown", ["-R", "postgres:postgres", directory])
+            prefix = ["/usr/sbin/runuser", "-u", "postgres", "--"]
+        }
+        try runTool("/bin/chmod", ["600", pki.keyFile])
+        let initdb = prefix + ["\(bin)/initdb", "-D", postgresData, "-U", "agentconnect", "--auth=trust", "-E", "UTF8", "--no-locale"]
+        try runTool(initdb[0], Array(initdb.dropFirst()))
+        let server = prefix + [
+            "\(bin)/postgres", "-D", postgresData, "-p", String(postgresPort), "-k", directory, "-c", "listen_addresses=127.0.0.1",
+            "-c", "ssl=on", "-c", "ssl_cert_file=\(pki.certFile)", "-c", "ssl_key_file=\(pki.keyFile)", "-c", "fsync=off",
+            "-c", "max_connections=50",
+        ]
+        let process = try spawn(server[0], Array(server.dropFirst()), log: "\(directory)/postgres.log")
+        let deadline = ContinuousClock.now + .seconds(30)
+        while true {
+            guard process.isRunning else { throw TestFailure("PostgreSQL with TLS exited:\n\(log("postgres.log"))") }
+            if (try? runTool("\(bin)/pg_isready", ["-h", "127.0.0.1", "-p", String(postgresPort), "-q"])) != nil { break }
+            if ContinuousClock.now > deadline { throw TestFailure("PostgreSQL with TLS not ready:\n\(log("postgres.log"))") }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        try runTool("\(bin)/psql", ["-h", "127.0.0.1", "-p", String(postgresPort), "-U", "agentconnect", "-d", "postgres", "-qc", "CREATE DATABASE agentconnect"])
+    }
+
+    func log(_ name: String) -> String {
+        (try? String(contentsOfFile: "\(directory)/\(name)", encoding: .utf8)) ?? ""
+    }
+
+    /// Stops both servers (PostgreSQL by its postmaster pid: `runuser` may not pass signals on) and removes the directory.
+    func stop() async {
+        if let text = try? String(contentsOfFile: "\(postgresData)/postmaster.pid", encoding: .utf8),
+            let pid = text.split(separator: "\n").first.flatMap({ Int32($0) })
+        {
+            kill(pid, SIGQUIT)
+        }
+        for process in children.withLockedValue({ $0 }) {
+            if process.isRunning { process.terminate() }
+            let deadline = ContinuousClock.now + .seconds(10)
+            while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+/// Runs `body` with TLS servers of its own and always stops them.
+func withTLSServers<T>(redis: Bool = true, postgres: Bool = true, _ body: (TLSServers) async throws -> T) async throws -> T {
+    let servers = try await TLSServers.start(redis: redis, postgres: postgres)
+    do {
+        let result = try await body(servers)
+        await servers.stop()
+        return result
+    } catch {
+        let logs = servers.log("redis.log").suffix(2000) + "\n" + servers.log("postgres.log").suffix(2000)
+        await servers.stop()
+        throw TestFailure("\(error)\n--- server logs\n\(logs)")
+    }
+}

@@ -1,0 +1,276 @@
+#!/usr/bin/env bash
+# `make test-deploy`: the image and compose.yaml really run. Builds deploy/Dockerfile unchanged (both
+# stages), brings compose.yaml up unchanged (dev profile, the engine's default capabilities), sends
+# an SMS and places a call through the edge with twilio-sim and checks the replies, scales
+# agent-worker and voice-relay to 2 and does it again, validates the Kubernetes manifests
+# (scripts/validate-k8s.sh, when present), prints what it did, and tears everything down.
+#
+# The engine is podman (no Docker here), run through scripts/containers/: a runc wrapper for
+# sandboxes that refuse rlimits, and stand-ins for the base images (no registry is reachable),
+# tagged with the names the Dockerfile and compose.yaml use. podman-compose's limits are worked
+# around here, not in compose.yaml: each service is started with `up --no-deps` in depends_on order
+# and the test waits for each condition itself (health checks need systemd under podman).
+#
+# Settings: AC_DEPLOY_KEEP=1 leaves the stack running; AC_DEPLOY_IMAGE names the image to build
+# (default agentconnect:local, compose.yaml's default).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export DEBIAN_FRONTEND=noninteractive
+
+project=agentconnect-deploy-test
+image=${AC_DEPLOY_IMAGE:-localhost/agentconnect:local}
+rows=()
+started_all=$(date +%s)
+current=""
+current_started=0
+
+begin() { current=$1; current_started=$(date +%s); echo "==> $1"; }
+done_step() { rows+=("$current|${1:-ok}|$(($(date +%s) - current_started))"); current=""; }
+table() {
+  printf '\n%-44s %-34s %7s\n' "step" "result" "seconds"
+  printf '%-44s %-34s %7s\n' "----" "------" "-------"
+  local row
+  for row in ${rows[@]+"${rows[@]}"}; do
+    IFS='|' read -r name result seconds <<<"$row"
+    printf '%-44s %-34s %7s\n' "$name" "$result" "$seconds"
+  done
+  printf '%-44s %-34s %7s\n' "total" "" "$(($(date +%s) - started_all))"
+}
+
+# --- Tools ---------------------------------------------------------------------------------------
+begin "tools (podman, runc, debootstrap, podman-compose)"
+missing=()
+for tool in podman runc debootstrap python3 curl; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq podman runc debootstrap python3 python3-venv curl >/dev/null
+fi
+compose_bin=$(command -v podman-compose || true)
+if [ -z "$compose_bin" ]; then
+  venv=.run/deploy-venv
+  if [ ! -x "$venv/bin/podman-compose" ]; then
+    python3 -m venv "$venv" >/dev/null 2>&1 || {
+      apt-get install -y -qq python3-venv >/dev/null
+      python3 -m venv "$venv"
+    }
+    "$venv/bin/pip" install -q --disable-pip-version-check podman-compose >/dev/null
+  fi
+  compose_bin=$root/$venv/bin/podman-compose
+fi
+# The runc wrapper through a containers.conf of the test's own (podman-compose runs podman too).
+# shellcheck source=containers/podman-env.sh
+. scripts/containers/podman-env.sh
+done_step "$(podman --version | awk '{print "podman " $3}')"
+
+compose() {
+  # No .env here is the fresh-clone case; a developer's .env would still be read (compose semantics).
+  "$compose_bin" -p "$project" --profile dev "$@"
+}
+containers_of() {
+  podman ps -a --filter "label=com.docker.compose.project=$project" \
+    --filter "label=com.docker.compose.service=$1" --format '{{.Names}}' | sort
+}
+teardown() {
+  local status=$?
+  set +e
+  if [ -n "${services_pid:-}" ]; then kill "$services_pid" 2>/dev/null; fi
+  if [ -n "$current" ]; then rows+=("$current|FAILED|$(($(date +%s) - current_started))"); fi
+  if [ "$status" -ne 0 ] && [ -n "$compose_bin" ]; then
+    echo "--- logs (last 40 lines of each container) ---"
+    for name in $(podman ps -a --filter "label=com.docker.compose.project=$project" --format '{{.Names}}'); do
+      echo "--- $name ($(podman inspect -f '{{.State.Status}} exit={{.State.ExitCode}}' "$name" 2>/dev/null))"
+      podman logs --tail 40 "$name" 2>&1
+    done
+  fi
+  if [ "${AC_DEPLOY_KEEP:-0}" != "1" ] && [ -n "$compose_bin" ]; then
+    local down_started
+    down_started=$(date +%s)
+    compose down -v -t 5 >/dev/null 2>&1
+    rows+=("teardown (compose down -v)|ok|$(($(date +%s) - down_started))")
+  fi
+  table
+  if [ "$status" -eq 0 ]; then echo "test-deploy: passed"; else echo "test-deploy: FAILED"; fi
+  exit "$status"
+}
+trap teardown EXIT
+trap 'exit 130' INT TERM
+
+# --- Stand-in base images (cached by tag) ----------------------------------------------------------
+begin "stand-ins: debian, swift (base images)"
+before=$(podman images -q | wc -l)
+bash scripts/containers/standins.sh debian swift
+if [ "$(podman images -q | wc -l)" -gt "$before" ]; then done_step "built"; else done_step "cached"; fi
+mkdir -p .run
+# redis, postgres and nginx stand-ins are made while the image builds (apt, mostly waiting on I/O).
+services_started=$(date +%s)
+bash scripts/containers/standins.sh services > .run/test-deploy-standins.log 2>&1 &
+services_pid=$!
+
+# --- The image: deploy/Dockerfile as it is ---------------------------------------------------------
+begin "image build (deploy/Dockerfile, both stages)"
+# The Swift package mirror the stand-in's git url.insteadOf settings point at, mounted read-only.
+mounts=()
+while IFS= read -r dir; do
+  [ -d "$dir" ] && mounts+=(-v "$dir:$dir:ro")
+done < <({ git config --system --list 2>/dev/null || true; git config --global --list 2>/dev/null || true; } \
+  | sed -n 's/^url\.\(\/.*\)\.insteadof=.*$/\1/Ip' | sort -u)
+# --format docker keeps the Dockerfile's HEALTHCHECK (the OCI format has none).
+nice -n 10 podman build --format docker -f deploy/Dockerfile -t "$image" ${mounts[@]+"${mounts[@]}"} . \
+  > .run/test-deploy-build.log 2>&1 || { tail -60 .run/test-deploy-build.log; exit 1; }
+for exe in voice-relay messaging-ingress outbound agent-worker migrate twilio-sim agentconnect \
+  example-sms-bot example-voice-assistant example-channel-replies example-appointment-reminder \
+  example-memory-agent agentconnect-bench; do
+  podman run --rm --entrypoint test "$image" -x "/usr/local/bin/$exe" || { echo "$exe missing from the image"; exit 1; }
+done
+podman run --rm "$image" agentconnect --help >/dev/null
+done_step "$(podman image inspect -f '{{.Size}}' "$image" | awk '{printf "%d MB, 13 executables", $1 / 1e6}')"
+
+# --- compose.yaml up, in depends_on order ----------------------------------------------------------
+export EDGE_PORT=${AC_DEPLOY_EDGE_PORT:-18080}
+export SIM_PORT=${AC_DEPLOY_SIM_PORT:-18090}
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+  local deadline=$(($(date +%s) + $1)) what=$2
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then echo "timed out waiting for $what"; return 1; fi
+    sleep 0.5
+  done
+}
+healthy() { # every container of the service passes its compose/image health check
+  local name names
+  names=$(containers_of "$1")
+  [ -n "$names" ] || return 1
+  for name in $names; do podman healthcheck run "$name" >/dev/null 2>&1 || return 1; done
+}
+ready() { # every container of the service answers /health/ready (Redis and PostgreSQL reachable)
+  local name names
+  names=$(containers_of "$1")
+  [ -n "$names" ] || return 1
+  for name in $names; do
+    [ "$(podman inspect -f '{{.State.Status}}' "$name")" = running ] || return 1
+    podman exec "$name" curl -fsS "http://127.0.0.1:8080/health/ready" >/dev/null 2>&1 || return 1
+  done
+}
+migrated() {
+  local name
+  name=$(containers_of migrate | head -1)
+  [ -n "$name" ] && [ "$(podman inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$name")" = "exited 0" ]
+}
+up() { compose up -d --no-deps --no-build --no-recreate "$@" >/dev/null; }
+
+begin "stand-ins: redis, postgres, nginx (during the build)"
+wait "$services_pid" || { cat .run/test-deploy-standins.log; exit 1; }
+current_started=$services_started
+done_step "$(grep -q building .run/test-deploy-standins.log && echo built || echo cached)"
+
+begin "compose up (dev profile, no .env)"
+compose down -v -t 2 >/dev/null 2>&1 || true
+up redis
+up postgres
+wait_for 60 "redis healthy" healthy redis
+wait_for 90 "postgres healthy" healthy postgres
+up migrate
+wait_for 90 "migrate exited 0" migrated
+for service in messaging-ingress voice-relay outbound agent-worker; do up "$service"; done
+for service in messaging-ingress voice-relay outbound agent-worker; do
+  wait_for 90 "$service ready" ready "$service"
+done
+up edge
+wait_for 30 "edge answering" curl -s -o /dev/null "http://127.0.0.1:$EDGE_PORT/"
+up twilio-sim
+wait_for 60 "twilio-sim healthy" healthy twilio-sim
+done_step "$(podman ps --filter "label=com.docker.compose.project=$project" -q | wc -l) containers running"
+
+# --- Through the edge --------------------------------------------------------------------------------
+begin "edge publishes only Twilio's routes"
+for path in /metrics /health/ready /; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$EDGE_PORT$path")
+  [ "$code" = 404 ] || { echo "edge answered $code for $path"; exit 1; }
+done
+# An unsigned webhook reaches messaging-ingress through the edge and is refused there.
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -d 'x=1' "http://127.0.0.1:$EDGE_PORT/webhook")
+[ "$code" = 403 ] || { echo "unsigned /webhook through the edge answered $code, not 403"; exit 1; }
+done_step "404 /metrics /health, 403 unsigned"
+
+sim() { podman exec "$(containers_of twilio-sim | head -1)" twilio-sim "$@"; }
+# sms_round N TAG: N customers text the agent (through the sim and the edge) and each gets the echo.
+sms_round() {
+  local n=$1 tag=$2 i reply pids=() failed=0 out
+  out=$(mktemp -d)
+  for i in $(seq 1 "$n"); do
+    sim sms --timeout 30 --from "+1555700$(printf '%04d' "$i")" "deploy $tag sms $i" >"$out/$i" 2>&1 &
+    pids+=($!)
+  done
+  for i in $(seq 1 "$n"); do
+    wait "${pids[$((i - 1))]}" || failed=1
+    reply=$(head -1 "$out/$i")
+    if [ "$reply" != "You said: deploy $tag sms $i" ]; then
+      echo "sms $i: unexpected reply: $(cat "$out/$i")"
+      failed=1
+    fi
+  done
+  rm -rf "$out"
+  return "$failed"
+}
+# call_round N TAG: N callers (through the edge: /twiml, then the ConversationRelay socket) say two
+# sentences each and hear them echoed.
+call_round() {
+  local n=$1 tag=$2 i pids=() failed=0 out
+  out=$(mktemp -d)
+  for i in $(seq 1 "$n"); do
+    sim call --from "+1555800$(printf '%04d' "$i")" --say "deploy $tag call $i" --say "goodbye $i" >"$out/$i" 2>&1 &
+    pids+=($!)
+  done
+  for i in $(seq 1 "$n"); do
+    wait "${pids[$((i - 1))]}" || failed=1
+    if ! grep -q "^< You said: deploy $tag call $i " "$out/$i" || ! grep -q "^< You said: goodbye $i " "$out/$i"; then
+      echo "call $i: unexpected replies: $(cat "$out/$i")"
+      failed=1
+    fi
+  done
+  rm -rf "$out"
+  return "$failed"
+}
+
+begin "SMS through the edge (1 replica each)"
+sms_round 3 one
+done_step "3/3 replies"
+begin "call through the edge (1 replica each)"
+call_round 2 one
+done_step "2/2 calls, 4/4 replies"
+
+# --- Scaled ------------------------------------------------------------------------------------------
+begin "scale agent-worker=2 voice-relay=2"
+up --scale agent-worker=2 agent-worker
+up --scale voice-relay=2 voice-relay
+wait_for 90 "2 agent-workers" test "$(containers_of agent-worker | wc -l)" -eq 2
+wait_for 90 "2 voice-relays" test "$(containers_of voice-relay | wc -l)" -eq 2
+wait_for 90 "agent-workers ready" ready agent-worker
+wait_for 90 "voice-relays ready" ready voice-relay
+done_step "2 + 2 running"
+
+begin "SMS through the edge (2 workers)"
+sms_round 8 two
+done_step "8/8 replies"
+begin "calls through the edge (2 relays)"
+call_round 6 two
+# Which relay ended how many calls (the edge resolves the service name per request; informational).
+split=""
+for name in $(containers_of voice-relay); do
+  calls=$(podman exec "$name" curl -fsS http://127.0.0.1:8080/metrics 2>/dev/null \
+    | awk '/^agentconnect_call_duration_seconds_count/ { n += $2 } END { print n + 0 }')
+  split="${split:+$split/}$calls"
+done
+done_step "6/6 calls, 12/12 replies (relays: $split)"
+
+# --- Kubernetes manifests (written and owned by the k8s part of the project) -----------------------
+if [ -f scripts/validate-k8s.sh ]; then
+  begin "scripts/validate-k8s.sh"
+  bash scripts/validate-k8s.sh
+  done_step
+else
+  rows+=("scripts/validate-k8s.sh|not present, skipped|0")
+fi

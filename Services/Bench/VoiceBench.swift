@@ -37,7 +37,9 @@ struct VoiceBench: AsyncParsableCommand {
                             script.append(.say("turn \(turn) of call \(index)"))
                             script.append(.pause(.milliseconds(gap)))
                         }
-                        return try await caller.call(publicURL: url, callSid: sid, from: "+1555666\(index)", to: "+15550000001", script: script).turns
+                        // Each call has its own single-use socket URL, from its own voice webhook.
+                        let (callURL, _) = try await caller.fetchTwiML(callSid: sid, from: "+1555666\(index)", to: "+15550000001")
+                        return try await caller.call(publicURL: callURL, callSid: sid, from: "+1555666\(index)", to: "+15550000001", script: script).turns
                     }
                 }
                 return try await group.reduce(into: [RelayCaller.Turn]()) { $0 += $1 }
@@ -63,8 +65,9 @@ struct VoiceBench: AsyncParsableCommand {
             for index in 0..<idleCalls {
                 group.addTask {
                     let sid = "CAidle\(index)"
+                    guard let (callURL, _) = try? await caller.fetchTwiML(callSid: sid, from: "+1555777\(index)", to: "+15550000001") else { return }
                     _ = try? await caller.call(
-                        publicURL: url, callSid: sid, from: "+1555777\(index)", to: "+15550000001",
+                        publicURL: callURL, callSid: sid, from: "+1555777\(index)", to: "+15550000001",
                         script: [.pause(.milliseconds(1)), .raw(["type": "info"])] + Array(repeating: .pause(.milliseconds(100)), count: 150))
                 }
                 if index % 100 == 99 { try await Task.sleep(for: .milliseconds(50)) }

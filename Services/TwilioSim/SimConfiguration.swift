@@ -59,7 +59,7 @@ struct SimConfiguration: Sendable {
         if looksReal(environment.string("TWILIO_ACCOUNT_SID"), prefix: "AC") {
             throw ConfigurationError(variable: "TWILIO_ACCOUNT_SID", reason: reason)
         }
-        for name in ["TWILIO_API_KEY", "TWILIO_API_KEY_SID"] where looksReal(environment.string(name), prefix: "SK") {
+        for name in ["TWILIO_API_KEY"] where looksReal(environment.string(name), prefix: "SK") {
             throw ConfigurationError(variable: name, reason: reason)
         }
         for (name, value) in environment.values.sorted(by: { $0.key < $1.key })

@@ -281,7 +281,12 @@ enum CLIRun {
         while true {
             let reaped = waitpid(pid, &raw, 0)
             if reaped == pid { return Outcome(status: (raw & 0x7f) == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f), out: stdout, err: stderr) }
-            if reaped == -1, errno != EINTR { return Outcome(status: process.isRunning ? -1 : process.terminationStatus, out: stdout, err: stderr) }
+            if reaped == -1, errno != EINTR {
+                // Foundation reaped it first: wait for it to record the status.
+                let deadline = ContinuousClock.now + .seconds(10)
+                while process.isRunning, ContinuousClock.now < deadline { usleep(10_000) }
+                return Outcome(status: process.isRunning ? -1 : process.terminationStatus, out: stdout, err: stderr)
+            }
         }
     }
 

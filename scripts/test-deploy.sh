@@ -28,14 +28,14 @@ current_started=0
 begin() { current=$1; current_started=$(date +%s); echo "==> $1"; }
 done_step() { rows+=("$current|${1:-ok}|$(($(date +%s) - current_started))"); current=""; }
 table() {
-  printf '\n%-44s %-34s %7s\n' "step" "result" "seconds"
-  printf '%-44s %-34s %7s\n' "----" "------" "-------"
+  printf '\n%-52s %-38s %7s\n' "step" "result" "seconds"
+  printf '%-52s %-38s %7s\n' "----" "------" "-------"
   local row
   for row in ${rows[@]+"${rows[@]}"}; do
     IFS='|' read -r name result seconds <<<"$row"
-    printf '%-44s %-34s %7s\n' "$name" "$result" "$seconds"
+    printf '%-52s %-38s %7s\n' "$name" "$result" "$seconds"
   done
-  printf '%-44s %-34s %7s\n' "total" "" "$(($(date +%s) - started_all))"
+  printf '%-52s %-38s %7s\n' "total" "" "$(($(date +%s) - started_all))"
 }
 
 # --- Tools ---------------------------------------------------------------------------------------
@@ -73,6 +73,19 @@ containers_of() {
   podman ps -a --filter "label=com.docker.compose.project=$project" \
     --filter "label=com.docker.compose.service=$1" --format '{{.Names}}' | sort
 }
+# Everything of the test's project: podman-compose's `down` leaves scaled replicas behind.
+remove_project() {
+  compose down -v -t 5 >/dev/null 2>&1
+  local ids
+  ids=$(podman ps -aq --filter "label=com.docker.compose.project=$project")
+  # shellcheck disable=SC2086
+  [ -z "$ids" ] || podman rm -f -v -t 5 $ids >/dev/null 2>&1
+  ids=$(podman volume ls -q --filter "label=com.docker.compose.project=$project")
+  # shellcheck disable=SC2086
+  [ -z "$ids" ] || podman volume rm -f $ids >/dev/null 2>&1
+  podman network rm -f "${project}_default" >/dev/null 2>&1
+  return 0
+}
 teardown() {
   local status=$?
   set +e
@@ -88,8 +101,12 @@ teardown() {
   if [ "${AC_DEPLOY_KEEP:-0}" != "1" ] && [ -n "$compose_bin" ]; then
     local down_started
     down_started=$(date +%s)
-    compose down -v -t 5 >/dev/null 2>&1
-    rows+=("teardown (compose down -v)|ok|$(($(date +%s) - down_started))")
+    remove_project
+    if [ -n "$(podman ps -aq --filter "label=com.docker.compose.project=$project")" ]; then
+      rows+=("teardown|containers left behind|$(($(date +%s) - down_started))")
+    else
+      rows+=("teardown (down -v, replicas, network)|ok|$(($(date +%s) - down_started))")
+    fi
   fi
   table
   if [ "$status" -eq 0 ]; then echo "test-deploy: passed"; else echo "test-deploy: FAILED"; fi
@@ -120,12 +137,11 @@ done < <({ git config --system --list 2>/dev/null || true; git config --global -
 # --format docker keeps the Dockerfile's HEALTHCHECK (the OCI format has none).
 nice -n 10 podman build --format docker -f deploy/Dockerfile -t "$image" ${mounts[@]+"${mounts[@]}"} . \
   > .run/test-deploy-build.log 2>&1 || { tail -60 .run/test-deploy-build.log; exit 1; }
-for exe in voice-relay messaging-ingress outbound agent-worker migrate twilio-sim agentconnect \
-  example-sms-bot example-voice-assistant example-channel-replies example-appointment-reminder \
-  example-memory-agent agentconnect-bench; do
-  podman run --rm --entrypoint test "$image" -x "/usr/local/bin/$exe" || { echo "$exe missing from the image"; exit 1; }
-done
-podman run --rm "$image" agentconnect --help >/dev/null
+executables="voice-relay messaging-ingress outbound agent-worker migrate twilio-sim agentconnect
+  agentconnect-bench example-sms-bot example-voice-assistant example-channel-replies
+  example-appointment-reminder example-memory-agent"
+# shellcheck disable=SC2086
+podman run --rm --no-healthcheck "$image" sh -c 'for e in "$@"; do command -v "$e" >/dev/null || { echo "$e missing from the image"; exit 1; }; done; agentconnect --help >/dev/null' sh $executables
 done_step "$(podman image inspect -f '{{.Size}}' "$image" | awk '{printf "%d MB, 13 executables", $1 / 1e6}')"
 
 # --- compose.yaml up, in depends_on order ----------------------------------------------------------
@@ -159,7 +175,8 @@ migrated() {
   name=$(containers_of migrate | head -1)
   [ -n "$name" ] && [ "$(podman inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$name")" = "exited 0" ]
 }
-up() { compose up -d --no-deps --no-build --no-recreate "$@" >/dev/null; }
+# podman logs every health check it cannot hand to systemd; that noise goes to the compose log.
+up() { compose up -d --no-deps --no-build --no-recreate "$@" >>.run/test-deploy-compose.log 2>&1; }
 
 begin "stand-ins: redis, postgres, nginx (during the build)"
 wait "$services_pid" || { cat .run/test-deploy-standins.log; exit 1; }
@@ -167,7 +184,8 @@ current_started=$services_started
 done_step "$(grep -q building .run/test-deploy-standins.log && echo built || echo cached)"
 
 begin "compose up (dev profile, no .env)"
-compose down -v -t 2 >/dev/null 2>&1 || true
+: >.run/test-deploy-compose.log
+remove_project
 up redis
 up postgres
 wait_for 60 "redis healthy" healthy redis
@@ -195,20 +213,23 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -d 'x=1' "http://127.0.0.1
 [ "$code" = 403 ] || { echo "unsigned /webhook through the edge answered $code, not 403"; exit 1; }
 done_step "404 /metrics /health, 403 unsigned"
 
+sms_rounds=0
 sim() { podman exec "$(containers_of twilio-sim | head -1)" twilio-sim "$@"; }
-# sms_round N TAG: N customers text the agent (through the sim and the edge) and each gets the echo.
+# sms_round N TAG: N new customers (a number per round and customer: the sim's CLI reads a
+# conversation's first reply) text the agent through the sim and the edge; each gets the echo.
 sms_round() {
   local n=$1 tag=$2 i reply pids=() failed=0 out
   out=$(mktemp -d)
+  sms_rounds=$((sms_rounds + 1))
   for i in $(seq 1 "$n"); do
-    sim sms --timeout 30 --from "+1555700$(printf '%04d' "$i")" "deploy $tag sms $i" >"$out/$i" 2>&1 &
+    sim sms --timeout 30 --from "+15557$(printf '%02d%04d' "$sms_rounds" "$i")" "deploy $tag sms $i" >"$out/$i" 2>"$out/$i.err" &
     pids+=($!)
   done
   for i in $(seq 1 "$n"); do
     wait "${pids[$((i - 1))]}" || failed=1
     reply=$(head -1 "$out/$i")
     if [ "$reply" != "You said: deploy $tag sms $i" ]; then
-      echo "sms $i: unexpected reply: $(cat "$out/$i")"
+      echo "sms $i: unexpected reply: $(cat "$out/$i" "$out/$i.err")"
       failed=1
     fi
   done
@@ -221,13 +242,13 @@ call_round() {
   local n=$1 tag=$2 i pids=() failed=0 out
   out=$(mktemp -d)
   for i in $(seq 1 "$n"); do
-    sim call --from "+1555800$(printf '%04d' "$i")" --say "deploy $tag call $i" --say "goodbye $i" >"$out/$i" 2>&1 &
+    sim call --from "+1555800$(printf '%04d' "$i")" --say "deploy $tag call $i" --say "goodbye $i" >"$out/$i" 2>"$out/$i.err" &
     pids+=($!)
   done
   for i in $(seq 1 "$n"); do
     wait "${pids[$((i - 1))]}" || failed=1
     if ! grep -q "^< You said: deploy $tag call $i " "$out/$i" || ! grep -q "^< You said: goodbye $i " "$out/$i"; then
-      echo "call $i: unexpected replies: $(cat "$out/$i")"
+      echo "call $i: unexpected replies: $(cat "$out/$i" "$out/$i.err")"
       failed=1
     fi
   done

@@ -44,8 +44,10 @@ struct Serve: AsyncParsableCommand {
         voice.add(to: router)
         DevPhoneRoutes(state: state, phone: PhoneCalls(state: state, configuration: configuration, voice: voice, logger: logger), configuration: configuration)
             .add(to: router)
+        // Long-polls (up to 60 s) and the dev phone's event streams are responses in progress, not idle.
         let app = Application(
-            router: router, configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "twilio-sim"),
+            router: router, server: .http1(configuration: HTTPServerLimits(idleTimeout: .seconds(120)).http1),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "twilio-sim"),
             onServerRunning: { channel in
                 health.markReady()
                 logger.info("twilio-sim listening", metadata: ["host": "\(configuration.host)", "port": "\(channel.localAddress?.port ?? configuration.port)"])

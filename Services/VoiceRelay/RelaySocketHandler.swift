@@ -94,11 +94,16 @@ struct RelaySocketHandler: Sendable {
         var session: CallSession?
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
-                try? await Task.sleep(for: .milliseconds(configuration.setupTimeoutMilliseconds))
-                if !setupSeen.withLockedValue({ $0 }) {
-                    count("setup_timeout")
-                    try? await outbound.close(.policyViolation, reason: "no setup message")
-                    return
+                // Setup normally comes within milliseconds: poll for it until its deadline.
+                let setupDeadline = ContinuousClock.now + .milliseconds(configuration.setupTimeoutMilliseconds)
+                while !setupSeen.withLockedValue({ $0 }) {
+                    if Task.isCancelled { return }
+                    if ContinuousClock.now >= setupDeadline {
+                        count("setup_timeout")
+                        try? await outbound.close(.policyViolation, reason: "no setup message")
+                        return
+                    }
+                    try? await Task.sleep(for: .milliseconds(min(100, configuration.setupTimeoutMilliseconds)))
                 }
                 guard configuration.idleTimeoutSeconds > 0 else { return }
                 let idle = Duration.seconds(configuration.idleTimeoutSeconds)

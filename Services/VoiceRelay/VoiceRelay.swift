@@ -2,6 +2,7 @@ import AgentConnectCore
 import AsyncHTTPClient
 import EventBus
 import Hummingbird
+import HummingbirdCore
 import HummingbirdWebSocket
 import Logging
 import ServiceLifecycle
@@ -42,9 +43,7 @@ struct VoiceRelay {
         }
         let app = Application(
             router: router,
-            server: .http1WebSocketUpgrade(
-                webSocketRouter: router,
-                configuration: .init(http1: configuration.httpLimits.http1, ws: .init())),
+            server: webSocketServer(router: router, limits: configuration.httpLimits),
             configuration: .init(address: .hostname(configuration.common.host, port: configuration.common.port), serverName: "voice-relay"),
             onServerRunning: { _ in health.markReady() }, logger: logger)
         services += [
@@ -56,6 +55,20 @@ struct VoiceRelay {
             CallDrain(registry: registry, health: health, grace: .seconds(configuration.drainSeconds), logger: logger),
         ]
         return ServiceMain.group(services: services, health: health, logger: logger)
+    }
+}
+
+extension VoiceRelay {
+    /// HTTP/1 with the WebSocket upgrade; idle connections are closed (`HTTP_IDLE_TIMEOUT_SECONDS`),
+    /// and so is one whose first request head is not complete within the same time.
+    static func webSocketServer(router: Router<BasicWebSocketRequestContext>, limits: HTTPServerLimits) -> HTTPServerBuilder {
+        let webSocketResponder = router.buildResponder()
+        return HTTPServerBuilder { responder in
+            HeaderDeadlineChannel(
+                inner: HTTP1WebSocketUpgradeChannel(
+                    responder: responder, webSocketResponder: webSocketResponder, configuration: .init(http1: limits.http1, ws: .init())),
+                deadline: limits.idleTimeout)
+        }
     }
 }
 

@@ -1,5 +1,8 @@
 import AgentConnectCore
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import RelayCaller
 import Testing
 import TwilioKit
@@ -184,6 +187,64 @@ struct SecurityTests {
             #expect(form["Timeout"]?.string == "20")
             #expect(form["MachineDetection"]?.string == "Enable")
             #expect(form["StatusCallback"]?.string == "https://127.0.0.1:\(stack.relayPorts[0])/twilio/call-events/status")
+        }
+    }
+
+    /// Connects, sends `bytes` (an unfinished request head) and returns how long the server took to
+    /// close the connection (nil: still open after `timeout`).
+    static func secondsUntilClosed(port: Int, sending bytes: String, timeout: Int = 10) async -> Double? {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                defer { close(fd) }
+                var address = sockaddr_in()
+                address.sin_family = sa_family_t(AF_INET)
+                address.sin_addr.s_addr = inet_addr("127.0.0.1")
+                address.sin_port = in_port_t(UInt16(port).bigEndian)
+                let connected = withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                }
+                guard connected == 0 else { return continuation.resume(returning: nil) }
+                var wait = timeval(tv_sec: timeout, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
+                let started = Date()
+                _ = bytes.withCString { send(fd, $0, strlen($0), 0) }
+                var buffer = [UInt8](repeating: 0, count: 512)
+                while true {
+                    let count = recv(fd, &buffer, buffer.count, 0)
+                    if count == 0 || (count < 0 && errno != EINTR && errno != EAGAIN) {
+                        return continuation.resume(returning: Date().timeIntervalSince(started))
+                    }
+                    if count < 0 { return continuation.resume(returning: nil) }
+                }
+            }
+        }
+    }
+
+    @Test("slow clients are let go: an unfinished request head is closed on the relay and the ingress; an idle call socket is closed; sockets past the cap get 1013")
+    func slowAndIdleClients() async throws {
+        var options = VoiceAcceptanceTests.relayOnly(extra: ["HTTP_IDLE_TIMEOUT_SECONDS": "1", "VOICE_IDLE_TIMEOUT_SECONDS": "1", "VOICE_MAX_SOCKETS": "1"])
+        options.ingress = true
+        try await withStack(options) { stack in
+            let relay = stack.relayPorts[0]
+            for port in [relay, stack.ingressPort] {
+                let closedAfter = await Self.secondsUntilClosed(port: port, sending: "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n")
+                #expect(closedAfter.map { $0 < 5 } == true, "port \(port): \(String(describing: closedAfter))")
+            }
+            let caller = stack.caller()
+            let sid = Self.callSid()
+            let (url, _) = try await caller.fetchTwiML(callSid: sid, from: "+15554440060", to: "+15550000001")
+            async let quiet = caller.call(publicURL: url, callSid: sid, from: "+15554440060", to: "+15550000001", script: [.pause(.seconds(4))])
+            _ = await eventually { (try? await stack.metric("agentconnect_voice_frames_total", port: relay, matching: "kind=\"setup\"")) == 1 }
+            let second = Self.callSid()
+            let (secondURL, _) = try await caller.fetchTwiML(callSid: second, from: "+15554440061", to: "+15550000001")
+            let refused = try await caller.call(publicURL: secondURL, callSid: second, from: "+15554440061", to: "+15550000001", script: [.say("room for me?")])
+            #expect(refused.closeCode == 1013 || refused.closeCode == nil)
+            #expect(refused.turns.allSatisfy { $0.tokens.isEmpty })
+            #expect(try await stack.metric("agentconnect_voice_frames_total", port: relay, matching: "rejected_capacity") == 1)
+            let idle = try await quiet
+            #expect(idle.closeCode == 1000)
+            #expect(try await stack.metric("agentconnect_voice_frames_total", port: relay, matching: "idle_timeout") == 1)
         }
     }
 

@@ -199,8 +199,9 @@ struct FaultTests {
             }
             let cut = results.filter { $0.0 == 1 }.map { $0.1?.turns.filter { $0.text.hasPrefix("You said") }.count ?? 0 }
             #expect(cut.allSatisfy { $0 < 8 }, "calls on the killed relay were cut: \(cut)")
-            // 6 calls hung up normally + 6 ended by the surviving relay's sweep, each once.
-            let ended = await eventually(timeout: .seconds(20)) {
+            // 6 calls hung up normally + 6 ended by the surviving relay's sweep, each once (the dead relay's
+            // heartbeat expires after VOICE_RELAY_LIVENESS_TTL_MS, 15 s, so short stalls end no call).
+            let ended = await eventually(timeout: .seconds(40)) {
                 (try? await stack.metric("agentconnect_conversations_ended_total", port: worker.port)) == Double(2 * calls)
             }
             #expect(ended)

@@ -262,6 +262,9 @@ def check_workloads(report, objects, full, root):
             for key in (c.get("data") or {}):
                 report.check(not SECRET_LIKE.search(key), f"ConfigMap {name(c)}: {key} belongs in the Secret (secrets.env)")
             report.check(bool((c.get("data") or {}).get("TWILIO_VOICE_PUBLIC_DOMAIN")), f"ConfigMap {name(c)}: TWILIO_VOICE_PUBLIC_DOMAIN is not set")
+            webhook = (c.get("data") or {}).get("TWILIO_WEBHOOK_PUBLIC_DOMAIN")
+            report.check(webhook in (None, "", (c.get("data") or {}).get("TWILIO_VOICE_PUBLIC_DOMAIN")),
+                         f"ConfigMap {name(c)}: TWILIO_WEBHOOK_PUBLIC_DOMAIN {webhook} is not the Ingress's host (TWILIO_VOICE_PUBLIC_DOMAIN)")
     # Every variable set is one the services read (a typo would be silently ignored).
     read = variables_read(root)
     if read:

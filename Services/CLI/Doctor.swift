@@ -73,7 +73,7 @@ struct DoctorChecks: Sendable {
             return
         }
         for service in services { report(serviceConfiguration(service)) }
-        for check in await RedisDoctor(configuration: common.redis, partitions: common.inboundPartitions, timeout: timeout).checks() {
+        for check in await RedisDoctor(configuration: common.redis, partitions: common.inboundPartitions, durability: common.busDurability, timeout: timeout).checks() {
             report(check)
         }
         for check in await PostgresDoctor(configuration: common.database, timeout: timeout).checks() { report(check) }

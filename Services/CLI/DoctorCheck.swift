@@ -51,6 +51,11 @@ struct DoctorCheck: Sendable {
         return result + rest
     }
 
+    /// An error as a check's detail: a timeout reads "no answer in time".
+    static func describe(_ error: any Error) -> String {
+        error is TimeoutError ? "no answer in time (--timeout)" : "\(error)"
+    }
+
     /// A failing check for a configuration error, naming the variable and what to do with it.
     static func configuration(_ name: String, _ error: any Error) -> DoctorCheck {
         guard let error = error as? ConfigurationError else {

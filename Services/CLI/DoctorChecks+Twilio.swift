@@ -94,7 +94,7 @@ extension DoctorChecks {
                 return (response.status.code, try? JSONDecoder().decode(JSONValue.self, from: Data(buffer: bytes)))
             }
         } catch {
-            return .fail(name, "cannot reach \(base): \(error)", fix: "check TWILIO_API_BASE_URL and that this host can reach it")
+            return .fail(name, "cannot reach \(base): \(DoctorCheck.describe(error))", fix: "check TWILIO_API_BASE_URL and that this host can reach it")
         }
         let against = base == "https://api.twilio.com" ? "Twilio" : "\(base) (not api.twilio.com)"
         switch status {

@@ -19,6 +19,8 @@ struct PostgresDoctor: Sendable {
     func checks() async -> [DoctorCheck] {
         let found: Found
         do {
+            // One plain connection first: the pool retries a refused login or TLS handshake quietly.
+            try await configuration.checkConnection(timeout: timeout, logger: OperatorLogging.quiet)
             found = try await withTimeout(timeout, "PostgreSQL at \(target)") { try await inspect() }
         } catch {
             return [
@@ -86,15 +88,15 @@ struct PostgresDoctor: Sendable {
         }
     }
 
-    /// PostgresNIO hides details from `description`; the reflection names the cause (never the password).
+    /// PostgresNIO hides details from `description`: the server's message, or the connection's error
+    /// (never the password).
     static func describe(_ error: any Error) -> String {
-        if error is TimeoutError { return "\(error)" }
-        let text = String(reflecting: error)
-        for marker in ["message: ", "underlying: "] {
-            if let range = text.range(of: marker) {
-                return String(text[range.upperBound...].prefix(200))
-            }
+        if error is TimeoutError { return DoctorCheck.describe(error) }
+        if let error = error as? PSQLError {
+            if let message = error.serverInfo?[.message] { return message }
+            if let underlying = error.underlying { return String(describing: underlying).prefix(200) + "" }
+            return "\(error.code)"
         }
-        return String(text.prefix(300))
+        return String(String(reflecting: error).prefix(300))
     }
 }

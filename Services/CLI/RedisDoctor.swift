@@ -9,6 +9,8 @@ struct RedisDoctor: Sendable {
     let configuration: RedisConfiguration
     /// `TAC_INBOUND_PARTITIONS`.
     let partitions: Int
+    /// `BUS_DURABILITY`.
+    let durability: BusDurability
     let timeout: Duration
 
     private var target: String { "\(configuration.host):\(configuration.port)/\(configuration.database)" }
@@ -19,20 +21,23 @@ struct RedisDoctor: Sendable {
         let info: [String: String]
         do {
             info = try await withTimeout(timeout, "Redis at \(target)") {
-                let replies = try await client.send([["INFO", "server"], ["INFO", "memory"]])
-                if let failure = replies.first(where: \.isError) { throw BusError(.server, "\(failure)") }
-                return Self.parseInfo(replies.compactMap(\.string).joined(separator: "\n"))
+                let replies = try await client.send([["INFO", "server"], ["INFO", "memory"], ["INFO", "persistence"], ["CONFIG", "GET", "appendfsync"]])
+                if let failure = replies.prefix(3).first(where: \.isError) { throw BusError(.server, "\(failure)") }
+                var info = Self.parseInfo(replies.prefix(3).compactMap(\.string).joined(separator: "\n"))
+                // CONFIG is often disabled on managed Redis: then appendfsync stays unknown.
+                if let pair = replies[3].array, pair.count == 2, let value = pair[1].string { info["appendfsync"] = value }
+                return info
             }
         } catch {
             return [
-                .fail("redis", "cannot use Redis at \(target): \(error)", fix: "check REDIS_URL (host, port, password, database) and that Redis runs")
+                .fail("redis", "cannot use Redis at \(target): \(DoctorCheck.describe(error))", fix: "check REDIS_URL (host, port, password, database) and that Redis runs")
             ]
         }
-        var results = [version(info), eviction(info)]
+        var results = [version(info), eviction(info), persistence(info)]
         do {
             results += try await withTimeout(timeout, "stream groups on \(target)") { try await groups(client) }
         } catch {
-            results.append(.fail("stream groups", "cannot read them: \(error)", fix: "check that the REDIS_URL user may run XINFO, SCAN and XLEN"))
+            results.append(.fail("stream groups", "cannot read them: \(DoctorCheck.describe(error))", fix: "check that the REDIS_URL user may run XINFO, SCAN and XLEN"))
         }
         return results
     }
@@ -40,18 +45,38 @@ struct RedisDoctor: Sendable {
     private func version(_ info: [String: String]) -> DoctorCheck {
         let version = info["redis_version"] ?? "unknown"
         let parts = version.split(separator: ".").compactMap { Int($0) }
-        let (major, minor) = (parts.first ?? 0, parts.count > 1 ? parts[1] : 0)
-        if major < 7 {
+        if (parts.first ?? 0) < 7 {
             return .fail(
                 "redis", "Redis \(version) at \(target) is too old: AgentConnect needs 7.0 or later (XAUTOCLAIM, stream trimming)",
                 fix: "upgrade Redis to 7.2 or later")
         }
-        if major == 7 && minor < 2 {
-            return .warn(
-                "redis", "Redis \(version) at \(target): 7.2 or later is needed for WAITAOF (acknowledging only what survives a crash)",
-                fix: "upgrade Redis to 7.2 or later")
-        }
         return .ok("redis", "Redis \(version) at \(target)")
+    }
+
+    /// Whether an acknowledged webhook survives a Redis crash: `WAITAOF` (Redis 7.2+ with the
+    /// append-only file), or `appendfsync always`.
+    private func persistence(_ info: [String: String]) -> DoctorCheck {
+        let name = "redis durability"
+        let parts = (info["redis_version"] ?? "").split(separator: ".").compactMap { Int($0) }
+        let waitAOFSupported = (parts.first ?? 0, parts.count > 1 ? parts[1] : 0) >= (7, 2)
+        let aof = info["aof_enabled"] == "1"
+        let fsync = info["appendfsync"]
+        let waitAOFMissing = !waitAOFSupported ? "Redis 7.2 or later" : "appendonly yes"
+        switch durability {
+        case .waitAOF:
+            guard waitAOFSupported && aof else {
+                return .fail(name, "BUS_DURABILITY=waitaof but WAITAOF needs \(waitAOFMissing)", fix: "turn on appendonly on Redis 7.2+, or set BUS_DURABILITY=auto")
+            }
+            return .ok(name, "WAITAOF: an accepted webhook is on disk before Twilio gets 200")
+        case .auto where waitAOFSupported && aof:
+            return .ok(name, "WAITAOF (BUS_DURABILITY=auto): an accepted webhook is on disk before Twilio gets 200")
+        default:
+            if aof && fsync == "always" { return .ok(name, "appendonly with appendfsync always") }
+            let found = aof ? "appendfsync \(fsync ?? "unknown (CONFIG GET refused)")" : "appendonly off"
+            return .warn(
+                name, "\(found): a Redis crash can lose webhooks already acknowledged to Twilio (WAITAOF needs \(waitAOFMissing))",
+                fix: "run Redis 7.2+ with appendonly yes (BUS_DURABILITY=auto uses WAITAOF), or appendfsync always")
+        }
     }
 
     private func eviction(_ info: [String: String]) -> DoctorCheck {

@@ -8,11 +8,11 @@
 #   stack.sh restart-postgres [down-seconds]  fast stop, wait, start (the fault suite)
 #   stack.sh kill-redis [down-seconds]        kill -9 (a crash: only what the append-only file holds survives), wait, start
 #   stack.sh kill-postgres [down-seconds]     kill -9 of the postmaster (crash recovery on start), wait, start
-# Ports: AC_REDIS_PORT (16379), AC_PG_PORT (15432): our own servers on our own ports, never a server
+# Data: AC_RUN_DIR (.run). Ports: AC_REDIS_PORT (16379), AC_PG_PORT (15432): our own servers on our own ports, never a server
 # this project did not start (a Debian host's own PostgreSQL on 5432 or Redis on 6379 is left alone).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-run="$root/.run"
+run="${AC_RUN_DIR:-$root/.run}"
 redis_port=${AC_REDIS_PORT:-16379}
 pg_port=${AC_PG_PORT:-15432}
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
@@ -32,7 +32,7 @@ as_pg() {
 pg_dir() {
   local dir="$run/pg"
   if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$run" 2>/dev/null; then
-    dir="/tmp/agentconnect-pg-$(echo "$root" | md5sum | cut -c1-12)"
+    dir="/tmp/agentconnect-pg-$(echo "$run" | md5sum | cut -c1-12)"
   fi
   echo "$dir"
 }

@@ -1,5 +1,6 @@
 import AgentConnectCore
 import Foundation
+import RelayCaller
 import Testing
 
 /// `make test-faults`, part two: the promise against a twilio-sim that, like Twilio, does not
@@ -19,7 +20,7 @@ struct ExactlyOnceFaultTests {
     func lateAnswers() async throws {
         var options = TestStack.Options()
         options.extra = ["TWILIO_HTTP_TIMEOUT_MS": "700", "OUTBOUND_MAX_ATTEMPTS": "10"]
-        try await withStack(options) { stack in
+        try await withFaultStack(options) { stack in
             let outbound = try #require(stack.processes("outbound").first)
             let row = try await faults.measure(stack, fault: "Twilio answers 1 send in 25 after the timeout", count: 100) {
                 _ = try await stack.sim(
@@ -40,7 +41,7 @@ struct ExactlyOnceFaultTests {
     func lateAnswersClassic() async throws {
         var options = TestStack.Options()
         options.extra = ["TWILIO_HTTP_TIMEOUT_MS": "700", "OUTBOUND_MAX_ATTEMPTS": "10", "TWILIO_CONVERSATION_CONFIGURATION_ID": ""]
-        try await withStack(options) { stack in
+        try await withFaultStack(options) { stack in
             let tag = UUID().uuidString.prefix(6)
             _ = try await stack.sim(
                 .POST, "/sim/faults", ["status": 200, "afterAccept": true, "delayMs": 1500, "every": 5, "count": 100, "pathContains": "/Messages.json"])
@@ -68,7 +69,7 @@ struct ExactlyOnceFaultTests {
         var options = TestStack.Options(workers: 2)
         // The production visibility timeouts: an outage longer than them must not produce copies.
         options.extra = ["AGENT_VISIBILITY_TIMEOUT_MS": "15000", "SIM_WEBHOOK_RETRIES": "40"]
-        try await withStack(options) { stack in
+        try await withFaultStack(options) { stack in
             let row = try await faults.measure(
                 stack, fault: "PostgreSQL down 75 s under load", count: 100, pace: .milliseconds(3200), settle: .seconds(120)
             ) {
@@ -82,14 +83,20 @@ struct ExactlyOnceFaultTests {
     @Test("agent-workers scaled 1 → 3 → 1 under load: partitions change hands, no turn runs twice to the customer")
     func scaleWorkers() async throws {
         let options = TestStack.Options(workers: 1)
-        try await withStack(options) { stack in
+        try await withFaultStack(options) { stack in
             let row = try await faults.measure(stack, fault: "agent-workers 1 → 3 → 1 under load", count: 160, pace: .milliseconds(150)) {
                 try await Task.sleep(for: .seconds(1))
                 let added = [
                     try await stack.startWorker(id: "scale-a-\(UUID().uuidString.prefix(4))"),
                     try await stack.startWorker(id: "scale-b-\(UUID().uuidString.prefix(4))"),
                 ]
-                try await Task.sleep(for: .seconds(3))
+                for worker in added {
+                    let owns = await eventually(timeout: .seconds(10)) {
+                        ((try? await stack.metric("agentconnect_worker_partitions", port: worker.port)) ?? 0) > 0
+                    }
+                    #expect(owns, "a new worker took partitions over")
+                }
+                try await Task.sleep(for: .seconds(2))
                 for worker in added { _ = await worker.signal(SIGTERM, timeout: .seconds(30)) }
             }
             expectExactlyOnce(row)
@@ -100,7 +107,7 @@ struct ExactlyOnceFaultTests {
     func killRedis() async throws {
         var options = TestStack.Options()
         options.extra = ["SIM_WEBHOOK_RETRIES": "40"]
-        try await withStack(options) { stack in
+        try await withFaultStack(options) { stack in
             let row = try await faults.measure(stack, fault: "kill -9 Redis (AOF, fsync always), 2 s down", count: 100, pace: .milliseconds(60)) {
                 try await Task.sleep(for: .milliseconds(700))
                 #expect(try await faults.stackScript(["kill-redis", "2"]) == 0)
@@ -113,12 +120,58 @@ struct ExactlyOnceFaultTests {
     func killPostgres() async throws {
         var options = TestStack.Options()
         options.extra = ["SIM_WEBHOOK_RETRIES": "40"]
-        try await withStack(options) { stack in
+        try await withFaultStack(options) { stack in
             let row = try await faults.measure(stack, fault: "kill -9 PostgreSQL, 2 s down", count: 100, pace: .milliseconds(60)) {
                 try await Task.sleep(for: .milliseconds(700))
                 #expect(try await faults.stackScript(["kill-postgres", "2"]) == 0)
             }
             expectExactlyOnce(row)
+        }
+    }
+
+    @Test("one of two voice-relays stopped (SIGSTOP) for 5 s during calls: no call is ended by its peer, every turn answered once")
+    func stalledRelay() async throws {
+        var options = TestStack.Options(workers: 1, relays: 2)
+        options.extra = ["TWILIO_CONVERSATION_CONFIGURATION_ID": "", "ECHO_TOKEN_DELAY_MS": "30"]
+        try await withFaultStack(options) { stack in
+            let worker = try #require(stack.processes("agent-worker").first)
+            let stalled = try #require(stack.processes("voice-relay").first { $0.instanceId == "relay-1" })
+            let turns = 8
+            let script: [RelayCaller.Step] = (0..<turns).flatMap { n -> [RelayCaller.Step] in [.say("turn number \(n)"), .pause(.milliseconds(250))] }
+            func place(_ relay: Int, _ index: Int) async -> RelayCaller.Transcript? {
+                let caller = stack.caller(relay: relay)
+                let sid = "CAstall\(relay)x\(index)" + String(repeating: "0", count: 20)
+                guard let (url, _) = try? await caller.fetchTwiML(callSid: sid, from: "+1555771\(relay)\(index)00", to: "+15550000001") else { return nil }
+                return try? await caller.call(publicURL: url, callSid: sid, from: "+1555771\(relay)\(index)00", to: "+15550000001", script: script)
+            }
+            let calls = 4
+            let results = await withTaskGroup(of: RelayCaller.Transcript?.self) { group in
+                for index in 0..<calls {
+                    group.addTask { await place(0, index) }
+                    group.addTask { await place(1, index) }
+                }
+                group.addTask {
+                    try? await Task.sleep(for: .milliseconds(1200))
+                    kill(stalled.pid, SIGSTOP)
+                    try? await Task.sleep(for: .seconds(5))
+                    kill(stalled.pid, SIGCONT)
+                    return nil
+                }
+                return await group.reduce(into: [RelayCaller.Transcript]()) { if let transcript = $1 { $0.append(transcript) } }
+            }
+            let expected = (0..<turns).map { "You said: turn number \($0)" }
+            let answered = results.map { $0.turns.map(\.text).filter { $0.hasPrefix("You said") } }
+            let lost = answered.map { texts in expected.filter { !texts.contains($0) }.count }.reduce(0, +) + (2 * calls - results.count) * turns
+            let duplicated = answered.map { $0.count - Set($0).count }.reduce(0, +)
+            try await Task.sleep(for: .seconds(3))
+            let ended = try await stack.metric("agentconnect_conversations_ended_total", port: worker.port)
+            print(
+                "fault-table: \("one of two relays stopped 5 s (SIGSTOP)".padding(toLength: 46, withPad: " ", startingAt: 0)) sent \(2 * calls * turns)  "
+                    + "replies \(answered.map(\.count).reduce(0, +))  lost \(lost)  duplicated \(duplicated)  calls ended \(Int(ended))")
+            #expect(results.count == 2 * calls)
+            #expect(lost == 0)
+            #expect(duplicated == 0)
+            #expect(ended == Double(2 * calls), "each call ended once, by its own hang-up, none by a peer's sweep")
         }
     }
 }

@@ -60,7 +60,7 @@ struct FaultTests {
     func killEachService() async throws {
         var options = TestStack.Options(workers: 2)
         options.extra = ["SIM_WEBHOOK_RETRIES": "30"]
-        try await withStack(options) { stack in
+        try await withFaultStack(options) { stack in
             var rows: [Row] = []
             rows.append(try await measure(stack, fault: "none (baseline)", count: 60) {})
             rows.append(try await measure(stack, fault: "kill -9 messaging-ingress, restart", count: 80) {
@@ -113,7 +113,7 @@ struct FaultTests {
     func restartRedisAndPostgres() async throws {
         var options = TestStack.Options()
         options.extra = ["SIM_WEBHOOK_RETRIES": "40"]
-        try await withStack(options) { stack in
+        try await withFaultStack(options) { stack in
             var rows: [Row] = []
             rows.append(try await measure(stack, fault: "restart Redis (AOF), 2 s down", count: 80) {
                 try await Task.sleep(for: .milliseconds(500))
@@ -139,7 +139,7 @@ struct FaultTests {
     func slowAndFailingTwilio() async throws {
         var options = TestStack.Options()
         options.extra = ["OUTBOUND_MAX_ATTEMPTS": "30", "OUTBOUND_RETRY_BASE_MS": "20", "OUTBOUND_RETRY_MAX_MS": "200"]
-        try await withStack(options) { stack in
+        try await withFaultStack(options) { stack in
             let outbound = try #require(stack.processes("outbound").first)
             func rssKiB() -> Int {
                 let status = (try? String(contentsOfFile: "/proc/\(outbound.pid)/status", encoding: .utf8)) ?? ""
@@ -169,7 +169,7 @@ struct FaultTests {
     func killRelay() async throws {
         var options = TestStack.Options(workers: 1, relays: 2)
         options.extra = ["TWILIO_CONVERSATION_CONFIGURATION_ID": "", "ECHO_TOKEN_DELAY_MS": "30"]
-        try await withStack(options) { stack in
+        try await withFaultStack(options) { stack in
             let worker = try #require(stack.processes("agent-worker").first)
             let victim = try #require(stack.processes("voice-relay").first { $0.instanceId == "relay-1" })
             let script: [RelayCaller.Step] = (0..<8).flatMap { n -> [RelayCaller.Step] in [.say("turn number \(n)"), .pause(.milliseconds(250))] }
@@ -216,7 +216,7 @@ struct FaultTests {
     func hostileInput() async throws {
         var options = TestStack.Options(relays: 1)
         options.extra = ["VOICE_SETUP_TIMEOUT_MS": "700"]
-        try await withStack(options) { stack in
+        try await withFaultStack(options) { stack in
             let token = stack.environment["OUTBOUND_API_TOKEN"] ?? ""
             let bodies: [(String, [UInt8])] = [
                 ("empty", []), ("truncated JSON", Array(#"{"eventType":"COMMUNICATION_CR"#.utf8)), ("not an object", Array("[1,2]".utf8)),

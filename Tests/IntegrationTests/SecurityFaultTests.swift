@@ -15,7 +15,7 @@ struct SecurityFaultTests {
 
     @Test("signed webhooks, each replayed three times with a fresh idempotency header under load: every message answered exactly once")
     func replayedWebhooks() async throws {
-        try await withStack { stack async throws in
+        try await withFaultStack { stack async throws in
             let count = 60
             let tag = UUID().uuidString.prefix(6).lowercased()
             let accepted = NIOLockedValueBox(0)
@@ -54,7 +54,7 @@ struct SecurityFaultTests {
 
     @Test("captured WebSocket upgrades reused for another call and twice for their own during live calls: none opens, every genuine call answered once")
     func capturedUpgrades() async throws {
-        try await withStack(VoiceAcceptanceTests.relayOnly(extra: ["ECHO_TOKEN_DELAY_MS": "20"])) { stack in
+        try await withFaultStack(VoiceAcceptanceTests.relayOnly(extra: ["ECHO_TOKEN_DELAY_MS": "20"])) { stack in
             let calls = 12
             let caller = stack.caller()
             struct Outcome: Sendable {

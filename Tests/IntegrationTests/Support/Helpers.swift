@@ -50,3 +50,37 @@ extension TestStack {
             .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }.reduce(0, +)
     }
 }
+
+/// ``withStack(_:_:)`` for fault tests, one at a time across every suite: they restart and kill the
+/// shared Redis and PostgreSQL, so two at once would measure each other's faults.
+func withFaultStack<T>(_ options: TestStack.Options = .init(), _ body: (TestStack) async throws -> T) async throws -> T {
+    await faultGate.enter()
+    do {
+        let result = try await withStack(options, body)
+        await faultGate.leave()
+        return result
+    } catch {
+        await faultGate.leave()
+        throw error
+    }
+}
+
+private let faultGate = AsyncGate()
+
+/// A one-at-a-time gate for async tasks, first come first served.
+actor AsyncGate {
+    private var busy = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func enter() async {
+        guard busy else {
+            busy = true
+            return
+        }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func leave() {
+        if waiters.isEmpty { busy = false } else { waiters.removeFirst().resume() }
+    }
+}

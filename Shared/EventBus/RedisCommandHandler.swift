@@ -99,6 +99,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     private let reader = HiredisReader()
     private var pending = CircularBuffer<PendingReply>(initialCapacity: 64)
     private var timer: Scheduled<Void>?
+    private var timerDeadline: NIODeadline?
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
@@ -128,6 +129,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
                 }
                 reply.promise.succeed(value)
             }
+            armTimer(context: context)
         } catch {
             failAll(error)
             context.close(promise: nil)
@@ -145,21 +147,31 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        timer?.cancel()
-        timer = nil
+        cancelTimer()
     }
 
-    /// Schedules the one timer for the oldest pending reply's deadline, unless one is scheduled.
+    /// Schedules the one timer for the oldest pending reply's deadline, unless one is scheduled
+    /// for that moment or earlier (a timer that fires early just re-arms).
     private func armTimer(context: ChannelHandlerContext) {
-        guard timer == nil, let deadline = pending.first?.deadline else { return }
+        guard let deadline = pending.first?.deadline else { return }
+        if timer != nil, let scheduled = timerDeadline, scheduled <= deadline { return }
+        cancelTimer()
         let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+        timerDeadline = deadline
         timer = context.eventLoop.scheduleTask(deadline: deadline) {
             bound.value.handler.deadlineTimerFired(context: bound.value.context)
         }
     }
 
+    private func cancelTimer() {
+        timer?.cancel()
+        timer = nil
+        timerDeadline = nil
+    }
+
     private func deadlineTimerFired(context: ChannelHandlerContext) {
         timer = nil
+        timerDeadline = nil
         guard let head = pending.first else { return }
         if let deadline = head.deadline, deadline <= .now() {
             let milliseconds = head.timeout.nanoseconds / 1_000_000
@@ -172,8 +184,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     }
 
     private func failAll(_ error: any Error) {
-        timer?.cancel()
-        timer = nil
+        cancelTimer()
         while let reply = pending.popFirst() {
             reply.promise.fail(error)
         }

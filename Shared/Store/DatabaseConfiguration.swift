@@ -177,7 +177,6 @@ public struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertibl
             host: host, port: port, username: username, password: password, database: database, tls: tls)
         configuration.options.connectTimeout = TimeAmount(min(timeout, connectTimeout))
         let connectionConfiguration = configuration
-        let description = self.description
         do {
             try await withTimeout(timeout, "connecting to PostgreSQL at \(host):\(port)") {
                 let connection = try await PostgresConnection.connect(configuration: connectionConfiguration, id: 0, logger: logger)
@@ -194,7 +193,7 @@ public struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertibl
             throw ConfigurationError(
                 variable: variable,
                 reason:
-                    "TLS connection to PostgreSQL at \(host):\(port) failed with sslmode=\(sslMode.rawValue), sslrootcert=\(sslRootCert ?? "system") (\(description)): \(cause)"
+                    "TLS connection to PostgreSQL at \(host):\(port) failed (sslmode=\(sslMode.rawValue), sslrootcert=\(sslRootCert ?? "system")): \(cause)"
             )
         }
     }

@@ -75,6 +75,36 @@ struct CLIOperatorTests {
         }
     }
 
+    @Test("doctor checks the consumer groups: ok once every partition has one, fail when services disagree on the partitions")
+    func doctorGroups() async throws {
+        try await withStack(Self.simOnly) { stack in
+            let client = stack.redis.client()
+            defer { client.shutdown() }
+            let bus = RedisStreamsEventBus(client: client)
+            let env = stack.environment.merging(["TAC_INBOUND_PARTITIONS": "4"]) { $1 }
+            for index in 0..<2 { try await bus.ensureGroup("agents", on: Streams.inboundPartition(index)) }
+            try await bus.ensureGroup("outbound", on: Streams.outbound)
+            let partial = try await CLIRun.agentconnect(["doctor"], environment: env)
+            #expect(partial.status == 1)
+            #expect(partial.lines.contains { $0.hasPrefix("fail") && $0.contains("stream groups: group agents is missing on 2 of 4") }, "\(partial.out)")
+
+            for index in 2..<4 { try await bus.ensureGroup("agents", on: Streams.inboundPartition(index)) }
+            _ = try await Self.deadLetter(bus, stream: Streams.outbound, group: "outbound", text: "x", from: "+15550004444", error: "boom")
+            let complete = try await CLIRun.agentconnect(["doctor"], environment: env)
+            #expect(complete.status == 0, "\(complete.out)")
+            #expect(complete.lines.contains { $0.hasPrefix("ok") && $0.contains("stream groups: agents on 4 inbound partitions") }, "\(complete.out)")
+            #expect(complete.lines.contains { $0.hasPrefix("warn") && $0.contains("dead letters: 1 entries") && $0.contains("dead-letters list") })
+
+            // A service started with more partitions than the others read.
+            _ = try await bus.publish(BusEvent(type: EventType.messageReceived, conversationId: "c", channel: .sms, payload: [:]), to: Streams.inboundPartition(7))
+            let stray = try await CLIRun.agentconnect(["doctor"], environment: env)
+            #expect(stray.status == 1)
+            #expect(
+                stray.lines.contains { $0.hasPrefix("fail") && $0.contains("beyond TAC_INBOUND_PARTITIONS=4") && $0.contains(Streams.inboundPartition(7)) },
+                "\(stray.out)")
+        }
+    }
+
     @Test("doctor bounds every check: a Redis and a PostgreSQL that accept but never answer fail within the timeout, passwords hidden")
     func doctorTimeouts() async throws {
         let silent = try SilentListener()

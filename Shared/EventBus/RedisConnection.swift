@@ -151,7 +151,8 @@ public final class RedisConnection: Sendable {
     /// Error replies come back as `.error` values; a broken connection or a passed deadline throws.
     ///
     /// The deadline is `timeout` (default: the connection's command timeout), plus the longest
-    /// `BLOCK` time of the batch's blocking reads; `BLOCK 0` (wait forever) has no deadline.
+    /// `BLOCK` time of the batch's blocking reads (or `WAIT`/`WAITAOF` timeout); `BLOCK 0` (wait
+    /// forever) has no deadline.
     public func send(_ commands: [[RedisArgument]], timeout: TimeAmount? = nil) async throws -> [RedisValue] {
         guard !commands.isEmpty else { return [] }
         var buffer = channel.allocator.buffer(capacity: 64 * commands.count)
@@ -183,9 +184,16 @@ public final class RedisConnection: Sendable {
         return replies
     }
 
-    /// The `BLOCK` milliseconds of an `XREAD`/`XREADGROUP`, `nil` for anything else.
+    /// How long the server may legitimately hold the reply: the `BLOCK` milliseconds of an
+    /// `XREAD`/`XREADGROUP`, the timeout of a `WAIT`/`WAITAOF` (0: forever); `nil` for anything else.
     static func blockMilliseconds(_ command: [RedisArgument]) -> Int? {
-        guard case .string(let name) = command.first, name.uppercased().hasPrefix("XREAD") else { return nil }
+        guard case .string(let name) = command.first else { return nil }
+        let upper = name.uppercased()
+        if upper == "WAIT" || upper == "WAITAOF" {
+            guard case .string(let value) = command.last, let milliseconds = Int(value), milliseconds >= 0 else { return nil }
+            return milliseconds
+        }
+        guard upper.hasPrefix("XREAD") else { return nil }
         for index in command.indices.dropLast() {
             guard case .string(let word) = command[index] else { continue }
             if word.uppercased() == "STREAMS" { return nil }

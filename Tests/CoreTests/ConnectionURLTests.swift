@@ -1,5 +1,5 @@
 import AgentConnectCore
-import EventBus
+@testable import EventBus
 import Foundation
 import NIOSSL
 import ServiceSupport
@@ -107,6 +107,15 @@ struct ConnectionURLTests {
         let common = try CommonConfiguration(
             environment: Environment(["DATABASE_URL": "postgres://a@h/d?sslmode=require", "DATABASE_POOL_SIZE": "25"]), defaultPort: 1)
         #expect(common.database.poolSize == 25 && common.database.clientConfiguration.options.maximumConnections == 25)
+    }
+
+    @Test("blocking commands get their wait on top of the deadline")
+    func blockingTime() {
+        #expect(RedisConnection.blockMilliseconds(["XREADGROUP", "GROUP", "g", "c", "COUNT", "10", "BLOCK", "2000", "STREAMS", "s", ">"]) == 2000)
+        #expect(RedisConnection.blockMilliseconds(["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]) == 0)
+        #expect(RedisConnection.blockMilliseconds(["XREAD", "COUNT", "1", "STREAMS", "BLOCK", "0"]) == nil)
+        #expect(RedisConnection.blockMilliseconds(["WAITAOF", "1", "0", "250"]) == 250)
+        #expect(RedisConnection.blockMilliseconds(["XADD", "s", "*", "BLOCK", "5"]) == nil)
     }
 
     @Test("masking hides the password, also in malformed URLs")

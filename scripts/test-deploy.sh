@@ -73,9 +73,10 @@ containers_of() {
   podman ps -a --filter "label=com.docker.compose.project=$project" \
     --filter "label=com.docker.compose.service=$1" --format '{{.Names}}' | sort
 }
-# Everything of the test's project: podman-compose's `down` leaves scaled replicas behind.
+# Everything of the test's project, what `compose down -v` removes and the scaled replicas
+# podman-compose's `down` leaves behind; all containers stopped at once (podman-compose stops them
+# one after the other).
 remove_project() {
-  compose down -v -t 5 >/dev/null 2>&1
   local ids
   ids=$(podman ps -aq --filter "label=com.docker.compose.project=$project")
   # shellcheck disable=SC2086
@@ -105,7 +106,7 @@ teardown() {
     if [ -n "$(podman ps -aq --filter "label=com.docker.compose.project=$project")" ]; then
       rows+=("teardown|containers left behind|$(($(date +%s) - down_started))")
     else
-      rows+=("teardown (down -v, replicas, network)|ok|$(($(date +%s) - down_started))")
+      rows+=("teardown (containers, volumes, network)|ok|$(($(date +%s) - down_started))")
     fi
   fi
   table

@@ -39,7 +39,7 @@ struct Outbound {
         let consumer = GroupConsumer(
             bus: bus, group: "outbound", consumer: configuration.common.instanceId, streams: [Streams.outbound],
             options: ConsumerOptions(
-                batchSize: 128, visibilityTimeoutMilliseconds: 60_000, maxDeliveries: 10,
+                batchSize: 128, visibilityTimeoutMilliseconds: configuration.visibilityTimeoutMilliseconds, maxDeliveries: 10,
                 isTransient: { BusError.isUnavailable($0) || PostgresStore.isUnavailable($0) }), logger: logger
         ) { event, entry in
             try await deliverer.deliver(event, entry: entry)

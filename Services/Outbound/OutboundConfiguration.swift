@@ -16,6 +16,9 @@ struct OutboundConfiguration: Sendable {
     var retryBaseMilliseconds: Int
     /// `OUTBOUND_RETRY_MAX_MS`: the longest wait between tries (also caps `Retry-After`).
     var retryMaxMilliseconds: Int
+    /// `OUTBOUND_VISIBILITY_TIMEOUT_MS`: when a dead replica's unfinished replies are taken over (live
+    /// replicas keep theirs fresh, however long a send waits on a dependency).
+    var visibilityTimeoutMilliseconds: Int
     /// `TWILIO_HTTP_TIMEOUT_MS`: the longest a Twilio REST call may take; a send that times out has
     /// an unknown outcome and is reconciled before it is sent again.
     var twilioTimeoutMilliseconds: Int
@@ -33,6 +36,7 @@ struct OutboundConfiguration: Sendable {
         maxAttempts = try environment.int("OUTBOUND_MAX_ATTEMPTS", default: 5, range: 1...50)
         retryBaseMilliseconds = try environment.int("OUTBOUND_RETRY_BASE_MS", default: 200, range: 1...60_000)
         retryMaxMilliseconds = try environment.int("OUTBOUND_RETRY_MAX_MS", default: 10_000, range: 1...600_000)
+        visibilityTimeoutMilliseconds = try environment.int("OUTBOUND_VISIBILITY_TIMEOUT_MS", default: 15_000, range: 1_000...3_600_000)
         twilioTimeoutMilliseconds = try environment.int("TWILIO_HTTP_TIMEOUT_MS", default: 15_000, range: 100...120_000)
         voicePublicDomain = PublicURL.normalizedDomain(environment.string("TWILIO_VOICE_PUBLIC_DOMAIN"))
         studioHandoffFlowSid = environment.string("TWILIO_STUDIO_HANDOFF_FLOW_SID")

@@ -228,6 +228,10 @@ extension RedisClient {
                 logger.debug("redis eviction policy checked", metadata: ["redis.maxmemory_policy": "\(policy)"])
                 return
             } catch let error as BusError where error.code == .unavailable {
+                // A refused certificate will not fix itself: refuse to start rather than wait.
+                if error.message.contains(RedisCommandHandler.tlsRefusedMarker) {
+                    throw ConfigurationError(variable: configuration.caFile == nil ? "REDIS_URL" : "REDIS_TLS_CA_FILE", reason: "refused: \(error.message)")
+                }
                 logger.warning("waiting for Redis to check its eviction policy", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(5))

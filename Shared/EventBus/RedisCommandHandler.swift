@@ -1,5 +1,6 @@
 import CHiredis
 import NIOCore
+import NIOSSL
 
 /// A batch of encoded commands written in one outbound message, with one promise per command.
 struct RedisRequest: Sendable {
@@ -113,7 +114,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         let written = promise ?? context.eventLoop.makePromise()
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         written.futureResult.whenFailure { error in
-            handler.value.failAll(BusError(.unavailable, "write failed: \(error)"))
+            handler.value.failAll(BusError(.unavailable, "write failed: \(Self.describe(error))"))
         }
         context.write(wrapOutboundOut(request.bytes), promise: written)
     }
@@ -142,7 +143,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        failAll(BusError(.unavailable, "connection error: \(error)"))
+        failAll(BusError(.unavailable, "connection error: \(Self.describe(error))"))
         context.close(promise: nil)
     }
 
@@ -181,6 +182,18 @@ final class RedisCommandHandler: ChannelDuplexHandler {
             // The oldest reply came; watch the next one.
             armTimer(context: context)
         }
+    }
+
+    /// Marks in a ``BusError`` message that the TLS handshake was refused (certificate, CA, host
+    /// name or protocol): a configuration problem, not an outage.
+    static let tlsRefusedMarker = "TLS handshake refused"
+
+    /// The error's text, with ``tlsRefusedMarker`` in front of a TLS failure.
+    static func describe(_ error: any Error) -> String {
+        if error is NIOSSLError || error is NIOSSLExtraError || error is BoringSSLError {
+            return "\(tlsRefusedMarker): \(error)"
+        }
+        return "\(error)"
     }
 
     private func failAll(_ error: any Error) {

@@ -198,6 +198,17 @@ struct TLSTests {
             #expect(status != nil && status != 0, "\(ingress.log)")
             #expect(ingress.log.contains("maxmemory-policy") && ingress.log.contains("volatile-lru"), "\(ingress.log)")
             #expect(!ingress.log.contains(Self.redisPassword))
+
+            // A CA that did not sign Redis's certificate: the service refuses to start, naming the variable.
+            environment["REDIS_TLS_CA_FILE"] = servers.pki.wrongCAFile
+            let wrongCA = try ServiceProcess(
+                "messaging-ingress", port: TestEnvironment.freePort(), environment: environment, logDirectory: servers.directory)
+            let refused = ContinuousClock.now
+            let wrongStatus = await wrongCA.waitForExit(timeout: .seconds(20))
+            #expect(wrongStatus != nil && wrongStatus != 0, "\(wrongCA.log)")
+            #expect(ContinuousClock.now - refused < .seconds(10))
+            #expect(wrongCA.log.contains("REDIS_TLS_CA_FILE") && wrongCA.log.contains("CERTIFICATE_VERIFY_FAILED"), "\(wrongCA.log)")
+            #expect(!wrongCA.log.contains(Self.redisPassword))
         }
     }
 

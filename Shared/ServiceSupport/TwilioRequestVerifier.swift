@@ -50,8 +50,19 @@ public struct TwilioRequestVerifier: Sendable {
 
     /// Verifies a WebSocket upgrade as Twilio signs it (the same scheme as a GET webhook): the full
     /// `wss://` URL, query included, and no params — so a per-call token in the query is covered.
+    /// The reading this service used before (the URL without its query, the query items as sorted
+    /// params) is accepted too: it covers the query just as well.
     public func verifyWebSocket(_ request: Request) -> Bool {
         guard let header = Self.signatureHeader(request) else { return false }
-        return candidateURLs(request, websocket: true).contains { signature.isValid(header, url: $0) }
+        let urls = candidateURLs(request, websocket: true)
+        if urls.contains(where: { signature.isValid(header, url: $0) }) { return true }
+        guard let query = request.uri.query, !query.isEmpty else { return false }
+        var params: [(String, String)] = []
+        var seen = Set<String>()
+        for (name, value) in FormCoding.decode(query) where seen.insert(name).inserted {
+            params.append((name, value))
+        }
+        return urls.compactMap { $0.split(separator: "?", maxSplits: 1).first.map(String.init) }
+            .contains { signature.isValid(header, url: $0, params: params) }
     }
 }

@@ -21,7 +21,8 @@ struct DeadLetterStream: Sendable {
         var group: String?
         var entry: String?
         var deliveries: Int?
-        /// The consumer's error, with phone numbers masked.
+        /// The consumer's error, with phone numbers masked (again: entries written before the
+        /// services masked them may hold them).
         var error: String?
         /// The event's type and id, when the envelope decodes.
         var eventType: String?
@@ -72,8 +73,9 @@ struct DeadLetterStream: Sendable {
         }
     }
 
-    /// Re-publishes the entry's original fields to its original stream and deletes it from `tac:dead`,
-    /// in one script: both happen or neither.
+    /// Re-publishes the entry's original (non-empty) fields to its original stream and deletes it
+    /// from `tac:dead`, in one script: both happen or neither. The stream named in `KEYS[2]` must be
+    /// the entry's own (read just before); an entry with no content left is refused.
     private static let replayScript = """
         local rows = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
         if #rows == 0 then return false end
@@ -134,7 +136,7 @@ struct DeadLetterStream: Sendable {
         let event = fields["e"].flatMap { try? BusEvent.decode($0) }
         return Entry(
             id: id, stream: text("stream"), group: text("group"), entry: text("entry"), deliveries: text("deliveries").flatMap { Int($0) },
-            error: text("error").map(Self.maskingNumbers), eventType: event?.type, eventId: event?.id)
+            error: text("error").map(Masking.maskPhoneNumbers), eventType: event?.type, eventId: event?.id)
     }
 
     private static func fields(_ row: RedisValue) -> [String: [UInt8]] {
@@ -146,32 +148,5 @@ struct DeadLetterStream: Sendable {
             index += 2
         }
         return fields
-    }
-
-    /// Masks phone numbers in free text (Twilio's errors quote them): `+15551234567` → `***4567`, and
-    /// bare runs of 10–15 digits that are not part of a stream id (`1700000000000-0`).
-    static func maskingNumbers(_ text: String) -> String {
-        var result = ""
-        let characters = Array(text)
-        var index = 0
-        while index < characters.count {
-            let plus = characters[index] == "+"
-            var end = plus ? index + 1 : index
-            while end < characters.count, characters[end].isASCII, characters[end].isNumber { end += 1 }
-            let digits = end - (plus ? index + 1 : index)
-            let precededByDigit = index > 0 && characters[index - 1].isNumber
-            let partOfId = end < characters.count && characters[end] == "-"
-            if !precededByDigit, (plus && digits >= 7) || (!plus && (10...15).contains(digits) && !partOfId) {
-                result += maskAddress(String(characters[index..<end]))
-                index = end
-            } else if digits > 0 {
-                result += String(characters[index..<end])
-                index = end
-            } else {
-                result.append(characters[index])
-                index += 1
-            }
-        }
-        return result
     }
 }

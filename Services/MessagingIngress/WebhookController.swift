@@ -34,14 +34,21 @@ struct WebhookController: Sendable {
         router.post("/ci-webhook") { request, _ in await self.intelligenceWebhook(request) }
     }
 
+    /// One `webhook` span per request, continuing the caller's `traceparent` (else a new trace); its
+    /// context is the published event's `traceparent`.
     private func webhook(_ request: Request) async -> Response {
+        await Traces.withSpan("webhook", continuing: request.headers[HTTPField.Name("traceparent")!], kind: .server) { span in
+            await webhook(request, traceparent: span.traceparent)
+        }
+    }
+
+    private func webhook(_ request: Request, traceparent: String) async -> Response {
         let started = ContinuousClock.now
         let body: [UInt8]
         switch await readBody(request) {
         case .success(let bytes): body = bytes
         case .failure(let response): return response
         }
-        let traceparent = Traceparent.continuing(request.headers[HTTPField.Name("traceparent")!]).description
         // `I-Twilio-Idempotency-Token` is not signed: a replay can carry a fresh one, so it is never the dedup key.
         let decision: WebhookDecision
         if isForm(request) {

@@ -3,6 +3,7 @@ import EventBus
 import Foundation
 import Logging
 import Metrics
+import ServiceSupport
 import Store
 import TwilioKit
 
@@ -45,8 +46,15 @@ struct ReplyDeliverer: Sendable {
         case orchestrated(participants: ResolvedParticipants, agentAddress: String, channelId: String?)
     }
 
+    /// Delivers one `reply.ready` in a `delivery` span, a child of the reply's `traceparent` (the turn).
     func deliver(_ event: BusEvent, entry: BusEntry) async throws {
         guard event.type == EventType.replyReady else { return }
+        try await Traces.withSpan("delivery", continuing: event.traceparent, kind: .consumer, attributes: ["channel": event.channel.rawValue]) { _ in
+            try await deliverReply(event, entry: entry)
+        }
+    }
+
+    private func deliverReply(_ event: BusEvent, entry: BusEntry) async throws {
         let replyId = event.id
         guard var inDoubtSince = try await claim(event) else { return }
         let started = ContinuousClock.now

@@ -2,6 +2,7 @@ import AgentConnectCore
 import Foundation
 import HummingbirdWebSocket
 import NIOConcurrencyHelpers
+import ServiceSupport
 
 /// One live ConversationRelay socket and what the relay must remember about it.
 final class CallSession: Sendable {
@@ -14,6 +15,8 @@ final class CallSession: Sendable {
     let customParameters: [String: String]
     let writer: WebSocketOutboundWriter
     let startedAt = ContinuousClock.now
+    /// Each prompt's span, from the prompt to its answer's last token (``OpenSpans``).
+    let promptSpans = OpenSpans()
 
     private struct Turns {
         /// Prompt event ids whose frames must no longer reach the caller (interrupted or superseded).

@@ -222,6 +222,7 @@ struct RelaySocketHandler: Sendable {
             await prompt(frame, session: session)
         case "interrupt":
             session.interrupt()
+            session.promptSpans.endAll(event: "interrupted")
             try? await session.writer.write(.text(#"{"type":"text","token":"","last":true}"#))
             await publish(
                 EventType.voiceInterrupted, session: session,
@@ -250,7 +251,9 @@ struct RelaySocketHandler: Sendable {
             "lang": JSONValue(frame["lang"]?.string), "mode": .string(lookup == nil ? "relay" : "orchestrator"),
         ]
         if !session.customParameters.isEmpty { payload["customParameters"] = JSONValue(session.customParameters) }
-        let event = BusEvent(type: EventType.messageReceived, conversationId: session.conversationId, channel: .voice, payload: .object(payload))
+        var event = BusEvent(type: EventType.messageReceived, conversationId: session.conversationId, channel: .voice, payload: .object(payload))
+        // The `prompt` span: open until the answer's last token is forwarded (VoiceFrameReader); the turn continues it.
+        event.traceparent = session.promptSpans.start("prompt", key: event.id, attributes: ["call.sid": session.callSid], fallback: event.traceparent)
         session.promptSent(eventId: event.id)
         do {
             _ = try await bus.publish(event, to: stream(for: session))
@@ -275,6 +278,7 @@ struct RelaySocketHandler: Sendable {
 
     private func teardown(_ session: CallSession) async {
         await registry.unregister(session.conversationId)
+        session.promptSpans.endAll(event: "call ended")
         if lookup == nil {
             // Relay-only: the socket closing is the end of the conversation (once, whoever notices first).
             let event = BusEvent(

@@ -4,6 +4,7 @@ import Logging
 import Metrics
 import NIOConcurrencyHelpers
 import ServiceLifecycle
+import ServiceSupport
 import Foundation
 
 /// Reads this relay's own stream (`tac:voice:<instance>`) and writes each reply frame to the socket
@@ -64,6 +65,9 @@ struct VoiceFrameReader: Service {
         if let sincePrompt {
             Timer(label: "agentconnect_voice_first_token_seconds").recordNanoseconds(sincePrompt.nanoseconds)
         }
+        let promptId = String(turnId.prefix { $0 != ":" })
+        if sincePrompt != nil { session.promptSpans.event(promptId, "first token") }
+        if frame["last"]?.bool == true { session.promptSpans.end(promptId, event: "last token") }
         guard let text = try? String(decoding: JSONEncoderShared.encode(frame), as: UTF8.self) else { return }
         do {
             try await session.writer.write(.text(text))

@@ -2,7 +2,8 @@ import AgentConnectCore
 import Foundation
 import Logging
 
-/// Writes one JSON object per line to stderr: `ts`, `level`, `service`, `msg`, then the metadata.
+/// Writes one JSON object per line to stderr: `ts`, `level`, `service`, `msg`, `trace_id` and
+/// `span_id` while a span is active (``Traces``), then the metadata.
 public struct JSONLogHandler: LogHandler {
     public var logLevel: Logger.Level
     public var metadata: Logger.Metadata = [:]
@@ -22,6 +23,8 @@ public struct JSONLogHandler: LogHandler {
         var object: [String: String] = [
             "ts": Timestamp.iso8601(Date()), "level": event.level.rawValue, "service": label, "msg": "\(event.message)",
         ]
+        // `trace_id` and `span_id` of the active span, when tracing is on and one is.
+        for (key, value) in Traces.logMetadata() { object[key] = "\(value)" }
         for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { _, new in new }) {
             object[key] = "\(value)"
         }

@@ -34,13 +34,16 @@ public enum ServiceMain {
         }
     }
 
-    /// Logging (`LOG_LEVEL`, `LOG_FORMAT`) and metrics for the process, once; the service's logger.
+    /// Logging (`LOG_LEVEL`, `LOG_FORMAT`), metrics and traces (`OTEL_*`, ``Traces``) for the process,
+    /// once; the service's logger.
     public static func bootstrap(service name: String, environment: Environment) throws -> Logger {
         let level = try environment.choice(
             "LOG_LEVEL", default: "info", allowed: ["trace", "debug", "info", "notice", "warning", "error", "critical"])
         let format = try environment.choice("LOG_FORMAT", default: "text", allowed: ["text", "json"])
         Observability.bootstrap(service: name, level: Logger.Level(rawValue: level) ?? .info, json: format == "json")
-        return Logger(label: name)
+        let logger = Logger(label: name)
+        try Traces.bootstrap(service: name, environment: environment, logger: logger)
+        return logger
     }
 
     /// A parent may start us with signals blocked (the mask is inherited across exec); SIGTERM and
@@ -66,6 +69,11 @@ public enum ServiceMain {
                 service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
         }
         configured.append(.init(service: ReadinessService(health: health, logger: logger)))
+        // The span exporter, when tracing is on: first in, so it stops last and flushes every span.
+        if let tracing = Traces.service {
+            configured.insert(
+                .init(service: tracing, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup), at: 0)
+        }
         return ServiceGroup(
             configuration: .init(services: configured, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     }

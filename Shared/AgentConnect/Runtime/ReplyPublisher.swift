@@ -1,5 +1,6 @@
 import AgentConnectCore
 import EventBus
+import ServiceSupport
 
 /// Puts replies on the bus: messaging replies on `tac:outbound`, voice frames on the stream of the
 /// relay that holds the call (`tac:voice:<instance>`).
@@ -16,7 +17,7 @@ enum ReplyPublisher {
         ]
         let event = BusEvent(
             id: replyId, type: EventType.replyReady, conversationId: session.conversationId, channel: session.channel,
-            traceparent: Traceparent.continuing(traceparent).description, payload: payload)
+            traceparent: Traces.currentTraceparent ?? Traceparent.continuing(traceparent).description, payload: payload)
         _ = try await publish(event, to: Streams.outbound, bus: bus)
     }
 

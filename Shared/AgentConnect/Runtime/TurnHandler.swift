@@ -3,6 +3,7 @@ import EventBus
 import Foundation
 import Logging
 import Metrics
+import ServiceSupport
 import Store
 
 /// Turns inbound events into the author's callbacks.
@@ -14,7 +15,10 @@ struct TurnHandler: Sendable {
     func handle(_ event: BusEvent, entry: BusEntry) async throws {
         switch event.type {
         case EventType.messageReceived:
-            try await message(event)
+            // The `turn` span, a child of the hop that published the event (the webhook, a voice prompt).
+            try await Traces.withSpan("turn", continuing: event.traceparent, kind: .consumer, attributes: ["channel": event.channel.rawValue]) { _ in
+                try await message(event)
+            }
         case EventType.voiceInterrupted:
             let session = try await session(for: event)
             let interrupt = InterruptMessage(

@@ -1,0 +1,155 @@
+import AgentConnectCore
+import Logging
+import NIOConcurrencyHelpers
+import OTel
+import ServiceLifecycle
+import Tracing
+
+/// OpenTelemetry traces: off by default, on with the standard `OTEL_*` variables, exported over
+/// OTLP/HTTP by swift-otel.
+///
+/// Tracing is on when `OTEL_TRACES_EXPORTER` names an exporter (`otlp`, `console`), or when an OTLP
+/// endpoint is set (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`);
+/// `OTEL_TRACES_EXPORTER=none` or `OTEL_SDK_DISABLED=true` keep it off. Everything else
+/// (`OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`, `OTEL_EXPORTER_OTLP_PROTOCOL`, `OTEL_BSP_*`, …) is
+/// read by swift-otel itself. Off, the tracer is swift-distributed-tracing's no-op tracer and every
+/// ``withSpan(_:continuing:kind:attributes:isolation:_:)`` costs next to nothing.
+///
+/// Hops join across services through the W3C `traceparent` each ``BusEvent`` carries.
+public enum Traces {
+    private static let exporter = NIOLockedValueBox<Bootstrapped?>(nil)
+
+    private struct Bootstrapped {
+        var service: (any Service)?
+    }
+
+    /// Whether `environment` turns tracing on (see ``Traces``).
+    public static func isEnabled(_ environment: Environment) -> Bool {
+        if environment.string("OTEL_SDK_DISABLED")?.lowercased() == "true" { return false }
+        if let exporter = environment.string("OTEL_TRACES_EXPORTER")?.lowercased() { return exporter != "none" }
+        return environment.string("OTEL_EXPORTER_OTLP_ENDPOINT") != nil || environment.string("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != nil
+    }
+
+    /// Bootstraps the process's tracer once, when `environment` turns tracing on.
+    ///
+    /// The service name defaults to `service` (`OTEL_SERVICE_NAME` overrides it); swift-otel reads
+    /// the rest of the `OTEL_*` variables. A configuration it refuses (an unknown exporter, gRPC,
+    /// which this build leaves out) throws, naming the problem.
+    /// - Returns: the exporter's service (it flushes spans when shut down), or `nil` when tracing is off.
+    @discardableResult
+    public static func bootstrap(service: String, environment: Environment, logger: Logger) throws -> (any Service)? {
+        try exporter.withLockedValue { state in
+            if let state { return state.service }
+            guard isEnabled(environment) else {
+                state = Bootstrapped(service: nil)
+                return nil
+            }
+            var configuration = OTel.Configuration.default
+            configuration.serviceName = service
+            if let instance = environment.string("INSTANCE_ID") { configuration.resourceAttributes["service.instance.id"] = instance }
+            configuration.logs.enabled = false
+            configuration.metrics.enabled = false
+            configuration.traces.enabled = true
+            configuration.diagnosticLogger = .custom(logger)
+            configuration.diagnosticLogLevel = .warning
+            let backend: (factory: any Tracer, service: any Service)
+            do {
+                let made = try OTel.makeTracingBackend(configuration: configuration)
+                backend = (made.factory, made.service)
+            } catch {
+                throw ConfigurationError(variable: "OTEL_*", reason: "cannot set up tracing: \(error)")
+            }
+            InstrumentationSystem.bootstrap(backend.factory)
+            state = Bootstrapped(service: backend.service)
+            logger.info("tracing on", metadata: ["otel.service": "\(environment.string("OTEL_SERVICE_NAME") ?? service)"])
+            return backend.service
+        }
+    }
+
+    /// The exporter's service once tracing is bootstrapped and on; `nil` otherwise.
+    public static var service: (any Service)? {
+        exporter.withLockedValue { $0?.service }
+    }
+
+    /// Runs `operation` in a span named `name`, a child of `traceparent` (a W3C header value) when
+    /// it is valid, else of the active span, else the root of a new trace.
+    ///
+    /// The operation receives a ``TraceSpan`` whose ``TraceSpan/traceparent`` is what the next hop
+    /// continues: the span's own context while tracing is on, otherwise `traceparent` continued as
+    /// today (``Traceparent/continuing(_:)``). An error thrown by `operation` is recorded on the span.
+    public static func withSpan<T>(
+        _ name: String, continuing traceparent: String?, kind: SpanKind = .internal, attributes: [String: String] = [:],
+        isolation: isolated (any Actor)? = #isolation, _ operation: (TraceSpan) async throws -> T
+    ) async rethrows -> T {
+        let parent = context(continuing: traceparent)
+        return try await Tracing.withSpan(name, context: parent, ofKind: kind, isolation: isolation) { span in
+            for (key, value) in attributes { span.attributes[key] = value }
+            return try await operation(TraceSpan(span: span, fallback: traceparent))
+        }
+    }
+
+    /// The active span's `traceparent`, or `nil` when no span is active (tracing off).
+    public static var currentTraceparent: String? {
+        InstrumentationContext.current.flatMap(traceparent(of:))
+    }
+
+    /// `trace_id` and `span_id` of the active span for log lines (swift-otel's logging metadata
+    /// provider); empty when no span is active.
+    public static func logMetadata() -> Logger.Metadata {
+        guard InstrumentationContext.current != nil else { return [:] }
+        return metadataProvider.get().filter { $0.key == "trace_id" || $0.key == "span_id" }
+    }
+
+    private static let metadataProvider = OTel.makeLoggingMetadataProvider()
+
+    /// A context to start a span in: `traceparent`'s when it is valid, else the active one.
+    static func context(continuing traceparent: String?) -> InstrumentationContext {
+        var context = InstrumentationContext.current ?? .topLevel
+        if let traceparent, Traceparent(traceparent) != nil {
+            InstrumentationSystem.tracer.extract(["traceparent": traceparent], into: &context, using: HeaderExtractor())
+        }
+        return context
+    }
+
+    /// The W3C `traceparent` of a context's span, or `nil` when it has none (tracing off).
+    static func traceparent(of context: InstrumentationContext) -> String? {
+        var carrier: [String: String] = [:]
+        InstrumentationSystem.tracer.inject(context, into: &carrier, using: HeaderInjector())
+        guard let value = carrier["traceparent"], Traceparent(value) != nil else { return nil }
+        return value
+    }
+
+    private struct HeaderExtractor: Extractor {
+        func extract(key: String, from carrier: [String: String]) -> String? { carrier[key] }
+    }
+
+    private struct HeaderInjector: Injector {
+        func inject(_ value: String, forKey key: String, into carrier: inout [String: String]) { carrier[key] = value }
+    }
+}
+
+/// The span of one hop, as ``Traces/withSpan(_:continuing:kind:attributes:isolation:_:)`` hands it over.
+public struct TraceSpan: Sendable {
+    let span: any Span
+
+    /// The `traceparent` the next hop continues: this span's context while tracing is on, else the
+    /// incoming one continued (a new trace when there was none).
+    public let traceparent: String
+
+    init(span: any Span, fallback: String?) {
+        self.span = span
+        traceparent = Traces.traceparent(of: span.context) ?? Traceparent.continuing(fallback).description
+    }
+
+    /// Adds a timestamped event to the span.
+    public func event(_ name: String, attributes: [String: String] = [:]) {
+        var spanAttributes = SpanAttributes()
+        for (key, value) in attributes { spanAttributes[key] = value }
+        span.addEvent(SpanEvent(name: name, attributes: spanAttributes))
+    }
+
+    /// Sets a string attribute on the span.
+    public func attribute(_ key: String, _ value: String) {
+        span.attributes[key] = value
+    }
+}

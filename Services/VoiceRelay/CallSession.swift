@@ -28,11 +28,16 @@ final class CallSession: Sendable {
         var firstTokenSeen: Set<String> = []
         /// The generation (the worker producing it) each turn's frames come from, and when it last
         /// sent one: a second worker running the same turn (a partition that changed hands) is dropped.
-        var generation: [String: (id: String, at: ContinuousClock.Instant)] = [:]
+        var generation: [String: (id: String, at: ContinuousClock.Instant, done: Bool)] = [:]
+        /// Generations turned away for a turn (`<turn>|<generation>`): never let in later.
+        var rejected: Set<String> = []
     }
 
-    /// How long a turn's generation may go silent before another may take the turn over (its worker died).
-    static let generationTakeover = Duration.seconds(3)
+    /// How long a turn's generation may go silent before another may take the turn over (its worker
+    /// died): `VOICE_GENERATION_TAKEOVER_MS`, 3 s. A partition's new owner starts only after the old
+    /// owner's lease lapsed (`AGENT_LEASE_TTL_MS`), so in practice a dead worker's turn is taken over.
+    static let generationTakeover = Duration.milliseconds(
+        Int64(ProcessInfo.processInfo.environment["VOICE_GENERATION_TAKEOVER_MS"].flatMap { Int($0) } ?? 3000))
 
     private let turns = NIOLockedValueBox(Turns())
 
@@ -68,16 +73,32 @@ final class CallSession: Sendable {
     /// What to do with a frame of turn `turnId` (`<prompt event id>:r<n>`) and sequence `sequence`:
     /// `nil` to drop it, else the time since its prompt when this is the turn's first token.
     /// Frames of a second generation of the same turn are dropped while the first one is alive.
-    func admit(turnId: String, sequence: Int, generation: String? = nil) -> (forward: Bool, sincePrompt: Duration?) {
+    /// A second generation is decided on at its first frame: it takes the turn over only when the
+    /// first one has not finished the turn and has been silent for ``generationTakeover`` (its worker
+    /// died); otherwise it is turned away for good.
+    func admit(turnId: String, sequence: Int, generation: String? = nil, isLast: Bool = false) -> (forward: Bool, sincePrompt: Duration?) {
         let promptId = turnId.split(separator: ":").first.map(String.init) ?? turnId
         return turns.withLockedValue { turns in
             if turns.cancelled.contains(promptId) { return (false, nil) }
             if let generation {
-                if let first = turns.generation[turnId], first.id != generation, ContinuousClock.now - first.at < Self.generationTakeover {
-                    return (false, nil)
+                if turns.rejected.contains("\(turnId)|\(generation)") { return (false, nil) }
+                var done = isLast
+                if let first = turns.generation[turnId] {
+                    if first.id == generation {
+                        done = done || first.done
+                    } else if first.done || ContinuousClock.now - first.at < Self.generationTakeover {
+                        turns.rejected.insert("\(turnId)|\(generation)")
+                        return (false, nil)
+                    } else {
+                        turns.rejected.insert("\(turnId)|\(first.id)")
+                    }
                 }
-                turns.generation[turnId] = (generation, .now)
-                if turns.generation.count > 64 { turns.generation = turns.generation.filter { ContinuousClock.now - $0.value.at < .seconds(60) } }
+                turns.generation[turnId] = (generation, .now, done)
+                if turns.generation.count > 64 {
+                    let recent = turns.generation.filter { ContinuousClock.now - $0.value.at < .seconds(60) }
+                    turns.generation = recent
+                    turns.rejected = turns.rejected.filter { key in recent.keys.contains { key.hasPrefix($0 + "|") } }
+                }
             }
             if let last = turns.lastSequence[turnId], sequence <= last { return (false, nil) }
             turns.lastSequence[turnId] = sequence

@@ -284,8 +284,14 @@ struct RelaySocketHandler: Sendable {
             let event = BusEvent(
                 type: EventType.conversationEnded, conversationId: session.conversationId, channel: .voice,
                 payload: ["reason": "hangup", "callSid": .string(session.callSid)])
-            _ = try? await bus.publish(
-                event, to: stream(for: session), dedupKey: "tac:dedup:ended:\(session.conversationId)", ttlSeconds: 86_400)
+            do {
+                _ = try await bus.publishRetrying(
+                    event, to: stream(for: session), dedupKey: "tac:dedup:ended:\(session.conversationId)", ttlSeconds: 86_400)
+            } catch {
+                // The status callback and the peers' sweep are the backups; say that this path failed.
+                Counter(label: "agentconnect_publish_failures_total", dimensions: [("event", EventType.conversationEnded)]).increment()
+                logger.error("could not publish the call's end", metadata: ["call.sid": "\(session.callSid)", "error": "\(error)"])
+            }
         }
         Timer(label: "agentconnect_call_duration_seconds").recordNanoseconds((ContinuousClock.now - session.startedAt).nanoseconds)
         logger.info("call ended", metadata: ["call.sid": "\(session.callSid)"])

@@ -94,7 +94,14 @@ struct VoiceCallbackRoutes: Sendable {
             let ended = BusEvent(
                 type: EventType.conversationEnded, conversationId: conversationId, channel: .voice,
                 payload: ["reason": .string(map["HandoffData"] == nil ? "hangup" : "handoff"), "callSid": .string(callSid), "handoffData": JSONValue(map["HandoffData"])])
-            _ = try? await bus.publish(ended, to: stream(conversationId), dedupKey: "tac:dedup:ended:\(conversationId)", ttlSeconds: 86_400)
+            do {
+                _ = try await bus.publishRetrying(
+                    ended, to: stream(conversationId), dedupKey: "tac:dedup:ended:\(conversationId)", ttlSeconds: 86_400, attempts: 3)
+            } catch {
+                Counter(label: "agentconnect_publish_failures_total", dimensions: [("event", EventType.conversationEnded)]).increment()
+                logger.error("could not publish the call's end", metadata: ["call.sid": "\(callSid)", "error": "\(error)"])
+                return empty(.serviceUnavailable)
+            }
         }
         return empty(.ok)
     }

@@ -57,7 +57,8 @@ struct VoiceFrameReader: Service {
             let turnId = event.payload["turnId"]?.string, let frame = event.payload["frame"]
         else { return }
         let (forward, sincePrompt) = session.admit(
-            turnId: turnId, sequence: Int(event.payload["seq"]?.double ?? 0), generation: event.payload["gen"]?.string)
+            turnId: turnId, sequence: Int(event.payload["seq"]?.double ?? 0), generation: event.payload["gen"]?.string,
+            isLast: frame["last"]?.bool == true)
         guard forward else {
             Counter(label: "agentconnect_voice_frames_dropped_total").increment()
             return

@@ -99,3 +99,22 @@ public enum Partitioner {
         Streams.inboundPartition(partition(of: conversationId, partitions: partitions))
     }
 }
+
+extension EventBus {
+    /// A deduplicated publish that rides out a Redis blip: retried with backoff (100 ms doubling to
+    /// 2 s) while Redis is unavailable, up to `attempts` times; the last error is thrown. For events
+    /// nobody will resend (a call's end noticed on a socket close).
+    public func publishRetrying(
+        _ event: BusEvent, to stream: String, dedupKey: String, ttlSeconds: Int, attempts: Int = 8
+    ) async throws -> PublishOutcome {
+        var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(2))
+        for attempt in 1...max(1, attempts) {
+            do {
+                return try await publish(event, to: stream, dedupKey: dedupKey, ttlSeconds: ttlSeconds)
+            } catch where BusError.isUnavailable(error) && attempt < attempts && !Task.isCancelled {
+                try await Task.sleep(for: backoff.next())
+            }
+        }
+        throw BusError(.unavailable, "unreachable")  // not reached: the last attempt throws or returns
+    }
+}

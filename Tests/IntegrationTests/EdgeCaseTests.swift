@@ -56,7 +56,10 @@ struct EdgeCaseTests {
         var environment = TestEnvironment.localEnv
         environment["REDIS_URL"] = "redis://127.0.0.1:\(TestEnvironment.freePort())"
         let ingress = try ServiceProcess("messaging-ingress", port: TestEnvironment.freePort(), environment: environment, logDirectory: NSTemporaryDirectory())
-        try await ingress.waitReady()
+        // Live, but not ready: /health/ready looks at Redis.
+        try await ingress.waitReady(path: "/health/live")
+        let ready = try await TestStack.request(.GET, "http://127.0.0.1:\(ingress.port)/health/ready")
+        #expect(ready.status == 503)
         let body = Array(#"{"eventType":"COMMUNICATION_CREATED","data":{"id":"c1","conversationId":"conv_503","author":{"address":"+15550001234","channel":"SMS"},"content":{"text":"hi"},"recipients":[]}}"#.utf8)
         let response = try await Self.signedWebhook(port: ingress.port, body: body)
         #expect(response.status == 503)
@@ -138,10 +141,13 @@ struct EdgeCaseTests {
             let client = stack.redis.client()
             defer { client.shutdown() }
             let stream = Partitioner.inboundStream(for: "CAdtmf", partitions: 16)
-            let entries = try await RedisStreamsEventBus(client: client).read(after: [stream: "0-0"], count: 100, blockMilliseconds: 0)
-            let dtmf = entries.compactMap(\.event).first { $0.type == EventType.voiceDTMF }
+            func events() async throws -> [BusEvent] {
+                try await RedisStreamsEventBus(client: client).read(after: [stream: "0-0"], count: 100, blockMilliseconds: 0).compactMap(\.event)
+            }
+            // The end is published as the relay tears the socket down, just after the caller hung up.
+            #expect(await eventually { (try? await events().contains { $0.type == EventType.conversationEnded }) == true })
+            let dtmf = try await events().first { $0.type == EventType.voiceDTMF }
             #expect(dtmf?.payload["digit"]?.string == "7")
-            #expect(entries.compactMap(\.event).contains { $0.type == EventType.conversationEnded })
         }
     }
 }

@@ -50,13 +50,14 @@ final class ServiceProcess: Sendable {
         return true
     }
 
-    /// Waits until `GET /health/ready` answers 200.
-    func waitReady(timeout: Duration = .seconds(20)) async throws {
+    /// Waits until `GET /health/ready` (or another health path, e.g. `/health/live` for a service
+    /// whose dependencies are down on purpose) answers 200.
+    func waitReady(timeout: Duration = .seconds(20), path: String = "/health/ready") async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             guard isRunning else { throw TestFailure("\(name) exited early:\n\(log)") }
             if let response = try? await HTTPClient.shared.execute(
-                HTTPClientRequest(url: "http://127.0.0.1:\(port)/health/ready"), timeout: .milliseconds(500)),
+                HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)"), timeout: .milliseconds(500)),
                 response.status == .ok, log.contains(":\(port)")
             {
                 // Our process answered (it logged its port), not another test's on a reused port.

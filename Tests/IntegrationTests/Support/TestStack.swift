@@ -45,7 +45,7 @@ final class TestStack: Sendable {
             "SIM_VOICE_URL": "http://127.0.0.1:\(relayPorts.first ?? 1)",
             "TWILIO_VOICE_PUBLIC_DOMAIN": "127.0.0.1:\(relayPorts.first ?? 1)",
             "OUTBOUND_URL": "http://127.0.0.1:\(outboundPort)",
-            "AGENT_LEASE_TTL_MS": "1500", "AGENT_VISIBILITY_TIMEOUT_MS": "1000",
+            "AGENT_LEASE_TTL_MS": "1500", "AGENT_VISIBILITY_TIMEOUT_MS": "1000", "VOICE_GENERATION_TAKEOVER_MS": "500",
             "OUTBOUND_RETRY_BASE_MS": "20", "OUTBOUND_RETRY_MAX_MS": "200", "SIM_WEBHOOK_RETRIES": "20",
             "LOG_LEVEL": "info",
         ]) { _, new in new }

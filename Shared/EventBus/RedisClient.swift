@@ -33,10 +33,14 @@ public final class RedisClient: Sendable {
     }
 
     /// Sends a batch on the shared connection (one write) and returns the replies in order.
-    public func send(_ commands: [[RedisArgument]]) async throws -> [RedisValue] {
+    ///
+    /// `timeout` replaces ``RedisConfiguration/commandTimeout`` for this batch (e.g. a lease renewal
+    /// that must fail before the lease expires); past it the shared connection is closed and its
+    /// commands fail with ``BusError/Code/unavailable``.
+    public func send(_ commands: [[RedisArgument]], timeout: Duration? = nil) async throws -> [RedisValue] {
         let connection = try await sharedConnection()
         do {
-            return try await connection.send(commands)
+            return try await connection.send(commands, timeout: timeout.map { TimeAmount($0) })
         } catch let error as BusError where error.code == .unavailable {
             dropShared(connection)
             throw error

@@ -83,9 +83,10 @@ final class HiredisReader {
 
 /// Writes command batches and matches replies to promises in order, parsing with hiredis.
 ///
-/// Each reply has a deadline: one timer watches the oldest pending reply, and when its deadline
-/// passes every pending command fails with ``BusError/Code/unavailable`` and the connection is
-/// closed (a half-open connection must not hold commands such as lease renewals for minutes).
+/// Each reply has a deadline. One timer is scheduled for the earliest deadline written; when it
+/// fires and any pending reply is past its deadline, every pending command fails with
+/// ``BusError/Code/unavailable`` and the connection is closed (a half-open connection must not hold
+/// commands such as lease renewals for minutes); otherwise it re-arms for the earliest one left.
 final class RedisCommandHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = RedisRequest
@@ -108,7 +109,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         for reply in request.promises {
             pending.append(PendingReply(promise: reply, deadline: request.deadline, timeout: request.timeout))
         }
-        armTimer(context: context)
+        if let deadline = request.deadline { armTimer(at: deadline, context: context) }
         // A write on a connection that already closed fails here, after channelInactive ran: the
         // replies it waits for will never come, so its promises (and any behind them) fail now.
         let written = promise ?? context.eventLoop.makePromise()
@@ -130,7 +131,6 @@ final class RedisCommandHandler: ChannelDuplexHandler {
                 }
                 reply.promise.succeed(value)
             }
-            armTimer(context: context)
         } catch {
             failAll(error)
             context.close(promise: nil)
@@ -151,10 +151,9 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         cancelTimer()
     }
 
-    /// Schedules the one timer for the oldest pending reply's deadline, unless one is scheduled
-    /// for that moment or earlier (a timer that fires early just re-arms).
-    private func armTimer(context: ChannelHandlerContext) {
-        guard let deadline = pending.first?.deadline else { return }
+    /// Schedules the one timer for `deadline`, unless one is scheduled for that moment or earlier
+    /// (a timer that fires before a later deadline just re-arms).
+    private func armTimer(at deadline: NIODeadline, context: ChannelHandlerContext) {
         if timer != nil, let scheduled = timerDeadline, scheduled <= deadline { return }
         cancelTimer()
         let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
@@ -173,15 +172,19 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     private func deadlineTimerFired(context: ChannelHandlerContext) {
         timer = nil
         timerDeadline = nil
-        guard let head = pending.first else { return }
-        if let deadline = head.deadline, deadline <= .now() {
-            let milliseconds = head.timeout.nanoseconds / 1_000_000
-            failAll(BusError(.unavailable, "Redis did not answer within the \(milliseconds) ms command deadline; connection closed"))
-            context.close(promise: nil)
-        } else {
-            // The oldest reply came; watch the next one.
-            armTimer(context: context)
+        let now = NIODeadline.now()
+        var earliest: NIODeadline?
+        for reply in pending {
+            guard let deadline = reply.deadline else { continue }
+            if deadline <= now {
+                let milliseconds = reply.timeout.nanoseconds / 1_000_000
+                failAll(BusError(.unavailable, "Redis did not answer within the \(milliseconds) ms command deadline; connection closed"))
+                context.close(promise: nil)
+                return
+            }
+            earliest = min(earliest ?? deadline, deadline)
         }
+        if let earliest { armTimer(at: earliest, context: context) }
     }
 
     /// Marks in a ``BusError`` message that the TLS handshake was refused (certificate, CA, host

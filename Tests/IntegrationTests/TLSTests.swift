@@ -95,6 +95,20 @@ struct TLSTests {
             #expect(waited >= .milliseconds(250) && waited < .milliseconds(1200), "failed after \(waited)")
             // The next command reconnects.
             #expect(try await client.command("PING").string == "PONG")
+
+            // A short per-call deadline (a lease renewal) behind a slow command with a long one still fires on time.
+            let patient = RedisClient(configuration: configuration, logger: TestEnvironment.logger)
+            defer { patient.shutdown() }
+            try await patient.command("PING")
+            let slow = Task { try await patient.send([["DEBUG", "SLEEP", "1.5"]], timeout: .seconds(10)) }
+            try await Task.sleep(for: .milliseconds(50))
+            let renewalStarted = ContinuousClock.now
+            let renewal = try await #require(throws: BusError.self) { try await patient.send([["PING"]], timeout: .milliseconds(200)) }
+            let renewalWaited = ContinuousClock.now - renewalStarted
+            #expect("\(renewal)".contains("200 ms"), "\(renewal)")
+            #expect(renewalWaited < .milliseconds(1000), "failed after \(renewalWaited)")
+            // The slow command shared the closed connection: it failed too, rather than waiting on.
+            await #expect(throws: BusError.self) { try await slow.value }
         }
     }
 

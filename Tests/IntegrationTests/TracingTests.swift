@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import NIOConcurrencyHelpers
 import NIOCore
+import RelayCaller
 import ServiceSupport
 import Testing
 
@@ -49,6 +50,30 @@ struct TracingTests {
             #expect(accepted?["span_id"] as? String == webhook.spanID)
             #expect(turnLog?["trace_id"] as? String == trace)
             #expect(turnLog?["span_id"] as? String == turn.spanID)
+        }
+    }
+
+    @Test("a voice prompt's span runs to its answer's last token, with a first-token event, and the turn is its child")
+    func voicePrompt() async throws {
+        let collector = try await FakeCollector.start()
+        defer { collector.stop() }
+        var options = TestStack.Options()
+        options.relays = 1
+        options.extra["TWILIO_CONVERSATION_CONFIGURATION_ID"] = ""
+        options.extra["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://127.0.0.1:\(collector.port)"
+        try await withStack(options) { stack in
+            var caller = RelayCaller(relayURL: "http://127.0.0.1:\(stack.relayPorts[0])", authToken: stack.environment["TWILIO_AUTH_TOKEN"] ?? "")
+            caller.replyTimeout = .seconds(10)
+            let (url, _) = try await caller.fetchTwiML(callSid: "CAtrace", from: "+15556660001", to: "+15550000001")
+            let call = try await caller.call(publicURL: url, callSid: "CAtrace", from: "+15556660001", to: "+15550000001", script: [.say("hi")])
+            #expect(call.turns.first?.text == "You said: hi")
+            await stack.stop()
+            let spans = collector.spans
+            let prompt = try #require(spans.first { $0.service == "voice-relay" && $0.name == "prompt" }, "no prompt span in \(spans)")
+            #expect(prompt.events.first == "first token")
+            #expect(prompt.events.last == "last token")
+            let turn = try #require(spans.first { $0.service == "agent-worker" && $0.name == "turn" && $0.traceID == prompt.traceID }, "\(spans)")
+            #expect(turn.parentSpanID == prompt.spanID)
         }
     }
 
@@ -103,7 +128,8 @@ final class FakeCollector: Sendable {
         var traceID: String
         var spanID: String
         var parentSpanID: String
-        var description: String { "\(service)/\(name) \(traceID) \(spanID)←\(parentSpanID)" }
+        var events: [String]
+        var description: String { "\(service)/\(name) \(traceID) \(spanID)←\(parentSpanID) \(events)" }
     }
 
     private struct State {
@@ -168,7 +194,7 @@ enum OTLPTraces {
         case bytes(ArraySlice<UInt8>)
     }
 
-    /// `resource_spans(1)` → `resource(1).attributes(1)` and `scope_spans(2).spans(2)`.
+    /// `resource_spans(1)` → `resource(1).attributes(1)` and `scope_spans(2).spans(2)` (`events(11).name(2)`).
     static func decode(_ request: ArraySlice<UInt8>) throws -> [FakeCollector.ExportedSpan] {
         var out: [FakeCollector.ExportedSpan] = []
         for resourceSpans in try bytes(1, in: request) {
@@ -186,7 +212,8 @@ enum OTLPTraces {
                         FakeCollector.ExportedSpan(
                             service: service, name: String(decoding: try bytes(5, in: span).first ?? [], as: UTF8.self),
                             traceID: hex(try bytes(1, in: span).first ?? []), spanID: hex(try bytes(2, in: span).first ?? []),
-                            parentSpanID: hex(try bytes(4, in: span).first ?? [])))
+                            parentSpanID: hex(try bytes(4, in: span).first ?? []),
+                            events: try bytes(11, in: span).map { String(decoding: try bytes(2, in: $0).first ?? [], as: UTF8.self) }))
                 }
             }
         }

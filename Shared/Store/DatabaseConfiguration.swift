@@ -160,7 +160,7 @@ public struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertibl
     ///
     /// A refused TLS handshake (wrong CA, host name mismatch, server without TLS under `require`)
     /// throws a ``ConfigurationError`` naming `variable`; other failures (server down, wrong
-    /// password) throw the driver's error. Services and `migrate` call this at start so that a
+    /// password) throw the driver's error. `migrate` and `agentconnect doctor` call this so that a
     /// TLS mistake is a clear error, not a pool that retries quietly.
     public func checkConnection(variable: String = "DATABASE_URL", timeout: Duration = .seconds(10), logger: Logger) async throws {
         var tls: PostgresConnection.Configuration.TLS = .disable

@@ -44,6 +44,7 @@ public enum Traces {
                 state = Bootstrapped(service: nil)
                 return nil
             }
+            try validate(environment)
             var configuration = OTel.Configuration.default
             configuration.serviceName = service
             if let instance = environment.string("INSTANCE_ID") { configuration.resourceAttributes["service.instance.id"] = instance }
@@ -63,6 +64,21 @@ public enum Traces {
             state = Bootstrapped(service: backend.service)
             logger.info("tracing on", metadata: ["otel.service": "\(environment.string("OTEL_SERVICE_NAME") ?? service)"])
             return backend.service
+        }
+    }
+
+    /// What swift-otel would stop the process over (a `fatalError`) or answer vaguely: refused here
+    /// as a configuration error naming the variable.
+    static func validate(_ environment: Environment) throws {
+        if let exporter = environment.string("OTEL_TRACES_EXPORTER")?.lowercased(), !["otlp", "console", "none"].contains(exporter) {
+            throw ConfigurationError(variable: "OTEL_TRACES_EXPORTER", reason: "must be otlp, console or none (got \(exporter))")
+        }
+        for variable in ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"] {
+            guard let value = environment.string(variable)?.lowercased() else { continue }
+            guard value == "http/protobuf" || value == "http/json" else {
+                throw ConfigurationError(variable: variable, reason: "must be http/protobuf or http/json (OTLP/gRPC is not built in)")
+            }
+            break
         }
     }
 

@@ -109,6 +109,23 @@ struct TracingTests {
         #expect(!Traces.isEnabled(AgentConnectCore.Environment(["OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"])))
         #expect(!Traces.isEnabled(AgentConnectCore.Environment(["OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"])))
     }
+
+    @Test("a service refuses OTLP/gRPC and unknown exporters with a configuration error naming the variable")
+    func refusesWhatIsNotBuiltIn() async throws {
+        for (variable, value) in [("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"), ("OTEL_TRACES_EXPORTER", "zipkin")] {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "\(TestEnvironment.binDirectory)/messaging-ingress")
+            process.environment = ["OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1", variable: value]
+            let stderr = Pipe()
+            process.standardError = stderr
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            let output = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 2, "\(variable)=\(value): \(output)")
+            #expect(output.contains("configuration error: \(variable)"), "\(output)")
+        }
+    }
 }
 
 extension TestStack {

@@ -57,6 +57,16 @@ struct TLSTests {
                 defer { client.shutdown() }
                 try await client.command("PING")
             }
+            // 127.0.0.2 reaches the same server, but the certificate does not name it: hostname verification refuses it.
+            let otherName = try RedisConfiguration(
+                environment: Environment([
+                    "REDIS_URL": "rediss://\(Self.redisCredentials)@127.0.0.2:\(servers.redisPort)", "REDIS_TLS_CA_FILE": servers.pki.caFile,
+                ]))
+            try await expectFastFailure(naming: ["REDIS_TLS_CA_FILE", "REDIS_URL"]) {
+                let client = RedisClient(configuration: otherName, logger: TestEnvironment.logger)
+                defer { client.shutdown() }
+                try await client.command("PING")
+            }
             // Plain redis:// to a TLS port: a clear failure, never a hang.
             let plain = RedisConfiguration(
                 host: "127.0.0.1", port: servers.redisPort, username: Self.redisUser, password: Self.redisPassword, connectTimeout: .seconds(2))
@@ -156,6 +166,13 @@ struct TLSTests {
             }
             try await DatabaseConfiguration(url: servers.databaseURL(mode: "verify-ca", root: servers.pki.caFile, host: "127.0.0.1"))
                 .checkConnection(logger: TestEnvironment.logger)
+            // 127.0.0.2 is not in the certificate: verify-ca accepts it (the chain only), verify-full refuses it.
+            try await DatabaseConfiguration(url: servers.databaseURL(mode: "verify-ca", root: servers.pki.caFile, host: "127.0.0.2"))
+                .checkConnection(logger: TestEnvironment.logger)
+            let otherName = try DatabaseConfiguration(url: servers.databaseURL(mode: "verify-full", root: servers.pki.caFile, host: "127.0.0.2"))
+            try await expectFastFailure(naming: ["DATABASE_URL"]) {
+                try await otherName.checkConnection(logger: TestEnvironment.logger)
+            }
             let wrongMigrate = try ServiceProcess(
                 "migrate", port: TestEnvironment.freePort(),
                 environment: [
@@ -387,7 +404,7 @@ final class TLSServers: Sendable {
         let process = try spawn(
             [
                 "/usr/bin/redis-server",
-                "--port", "0", "--tls-port", String(redisPort), "--bind", "127.0.0.1", "--tls-cert-file", pki.certFile, "--tls-key-file",
+                "--port", "0", "--tls-port", String(redisPort), "--bind", "127.0.0.1", "127.0.0.2", "--tls-cert-file", pki.certFile, "--tls-key-file",
                 pki.keyFile, "--tls-ca-cert-file", pki.caFile, "--tls-auth-clients", "no", "--save", "", "--appendonly", "no",
                 "--user", TLSTests.redisUser, "on", ">\(TLSTests.redisPassword)", "~*", "&*", "+@all", "--user", "default", "off", "--enable-debug-command", "yes",
             ], log: "\(directory)/redis.log")
@@ -418,7 +435,7 @@ final class TLSServers: Sendable {
         let initdb = prefix + ["\(bin)/initdb", "-D", postgresData, "-U", "agentconnect", "--auth=trust", "-E", "UTF8", "--no-locale"]
         try runTool(initdb[0], Array(initdb.dropFirst()))
         let server = prefix + [
-            "\(bin)/postgres", "-D", postgresData, "-p", String(postgresPort), "-k", directory, "-c", "listen_addresses=127.0.0.1",
+            "\(bin)/postgres", "-D", postgresData, "-p", String(postgresPort), "-k", directory, "-c", "listen_addresses=127.0.0.1,127.0.0.2",
             "-c", "ssl=on", "-c", "ssl_cert_file=\(pki.certFile)", "-c", "ssl_key_file=\(pki.keyFile)", "-c", "fsync=off",
             "-c", "max_connections=50",
         ]

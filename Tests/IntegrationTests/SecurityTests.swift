@@ -223,7 +223,7 @@ struct SecurityTests {
 
     @Test("slow clients are let go: an unfinished request head is closed on the relay and the ingress; an idle call socket is closed; sockets past the cap get 1013")
     func slowAndIdleClients() async throws {
-        var options = VoiceAcceptanceTests.relayOnly(extra: ["HTTP_IDLE_TIMEOUT_SECONDS": "1", "VOICE_IDLE_TIMEOUT_SECONDS": "1", "VOICE_MAX_SOCKETS": "1"])
+        var options = VoiceAcceptanceTests.relayOnly(extra: ["HTTP_IDLE_TIMEOUT_SECONDS": "1", "VOICE_IDLE_TIMEOUT_SECONDS": "4", "VOICE_MAX_SOCKETS": "1"])
         options.ingress = true
         try await withStack(options) { stack in
             let relay = stack.relayPorts[0]
@@ -234,7 +234,7 @@ struct SecurityTests {
             let caller = stack.caller()
             let sid = Self.callSid()
             let (url, _) = try await caller.fetchTwiML(callSid: sid, from: "+15554440060", to: "+15550000001")
-            async let quiet = caller.call(publicURL: url, callSid: sid, from: "+15554440060", to: "+15550000001", script: [.pause(.seconds(4))])
+            async let quiet = caller.call(publicURL: url, callSid: sid, from: "+15554440060", to: "+15550000001", script: [.pause(.seconds(8))])
             _ = await eventually { (try? await stack.metric("agentconnect_voice_frames_total", port: relay, matching: "kind=\"setup\"")) == 1 }
             let second = Self.callSid()
             let (secondURL, _) = try await caller.fetchTwiML(callSid: second, from: "+15554440061", to: "+15550000001")

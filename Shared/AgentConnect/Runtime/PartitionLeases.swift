@@ -15,6 +15,9 @@ struct PartitionLeases: Sendable {
     let ttlMilliseconds: Int
 
     private var membersKey: String { "tac:workers:\(group)" }
+    /// A renewal must answer well inside the lease: one that cannot is counted as failed (and after
+    /// a whole TTL of failures, the partitions are given up as lost).
+    private var renewalDeadline: Duration { .milliseconds(max(100, ttlMilliseconds / 3)) }
     private func leaseKey(_ partition: Int) -> String { "tac:lease:\(group):\(partition)" }
 
     private static let renewScript = """
@@ -51,13 +54,13 @@ struct PartitionLeases: Sendable {
             ["ZREMRANGEBYSCORE", .string(membersKey), "-inf", .string(String(nowMs - ttlMilliseconds))],
             ["ZCARD", .string(membersKey)],
             ["PEXPIRE", .string(membersKey), .string(String(ttlMilliseconds * 10))],
-        ])
+        ], timeout: renewalDeadline)
         let live = max(1, Int(membership[2].integer ?? 1))
         let share = (partitions + live - 1) / live
         let held = active.union(leaving).sorted()
         var renewed = Set<Int>()
         if !held.isEmpty {
-            let replies = try await redis.send(held.map(renewCommand))
+            let replies = try await redis.send(held.map(renewCommand), timeout: renewalDeadline)
             for (partition, reply) in zip(held, replies) where reply.integer == 1 { renewed.insert(partition) }
         }
         var result = Refresh(active: active.intersection(renewed), surplus: [], lost: Set(held).subtracting(renewed), acquired: [])

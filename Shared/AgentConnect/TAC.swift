@@ -121,7 +121,7 @@ public final class TAC: Sendable {
         let partitions = configuration.common.inboundPartitions
         let lag = StreamLagReporter(bus: runtime.bus, group: "agents", logger: logger) { (0..<partitions).map(Streams.inboundPartition) }
         return ServiceMain.group(
-            services: [RedisClientService(client: runtime.redis), runtime.postgres, consumer, lag, runtime.httpServer(health: health)],
+            services: [RedisClientService(client: runtime.redis), runtime.postgres, DatabaseCheckService(configuration: configuration.common.database, logger: logger), consumer, lag, runtime.httpServer(health: health)],
             health: health, logger: logger)
     }
 }

@@ -1,6 +1,9 @@
+import AgentConnectCore
 import AsyncHTTPClient
 import EventBus
+import Logging
 import ServiceLifecycle
+import Store
 
 /// Checks at start that Redis cannot evict our keys (`maxmemory-policy noeviction`, else the
 /// service refuses to run), and closes the Redis client's connections when the group shuts down.
@@ -29,5 +32,35 @@ public struct HTTPClientService: Service {
     public func run() async throws {
         try? await gracefulShutdown()
         try await client.shutdown()
+    }
+}
+
+/// Checks the PostgreSQL settings once at start: a refused TLS handshake (wrong CA, host name, no TLS
+/// under `require`) stops the service with an error naming `DATABASE_URL`, instead of a pool that
+/// retries quietly. While the server is merely unreachable it keeps trying, and the service runs.
+public struct DatabaseCheckService: Service {
+    let configuration: DatabaseConfiguration
+    let logger: Logger
+
+    public init(configuration: DatabaseConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    try await configuration.checkConnection(timeout: .seconds(10), logger: logger)
+                    return
+                } catch let error as ConfigurationError {
+                    throw error
+                } catch {
+                    logger.warning("PostgreSQL not reachable yet", metadata: ["error": "\(error)"])
+                    try await Task.sleep(for: .seconds(2))
+                }
+            }
+        }
+        try? await gracefulShutdown()
     }
 }

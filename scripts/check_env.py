@@ -52,6 +52,10 @@ for name in sorted(read):
     if re.match(r"^(TWILIO|REDIS|DATABASE|HTTP|TAC|OUTBOUND|LOG|INSTANCE|BUS|AGENT|WEBHOOK|VOICE|SIM|MIGRATE|ECHO|OPENAI|CONVERSATION_INTELLIGENCE)_", name) and name not in documented:
         failures.append(f".env.example does not document {name}")
 for name in documented:
+    # OpenTelemetry's standard variables are read by swift-otel itself (service name, sampler,
+    # headers, resource attributes), not by our code.
+    if name.startswith("OTEL_"):
+        continue
     if not is_read(name):
         failures.append(f".env.example documents {name}, which no service reads")
 

@@ -1,3 +1,4 @@
+import AgentConnectCore
 /// A Twilio REST call that did not succeed.
 public struct TwilioAPIError: Error, CustomStringConvertible, Sendable {
     /// HTTP status; 0 when the request never got an answer.
@@ -29,5 +30,6 @@ public struct TwilioAPIError: Error, CustomStringConvertible, Sendable {
     /// ends like this must be reconciled (is the message in Twilio?) before it is sent again.
     public var outcomeUnknown: Bool { (status == 0 && !neverSent) || status >= 500 }
 
-    public var description: String { "twilio \(status)\(code.map { " (\($0))" } ?? ""): \(message)" }
+    /// Twilio's message quotes the numbers it refused: they are masked wherever the error is shown.
+    public var description: String { "twilio \(status)\(code.map { " (\($0))" } ?? ""): \(Masking.maskPhoneNumbers(message))" }
 }

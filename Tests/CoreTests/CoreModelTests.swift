@@ -3,6 +3,7 @@ import EventBus
 import Foundation
 import Store
 import Testing
+import TwilioKit
 
 @Suite("Envelope, configuration and partitioning")
 struct CoreModelTests {
@@ -65,5 +66,21 @@ struct CoreModelTests {
         #expect(maskAddress("+15551234567") == "***4567")
         #expect(maskAddress("whatsapp:+15551234567") == "whatsapp:***4567")
         #expect(maskAddress("abc") == "***")
+    }
+
+    @Test("phone numbers in Twilio's error texts are masked wherever the error is shown; short numbers are kept")
+    func errorTextMasking() {
+        let text = "The 'To' number +15551234567 is not a valid phone number (whatsapp:+447700900123), code 21211"
+        #expect(Masking.maskPhoneNumbers(text) == "The 'To' number ***4567 is not a valid phone number (whatsapp:***0123), code 21211")
+        let error = TwilioAPIError(status: 400, code: 21211, message: text)
+        #expect(!"\(error)".contains("5551234567"))
+        #expect("\(error)".contains("(21211)"))
+    }
+
+    @Test("Twilio's REST dates parse and format as RFC 2822")
+    func rfc2822() throws {
+        let date = try #require(Timestamp.parseRFC2822("Wed, 18 Aug 2010 20:01:40 +0000"))
+        #expect(date.timeIntervalSince1970 == 1_282_161_700)
+        #expect(Timestamp.rfc2822(date) == "Wed, 18 Aug 2010 20:01:40 +0000")
     }
 }

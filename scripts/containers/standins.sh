@@ -10,6 +10,13 @@ set -euo pipefail
 wanted=" ${*:-debian swift services} "
 here=$(cd "$(dirname "$0")" && pwd)
 have() { podman image exists "$1"; }
+# Quiet unless it fails: then its output.
+quiet() {
+  local out
+  out=$(mktemp)
+  if ! "$@" >"$out" 2>&1; then cat "$out" >&2; rm -f "$out"; return 1; fi
+  rm -f "$out"
+}
 log() { echo "[standins] $*"; }
 
 if ! have docker.io/library/debian:bookworm-slim; then
@@ -17,9 +24,9 @@ if ! have docker.io/library/debian:bookworm-slim; then
   mirror=${mirror:-http://deb.debian.org/debian}
   root=$(mktemp -d /var/tmp/ac-debootstrap.XXXXXX)
   log "debootstrap bookworm from $mirror"
-  debootstrap --variant=minbase bookworm "$root" "$mirror" >/dev/null
+  quiet debootstrap --variant=minbase bookworm "$root" "$mirror"
   rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/archives/*.deb
-  tar -C "$root" -c . | podman import --change 'CMD ["bash"]' - docker.io/library/debian:bookworm-slim >/dev/null
+  tar -C "$root" -c . | podman import -q --change 'CMD ["bash"]' - docker.io/library/debian:bookworm-slim >/dev/null
   rm -rf "$root"
 fi
 
@@ -29,7 +36,7 @@ fi
   tag=${pair#*:}
   if ! have "$tag"; then
     log "building $tag"
-    podman build -q -t "$tag" "$here/$dir" >/dev/null
+    quiet podman build -t "$tag" "$here/$dir"
   fi
 done
 
@@ -47,6 +54,6 @@ if [[ "$wanted" == *" swift "* ]] && ! have "$tag"; then
     done
   touch "$ctx/gitconfig"
   log "building $tag from $toolchain"
-  podman build -q -t "$tag" -v "$toolchain:/toolchain:ro" "$ctx" >/dev/null
+  quiet podman build -t "$tag" -v "$toolchain:/toolchain:ro" "$ctx"
   rm -rf "$ctx"
 fi

@@ -17,6 +17,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export DEBIAN_FRONTEND=noninteractive
+mkdir -p .run
 
 project=agentconnect-deploy-test
 image=${AC_DEPLOY_IMAGE:-localhost/agentconnect:local}

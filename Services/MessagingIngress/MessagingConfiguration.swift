@@ -25,6 +25,7 @@ struct MessagingConfiguration: Sendable {
     init(environment: Environment) throws {
         common = try CommonConfiguration(environment: environment, defaultPort: 8082)
         authToken = try environment.required("TWILIO_AUTH_TOKEN")
+        try DevCredentials.refuseWithRealTwilio(environment)
         conversationConfigurationId = environment.string("TWILIO_CONVERSATION_CONFIGURATION_ID")
         accountSid = environment.string("TWILIO_ACCOUNT_SID")
         senders = try Senders(environment: environment)

@@ -42,6 +42,7 @@ struct VoiceConfiguration: Sendable {
     init(environment: Environment) throws {
         common = try CommonConfiguration(environment: environment, defaultPort: 8081)
         authToken = try environment.required("TWILIO_AUTH_TOKEN")
+        try DevCredentials.refuseWithRealTwilio(environment)
         accountSid = environment.string("TWILIO_ACCOUNT_SID")
         guard let domain = PublicURL.normalizedDomain(try environment.required("TWILIO_VOICE_PUBLIC_DOMAIN")) else {
             throw ConfigurationError(variable: "TWILIO_VOICE_PUBLIC_DOMAIN", reason: "must be a host name")

@@ -31,6 +31,7 @@ public struct TwilioAPIConfiguration: Sendable {
     /// and `TWILIO_AUTH_TOKEN`) and the base URLs.
     public init(environment: Environment) throws {
         let accountSid = try environment.required("TWILIO_ACCOUNT_SID")
+        try DevCredentials.refuseWithRealTwilio(environment)
         let username = environment.string("TWILIO_API_KEY") ?? accountSid
         let password: String
         if environment.string("TWILIO_API_KEY") != nil {

@@ -77,6 +77,22 @@ struct CoreModelTests {
         #expect("\(error)".contains("(21211)"))
     }
 
+    @Test("the published dev auth token is refused with Twilio's own base URLs, and accepted against twilio-sim")
+    func devTokenGuard() throws {
+        let dev = DevCredentials.authToken
+        #expect(throws: ConfigurationError.self) { try DevCredentials.refuseWithRealTwilio(Environment(["TWILIO_AUTH_TOKEN": dev])) }
+        #expect(throws: ConfigurationError.self) {
+            try DevCredentials.refuseWithRealTwilio(
+                Environment([
+                    "TWILIO_AUTH_TOKEN": dev, "TWILIO_API_BASE_URL": "http://twilio-sim:8090",
+                    "TWILIO_CONVERSATIONS_BASE_URL": "https://conversations.twilio.com", "TWILIO_STUDIO_BASE_URL": "http://twilio-sim:8090",
+                ]))
+        }
+        let sim = ["TWILIO_API_BASE_URL": "http://twilio-sim:8090", "TWILIO_CONVERSATIONS_BASE_URL": "http://twilio-sim:8090", "TWILIO_STUDIO_BASE_URL": "http://127.0.0.1:8090"]
+        try DevCredentials.refuseWithRealTwilio(Environment(sim.merging(["TWILIO_AUTH_TOKEN": dev]) { _, new in new }))
+        try DevCredentials.refuseWithRealTwilio(Environment(["TWILIO_AUTH_TOKEN": "a-real-looking-secret"]))
+    }
+
     @Test("Twilio's REST dates parse and format as RFC 2822")
     func rfc2822() throws {
         let date = try #require(Timestamp.parseRFC2822("Wed, 18 Aug 2010 20:01:40 +0000"))

@@ -128,7 +128,7 @@ let package = Package(
             name: "MessagingIngress", dependencies: serviceDeps,
             path: "Services/MessagingIngress", exclude: ["README.md"], swiftSettings: swiftSettings),
         .executableTarget(
-            name: "Outbound", dependencies: serviceDeps + [httpClient],
+            name: "Outbound", dependencies: serviceDeps + [httpClient, crypto],
             path: "Services/Outbound", exclude: ["README.md"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "AgentWorker", dependencies: ["AgentConnect"],

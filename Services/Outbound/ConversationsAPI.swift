@@ -68,10 +68,10 @@ struct ConversationsAPI: Sendable {
         var dateCreated: Date?
     }
 
-    /// Messages from `from` to `to` sent since the start of `since`'s day (UTC), newest first.
-    func messages(from: String, to: String, since: Date) async throws -> [SentMessage] {
-        let day = String(Timestamp.iso8601(since).prefix(10))
-        let query = FormCoding.encode([("To", to), ("From", from), ("DateSent>", day), ("PageSize", "100")])
+    /// The latest messages (a page of 100) from `from` to `to`. No `DateSent` filter: a message Twilio
+    /// accepted but has not sent yet has no `date_sent`, and it is exactly the one looked for.
+    func messages(from: String, to: String) async throws -> [SentMessage] {
+        let query = FormCoding.encode([("To", to), ("From", from), ("PageSize", "100")])
         let url = "\(rest.configuration.apiBaseURL)/2010-04-01/Accounts/\(segment(rest.configuration.accountSid))/Messages.json?\(query)"
         let response = try await rest.json(.GET, url)
         return (response.json?["messages"]?.array ?? []).compactMap { item in

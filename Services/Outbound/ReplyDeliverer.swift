@@ -1,8 +1,10 @@
 import AgentConnectCore
+import Crypto
 import EventBus
 import Foundation
 import Logging
 import Metrics
+import NIOConcurrencyHelpers
 import ServiceSupport
 import Store
 import TwilioKit
@@ -29,6 +31,8 @@ struct ReplyDeliverer: Sendable {
     let logger: Logger
     /// This process, as the owner of the delivery rows it claims.
     let owner: String
+    /// Reply ids being delivered in this process right now.
+    let active = ActiveReplies()
 
     /// The longest a delivery-row read or write may take before PostgreSQL counts as unavailable
     /// (the delivery is then retried in place, not lost).
@@ -55,6 +59,10 @@ struct ReplyDeliverer: Sendable {
     }
 
     private func deliverReply(_ event: BusEvent, entry: BusEntry) async throws {
+        // Two copies of one reply in this process (the row's owner is the process) take turns: the
+        // second waits here, then finds the row sent.
+        while !active.begin(event.id) { try await Task.sleep(for: .milliseconds(100)) }
+        defer { active.end(event.id) }
         let replyId = event.id
         guard var inDoubtSince = try await claim(event) else { return }
         let started = ContinuousClock.now
@@ -142,8 +150,8 @@ struct ReplyDeliverer: Sendable {
         while true {
             let claim = try await store("claiming the delivery row") {
                 try await deliveries.claimDelivery(
-                    replyId: event.id, conversationId: event.conversationId, channel: event.channel, owner: owner,
-                    leaseMilliseconds: leaseMilliseconds)
+                    replyId: event.id, conversationId: event.conversationId, channel: event.channel,
+                    textHash: Self.textHash(event.payload["text"]?.string ?? ""), owner: owner, leaseMilliseconds: leaseMilliseconds)
             }
             switch claim {
             case .claimed(let inDoubtSince):
@@ -211,19 +219,25 @@ struct ReplyDeliverer: Sendable {
         }
     }
 
-    /// The Twilio resource an earlier, unanswered send of this reply created, if there is one: same
-    /// sender, recipient and text, created at or after the recorded send time, and not already
-    /// accounted for by another delivered reply.
+    /// The Twilio resource an earlier, unanswered send of this reply created, if there is one.
+    ///
+    /// Twilio keeps no id of ours on a message, so the messages with the same sender, recipient and
+    /// text created since the first attempt are counted against the *other* replies of this
+    /// conversation with the same text that were sent in that time: one more in Twilio than we
+    /// account for is ours. (Classic sends also skip message SIDs another reply recorded.)
     func findSent(_ event: BusEvent, target: Target, since: Date) async throws -> String? {
         let text = event.payload["text"]?.string ?? ""
         let earliest = since.addingTimeInterval(-Self.reconcileSkew)
         var candidates: [String] = []
         switch target {
         case .classic(let from, let to):
-            for message in try await api.messages(from: from, to: to, since: earliest)
+            for message in try await api.messages(from: from, to: to)
             where message.body == text && (message.dateCreated ?? .distantFuture) >= earliest.addingTimeInterval(-1) {
-                candidates.append(message.sid)
+                let taken = try await store("looking up a provider id") { try await deliveries.isProviderIdRecorded(message.sid) }
+                if !taken { candidates.append(message.sid) }
             }
+            // Recorded SIDs are excluded one by one above; nothing more to count against.
+            return candidates.first
         case .orchestrated(let participants, let agentAddress, _):
             for communication in try await api.communications(conversationId: event.conversationId)
             where communication.text == text && (communication.createdAt ?? .distantFuture) >= earliest
@@ -232,11 +246,17 @@ struct ReplyDeliverer: Sendable {
                 candidates.append(communication.id)
             }
         }
-        for candidate in candidates {
-            let taken = try await store("looking up a provider id") { try await deliveries.isProviderIdRecorded(candidate) }
-            if !taken { return candidate }
+        guard !candidates.isEmpty else { return nil }
+        let others = try await store("counting replies with the same text") {
+            try await deliveries.countSentLike(
+                conversationId: event.conversationId, textHash: Self.textHash(text), since: earliest, excluding: event.id)
         }
-        return nil
+        return candidates.count > others ? candidates.last : nil
+    }
+
+    /// A short, stable digest of a reply's text (SHA-256, hex).
+    static func textHash(_ text: String) -> String {
+        SHA256.hash(data: Array(text.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
     /// Marks the row failed and has the consumer dead-letter the entry (``GiveUp``).
@@ -253,6 +273,16 @@ struct ReplyDeliverer: Sendable {
     private func store<T: Sendable>(_ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         try await withTimeout(Self.storeTimeout, what, body)
     }
+}
+
+/// The reply ids a process is delivering: one copy of a reply at a time per process.
+final class ActiveReplies: Sendable {
+    private let ids = NIOLockedValueBox<Set<String>>([])
+
+    /// False when the reply is already being delivered here.
+    func begin(_ id: String) -> Bool { ids.withLockedValue { $0.insert(id).inserted } }
+
+    func end(_ id: String) { _ = ids.withLockedValue { $0.remove(id) } }
 }
 
 /// The delivery row's lease went to another copy of the reply before this one could send.

@@ -89,9 +89,13 @@ extension InMemoryStore: DeliveryStore {
         state.withLockedValue { $0.deliveries[replyId] = .failed }
     }
 
-    public func claimDelivery(replyId: String, conversationId: String, channel: ChannelKind, owner: String, leaseMilliseconds: Int) async throws
-        -> DeliveryClaim
-    {
+    public func countSentLike(conversationId: String, textHash: String, since: Date, excluding replyId: String) async throws -> Int {
+        0
+    }
+
+    public func claimDelivery(
+        replyId: String, conversationId: String, channel: ChannelKind, textHash: String, owner: String, leaseMilliseconds: Int
+    ) async throws -> DeliveryClaim {
         state.withLockedValue { state in
             let now = Date()
             switch state.deliveries[replyId] {

@@ -149,13 +149,23 @@ extension PostgresStore: DeliveryStore {
             logger: logger)
     }
 
-    public func claimDelivery(replyId: String, conversationId: String, channel: ChannelKind, owner: String, leaseMilliseconds: Int) async throws
-        -> DeliveryClaim
-    {
+    public func countSentLike(conversationId: String, textHash: String, since: Date, excluding replyId: String) async throws -> Int {
+        let rows = try await client.query(
+            """
+            SELECT count(*)::int8 FROM deliveries WHERE conversation_id = \(conversationId) AND text_hash = \(textHash)
+              AND status = 'sent' AND sent_at >= \(since) AND reply_id <> \(replyId)
+            """, logger: logger)
+        for try await count in rows.decode(Int64.self) { return Int(count) }
+        return 0
+    }
+
+    public func claimDelivery(
+        replyId: String, conversationId: String, channel: ChannelKind, textHash: String, owner: String, leaseMilliseconds: Int
+    ) async throws -> DeliveryClaim {
         let inserted = try await client.query(
             """
-            INSERT INTO deliveries (reply_id, conversation_id, channel, owner, lease_until)
-            VALUES (\(replyId), \(conversationId), \(channel.rawValue), \(owner), now() + \(leaseMilliseconds) * interval '1 millisecond')
+            INSERT INTO deliveries (reply_id, conversation_id, channel, text_hash, owner, lease_until)
+            VALUES (\(replyId), \(conversationId), \(channel.rawValue), \(textHash), \(owner), now() + \(leaseMilliseconds) * interval '1 millisecond')
             ON CONFLICT (reply_id) DO NOTHING RETURNING reply_id
             """, logger: logger)
         for try await _ in inserted { return .claimed(inDoubtSince: nil) }

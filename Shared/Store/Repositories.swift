@@ -1,3 +1,4 @@
+import Foundation
 import AgentConnectCore
 
 /// Conversations and their resolved participants.
@@ -33,8 +34,11 @@ public protocol DeliveryStore: Sendable {
     func markDeliveryFailed(replyId: String, error: String) async throws
     /// Creates the row if needed and takes its lease for `owner` when it is pending and free (no
     /// owner, this owner, or an expired lease).
-    func claimDelivery(replyId: String, conversationId: String, channel: ChannelKind, owner: String, leaseMilliseconds: Int) async throws
-        -> DeliveryClaim
+    func claimDelivery(
+        replyId: String, conversationId: String, channel: ChannelKind, textHash: String, owner: String, leaseMilliseconds: Int
+    ) async throws -> DeliveryClaim
+    /// How many other replies of the conversation with the same text hash were sent at or after `since`.
+    func countSentLike(conversationId: String, textHash: String, since: Date, excluding replyId: String) async throws -> Int
     /// Just before a send goes out: renews the lease and records that a send may now reach Twilio
     /// (keeping the earliest such time). False when `owner` no longer holds the lease: do not send.
     func markSending(replyId: String, owner: String, leaseMilliseconds: Int) async throws -> Bool

@@ -175,3 +175,30 @@ struct ExactlyOnceFaultTests {
         }
     }
 }
+
+@Suite("Reconciling unknown send outcomes")
+struct ReconciliationTests {
+    @Test("a reply whose send failed with a 500 is resent even when an earlier reply with the same text is in Twilio")
+    func sameTextIsNotTakenForOurs() async throws {
+        var options = TestStack.Options()
+        options.extra = ["OUTBOUND_RETRY_BASE_MS": "20"]
+        try await withStack(options) { stack in
+            let from = "+15556120000"
+            func replies() async throws -> Int {
+                let all = try await stack.sim(.GET, "/sim/messages?waitMs=0")["messages"]?.array ?? []
+                return all.filter { $0["text"]?.string == "You said: same again" && $0["to"]?.string == from }.count
+            }
+            _ = try await stack.customerSays("same again", from: from)
+            #expect(await eventually { (try? await replies()) == 1 })
+            // The next send of the same text fails with a 500 before Twilio creates anything: its outcome
+            // is unknown, and the earlier, identical reply must not be taken for it.
+            _ = try await stack.sim(.POST, "/sim/faults", ["status": 500, "count": 1, "pathContains": "/Actions"])
+            _ = try await stack.customerSays("same again", from: from)
+            #expect(await eventually(timeout: .seconds(20)) { (try? await replies()) == 2 })
+            try await Task.sleep(for: .seconds(1))
+            #expect(try await replies() == 2)
+            let outbound = try #require(stack.processes("outbound").first)
+            #expect(try await stack.metric("agentconnect_delivery_ambiguous_total", port: outbound.port, matching: "resent") >= 1)
+        }
+    }
+}

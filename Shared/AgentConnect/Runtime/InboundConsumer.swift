@@ -59,8 +59,22 @@ struct InboundConsumer: Service {
                     abandoned.formUnion(partitions)
                 }
 
-                while !stopping.withLockedValue({ $0 }) {
+                while true {
                     await source.refreshIfDue()
+                    if stopping.withLockedValue({ $0 }) {
+                        // Draining: no new reads, but the turns in hand keep their leases and their
+                        // entries stay fresh until they finish, so no peer redoes them meanwhile.
+                        guard source.inFlight.count > 0 else { break }
+                        if ContinuousClock.now >= nextLeaseRefresh {
+                            nextLeaseRefresh = .now + .milliseconds(leases.ttlMilliseconds / 3)
+                            let held = active.union(leaving.keys)
+                            if let renewed = try? await leases.renew(held) {
+                                abandon(held.subtracting(renewed), reason: "lease lost while draining")
+                            }
+                        }
+                        try? await Task.sleep(for: .milliseconds(50))
+                        continue
+                    }
                     do {
                         if ContinuousClock.now >= nextLeaseRefresh {
                             nextLeaseRefresh = .now + .milliseconds(leases.ttlMilliseconds / 3)
@@ -122,7 +136,7 @@ struct InboundConsumer: Service {
                         dispatch(entries, source: source, lanes: lanes, permits: permits, tasks: &tasks)
                         backoff.reset()
                     } catch {
-                        if stopping.withLockedValue({ $0 }) { break }
+                        if stopping.withLockedValue({ $0 }) { continue }
                         if let busError = error as? BusError, busError.message.contains("NOGROUP") { nextReclaim = .now }
                         let delay = backoff.next()
                         logger.warning("inbound read failed; retrying", metadata: ["error": "\(error)", "retry.ms": "\(delay.milliseconds)"])

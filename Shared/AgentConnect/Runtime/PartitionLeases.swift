@@ -90,6 +90,14 @@ struct PartitionLeases: Sendable {
         return result
     }
 
+    /// Renews the leases held, taking nothing new (while draining at shutdown); returns those renewed.
+    func renew(_ held: Set<Int>) async throws -> Set<Int> {
+        let partitions = held.sorted()
+        guard !partitions.isEmpty else { return [] }
+        let replies = try await redis.send(partitions.map(renewCommand), timeout: renewalDeadline)
+        return Set(zip(partitions, replies).filter { $0.1.integer == 1 }.map(\.0))
+    }
+
     /// The fence a turn of `partition` publishes under: its lease, held by this worker.
     func fence(_ partition: Int) -> LeaseFence {
         LeaseFence(key: leaseKey(partition), holder: worker)

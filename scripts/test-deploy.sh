@@ -136,12 +136,11 @@ while IFS= read -r dir; do
   [ -d "$dir" ] && mounts+=(-v "$dir:$dir:ro")
 done < <({ git config --system --list 2>/dev/null || true; git config --global --list 2>/dev/null || true; } \
   | sed -n 's/^url\.\(\/.*\)\.insteadof=.*$/\1/Ip' | sort -u)
-build_started_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-# --format docker keeps the Dockerfile's HEALTHCHECK (the OCI format has none).
+# --format docker keeps the Dockerfile's HEALTHCHECK (the OCI format has none). The build stage
+# stays behind untagged (about 6 GB) as the next run's layer cache; `podman image prune` reclaims
+# earlier runs' stages.
 nice -n 10 podman build --format docker -f deploy/Dockerfile -t "$image" ${mounts[@]+"${mounts[@]}"} . \
   > .run/test-deploy-build.log 2>&1 || { tail -60 .run/test-deploy-build.log; exit 1; }
-# Earlier runs' build stages and images (untagged now, 8 GB each) go; this run's stay as its cache.
-podman image prune -f --filter "until=$build_started_at" >/dev/null 2>&1 || true
 executables="voice-relay messaging-ingress outbound agent-worker migrate twilio-sim agentconnect
   agentconnect-bench example-sms-bot example-voice-assistant example-channel-replies
   example-appointment-reminder example-memory-agent"

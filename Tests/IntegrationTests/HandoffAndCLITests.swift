@@ -70,7 +70,11 @@ struct HandoffAndCLITests {
         while true {
             let reaped = waitpid(process.processIdentifier, &raw, 0)
             if reaped == process.processIdentifier { return ((raw & 0x7f) == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f), stdout, stderr) }
-            if reaped == -1, errno != EINTR { return (process.isRunning ? -1 : process.terminationStatus, stdout, stderr) }
+            if reaped == -1, errno != EINTR {
+                // Foundation reaped it first: wait (briefly) until it has recorded the status.
+                for _ in 0..<500 where process.isRunning { usleep(10_000) }
+                return (process.isRunning ? -1 : process.terminationStatus, stdout, stderr)
+            }
         }
     }
 

@@ -139,10 +139,7 @@ struct ExactlyOnceFaultTests {
             let turns = 8
             let script: [RelayCaller.Step] = (0..<turns).flatMap { n -> [RelayCaller.Step] in [.say("turn number \(n)"), .pause(.milliseconds(250))] }
             func place(_ relay: Int, _ index: Int) async -> RelayCaller.Transcript? {
-                let caller = stack.caller(relay: relay)
-                let sid = "CAstall\(relay)x\(index)" + String(repeating: "0", count: 20)
-                guard let (url, _) = try? await caller.fetchTwiML(callSid: sid, from: "+1555771\(relay)\(index)00", to: "+15550000001") else { return nil }
-                return try? await caller.call(publicURL: url, callSid: sid, from: "+1555771\(relay)\(index)00", to: "+15550000001", script: script)
+                await stack.placeCall(relay: relay, sid: "CAstall\(relay)x\(index)", from: "+1555771\(relay)\(index)00", script: script)
             }
             let calls = 4
             let results = await withTaskGroup(of: RelayCaller.Transcript?.self) { group in

@@ -174,10 +174,7 @@ struct FaultTests {
             let victim = try #require(stack.processes("voice-relay").first { $0.instanceId == "relay-1" })
             let script: [RelayCaller.Step] = (0..<8).flatMap { n -> [RelayCaller.Step] in [.say("turn number \(n)"), .pause(.milliseconds(250))] }
             func place(_ relay: Int, _ index: Int) async -> RelayCaller.Transcript? {
-                let caller = stack.caller(relay: relay)
-                let sid = "CAfault\(relay)x\(index)" + String(repeating: "0", count: 20)
-                guard let (url, _) = try? await caller.fetchTwiML(callSid: sid, from: "+1555770\(relay)\(index)00", to: "+15550000001") else { return nil }
-                return try? await caller.call(publicURL: url, callSid: sid, from: "+1555770\(relay)\(index)00", to: "+15550000001", script: script)
+                await stack.placeCall(relay: relay, sid: "CAfault\(relay)x\(index)", from: "+1555770\(relay)\(index)00", script: script)
             }
             let calls = 6
             let results = await withTaskGroup(of: (Int, RelayCaller.Transcript?).self) { group in
@@ -301,5 +298,15 @@ enum Mutations {
             }
         }
         return out
+    }
+}
+
+extension TestStack {
+    /// A call to one relay as Twilio places it (TwiML first, then the socket); nil when it could not be placed.
+    func placeCall(relay: Int, sid: String, from: String, script: [RelayCaller.Step]) async -> RelayCaller.Transcript? {
+        let caller = caller(relay: relay)
+        let callSid = sid + String(repeating: "0", count: max(0, 34 - sid.count))
+        guard let (url, _) = try? await caller.fetchTwiML(callSid: callSid, from: from, to: "+15550000001") else { return nil }
+        return try? await caller.call(publicURL: url, callSid: callSid, from: from, to: "+15550000001", script: script)
     }
 }

@@ -52,30 +52,10 @@ struct HandoffAndCLITests {
         }
     }
 
-    /// Runs the CLI; returns exit status, stdout and stderr.
-    func cli(_ arguments: [String], environment: [String: String]) throws -> (Int32, String, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: TestEnvironment.binDirectory + "/agentconnect")
-        process.arguments = arguments
-        process.environment = environment.merging(["PATH": "/usr/bin:/bin"]) { $1 }
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        // Reaped here: Foundation's own wait does not always see the child exit (see ServiceProcess).
-        var raw: Int32 = 0
-        while true {
-            let reaped = waitpid(process.processIdentifier, &raw, 0)
-            if reaped == process.processIdentifier { return ((raw & 0x7f) == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f), stdout, stderr) }
-            if reaped == -1, errno != EINTR {
-                // Foundation reaped it first: wait (briefly) until it has recorded the status.
-                for _ in 0..<500 where process.isRunning { usleep(10_000) }
-                return (process.isRunning ? -1 : process.terminationStatus, stdout, stderr)
-            }
-        }
+    /// Runs the CLI (``CLIRun/agentconnect(_:environment:timeout:)``); returns exit status, stdout and stderr.
+    func cli(_ arguments: [String], environment: [String: String]) async throws -> (Int32, String, String) {
+        let outcome = try await CLIRun.agentconnect(arguments, environment: environment)
+        return (outcome.status, outcome.out, outcome.err)
     }
 
     @Test("agentconnect CLI starts a conversation and a call; a bad sender or no token fails with the reason")
@@ -83,7 +63,7 @@ struct HandoffAndCLITests {
         try await withStack(TestStack.Options(relays: 1)) { stack in
             let env = ["OUTBOUND_URL": "http://127.0.0.1:\(stack.outboundPort)", "OUTBOUND_API_TOKEN": stack.environment["OUTBOUND_API_TOKEN"] ?? ""]
             let customer = "+15552230002"
-            let (status, out, _) = try cli(
+            let (status, out, _) = try await cli(
                 ["conversation", "--channel", "sms", "--to", customer, "--message", "Your parcel is on its way", "--metadata", "order=42"], environment: env)
             #expect(status == 0)
             let conversationId = try #require(try JSONDecoder().decode(JSONValue.self, from: Data(out.utf8))["conversationId"]?.string)
@@ -92,18 +72,18 @@ struct HandoffAndCLITests {
             #expect(reply["conversationId"]?.string == conversationId)
             #expect(try await stack.replyTexts(conversationId: conversationId, count: 2).last == "You said: thanks!")
 
-            let (callStatus, callOut, _) = try cli(["call", "--to", "+15552230003", "--greeting", "Hi from the CLI"], environment: env)
+            let (callStatus, callOut, _) = try await cli(["call", "--to", "+15552230003", "--greeting", "Hi from the CLI"], environment: env)
             #expect(callStatus == 0)
             #expect(callOut.contains("\"callSid\""))
 
-            let (badStatus, _, badError) = try cli(["conversation", "--to", customer, "--message", "x", "--from", "+19999999999"], environment: env)
+            let (badStatus, _, badError) = try await cli(["conversation", "--to", customer, "--message", "x", "--from", "+19999999999"], environment: env)
             #expect(badStatus != 0)
             #expect(badError.contains("400") && badError.contains(stack.environment["TWILIO_PHONE_NUMBER"] ?? "?"))
-            let (noTokenStatus, _, noTokenError) = try cli(
+            let (noTokenStatus, _, noTokenError) = try await cli(
                 ["conversation", "--to", customer, "--message", "x"], environment: ["OUTBOUND_URL": env["OUTBOUND_URL"] ?? ""])
             #expect(noTokenStatus != 0)
             #expect(noTokenError.contains("OUTBOUND_API_TOKEN"))
-            let (wrongTokenStatus, _, wrongTokenError) = try cli(
+            let (wrongTokenStatus, _, wrongTokenError) = try await cli(
                 ["conversation", "--to", customer, "--message", "x", "--token", "wrong"], environment: env)
             #expect(wrongTokenStatus != 0)
             #expect(wrongTokenError.contains("401"))

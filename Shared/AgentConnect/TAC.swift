@@ -77,6 +77,14 @@ public final class TAC: Sendable {
         callbacks.withLockedValue { $0.error = callback }
     }
 
+    /// Hands a failure to the author's ``onError(_:)`` callback (and logs it): a relay `error` frame, a
+    /// reply that could not be delivered, a turn that threw. `context` names what failed
+    /// (`conversation.id`, `channel`, `source`, Twilio's `error.code`, …).
+    func reportError(_ error: any Error, context: [String: String]) async {
+        logger.warning("reported to onError", metadata: context.mapValues { .string($0) }.merging(["error": "\(error)"]) { $1 })
+        await callbacks.withLockedValue(\.error)?(error, context)
+    }
+
     /// The memory mode of a channel: the registered channel's, else the environment's.
     func memoryMode(for channel: ChannelKind) -> MemoryMode {
         channels.withLockedValue { $0[channel] } ?? configuration.memoryModes[channel] ?? .never

@@ -73,22 +73,11 @@ struct DeadLetters: AsyncParsableCommand {
         func validate() throws { try DeadLetters.validate(ids: ids, all: all) }
 
         func run() async throws {
-            try await DeadLetters.withStream { dead in
-                var failures = 0
-                for id in try await DeadLetters.targets(ids, all: all, in: dead) {
-                    do {
-                        switch try await dead.replay(id) {
-                        case .replayed(let stream, let newId): print("replayed \(id) → \(stream) \(newId)")
-                        case .notFound:
-                            failures += 1
-                            FileHandle.standardError.write(Data("not found: \(id)\n".utf8))
-                        }
-                    } catch {
-                        failures += 1
-                        FileHandle.standardError.write(Data("cannot replay \(error)\n".utf8))
-                    }
+            try await DeadLetters.act(on: ids, all: all) { dead, id in
+                switch try await dead.replay(id) {
+                case .replayed(let stream, let newId): return "replayed \(id) → \(stream) \(newId)"
+                case .notFound: return nil
                 }
-                if failures > 0 { throw ExitCode(1) }
             }
         }
     }
@@ -106,18 +95,7 @@ struct DeadLetters: AsyncParsableCommand {
         func validate() throws { try DeadLetters.validate(ids: ids, all: all) }
 
         func run() async throws {
-            try await DeadLetters.withStream { dead in
-                var failures = 0
-                for id in try await DeadLetters.targets(ids, all: all, in: dead) {
-                    if try await dead.drop(id) {
-                        print("dropped \(id)")
-                    } else {
-                        failures += 1
-                        FileHandle.standardError.write(Data("not found: \(id)\n".utf8))
-                    }
-                }
-                if failures > 0 { throw ExitCode(1) }
-            }
+            try await DeadLetters.act(on: ids, all: all) { dead, id in try await dead.drop(id) ? "dropped \(id)" : nil }
         }
     }
 
@@ -140,6 +118,30 @@ struct DeadLetters: AsyncParsableCommand {
         guard all else { return ids }
         guard let newest = try await dead.newestId() else { return [] }
         return try await dead.ids(through: newest)
+    }
+
+    /// Runs `action` on each target entry, printing what it reports; an entry it does not find
+    /// (`nil`) or an error is reported on stderr, and any failure makes the exit status 1.
+    static func act(
+        on ids: [String], all: Bool, _ action: @escaping (DeadLetterStream, String) async throws -> String?
+    ) async throws {
+        try await withStream { dead in
+            var failures = 0
+            for id in try await targets(ids, all: all, in: dead) {
+                do {
+                    if let done = try await action(dead, id) {
+                        print(done)
+                    } else {
+                        failures += 1
+                        FileHandle.standardError.write(Data("not found: \(id)\n".utf8))
+                    }
+                } catch {
+                    failures += 1
+                    FileHandle.standardError.write(Data("cannot act on \(id): \(error)\n".utf8))
+                }
+            }
+            if failures > 0 { throw ExitCode(1) }
+        }
     }
 
     /// Runs `body` against `tac:dead` on the configured Redis.

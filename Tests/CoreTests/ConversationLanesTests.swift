@@ -86,4 +86,28 @@ struct ConversationLanesTests {
         #expect(outcomes.withLockedValue { $0 } == ["1:abandoned", "2:abandoned"])
         #expect(lanes.activeConversations == 0)
     }
+
+    @Test("a turn cancelled while it waits for a permit leaves the queue at once; the next waiter still gets the permit")
+    func permitWaitersHonourCancellation() async throws {
+        let permits = TurnPermits(1)
+        let release = AsyncStream.makeStream(of: Void.self)
+        let holding = AsyncStream.makeStream(of: Void.self)
+        let holder = Task {
+            try await permits.withPermit {
+                holding.continuation.yield()
+                for await _ in release.stream { break }
+            }
+        }
+        for await _ in holding.stream { break }
+        let cancelled = Task { try await permits.withPermit { "ran" } }
+        let next = Task { try await permits.withPermit { "next" } }
+        cancelled.cancel()
+        // The cancelled waiter returns without a permit while the holder still has it.
+        await #expect(throws: CancellationError.self) { try await cancelled.value }
+        release.continuation.yield()
+        try await holder.value
+        #expect(try await next.value == "next")
+        // The permit went back: a new caller gets it at once.
+        #expect(try await permits.withPermit { 1 } == 1)
+    }
 }

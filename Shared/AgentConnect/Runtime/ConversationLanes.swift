@@ -123,9 +123,15 @@ final class ConversationLanes: Sendable {
 
 /// A counting semaphore for async tasks: caps how many turns run at once.
 final class TurnPermits: Sendable {
+    private struct Waiter {
+        var id: UInt64
+        var continuation: CheckedContinuation<Bool, Never>
+    }
+
     private struct State {
         var available: Int
-        var waiters: [CheckedContinuation<Void, Never>] = []
+        var nextId: UInt64 = 0
+        var waiters: [Waiter] = []
     }
 
     private let state: NIOLockedValueBox<State>
@@ -134,28 +140,44 @@ final class TurnPermits: Sendable {
         state = NIOLockedValueBox(State(available: max(1, count)))
     }
 
-    /// Runs `body` holding one permit, waiting for one first when none is free.
-    func withPermit<T: Sendable>(_ body: () async -> T) async -> T {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = state.withLockedValue { state -> Bool in
-                if state.available > 0 {
-                    state.available -= 1
-                    return true
-                }
-                state.waiters.append(continuation)
-                return false
-            }
-            if now { continuation.resume() }
+    /// Runs `body` holding one permit, waiting for one first when none is free. A task cancelled
+    /// while it waits (an abandoned lane) leaves the queue at once and throws `CancellationError`.
+    func withPermit<T: Sendable>(_ body: () async -> T) async throws -> T {
+        let id = state.withLockedValue { state -> UInt64 in
+            state.nextId &+= 1
+            return state.nextId
         }
+        let granted = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let now = state.withLockedValue { state -> Bool? in
+                    if state.available > 0 {
+                        state.available -= 1
+                        return true
+                    }
+                    // Checked under the lock the cancellation handler takes: no waiter is left behind.
+                    if Task.isCancelled { return false }
+                    state.waiters.append(Waiter(id: id, continuation: continuation))
+                    return nil
+                }
+                if let now { continuation.resume(returning: now) }
+            }
+        } onCancel: {
+            let waiter = state.withLockedValue { state -> Waiter? in
+                guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+                return state.waiters.remove(at: index)
+            }
+            waiter?.continuation.resume(returning: false)
+        }
+        guard granted else { throw CancellationError() }
         let result = await body()
-        let next = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+        let next = state.withLockedValue { state -> Waiter? in
             if state.waiters.isEmpty {
                 state.available += 1
                 return nil
             }
             return state.waiters.removeFirst()
         }
-        next?.resume()
+        next?.continuation.resume(returning: true)
         return result
     }
 }

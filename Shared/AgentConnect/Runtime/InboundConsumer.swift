@@ -168,7 +168,7 @@ struct InboundConsumer: Service {
                 await lanes.drain(
                     conversationId: event.conversationId,
                     perform: { work in
-                        let result: Result<Void, any Error> = await permits.withPermit {
+                        let result: Result<Void, any Error> = try await permits.withPermit {
                             await LeaseFence.$current.withValue(fence) {
                                 await Result(catching: {
                                     try await options.retryingTransient(logger: logger) { try await handler(work.event, work.entry) }

@@ -44,6 +44,7 @@ let package = Package(
         .executable(name: "example-channel-replies", targets: ["ExampleChannelReplies"]),
         .executable(name: "example-appointment-reminder", targets: ["ExampleAppointmentReminder"]),
         .executable(name: "example-memory-agent", targets: ["ExampleMemoryAgent"]),
+        .executable(name: "example-media-agent", targets: ["ExampleMediaAgent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -119,6 +120,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "ExampleMemoryAgent", dependencies: ["AgentConnect"], path: "Examples/MemoryAgent", swiftSettings: swiftSettings),
+        .executableTarget(name: "ExampleMediaAgent", dependencies: ["AgentConnect"], path: "Examples/MediaAgent", swiftSettings: swiftSettings),
 
         // MARK: Services
         .executableTarget(

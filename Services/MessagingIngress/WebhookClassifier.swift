@@ -55,7 +55,8 @@ struct WebhookClassifier: Sendable {
         }
         guard let author = data["author"]?["address"]?.string, !author.isEmpty else { return .reject("missing author.address") }
         let text = data["content"]?["text"]?.string ?? ""
-        guard !text.allSatisfy(\.isWhitespace) else { return .drop(reason: "empty_text", isError: false) }
+        let media = Self.orchestratorMedia(data["content"])
+        guard !text.allSatisfy(\.isWhitespace) || !media.isEmpty else { return .drop(reason: "empty_text", isError: false) }
         if senders.owns(author, on: channel) { return .drop(reason: "own_message", isError: false) }
         let recipients = (data["recipients"]?.array ?? []).filter { $0["channel"]?.string == channelName }
         var agentAddress: String?
@@ -72,9 +73,10 @@ struct WebhookClassifier: Sendable {
             agentAddress = senders.defaultSender(for: channel)
         }
         let communicationId = data["id"]?.string.flatMap { $0.isEmpty ? nil : $0 }
-        let payload: JSONValue = [
+        var payload: JSONValue = [
             "mode": "orchestrator",
             "text": .string(text),
+            "media": .array(media),
             "authorAddress": .string(author),
             "authorParticipantId": JSONValue(data["author"]?["participantId"]?.string),
             "agentAddress": JSONValue(agentAddress),
@@ -82,6 +84,10 @@ struct WebhookClassifier: Sendable {
             "channelId": JSONValue(data["channelId"]?.string),
             "communicationId": JSONValue(communicationId),
         ]
+        if let keyword = MessageRules.optKeyword(text), case .object(var fields) = payload {
+            fields["optOut"] = .string(keyword.rawValue)
+            payload = .object(fields)
+        }
         let key = communicationId.map { "comm:\($0)" } ?? "body:\(bodyHash)"
         let event = BusEvent(
             id: Self.eventId(key), type: EventType.messageReceived, conversationId: conversationId, channel: channel, traceparent: traceparent,
@@ -144,17 +150,58 @@ struct WebhookClassifier: Sendable {
         let mediaCount = Int(form["NumMedia"] ?? "0") ?? 0
         let media: [JSONValue] = (0..<min(mediaCount, 10)).compactMap { index in
             form["MediaUrl\(index)"].map { url in
-                ["url": .string(url), "contentType": JSONValue(form["MediaContentType\(index)"])]
+                ["url": .string(url), "contentType": JSONValue(form["MediaContentType\(index)"]), "size": .null]
             }
         }
         guard !body.allSatisfy(\.isWhitespace) || !media.isEmpty else { return .drop(reason: "empty_text", isError: false) }
-        let payload: JSONValue = [
+        var payload: JSONValue = [
             "mode": "classic", "text": .string(body), "authorAddress": .string(from), "agentAddress": .string(to),
             "messageSid": .string(messageSid), "media": .array(media),
         ]
+        if let keyword = MessageRules.optKeyword(body), case .object(var fields) = payload {
+            fields["optOut"] = .string(keyword.rawValue)
+            payload = .object(fields)
+        }
         let key = "msg:\(messageSid)"
         let event = BusEvent(
             id: Self.eventId(key), type: EventType.messageReceived, conversationId: classicConversationId(channel: channel, agent: to, customer: from),
+            channel: channel, traceparent: traceparent, payload: payload)
+        return .publish(event, dedupKey: key)
+    }
+
+    /// The media of an orchestrator communication's `content`: `content.media[]` items with `url` (or
+    /// `mediaUrl`), `contentType` and, when known, `size` in bytes (at most 10, as Twilio carries).
+    static func orchestratorMedia(_ content: JSONValue?) -> [JSONValue] {
+        (content?["media"]?.array ?? []).prefix(MessageRules.maxMediaPerMessage).compactMap { item in
+            guard let url = item["url"]?.string ?? item["mediaUrl"]?.string, !url.isEmpty else { return nil }
+            return [
+                "url": .string(url), "contentType": JSONValue(item["contentType"]?.string ?? item["content_type"]?.string),
+                "size": item["size"]?.double.map { .number($0) } ?? .null,
+            ]
+        }
+    }
+
+    /// A Messages API status callback (`MessageSid`, `MessageStatus`, `ErrorCode`, `From`, `To`): a
+    /// `message.status` event on the conversation's partition, deduplicated on the SID and status.
+    /// The conversation is the classic one of the sender and recipient.
+    func classifyMessageStatus(_ fields: [(String, String)], traceparent: String) -> WebhookDecision {
+        let form = Dictionary(fields, uniquingKeysWith: { first, _ in first })
+        guard let sid = form["MessageSid"] ?? form["SmsSid"], !sid.isEmpty else { return .reject("missing MessageSid") }
+        guard let status = (form["MessageStatus"] ?? form["SmsStatus"])?.lowercased(), !status.isEmpty else {
+            return .reject("missing MessageStatus")
+        }
+        guard let from = form["From"], !from.isEmpty, let to = form["To"], !to.isEmpty else { return .reject("missing From or To") }
+        if let accountSid, let received = form["AccountSid"], received != accountSid { return .drop(reason: "wrong_account", isError: true) }
+        let channel: ChannelKind = from.hasPrefix("whatsapp:") ? .whatsapp : (from.hasPrefix("rcs:") ? .rcs : .sms)
+        guard senders.owns(from, on: channel) else { return .drop(reason: "unknown_sender", isError: true) }
+        let errorCode = form["ErrorCode"].flatMap { $0.isEmpty || $0 == "0" ? nil : $0 }
+        let payload: JSONValue = [
+            "messageSid": .string(sid), "status": .string(status), "errorCode": JSONValue(errorCode),
+            "errorMessage": JSONValue(form["ErrorMessage"]), "agentAddress": .string(from), "customerAddress": .string(to),
+        ]
+        let key = "status:\(sid):\(status)"
+        let event = BusEvent(
+            id: Self.eventId(key), type: EventType.messageStatus, conversationId: classicConversationId(channel: channel, agent: from, customer: to),
             channel: channel, traceparent: traceparent, payload: payload)
         return .publish(event, dedupKey: key)
     }

@@ -32,6 +32,7 @@ struct WebhookController: Sendable {
     func addRoutes(to router: Router<BasicRequestContext>) {
         router.post("/webhook") { request, _ in await self.webhook(request) }
         router.post("/ci-webhook") { request, _ in await self.intelligenceWebhook(request) }
+        router.post("/message-status") { request, _ in await self.messageStatus(request) }
     }
 
     /// One `webhook` span per request, continuing the caller's `traceparent` (else a new trace); its
@@ -68,6 +69,21 @@ struct WebhookController: Sendable {
         Timer(label: "agentconnect_webhook_accept_seconds", dimensions: [("route", "/webhook")])
             .recordNanoseconds(Int64((ContinuousClock.now - started).nanoseconds))
         return response
+    }
+
+    /// Twilio's status callback for a reply sent through the Messages API (signed form).
+    private func messageStatus(_ request: Request) async -> Response {
+        let body: [UInt8]
+        switch await readBody(request) {
+        case .success(let bytes): body = bytes
+        case .failure(let response): return response
+        }
+        guard let text = String(validating: body, as: UTF8.self), let fields = FormCoding.decodeStrict(text) else {
+            return rejectUnsigned(request) ?? JSONResponse.error(.badRequest, "malformed form body")
+        }
+        guard verifier.verifyForm(request, params: fields) else { return forbidden("message-status") }
+        let traceparent = Traceparent.continuing(request.headers[HTTPField.Name("traceparent")!]).description
+        return await apply(classifier.classifyMessageStatus(fields, traceparent: traceparent))
     }
 
     private func intelligenceWebhook(_ request: Request) async -> Response {

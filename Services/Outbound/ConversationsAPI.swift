@@ -32,6 +32,30 @@ struct Participant: Sendable, Equatable {
     var isAgent: Bool { type == "AGENT" || type == "AI_AGENT" }
 }
 
+/// What a message carries besides its text: media by URL, a Content template, where Twilio reports
+/// its delivery status (Messages API).
+struct MessageExtras: Sendable, Equatable {
+    var media: [String] = []
+    var contentSid: String?
+    var contentVariables: [String: String] = [:]
+    var statusCallback: String?
+
+    /// From a reply's or a start's JSON: `media` (URLs), `contentSid`, `contentVariables`.
+    init(json: JSONValue?, statusCallback: String? = nil) {
+        media = (json?["media"]?.array ?? []).compactMap { $0.string ?? $0["url"]?.string }
+        contentSid = json?["contentSid"]?.string.flatMap { $0.isEmpty ? nil : $0 }
+        contentVariables = json?["contentVariables"]?.stringMap ?? [:]
+        self.statusCallback = statusCallback
+    }
+
+    init(media: [String] = [], contentSid: String? = nil, contentVariables: [String: String] = [:], statusCallback: String? = nil) {
+        self.media = media
+        self.contentSid = contentSid
+        self.contentVariables = contentVariables
+        self.statusCallback = statusCallback
+    }
+}
+
 /// The Conversation Orchestrator and Messages REST calls outbound makes (tac-python-spec §5).
 ///
 /// Ids go into paths percent-encoded, one segment each, so a crafted id cannot reach another resource.
@@ -99,15 +123,23 @@ struct ConversationsAPI: Sendable {
         _ = try await rest.json(.PUT, "\(base)/v2/Conversations/\(segment(conversationId))/Participants/\(segment(participant.id))", body: .object(body))
     }
 
-    /// `SEND_MESSAGE` from the agent participant to the customer participant.
+    /// `SEND_MESSAGE` from the agent participant to the customer participant. Media go in
+    /// `content.media[]` (`{url}` each), a Content template in `content.contentSid` and
+    /// `content.contentVariables`.
     func sendMessage(
         conversationId: String, channel: ChannelKind, from agentId: String, to customerId: String, text: String, channelId: String?,
-        idempotencyKey: String
+        extras: MessageExtras = MessageExtras(), idempotencyKey: String
     ) async throws -> String? {
+        var content: [String: JSONValue] = ["text": .string(text)]
+        if !extras.media.isEmpty { content["media"] = .array(extras.media.map { ["url": .string($0)] }) }
+        if let contentSid = extras.contentSid {
+            content["contentSid"] = .string(contentSid)
+            if !extras.contentVariables.isEmpty { content["contentVariables"] = JSONValue(extras.contentVariables) }
+        }
         var payload: [String: JSONValue] = [
             "from": ["participantId": .string(agentId), "channel": .string(channel.orchestratorName)],
             "to": [["participantId": .string(customerId), "channel": .string(channel.orchestratorName)]],
-            "content": ["text": .string(text)],
+            "content": .object(content),
         ]
         if let channelId { payload["channelSettings"] = ["channelId": .string(channelId)] }
         let response = try await rest.json(
@@ -118,14 +150,21 @@ struct ConversationsAPI: Sendable {
 
     /// Creates a conversation with the customer and agent participants; on 409 (one exists for these
     /// participants) returns the existing id with `created: false`.
-    func createConversation(configurationId: String, channel: ChannelKind, customer: String, agent: String, metadata: [String: String])
-        async throws -> (id: String, created: Bool)
-    {
+    ///
+    /// On Chat, both addresses carry the `channelId` of the chat channel.
+    func createConversation(
+        configurationId: String, channel: ChannelKind, customer: String, agent: String, metadata: [String: String], channelId: String? = nil
+    ) async throws -> (id: String, created: Bool) {
+        func address(_ value: String) -> JSONValue {
+            var fields: [String: JSONValue] = ["channel": .string(channel.orchestratorName), "address": .string(value)]
+            if let channelId { fields["channelId"] = .string(channelId) }
+            return .object(fields)
+        }
         let body: JSONValue = [
             "configurationId": .string(configurationId),
             "participants": [
-                ["type": "CUSTOMER", "addresses": [["channel": .string(channel.orchestratorName), "address": .string(customer)]]],
-                ["type": "AI_AGENT", "addresses": [["channel": .string(channel.orchestratorName), "address": .string(agent)]]],
+                ["type": "CUSTOMER", "addresses": [address(customer)]],
+                ["type": "AI_AGENT", "addresses": [address(agent)]],
             ],
             "metadata": JSONValue(metadata),
         ]
@@ -168,11 +207,23 @@ struct ConversationsAPI: Sendable {
         return sid
     }
 
-    /// The Messages API, for classic numbers.
-    func sendClassicMessage(from: String, to: String, body: String, idempotencyKey: String) async throws -> String? {
+    /// The Messages API, for classic numbers: `Body` (left out for a template, which Twilio requires
+    /// outside WhatsApp's window), `MediaUrl` once per medium, `ContentSid` and `ContentVariables` (a
+    /// JSON string), `StatusCallback` where Twilio posts the message's delivery status.
+    func sendClassicMessage(from: String, to: String, body: String, extras: MessageExtras = MessageExtras(), idempotencyKey: String) async throws
+        -> String?
+    {
         let url = "\(rest.configuration.apiBaseURL)/2010-04-01/Accounts/\(segment(rest.configuration.accountSid))/Messages.json"
-        let response = try await rest.form(
-            .POST, url, fields: [("To", to), ("From", from), ("Body", body)], headers: [("I-Twilio-Idempotency-Token", idempotencyKey)])
+        var fields: [(String, String)] = [("To", to), ("From", from)]
+        if let contentSid = extras.contentSid {
+            fields.append(("ContentSid", contentSid))
+            if !extras.contentVariables.isEmpty { fields.append(("ContentVariables", JSONValue(extras.contentVariables).compactJSON)) }
+        } else if !body.isEmpty || extras.media.isEmpty {
+            fields.append(("Body", body))
+        }
+        fields += extras.media.map { ("MediaUrl", $0) }
+        if let callback = extras.statusCallback { fields.append(("StatusCallback", callback)) }
+        let response = try await rest.form(.POST, url, fields: fields, headers: [("I-Twilio-Idempotency-Token", idempotencyKey)])
         return response.json?["sid"]?.string
     }
 }

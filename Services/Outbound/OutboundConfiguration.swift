@@ -26,6 +26,15 @@ struct OutboundConfiguration: Sendable {
     var voicePublicDomain: String?
     /// `TWILIO_STUDIO_HANDOFF_FLOW_SID`: the Studio flow messaging conversations are handed to.
     var studioHandoffFlowSid: String?
+    /// `CONVERSATION_RELAY_*`: the `<ConversationRelay>` settings placed calls get (as inbound ones do).
+    var relay: ConversationRelaySettings
+    /// Where Twilio posts the delivery status of each Messages API send (`StatusCallback`):
+    /// `TWILIO_MESSAGE_STATUS_CALLBACK_URL`, else `https://<TWILIO_WEBHOOK_PUBLIC_DOMAIN>/message-status`,
+    /// else none (no delivery statuses).
+    var statusCallbackURL: String?
+    /// `TWILIO_CHAT_CHANNEL_ID`: the Chat channel a conversation the agent starts goes to, when the
+    /// request names none.
+    var chatChannelId: String?
 
     init(environment: Environment) throws {
         common = try CommonConfiguration(environment: environment, defaultPort: 8083)
@@ -40,5 +49,12 @@ struct OutboundConfiguration: Sendable {
         twilioTimeoutMilliseconds = try environment.int("TWILIO_HTTP_TIMEOUT_MS", default: 15_000, range: 100...120_000)
         voicePublicDomain = PublicURL.normalizedDomain(environment.string("TWILIO_VOICE_PUBLIC_DOMAIN"))
         studioHandoffFlowSid = environment.string("TWILIO_STUDIO_HANDOFF_FLOW_SID")
+        relay = try ConversationRelaySettings(environment: environment)
+        chatChannelId = environment.string("TWILIO_CHAT_CHANNEL_ID")
+        if environment.string("TWILIO_MESSAGE_STATUS_CALLBACK_URL") != nil {
+            statusCallbackURL = try environment.url("TWILIO_MESSAGE_STATUS_CALLBACK_URL", default: "")
+        } else {
+            statusCallbackURL = PublicURL.normalizedDomain(environment.string("TWILIO_WEBHOOK_PUBLIC_DOMAIN")).map { "https://\($0)/message-status" }
+        }
     }
 }

@@ -27,6 +27,8 @@ struct ReplyDeliverer: Sendable {
     let api: ConversationsAPI
     let reconciler: ParticipantReconciler
     let deliveries: any DeliveryStore
+    /// Who opted out (STOP) of which sender.
+    let optOuts: PostgresStore
     let bus: any EventBus
     let logger: Logger
     /// This process, as the owner of the delivery rows it claims.
@@ -63,8 +65,47 @@ struct ReplyDeliverer: Sendable {
         // second waits here, then finds the row sent.
         while !active.begin(event.id) { try await Task.sleep(for: .milliseconds(100)) }
         defer { active.end(event.id) }
+        // A reply longer than the channel carries goes out as ordered parts, one after the other, each
+        // with a delivery row of its own: a redelivered reply skips the parts already sent, reconciles
+        // the one in doubt, and sends the rest, in order.
+        for part in Self.parts(of: event) {
+            guard try await deliverPart(part, entry: entry) else { return }
+        }
+    }
+
+    /// A reply as the messages that go out: one when its text fits the channel (same id), else one
+    /// per part of at most 1,600 characters split on sentence boundaries (`<id>`, `<id>:p2`, …); the
+    /// media go with the first part. A template is never split.
+    static func parts(of event: BusEvent) -> [BusEvent] {
+        let text = event.payload["text"]?.string ?? ""
+        guard event.payload["contentSid"]?.string == nil, let limit = MessageRules.bodyLimit(for: event.channel), text.utf16.count > limit,
+            case .object(let payload) = event.payload
+        else {
+            return [event]
+        }
+        return MessageSplitter.split(text, limit: limit).enumerated().map { index, piece in
+            var part = event
+            var fields = payload
+            fields["text"] = .string(piece)
+            fields["part"] = .number(Double(index + 1))
+            if index > 0 {
+                part.id = "\(event.id):p\(index + 1)"
+                fields["media"] = nil
+            }
+            part.payload = .object(fields)
+            return part
+        }
+    }
+
+    /// Delivers one message exactly once; false when the rest of the reply must not go out (the
+    /// customer opted out, or the message was the agent's own).
+    private func deliverPart(_ event: BusEvent, entry: BusEntry) async throws -> Bool {
         let replyId = event.id
-        guard var inDoubtSince = try await claim(event) else { return }
+        guard var inDoubtSince = try await claim(event) else { return true }
+        if let pair = optOutPair(event), try await store("checking the opt-out", { try await optOuts.isOptedOut(agent: pair.agent, customer: pair.customer) }) {
+            try await skipOptedOut(event, reason: "the customer opted out (STOP)")
+            return false
+        }
         let started = ContinuousClock.now
         var backoff = Backoff(
             initial: .milliseconds(configuration.retryBaseMilliseconds), maximum: .milliseconds(configuration.retryMaxMilliseconds))
@@ -83,7 +124,7 @@ struct ReplyDeliverer: Sendable {
                         Counter(label: "agentconnect_delivery_ambiguous_total", dimensions: [("resolution", "found")]).increment()
                         logger.info("unknown send found in Twilio; not resending", metadata: ["reply.id": "\(replyId)"])
                         try await markSent(event, providerId: found, attempts: attempt, started: started)
-                        return
+                        return true
                     }
                     Counter(label: "agentconnect_delivery_ambiguous_total", dimensions: [("resolution", "resent")]).increment()
                     try await store("clearing the doubt") { try await deliveries.clearDoubt(replyId: replyId, owner: owner) }
@@ -109,13 +150,20 @@ struct ReplyDeliverer: Sendable {
                     try await store("clearing the doubt") { try await deliveries.clearDoubt(replyId: replyId, owner: owner) }
                     throw error
                 }
+            } catch let error as TwilioAPIError where error.code == MessageRules.ErrorCode.unsubscribed {
+                // Twilio knew of the STOP before we did: remember it, record the reply, never retry it.
+                if let pair = optOutPair(event) {
+                    try await store("recording the opt-out") { try await optOuts.setOptedOut(true, agent: pair.agent, customer: pair.customer) }
+                }
+                try await skipOptedOut(event, reason: "Twilio refused: the customer opted out (21610)")
+                return false
             } catch is OwnMessage {
                 try await store("marking the delivery failed") {
                     try await deliveries.markDeliveryFailed(replyId: replyId, error: "reply to the agent's own message")
                 }
                 Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "own_message")]).increment()
                 logger.info("not replying to the agent's own message", metadata: ["conversation.id": "\(event.conversationId)"])
-                return
+                return false
             } catch where PostgresStore.isUnavailable(error) || BusError.isUnavailable(error) || error is DeliveryLeaseLost {
                 // Our own store is down, not Twilio (or another copy owns the row now): the consumer
                 // retries the whole delivery in place, and no attempt is used up.
@@ -140,8 +188,25 @@ struct ReplyDeliverer: Sendable {
                 continue
             }
             try await markSent(event, providerId: providerId, attempts: attempt, started: started)
-            return
+            return true
         }
+    }
+
+    /// The sender and recipient an opt-out is recorded for (SMS, WhatsApp, RCS), when both are known.
+    private func optOutPair(_ event: BusEvent) -> (agent: String, customer: String)? {
+        guard [.sms, .whatsapp, .rcs].contains(event.channel), let customer = event.payload["customerAddress"]?.string,
+            let agent = event.payload["agentAddress"]?.string ?? configuration.senders.defaultSender(for: event.channel)
+        else {
+            return nil
+        }
+        return (agent, customer)
+    }
+
+    /// Records a reply to a customer who opted out as failed: not sent, not retried, not dead-lettered.
+    private func skipOptedOut(_ event: BusEvent, reason: String) async throws {
+        try await store("marking the delivery failed") { try await deliveries.markDeliveryFailed(replyId: event.id, error: reason) }
+        Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "opted_out")]).increment()
+        logger.info("not sending to a customer who opted out", metadata: ["reply.id": "\(event.id)", "conversation.id": "\(event.conversationId)"])
     }
 
     /// Claims the reply's row; nil when there is nothing to do (already sent or given up on).
@@ -211,11 +276,12 @@ struct ReplyDeliverer: Sendable {
         let text = event.payload["text"]?.string ?? ""
         switch target {
         case .classic(let from, let to):
-            return try await api.sendClassicMessage(from: from, to: to, body: text, idempotencyKey: replyId)
+            let extras = MessageExtras(json: event.payload, statusCallback: configuration.statusCallbackURL)
+            return try await api.sendClassicMessage(from: from, to: to, body: text, extras: extras, idempotencyKey: replyId)
         case .orchestrated(let participants, _, let channelId):
             return try await api.sendMessage(
                 conversationId: event.conversationId, channel: event.channel, from: participants.agentId, to: participants.customerId,
-                text: text, channelId: channelId, idempotencyKey: replyId)
+                text: text, channelId: channelId, extras: MessageExtras(json: event.payload), idempotencyKey: replyId)
         }
     }
 

@@ -46,17 +46,19 @@ struct ControlRoutes: Sendable {
         guard let channelName = input["channel"]?.string?.lowercased(), let channel = ChannelKind(rawValue: channelName), channel.isMessaging else {
             return JSONResponse.error(.badRequest, "channel must be sms, whatsapp, rcs or chat")
         }
-        guard let from = input["from"]?.string, let text = input["text"]?.string else {
-            return JSONResponse.error(.badRequest, "from and text are required")
+        let media = try SimMessaging(state: state, configuration: configuration).customerMedia(input["media"])
+        guard let from = input["from"]?.string, let text = input["text"]?.string ?? (media.isEmpty ? nil : "") else {
+            return JSONResponse.error(.badRequest, "from and text (or media) are required")
         }
         guard let to = input["to"]?.string ?? configuration.senders.defaultSender(for: channel) else {
             return JSONResponse.error(.badRequest, "no agent address configured for \(channelName)")
         }
+        state.customerWrote(from: from, to: to, text: text)
         let token = input["token"]?.string ?? state.nextId("idem_")
         if input["classic"]?.bool == true {
             let sid = input["token"]?.string.map { Self.derivedId("SM", from: $0) } ?? "SM" + state.nextId("").suffix(32)
             let outcome = await webhooks.sendForm(
-                [("AccountSid", configuration.accountSid), ("MessageSid", sid), ("From", from), ("To", to), ("Body", text), ("NumMedia", "0")],
+                [("AccountSid", configuration.accountSid), ("MessageSid", sid), ("From", from), ("To", to), ("Body", text)] + SimMedium.formFields(media),
                 to: configuration.messagingURL + "/webhook", idempotencyToken: input["token"]?.string)
             return JSONResponse.bytes(
                 .ok, try encode(["messageSid": .string(sid), "webhookStatus": .number(Double(outcome.status)), "attempts": .number(Double(outcome.attempts))]))
@@ -73,7 +75,7 @@ struct ControlRoutes: Sendable {
         var data: [String: JSONValue] = [
             "id": .string(communicationId), "conversationId": .string(conversation.id), "accountId": .string(configuration.accountSid),
             "author": ["address": .string(from), "channel": .string(orchestratorChannel), "participantId": JSONValue(participantId(from))],
-            "content": ["type": "TEXT", "text": .string(text)],
+            "content": media.isEmpty ? ["type": "TEXT", "text": .string(text)] : ["type": "MEDIA", "text": .string(text), "media": SimMedium.json(media)],
             "recipients": [["address": .string(to), "channel": .string(orchestratorChannel), "participantId": JSONValue(participantId(to))]],
             "createdAt": .string(Timestamp.iso8601(Date())),
         ]
@@ -81,7 +83,7 @@ struct ControlRoutes: Sendable {
         let sent = ContinuousClock.now
         state.events.publish([
             "kind": "customer.message", "conversationId": .string(conversation.id), "channel": .string(channel.rawValue), "from": .string(from),
-            "to": .string(to), "text": .string(text),
+            "to": .string(to), "text": .string(text), "media": SimMedium.json(media),
         ])
         let outcome = await webhooks.sendJSON(
             ["eventType": "COMMUNICATION_CREATED", "data": .object(data)], to: configuration.messagingURL + "/webhook", idempotencyToken: token)

@@ -1,6 +1,7 @@
 import AgentConnectCore
 import Foundation
 import NIOConcurrencyHelpers
+import TwilioKit
 
 /// A REST request the sim received, as recorded for tests.
 struct RecordedRequest: Sendable {
@@ -25,23 +26,39 @@ struct DeliveredMessage: Sendable {
     var communicationId: String? = nil
     var fromParticipantId: String? = nil
     var toParticipantId: String? = nil
+    /// Media by URL, a Content template and its variables, as the send carried them.
+    var media: [String] = []
+    var contentSid: String? = nil
+    var contentVariables: [String: String] = [:]
+    /// Its delivery status (`sent`, `delivered`, `failed`, `undelivered`) and Twilio's error code.
+    var status = "sent"
+    var errorCode: Int? = nil
 
     /// As `GET /v2/Conversations/{id}/Communications` lists it.
     var communication: JSONValue {
         [
             "id": .string(communicationId ?? id), "conversationId": JSONValue(conversationId),
             "author": ["address": .string(from), "channel": .string(channel), "participantId": JSONValue(fromParticipantId)],
-            "content": ["type": "TEXT", "text": .string(text)],
+            "content": content,
             "recipients": [["address": .string(to), "channel": .string(channel), "participantId": JSONValue(toParticipantId)]],
             "createdAt": .string(Timestamp.iso8601(at)), "updatedAt": .string(Timestamp.iso8601(at)),
         ]
     }
 
+    /// A communication's `content`: its text, media and template.
+    var content: JSONValue {
+        var fields: [String: JSONValue] = ["type": media.isEmpty ? "TEXT" : "MEDIA", "text": .string(text)]
+        if !media.isEmpty { fields["media"] = .array(media.map { ["url": .string($0)] }) }
+        if let contentSid { fields["contentSid"] = .string(contentSid) }
+        return .object(fields)
+    }
+
     /// As the Messages API lists it.
     var message: JSONValue {
         [
-            "sid": .string(id), "to": .string(to), "from": .string(from), "body": .string(text), "status": "sent",
+            "sid": .string(id), "to": .string(to), "from": .string(from), "body": .string(text), "status": .string(status),
             "direction": "outbound-api", "date_created": .string(Timestamp.rfc2822(at)), "date_sent": .string(Timestamp.rfc2822(at)),
+            "num_media": .string(String(media.count)), "error_code": errorCode.map { .number(Double($0)) } ?? .null,
         ]
     }
 
@@ -49,6 +66,8 @@ struct DeliveredMessage: Sendable {
         [
             "id": .string(id), "conversationId": JSONValue(conversationId), "channel": .string(channel), "to": .string(to),
             "from": .string(from), "text": .string(text), "at": .string(Timestamp.iso8601(at)),
+            "media": .array(media.map { .string($0) }), "contentSid": JSONValue(contentSid), "contentVariables": JSONValue(contentVariables),
+            "status": .string(status), "errorCode": errorCode.map { .number(Double($0)) } ?? .null,
         ]
     }
 }
@@ -95,6 +114,16 @@ final class SimState: Sendable {
         var faults: [Fault] = []
         var calls: [String: JSONValue] = [:]
         var sequence = 0
+        /// Messages Twilio accepted but could not deliver (failed, undelivered): never reach the customer.
+        var undelivered: [DeliveredMessage] = []
+        /// When each customer address last wrote (WhatsApp's 24-hour window).
+        var lastCustomerMessage: [String: Date] = [:]
+        /// `agent|customer` pairs the customer opted out of (STOP).
+        var optedOut: Set<String> = []
+        /// Media the sim hosts, by media SID: content type and bytes.
+        var media: [String: (contentType: String, bytes: [UInt8])] = [:]
+        /// Recipients the sim cannot deliver to: the final status and Twilio's error code.
+        var unreachable: [String: (status: String, errorCode: Int)] = [:]
     }
 
     private let state = NIOLockedValueBox(State())
@@ -208,6 +237,74 @@ final class SimState: Sendable {
 
     func call(_ sid: String) -> JSONValue? {
         state.withLockedValue { $0.calls[sid] }
+    }
+
+    /// A customer message: remembers when they wrote (the WhatsApp window) and an opt-out or opt-in
+    /// keyword, as Twilio does before passing the message on.
+    func customerWrote(from customer: String, to agent: String, text: String) {
+        let keyword = MessageRules.optKeyword(text)
+        state.withLockedValue { state in
+            state.lastCustomerMessage[customer] = Date()
+            switch keyword {
+            case .optOut: state.optedOut.insert("\(agent)|\(customer)")
+            case .optIn: state.optedOut.remove("\(agent)|\(customer)")
+            case nil: break
+            }
+        }
+    }
+
+    /// Whether `customer` opted out of `agent` (STOP, not lifted by START).
+    func isOptedOut(agent: String, customer: String) -> Bool {
+        state.withLockedValue { $0.optedOut.contains("\(agent)|\(customer)") }
+    }
+
+    /// Whether `customer` wrote within WhatsApp's 24-hour window.
+    func windowOpen(customer: String) -> Bool {
+        state.withLockedValue { $0.lastCustomerMessage[customer] }.map { Date().timeIntervalSince($0) < MessageRules.whatsAppWindow } ?? false
+    }
+
+    /// Hosts a medium; returns its SID.
+    func storeMedium(contentType: String, bytes: [UInt8]) -> String {
+        let sid = "ME" + nextId("").suffix(32)
+        state.withLockedValue { $0.media[sid] = (contentType, bytes) }
+        return sid
+    }
+
+    func medium(_ sid: String) -> (contentType: String, bytes: [UInt8])? {
+        state.withLockedValue { $0.media[sid] }
+    }
+
+    /// Makes sends to `address` end `status` (`undelivered`, `failed`) with `errorCode`; nil clears it.
+    func setUnreachable(_ address: String, _ outcome: (status: String, errorCode: Int)?) {
+        state.withLockedValue { $0.unreachable[address] = outcome }
+    }
+
+    func unreachable(_ address: String) -> (status: String, errorCode: Int)? {
+        state.withLockedValue { $0.unreachable[address] }
+    }
+
+    /// Records a message Twilio accepted but did not deliver.
+    func fail(_ message: DeliveredMessage) {
+        state.withLockedValue { $0.undelivered.append(message) }
+        if case .object(var event) = message.json {
+            event["kind"] = "agent.status"
+            events.publish(.object(event))
+        }
+    }
+
+    var undelivered: [DeliveredMessage] { state.withLockedValue { $0.undelivered } }
+
+    /// Sets a delivered message's status (the dev phone shows it under the message).
+    func setStatus(_ id: String, _ status: String) {
+        let updated = state.withLockedValue { state -> DeliveredMessage? in
+            guard let index = state.delivered.firstIndex(where: { $0.id == id }) else { return nil }
+            state.delivered[index].status = status
+            return state.delivered[index]
+        }
+        if let updated, case .object(var event) = updated.json {
+            event["kind"] = "agent.status"
+            events.publish(.object(event))
+        }
     }
 
     func reset() {

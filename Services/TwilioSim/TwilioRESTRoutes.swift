@@ -14,6 +14,8 @@ struct TwilioRESTRoutes: Sendable {
     /// Hands a Calls API call to the sim's phone, which answers it in the background.
     let answerCall: (@Sendable (CallAnswerer.Job) -> Void)?
     let logger: Logger
+    /// Sends the Messages API's status callbacks in the background (none when nil).
+    var statusCallbacks: StatusCallbackSender? = nil
 
     func add(to router: Router<BasicRequestContext>) {
         let conversations = router.group("/v2/Conversations")
@@ -31,6 +33,7 @@ struct TwilioRESTRoutes: Sendable {
         router.get("/2010-04-01/Accounts/:account/Messages.json") { request, _ in await guarded(request) { try listMessages($0) } }
         router.post("/2010-04-01/Accounts/:account/Calls.json") { request, _ in await guarded(request) { try await createCall($0) } }
         router.get("/2010-04-01/Accounts/{account}.json") { request, context in await guarded(request) { try account($0, context) } }
+        SimMessaging(state: state, configuration: configuration).add(to: router)
         router.post("/v2/Flows/:flow/Executions") { request, _ in
             await guarded(request) { incoming in
                 guard incoming.form["To"] != nil, incoming.form["From"] != nil else { throw SimError(400, "To and From are required") }
@@ -62,13 +65,16 @@ struct TwilioRESTRoutes: Sendable {
         var json: JSONValue
         var form: [String: String]
         var token: String?
+        /// The form's fields in order, repeated names included (`MediaUrl`).
+        var pairs: [(String, String)] = []
     }
 
     /// Records the request, applies an armed fault, runs the endpoint, maps errors to Twilio-style bodies.
     private func guarded(_ request: Request, _ body: (Incoming) async throws -> Response) async -> Response {
         let bytes = (try? await request.body.collect(upTo: 8 << 20)).map { Array(buffer: $0) } ?? []
         let isForm = request.headers[.contentType]?.contains("form-urlencoded") ?? false
-        let form = isForm ? Dictionary(FormCoding.decode(String(decoding: bytes, as: UTF8.self)), uniquingKeysWith: { a, _ in a }) : [:]
+        let pairs = isForm ? FormCoding.decode(String(decoding: bytes, as: UTF8.self)) : []
+        let form = Dictionary(pairs, uniquingKeysWith: { a, _ in a })
         let json = isForm ? JSONValue.null : ((try? JSONDecoder().decode(JSONValue.self, from: Data(bytes))) ?? .null)
         let token = request.headers[HTTPField.Name("I-Twilio-Idempotency-Token")!]
         state.record(RecordedRequest(method: request.method.rawValue, path: request.uri.path, body: json, form: form, idempotencyToken: token, at: Date()))
@@ -83,14 +89,15 @@ struct TwilioRESTRoutes: Sendable {
             }
         }
         do {
-            let response = try await body(Incoming(request: request, json: json, form: form, token: token))
+            let response = try await body(Incoming(request: request, json: json, form: form, token: token, pairs: pairs))
             if let fault, fault.afterAccept {
                 // Twilio accepted (and sends) the message, but the answer comes late: the client times out.
                 try? await Task.sleep(for: .milliseconds(fault.delayMilliseconds))
             }
             return response
         } catch let error as SimError {
-            return JSONResponse.raw(HTTPResponse.Status(code: error.status), #"{"code":\#(error.status * 100),"message":"\#(error.message)","status":\#(error.status)}"#)
+            let body: JSONValue = ["code": .number(Double(error.code ?? error.status * 100)), "message": .string(error.message), "status": .number(Double(error.status))]
+            return JSONResponse.raw(HTTPResponse.Status(code: error.status), body.compactJSON)
         } catch {
             return JSONResponse.raw(.internalServerError, #"{"code":20500,"message":"internal error","status":500}"#)
         }
@@ -114,8 +121,10 @@ struct TwilioRESTRoutes: Sendable {
         let participants = participantsIn.map { participant -> JSONValue in
             state.makeParticipant(conversationId: id, accountSid: configuration.accountSid, type: participant["type"]?.string ?? "UNKNOWN", addresses: participant["addresses"]?.array ?? [])
         }
+        // A Chat conversation's addresses name its chat channel.
+        let channelId = participantsIn.flatMap { $0["addresses"]?.array ?? [] }.compactMap { $0["channelId"]?.string }.first
         let conversation = SimState.Conversation(
-            id: id, status: "ACTIVE", channelId: nil, metadata: incoming.json["metadata"]?.stringMap ?? [:], participants: participants,
+            id: id, status: "ACTIVE", channelId: channelId, metadata: incoming.json["metadata"]?.stringMap ?? [:], participants: participants,
             createdAt: Date())
         state.upsert(conversation)
         return JSONResponse.bytes(.created, try encode(json(conversation)))
@@ -198,7 +207,14 @@ struct TwilioRESTRoutes: Sendable {
         guard incoming.json["type"]?.string == "SEND_MESSAGE" else { throw SimError(400, "unsupported action type") }
         let payload = incoming.json["payload"] ?? .null
         guard let to = payload["to"]?.array?.first, let channel = to["channel"]?.string else { throw SimError(400, "payload.to is required") }
-        guard let text = payload["content"]?["text"]?.string else { throw SimError(400, "payload.content.text is required") }
+        let content = payload["content"]
+        let text = content?["text"]?.string ?? ""
+        let media = (content?["media"]?.array ?? []).compactMap { $0["url"]?.string }
+        let contentSid = content?["contentSid"]?.string
+        guard !text.isEmpty || !media.isEmpty || contentSid != nil else { throw SimError(400, "payload.content needs text, media or contentSid") }
+        guard MessageRules.fits(text) else {
+            throw SimError(400, "The concatenated message body exceeds the 1600 character limit", code: MessageRules.ErrorCode.bodyTooLong)
+        }
         if channel == "CHAT" && payload["channelSettings"]?["channelId"]?.string == nil {
             throw SimError(400, "channelSettings.channelId is required for CHAT")
         }
@@ -213,11 +229,23 @@ struct TwilioRESTRoutes: Sendable {
             return address
         }
         let actionId = state.nextId("comms_action_")
-        state.deliver(
-            DeliveredMessage(
-                id: actionId, conversationId: conversation.id, channel: channel, to: try address(of: to), from: try address(of: payload["from"]),
-                text: text, at: Date(), communicationId: state.nextId("comms_communication_"),
-                fromParticipantId: payload["from"]?["participantId"]?.string, toParticipantId: to["participantId"]?.string))
+        let recipient = try address(of: to)
+        let sender = try address(of: payload["from"])
+        try checkRecipient(channel: channel, from: sender, to: recipient, template: contentSid != nil)
+        var delivered = DeliveredMessage(
+            id: actionId, conversationId: conversation.id, channel: channel, to: recipient, from: sender,
+            text: text, at: Date(), communicationId: state.nextId("comms_communication_"),
+            fromParticipantId: payload["from"]?["participantId"]?.string, toParticipantId: to["participantId"]?.string)
+        delivered.media = media
+        delivered.contentSid = contentSid
+        delivered.contentVariables = content?["contentVariables"]?.stringMap ?? [:]
+        if let outcome = state.unreachable(recipient) {
+            delivered.status = outcome.status
+            delivered.errorCode = outcome.errorCode
+            state.fail(delivered)
+        } else {
+            state.deliver(delivered)
+        }
         let response: JSONValue = [
             "id": .string(actionId), "type": "SEND_MESSAGE", "status": "COMPLETED", "conversationId": .string(conversation.id),
             "createdAt": .string(Timestamp.iso8601(Date())),
@@ -226,17 +254,74 @@ struct TwilioRESTRoutes: Sendable {
         return JSONResponse.bytes(.accepted, try encode(response))
     }
 
+    /// Refusals Twilio answers at once: a recipient who opted out (21610); on WhatsApp, free-form
+    /// text outside the 24-hour window (63016: the Messages API reports it in a `failed` status
+    /// callback instead, see ``message(_:)``; the orchestrator's action here answers it at once).
+    private func checkRecipient(channel: String, from: String, to: String, template: Bool) throws {
+        if state.isOptedOut(agent: from, customer: to) {
+            throw SimError(400, "Attempt to send to unsubscribed recipient", code: MessageRules.ErrorCode.unsubscribed)
+        }
+        if channel == "WHATSAPP", !template, !state.windowOpen(customer: to) {
+            throw SimError(
+                400, "Failed to send freeform message because you are outside the allowed window. If you are using WhatsApp, please use a Message Template.",
+                code: MessageRules.ErrorCode.outsideWindow)
+        }
+    }
+
+    /// The Messages API: `Body` (at most 1,600 characters, else 21617), `MediaUrl` (repeated, at most
+    /// 10), `ContentSid`/`ContentVariables`, `StatusCallback`. A recipient who opted out is refused
+    /// (21610). Accepted messages answer `queued`; then, as Twilio, the status callbacks follow: `sent`
+    /// and `delivered`, or `failed` with 63016 for free-form WhatsApp outside the 24-hour window, or the
+    /// outcome set for an unreachable recipient (`/sim/recipients`).
     private func message(_ incoming: Incoming) async throws -> Response {
         if let cached = state.idempotent(incoming.token, enabled: configuration.idempotencyCache) {
             return JSONResponse.bytes(.created, try encode(cached))
         }
-        guard let to = incoming.form["To"], let from = incoming.form["From"], let body = incoming.form["Body"] else {
-            throw SimError(400, "To, From and Body are required")
+        guard let to = incoming.form["To"], let from = incoming.form["From"] else { throw SimError(400, "To and From are required", code: 21604) }
+        let body = incoming.form["Body"] ?? ""
+        let media = incoming.pairs.filter { $0.0 == "MediaUrl" }.map(\.1)
+        let contentSid = incoming.form["ContentSid"]
+        if incoming.form["ContentVariables"] != nil && contentSid == nil {
+            throw SimError(400, "A ContentSid must be specified if ContentVariables are provided in the request.", code: 21654)
+        }
+        guard incoming.form["Body"] != nil || !media.isEmpty || contentSid != nil else { throw SimError(400, "Message body is required.", code: 21602) }
+        guard MessageRules.fits(body) else {
+            throw SimError(400, "The concatenated message body exceeds the 1600 character limit", code: MessageRules.ErrorCode.bodyTooLong)
+        }
+        guard media.count <= MessageRules.maxMediaPerMessage else { throw SimError(400, "Too many media: at most 10 per message", code: 21623) }
+        let channel = to.hasPrefix("whatsapp:") ? "WHATSAPP" : "SMS"
+        if state.isOptedOut(agent: from, customer: to) {
+            throw SimError(400, "Attempt to send to unsubscribed recipient", code: MessageRules.ErrorCode.unsubscribed)
         }
         let sid = "SM" + state.nextId("").suffix(32)
-        let channel = to.hasPrefix("whatsapp:") ? "WHATSAPP" : "SMS"
-        state.deliver(DeliveredMessage(id: sid, conversationId: nil, channel: channel, to: to, from: from, text: body, at: Date()))
-        let response: JSONValue = ["sid": .string(sid), "status": "queued", "to": .string(to), "from": .string(from), "body": .string(body)]
+        var message = DeliveredMessage(id: sid, conversationId: nil, channel: channel, to: to, from: from, text: body, at: Date())
+        message.media = media
+        message.contentSid = contentSid
+        message.contentVariables = incoming.form["ContentVariables"].flatMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }?.stringMap ?? [:]
+        let statuses: [(status: String, errorCode: Int?)]
+        if channel == "WHATSAPP", contentSid == nil, !state.windowOpen(customer: to) {
+            message.status = "failed"
+            message.errorCode = MessageRules.ErrorCode.outsideWindow
+            state.fail(message)
+            statuses = [("failed", MessageRules.ErrorCode.outsideWindow)]
+        } else if let outcome = state.unreachable(to) {
+            message.status = outcome.status
+            message.errorCode = outcome.errorCode
+            state.fail(message)
+            statuses = [("sent", nil), (outcome.status, outcome.errorCode)]
+        } else {
+            state.deliver(message)
+            statuses = [("sent", nil), ("delivered", nil)]
+        }
+        statusCallbacks?.enqueue(
+            StatusCallbackSender.Job(
+                messageSid: sid, delivered: message.errorCode == nil, url: incoming.form["StatusCallback"],
+                fields: [("AccountSid", configuration.accountSid), ("MessageSid", sid), ("SmsSid", sid), ("From", from), ("To", to)],
+                statuses: statuses))
+        let response: JSONValue = [
+            "sid": .string(sid), "status": "queued", "to": .string(to), "from": .string(from), "body": .string(body),
+            "num_media": .string(String(media.count)),
+        ]
         state.remember(incoming.token, response, enabled: configuration.idempotencyCache)
         return JSONResponse.bytes(.created, try encode(response))
     }
@@ -312,10 +397,13 @@ struct TwilioRESTRoutes: Sendable {
 struct SimError: Error {
     var status: Int
     var message: String
+    /// Twilio's error code; `status × 100` when nil.
+    var code: Int?
 
-    init(_ status: Int, _ message: String) {
+    init(_ status: Int, _ message: String, code: Int? = nil) {
         self.status = status
         self.message = message
+        self.code = code
     }
 }
 

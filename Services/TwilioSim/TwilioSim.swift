@@ -38,7 +38,10 @@ struct Serve: AsyncParsableCommand {
         OperationalRoutes.add(to: router, health: health)
         let voice = VoiceRoutes(state: state, configuration: configuration, logger: logger)
         let answerer = CallAnswerer(voice: voice)
-        let rest = TwilioRESTRoutes(state: state, configuration: configuration, webhooks: webhooks, answerCall: { answerer.enqueue($0) }, logger: logger)
+        let statusCallbacks = StatusCallbackSender(state: state, webhooks: webhooks)
+        let rest = TwilioRESTRoutes(
+            state: state, configuration: configuration, webhooks: webhooks, answerCall: { answerer.enqueue($0) }, logger: logger,
+            statusCallbacks: statusCallbacks)
         rest.add(to: router)
         ControlRoutes(state: state, configuration: configuration, webhooks: webhooks, rest: rest).add(to: router)
         voice.add(to: router)
@@ -54,7 +57,7 @@ struct Serve: AsyncParsableCommand {
             }, logger: logger)
         // The event streams come after the server, so they are ended before it waits for open connections.
         return ServiceMain.group(
-            services: [HTTPClientService(client: http), answerer, app, DevPhoneEvents(hub: state.events)], health: health, logger: logger)
+            services: [HTTPClientService(client: http), answerer, statusCallbacks, app, DevPhoneEvents(hub: state.events)], health: health, logger: logger)
     }
 }
 

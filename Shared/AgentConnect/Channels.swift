@@ -1,6 +1,7 @@
 import AgentConnectCore
 import EventBus
 import Foundation
+import TwilioKit
 
 /// Per-channel settings (TAC's channel config).
 public struct ChannelConfiguration: Sendable {
@@ -38,8 +39,13 @@ public class MessagingChannel: @unchecked Sendable {
     /// Sends `response` to the customer of a conversation on this channel, exactly once.
     ///
     /// Inside a callback the current turn's session is used; otherwise the conversation's stored
-    /// participants are.
-    public func sendResponse(conversationId: String, response: String) async throws {
+    /// participants are. `media` (http(s) URLs, at most 10) go with the message (MMS, WhatsApp);
+    /// a `template` (an approved Content template) is sent instead of free text. A reply longer than
+    /// the channel carries (1,600 characters) arrives as several messages, split on sentence
+    /// boundaries, in order. On WhatsApp, outside a turn and more than 24 hours after the customer's
+    /// last message, free text is refused here with a ``TACError`` (Twilio would fail it with error
+    /// 63016): send a template.
+    public func sendResponse(conversationId: String, response: String, media: [String] = [], template: MessageTemplate? = nil) async throws {
         let runtime = try tac.runtime()
         let turn = TurnContext.current.flatMap { $0.session.conversationId == conversationId ? $0 : nil }
         let session: ConversationSession
@@ -60,9 +66,26 @@ public class MessagingChannel: @unchecked Sendable {
             replyId = BusEvent.newID()
             traceparent = Traceparent.random().description
         }
+        guard media.count <= MessageRules.maxMediaPerMessage else {
+            throw TACError("at most \(MessageRules.maxMediaPerMessage) media per message")
+        }
+        if channel == .whatsapp, template == nil, turn == nil, let customer = session.authorInfo.address {
+            let last = try await runtime.store.lastInboundMessageAt(customerAddress: customer, channel: .whatsapp)
+            guard let last, Date().timeIntervalSince(last) < MessageRules.whatsAppWindow else {
+                throw TACError(
+                    "WhatsApp's 24-hour customer-service window is closed for conversation \(conversationId) (no customer message in the last 24 hours): send an approved template (template:) instead; free text would fail with Twilio error 63016")
+            }
+        }
+        var extras: [String: JSONValue] = [:]
+        if !media.isEmpty { extras["media"] = .array(media.map { .string($0) }) }
+        if let template {
+            extras["contentSid"] = .string(template.contentSid)
+            if !template.variables.isEmpty { extras["contentVariables"] = JSONValue(template.variables) }
+        }
         try await ReplyPublisher.publishMessage(
-            response, replyId: replyId, session: session, mode: mode, traceparent: traceparent, bus: runtime.bus)
-        await Uncancellable.run { await runtime.recordOutbound(response, replyId: replyId, session: session) }
+            response, replyId: replyId, session: session, mode: mode, traceparent: traceparent, bus: runtime.bus, extras: extras)
+        let recorded = template.map { response.isEmpty ? "[template \($0.contentSid)]" : response } ?? response
+        await Uncancellable.run { await runtime.recordOutbound(recorded, replyId: replyId, session: session) }
     }
 }
 

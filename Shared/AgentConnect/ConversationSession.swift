@@ -34,12 +34,16 @@ public struct ConversationSession: Sendable, Equatable {
     public var direction: Direction
     /// When this session was built.
     public var startedAt: Date
+    /// The media of the message being answered (pictures, voice notes, …), in order; the text may
+    /// be empty when the customer sent only media. Fetch one with ``TAC/fetchMedia(_:maxBytes:timeout:)``.
+    public var media: [MessageMedia]
 
     public init(
         conversationId: String, channel: ChannelKind, callSid: String? = nil, profileId: String? = nil,
         authorInfo: ParticipantInfo = .init(), aiAgentInfo: ParticipantInfo = .init(), metadata: [String: String] = [:],
-        direction: Direction = .inbound, startedAt: Date = Date()
+        direction: Direction = .inbound, startedAt: Date = Date(), media: [MessageMedia] = []
     ) {
+        self.media = media
         self.conversationId = conversationId
         self.channel = channel
         self.callSid = callSid

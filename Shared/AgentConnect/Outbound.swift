@@ -13,12 +13,25 @@ public struct OutboundConversationOptions: Sendable {
     public var from: String?
     /// Stored on the conversation (orchestrator limits: 7 keys besides `direction`).
     public var metadata: [String: String]
+    /// Media by URL (at most 10), sent with the first message.
+    public var media: [String]
+    /// An approved Content template, sent instead of `message`: what a business-initiated WhatsApp
+    /// conversation must start with (outside the 24-hour window the start is refused without one).
+    public var template: MessageTemplate?
+    /// The Chat channel (Chat only; else `TWILIO_CHAT_CHANNEL_ID` on the outbound service).
+    public var channelId: String?
 
-    public init(to: String, message: String, from: String? = nil, metadata: [String: String] = [:]) {
+    public init(
+        to: String, message: String, from: String? = nil, metadata: [String: String] = [:], media: [String] = [], template: MessageTemplate? = nil,
+        channelId: String? = nil
+    ) {
         self.to = to
         self.message = message
         self.from = from
         self.metadata = metadata
+        self.media = media
+        self.template = template
+        self.channelId = channelId
     }
 }
 
@@ -82,6 +95,12 @@ extension MessagingChannel {
             "metadata": JSONValue(options.metadata),
         ]
         if let from = options.from { body["from"] = .string(from) }
+        if !options.media.isEmpty { body["media"] = .array(options.media.map { .string($0) }) }
+        if let template = options.template {
+            body["contentSid"] = .string(template.contentSid)
+            if !template.variables.isEmpty { body["contentVariables"] = JSONValue(template.variables) }
+        }
+        if let channelId = options.channelId { body["channelId"] = .string(channelId) }
         let answer = try await OutboundClient(configuration: tac.configuration).post("/v1/conversations", .object(body), idempotencyKey: idempotencyKey)
         guard let id = answer["conversationId"]?.string else { throw TACError("outbound API answered without conversationId") }
         return OutboundConversationResult(conversationId: id)

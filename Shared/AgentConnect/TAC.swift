@@ -30,6 +30,7 @@ public final class TAC: Sendable {
         var dtmf: (@Sendable (ConversationSession, DTMFMessage) async -> Void)?
         var callStatus: (@Sendable (ConversationSession, CallStatusEvent) async -> Void)?
         var error: (@Sendable (any Error, [String: String]) async -> Void)?
+        var deliveryStatus: (@Sendable (ConversationSession, DeliveryStatusUpdate) async -> Void)?
     }
 
     /// The configuration read at start-up.

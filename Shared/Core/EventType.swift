@@ -18,6 +18,11 @@ public enum EventType {
     public static let intelligenceResult = "intelligence.result"
     /// An agent reply to deliver on a messaging channel.
     public static let replyReady = "reply.ready"
+    /// Twilio's delivery status of a reply (a Messages API status callback: sent, delivered, read, failed, …).
+    public static let messageStatus = "message.status"
+    /// A ConversationRelay message for the agent other than a prompt, interrupt or key press: `error`,
+    /// `info`, `configUpdated` (payload `frameType` and the `frame` as sent).
+    public static let voiceRelayMessage = "voice.relay-message"
     /// A frame for a live ConversationRelay socket (text token, play, end, …).
     public static let voiceFrame = "voice.frame"
 }

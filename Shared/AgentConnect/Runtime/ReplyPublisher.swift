@@ -6,15 +6,19 @@ import ServiceSupport
 /// relay that holds the call (`tac:voice:<instance>`).
 enum ReplyPublisher {
     /// A messaging reply for the outbound service to deliver exactly once.
+    /// `extras` go into the payload too (`media`, `contentSid`, `contentVariables`).
     static func publishMessage(
-        _ text: String, replyId: String, session: ConversationSession, mode: String, traceparent: String, bus: any EventBus
+        _ text: String, replyId: String, session: ConversationSession, mode: String, traceparent: String, bus: any EventBus,
+        extras: [String: JSONValue] = [:]
     ) async throws {
-        let payload: JSONValue = [
+        var fields: [String: JSONValue] = [
             "text": .string(text), "mode": .string(mode),
             "customerAddress": JSONValue(session.authorInfo.address), "customerParticipantId": JSONValue(session.authorInfo.participantId),
             "agentAddress": JSONValue(session.aiAgentInfo.address), "agentParticipantId": JSONValue(session.aiAgentInfo.participantId),
             "channelId": JSONValue(session.metadata["channel_id"]),
         ]
+        fields.merge(extras) { _, new in new }
+        let payload = JSONValue.object(fields)
         let event = BusEvent(
             id: replyId, type: EventType.replyReady, conversationId: session.conversationId, channel: session.channel,
             traceparent: Traces.currentTraceparent ?? Traceparent.continuing(traceparent).description, payload: payload)

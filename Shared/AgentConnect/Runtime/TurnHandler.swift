@@ -5,6 +5,7 @@ import Logging
 import Metrics
 import ServiceSupport
 import Store
+import TwilioKit
 
 /// Turns inbound events into the author's callbacks.
 struct TurnHandler: Sendable {
@@ -40,6 +41,8 @@ struct TurnHandler: Sendable {
             try await runtime.store.setStatus(conversationId: event.conversationId, status: "INACTIVE")
         case EventType.intelligenceResult:
             try await IntelligenceResults(configuration: tac.configuration, store: runtime.store, logger: logger).apply(event)
+        case EventType.messageStatus:
+            try await deliveryStatus(event)
         case EventType.conversationStarted:
             try await runtime.store.upsertConversation(ConversationRecord(id: event.conversationId, channel: event.channel))
         default:
@@ -66,6 +69,12 @@ struct TurnHandler: Sendable {
             return
         }
         let session = buildSession(event, stored: stored)
+        if let keyword = payload["optOut"]?.string.flatMap(MessageRules.OptKeyword.init(rawValue:)) {
+            // STOP/START: Twilio answers the customer itself; the agent records the choice and does not reply.
+            try await optKeyword(keyword, event: event, session: session)
+            await Uncancellable.run { await recordInbound(event, session: session, stored: stored) }
+            return
+        }
         let context = TurnContext(event: event, session: session, relayInstance: payload["relayInstance"]?.string)
         let callback = tac.callbacks.withLockedValue(\.messageReady)
         logger.info(
@@ -116,6 +125,54 @@ struct TurnHandler: Sendable {
         await tac.callbacks.withLockedValue(\.conversationEnded)?(session)
     }
 
+    /// A customer opted out (STOP: replies to them are recorded, not sent) or back in (START).
+    private func optKeyword(_ keyword: MessageRules.OptKeyword, event: BusEvent, session: ConversationSession) async throws {
+        guard let customer = session.authorInfo.address,
+            let agent = session.aiAgentInfo.address ?? tac.configuration.senders.defaultSender(for: event.channel)
+        else {
+            return
+        }
+        try await runtime.store.setOptedOut(keyword == .optOut, agent: agent, customer: customer)
+        Counter(label: "agentconnect_opt_outs_total", dimensions: [("keyword", keyword.rawValue), ("channel", event.channel.rawValue)]).increment()
+        logger.info("customer opted \(keyword == .optOut ? "out" : "in")", metadata: ["conversation.id": "\(event.conversationId)"])
+    }
+
+    /// Twilio's delivery status of a reply: recorded on its delivery row, offered to `onDeliveryStatus`,
+    /// and a failure to `onError` with Twilio's error code.
+    private func deliveryStatus(_ event: BusEvent) async throws {
+        let payload = event.payload
+        guard let sid = payload["messageSid"]?.string, let status = payload["status"]?.string else { return }
+        let errorCode = payload["errorCode"]?.string
+        var recording = try await runtime.store.recordDeliveryStatus(providerId: sid, status: status, errorCode: errorCode)
+        // A status can overtake outbound's bookkeeping (Twilio answered, the row is not marked sent yet).
+        var waits = 0
+        while recording == .unknown, waits < 20 {
+            waits += 1
+            try await Task.sleep(for: .milliseconds(250))
+            recording = try await runtime.store.recordDeliveryStatus(providerId: sid, status: status, errorCode: errorCode)
+        }
+        let replyId: String?
+        switch recording {
+        case .recorded(let id): replyId = id
+        case .stale: return
+        case .unknown: replyId = nil
+        }
+        let update = DeliveryStatusUpdate(
+            replyId: replyId, messageSid: sid, status: status, errorCode: errorCode.flatMap { Int($0) }, errorMessage: payload["errorMessage"]?.string)
+        let session = try await session(for: event)
+        Counter(label: "agentconnect_delivery_statuses_total", dimensions: [("status", status), ("channel", event.channel.rawValue)]).increment()
+        await tac.callbacks.withLockedValue(\.deliveryStatus)?(session, update)
+        if update.isFailure {
+            var context = [
+                "conversation.id": event.conversationId, "channel": event.channel.rawValue, "source": "delivery_status", "message.sid": sid,
+                "status": status,
+            ]
+            context["error.code"] = errorCode
+            context["reply.id"] = replyId
+            await tac.reportError(DeliveryFailure(update: update), context: context)
+        }
+    }
+
     /// Memory for the callback, as the channel's `memoryMode` says (TAC §1.6): `always` reads with the
     /// message as the query; `once` (voice) reads without a query on the first prompt of the call and
     /// again after the conversation went `INACTIVE`; on messaging `once` runs as `always`.
@@ -155,7 +212,8 @@ struct TurnHandler: Sendable {
                 address: payload["agentAddress"]?.string ?? stored?.agentAddress,
                 participantId: payload["agentParticipantId"]?.string ?? stored?.agentParticipantId),
             metadata: metadata,
-            direction: Direction(rawValue: payload["direction"]?.string ?? stored?.direction ?? "inbound") ?? .inbound)
+            direction: Direction(rawValue: payload["direction"]?.string ?? stored?.direction ?? "inbound") ?? .inbound,
+            media: event.type == EventType.messageReceived ? MessageMedia.list(payload) : [])
     }
 
     /// History and the conversation row, written after the reply went out.

@@ -1,0 +1,118 @@
+import AgentConnectCore
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import ServiceSupport
+import TwilioKit
+
+/// A picture, voice note, video or document attached to a customer's message.
+public struct MessageMedia: Sendable, Equatable, Codable {
+    /// Where Twilio keeps it (fetch it with ``TAC/fetchMedia(_:maxBytes:timeout:)``).
+    public var url: String
+    /// Its MIME type (`image/jpeg`, `audio/ogg`, …), when Twilio names it.
+    public var contentType: String?
+    /// Its size in bytes, when known before fetching.
+    public var size: Int?
+
+    public init(url: String, contentType: String? = nil, size: Int? = nil) {
+        self.url = url
+        self.contentType = contentType
+        self.size = size
+    }
+
+    /// The media of an inbound event's payload (`media[]` with `url`, `contentType`, `size`).
+    static func list(_ payload: JSONValue?) -> [MessageMedia] {
+        (payload?["media"]?.array ?? []).compactMap { item in
+            guard let url = item["url"]?.string else { return nil }
+            return MessageMedia(url: url, contentType: item["contentType"]?.string, size: item["size"]?.double.map { Int($0) })
+        }
+    }
+}
+
+/// An approved Content template (Twilio Content API): what WhatsApp requires outside its 24-hour
+/// customer-service window.
+public struct MessageTemplate: Sendable, Equatable {
+    /// The template's `HX…` SID.
+    public var contentSid: String
+    /// Values for its placeholders (`{"1": "Ada"}`).
+    public var variables: [String: String]
+
+    public init(contentSid: String, variables: [String: String] = [:]) {
+        self.contentSid = contentSid
+        self.variables = variables
+    }
+}
+
+/// Twilio's delivery status of a reply (its status callback): `sent`, `delivered`, `read`,
+/// `undelivered`, `failed`, with Twilio's error code for the last two.
+public struct DeliveryStatusUpdate: Sendable, Equatable {
+    /// The reply this message carried (a long reply's parts are `<id>:p2`, …), when known.
+    public var replyId: String?
+    /// Twilio's message SID.
+    public var messageSid: String
+    /// Twilio's status.
+    public var status: String
+    /// Twilio's error code (`30006`, `63016`, …), for a failure.
+    public var errorCode: Int?
+    /// Twilio's error message, when it sent one.
+    public var errorMessage: String?
+
+    /// Whether the message will not arrive (`failed` or `undelivered`).
+    public var isFailure: Bool { status == "failed" || status == "undelivered" }
+}
+
+/// A reply Twilio could not deliver, as ``TAC/onError(_:)`` receives it.
+public struct DeliveryFailure: Error, CustomStringConvertible, Sendable {
+    /// What Twilio reported.
+    public var update: DeliveryStatusUpdate
+    public var description: String {
+        "Twilio could not deliver reply \(update.replyId ?? update.messageSid): \(update.status)\(update.errorCode.map { " (error \($0))" } ?? "")"
+    }
+}
+
+extension TAC {
+    /// Called with Twilio's delivery status of each reply sent through the Messages API; failures
+    /// (`failed`, `undelivered`) also reach ``onError(_:)`` with `error.code`.
+    public func onDeliveryStatus(_ callback: @escaping @Sendable (ConversationSession, DeliveryStatusUpdate) async -> Void) {
+        callbacks.withLockedValue { $0.deliveryStatus = callback }
+    }
+
+    /// Fetches a medium of a customer's message: with the Twilio REST credentials when the URL is
+    /// Twilio's (its media need HTTP Basic auth; no credentials go to any other host), at most
+    /// `maxBytes` (Twilio carries up to 5 MB per message, 16 MB on WhatsApp), within `timeout`.
+    public func fetchMedia(_ media: MessageMedia, maxBytes: Int = 16 << 20, timeout: Duration = .seconds(15)) async throws -> [UInt8] {
+        var request = HTTPClientRequest(url: media.url)
+        request.method = .GET
+        if let credentials = try mediaCredentials(for: media.url) {
+            request.headers.add(name: "Authorization", value: "Basic " + Data("\(credentials.0):\(credentials.1)".utf8).base64EncodedString())
+        }
+        let prepared = request
+        let seconds = Int64(timeout.components.seconds) + 1
+        return try await withTimeout(timeout, "fetching a medium") {
+            let response = try await HTTPClient.shared.execute(prepared, timeout: .seconds(seconds))
+            guard (200..<300).contains(response.status.code) else {
+                throw TACError("fetching a medium answered \(response.status.code)")
+            }
+            if let length = response.headers.first(name: "Content-Length").flatMap(Int.init), length > maxBytes {
+                throw TACError("the medium is \(length) bytes, more than the \(maxBytes) allowed")
+            }
+            var bytes: [UInt8] = []
+            for try await chunk in response.body {
+                guard bytes.count + chunk.readableBytes <= maxBytes else {
+                    throw TACError("the medium is more than the \(maxBytes) bytes allowed")
+                }
+                bytes += chunk.readableBytesView
+            }
+            return bytes
+        }
+    }
+
+    /// The REST credentials for a media URL on Twilio's API host (or `TWILIO_API_BASE_URL`'s), else nil.
+    private func mediaCredentials(for url: String) throws -> (String, String)? {
+        guard let host = URLComponents(string: url)?.host?.lowercased() else { throw TACError("not a media URL: \(url)") }
+        let twilio = try TwilioAPIConfiguration(environment: configuration.environment)
+        let apiHost = URLComponents(string: twilio.apiBaseURL)?.host?.lowercased()
+        guard host == apiHost || host == "twilio.com" || host.hasSuffix(".twilio.com") else { return nil }
+        return (twilio.username, twilio.password)
+    }
+}

@@ -45,6 +45,7 @@ let package = Package(
         .executable(name: "example-appointment-reminder", targets: ["ExampleAppointmentReminder"]),
         .executable(name: "example-memory-agent", targets: ["ExampleMemoryAgent"]),
         .executable(name: "example-media-agent", targets: ["ExampleMediaAgent"]),
+        .executable(name: "example-tool-agent", targets: ["ExampleToolAgent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -121,6 +122,8 @@ let package = Package(
         .executableTarget(
             name: "ExampleMemoryAgent", dependencies: ["AgentConnect"], path: "Examples/MemoryAgent", swiftSettings: swiftSettings),
         .executableTarget(name: "ExampleMediaAgent", dependencies: ["AgentConnect"], path: "Examples/MediaAgent", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "ExampleToolAgent", dependencies: ["AgentConnect"], path: "Examples/ToolAgent", swiftSettings: swiftSettings),
 
         // MARK: Services
         .executableTarget(

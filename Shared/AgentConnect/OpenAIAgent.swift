@@ -9,15 +9,55 @@ import NIOCore
 public struct ChatMessage: Sendable, Codable, Equatable {
     public var role: String
     public var content: String
+    /// The tools an `assistant` message asked for.
+    public var toolCalls: [ToolCallRequest]?
+    /// The call a `tool` message answers.
+    public var toolCallId: String?
 
-    public init(role: String, content: String) {
+    public init(role: String, content: String, toolCalls: [ToolCallRequest]? = nil, toolCallId: String? = nil) {
         self.role = role
         self.content = content
+        self.toolCalls = toolCalls
+        self.toolCallId = toolCallId
     }
 
     public static func system(_ content: String) -> ChatMessage { ChatMessage(role: "system", content: content) }
     public static func user(_ content: String) -> ChatMessage { ChatMessage(role: "user", content: content) }
     public static func assistant(_ content: String) -> ChatMessage { ChatMessage(role: "assistant", content: content) }
+    /// A tool's result for the call `id`.
+    public static func tool(_ content: String, id: String) -> ChatMessage { ChatMessage(role: "tool", content: content, toolCallId: id) }
+
+    /// The message as Chat Completions wants it.
+    public var json: JSONValue {
+        var members: [String: JSONValue] = ["role": .string(role), "content": .string(content)]
+        if let toolCalls, !toolCalls.isEmpty {
+            if content.isEmpty { members["content"] = .null }
+            members["tool_calls"] = .array(
+                toolCalls.map { ["id": .string($0.id), "type": "function", "function": ["name": .string($0.name), "arguments": .string($0.arguments)]] })
+        }
+        if let toolCallId { members["tool_call_id"] = .string(toolCallId) }
+        return .object(members)
+    }
+}
+
+/// A tool call the model asked for: arguments are JSON text, as the model wrote it.
+public struct ToolCallRequest: Sendable, Codable, Equatable {
+    public var id: String
+    public var name: String
+    public var arguments: String
+
+    public init(id: String, name: String, arguments: String) {
+        self.id = id
+        self.name = name
+        self.arguments = arguments
+    }
+}
+
+/// What a streamed Chat Completions answer carries: text pieces as they are written, then the
+/// tool calls (assembled from their pieces) when the model asks for any.
+public enum ChatStreamEvent: Sendable, Equatable {
+    case text(String)
+    case toolCalls([ToolCallRequest])
 }
 
 /// Settings of the `openai` agent: any OpenAI-compatible Chat Completions endpoint (OpenAI, Ollama, vLLM).
@@ -34,6 +74,13 @@ public struct OpenAIConfiguration: Sendable {
     public var timeoutMilliseconds: Int
     /// What the customer hears or reads when the model fails: never silence.
     public var apology: String
+    /// `OPENAI_MAX_TOOL_ROUNDS`: model responses with tool calls in one turn before the model must answer.
+    public var maxToolRounds: Int
+    /// `OPENAI_TOOL_FILLER`: said on voice when tools are still running after `OPENAI_TOOL_FILLER_MS`
+    /// and nothing was said yet (empty: never).
+    public var toolFiller: String
+    /// `OPENAI_TOOL_FILLER_MS`.
+    public var toolFillerMilliseconds: Int
 
     public init(environment: Environment) throws {
         baseURL = try environment.url("OPENAI_BASE_URL", default: "https://api.openai.com/v1")
@@ -42,6 +89,9 @@ public struct OpenAIConfiguration: Sendable {
         systemPrompt = environment.string("OPENAI_SYSTEM_PROMPT", default: "You are a helpful, friendly customer service assistant.")
         timeoutMilliseconds = try environment.int("OPENAI_TIMEOUT_MS", default: 15_000, range: 100...600_000)
         apology = "Sorry, I'm having trouble answering right now. Please try again in a moment."
+        maxToolRounds = try environment.int("OPENAI_MAX_TOOL_ROUNDS", default: 5, range: 1...20)
+        toolFiller = environment.string("OPENAI_TOOL_FILLER", default: "One moment, please.")
+        toolFillerMilliseconds = try environment.int("OPENAI_TOOL_FILLER_MS", default: 1200, range: 0...60_000)
     }
 }
 
@@ -58,6 +108,25 @@ public struct OpenAIChatClient: Sendable {
     /// The answer's text pieces as the model writes them. Cancelling the consumer cancels the
     /// upstream request; a stall longer than the timeout ends the stream with an error.
     public func stream(_ messages: [ChatMessage], maxTokens: Int? = nil) -> AsyncThrowingStream<String, any Error> {
+        let events = events(messages, maxTokens: maxTokens)
+        return AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    for try await case .text(let piece) in events { continuation.yield(piece) }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    /// The answer as it streams, offering `tools` (Chat Completions format): text pieces as they are
+    /// written, then, if the model asks for tools, one ``ChatStreamEvent/toolCalls(_:)`` with every
+    /// call assembled from its pieces. Cancelling the consumer cancels the upstream request; a stall
+    /// longer than the timeout ends the stream with an error.
+    public func events(_ messages: [ChatMessage], tools: [JSONValue] = [], maxTokens: Int? = nil) -> AsyncThrowingStream<ChatStreamEvent, any Error> {
         AsyncThrowingStream { continuation in
             let lastProgress = NIOLockedValueBox(ContinuousClock.now)
             let timeout = Duration.milliseconds(configuration.timeoutMilliseconds)
@@ -65,9 +134,9 @@ public struct OpenAIChatClient: Sendable {
                 do {
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         group.addTask {
-                            try await self.read(messages, maxTokens: maxTokens) { piece in
+                            try await self.read(messages, tools: tools, maxTokens: maxTokens) { event in
                                 lastProgress.withLockedValue { $0 = .now }
-                                continuation.yield(piece)
+                                if let event { continuation.yield(event) }
                             }
                         }
                         group.addTask {
@@ -90,35 +159,66 @@ public struct OpenAIChatClient: Sendable {
         }
     }
 
-    private func read(_ messages: [ChatMessage], maxTokens: Int?, yield: @Sendable (String) -> Void) async throws {
-        var body: JSONValue = [
-            "model": .string(configuration.model), "stream": true,
-            "messages": .array(messages.map { ["role": .string($0.role), "content": .string($0.content)] }),
+    /// Reads the answer; `yield` gets each event, and `nil` for progress without one (a piece of a
+    /// tool call's arguments).
+    private func read(_ messages: [ChatMessage], tools: [JSONValue], maxTokens: Int?, yield: @Sendable (ChatStreamEvent?) -> Void) async throws {
+        var body: [String: JSONValue] = [
+            "model": .string(configuration.model), "stream": true, "messages": .array(messages.map(\.json)),
         ]
-        if let maxTokens, case .object(var members) = body {
-            members["max_tokens"] = .number(Double(maxTokens))
-            body = .object(members)
-        }
+        if let maxTokens { body["max_tokens"] = .number(Double(maxTokens)) }
+        if !tools.isEmpty { body["tools"] = .array(tools) }
         var request = HTTPClientRequest(url: configuration.baseURL + "/chat/completions")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "Accept", value: "text/event-stream")
         if let key = configuration.apiKey { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
-        request.body = .bytes(ByteBuffer(string: body.compactJSON))
+        request.body = .bytes(ByteBuffer(string: JSONValue.object(body).compactJSON))
         let response = try await http.execute(request, timeout: .milliseconds(Int64(configuration.timeoutMilliseconds)))
         guard response.status == .ok else {
             let detail = (try? await response.body.collect(upTo: 4096)).map { String(buffer: $0) } ?? ""
             throw TACError("the model answered \(response.status.code): \(detail.prefix(300))")
         }
         var parser = ServerSentEvents()
+        var calls = ToolCallAssembler()
         for try await chunk in response.body {
             for data in parser.feed(chunk.readableBytesView) {
-                if data == "[DONE]" { return }
+                if data == "[DONE]" {
+                    if let assembled = calls.assembled { yield(.toolCalls(assembled)) }
+                    return
+                }
                 guard let event = try? JSONDecoder().decode(JSONValue.self, from: Data(data.utf8)) else { continue }
                 if let message = event["error"]?["message"]?.string { throw TACError("the model failed: \(message)") }
-                if let piece = event["choices"]?.array?.first?["delta"]?["content"]?.string, !piece.isEmpty { yield(piece) }
+                let delta = event["choices"]?.array?.first?["delta"]
+                if let pieces = delta?["tool_calls"]?.array {
+                    calls.add(pieces)
+                    yield(nil)
+                }
+                if let piece = delta?["content"]?.string, !piece.isEmpty { yield(.text(piece)) }
             }
         }
+        if let assembled = calls.assembled { yield(.toolCalls(assembled)) }
+    }
+}
+
+/// Puts streamed tool calls together: each delta names its call by `index`; the id and name come
+/// once, the arguments in pieces.
+struct ToolCallAssembler {
+    private var calls: [Int: ToolCallRequest] = [:]
+
+    mutating func add(_ deltas: [JSONValue]) {
+        for delta in deltas {
+            let index = Int(delta["index"]?.double ?? Double(calls.count))
+            var call = calls[index] ?? ToolCallRequest(id: "", name: "", arguments: "")
+            if let id = delta["id"]?.string, !id.isEmpty { call.id = id }
+            if let name = delta["function"]?["name"]?.string { call.name += name }
+            if let arguments = delta["function"]?["arguments"]?.string { call.arguments += arguments }
+            calls[index] = call
+        }
+    }
+
+    /// The calls in order, nil when there were none.
+    var assembled: [ToolCallRequest]? {
+        calls.isEmpty ? nil : calls.keys.sorted().compactMap { calls[$0] }
     }
 }
 
@@ -155,24 +255,40 @@ public struct ServerSentEvents: Sendable {
 
 extension BuiltInAgents {
     /// `openai`: answers with an OpenAI-compatible model. System prompt, memory prompts (per the
-    /// channels' `memoryMode`) and the conversation's history from PostgreSQL; on voice it speaks
-    /// the first words while the model is still writing, and keeps answers short; on failure the
-    /// customer gets an apology, never silence.
-    public static func installOpenAI(on tac: TAC) throws {
+    /// channels' `memoryMode`) and the conversation's history (tool calls included) from PostgreSQL;
+    /// on voice it speaks the first words while the model is still writing, and keeps answers
+    /// short; on failure the customer gets an apology, never silence.
+    ///
+    /// With tools it runs the tool loop (``ToolLoop``): `tools` are offered on every turn, and so
+    /// are the `builtIn` tools made for the turn's session (plus the handoff tool whenever
+    /// `TWILIO_STUDIO_HANDOFF_FLOW_SID` is set). `OPENAI_TOOLS` adds built-in tools by name.
+    public static func installOpenAI(on tac: TAC, tools: [AgentTool] = [], builtIn: [BuiltInTool] = []) throws {
         let client = OpenAIChatClient(configuration: try OpenAIConfiguration(environment: tac.configuration.environment))
         let voice = registerAllChannels(on: tac)
         let apology = client.configuration.apology
         let logger = tac.logger
+        var builtIn = builtIn
+        for name in tac.configuration.environment.list("OPENAI_TOOLS") {
+            guard let tool = BuiltInTool(name: name) else {
+                throw TACError("OPENAI_TOOLS: unknown tool \(name) (known: \(BuiltInTool.names.joined(separator: ", ")))")
+            }
+            builtIn.append(tool)
+        }
+        if tac.configuration.studioHandoffFlowSid != nil, !builtIn.contains(.handoff) { builtIn.append(.handoff) }
+        let offered = builtIn
         tac.onMessageReady { message, session, memory in
             let messages = try await openAIMessages(tac: tac, client: client, message: message, session: session, memory: memory)
+            let loop = ToolLoop(
+                tac: tac, client: client, session: session,
+                tools: tools + offered.flatMap { (try? $0.tools(tac: tac, session: session)) ?? [] })
             if session.channel == .voice {
-                let tokens = client.stream(messages, maxTokens: 200).replacingFailure(with: apology, logger: logger)
+                let tokens = loop.stream(messages, maxTokens: 200, filler: true).replacingFailure(with: apology, logger: logger)
                 try await voice.sendResponse(conversationId: session.conversationId, response: tokens)
                 return nil
             }
             var reply = ""
             do {
-                for try await piece in client.stream(messages) { reply += piece }
+                for try await piece in loop.stream(messages, maxTokens: nil, filler: false) { reply += piece }
             } catch {
                 try Task.checkCancellation()
                 logger.error("the model failed; apologising", metadata: ["conversation.id": "\(session.conversationId)", "error": "\(error)"])
@@ -183,7 +299,8 @@ extension BuiltInAgents {
         }
     }
 
-    /// The request's messages: instructions, memory, history, the customer's message.
+    /// The request's messages: instructions, memory, history (with the tool calls of earlier
+    /// turns), the customer's message.
     static func openAIMessages(
         tac: TAC, client: OpenAIChatClient, message: String, session: ConversationSession, memory: TACMemoryResponse?
     ) async throws -> [ChatMessage] {
@@ -194,9 +311,14 @@ extension BuiltInAgents {
         var messages: [ChatMessage] = [.system(system)]
         let prompts = memory?.buildMemoryPrompts() ?? []
         if !prompts.isEmpty { messages.append(.system(prompts.joined(separator: "\n\n"))) }
-        for item in try await tac.history(conversationId: session.conversationId) {
-            messages.append(item.direction == "inbound" ? .user(item.text) : .assistant(item.text))
-        }
+        let runtime = try tac.runtime()
+        let limit = tac.configuration.historyLimit
+        async let said = runtime.store.history(conversationId: session.conversationId, limit: limit)
+        async let called = runtime.store.toolCalls(conversationId: session.conversationId, limit: limit)
+        // This turn's own calls (a redone turn) are not history yet: the loop finds them by id.
+        let turnPrefix = TurnContext.current.map { ToolLoop.roundPrefix(turnKey: $0.event.id) }
+        let calls = try await called.filter { turnPrefix == nil || !$0.roundId.hasPrefix(turnPrefix ?? "") }
+        messages += ToolLoop.history(messages: try await said, toolCalls: calls)
         messages.append(.user(message))
         return messages
     }

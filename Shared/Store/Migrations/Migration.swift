@@ -18,5 +18,5 @@ public struct Migration: Sendable {
 
 /// Every migration the store knows, oldest first.
 public enum Migrations {
-    public static let all: [Migration] = [initialSchema, memorySearch, memorySources, deliveryLeases, messaging]
+    public static let all: [Migration] = [initialSchema, memorySearch, memorySources, deliveryLeases, messaging, toolsAndKnowledge]
 }

@@ -23,6 +23,7 @@ struct OutboundAPI: Sendable {
     func add<Context: RequestContext>(to router: Router<Context>) {
         router.post("/v1/conversations") { request, _ in await guarded(request, route: "conversations", startConversation) }
         router.post("/v1/calls") { request, _ in await guarded(request, route: "calls", startCall) }
+        router.post("/v1/calls/end") { request, _ in await guarded(request, route: "calls-end", endCall) }
         router.post("/v1/handoffs") { request, _ in await guarded(request, route: "handoffs", handoff) }
     }
 
@@ -178,10 +179,14 @@ struct OutboundAPI: Sendable {
         }
     }
 
-    /// `{to, from?, welcomeGreeting?, callOptions?}` → `{callSid}`.
+    /// `{to, from?, welcomeGreeting?, twiml?, websocketURL?, actionURL?, callOptions?}` → `{callSid}`.
     ///
-    /// The TwiML's socket URL carries a single-use token (``RelayCallTokens``), bound to the CallSid
-    /// once Twilio returns it; voice-relay accepts the call's socket only with it.
+    /// The TwiML is the one inbound calls get (``ConversationRelaySettings``: every
+    /// `CONVERSATION_RELAY_*` attribute, `<Language>` and `<Parameter>`), with the request's `twiml`
+    /// options (``ConversationRelayOptions``) and `welcomeGreeting` on top. The socket URL (by default
+    /// `wss://<TWILIO_VOICE_PUBLIC_DOMAIN>/ws`) carries a single-use token (``RelayCallTokens``),
+    /// bound to the CallSid once Twilio returns it; voice-relay accepts the call's socket only with it.
+    /// `actionURL` defaults to `https://<domain>/conversation-relay-callback`.
     private func startCall(_ input: JSONValue, idempotencyKey: String) async throws -> JSONValue {
         guard let domain = configuration.voicePublicDomain else {
             throw Rejection(status: .serviceUnavailable, reason: "voice is not configured (TWILIO_VOICE_PUBLIC_DOMAIN)")
@@ -191,12 +196,23 @@ struct OutboundAPI: Sendable {
         }
         let from = try sender(input["from"]?.string, channel: .voice)
         let options = try Self.callOptions(input["callOptions"], domain: domain)
-        var attributes: [(String, String)] = [("welcomeGreeting", input["welcomeGreeting"]?.string ?? "Hello! How can I assist you today?")]
-        if let configurationId = configuration.conversationConfigurationId { attributes.append(("conversationConfiguration", configurationId)) }
+        var settings = configuration.relay
+        if let twiml = input["twiml"], twiml != .null {
+            guard let data = try? JSONEncoder().encode(twiml), let parsed = try? JSONDecoder().decode(ConversationRelayOptions.self, from: data) else {
+                throw Rejection(status: .badRequest, reason: "twiml must be an object of <ConversationRelay> options (voice, language, languages, parameters, …)")
+            }
+            var parsedOptions = parsed
+            parsedOptions.parameters?["conversationId"] = nil
+            settings = settings.applying(parsedOptions)
+        }
+        settings.set("welcomeGreeting", input["welcomeGreeting"]?.string)
+        if let configurationId = configuration.conversationConfigurationId { settings.set("conversationConfiguration", configurationId) }
+        let socketBase = try Self.url(input["websocketURL"], scheme: "wss://", default: "wss://\(domain)/ws")
+        let actionURL = try Self.url(input["actionURL"], scheme: "https://", default: "https://\(domain)/conversation-relay-callback")
         let tokens = RelayCallTokens(redis: redis)
         let token = try await tokens.mint(callSid: nil, conversationId: nil)
         let twiml = TwiMLBuilder(
-            actionURL: "https://\(domain)/conversation-relay-callback", websocketURL: "wss://\(domain)/ws?token=\(token)", attributes: attributes
+            settings: settings, actionURL: actionURL, websocketURL: socketBase + (socketBase.contains("?") ? "&" : "?") + "token=\(token)"
         ).build()
         let sid = try await api.createCall(to: to, from: from, twiml: twiml, options: options, idempotencyKey: "call:\(idempotencyKey)")
         do {
@@ -208,6 +224,31 @@ struct OutboundAPI: Sendable {
         count("call")
         logger.info("call placed", metadata: ["call.sid": "\(sid)"])
         return ["callSid": .string(sid)]
+    }
+
+    /// An `https://`/`wss://` URL from the request, or the default.
+    static func url(_ value: JSONValue?, scheme: String, default fallback: String) throws -> String {
+        guard let value, value != .null else { return fallback }
+        guard let text = value.string?.trimmingCharacters(in: .whitespaces), text.hasPrefix(scheme), text.count > scheme.count else {
+            throw Rejection(status: .badRequest, reason: "URLs must start with \(scheme)")
+        }
+        return text
+    }
+
+    /// `{callSid}` → `{ended: true}`: hangs the call up through the Calls API (`Status=completed`),
+    /// TAC's `end_call`. A call that already ended is not an error.
+    private func endCall(_ input: JSONValue, idempotencyKey: String) async throws -> JSONValue {
+        guard let sid = input["callSid"]?.string, sid.count == 34, sid.hasPrefix("CA"), sid.dropFirst(2).allSatisfy(\.isHexDigit) else {
+            throw Rejection(status: .badRequest, reason: "callSid must be a call SID (CA + 32 hex digits)")
+        }
+        let url = "\(api.rest.configuration.apiBaseURL)/2010-04-01/Accounts/\(api.rest.configuration.accountSid)/Calls/\(sid).json"
+        let response = try await api.rest.form(.POST, url, fields: [("Status", "completed")])
+        guard (200..<300).contains(response.status) else {
+            throw Rejection(status: response.status == 404 ? .notFound : .badGateway, reason: "Twilio answered \(response.status) to ending the call")
+        }
+        count("call_end")
+        logger.info("call ended through the API", metadata: ["call.sid": "\(sid)"])
+        return ["callSid": .string(sid), "ended": true]
     }
 
     /// Calls API parameters a caller may pass in `callOptions` (matched case-insensitively). None takes

@@ -9,14 +9,24 @@ import ServiceSupport
 import TwilioKit
 
 /// `POST /twiml`, `POST /conversation-relay-callback`, `POST /twilio/call-events/{status,amd,recording}`:
-/// signed forms from Twilio. `/twiml` answers with a socket URL carrying a fresh single-use token
-/// bound to the request's CallSid (``RelayCallTokens``).
+/// signed forms from Twilio.
+///
+/// - `/twiml` answers with a socket URL carrying a fresh single-use token bound to the request's
+///   CallSid (``RelayCallTokens``), and the `<ConversationRelay>` settings of the environment with the
+///   agent's per-call TwiML hook applied when a worker has one (``TwiMLHookChannel``).
+/// - `/conversation-relay-callback` (the `<Connect action>`): after the agent's `end` frame with
+///   `handoffData`, answers the TwiML that transfers the call (``HandoffDestination``); otherwise empty.
+/// - Every callback is published on the call's conversation (``CallConversations``), not the CallSid's.
 struct VoiceCallbackRoutes: Sendable {
     let configuration: VoiceConfiguration
     let bus: any EventBus
     let verifier: TwilioRequestVerifier
     let tokens: RelayCallTokens
     let logger: Logger
+    /// The call → conversation map written at `setup` (nil: callbacks use the CallSid).
+    var calls: CallConversations?
+    /// Redis for the per-call TwiML hook (nil: no hook is asked).
+    var hookRedis: RedisClient?
 
     func add<Context: RequestContext>(to router: Router<Context>) {
         router.post("/twiml") { request, _ in await twiml(request) }
@@ -48,19 +58,31 @@ struct VoiceCallbackRoutes: Sendable {
         guard let callSid = fields.first(where: { $0.0 == "CallSid" })?.1, !callSid.isEmpty else {
             return JSONResponse.error(.badRequest, "CallSid is required")
         }
-        var attributes = configuration.relayAttributes
+        var settings = configuration.relay
+        if let hookRedis {
+            let started = ContinuousClock.now
+            let answer = await TwiMLHookChannel.ask(
+                redis: hookRedis, fields: Dictionary(fields, uniquingKeysWith: { first, _ in first }),
+                timeout: .milliseconds(configuration.twimlHookTimeoutMilliseconds))
+            if let options = answer?.options {
+                // The conversation id is the relay's to decide (below), never the hook's.
+                var options = options
+                options.parameters?["conversationId"] = nil
+                settings = settings.applying(options)
+            } else if let error = answer?.error {
+                logger.warning("the TwiML hook failed; using the environment's settings", metadata: ["call.sid": "\(callSid)", "error": "\(error)"])
+            }
+            Timer(label: "agentconnect_twiml_hook_seconds").recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+        }
         if let configurationId = configuration.conversationConfigurationId {
-            attributes.append(("conversationConfiguration", configurationId))
+            settings.set("conversationConfiguration", configurationId)
         }
         // A conversation id is trusted only from what was signed: the webhook URL's query
         // (`/twiml?conversationId=…`) or `CONVERSATION_RELAY_PARAMETERS`; it travels in the token.
         let query = FormCoding.decode(request.uri.query ?? "")
-        var parameters = configuration.parameters
-        let conversationId = query.first { $0.0 == "conversationId" }?.1 ?? parameters.first { $0.0 == "conversationId" }?.1
-        if let conversationId, !conversationId.isEmpty {
-            parameters.removeAll { $0.0 == "conversationId" }
-            parameters.append(("conversationId", conversationId))
-        }
+        let conversationId = query.first { $0.0 == "conversationId" }?.1 ?? configuration.relay.parameters.first { $0.0 == "conversationId" }?.1
+        settings.parameters.removeAll { $0.0 == "conversationId" }
+        if let conversationId, !conversationId.isEmpty { settings.setParameter("conversationId", conversationId) }
         let token: String
         do {
             token = try await tokens.mint(callSid: callSid, conversationId: conversationId.flatMap { $0.isEmpty ? nil : $0 })
@@ -69,9 +91,8 @@ struct VoiceCallbackRoutes: Sendable {
             return JSONResponse.error(.serviceUnavailable, "temporarily unavailable")
         }
         let builder = TwiMLBuilder(
-            actionURL: "https://\(configuration.publicDomain)/conversation-relay-callback",
-            websocketURL: "wss://\(configuration.publicDomain)/ws?token=\(token)", attributes: attributes, languages: configuration.languages,
-            parameters: parameters)
+            settings: settings, actionURL: "https://\(configuration.publicDomain)/conversation-relay-callback",
+            websocketURL: "wss://\(configuration.publicDomain)/ws?token=\(token)")
         logger.info("incoming call", metadata: ["call.sid": "\(callSid)"])
         return Response(status: .ok, headers: [.contentType: "application/xml"], body: .init(byteBuffer: ByteBuffer(string: builder.build())))
     }
@@ -85,7 +106,7 @@ struct VoiceCallbackRoutes: Sendable {
         let map = Dictionary(fields, uniquingKeysWith: { first, _ in first })
         guard let callSid = map["CallSid"], !callSid.isEmpty else { return empty(.ok) }
         if let accountSid = configuration.accountSid, let received = map["AccountSid"], received != accountSid { return empty(.ok) }
-        let conversationId = map["ConversationId"] ?? callSid
+        let conversationId = await calls?.conversationId(forCall: callSid) ?? callSid
         await publish(EventType.voiceCallStatus, conversationId: conversationId, payload: ["kind": "session", "callSid": .string(callSid), "fields": JSONValue(map)])
         if map["CallStatus"] == "completed" || map["SessionStatus"] == "ended" || map["HandoffData"] != nil,
             configuration.conversationConfigurationId == nil
@@ -103,7 +124,27 @@ struct VoiceCallbackRoutes: Sendable {
                 return empty(.serviceUnavailable)
             }
         }
+        if let handoffData = map["HandoffData"], map["CallStatus"] != "completed" {
+            return transfer(handoffData: handoffData, callSid: callSid, conversationId: conversationId)
+        }
         return empty(.ok)
+    }
+
+    /// The TwiML that hands the call to a person (the call goes on with it), or an empty answer (the
+    /// call ends) when no destination is configured.
+    private func transfer(handoffData: String, callSid: String, conversationId: String) -> Response {
+        guard let destination = configuration.handoff else {
+            logger.warning(
+                "a voice handoff with nowhere to go: set VOICE_HANDOFF_TO or TWILIO_STUDIO_HANDOFF_FLOW_SID; the call ends",
+                metadata: ["call.sid": "\(callSid)"])
+            return empty(.ok)
+        }
+        let parsed = try? JSONDecoder().decode(JSONValue.self, from: Data(handoffData.utf8))
+        let reason = parsed?["attributes"]?["reason"]?.string ?? parsed?["reason"]?.string
+        let twiml = destination.twiml(handoffData: handoffData, reason: reason, conversationId: conversationId)
+        Counter(label: "agentconnect_voice_handoffs_total", dimensions: [("destination", destination.kind)]).increment()
+        logger.info("call handed off", metadata: ["call.sid": "\(callSid)", "destination": "\(destination.kind)"])
+        return Response(status: .ok, headers: [.contentType: "application/xml"], body: .init(byteBuffer: ByteBuffer(string: twiml)))
     }
 
     private func callEvent(_ request: Request, kind: String) async -> Response {
@@ -117,7 +158,8 @@ struct VoiceCallbackRoutes: Sendable {
             return JSONResponse.error(.badRequest, "CallSid is required")
         }
         if let accountSid = configuration.accountSid, let received = map["AccountSid"], received != accountSid { return empty(.ok) }
-        await publish(EventType.voiceCallStatus, conversationId: callSid, payload: ["kind": .string(kind), "callSid": .string(callSid), "fields": JSONValue(map)])
+        let conversationId = await calls?.conversationId(forCall: callSid) ?? callSid
+        await publish(EventType.voiceCallStatus, conversationId: conversationId, payload: ["kind": .string(kind), "callSid": .string(callSid), "fields": JSONValue(map)])
         return empty(.ok)
     }
 
@@ -150,5 +192,17 @@ struct ResponseError: Error {
 
     init(_ response: Response) {
         self.response = response
+    }
+}
+
+extension HandoffDestination {
+    /// A metric label.
+    var kind: String {
+        switch self {
+        case .studio: "studio"
+        case .dial(let target): target.hasPrefix("sip:") ? "sip" : "number"
+        case .workflow: "workflow"
+        case .queue: "queue"
+        }
     }
 }

@@ -12,12 +12,18 @@ struct VoiceConfiguration: Sendable {
     var publicDomain: String
     var conversationConfigurationId: String?
     var senders: Senders
-    /// `<ConversationRelay>` attributes from `CONVERSATION_RELAY_<ATTRIBUTE>` (snake case → camelCase).
-    var relayAttributes: [(String, String)]
-    /// `CONVERSATION_RELAY_LANGUAGES`: JSON array of `{code, voice?, ttsProvider?, …}` → `<Language>`.
-    var languages: [[String: String]]
-    /// `CONVERSATION_RELAY_PARAMETERS`: JSON object → `<Parameter name value>`.
-    var parameters: [(String, String)]
+    /// `CONVERSATION_RELAY_*`: the `<ConversationRelay>` attributes, `<Language>`s and `<Parameter>`s
+    /// every call gets unless the per-call TwiML hook says otherwise (``ConversationRelaySettings``).
+    var relay: ConversationRelaySettings
+    /// `VOICE_HANDOFF_TO`: where a voice handoff goes (``HandoffDestination``): `studio` (the default
+    /// when `TWILIO_STUDIO_HANDOFF_FLOW_SID` is set), `+1…`, `sip:…`, `workflow:WW…`, `queue:<name>`.
+    var handoff: HandoffDestination?
+    /// `VOICE_PROMPT_INTERRUPTS_REPLY`: whether a prompt that arrives while a reply is streaming cuts
+    /// that reply (false: only ConversationRelay's `interrupt` does; the prompt is answered after it).
+    var promptInterruptsReply: Bool
+    /// `VOICE_TWIML_HOOK_TIMEOUT_MS`: how long `/twiml` waits for the agent's per-call TwiML hook
+    /// before answering with the environment's settings.
+    var twimlHookTimeoutMilliseconds: Int
     /// `VOICE_DRAIN_SECONDS`: how long live calls may continue after SIGTERM.
     var drainSeconds: Int
     /// `VOICE_MAX_FRAME_BYTES`: larger inbound frames close the socket (1009).
@@ -50,30 +56,11 @@ struct VoiceConfiguration: Sendable {
         publicDomain = domain
         conversationConfigurationId = environment.string("TWILIO_CONVERSATION_CONFIGURATION_ID")
         senders = try Senders(environment: environment)
-        var attributes: [(String, String)] = [("welcomeGreeting", "Hello! How can I assist you today?")]
-        for (name, value) in environment.values.sorted(by: { $0.key < $1.key }) where name.hasPrefix("CONVERSATION_RELAY_") {
-            let key = Self.camelCase(String(name.dropFirst("CONVERSATION_RELAY_".count)))
-            guard key != "languages", key != "parameters", !value.isEmpty else { continue }
-            attributes.removeAll { $0.0 == key }
-            attributes.append((key, value))
-        }
-        relayAttributes = attributes
-        if let text = environment.string("CONVERSATION_RELAY_LANGUAGES") {
-            guard let parsed = try? JSONDecoder().decode([[String: String]].self, from: Data(text.utf8)) else {
-                throw ConfigurationError(variable: "CONVERSATION_RELAY_LANGUAGES", reason: #"must be a JSON array like [{"code":"es-ES","voice":"…"}]"#)
-            }
-            languages = parsed
-        } else {
-            languages = []
-        }
-        if let text = environment.string("CONVERSATION_RELAY_PARAMETERS") {
-            guard let parsed = try? JSONDecoder().decode([String: String].self, from: Data(text.utf8)) else {
-                throw ConfigurationError(variable: "CONVERSATION_RELAY_PARAMETERS", reason: #"must be a JSON object of strings"#)
-            }
-            parameters = parsed.sorted { $0.key < $1.key }
-        } else {
-            parameters = []
-        }
+        relay = try ConversationRelaySettings(environment: environment)
+        handoff = try HandoffDestination.parse(
+            environment.string("VOICE_HANDOFF_TO"), accountSid: accountSid, studioFlowSid: environment.string("TWILIO_STUDIO_HANDOFF_FLOW_SID"))
+        promptInterruptsReply = try environment.bool("VOICE_PROMPT_INTERRUPTS_REPLY", default: false)
+        twimlHookTimeoutMilliseconds = try environment.int("VOICE_TWIML_HOOK_TIMEOUT_MS", default: 1500, range: 50...10_000)
         drainSeconds = try environment.int("VOICE_DRAIN_SECONDS", default: 30, range: 0...3600)
         maxFrameBytes = try environment.int("VOICE_MAX_FRAME_BYTES", default: 64 << 10, range: 1024...(16 << 20))
         setupTimeoutMilliseconds = try environment.int("VOICE_SETUP_TIMEOUT_MS", default: 10_000, range: 100...600_000)
@@ -83,12 +70,5 @@ struct VoiceConfiguration: Sendable {
         livenessTTLMilliseconds = try environment.int("VOICE_RELAY_LIVENESS_TTL_MS", default: 15_000, range: 2_000...600_000)
         httpLimits = try HTTPServerLimits(environment: environment)
         twilio = conversationConfigurationId == nil ? nil : try TwilioAPIConfiguration(environment: environment)
-    }
-
-    /// `WELCOME_GREETING` → `welcomeGreeting`.
-    static func camelCase(_ snake: String) -> String {
-        let parts = snake.lowercased().split(separator: "_")
-        guard let first = parts.first else { return "" }
-        return String(first) + parts.dropFirst().map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
     }
 }

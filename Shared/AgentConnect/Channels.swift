@@ -128,6 +128,16 @@ public final class VoiceChannel: Sendable {
         tac.register(.voice, memoryMode: configuration.memoryMode)
     }
 
+    /// Registers the per-call TwiML hook (TAC's `on_inbound_call_twiml`): for each incoming call,
+    /// choose its voice, languages, transcription, interruptibility or `<Parameter>`s from the voice
+    /// webhook (the caller's country, say); fields left `nil` keep the `CONVERSATION_RELAY_*`
+    /// settings. Return `nil` for the defaults. It runs in a worker while `/twiml` waits in
+    /// voice-relay (they meet in Redis); past `VOICE_TWIML_HOOK_TIMEOUT_MS` (1.5 s), or if it throws,
+    /// the call gets the defaults, so keep it quick and free of side effects (any worker may run it).
+    public func onInboundCallTwiML(_ hook: @escaping @Sendable (TwiMLRequest) async throws -> VoiceTwiMLOptions?) {
+        tac.callbacks.withLockedValue { $0.twimlHook = hook }
+    }
+
     /// A handle for sending that does not register the channel (the runtime's auto-send).
     init(unregistered tac: TAC) {
         self.tac = tac
@@ -141,8 +151,10 @@ public final class VoiceChannel: Sendable {
         }
     }
 
-    /// Streams tokens as they are produced (`last: false` each), then an empty `last: true`.
-    public func sendResponse(conversationId: String, response: some AsyncSequence<String, any Error>) async throws {
+    /// Streams tokens as they are produced (`last: false` each), then an empty `last: true`. Any
+    /// `AsyncSequence` of `String` will do, whatever its failure type (`AsyncStream<String>`,
+    /// `AsyncThrowingStream<String, any Error>`, a model client's stream, …).
+    public func sendResponse<Tokens: AsyncSequence>(conversationId: String, response: Tokens) async throws where Tokens.Element == String {
         try await send(conversationId: conversationId) { emit in
             for try await token in response {
                 try Task.checkCancellation()
@@ -165,7 +177,9 @@ public final class VoiceChannel: Sendable {
         try await send(conversationId: conversationId) { emit in try await emit(frame) }
     }
 
-    private func send(
+    /// Publishes the frames `body` emits as one reply of the current turn (or a reply of its own
+    /// outside a callback), to the relay holding the call.
+    func send(
         conversationId: String, _ body: (_ emit: (JSONValue) async throws -> Void) async throws -> Void
     ) async throws {
         let runtime = try tac.runtime()

@@ -34,6 +34,8 @@ public struct ConversationSession: Sendable, Equatable {
     public var direction: Direction
     /// When this session was built.
     public var startedAt: Date
+    /// Voice only: the call's `setup` details (`customParameters`, caller name, …) and the prompt's `lang`.
+    public var voice: VoiceCallDetails?
     /// The media of the message being answered (pictures, voice notes, …), in order; the text may
     /// be empty when the customer sent only media. Fetch one with ``TAC/fetchMedia(_:maxBytes:timeout:)``.
     public var media: [MessageMedia]

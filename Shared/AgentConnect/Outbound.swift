@@ -35,6 +35,9 @@ public struct OutboundConversationOptions: Sendable {
     }
 }
 
+/// TAC's name for ``OutboundConversationOptions``.
+public typealias InitiateMessagingConversationOptions = OutboundConversationOptions
+
 /// The started conversation.
 public struct OutboundConversationResult: Sendable, Equatable {
     public var conversationId: String
@@ -45,16 +48,32 @@ public struct OutboundCallOptions: Sendable {
     public var to: String
     public var from: String?
     public var welcomeGreeting: String?
+    /// The ConversationRelay socket, `wss://…`; nil: `wss://<TWILIO_VOICE_PUBLIC_DOMAIN>/ws`. The
+    /// outbound service adds the call's single-use token to it, which voice-relay requires.
+    public var websocketURL: String?
+    /// The `<Connect action>`, `https://…`; nil: `https://<TWILIO_VOICE_PUBLIC_DOMAIN>/conversation-relay-callback`.
+    public var actionURL: String?
+    /// This call's `<ConversationRelay>` choices over the `CONVERSATION_RELAY_*` settings.
+    public var twimlOptions: VoiceTwiMLOptions?
     /// `statusCallback`, `amd`, `record` (booleans) or Calls API parameters (`Timeout`, …).
     public var callOptions: [String: String]
 
-    public init(to: String, from: String? = nil, welcomeGreeting: String? = nil, callOptions: [String: String] = [:]) {
+    public init(
+        to: String, from: String? = nil, websocketURL: String? = nil, welcomeGreeting: String? = nil, actionURL: String? = nil,
+        twimlOptions: VoiceTwiMLOptions? = nil, callOptions: [String: String] = [:]
+    ) {
         self.to = to
         self.from = from
+        self.websocketURL = websocketURL
         self.welcomeGreeting = welcomeGreeting
+        self.actionURL = actionURL
+        self.twimlOptions = twimlOptions
         self.callOptions = callOptions
     }
 }
+
+/// TAC's name for ``OutboundCallOptions``.
+public typealias InitiateVoiceConversationOptions = OutboundCallOptions
 
 /// The placed call.
 public struct OutboundCallResult: Sendable, Equatable {
@@ -114,6 +133,11 @@ extension VoiceChannel {
         var body: [String: JSONValue] = ["to": .string(options.to), "callOptions": JSONValue(options.callOptions)]
         if let from = options.from { body["from"] = .string(from) }
         if let greeting = options.welcomeGreeting { body["welcomeGreeting"] = .string(greeting) }
+        if let url = options.websocketURL { body["websocketURL"] = .string(url) }
+        if let url = options.actionURL { body["actionURL"] = .string(url) }
+        if let twiml = options.twimlOptions, let data = try? JSONEncoder().encode(twiml) {
+            body["twiml"] = try JSONDecoder().decode(JSONValue.self, from: data)
+        }
         let answer = try await OutboundClient(configuration: tac.configuration).post("/v1/calls", .object(body), idempotencyKey: idempotencyKey)
         guard let sid = answer["callSid"]?.string else { throw TACError("outbound API answered without callSid") }
         return OutboundCallResult(callSid: sid)

@@ -31,6 +31,8 @@ public final class TAC: Sendable {
         var callStatus: (@Sendable (ConversationSession, CallStatusEvent) async -> Void)?
         var error: (@Sendable (any Error, [String: String]) async -> Void)?
         var deliveryStatus: (@Sendable (ConversationSession, DeliveryStatusUpdate) async -> Void)?
+        var relayMessage: (@Sendable (ConversationSession, ConversationRelayMessage) async -> Void)?
+        var twimlHook: (@Sendable (TwiMLRequest) async throws -> VoiceTwiMLOptions?)?
     }
 
     /// The configuration read at start-up.
@@ -76,6 +78,11 @@ public final class TAC: Sendable {
     /// Called for recoverable failures that are otherwise only logged.
     public func onError(_ callback: @escaping @Sendable (any Error, [String: String]) async -> Void) {
         callbacks.withLockedValue { $0.error = callback }
+    }
+
+    /// Called for ConversationRelay's `info` and `configUpdated` messages (errors go to ``onError(_:)``).
+    public func onRelayMessage(_ callback: @escaping @Sendable (ConversationSession, ConversationRelayMessage) async -> Void) {
+        callbacks.withLockedValue { $0.relayMessage = callback }
     }
 
     /// Hands a failure to the author's ``onError(_:)`` callback (and logs it): a relay `error` frame, a
@@ -130,7 +137,10 @@ public final class TAC: Sendable {
         let partitions = configuration.common.inboundPartitions
         let lag = StreamLagReporter(bus: runtime.bus, group: "agents", logger: logger) { (0..<partitions).map(Streams.inboundPartition) }
         return ServiceMain.group(
-            services: [RedisClientService(client: runtime.redis), runtime.postgres, DatabaseCheckService(configuration: configuration.common.database, logger: logger), consumer, lag, runtime.httpServer(health: health)],
+            services: [
+                RedisClientService(client: runtime.redis), runtime.postgres, DatabaseCheckService(configuration: configuration.common.database, logger: logger),
+                consumer, lag, TwiMLHookService(tac: self, redis: runtime.redis), runtime.httpServer(health: health),
+            ],
             health: health, logger: logger)
     }
 }

@@ -26,6 +26,26 @@ struct TurnHandler: Sendable {
                 utteranceUntilInterrupt: event.payload["utteranceUntilInterrupt"]?.string ?? "",
                 durationUntilInterruptMs: Int(event.payload["durationUntilInterruptMs"]?.double ?? 0))
             await tac.callbacks.withLockedValue(\.interrupt)?(session, interrupt)
+            // History keeps what the caller heard of the cut reply (the turn recorded nothing: it was cancelled).
+            if !interrupt.utteranceUntilInterrupt.isEmpty {
+                await Uncancellable.run {
+                    await runtime.recordOutbound(interrupt.utteranceUntilInterrupt, replyId: "\(event.id):heard", session: session)
+                }
+            }
+        case EventType.voiceRelayMessage:
+            let session = try await session(for: event)
+            let frame = event.payload["frame"] ?? .null
+            let type = event.payload["frameType"]?.string ?? frame["type"]?.string ?? ""
+            if type == "error" {
+                await tac.reportError(
+                    ConversationRelayError(description: frame["description"]?.string ?? "", frame: frame),
+                    context: [
+                        "conversation.id": event.conversationId, "channel": "voice", "source": "conversation-relay",
+                        "call.sid": event.payload["callSid"]?.string ?? "",
+                    ])
+            } else {
+                await tac.callbacks.withLockedValue(\.relayMessage)?(session, ConversationRelayMessage(type: type, frame: frame))
+            }
         case EventType.voiceDTMF:
             let session = try await session(for: event)
             await tac.callbacks.withLockedValue(\.dtmf)?(session, DTMFMessage(digit: event.payload["digit"]?.string ?? ""))
@@ -83,10 +103,17 @@ struct TurnHandler: Sendable {
                 "event.id": "\(event.id)", "conversation.id": "\(event.conversationId)", "channel": "\(event.channel.rawValue)",
                 "traceparent": "\(event.traceparent)",
             ])
-        let reply = try await TurnContext.$current.withValue(context) { () async throws -> String? in
-            guard let callback else { return nil }
-            let memory = try await memory(for: session, text: text)
-            return try await callback(text, session, memory)
+        let reply: String?
+        do {
+            reply = try await TurnContext.$current.withValue(context) { () async throws -> String? in
+                guard let callback else { return nil }
+                let memory = try await memory(for: session, text: text)
+                return try await callback(text, session, memory)
+            }
+        } catch where !(error is CancellationError) && !Task.isCancelled {
+            await tac.reportError(
+                error, context: ["conversation.id": event.conversationId, "channel": event.channel.rawValue, "source": "turn", "event.id": event.id])
+            throw error
         }
         if let reply {
             try await TurnContext.$current.withValue(context) {
@@ -202,7 +229,7 @@ struct TurnHandler: Sendable {
         var metadata = stored?.metadata ?? [:]
         if let channelId = payload["channelId"]?.string { metadata["channel_id"] = channelId }
         let customerAddress = payload["authorAddress"]?.string ?? stored?.customerAddress
-        return ConversationSession(
+        var session = ConversationSession(
             conversationId: event.conversationId, channel: event.channel, callSid: payload["callSid"]?.string,
             profileId: payload["profileId"]?.string ?? stored?.profileId,
             authorInfo: ParticipantInfo(
@@ -214,6 +241,8 @@ struct TurnHandler: Sendable {
             metadata: metadata,
             direction: Direction(rawValue: payload["direction"]?.string ?? stored?.direction ?? "inbound") ?? .inbound,
             media: event.type == EventType.messageReceived ? MessageMedia.list(payload) : [])
+        if event.channel == .voice { session.voice = VoiceCallDetails(payload: payload) }
+        return session
     }
 
     /// History and the conversation row, written after the reply went out.

@@ -1,0 +1,127 @@
+import AgentConnectCore
+import EventBus
+import Foundation
+import RelayCaller
+import Testing
+
+/// Issue 15: handoffs that transfer, one TwiML for every call, call events on the call's
+/// conversation, the orchestrator lookup within the setup deadline, and every frame reaching the agent.
+@Suite("Voice control: transfers, TwiML, call events, frames")
+struct VoiceControlTests {
+    /// Every event on the stack's inbound partitions.
+    static func inboundEvents(_ stack: TestStack) async throws -> [BusEvent] {
+        let client = stack.redis.client()
+        defer { client.shutdown() }
+        let keys = try await client.command("KEYS", "tac:inbound:*").array?.compactMap(\.string) ?? []
+        var events: [BusEvent] = []
+        for key in keys {
+            let entries = try await client.command("XRANGE", .string(key), "-", "+").array ?? []
+            for entry in entries {
+                guard let fields = entry.array?.last?.array, let json = fields.last?.string, let event = try? BusEvent.decode(Array(json.utf8)) else { continue }
+                events.append(event)
+            }
+        }
+        return events
+    }
+
+    @Test("a voice handoff lands in the Studio flow with the handoff data, and the call's events reach its orchestrator conversation")
+    func handoffToStudio() async throws {
+        // The whole stack: the orchestrator update of a handoff reaches messaging-ingress as Twilio's webhook.
+        var options = TestStack.Options(workers: 0, relays: 1)
+        options.extra = ["TWILIO_STUDIO_HANDOFF_FLOW_SID": "FW00000000000000000000000000000042"]
+        try await withStack(options) { stack in
+            try await stack.launch("example-voice-assistant", port: TestEnvironment.freePort(), extra: ["INSTANCE_ID": "voice-assistant"])
+            let sid = "CA" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+            let call = try await stack.sim(.POST, "/sim/calls", ["say": ["I want a human please"], "callSid": .string(sid), "settleMs": 2000])
+            #expect(call["turns"]?.array?.first?["text"]?.string?.contains("Let me transfer you") == true, "\(call)")
+            let action = try await stack.sim(.GET, "/sim/calls/\(sid).action")
+            let next = try #require(action["next"], "\(action)\n\(stack.logs)")
+            #expect(next["studio"]?.bool == true)
+            #expect(next["flowSid"]?.string == "FW00000000000000000000000000000042")
+            #expect(next["accountSid"]?.string == stack.environment["TWILIO_ACCOUNT_SID"])
+            #expect(next["flowParameters"]?["HandoffReason"]?.string == "caller asked for a human")
+            let data = try JSONDecoder().decode(JSONValue.self, from: Data((next["flowParameters"]?["HandoffData"]?.string ?? "").utf8))
+            #expect(data["attributes"]?["queue"]?.string == "billing")
+            // The `<Connect action>` callback is published on the orchestrator conversation the call belongs to.
+            let conversationId = try #require(next["flowParameters"]?["ConversationId"]?.string)
+            #expect(conversationId.hasPrefix("conv_conversation_"))
+            let events = try await Self.inboundEvents(stack)
+            let statuses = events.filter { $0.type == EventType.voiceCallStatus && $0.payload["callSid"]?.string == sid }
+            #expect(!statuses.isEmpty)
+            #expect(statuses.allSatisfy { $0.conversationId == conversationId })
+        }
+    }
+
+    @Test("the orchestrator lookup gives up inside the setup deadline: the call runs on the CallSid; setup fields and lang travel with the prompt; no empty turn after an interrupt; a relay error reaches the agent's stream")
+    func lookupFallbackAndFrames() async throws {
+        var options = TestStack.Options(workers: 1, relays: 1)
+        options.ingress = false
+        options.outbound = false
+        options.extra = ["VOICE_SETUP_TIMEOUT_MS": "1500"]
+        try await withStack(options) { stack in
+            // No orchestrator conversation exists for this call (the sim is not asked to create one).
+            let sid = "CA" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+            var caller = RelayCaller(relayURL: "http://127.0.0.1:\(stack.relayPorts[0])", authToken: stack.environment["TWILIO_AUTH_TOKEN"] ?? "")
+            caller.replyTimeout = .seconds(15)
+            let (url, _) = try await caller.fetchTwiML(callSid: sid, from: "+15556661111", to: "+15550000001")
+            let started = ContinuousClock.now
+            let transcript = try await caller.call(
+                publicURL: url, callSid: sid, from: "+15556661111", to: "+15550000001",
+                script: [
+                    .say("hello there"),
+                    // Nothing is streaming now: the interrupt must not be answered with an empty turn.
+                    .raw(["type": "interrupt", "utteranceUntilInterrupt": "", "durationUntilInterruptMs": 0]),
+                    .raw(["type": "error", "description": "Invalid message received: unknown type"]),
+                    .pause(.milliseconds(800)),
+                ],
+                customParameters: ["tier": "gold"])
+            #expect(transcript.closeCode == nil, "closed \(String(describing: transcript.closeCode)): \(transcript.closeReason ?? "")")
+            #expect(transcript.turns.map(\.text) == ["You said: hello there"])
+            #expect(ContinuousClock.now - started < .seconds(10))
+            let textFrames = transcript.otherFrames.filter { frame in frame["type"]?.string == "text" }
+            #expect(textFrames.isEmpty, "\(transcript.otherFrames)")
+            let events = try await Self.inboundEvents(stack).filter { $0.conversationId == sid }
+            let prompt = try #require(events.first { $0.type == EventType.messageReceived })
+            #expect(prompt.payload["customParameters"]?["tier"]?.string == "gold")
+            #expect(prompt.payload["lang"]?.string == "en-US")
+            #expect(prompt.payload["callSetup"]?["callType"]?.string == "PSTN")
+            let relayError = try #require(events.first { $0.type == EventType.voiceRelayMessage })
+            #expect(relayError.payload["frameType"]?.string == "error")
+            #expect(relayError.payload["frame"]?["description"]?.string == "Invalid message received: unknown type")
+        }
+    }
+
+    @Test("an outbound call's TwiML carries the CONVERSATION_RELAY_* attributes, full <Language> elements and the request's own options")
+    func outboundTwiML() async throws {
+        var options = TestStack.Options(workers: 1, relays: 1)
+        options.ingress = false
+        options.extra = [
+            "CONVERSATION_RELAY_VOICE": "en-US-Journey-O", "CONVERSATION_RELAY_INTERRUPTIBLE": "speech",
+            "CONVERSATION_RELAY_LANGUAGES": #"[{"code":"es-MX","voice":"Lupe","hints":"factura,saldo","asrSmartFormat":true,"ttsTextNormalization":"on"}]"#,
+            "CONVERSATION_RELAY_PARAMETERS": #"{"campaign":"renewals"}"#,
+        ]
+        try await withStack(options) { stack in
+            let placed = try await TestStack.request(
+                .POST, "http://127.0.0.1:\(stack.outboundPort)/v1/calls",
+                body: ["to": "+15558880031", "welcomeGreeting": "Hi from Acme", "twiml": ["ttsProvider": "Amazon", "dtmfDetection": true]],
+                headers: [("Authorization", "Bearer \(stack.environment["OUTBOUND_API_TOKEN"] ?? "")")])
+            #expect(placed.status == 201, "\(placed.body)")
+            let requests = try await stack.simRequests(path: "/Calls.json")
+            let twiml = try #require(requests.first?["form"]?["Twiml"]?.string)
+            for fragment in [
+                #"voice="en-US-Journey-O""#, #"interruptible="speech""#, #"welcomeGreeting="Hi from Acme""#, #"ttsProvider="Amazon""#,
+                #"dtmfDetection="true""#, #"<Language code="es-MX" asrSmartFormat="true" hints="factura,saldo" ttsTextNormalization="on" voice="Lupe"/>"#,
+                #"<Parameter name="campaign" value="renewals"/>"#, #"conversationConfiguration="#,
+            ] {
+                #expect(twiml.contains(fragment), "\(fragment) missing from \(twiml)")
+            }
+            let sid = try #require(placed.json["callSid"]?.string)
+            var call: JSONValue = .null
+            _ = await eventually(timeout: .seconds(20)) {
+                call = (try? await stack.sim(.GET, "/sim/calls/\(sid)")) ?? .null
+                return call["turns"] != nil || call["error"] != nil
+            }
+            #expect(call["turns"]?.array?.first?["text"]?.string == "You said: hello", "\(call)")
+        }
+    }
+}

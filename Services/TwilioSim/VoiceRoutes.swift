@@ -28,12 +28,16 @@ struct VoiceRoutes: Sendable {
         }
         let greeting = RelayCaller.attribute("welcomeGreeting", in: twiml)
         createCallConversation(twiml: twiml, sid: sid, customer: to, agent: from)
-        let caller = RelayCaller(
+        var caller = RelayCaller(
             relayURL: configuration.voiceURL, authToken: configuration.authToken, publicBaseURL: configuration.voicePublicBaseURL, logger: logger)
+        // `applicationReconnect="true"`: a dropped socket is reconnected to the same URL (the voice URL, a load balancer in production).
+        caller.applicationReconnect = RelayCaller.attribute("applicationReconnect", in: twiml)?.lowercased() == "true"
         do {
             // On an outbound call the customer is `to`; setup reports the call as Twilio does.
             let transcript = try await caller.call(
                 publicURL: url, callSid: sid, from: from, to: to, direction: "outbound", script: script.map { .say($0) })
+            await ConnectAction(state: state, configuration: configuration, logger: logger).follow(
+                twiml: twiml, transcript: transcript, from: from, to: to, direction: "outbound-api")
             var json = Self.json(transcript).object ?? [:]
             json["welcomeGreeting"] = JSONValue(greeting)
             json["to"] = .string(to)
@@ -52,18 +56,22 @@ struct VoiceRoutes: Sendable {
         let prompts = input["say"]?.array?.compactMap(\.string) ?? []
         let transcript = try await placeCall(
             from: input["from"]?.string ?? "+15559990000", to: input["to"]?.string ?? configuration.senders.defaultSender(for: .voice) ?? "+15550000001",
-            prompts: prompts, interruptAfter: input["interruptAfter"]?.double.map { Int($0) }, dtmf: input["dtmf"]?.string)
+            prompts: prompts, interruptAfter: input["interruptAfter"]?.double.map { Int($0) }, dtmf: input["dtmf"]?.string,
+            callSid: input["callSid"]?.string, settle: input["settleMs"]?.double.map { .milliseconds(Int64($0)) })
         return JSONResponse.bytes(.ok, try encode(Self.json(transcript)))
     }
 
     /// Rings voice-relay: the voice webhook, then the ConversationRelay socket with the script.
-    func placeCall(from: String, to: String, prompts: [String], interruptAfter: Int?, dtmf: String?, callSid: String? = nil) async throws
+    func placeCall(
+        from: String, to: String, prompts: [String], interruptAfter: Int?, dtmf: String?, callSid: String? = nil, settle: Duration? = nil
+    ) async throws
         -> RelayCaller.Transcript
     {
-        let caller = RelayCaller(
+        var caller = RelayCaller(
             relayURL: configuration.voiceURL, authToken: configuration.authToken, publicBaseURL: configuration.voicePublicBaseURL, logger: logger)
         let sid = callSid ?? "CA" + state.nextId("").suffix(32)
         let (url, twiml) = try await caller.fetchTwiML(callSid: sid, from: from, to: to)
+        caller.applicationReconnect = RelayCaller.attribute("applicationReconnect", in: twiml)?.lowercased() == "true"
         createCallConversation(twiml: twiml, sid: sid, customer: from, agent: to)
         var script: [RelayCaller.Step] = []
         if let dtmf { script.append(.dtmf(dtmf)) }
@@ -74,7 +82,12 @@ struct VoiceRoutes: Sendable {
                 script.append(.say(prompt))
             }
         }
-        return try await caller.call(publicURL: url, callSid: sid, from: from, to: to, script: script)
+        // `settleMs`: after the last reply, frames the app still sends (an `end` after a goodbye) are awaited that long.
+        if let settle { script.append(.pause(settle)) }
+        let transcript = try await caller.call(publicURL: url, callSid: sid, from: from, to: to, script: script)
+        await ConnectAction(state: state, configuration: configuration, logger: logger).follow(
+            twiml: twiml, transcript: transcript, from: from, to: to, direction: "inbound")
+        return transcript
     }
 
     /// With `conversationConfiguration` in the TwiML, ConversationRelay creates the orchestrator
@@ -102,9 +115,11 @@ struct VoiceRoutes: Sendable {
                     "prompt": .string(turn.prompt), "text": .string(turn.text), "tokens": .array(turn.tokens.map { .string($0) }),
                     "firstTokenMs": ms(turn.firstToken), "completedMs": ms(turn.completed), "interrupted": .bool(turn.interrupted),
                     "acknowledged": .bool(turn.acknowledged), "lateTokens": .array(turn.lateTokens.map { .string($0) }),
+                    "repeated": .bool(turn.repeated),
                 ]
             }),
             "closeCode": transcript.closeCode.map { .number(Double($0)) } ?? .null,
+            "reconnects": .number(Double(transcript.reconnects)),
         ]
     }
 }

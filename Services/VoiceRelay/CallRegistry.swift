@@ -1,22 +1,56 @@
 import AgentConnectCore
 import EventBus
+import Foundation
 import Logging
 import Metrics
 import NIOConcurrencyHelpers
+import ServiceSupport
 
 /// The calls this relay holds, and their registration in Redis (`tac:call:<conversation id>` →
 /// this instance, with expiry) so a worker on any machine knows where to send the reply frames.
+///
+/// With `applicationReconnect` on (`CONVERSATION_RELAY_APPLICATION_RECONNECT=true`), a call also
+/// outlives the relay holding it: its state is kept in `tac:callstate:<conversation id>` (the socket
+/// token, the prompt in progress and the stream its frames go to, the last frame the caller was sent),
+/// and `tac:relay:resume:<token>` lets the socket URL, consumed on the first upgrade, open the call's
+/// socket again. A reconnect that lands on any relay takes the call over (``register(_:token:)``)
+/// once the previous holder handed it over or stopped beating, and reads the previous holder's frame
+/// stream for the turn in progress (``adoptedPositions()``).
 final class CallRegistry: Sendable {
     static let registrationSeconds = 4 * 3600
 
+    static func stateKey(_ conversationId: String) -> String { "tac:callstate:\(conversationId)" }
+    static func resumeKey(_ token: String) -> String { "tac:relay:resume:\(token)" }
+    /// The value a call's registration holds while the sweep of its dead relay ends it.
+    static func tombstone(_ owner: String) -> String { "!ended:\(owner)" }
+
     let instance: String
+    /// Whether calls are answered with `applicationReconnect="true"` (and so may be taken over).
+    let reconnect: Bool
+    /// A relay whose last heartbeat is older than this is taken to have lost its sockets.
+    let staleAfter: Duration
+    /// `VOICE_RELAY_LIVENESS_TTL_MS`: how long a heartbeat key lives.
+    let livenessTTLMilliseconds: Int
+    /// How long a reconnect waits for the previous holder to be handed over or gone.
+    let takeoverWait: Duration = .seconds(6)
+    /// How long the previous holder's stream is read for the turn in progress.
+    let adoptionTime: Duration = .seconds(120)
     private let redis: RedisClient
+    private let logger: Logger
     private let calls = NIOLockedValueBox<[String: CallSession]>([:])
     private let accepting = NIOLockedValueBox(true)
+    private let adoptions = NIOLockedValueBox<[String: (position: String, until: ContinuousClock.Instant)]>([:])
+    private let handedOverAny = NIOLockedValueBox(false)
+    /// Batches of frames being admitted and written right now (``sendingBatch(_:)``).
+    private let batchesInFlight = NIOLockedValueBox(0)
 
-    init(instance: String, redis: RedisClient) {
+    init(instance: String, redis: RedisClient, reconnect: Bool = false, livenessTTLMilliseconds: Int = 15_000, logger: Logger = Logger(label: "voice-relay")) {
         self.instance = instance
         self.redis = redis
+        self.reconnect = reconnect
+        self.livenessTTLMilliseconds = livenessTTLMilliseconds
+        self.staleAfter = .milliseconds(min(2_500, livenessTTLMilliseconds / 2))
+        self.logger = logger
     }
 
     /// Whether new calls are taken (false while draining).
@@ -27,15 +61,37 @@ final class CallRegistry: Sendable {
         accepting.withLockedValue { $0 = false }
     }
 
+    /// Whether this relay handed a call over (its heartbeat is then left to expire, not deleted, so
+    /// its peers give the reconnects time before they sweep).
+    var handedOverCalls: Bool { handedOverAny.withLockedValue { $0 } }
+
     var count: Int { calls.withLockedValue { $0.count } }
 
     func session(_ conversationId: String) -> CallSession? {
         calls.withLockedValue { $0[conversationId] }
     }
 
+    // MARK: registering and taking over
+
+    /// The grant of a socket token already used by a live call that may reconnect (nil otherwise):
+    /// the call's CallSid and, when it is not the CallSid, its conversation id.
+    func resumeGrant(_ token: String) async throws -> RelayCallTokens.Grant? {
+        guard reconnect, RelayCallTokens.isWellFormed(token) else { return nil }
+        guard let bytes = try await redis.command("GET", .string(Self.resumeKey(token))).string,
+            let json = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes.utf8)), let callSid = json["callSid"]?.string
+        else { return nil }
+        return RelayCallTokens.Grant(callSid: callSid, conversationId: json["conversationId"]?.string)
+    }
+
     /// Registers a call in Redis with `SET NX` and then locally; false (nothing changed) when the
-    /// conversation already has a live call registered, here or on another relay.
-    func register(_ session: CallSession) async throws -> Bool {
+    /// conversation already has a live call registered, here or on another relay. A socket opened with
+    /// the token of a live call (a reconnect) takes that call over instead (``takeOver(_:)``).
+    func register(_ session: CallSession, token: String? = nil) async throws -> Bool {
+        if reconnect, let token, RelayCallTokens.isWellFormed(token),
+            try await redis.command("EXISTS", .string(Self.resumeKey(token))).integer == 1
+        {
+            return try await takeOver(session)
+        }
         let replies = try await redis.send([
             [
                 "SET", .string("tac:call:\(session.conversationId)"), .string(instance), "NX", "EX", .string(String(Self.registrationSeconds)),
@@ -45,30 +101,242 @@ final class CallRegistry: Sendable {
         guard replies.first == .status("OK") else { return false }
         calls.withLockedValue { $0[session.conversationId] = session }
         Gauge(label: "agentconnect_live_calls").record(count)
-        let listed = try await redis.send([["SADD", .string(RelayLiveness.callsKey(instance)), .string(session.conversationId)]])
+        var commands: [[RedisArgument]] = [["SADD", .string(RelayLiveness.callsKey(instance)), .string(session.conversationId)]]
+        if reconnect, let token {
+            let state = Self.stateKey(session.conversationId)
+            var grant: [String: JSONValue] = ["callSid": .string(session.callSid)]
+            if session.conversationId != session.callSid { grant["conversationId"] = .string(session.conversationId) }
+            let grantJSON = String(decoding: try JSONEncoder().encode(JSONValue.object(grant)), as: UTF8.self)
+            commands += [
+                ["HSET", .string(state), "callSid", .string(session.callSid), "token", .string(token), "owner", .string(instance)],
+                ["EXPIRE", .string(state), .string(String(Self.registrationSeconds))],
+                ["SET", .string(Self.resumeKey(token)), .string(grantJSON), "EX", .string(String(Self.registrationSeconds))],
+            ]
+        }
+        let listed = try await redis.send(commands)
         if let error = listed.first(where: \.isError) {
-            await unregister(session.conversationId)
+            await unregister(session)
             throw BusError(.server, "could not list the call: \(error)")
         }
         return true
     }
 
-    /// Removes a call; the Redis key is deleted only if it still names this instance.
-    func unregister(_ conversationId: String) async {
-        calls.withLockedValue { $0[conversationId] = nil }
-        Gauge(label: "agentconnect_live_calls").record(count)
-        _ = try? await redis.send(Self.releaseCommands(conversationId: conversationId, owner: instance))
+    /// A reconnect: takes the call over from the relay that held it, once that relay handed it over
+    /// (a drain), stopped beating, or its heartbeat is older than ``staleAfter`` (`kill -9`, a lost
+    /// node); a holder still beating past ``takeoverWait`` keeps the call (a replayed upgrade for a
+    /// call whose socket is up is refused). False when the call has ended meanwhile.
+    private func takeOver(_ session: CallSession) async throws -> Bool {
+        let id = session.conversationId
+        let callKey = "tac:call:\(id)"
+        let deadline = ContinuousClock.now + takeoverWait
+        while true {
+            let replies = try await redis.send([["GET", .string(callKey)], ["HGETALL", .string(Self.stateKey(id))]])
+            guard let holder = replies.first?.string, !holder.hasPrefix("!") else { return false }
+            let state = Self.fields(replies.last)
+            var free = holder == instance || state["handedOver"] == holder
+            if !free {
+                let remaining = try await redis.command("PTTL", .string(RelayLiveness.aliveKey(holder))).integer ?? -2
+                free = remaining < 0 || Int(remaining) < livenessTTLMilliseconds - Int(staleAfter.milliseconds)
+            }
+            if free {
+                let taken = try await redis.command(
+                    "EVAL", .string(Self.takeoverScript), "3", .string(callKey), .string(RelayLiveness.callsKey(instance)), .string(Self.stateKey(id)),
+                    .string(holder), .string(instance), .string(id), .string(String(Self.registrationSeconds)))
+                guard taken.integer == 1 else { continue }
+                let previous = calls.withLockedValue { calls -> CallSession? in
+                    defer { calls[id] = session }
+                    return calls[id]
+                }
+                // A reconnect to this same relay: the old socket is gone; its end must not end the call.
+                previous?.handOver()
+                session.resume(
+                    prompt: state["prompt"], turnId: state["turn"], sequence: state["seq"].flatMap { Int($0) }, generation: state["gen"])
+                if let stream = state["stream"], state["prompt"] != nil, state["prompt"] != "-" {
+                    let position = state["pos"] ?? state["promptAt"].flatMap { Int($0) }.map { "\(max(0, $0 - 2_000))-0" } ?? "0-0"
+                    adopt(stream: stream, after: position)
+                }
+                Gauge(label: "agentconnect_live_calls").record(count)
+                Counter(label: "agentconnect_voice_calls_taken_over_total").increment()
+                logger.info("call taken over", metadata: ["conversation.id": "\(id)", "relay.previous": "\(holder)"])
+                return true
+            }
+            guard ContinuousClock.now < deadline else {
+                Counter(label: "agentconnect_voice_frames_total", dimensions: [("kind", "rejected_takeover")]).increment()
+                return false
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
     }
 
-    /// Drops a call's registration — the `tac:call:<id>` key only while it still names `owner` — and
-    /// its entry in the owner's call list (a hang-up here, or the sweep of a dead relay's calls).
-    static func releaseCommands(conversationId: String, owner: String) -> [[RedisArgument]] {
+    /// Moves a call's registration from `ARGV[1]` (still its holder) to `ARGV[2]`.
+    static let takeoverScript = """
+        if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+        redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[4])
+        if ARGV[1] ~= ARGV[2] then redis.call('SREM', 'tac:relay:calls:' .. ARGV[1], ARGV[3]) end
+        redis.call('SADD', KEYS[2], ARGV[3])
+        redis.call('HSET', KEYS[3], 'owner', ARGV[2])
+        redis.call('HDEL', KEYS[3], 'handedOver')
+        redis.call('EXPIRE', KEYS[3], ARGV[4])
+        return 1
+        """
+
+    // MARK: what the caller was sent
+
+    /// Records the prompt now in progress and the stream its frames will come on (before it is published).
+    func promptSent(_ session: CallSession, eventId: String) async {
+        guard reconnect else { return }
+        let key = Self.stateKey(session.conversationId)
+        let now = Int(Date().timeIntervalSince1970 * 1000)
+        _ = try? await redis.send([
+            ["HDEL", .string(key), "pos", "turn", "seq", "gen"],
+            [
+                "HSET", .string(key), "prompt", .string(eventId), "stream", .string(Streams.voice(instance: instance)), "promptAt",
+                .string(String(now)),
+            ],
+        ])
+    }
+
+    /// Records that no turn is in progress any more (an interrupt).
+    func interrupted(_ session: CallSession) async {
+        guard reconnect else { return }
+        _ = try? await redis.send([["HSET", .string(Self.stateKey(session.conversationId)), "prompt", "-"]])
+    }
+
+    /// One frame about to be written to a caller, for ``recordSent(_:)``.
+    struct SentFrame {
+        var conversationId: String
+        var turnId: String
+        var sequence: Int
+        var generation: String?
+        var entryId: String
+    }
+
+    /// Records, per call, the last frame about to be sent (one round trip per batch, before the writes:
+    /// a relay that dies after this and before its write leaves that frame unsent).
+    func recordSent(_ frames: [SentFrame]) async {
+        guard reconnect, !frames.isEmpty else { return }
+        var last: [String: SentFrame] = [:]
+        for frame in frames { last[frame.conversationId] = frame }
+        let commands: [[RedisArgument]] = last.values.map { frame in
+            var command: [RedisArgument] = [
+                "HSET", .string(Self.stateKey(frame.conversationId)), "turn", .string(frame.turnId), "seq", .string(String(frame.sequence)), "pos",
+                .string(frame.entryId),
+            ]
+            if let generation = frame.generation { command += ["gen", .string(generation)] }
+            return command
+        }
+        _ = try? await redis.send(commands)
+    }
+
+    /// Runs `body` (admitting a batch of frames, recording and writing it) as one unit a hand-over waits for.
+    func sendingBatch(_ body: () async -> Void) async {
+        batchesInFlight.withLockedValue { $0 += 1 }
+        await body()
+        batchesInFlight.withLockedValue { $0 -= 1 }
+    }
+
+    // MARK: streams of calls taken over
+
+    private func adopt(stream: String, after position: String) {
+        guard stream != Streams.voice(instance: instance) else { return }
+        adoptions.withLockedValue { adoptions in
+            let until = ContinuousClock.now + adoptionTime
+            if let existing = adoptions[stream] {
+                adoptions[stream] = (Self.earlier(existing.position, position), until)
+            } else {
+                adoptions[stream] = (position, until)
+            }
+        }
+    }
+
+    /// The streams of relays whose calls this one took over, with the position to read after; each is
+    /// read for ``adoptionTime`` after the last takeover from it.
+    func adoptedPositions() -> [String: String] {
+        adoptions.withLockedValue { adoptions in
+            adoptions = adoptions.filter { $0.value.until > .now }
+            return adoptions.mapValues(\.position)
+        }
+    }
+
+    /// Moves an adopted stream's read position on.
+    func advance(_ stream: String, to id: String) {
+        adoptions.withLockedValue { adoptions in
+            if let existing = adoptions[stream] { adoptions[stream] = (id, existing.until) }
+        }
+    }
+
+    /// The earlier of two stream entry ids.
+    static func earlier(_ a: String, _ b: String) -> String {
+        func parts(_ id: String) -> (Int, Int) {
+            let split = id.split(separator: "-")
+            return (Int(split.first ?? "0") ?? 0, Int(split.dropFirst().first ?? "0") ?? 0)
+        }
+        return parts(a) <= parts(b) ? a : b
+    }
+
+    // MARK: ending and handing over
+
+    /// Closes every call's socket so ConversationRelay reconnects it to another relay (a drain for a
+    /// rollout, with `applicationReconnect`); the calls stay registered here until one takes them over.
+    func handOverAll() async {
+        let sessions = calls.withLockedValue { Array($0.values) }
+        guard !sessions.isEmpty else { return }
+        handedOverAny.withLockedValue { $0 = true }
+        for session in sessions { session.handOver() }
+        // A batch admitted before the flag goes out in full before the sockets close: what was recorded
+        // as sent reaches the caller. Later batches skip these calls.
+        let settled = ContinuousClock.now + .seconds(2)
+        while batchesInFlight.withLockedValue({ $0 }) > 0, ContinuousClock.now < settled {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        _ = try? await redis.send(sessions.map { ["HSET", .string(Self.stateKey($0.conversationId)), "handedOver", .string(instance)] })
+        for session in sessions {
+            try? await session.writer.close(.unknown(1012), reason: "relay restarting")
+        }
+        Counter(label: "agentconnect_voice_calls_handed_over_total").increment(by: sessions.count)
+        logger.info("handed calls over", metadata: ["calls": "\(sessions.count)"])
+    }
+
+    /// Removes a call's socket. The call ends — the Redis key is deleted only if it still names this
+    /// instance — unless the call was handed over (another relay takes it, or the sweep ends it).
+    func unregister(_ session: CallSession) async {
+        calls.withLockedValue { calls in
+            if calls[session.conversationId] === session { calls[session.conversationId] = nil }
+        }
+        Gauge(label: "agentconnect_live_calls").record(count)
+        guard !session.isHandedOver else { return }
+        _ = try? await redis.send(Self.releaseCommands(conversationId: session.conversationId, owner: instance))
+    }
+
+    /// Drops a call's registration — the `tac:call:<id>` key, its state and its resume token only while
+    /// the key still names `owner` — and its entry in the owner's call list (a hang-up here, or the
+    /// sweep of a dead relay's calls, whose `owner` is then the tombstone ``tombstone(_:)``).
+    static func releaseCommands(conversationId: String, owner: String, list: String? = nil) -> [[RedisArgument]] {
         [
             [
-                "EVAL", "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", "1",
-                .string("tac:call:\(conversationId)"), .string(owner),
+                "EVAL",
+                """
+                if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+                local token = redis.call('HGET', KEYS[2], 'token')
+                if token then redis.call('DEL', 'tac:relay:resume:' .. token) end
+                redis.call('DEL', KEYS[2])
+                return redis.call('DEL', KEYS[1])
+                """,
+                "2", .string("tac:call:\(conversationId)"), .string(stateKey(conversationId)), .string(owner),
             ],
-            ["SREM", .string(RelayLiveness.callsKey(owner)), .string(conversationId)],
+            ["SREM", .string(RelayLiveness.callsKey(list ?? owner)), .string(conversationId)],
         ]
+    }
+
+    /// A Redis hash reply as a dictionary.
+    static func fields(_ reply: RedisValue?) -> [String: String] {
+        let items = reply?.array?.compactMap(\.string) ?? []
+        var fields: [String: String] = [:]
+        var index = 0
+        while index + 1 < items.count {
+            fields[items[index]] = items[index + 1]
+            index += 2
+        }
+        return fields
     }
 }

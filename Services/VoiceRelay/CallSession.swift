@@ -17,6 +17,8 @@ final class CallSession: Sendable {
     let startedAt = ContinuousClock.now
     /// Each prompt's span, from the prompt to its answer's last token (``OpenSpans``).
     let promptSpans = OpenSpans()
+    /// The `setup` details and whether a reply is streaming (``RelayCallState``).
+    let relayState = RelayCallState()
 
     private struct Turns {
         /// Prompt event ids whose frames must no longer reach the caller (interrupted or superseded).
@@ -31,6 +33,9 @@ final class CallSession: Sendable {
         var generation: [String: (id: String, at: ContinuousClock.Instant, done: Bool)] = [:]
         /// Generations turned away for a turn (`<turn>|<generation>`): never let in later.
         var rejected: Set<String> = []
+        /// After a takeover: the prompt whose turn was in progress on the previous relay; frames read
+        /// from that relay's stream count only for it ("-" when it had been interrupted).
+        var resumedPrompt: String?
     }
 
     /// How long a turn's generation may go silent before another may take the turn over (its worker
@@ -40,6 +45,27 @@ final class CallSession: Sendable {
         Int64(ProcessInfo.processInfo.environment["VOICE_GENERATION_TAKEOVER_MS"].flatMap { Int($0) } ?? 3000))
 
     private let turns = NIOLockedValueBox(Turns())
+    private let handedOver = NIOLockedValueBox(false)
+
+    /// Whether this relay gave the call up for another to take over (a drain with `applicationReconnect`,
+    /// or a reconnect that landed here again): its socket's end is not the end of the call.
+    var isHandedOver: Bool { handedOver.withLockedValue { $0 } }
+
+    /// Marks the call as given up by this socket (see ``isHandedOver``).
+    func handOver() {
+        handedOver.withLockedValue { $0 = true }
+    }
+
+    /// Seeds the turn state from what the previous relay recorded (``CallRegistry``): the prompt in
+    /// progress, and the last frame of its turn the caller was sent, so nothing is sent twice.
+    func resume(prompt: String?, turnId: String?, sequence: Int?, generation: String?) {
+        turns.withLockedValue { turns in
+            turns.resumedPrompt = prompt ?? "-"
+            if let prompt, prompt != "-" { turns.prompts.append((prompt, .now)) }
+            if let turnId, let sequence { turns.lastSequence[turnId] = sequence }
+            if let turnId, let generation { turns.generation[turnId] = (generation, .now, false) }
+        }
+    }
 
     init(
         conversationId: String, callSid: String, caller: String, called: String, direction: String, customParameters: [String: String],
@@ -63,6 +89,15 @@ final class CallSession: Sendable {
         }
     }
 
+    /// Records a prompt that does not cut the reply streaming now (ConversationRelay did not interrupt
+    /// it): earlier prompts' frames keep flowing, and this one's turn follows.
+    func promptQueued(eventId: String) {
+        turns.withLockedValue { turns in
+            turns.prompts.append((eventId, .now))
+            if turns.prompts.count > 32 { turns.prompts.removeFirst(turns.prompts.count - 32) }
+        }
+    }
+
     /// Cancels every turn so far (an interrupt).
     func interrupt() {
         turns.withLockedValue { turns in
@@ -76,10 +111,15 @@ final class CallSession: Sendable {
     /// A second generation is decided on at its first frame: it takes the turn over only when the
     /// first one has not finished the turn and has been silent for ``generationTakeover`` (its worker
     /// died); otherwise it is turned away for good.
-    func admit(turnId: String, sequence: Int, generation: String? = nil, isLast: Bool = false) -> (forward: Bool, sincePrompt: Duration?) {
+    /// `adopted` frames come from the stream of the relay that held the call before (a takeover): only
+    /// the turn that was in progress there is continued from them.
+    func admit(
+        turnId: String, sequence: Int, generation: String? = nil, isLast: Bool = false, adopted: Bool = false
+    ) -> (forward: Bool, sincePrompt: Duration?) {
         let promptId = turnId.split(separator: ":").first.map(String.init) ?? turnId
         return turns.withLockedValue { turns in
             if turns.cancelled.contains(promptId) { return (false, nil) }
+            if adopted, turns.resumedPrompt != promptId { return (false, nil) }
             if let generation {
                 if turns.rejected.contains("\(turnId)|\(generation)") { return (false, nil) }
                 var done = isLast

@@ -10,7 +10,10 @@ import ServiceLifecycle
 /// `VOICE_RELAY_LIVENESS_TTL_MS`, 15 s: a relay that stalls a few seconds is not dead) and lists its calls in
 /// `tac:relay:calls:<instance>`. Each relay also looks for call lists whose owner stopped beating:
 /// their conversations get `conversation.ended` (reason `relay_lost`, with the same dedup key a normal
-/// hang-up uses, so it is published once whoever notices first), and the list is removed.
+/// hang-up uses, so it is published once whoever notices first), and the list is removed. A call that
+/// another relay took over meanwhile (a reconnect) is left alone: each call is first claimed for
+/// ending atomically (its registration must still name the dead relay; it then holds a tombstone no
+/// takeover accepts), and only then ended.
 struct RelayLiveness: Service {
     static func callsKey(_ instance: String) -> String { "tac:relay:calls:\(instance)" }
     static func aliveKey(_ instance: String) -> String { "tac:relay:alive:\(instance)" }
@@ -23,6 +26,9 @@ struct RelayLiveness: Service {
     let logger: Logger
     var beat: Duration = .seconds(1)
     var ttlMilliseconds = 15_000
+    /// Whether to leave the heartbeat to expire on exit instead of deleting it (calls were handed over:
+    /// their reconnects get the heartbeat's lifetime before a peer's sweep ends the ones not taken over).
+    var keepHeartbeatOnExit: @Sendable () -> Bool = { false }
 
     func run() async throws {
         var sinceSweep = Duration.zero
@@ -40,7 +46,7 @@ struct RelayLiveness: Service {
             sinceSweep += beat
         }
         // A relay that drained its calls leaves nothing to sweep; stop beating.
-        _ = try? await redis.command("DEL", .string(Self.aliveKey(instance)))
+        if !keepHeartbeatOnExit() { _ = try? await redis.command("DEL", .string(Self.aliveKey(instance))) }
     }
 
     /// Ends the calls of relays that stopped beating.
@@ -61,7 +67,13 @@ struct RelayLiveness: Service {
 
     private func endCalls(of owner: String, key: String) async throws {
         let members = try await redis.command("SMEMBERS", .string(key)).array?.compactMap(\.string) ?? []
+        var ended = 0
         for conversationId in members {
+            let claimed = try await redis.command(
+                "EVAL", .string(Self.claimScript), "2", .string("tac:call:\(conversationId)"), .string(key), .string(owner),
+                .string(CallRegistry.tombstone(owner)), .string(conversationId))
+            guard claimed.integer == 1 else { continue }
+            ended += 1
             if relayOnly {
                 let event = BusEvent(
                     type: EventType.conversationEnded, conversationId: conversationId, channel: .voice,
@@ -70,9 +82,22 @@ struct RelayLiveness: Service {
                     event, to: Partitioner.inboundStream(for: conversationId, partitions: partitions),
                     dedupKey: "tac:dedup:ended:\(conversationId)", ttlSeconds: 86_400)
             }
-            _ = try await redis.send(CallRegistry.releaseCommands(conversationId: conversationId, owner: owner))
+            _ = try await redis.send(
+                CallRegistry.releaseCommands(conversationId: conversationId, owner: CallRegistry.tombstone(owner), list: owner))
         }
-        Counter(label: "agentconnect_relay_lost_calls_total").increment(by: members.count)
-        logger.warning("ended the calls of a relay that stopped", metadata: ["relay": "\(owner)", "calls": "\(members.count)"])
+        Counter(label: "agentconnect_relay_lost_calls_total").increment(by: ended)
+        logger.warning("ended the calls of a relay that stopped", metadata: ["relay": "\(owner)", "calls": "\(ended)"])
     }
+
+    /// Claims a dead relay's call for ending: its registration must still name the relay (or hold the
+    /// tombstone of an earlier, unfinished claim); a call that moved on is only dropped from the list.
+    static let claimScript = """
+        local holder = redis.call('GET', KEYS[1])
+        if holder == ARGV[1] or holder == ARGV[2] then
+            redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+            return 1
+        end
+        redis.call('SREM', KEYS[2], ARGV[3])
+        return 0
+        """
 }

@@ -23,7 +23,11 @@ struct VoiceRelay {
         let health = HealthState()
         let redis = RedisClient(configuration: configuration.common.redis, logger: logger)
         let bus = RedisStreamsEventBus(client: redis, retentionSeconds: configuration.common.streamRetentionSeconds, durability: configuration.common.busDurability)
-        let registry = CallRegistry(instance: configuration.common.instanceId, redis: redis)
+        // `applicationReconnect="true"` in the TwiML (`CONVERSATION_RELAY_APPLICATION_RECONNECT`): calls may move between relays.
+        let reconnect = configuration.relay.attributes.contains { $0.0 == "applicationReconnect" && $0.1.lowercased() == "true" }
+        let registry = CallRegistry(
+            instance: configuration.common.instanceId, redis: redis, reconnect: reconnect,
+            livenessTTLMilliseconds: configuration.livenessTTLMilliseconds, logger: logger)
         let verifier = TwilioRequestVerifier(authToken: configuration.authToken, publicDomain: configuration.publicDomain)
         var services: [any Service] = [RedisClientService(client: redis)]
         var lookup: ConversationLookup?
@@ -33,12 +37,16 @@ struct VoiceRelay {
             lookup = ConversationLookup(rest: TwilioRESTClient(configuration: twilio, httpClient: http), logger: logger)
         }
         let tokens = RelayCallTokens(redis: redis, ttlSeconds: configuration.tokenTTLSeconds)
-        let sockets = RelaySocketHandler(
+        let calls = CallConversations(redis: redis, lookup: lookup)
+        var sockets = RelaySocketHandler(
             configuration: configuration, registry: registry, bus: bus, verifier: verifier, tokens: tokens, lookup: lookup, logger: logger)
+        sockets.calls = calls
         let router = Router(context: BasicWebSocketRequestContext.self)
         OperationalRoutes.add(to: router, health: health, readiness: DependencyProbe(redis: redis).check)
-        VoiceCallbackRoutes(configuration: configuration, bus: bus, verifier: verifier, tokens: tokens, logger: logger).add(to: router)
-        router.ws("/ws") { inbound, outbound, context in
+        VoiceCallbackRoutes(configuration: configuration, bus: bus, verifier: verifier, tokens: tokens, logger: logger, calls: calls, hookRedis: redis)
+            .add(to: router)
+        // A draining relay refuses the upgrade itself (no socket is opened), so a reconnect goes elsewhere.
+        router.ws("/ws", shouldUpgrade: { _, _ in registry.isAccepting ? .upgrade([:]) : .dontUpgrade }) { inbound, outbound, context in
             await sockets.handle(inbound, outbound, context.request)
         }
         let app = Application(
@@ -50,7 +58,8 @@ struct VoiceRelay {
             VoiceFrameReader(bus: bus, redis: redis, registry: registry, logger: logger),
             RelayLiveness(
                 instance: configuration.common.instanceId, redis: redis, bus: bus, partitions: configuration.common.inboundPartitions,
-                relayOnly: lookup == nil, logger: logger, ttlMilliseconds: configuration.livenessTTLMilliseconds),
+                relayOnly: lookup == nil, logger: logger, ttlMilliseconds: configuration.livenessTTLMilliseconds,
+                keepHeartbeatOnExit: { registry.handedOverCalls }),
             app,
             CallDrain(registry: registry, health: health, grace: .seconds(configuration.drainSeconds), logger: logger),
         ]
@@ -73,7 +82,9 @@ extension VoiceRelay {
 }
 
 /// On SIGTERM: stop taking calls (ready turns 503) and wait for live calls to end, up to the grace
-/// period; then the HTTP server and the frame reader stop.
+/// period; then the HTTP server and the frame reader stop. With `applicationReconnect`, live calls are
+/// handed over instead: their sockets are closed (1012) and ConversationRelay reconnects each to
+/// another relay, which takes it over (``CallRegistry``).
 struct CallDrain: Service {
     let registry: CallRegistry
     let health: HealthState
@@ -86,6 +97,7 @@ struct CallDrain: Service {
         registry.stopAccepting()
         let deadline = ContinuousClock.now + grace
         logger.info("draining calls", metadata: ["live": "\(registry.count)"])
+        if registry.reconnect { await registry.handOverAll() }
         while registry.count > 0 && ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(100))
         }

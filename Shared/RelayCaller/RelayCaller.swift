@@ -26,6 +26,8 @@ public struct RelayCaller: Sendable {
         case raw(JSONValue)
         /// Waits.
         case pause(Duration)
+        /// Runs `action` between two utterances (the socket stays up, and reconnects, meanwhile).
+        case action(@Sendable () async -> Void)
     }
 
     /// What happened to one prompt.
@@ -38,6 +40,8 @@ public struct RelayCaller: Sendable {
         public var acknowledged = false
         public var firstToken: Duration?
         public var completed: Duration?
+        /// Whether the caller said the prompt again: nothing came back and the socket had been reconnected.
+        public var repeated = false
         /// The reply as spoken.
         public var text: String { tokens.joined() }
     }
@@ -51,6 +55,10 @@ public struct RelayCaller: Sendable {
         /// How the relay closed the socket, when it did.
         public var closeCode: Int?
         public var closeReason: String?
+        /// How many times the socket was opened again after an unexpected drop (`applicationReconnect`).
+        public var reconnects = 0
+        /// Caller events not sent because more than 500 waited for a reconnect.
+        public var droppedEvents = 0
     }
 
     /// voice-relay's base URL (`http://127.0.0.1:8081`), where requests go.
@@ -62,6 +70,13 @@ public struct RelayCaller: Sendable {
     let logger: Logger
     /// Longest wait for one reply.
     public var replyTimeout: Duration = .seconds(10)
+    /// Whether a dropped socket is reconnected, as ConversationRelay does with `applicationReconnect="true"`.
+    public var applicationReconnect = false
+    /// Where a reconnect may land (a load balancer's backends), tried in turn starting after the one
+    /// the call was on; empty: `relayURL` only.
+    public var reconnectURLs: [String] = []
+    /// How long a dropped call keeps trying to reconnect before it fails (not documented by Twilio; assumed).
+    public var reconnectWindow: Duration = .seconds(30)
 
     public init(relayURL: String, authToken: String, publicBaseURL: String? = nil, logger: Logger = Logger(label: "relay-caller")) {
         self.relayURL = relayURL
@@ -93,57 +108,62 @@ public struct RelayCaller: Sendable {
 
     /// Opens the socket (signed for `publicURL`, the `wss://` URL from the TwiML, query and all, and
     /// dialled at the same path and query on `relayURL`), sends `setup`, runs the script and hangs up.
+    ///
+    /// With ``applicationReconnect`` (the TwiML's `applicationReconnect="true"`), a socket that drops
+    /// unexpectedly is opened again at the same URL — through ``reconnectURLs``, the load balancer a
+    /// reconnect may cross — for up to ``reconnectWindow``; the caller's events meanwhile are buffered
+    /// (up to 500) and sent, after a new `setup`, on the new socket. See twilio-sim's README.
     public func call(
         publicURL: String, callSid: String, from: String, to: String, direction: String = "inbound", script: [Step],
         signature: String? = nil, sendSetup: Bool = true, customParameters: [String: String] = [:]
     ) async throws -> Transcript {
         let path = publicURL.firstIndex(of: "/").map { _ in URLPath.path(of: publicURL) } ?? "/ws"
-        let socketURL = relayURL.replacingOccurrences(of: "http://", with: "ws://").replacingOccurrences(of: "https://", with: "wss://") + path
         var configuration = WebSocketClientConfiguration(maxFrameSize: 1 << 20)
         if let signature = signature ?? Optional(signer.compute(url: publicURL)), !signature.isEmpty {
             configuration.additionalHeaders[HTTPField.Name("X-Twilio-Signature")!] = signature
         }
+        let setup: JSONValue? = sendSetup
+            ? [
+                "type": "setup", "sessionId": .string("VX" + callSid.dropFirst(2)), "callSid": .string(callSid), "from": .string(from),
+                "to": .string(to), "direction": .string(direction), "callType": "PSTN", "callStatus": "IN-PROGRESS",
+                "accountSid": "ACsimulator", "customParameters": JSONValue(customParameters),
+            ] : nil
         let session = TranscriptBox(callSid: callSid)
+        let queue = FrameQueue()
+        let link = CallLink()
         let replyTimeout = replyTimeout
-        let close = try await WebSocketClient.connect(url: socketURL, configuration: configuration, logger: logger) { inbound, outbound, _ in
-            let queue = FrameQueue()
-            try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                defer { queue.close() }
-                for try await message in inbound.messages(maxSize: 1 << 20) {
-                    if case .text(let text) = message, let frame = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) {
-                        queue.push(frame)
-                    }
-                }
+        let connection = Connection(
+            caller: self, path: path, configuration: configuration, setup: setup, queue: queue, link: link, transcript: session)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await connection.run() }
+            // The first socket is up (or could not be opened: then `run` throws and ends the group).
+            guard await link.waitConnected() else {
+                try await group.waitForAll()
+                return
             }
-            func send(_ frame: JSONValue) async throws {
-                try await outbound.write(.text(String(decoding: try JSONEncoder().encode(frame), as: UTF8.self)))
+            func send(_ frame: JSONValue) async {
+                await link.send(frame)
             }
-            /// The next text frame, or nil when the socket closed or `timeout` passed.
-            func next(timeout: Duration) async throws -> JSONValue? {
+            /// The next text frame, or nil when the call ended or `timeout` passed.
+            func next(timeout: Duration) async -> JSONValue? {
                 await queue.pop(timeout: timeout)
-            }
-            if sendSetup {
-                try await send([
-                    "type": "setup", "sessionId": .string("VX" + callSid.dropFirst(2)), "callSid": .string(callSid), "from": .string(from),
-                    "to": .string(to), "direction": .string(direction), "callType": "PSTN", "callStatus": "IN-PROGRESS",
-                    "accountSid": "ACsimulator", "customParameters": JSONValue(customParameters),
-                ])
             }
             for step in script {
                 // The relay hung up: the rest of the script has nobody to talk to.
                 if queue.isClosed { break }
                 switch step {
                 case .raw(let frame):
-                    try await send(frame)
+                    await send(frame)
                 case .pause(let duration):
                     // Frames that arrive meanwhile (`end`, `play`, …) are kept.
                     let until = ContinuousClock.now + duration
-                    while ContinuousClock.now < until, let frame = try await next(timeout: until - ContinuousClock.now) {
+                    while ContinuousClock.now < until, let frame = await next(timeout: until - ContinuousClock.now) {
                         session.other(frame)
                     }
+                case .action(let action):
+                    await action()
                 case .dtmf(let digit):
-                    try await send(["type": "dtmf", "digit": .string(digit)])
+                    await send(["type": "dtmf", "digit": .string(digit)])
                 case .say, .sayWithAction:
                     let (text, actionAfter, action): (String, Int, (@Sendable () async -> Void)?) = {
                         if case .sayWithAction(let text, let after, let action) = step { return (text, after, action) }
@@ -152,9 +172,21 @@ public struct RelayCaller: Sendable {
                     }()
                     var turn = Turn(prompt: text)
                     let started = ContinuousClock.now
-                    try await send(["type": "prompt", "voicePrompt": .string(text), "lang": "en-US", "last": true])
+                    let prompt: JSONValue = ["type": "prompt", "voicePrompt": .string(text), "lang": "en-US", "last": true]
+                    let reconnectsAtPrompt = await link.reconnects
+                    await send(prompt)
                     var acted = action == nil
-                    while let frame = try await next(timeout: replyTimeout) {
+                    while true {
+                        guard let frame = await next(timeout: replyTimeout) else {
+                            // Nothing came back and the socket was opened again meanwhile: the relay that
+                            // died may never have read the prompt, so the caller says it again, once.
+                            if turn.tokens.isEmpty, !turn.repeated, !queue.isClosed, await link.reconnects > reconnectsAtPrompt {
+                                turn.repeated = true
+                                await send(prompt)
+                                continue
+                            }
+                            break
+                        }
                         guard frame["type"]?.string == "text" else {
                             session.other(frame)
                             continue
@@ -177,40 +209,38 @@ public struct RelayCaller: Sendable {
                 case .sayAndInterrupt(let text, let afterTokens, let settle):
                     var turn = Turn(prompt: text)
                     let started = ContinuousClock.now
-                    try await send(["type": "prompt", "voicePrompt": .string(text), "lang": "en-US", "last": true])
-                    while turn.tokens.count < afterTokens, let frame = try await next(timeout: replyTimeout) {
+                    await send(["type": "prompt", "voicePrompt": .string(text), "lang": "en-US", "last": true])
+                    while turn.tokens.count < afterTokens, let frame = await next(timeout: replyTimeout) {
                         guard frame["type"]?.string == "text", let token = frame["token"]?.string, !token.isEmpty else { continue }
                         if turn.firstToken == nil { turn.firstToken = ContinuousClock.now - started }
                         turn.tokens.append(token)
                     }
-                    try await send([
+                    await send([
                         "type": "interrupt", "utteranceUntilInterrupt": .string(turn.text), "durationUntilInterruptMs": .string("420"),
                     ])
                     turn.interrupted = true
                     // Tokens already in flight may arrive before the acknowledgement; after it, none may.
-                    while let frame = try await next(timeout: replyTimeout) {
+                    while let frame = await next(timeout: replyTimeout) {
                         if frame["type"]?.string == "text", frame["token"]?.string == "", frame["last"]?.bool == true {
                             turn.acknowledged = true
                             break
                         }
                     }
-                    while let frame = try await next(timeout: settle) {
+                    while let frame = await next(timeout: settle) {
                         if frame["type"]?.string == "text", let token = frame["token"]?.string, !token.isEmpty { turn.lateTokens.append(token) }
                     }
                     session.append(turn)
                 }
             }
-            // Give a close the relay already started a moment to arrive, then hang up (the client
-            // closes the socket when this closure returns).
+            // Give a close the relay already started a moment to arrive, then hang up (the socket is
+            // closed normally).
             _ = await queue.waitClosed(timeout: .milliseconds(100))
-            group.cancelAll()
-            }
+            await link.hangUp()
+            try await group.waitForAll()
         }
         var transcript = session.transcript
-        if let close {
-            transcript.closeCode = Int(Self.code(of: close.closeCode))
-            transcript.closeReason = close.reason
-        }
+        transcript.reconnects = await link.reconnects
+        transcript.droppedEvents = await link.dropped
         return transcript
     }
 
@@ -375,6 +405,7 @@ final class TranscriptBox: @unchecked Sendable {
 
     func append(_ turn: RelayCaller.Turn) { lock.withLock { value.turns.append(turn) } }
     func other(_ frame: JSONValue) { lock.withLock { value.otherFrames.append(frame) } }
+    func update(_ change: (inout RelayCaller.Transcript) -> Void) { lock.withLock { change(&value) } }
     var transcript: RelayCaller.Transcript { lock.withLock { value } }
 }
 

@@ -73,9 +73,10 @@ final class PhoneCalls: Sendable {
     func start(from: String) async throws -> String {
         let to = configuration.senders.defaultSender(for: .voice) ?? "+15550000001"
         let sid = "CA" + state.nextId("").suffix(32)
-        let caller = RelayCaller(
+        var caller = RelayCaller(
             relayURL: configuration.voiceURL, authToken: configuration.authToken, publicBaseURL: configuration.voicePublicBaseURL, logger: logger)
         let (url, twiml) = try await caller.fetchTwiML(callSid: sid, from: from, to: to)
+        caller.applicationReconnect = RelayCaller.attribute("applicationReconnect", in: twiml)?.lowercased() == "true"
         voice.createCallConversation(twiml: twiml, sid: sid, customer: from, agent: to)
         let (commands, continuation) = AsyncStream<JSONValue>.makeStream()
         calls.withLockedValue { $0[sid] = Call(commands: continuation) }
@@ -83,7 +84,12 @@ final class PhoneCalls: Sendable {
         Task {
             var closeCode: Int?
             do {
-                closeCode = try await caller.converse(publicURL: url, callSid: sid, from: from, to: to, commands: commands) { frame in
+                closeCode = try await caller.converse(
+                    publicURL: url, callSid: sid, from: from, to: to, commands: commands,
+                    onReconnect: { count in
+                        self.state.events.publish(["kind": "call.reconnected", "callSid": .string(sid), "reconnects": .number(Double(count))])
+                    }
+                ) { frame in
                     self.received(frame, callSid: sid)
                 }
             } catch {

@@ -47,6 +47,9 @@ enum DevPhonePage {
   .keypad button { padding: 6px 0; }
   .interrupted { text-decoration: line-through; opacity: .6; }
   #callStatus { font-size: 12px; color: #6a7181; }
+  .msg img { display: block; max-width: 180px; max-height: 180px; border-radius: 6px; margin-top: 4px; background: #fff; }
+  .status { display: block; font-size: 11px; opacity: .75; margin-top: 2px; }
+  .msg.failed { background: #fbe3e6; }
 </style>
 </head>
 <body>
@@ -62,6 +65,7 @@ enum DevPhonePage {
     <form id="sendForm" class="row" style="margin-top:8px">
       <input id="text" type="text" placeholder="Write to the agent…" autocomplete="off">
       <button id="send" type="submit">Send</button>
+      <button id="picture" type="button" class="secondary" title="send the sim's sample picture, with the text as its caption">📎 Picture</button>
     </form>
   </section>
   <section id="voice">
@@ -131,6 +135,41 @@ function customerAddress() {
   return from;
 }
 
+// Media the sim hosts need Twilio's Basic auth; the page shows them through the sim's local copy.
+function pictures(div, media) {
+  for (const item of media || []) {
+    const url = typeof item === "string" ? item : item.url;
+    const img = document.createElement("img");
+    img.alt = (item && item.contentType) || "media";
+    img.src = url.includes("/Media/ME") ? "/sim/media/" + url.split("/Media/")[1] : url;
+    div.insertBefore(img, div.children[1] || null);
+  }
+}
+function deliveryStatus(event) {
+  let div = document.querySelector('[data-id="' + event.id + '"]');
+  if (!div) {
+    div = add("thread", "agent", event.text || (event.contentSid ? "template " + event.contentSid : ""), event);
+    div.dataset.id = event.id;
+    pictures(div, event.media);
+  }
+  showStatus(div, event);
+}
+function showStatus(div, event) {
+  let span = div.querySelector(".status");
+  if (!span) { span = document.createElement("span"); span.className = "status"; div.insertBefore(span, div.querySelector("details")); }
+  span.textContent = (event.errorCode ? "✗ " : "✓ ") + event.status + (event.errorCode ? " (Twilio error " + event.errorCode + ")" : "");
+  div.classList.toggle("failed", !!event.errorCode);
+}
+$("picture").addEventListener("click", async () => {
+  const text = $("text").value.trim();
+  $("text").value = "";
+  try {
+    await post("/sim/messages", { channel: $("channel").value, from: customerAddress(), text, media: [{ contentType: "image/png" }] });
+  } catch (error) {
+    system("thread", "send failed: " + error.message);
+  }
+});
+
 $("sendForm").addEventListener("submit", async (event) => {
   event.preventDefault();
   const text = $("text").value.trim();
@@ -148,6 +187,7 @@ function handle(event) {
     case "customer.message": {
       const div = add("thread", "customer", event.text, event);
       div.dataset.conversation = event.conversationId;
+      pictures(div, event.media);
       state.lastSent[event.conversationId] = { at: event.at, div };
       break;
     }
@@ -157,8 +197,11 @@ function handle(event) {
       break;
     }
     case "agent.message": {
-      const div = add("thread", "agent", event.text, event);
+      const div = add("thread", "agent", event.text || (event.contentSid ? "template " + event.contentSid + " " + JSON.stringify(event.contentVariables || {}) : ""), event);
       div.dataset.conversation = event.conversationId || "";
+      div.dataset.id = event.id;
+      pictures(div, event.media);
+      if (event.status) showStatus(div, event);
       const sent = state.lastSent[event.conversationId];
       if (sent) {
         hops(div, "webhook " + (sent.webhookMs ?? "?") + " ms → agent + delivery " + Math.round(event.at - sent.at - (sent.webhookMs || 0)) + " ms · total " + Math.round(event.at - sent.at) + " ms");
@@ -168,6 +211,9 @@ function handle(event) {
       }
       break;
     }
+    case "agent.status":
+      deliveryStatus(event);
+      break;
     case "call.incoming":
       system("callLog", "📞 outbound call from the agent to " + event.to + " (answered by the sim)").append(raw("TwiML", event.twiml));
       break;
@@ -209,6 +255,9 @@ function handle(event) {
       }
       break;
     }
+    case "call.reconnected":
+      if (event.callSid === state.call) system("callLog", "socket dropped: reconnected (applicationReconnect), the call goes on");
+      break;
     case "call.ended":
       if (event.callSid !== state.call) break;
       system("callLog", "call ended" + (event.closeCode ? " (close " + event.closeCode + ")" : ""));

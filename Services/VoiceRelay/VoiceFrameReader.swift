@@ -87,6 +87,7 @@ struct VoiceFrameReader: Service {
         if let sincePrompt {
             Timer(label: "agentconnect_voice_first_token_seconds").recordNanoseconds(sincePrompt.nanoseconds)
         }
+        if adopted { Counter(label: "agentconnect_voice_frames_adopted_total").increment() }
         let promptId = String(turnId.prefix { $0 != ":" })
         if sincePrompt != nil { session.promptSpans.event(promptId, "first token") }
         if frame["last"]?.bool == true { session.promptSpans.end(promptId, event: "last token") }

@@ -23,6 +23,8 @@ struct Connection: Sendable {
     let queue: FrameQueue
     let link: CallLink
     let transcript: TranscriptBox
+    /// Told after each reconnect, with the number so far.
+    var onReconnect: (@Sendable (Int) -> Void)?
 
     /// Close codes after which ConversationRelay ends the session instead of reconnecting.
     static let finalCodes: Set<Int> = [1000, 1002, 1003, 1007, 1008, 1009, 1010]
@@ -48,6 +50,8 @@ struct Connection: Sendable {
                     opened.withLockedValue { $0 = .now }
                     if let setup { try await outbound.write(.text(String(decoding: try JSONEncoder().encode(setup), as: UTF8.self))) }
                     try await link.attach(outbound)
+                    let reconnects = await link.reconnects
+                    if reconnects > 0 { onReconnect?(reconnects) }
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         group.addTask {
                             for try await message in inbound.messages(maxSize: 1 << 20) {

@@ -246,41 +246,50 @@ public struct RelayCaller: Sendable {
 
     /// An open-ended call (the dev phone): sends `setup`, then each frame of `commands` as it comes,
     /// and hands every frame the relay sends to `onFrame`, until `commands` finishes (hang up) or the
-    /// relay closes. Returns the close code when the relay closed.
+    /// relay closes. Returns the close code when the relay closed. With ``applicationReconnect`` a
+    /// dropped socket is reopened as in ``call(publicURL:callSid:from:to:direction:script:signature:sendSetup:customParameters:)``,
+    /// and `onReconnect` is told each time (with the count so far).
     public func converse(
         publicURL: String, callSid: String, from: String, to: String, direction: String = "inbound",
-        commands: AsyncStream<JSONValue>, onFrame: @escaping @Sendable (JSONValue) -> Void
+        commands: AsyncStream<JSONValue>, onReconnect: (@Sendable (Int) -> Void)? = nil, onFrame: @escaping @Sendable (JSONValue) -> Void
     ) async throws -> Int? {
-        let socketURL = relayURL.replacingOccurrences(of: "http://", with: "ws://").replacingOccurrences(of: "https://", with: "wss://")
-            + URLPath.path(of: publicURL)
         var configuration = WebSocketClientConfiguration(maxFrameSize: 1 << 20)
         configuration.additionalHeaders[HTTPField.Name("X-Twilio-Signature")!] = signer.compute(url: publicURL)
-        let close = try await WebSocketClient.connect(url: socketURL, configuration: configuration, logger: logger) { inbound, outbound, _ in
-            func send(_ frame: JSONValue) async throws {
-                try await outbound.write(.text(String(decoding: try JSONEncoder().encode(frame), as: UTF8.self)))
+        let setup: JSONValue = [
+            "type": "setup", "sessionId": .string("VX" + callSid.dropFirst(2)), "callSid": .string(callSid), "from": .string(from),
+            "to": .string(to), "direction": .string(direction), "callType": "PSTN", "callStatus": "IN-PROGRESS",
+            "accountSid": "ACsimulator", "customParameters": .object([:]),
+        ]
+        let queue = FrameQueue()
+        let link = CallLink()
+        let transcript = TranscriptBox(callSid: callSid)
+        var connection = Connection(
+            caller: self, path: URLPath.path(of: publicURL), configuration: configuration, setup: setup, queue: queue, link: link,
+            transcript: transcript)
+        connection.onReconnect = onReconnect
+        try await withThrowingTaskGroup(of: Void.self) { [connection] group in
+            group.addTask { try await connection.run() }
+            guard await link.waitConnected() else {
+                try await group.waitForAll()
+                return
             }
-            try await send([
-                "type": "setup", "sessionId": .string("VX" + callSid.dropFirst(2)), "callSid": .string(callSid), "from": .string(from),
-                "to": .string(to), "direction": .string(direction), "callType": "PSTN", "callStatus": "IN-PROGRESS",
-                "accountSid": "ACsimulator", "customParameters": .object([:]),
-            ])
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    for try await message in inbound.messages(maxSize: 1 << 20) {
-                        if case .text(let text) = message, let frame = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) {
-                            onFrame(frame)
-                        }
-                    }
+            group.addTask {
+                while !queue.isClosed || !queue.isEmpty {
+                    if let frame = await queue.pop(timeout: .seconds(60)) { onFrame(frame) }
                 }
-                group.addTask {
-                    for await command in commands { try await send(command) }
-                }
-                // Whichever ends first (relay closed, or the caller hung up) ends the call.
-                try await group.next()
-                group.cancelAll()
             }
+            group.addTask {
+                for await command in commands { await link.send(command) }
+                await link.hangUp()
+            }
+            // Whichever ends first (relay closed, or the caller hung up) ends the call.
+            while try await group.next() != nil {
+                if queue.isClosed { break }
+            }
+            await link.hangUp()
+            group.cancelAll()
         }
-        return close.map { Int(Self.code(of: $0.closeCode)) }
+        return transcript.transcript.closeCode
     }
 
     static func code(of error: WebSocketErrorCode) -> UInt16 {
@@ -334,6 +343,7 @@ final class FrameQueue: @unchecked Sendable {
     }
 
     var isClosed: Bool { lock.withLock { closed } }
+    var isEmpty: Bool { lock.withLock { buffer.isEmpty } }
 
     /// Waits until the reader ends or `timeout` passes, discarding frames.
     func waitClosed(timeout: Duration) async -> Bool {

@@ -118,6 +118,8 @@ struct RelayReconnectFaultTests {
             #expect(try await stack.metric("agentconnect_conversations_ended_total", port: worker.port) == Double(calls))
             #expect(try await stack.metric("agentconnect_relay_lost_calls_total", port: survivor.port) == 0)
             #expect(try await stack.metric("agentconnect_voice_calls_taken_over_total", port: survivor.port) >= Double(calls))
+            // The turn the kill cut short went on from the dead relay's stream.
+            #expect(try await stack.metric("agentconnect_voice_frames_adopted_total", port: survivor.port) > 0)
             let damage = Self.damage(placed, expected: expected)
             #expect(damage.missing == 0 && damage.repeated == 0, "\(damage)")
             Self.row(

@@ -124,7 +124,8 @@ final class CallRegistry: Sendable {
     /// A reconnect: takes the call over from the relay that held it, once that relay handed it over
     /// (a drain), stopped beating, or its heartbeat is older than ``staleAfter`` (`kill -9`, a lost
     /// node); a holder still beating past ``takeoverWait`` keeps the call (a replayed upgrade for a
-    /// call whose socket is up is refused). False when the call has ended meanwhile.
+    /// call whose socket is up is refused), and so does this relay while a socket here carries it.
+    /// False when the call has ended meanwhile.
     private func takeOver(_ session: CallSession) async throws -> Bool {
         let id = session.conversationId
         let callKey = "tac:call:\(id)"
@@ -133,8 +134,10 @@ final class CallRegistry: Sendable {
             let replies = try await redis.send([["GET", .string(callKey)], ["HGETALL", .string(Self.stateKey(id))]])
             guard let holder = replies.first?.string, !holder.hasPrefix("!") else { return false }
             let state = Self.fields(replies.last)
-            var free = holder == instance || state["handedOver"] == holder
-            if !free {
+            // This relay: free unless a socket here still carries the call (a replayed upgrade, not Twilio,
+            // opens a second socket for a live call); after a restart with the same instance id it is free.
+            var free = state["handedOver"] == holder || (holder == instance && (self.session(id).map(\.isHandedOver) ?? true))
+            if !free, holder != instance {
                 let remaining = try await redis.command("PTTL", .string(RelayLiveness.aliveKey(holder))).integer ?? -2
                 free = remaining < 0 || Int(remaining) < livenessTTLMilliseconds - Int(staleAfter.milliseconds)
             }

@@ -27,6 +27,8 @@ struct RelaySocketHandler: Sendable {
     let tokens: RelayCallTokens
     let lookup: ConversationLookup?
     let logger: Logger
+    /// Where Twilio's call callbacks find the call's conversation (set at `setup`).
+    var calls: CallConversations?
     /// Sockets open on this relay (for `VOICE_MAX_SOCKETS`).
     private let open = NIOLockedValueBox(0)
     /// How long a `setup` waits for the outbound service to bind the CallSid of a call it placed.
@@ -74,7 +76,9 @@ struct RelaySocketHandler: Sendable {
         let token = FormCoding.decode(request.uri.query ?? "").first { $0.0 == "token" }?.1 ?? ""
         let grant: RelayCallTokens.Grant?
         do {
-            grant = try await tokens.consume(token)
+            // A token already used by a live call opens its socket again when the call may reconnect (CallRegistry).
+            let consumed = try await tokens.consume(token)
+            grant = consumed == nil ? try await registry.resumeGrant(token) : consumed
         } catch {
             count("token_unavailable")
             logger.error("could not check the call token", metadata: ["error": "\(error)"])
@@ -196,19 +200,25 @@ struct RelaySocketHandler: Sendable {
         customParameters["conversationId"] = grant.conversationId
         var conversationId = grant.conversationId ?? callSid
         if grant.conversationId == nil, let lookup {
-            conversationId = await lookup.conversationId(forCall: callSid) ?? callSid
+            conversationId = await lookup.conversationId(forCall: callSid, within: lookupBudget) ?? callSid
         }
         let session = CallSession(
             conversationId: conversationId, callSid: callSid, caller: direction == "outbound" ? to : from,
             called: direction == "outbound" ? from : to, direction: direction, customParameters: customParameters, writer: outbound)
         do {
-            guard try await registry.register(session) else {
+            guard try await registry.register(session, token: token) else {
                 return .refused("rejected_duplicate_call", "the call is already connected")
             }
         } catch {
             logger.error("could not register the call", metadata: ["call.sid": "\(callSid)", "error": "\(error)"])
             return .refused("register_failed", "temporarily unavailable")
         }
+        var details: [String: String] = [:]
+        for key in ["callerName", "forwardedFrom", "parentCallSid", "callType", "sessionId", "accountSid", "callStatus"] {
+            if let value = frame[key]?.string, !value.isEmpty { details[key] = value }
+        }
+        session.relayState.setup = details
+        await calls?.record(callSid: callSid, conversationId: conversationId)
         count("setup")
         logger.info("call connected", metadata: ["call.sid": "\(callSid)", "conversation.id": "\(conversationId)"])
         return .started(session)
@@ -222,8 +232,13 @@ struct RelaySocketHandler: Sendable {
             await prompt(frame, session: session)
         case "interrupt":
             session.interrupt()
+            await registry.interrupted(session)
             session.promptSpans.endAll(event: "interrupted")
-            try? await session.writer.write(.text(#"{"type":"text","token":"","last":true}"#))
+            // Close the reply ConversationRelay stopped speaking, only when one was streaming: an empty
+            // `last: true` with nothing before it would be an empty turn of its own.
+            if session.relayState.stopStreaming() {
+                try? await session.writer.write(.text(#"{"type":"text","token":"","last":true}"#))
+            }
             await publish(
                 EventType.voiceInterrupted, session: session,
                 payload: [
@@ -234,9 +249,10 @@ struct RelaySocketHandler: Sendable {
         case "dtmf":
             await publish(EventType.voiceDTMF, session: session, payload: ["digit": .string(frame["digit"]?.string ?? "")])
             count("dtmf")
-        case "error", "info":
+        case "error", "info", "configUpdated":
             count(type)
             logger.log(level: type == "error" ? .warning : .debug, "ConversationRelay \(type)", metadata: ["call.sid": "\(session.callSid)", "description": "\(frame["description"]?.string ?? "")"])
+            await publish(EventType.voiceRelayMessage, session: session, payload: ["frameType": .string(type), "frame": frame])
         default:
             count("unknown")
         }
@@ -251,10 +267,23 @@ struct RelaySocketHandler: Sendable {
             "lang": JSONValue(frame["lang"]?.string), "mode": .string(lookup == nil ? "relay" : "orchestrator"),
         ]
         if !session.customParameters.isEmpty { payload["customParameters"] = JSONValue(session.customParameters) }
+        let setup = session.relayState.setup
+        if !setup.isEmpty { payload["callSetup"] = JSONValue(setup) }
+        // A prompt while a reply streams cuts it only when ConversationRelay interrupted it (the
+        // interrupt came first and stopped the stream) or VOICE_PROMPT_INTERRUPTS_REPLY says so;
+        // otherwise the reply goes on and this prompt's turn follows it.
+        let supersedes = configuration.promptInterruptsReply || !session.relayState.isStreaming
+        payload["supersedes"] = .bool(supersedes)
         var event = BusEvent(type: EventType.messageReceived, conversationId: session.conversationId, channel: .voice, payload: .object(payload))
         // The `prompt` span: open until the answer's last token is forwarded (VoiceFrameReader); the turn continues it.
         event.traceparent = session.promptSpans.start("prompt", key: event.id, attributes: ["call.sid": session.callSid], fallback: event.traceparent)
-        session.promptSent(eventId: event.id)
+        if supersedes {
+            session.relayState.stopStreaming()
+            session.promptSent(eventId: event.id)
+        } else {
+            session.promptQueued(eventId: event.id)
+        }
+        await registry.promptSent(session, eventId: event.id)
         do {
             _ = try await bus.publish(event, to: stream(for: session))
             count("prompt")
@@ -277,9 +306,9 @@ struct RelaySocketHandler: Sendable {
     }
 
     private func teardown(_ session: CallSession) async {
-        await registry.unregister(session.conversationId)
+        await registry.unregister(session)
         session.promptSpans.endAll(event: "call ended")
-        if lookup == nil {
+        if lookup == nil, !session.isHandedOver {
             // Relay-only: the socket closing is the end of the conversation (once, whoever notices first).
             let event = BusEvent(
                 type: EventType.conversationEnded, conversationId: session.conversationId, channel: .voice,
@@ -295,6 +324,12 @@ struct RelaySocketHandler: Sendable {
         }
         Timer(label: "agentconnect_call_duration_seconds").recordNanoseconds((ContinuousClock.now - session.startedAt).nanoseconds)
         logger.info("call ended", metadata: ["call.sid": "\(session.callSid)"])
+    }
+
+    /// How long `setup` may spend finding the orchestrator conversation: half the setup deadline, at
+    /// most 5 s, so the CallSid fallback happens well before the socket would be closed for it.
+    var lookupBudget: Duration {
+        .milliseconds(min(5000, max(50, configuration.setupTimeoutMilliseconds / 2)))
     }
 
     private func stream(for session: CallSession) -> String {

@@ -78,6 +78,14 @@ struct SimMessaging: Sendable {
             return Response(
                 status: .ok, headers: [.contentType: medium.contentType], body: ResponseBody(byteBuffer: ByteBuffer(bytes: medium.bytes)))
         }
+        // The dev phone's view of hosted media (the sim listens on loopback only; Twilio's own URLs need auth).
+        router.get("/sim/media/:media") { _, context -> Response in
+            guard let sid = context.parameters.get("media"), let medium = state.medium(sid) else {
+                return JSONResponse.error(.notFound, "no such medium")
+            }
+            return Response(
+                status: .ok, headers: [.contentType: medium.contentType], body: ResponseBody(byteBuffer: ByteBuffer(bytes: medium.bytes)))
+        }
         // Makes sends to an address fail after Twilio accepted them: `{address, status?, errorCode?}`
         // (default undelivered, 30006 "landline or unreachable carrier"); DELETE with `?address=` clears it.
         router.post("/sim/recipients") { request, _ -> Response in

@@ -179,4 +179,28 @@ struct MessagingMediaTests {
             #expect(try await stack.replyTexts(conversationId: conversationId, count: 2).last == "You said: hi agent")
         }
     }
+
+    @Test("the dev phone shows pictures both ways and each reply's delivery status, failures included")
+    func devPhone() async throws {
+        try await withMediaStack { stack in
+            _ = try await stack.sim(.POST, "/sim/recipients", ["address": "whatsapp:+15554440091", "status": "undelivered", "errorCode": 30006])
+            let browser = try await Chromium.launch()
+            defer { browser.close() }
+            try await browser.withPage { page in
+                _ = try await page.send("Page.navigate", ["url": .string("http://127.0.0.1:\(stack.simPort)/")])
+                #expect(try await page.waitFor("document.body && document.body.dataset.live === '1'"))
+                try await page.evaluate(##"$("channel").value = "whatsapp"; $("from").value = "+15554440090"; $("text").value = "my cat"; $("picture").click();"##)
+                // The customer's picture (the sim's 16×16 sample, shown through the page) and the agent's answer, with its status.
+                #expect(try await page.waitFor(##"[...document.querySelectorAll("#thread .customer img")].some(i => i.naturalWidth === 16)"##, timeout: .seconds(30)))
+                #expect(try await page.waitFor(
+                    ##"[...document.querySelectorAll("#thread .agent")].some(d => d.querySelector(".text").textContent === "Thanks for the picture: image/png of 94 bytes (my cat)" && (d.querySelector(".status")?.textContent || "").includes("sent"))"##,
+                    timeout: .seconds(30)))
+                try await page.evaluate(##"$("text").value = "send me a picture"; $("send").click();"##)
+                #expect(try await page.waitFor(##"[...document.querySelectorAll("#thread .agent img")].some(i => i.src === "https://demo.twilio.com/owl.png")"##, timeout: .seconds(30)))
+                // A reply Twilio could not deliver shows as failed, with Twilio's code.
+                try await page.evaluate(##"$("from").value = "+15554440091"; $("text").value = "hello"; $("send").click();"##)
+                #expect(try await page.waitFor(##"[...document.querySelectorAll("#thread .agent.failed .status")].some(s => s.textContent.includes("30006"))"##, timeout: .seconds(30)))
+            }
+        }
+    }
 }

@@ -2,7 +2,9 @@ import AgentConnectCore
 import EventBus
 import Foundation
 import RelayCaller
+import ServiceSupport
 import Testing
+import TwilioKit
 
 /// Issue 15: handoffs that transfer, one TwiML for every call, call events on the call's
 /// conversation, the orchestrator lookup within the setup deadline, and every frame reaching the agent.
@@ -122,6 +124,82 @@ struct VoiceControlTests {
                 return call["turns"] != nil || call["error"] != nil
             }
             #expect(call["turns"]?.array?.first?["text"]?.string == "You said: hello", "\(call)")
+        }
+    }
+
+    /// Text frames of `frames` grouped into replies (each ends at `last: true`).
+    static func replies(_ frames: [JSONValue]) -> [String] {
+        var replies: [String] = []
+        var current = ""
+        for frame in frames where frame["type"]?.string == "text" {
+            current += frame["token"]?.string ?? ""
+            if frame["last"]?.bool == true {
+                replies.append(current)
+                current = ""
+            }
+        }
+        return replies
+    }
+
+    @Test("a prompt that arrives while a reply streams, with no interrupt, does not cut it: the reply finishes and the prompt is answered after it")
+    func promptDuringSpeech() async throws {
+        var options = TestStack.Options(workers: 1, relays: 1)
+        options.ingress = false
+        options.outbound = false
+        options.extra = ["TWILIO_CONVERSATION_CONFIGURATION_ID": "", "ECHO_TOKEN_DELAY_MS": "80"]
+        try await withStack(options) { stack in
+            let sid = "CA" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+            var caller = RelayCaller(relayURL: "http://127.0.0.1:\(stack.relayPorts[0])", authToken: stack.environment["TWILIO_AUTH_TOKEN"] ?? "")
+            caller.replyTimeout = .seconds(15)
+            let (url, _) = try await caller.fetchTwiML(callSid: sid, from: "+15556662222", to: "+15550000001")
+            let long = "please tell me a very long story about the sea and the ships"
+            let transcript = try await caller.call(
+                publicURL: url, callSid: sid, from: "+15556662222", to: "+15550000001",
+                script: [
+                    .raw(["type": "prompt", "voicePrompt": .string(long), "lang": "en-US", "last": true]),
+                    // Two or three tokens in (reportInputDuringAgentSpeech with interruptible="none"): a prompt, no interrupt.
+                    .pause(.milliseconds(250)),
+                    .raw(["type": "prompt", "voicePrompt": "and one more thing", "lang": "en-US", "last": true]),
+                    .pause(.seconds(3)),
+                ])
+            let replies = Self.replies(transcript.otherFrames)
+            #expect(replies == ["You said: \(long)", "You said: and one more thing"], "\(transcript.otherFrames)")
+        }
+    }
+
+    @Test("the per-call TwiML hook a worker serves chooses this call's language and voice; with no answer in time the call gets the environment's settings")
+    func twimlHook() async throws {
+        var options = TestStack.Options(workers: 0, relays: 1)
+        options.ingress = false
+        options.outbound = false
+        options.extra = ["CONVERSATION_RELAY_VOICE": "default-voice", "VOICE_TWIML_HOOK_TIMEOUT_MS": "700"]
+        try await withStack(options) { stack in
+            let client = stack.redis.client()
+            defer { client.shutdown() }
+            let caller = RelayCaller(relayURL: "http://127.0.0.1:\(stack.relayPorts[0])", authToken: stack.environment["TWILIO_AUTH_TOKEN"] ?? "")
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    await TwiMLHookChannel.serve(redis: client) { fields in
+                        if fields["From"] == "+525550001111" {
+                            return ConversationRelayOptions(
+                                language: "es-MX", voice: "Lupe", languages: [LanguageOptions(code: "es-MX", hints: "saldo")],
+                                parameters: ["tier": "gold", "conversationId": "forged"])
+                        }
+                        try await Task.sleep(for: .seconds(3))
+                        return ConversationRelayOptions(voice: "too-late")
+                    }
+                }
+                _ = await eventually { (try? await client.command("GET", .string(TwiMLHookChannel.liveKey)).string) != nil }
+                let (_, mexican) = try await caller.fetchTwiML(callSid: "CAhook1", from: "+525550001111", to: "+15550000001")
+                #expect(mexican.contains(#"voice="Lupe""#) && mexican.contains(#"language="es-MX""#), "\(mexican)")
+                #expect(mexican.contains(#"<Language code="es-MX" hints="saldo"/>"#) && mexican.contains(#"<Parameter name="tier" value="gold"/>"#))
+                #expect(!mexican.contains("forged"))
+                let started = ContinuousClock.now
+                let (_, slow) = try await caller.fetchTwiML(callSid: "CAhook2", from: "+15550002222", to: "+15550000001")
+                #expect(ContinuousClock.now - started < .seconds(2))
+                #expect(slow.contains(#"voice="default-voice""#) && !slow.contains("too-late"), "\(slow)")
+                group.cancelAll()
+            }
         }
     }
 }

@@ -11,9 +11,12 @@ struct LaneWork: Sendable {
     /// A voice turn is cancelled by an interrupt or by a newer prompt.
     var isCancellableTurn: Bool { event.channel == .voice && event.type == EventType.messageReceived }
     /// Events that cancel the running voice turn on arrival.
+    /// A prompt the relay marked `supersedes: false` (it came while a reply was streaming and
+    /// ConversationRelay did not interrupt it) waits for the running turn instead.
     var supersedesVoiceTurn: Bool {
-        event.channel == .voice && (event.type == EventType.voiceInterrupted || event.type == EventType.messageReceived
-            || event.type == EventType.conversationEnded)
+        event.channel == .voice
+            && (event.type == EventType.voiceInterrupted || event.type == EventType.conversationEnded
+                || (event.type == EventType.messageReceived && event.payload["supersedes"]?.bool != false))
     }
 }
 

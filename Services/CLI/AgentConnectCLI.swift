@@ -11,7 +11,7 @@ import NIOCore
 struct AgentConnectCLI: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agentconnect", abstract: "Start conversations and calls through AgentConnect's outbound API; check and operate a deployment.",
-        subcommands: [StartConversation.self, StartCall.self, Handoff.self, Doctor.self, DeadLetters.self])
+        subcommands: [StartConversation.self, StartCall.self, Handoff.self, Doctor.self, DeadLetters.self, Knowledge.self])
 }
 
 /// Where the API is and how to authenticate.

@@ -12,9 +12,11 @@ public enum BuiltInTool: Sendable, Equatable {
     /// Text the customer on a messaging channel, e.g. a link while they are on the phone
     /// (``TAC/textCustomerTool(session:channel:)``).
     case textCustomer(channel: ChannelKind)
+    /// Search the knowledge base (``TAC/knowledgeSearchTool(name:limit:)``).
+    case searchKnowledge
 
     /// Names `OPENAI_TOOLS` accepts.
-    public static let names = ["handoff", "recall_memory", "text_customer"]
+    public static let names = ["handoff", "recall_memory", "text_customer", "search_knowledge"]
 
     /// The tool named `name` in `OPENAI_TOOLS` (`text_customer` texts by SMS).
     public init?(name: String) {
@@ -22,6 +24,7 @@ public enum BuiltInTool: Sendable, Equatable {
         case "handoff": self = .handoff
         case "recall_memory": self = .recallMemory
         case "text_customer": self = .textCustomer(channel: .sms)
+        case "search_knowledge": self = .searchKnowledge
         default: return nil
         }
     }
@@ -32,6 +35,7 @@ public enum BuiltInTool: Sendable, Equatable {
         case .handoff: [try tac.studioHandoffTool(session: session)]
         case .recallMemory: [tac.memoryRecallTool(session: session)]
         case .textCustomer(let channel): [tac.textCustomerTool(session: session, channel: channel)]
+        case .searchKnowledge: [tac.knowledgeSearchTool()]
         }
     }
 }

@@ -10,6 +10,8 @@ import TwilioKit
 
 /// Webhook→action latency at a fixed rate, and the maximum sustained rate, through the real
 /// messaging-ingress, agent-worker and outbound, with this process playing Conversation Orchestrator.
+/// With `--pid name=pid` it also reports each service's CPU time per message; with `--sweep` it
+/// offers rising rates and prints one `SWEEP|messaging|…` line per rate (for the chart).
 struct MessagingBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "messaging")
 
@@ -21,6 +23,11 @@ struct MessagingBench: AsyncParsableCommand {
     @Option var seconds = 10
     @Option var concurrency = 64
     @Option var conversations = 200
+    @Option(help: "A process whose CPU time per message is reported: name=pid, or name=~command-line prefix.") var pid: [String] = []
+    @Option(help: "Names (of --pid) that make up the services' total.") var total: [String] = ["ingress", "worker", "outbound"]
+    @Option(parsing: .upToNextOption, help: "Offered rates (messages/s) to sweep after the fixed-rate run.") var sweep: [Int] = []
+    @Option var sweepSeconds = 4
+    @Option(help: "Skip the fixed-rate and max-rate runs (sweep only).") var sweepOnly = false
 
     func run() async throws {
         let logger = Logger(label: "bench")
@@ -51,6 +58,8 @@ struct MessagingBench: AsyncParsableCommand {
         let signer = TwilioSignature(authToken: authToken)
         let ingress = ingress
         let conversations = conversations
+        let cpu = ProcessCPU(options: pid)
+        let totalNames = Set(total)
 
         @Sendable func webhook(_ n: Int) async throws {
             let conversation = "benchconv\(String(format: "%07d", n % conversations))"
@@ -75,6 +84,51 @@ struct MessagingBench: AsyncParsableCommand {
             }
         }
 
+        /// Waits until every message of `range` has its reply, or `deadline`; returns how many arrived.
+        @Sendable func waitForReplies(_ range: Range<Int>, until deadline: ContinuousClock.Instant) async -> Int {
+            while true {
+                let count = arrived.withLockedValue { replies in range.reduce(0) { $0 + (replies[$1] == nil ? 0 : 1) } }
+                if count == range.count || clock.now >= deadline { return count }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+        }
+
+        /// Offers `rate` messages/s for `seconds` (open loop), waits for the replies, and measures.
+        @Sendable func fixedRate(_ rate: Int, seconds: Double, base: Int, drain: Duration, tolerateRefusals: Bool) async throws -> Step {
+            let total = max(1, Int(Double(rate) * seconds))
+            let interval = Duration.seconds(1) / rate
+            let load = MachineLoad()
+            let before = cpu.snapshot()
+            let started = clock.now
+            var next = started
+            let refused = NIOLockedValueBox(0)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for n in base..<(base + total) {
+                    try await clock.sleep(until: next)
+                    next += interval
+                    group.addTask {
+                        do { try await webhook(n) } catch where tolerateRefusals { refused.withLockedValue { $0 += 1 } }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let replies = await waitForReplies(base..<(base + total), until: clock.now + drain)
+            let after = cpu.snapshot()
+            var step = Step(offered: rate, messages: total, replied: replies, refused: refused.withLockedValue { $0 })
+            var latencies = Samples()
+            var last = started
+            for n in base..<(base + total) {
+                guard let start = sent.withLockedValue({ $0[n] }), let end = arrived.withLockedValue({ $0[n] }) else { continue }
+                latencies.add(end - start)
+                last = max(last, end)
+            }
+            step.p50 = latencies.percentile(50)
+            step.p99 = latencies.percentile(99)
+            step.achieved = Double(replies) / max(0.001, (last - started).inSeconds)
+            step.measure(cpu, from: before, to: after, load: load, elapsed: clock.now - started, totalNames: totalNames)
+            return step
+        }
+
         try await withThrowingTaskGroup(of: Void.self) { server in
             server.addTask { try await app.runService() }
             try await Task.sleep(for: .milliseconds(300))
@@ -86,58 +140,109 @@ struct MessagingBench: AsyncParsableCommand {
             }
             for n in base..<(base + conversations) { await waitForReply(n, timeout: .seconds(10)) }
 
-            // 1. Fixed rate.
-            base = 2_000_000
-            let total = rate * seconds
-            let interval = Duration.seconds(1) / rate
-            var next = clock.now
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for n in base..<(base + total) {
-                    try await clock.sleep(until: next)
-                    next += interval
-                    group.addTask { try await webhook(n) }
+            if !sweepOnly {
+                // 1. Fixed rate.
+                base = 2_000_000
+                let step = try await fixedRate(rate, seconds: Double(seconds), base: base, drain: .seconds(10), tolerateRefusals: false)
+                row("messaging webhook→SEND_MESSAGE p50 at \(rate)/s (ms)", format(step.p50), step.loadNote)
+                row("messaging webhook→SEND_MESSAGE p99 at \(rate)/s (ms)", format(step.p99), step.loadNote)
+                row("messaging replies missing at \(rate)/s", String(step.messages - step.replied))
+                if !cpu.targets.isEmpty {
+                    row("messaging CPU per message at \(rate)/s, \(total.joined(separator: " + ")) (ms)", format(step.cpuTotal, digits: 3), step.loadNote)
+                    row("messaging CPU per message at \(rate)/s by process (ms)", step.cpuBreakdown, step.loadNote)
                 }
-                try await group.waitForAll()
-            }
-            for n in base..<(base + total) { await waitForReply(n, timeout: .seconds(10)) }
-            var latencies = Samples()
-            var lost = 0
-            for n in base..<(base + total) {
-                guard let start = sent.withLockedValue({ $0[n] }), let end = arrived.withLockedValue({ $0[n] }) else {
-                    lost += 1
-                    continue
-                }
-                latencies.add(end - start)
-            }
-            row("messaging webhook→SEND_MESSAGE p50 at \(rate)/s (ms)", format(latencies.percentile(50)))
-            row("messaging webhook→SEND_MESSAGE p99 at \(rate)/s (ms)", format(latencies.percentile(99)))
-            row("messaging replies missing at \(rate)/s", String(lost))
 
-            // 2. Maximum sustained rate: closed loop, `concurrency` customers writing back to back.
-            base = 3_000_000
-            let counter = NIOLockedValueBox(base)
-            let deadline = clock.now + .seconds(seconds)
-            let started = clock.now
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for _ in 0..<concurrency {
-                    group.addTask {
-                        while clock.now < deadline {
-                            let n = counter.withLockedValue { value -> Int in
-                                value += 1
-                                return value
+                // 2. Maximum sustained rate: closed loop, `concurrency` customers writing back to back.
+                base = 3_000_000
+                let counter = NIOLockedValueBox(base)
+                let deadline = clock.now + .seconds(seconds)
+                let load = MachineLoad()
+                let before = cpu.snapshot()
+                let started = clock.now
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for _ in 0..<concurrency {
+                        group.addTask {
+                            while clock.now < deadline {
+                                let n = counter.withLockedValue { value -> Int in
+                                    value += 1
+                                    return value
+                                }
+                                try await webhook(n)
+                                await waitForReply(n, timeout: .seconds(10))
                             }
-                            try await webhook(n)
-                            await waitForReply(n, timeout: .seconds(10))
                         }
                     }
+                    try await group.waitForAll()
                 }
-                try await group.waitForAll()
+                let elapsed = clock.now - started
+                let after = cpu.snapshot()
+                let replied = arrived.withLockedValue { $0.keys.filter { $0 > base }.count }
+                var saturated = Step(offered: 0, messages: replied, replied: replied, refused: 0)
+                saturated.measure(cpu, from: before, to: after, load: load, elapsed: elapsed, totalNames: totalNames)
+                row("messaging max sustained rate, webhook→reply (messages/s)", String(Int(Double(replied) / elapsed.inSeconds)), saturated.loadNote)
+                if !cpu.targets.isEmpty {
+                    row("messaging CPU per message at the max rate, \(total.joined(separator: " + ")) (ms)", format(saturated.cpuTotal, digits: 3), saturated.loadNote)
+                    row("messaging CPU per message at the max rate by process (ms)", saturated.cpuBreakdown, saturated.loadNote)
+                }
             }
-            let elapsed = clock.now - started
-            let replied = arrived.withLockedValue { $0.keys.filter { $0 > base }.count }
-            row("messaging max sustained rate, webhook→reply (messages/s)", String(Int(Double(replied) / elapsed.inSeconds)))
+
+            // 3. Sweep: rising offered rates until one is not kept up with.
+            base = 4_000_000
+            for offered in sweep {
+                let step = try await fixedRate(
+                    offered, seconds: Double(sweepSeconds), base: base, drain: .seconds(max(10, sweepSeconds * 3)), tolerateRefusals: true)
+                base += step.messages + 1
+                FileHandle.standardOutput.write(Data("\(step.sweepLine)\n".utf8))
+                // Past saturation the backlog only grows: stop after the first rate not kept up with.
+                if step.replied < step.messages || step.achieved < 0.9 * Double(offered) { break }
+            }
             server.cancelAll()
         }
         try await http.shutdown()
+    }
+}
+
+/// The machine's load next to a figure: how busy all cores were, and how much of that was processes
+/// other than those measured (the load generator, other work on the machine).
+func loadDescription(machineBusy: Double, othersBusy: Double) -> String {
+    String(format: "cores %.0f%% busy (%.0f%% other processes)", machineBusy, othersBusy)
+}
+
+/// What one run at an offered rate measured.
+struct Step: Sendable {
+    var offered: Int
+    var messages: Int
+    var replied: Int
+    var refused: Int
+    var p50: Double?
+    var p99: Double?
+    var achieved: Double = 0
+    var cpu: [(name: String, milliseconds: Double)] = []
+    var cpuTotal: Double = 0
+    /// Percent of all cores busy during the run, and the part of it not spent by the processes watched.
+    var machineBusy: Double = 0
+    var othersBusy: Double = 0
+
+    var loadNote: String { loadDescription(machineBusy: machineBusy, othersBusy: othersBusy) }
+
+    /// Fills in the CPU per message of each process and the machine's load over the run.
+    mutating func measure(
+        _ cpu: ProcessCPU, from before: ProcessCPU.Snapshot, to after: ProcessCPU.Snapshot, load: MachineLoad, elapsed: Duration,
+        totalNames: Set<String>
+    ) {
+        self.cpu = cpu.perItem(from: before, to: after, count: replied)
+        cpuTotal = self.cpu.filter { totalNames.contains($0.name) }.reduce(0) { $0 + $1.milliseconds }
+        machineBusy = MachineLoad().busyPercent(since: load)
+        let watchedSeconds = self.cpu.reduce(0) { $0 + $1.milliseconds } * Double(replied) / 1000
+        let cores = Double(ProcessInfo.processInfo.activeProcessorCount)
+        othersBusy = max(0, machineBusy - watchedSeconds / max(0.001, elapsed.inSeconds) / cores * 100)
+    }
+
+    var cpuBreakdown: String { cpu.map { "\($0.name) \(format($0.milliseconds, digits: 3))" }.joined(separator: ", ") }
+
+    /// `SWEEP|kind|offered|achieved|p50|p99|missing|cpuTotal|machineBusy|othersBusy|name=ms,…`
+    var sweepLine: String {
+        let breakdown = cpu.map { "\($0.name)=\(format($0.milliseconds, digits: 4))" }.joined(separator: ",")
+        return "SWEEP|messaging|\(offered)|\(format(achieved, digits: 1))|\(format(p50, digits: 3))|\(format(p99, digits: 3))|\(messages - replied)|\(format(cpuTotal, digits: 4))|\(format(machineBusy, digits: 0))|\(format(othersBusy, digits: 0))|\(breakdown)"
     }
 }

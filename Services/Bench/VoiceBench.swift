@@ -16,6 +16,9 @@ struct VoiceBench: AsyncParsableCommand {
     @Option(help: "Pause between a caller's utterances (people do not speak back to back).") var gapMs = 1000
     @Option var idleCalls = 2000
     @Option var relayPid: Int32 = 0
+    @Option(help: "A process whose CPU time per turn is reported: name=pid, or name=~command-line prefix.") var pid: [String] = []
+    @Option(help: "Names (of --pid) that make up the services' total.") var total: [String] = ["relay", "worker"]
+    @Option(parsing: .upToNextOption, help: "Call counts that get table rows (all counts get a SWEEP line).") var tableCalls: [Int] = []
 
     func run() async throws {
         var configured = RelayCaller(relayURL: relay, authToken: authToken, logger: Logger(label: "bench"))
@@ -26,7 +29,12 @@ struct VoiceBench: AsyncParsableCommand {
         let (url, _) = try await caller.fetchTwiML(callSid: "CAwarmup", from: "+15556660000", to: "+15550000001")
         _ = try await caller.call(publicURL: url, callSid: "CAwarmup", from: "+15556660000", to: "+15550000001", script: [.say("warm up")])
 
+        let cpu = ProcessCPU(options: pid)
+        let totalNames = Set(total)
         for count in calls {
+            let load = MachineLoad()
+            let before = cpu.snapshot()
+            let started = ContinuousClock.now
             let results = try await withThrowingTaskGroup(of: [RelayCaller.Turn].self) { group in
                 for index in 0..<count {
                     group.addTask {
@@ -52,9 +60,25 @@ struct VoiceBench: AsyncParsableCommand {
                 if let value = turn.completed { last.add(value) }
                 if turn.text != "You said: \(turn.prompt)" { wrong += 1 }
             }
-            row("voice prompt→first token p50 / p99 at \(count) calls, one utterance per call per \(gap) ms (ms)", "\(format(first.percentile(50))) / \(format(first.percentile(99)))")
-            row("voice prompt→last:true p50 / p99 at \(count) calls, one utterance per call per \(gap) ms (ms)", "\(format(last.percentile(50))) / \(format(last.percentile(99)))")
+            let elapsed = ContinuousClock.now - started
+            var step = Step(offered: count, messages: count * prompts, replied: last.count, refused: 0)
+            step.p50 = first.percentile(50)
+            step.p99 = first.percentile(99)
+            step.achieved = Double(last.count) / elapsed.inSeconds
+            step.measure(cpu, from: before, to: cpu.snapshot(), load: load, elapsed: elapsed, totalNames: totalNames)
+            let breakdown = step.cpu.map { "\($0.name)=\(format($0.milliseconds, digits: 4))" }.joined(separator: ",")
+            FileHandle.standardOutput.write(
+                Data(
+                    "SWEEP|voice|\(count)|\(format(step.achieved, digits: 1))|\(format(step.p50, digits: 3))|\(format(step.p99, digits: 3))|\(wrong)|\(format(step.cpuTotal, digits: 4))|\(format(step.machineBusy, digits: 0))|\(format(step.othersBusy, digits: 0))|\(breakdown)|\(format(last.percentile(50), digits: 3))\n"
+                        .utf8))
+            guard tableCalls.isEmpty || tableCalls.contains(count) else { continue }
+            row("voice prompt→first token p50 / p99 at \(count) calls, one utterance per call per \(gap) ms (ms)", "\(format(first.percentile(50))) / \(format(first.percentile(99)))", step.loadNote)
+            row("voice prompt→last:true p50 / p99 at \(count) calls, one utterance per call per \(gap) ms (ms)", "\(format(last.percentile(50))) / \(format(last.percentile(99)))", step.loadNote)
             row("voice wrong or missing replies at \(count) calls", "\(wrong) of \(count * prompts)")
+            if !cpu.targets.isEmpty {
+                row("voice CPU per turn at \(count) calls, \(total.joined(separator: " + ")) (ms)", format(step.cpuTotal, digits: 3), step.loadNote)
+                row("voice CPU per turn at \(count) calls by process (ms)", step.cpuBreakdown, step.loadNote)
+            }
         }
 
         // Idle calls: sockets that did setup and stay open; the relay's resident memory per call.

@@ -33,28 +33,37 @@ public struct BusEvent: Sendable, Codable, Hashable {
         self.payload = payload
     }
 
+    /// An envelope read back from the bus, its `occurredAt` text kept as it was written.
+    init(
+        id: String, type: String, version: Int, conversationId: String, channel: ChannelKind, occurredAtText: String, traceparent: String,
+        payload: JSONValue
+    ) {
+        self.id = id
+        self.type = type
+        self.version = version
+        self.conversationId = conversationId
+        self.channel = channel
+        self.occurredAt = occurredAtText
+        self.traceparent = traceparent
+        self.payload = payload
+    }
+
     /// A new random event id.
     public static func newID() -> String { UUID().uuidString.lowercased() }
 
-    /// The event as compact JSON bytes.
+    /// The event as compact JSON bytes: byte for byte what `JSONEncoder` with
+    /// `[.sortedKeys, .withoutEscapingSlashes]` writes, without its cost (``CompactJSON``).
     public func encoded() throws -> [UInt8] {
-        Array(try BusEvent.encoder.encode(self))
+        try BusEvent.writeJSON(self)
     }
 
-    /// Decodes an event from JSON bytes.
+    /// Decodes an event from JSON bytes, with the checks `Decodable` makes (``CompactJSON``).
     public static func decode(_ bytes: some Collection<UInt8>) throws -> BusEvent {
-        try decoder.decode(BusEvent.self, from: Data(bytes))
+        try readJSON(CompactJSON.decode(bytes))
     }
 
     /// `occurredAt` as a date, when it parses.
     public var occurredDate: Date? { Timestamp.parse(occurredAt) }
-
-    private static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return encoder
-    }()
-    private static let decoder = JSONDecoder()
 }
 
 /// ISO-8601 timestamps with milliseconds, as used in events and rows.

@@ -120,10 +120,9 @@ extension JSONValue {
 }
 
 extension JSONValue {
-    /// The value as compact JSON text with sorted keys (`null` when it cannot be encoded).
+    /// The value as compact JSON text with sorted keys (`null` when it cannot be encoded), as
+    /// `JSONEncoder` with `[.sortedKeys, .withoutEscapingSlashes]` writes it (``CompactJSON``).
     public var compactJSON: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? String(decoding: encoder.encode(self), as: UTF8.self)) ?? "null"
+        (try? String(decoding: CompactJSON.encode(self), as: UTF8.self)) ?? "null"
     }
 }

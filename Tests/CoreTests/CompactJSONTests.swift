@@ -1,0 +1,123 @@
+import AgentConnectCore
+import Foundation
+import Testing
+
+/// The bus's JSON writer and reader against Foundation's: the wire format must not change (other
+/// services, stored entries and tests read it).
+@Suite("Compact JSON: byte-identical to JSONEncoder, reads what JSONDecoder reads")
+struct CompactJSONTests {
+    static func foundationEncoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }
+
+    /// Every control character, quotes, backslashes, slashes, DEL, multi-byte UTF-8 and line separators.
+    static let awkwardText: String = {
+        var text = ""
+        for code in 0..<0x20 { text.unicodeScalars.append(Unicode.Scalar(UInt8(code))) }
+        return text + "\u{7f}/\"\\é€😀\u{2028}\u{2029} </script> +1 (555) 010-0000"
+    }()
+
+    static let numbers: [Double] = [
+        0, -0.0, 1, -1, 7, 42, 0.1, -2.5, 1.5e-7, 1e-6, 123456789012.5, 999_999_999_999_999, 1e15, 3e15, 1e16, 1e20, 1e23,
+        9007199254740993, 1e-300, 5e-324, 1.7976931348623157e308, -1.7976931348623157e308, 1_700_000_000_123.25,
+    ]
+
+    /// A random JSON value (seeded, so a failure reproduces).
+    static func randomValue(_ random: inout SplitMix64, depth: Int = 0) -> JSONValue {
+        let pick = Int.random(in: 0..<(depth > 3 ? 4 : 6), using: &random)
+        switch pick {
+        case 0: return .null
+        case 1: return .bool(Bool.random(using: &random))
+        case 2:
+            if Bool.random(using: &random) { return .number(numbers[Int.random(in: 0..<numbers.count, using: &random)]) }
+            return .number(Double(Int.random(in: -1_000_000...1_000_000, using: &random)) / Double([1, 10, 1000][Int.random(in: 0..<3, using: &random)]))
+        case 3: return .string(randomText(&random))
+        case 4: return .array((0..<Int.random(in: 0..<5, using: &random)).map { _ in randomValue(&random, depth: depth + 1) })
+        default:
+            var members: [String: JSONValue] = [:]
+            for _ in 0..<Int.random(in: 0..<6, using: &random) { members[randomText(&random)] = randomValue(&random, depth: depth + 1) }
+            return .object(members)
+        }
+    }
+
+    static func randomText(_ random: inout SplitMix64) -> String {
+        let scalars = Array(awkwardText.unicodeScalars) + Array("abcXYZ_09".unicodeScalars)
+        return String(String.UnicodeScalarView((0..<Int.random(in: 0..<12, using: &random)).map { _ in scalars[Int.random(in: 0..<scalars.count, using: &random)] }))
+    }
+
+    @Test("values are written byte for byte as JSONEncoder writes them, and read back as JSONDecoder reads them")
+    func matchesFoundation() throws {
+        var random = SplitMix64(seed: 18)
+        let encoder = Self.foundationEncoder()
+        var values: [JSONValue] = [.string(Self.awkwardText), .array(Self.numbers.map(JSONValue.number)), [:], [], ["": ""]]
+        for _ in 0..<400 { values.append(Self.randomValue(&random)) }
+        for value in values {
+            let ours = try CompactJSON.encode(value)
+            let foundation = Array(try encoder.encode(value))
+            #expect(ours == foundation, "\(String(decoding: foundation, as: UTF8.self))")
+            let read = try JSONValue.parse(foundation)
+            #expect(read == (try JSONDecoder().decode(JSONValue.self, from: Data(foundation))))
+            #expect(value.compactJSON == String(decoding: foundation, as: UTF8.self))
+        }
+    }
+
+    @Test("an event's envelope is written as JSONEncoder writes it and decodes to the same event")
+    func envelope() throws {
+        var random = SplitMix64(seed: 7)
+        for channel in ChannelKind.allCases {
+            let event = BusEvent(
+                type: EventType.messageReceived, conversationId: "conv/\(channel)\"x", channel: channel,
+                payload: ["text": .string(Self.awkwardText), "t": .number(1_700_000_000_123.25), "nested": Self.randomValue(&random)])
+            let ours = try event.encoded()
+            #expect(ours == Array(try Self.foundationEncoder().encode(event)))
+            #expect(try BusEvent.decode(ours) == event)
+            #expect(try BusEvent.decode(ours) == (try JSONDecoder().decode(BusEvent.self, from: Data(ours))))
+        }
+    }
+
+    @Test("JSON written by others (whitespace, escapes, any member order, extra members) reads as JSONDecoder reads it")
+    func foreignJSON() throws {
+        let texts = [
+            #" { "b" : [ 1 , 2.50 , -0 , 1E3, 2e-2 ] ,"a":"\u00e9\ud83d\ude00\/\b\f\n\r\t\"\\" , "c" : { } , "d":[ ], "e": null, "f": true } "#,
+            #"{"channel":"sms","conversationId":"c","id":"i","occurredAt":"2026-11-21T12:00:00.123Z","payload":{"x":[1,{"y":"z"}]},"traceparent":"t","type":"message.received","version":1,"extra":{"ignored":true}}"#,
+            "[]", "\"just text\"", "12345678901234567890", "-9.5e+300", "[1,]", "{\"a\":1 , }",
+        ]
+        for text in texts {
+            let bytes = Array(text.utf8)
+            #expect(try JSONValue.parse(bytes) == (try JSONDecoder().decode(JSONValue.self, from: Data(bytes))), "\(text)")
+        }
+        let event = try BusEvent.decode(Array(texts[1].utf8))
+        #expect(event == (try JSONDecoder().decode(BusEvent.self, from: Data(texts[1].utf8))))
+        #expect(event.payload["x"]?.array?.count == 2)
+    }
+
+    @Test("malformed JSON and incomplete envelopes are refused, as JSONDecoder refuses them")
+    func refusals() throws {
+        let malformed = [
+            "", "{", "[,]", "{,}", "[1,,]", "{\"a\" 1}", "01", "1.", "-", "tru", "nul", "\"unterminated", "\"tab\there\"", "\"\\x\"",
+            "\"\\ud800\"", "\"\\udc00\"", "[1] 2", "{\"a\":1}}", "1e400", "NaN",
+        ]
+        for text in malformed {
+            #expect(throws: (any Error).self, "\(text)") { try JSONValue.parse(Array(text.utf8)) }
+            #expect(throws: (any Error).self, "\(text)") { try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) }
+        }
+        #expect(throws: (any Error).self) { try JSONValue.parse([0x22, 0xFF, 0xFE, 0x22]) }
+        #expect(throws: (any Error).self) { try JSONValue.parse(Array(repeating: UInt8(ascii: "["), count: 10_000)) }
+        let valid = #"{"channel":"sms","conversationId":"c","id":"i","occurredAt":"o","payload":null,"traceparent":"t","type":"x","version":1}"#
+        #expect(try BusEvent.decode(Array(valid.utf8)).payload == .null)
+        for broken in [
+            valid.replacingOccurrences(of: #""channel":"sms""#, with: #""channel":"fax""#),
+            valid.replacingOccurrences(of: #","version":1"#, with: ""),
+            valid.replacingOccurrences(of: #""version":1"#, with: #""version":"1""#),
+            valid.replacingOccurrences(of: #""payload":null,"#, with: ""),
+            valid.replacingOccurrences(of: #""id":"i""#, with: #""id":5"#),
+        ] {
+            #expect(throws: (any Error).self, "\(broken)") { try BusEvent.decode(Array(broken.utf8)) }
+            #expect(throws: (any Error).self, "\(broken)") { try JSONDecoder().decode(BusEvent.self, from: Data(broken.utf8)) }
+        }
+        #expect(throws: (any Error).self) { try CompactJSON.encode(.number(.nan)) }
+        #expect(throws: (any Error).self) { try CompactJSON.encode(.number(.infinity)) }
+    }
+}

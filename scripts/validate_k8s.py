@@ -31,6 +31,7 @@ UID = 10001
 ALLOWED_ROUTES = {
     ("/webhook", "Exact"): "messaging-ingress",
     ("/ci-webhook", "Exact"): "messaging-ingress",
+    ("/message-status", "Exact"): "messaging-ingress",
     ("/twiml", "Exact"): "voice-relay",
     ("/ws", "Exact"): "voice-relay",
     ("/conversation-relay-callback", "Exact"): "voice-relay",

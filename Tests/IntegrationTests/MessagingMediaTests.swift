@@ -114,7 +114,7 @@ struct MessagingMediaTests {
         }
     }
 
-    @Test("after STOP no reply is sent and none is retried; START lifts it")
+    @Test("after STOP no reply is sent and none is retried; START lifts it (and is answered)")
     func optOut() async throws {
         try await withMediaStack(classic: true) { stack in
             let customer = "+15554440050"
@@ -144,8 +144,8 @@ struct MessagingMediaTests {
             try await stack.customerSays("START", from: customer, extra: ["classic": true])
             #expect(await eventually(timeout: .seconds(20)) { ((try? await stack.count("SELECT count(*)::int FROM opt_outs")) ?? 1) == 0 })
             try await stack.customerSays("hello again", from: customer, extra: ["classic": true])
-            let replies = try await stack.agentMessages(to: customer, count: 2, waitMs: 30_000)
-            #expect(replies.compactMap { $0["text"]?.string } == ["You said: hi", "You said: hello again"])
+            let replies = try await stack.agentMessages(to: customer, count: 3, waitMs: 30_000)
+            #expect(replies.compactMap { $0["text"]?.string } == ["You said: hi", "You said: START", "You said: hello again"])
         }
     }
 

@@ -43,7 +43,10 @@ struct OutboundAPITests {
     ])
     func outboundMessaging(channel: String, customer: String) async throws {
         try await withStack { stack in
-            let started = try await post(stack, "/v1/conversations", ["channel": .string(channel), "to": .string(customer), "message": "Your order shipped", "metadata": ["order": "42"]])
+            var start: [String: JSONValue] = ["channel": .string(channel), "to": .string(customer), "message": "Your order shipped", "metadata": ["order": "42"]]
+            // A business-initiated WhatsApp conversation starts with an approved template (else Twilio's 63016).
+            if channel == "whatsapp" { start["contentSid"] = "HX0123456789abcdef0123456789abcdef" }
+            let started = try await post(stack, "/v1/conversations", .object(start))
             #expect(started.status == 201, "\(started.body)")
             let conversationId = try #require(started.json["conversationId"]?.string)
             let first = try await stack.agentMessages(conversationId: conversationId)

@@ -90,10 +90,13 @@ struct TurnHandler: Sendable {
         }
         let session = buildSession(event, stored: stored)
         if let keyword = payload["optOut"]?.string.flatMap(MessageRules.OptKeyword.init(rawValue:)) {
-            // STOP/START: Twilio answers the customer itself; the agent records the choice and does not reply.
+            // STOP: Twilio answers the customer itself and would refuse a reply (21610); the agent records
+            // the choice and does not reply. START/YES lift it, and the agent answers as usual.
             try await optKeyword(keyword, event: event, session: session)
-            await Uncancellable.run { await recordInbound(event, session: session, stored: stored) }
-            return
+            if keyword == .optOut {
+                await Uncancellable.run { await recordInbound(event, session: session, stored: stored) }
+                return
+            }
         }
         let context = TurnContext(event: event, session: session, relayInstance: payload["relayInstance"]?.string)
         let callback = tac.callbacks.withLockedValue(\.messageReady)

@@ -140,7 +140,14 @@ struct OutboundAPI: Sendable {
                 metadata: metadata.merging(["mode": "classic"]) { $1 }))
         var classicExtras = extras
         classicExtras.statusCallback = configuration.statusCallbackURL
-        _ = try await api.sendClassicMessage(from: from, to: to, body: message, extras: classicExtras, idempotencyKey: replyId)
+        let sid = try await api.sendClassicMessage(from: from, to: to, body: message, extras: classicExtras, idempotencyKey: replyId)
+        if let sid {
+            // The first message's delivery row, so its status callbacks find it (as a reply's do).
+            _ = try? await store.claimDelivery(
+                replyId: replyId, conversationId: conversationId, channel: channel, textHash: ReplyDeliverer.textHash(message), owner: "outbound-api",
+                leaseMilliseconds: 1000)
+            try? await store.markDelivered(replyId: replyId, providerId: sid)
+        }
         await record(message, replyId: replyId, conversationId: conversationId, channel: channel, from: from)
         count("conversation")
         return ["conversationId": .string(conversationId), "channel": .string(channel.rawValue), "direction": "outbound"]

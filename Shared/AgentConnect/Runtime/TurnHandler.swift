@@ -176,7 +176,7 @@ struct TurnHandler: Sendable {
         var recording = try await runtime.store.recordDeliveryStatus(providerId: sid, status: status, errorCode: errorCode)
         // A status can overtake outbound's bookkeeping (Twilio answered, the row is not marked sent yet).
         var waits = 0
-        while recording == .unknown, waits < 20 {
+        while recording == .unknown, waits < 8 {
             waits += 1
             try await Task.sleep(for: .milliseconds(250))
             recording = try await runtime.store.recordDeliveryStatus(providerId: sid, status: status, errorCode: errorCode)

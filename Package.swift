@@ -31,6 +31,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "AgentConnect", targets: ["AgentConnect"]),
+        .library(name: "AgentConnectTesting", targets: ["AgentConnectTesting"]),
         .executable(name: "voice-relay", targets: ["VoiceRelay"]),
         .executable(name: "messaging-ingress", targets: ["MessagingIngress"]),
         .executable(name: "outbound", targets: ["Outbound"]),
@@ -102,6 +103,9 @@ let package = Package(
         .target(
             name: "AgentConnect", dependencies: serviceDeps + [httpClient],
             path: "Shared/AgentConnect", swiftSettings: swiftSettings),
+        .target(
+            name: "AgentConnectTesting", dependencies: ["AgentConnectCore", "EventBus", "Store", httpClient, postgres, logging, nioConcurrency, .product(name: "NIOHTTP1", package: "swift-nio")],
+            path: "Shared/AgentConnectTesting", swiftSettings: swiftSettings),
 
         .executableTarget(
             name: "CLI",
@@ -156,7 +160,7 @@ let package = Package(
             path: "Tests/CoreTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: serviceDeps + [httpClient, wsClient, postgres, .product(name: "NIOHTTP1", package: "swift-nio"), "RelayCaller"],
+            dependencies: serviceDeps + [httpClient, wsClient, postgres, .product(name: "NIOHTTP1", package: "swift-nio"), "RelayCaller", "AgentConnectTesting"],
             path: "Tests/IntegrationTests", swiftSettings: swiftSettings),
     ]
 )

@@ -1,117 +1,119 @@
 import AgentConnectCore
+import AgentConnectTesting
 import Foundation
-import RelayCaller
+import PostgresNIO
 import Testing
 
-/// Each example is an agent worker of its own, run against twilio-sim in place of agent-worker.
+/// Each example is an agent worker of its own, scripted with the test kit (AgentConnectTesting)
+/// against twilio-sim and the real services.
 @Suite("Examples against twilio-sim", .serialized)
 struct ExampleTests {
-    func stack(_ relays: Int = 0) -> TestStack.Options {
-        TestStack.Options(workers: 0, relays: relays)
-    }
-
     @Test("example-sms-bot answers an SMS")
     func smsBot() async throws {
-        try await withStack(stack()) { stack in
-            try await stack.launch("example-sms-bot", port: TestEnvironment.freePort(), extra: ["INSTANCE_ID": "sms-bot"])
-            let sent = try await stack.customerSays("What are your hours?", from: "+15552220001")
-            let id = try #require(sent["conversationId"]?.string)
-            #expect(try await stack.replyTexts(conversationId: id, count: 1) == ["We're open 9am to 5pm, Monday to Friday."])
-            try await stack.customerSays("great, thanks", from: "+15552220001")
-            #expect(try await stack.replyTexts(conversationId: id, count: 2).last == "Thanks for your message! You wrote: great, thanks")
+        try await AgentHarness.run(agent: "example-sms-bot") { harness in
+            let sms = harness.conversation(from: "+15552220001")
+            try await sms.send("What are your hours?")
+            #expect(try await sms.reply() == "We're open 9am to 5pm, Monday to Friday.")
+            try await sms.send("great, thanks")
+            #expect(try await sms.reply() == "Thanks for your message! You wrote: great, thanks")
         }
     }
 
     @Test("example-voice-assistant streams word by word and acknowledges an interruption on the next turn")
     func voiceAssistant() async throws {
-        try await withStack(stack(1)) { stack in
-            try await stack.launch("example-voice-assistant", port: TestEnvironment.freePort(), extra: ["INSTANCE_ID": "voice-assistant"])
-            let transcript = try await stack.call([.sayAndInterrupt("tell me about my bill", afterTokens: 3), .say("just the total please")])
-            let interrupted = try #require(transcript.turns.first)
-            #expect(interrupted.acknowledged)
-            #expect(interrupted.lateTokens.isEmpty)
-            #expect(interrupted.tokens.count >= 3 && interrupted.tokens.count < 12)
-            let next = try #require(transcript.turns.last)
-            #expect(next.tokens.count > 10)
-            #expect(next.text.hasPrefix("Sorry, I'll stop there (you heard: I heard you"))
-            #expect(next.text.hasSuffix("I heard you say just the total please. Is there anything else I can help you with today? "))
+        try await AgentHarness.run(agent: "example-voice-assistant") { harness in
+            let call = try await harness.call(from: "+15552220005")
+            try await call.say("tell me about my bill")
+            let heard = try await call.interrupt(afterTokens: 3)
+            #expect(heard.hasPrefix("I heard you"))
+            try await call.say("just the total please")
+            let next = try await call.replyTokens()
+            #expect(next.count > 10)
+            #expect(next.joined().hasPrefix("Sorry, I'll stop there (you heard: I heard you"))
+            #expect(next.joined().hasSuffix("I heard you say just the total please. Is there anything else I can help you with today? "))
+            try await call.hangUp()
         }
     }
 
     @Test("example-channel-replies: one callback, a different answer per channel, turn numbers per conversation")
     func channelReplies() async throws {
-        try await withStack(stack(1)) { stack in
-            try await stack.launch("example-channel-replies", port: TestEnvironment.freePort(), extra: ["INSTANCE_ID": "channels"])
-            let sms = try #require(try await stack.customerSays("hi", from: "+15552220002")["conversationId"]?.string)
-            _ = try await stack.replyTexts(conversationId: sms, count: 1)
-            try await stack.customerSays("again", from: "+15552220002")
-            #expect(try await stack.replyTexts(conversationId: sms, count: 2) == [
-                "SMS reply #1: hi (I remember 0 things about you)", "SMS reply #2: again (I remember 0 things about you)",
-            ])
-            let whatsapp = try #require(try await stack.customerSays("hola", channel: "whatsapp", from: "whatsapp:+15552220002")["conversationId"]?.string)
-            #expect(try await stack.replyTexts(conversationId: whatsapp, count: 1) == ["*WhatsApp* reply #1: hola"])
-            let call = try await stack.call([.say("what time is it")])
-            #expect(call.turns.map(\.text) == ["You said what time is it."])
+        try await AgentHarness.run(agent: "example-channel-replies") { harness in
+            let sms = harness.conversation(from: "+15552220002")
+            try await sms.send("hi")
+            #expect(try await sms.reply() == "SMS reply #1: hi (I remember 0 things about you)")
+            try await sms.send("again")
+            #expect(try await sms.reply() == "SMS reply #2: again (I remember 0 things about you)")
+            let whatsapp = harness.conversation(from: "whatsapp:+15552220002", channel: "whatsapp")
+            try await whatsapp.send("hola")
+            #expect(try await whatsapp.reply() == "*WhatsApp* reply #1: hola")
+            let call = try await harness.call(from: "+15552220002")
+            try await call.say("what time is it")
+            #expect(try await call.reply() == "You said what time is it.")
         }
     }
 
     @Test("example-appointment-reminder starts an SMS conversation and answers the customer's YES")
     func appointmentReminder() async throws {
-        try await withStack(stack()) { stack in
-            let customer = "+15552220003"
-            try await stack.launch("example-appointment-reminder", port: TestEnvironment.freePort(), extra: ["INSTANCE_ID": "reminder", "REMINDER_TO": customer])
-            let first = try await stack.agentMessages(to: customer, count: 1)
-            #expect(first.first?["text"]?.string?.hasPrefix("Hi! This is Acme Dental") == true)
-            let conversationId = try #require(first.first?["conversationId"]?.string)
-            let created = try await stack.simRequests(path: "/v2/Conversations")
+        let customer = "+15552220003"
+        try await AgentHarness.run(agent: "example-appointment-reminder", environment: ["REMINDER_TO": customer]) { harness in
+            let first = try await harness.messages(to: customer)
+            #expect(first.first?.hasPrefix("Hi! This is Acme Dental") == true)
+            let created = try await harness.simRequests(path: "/v2/Conversations")
             #expect(created.contains { $0["method"]?.string == "POST" && $0["body"]?["metadata"]?["campaign"]?.string == "reminders" })
-            let reply = try await stack.customerSays("yes", from: customer)
-            #expect(reply["conversationId"]?.string == conversationId)
-            #expect(try await stack.replyTexts(conversationId: conversationId, count: 2).last == "Thanks, you're confirmed. See you tomorrow at 10:00!")
+            let sms = harness.conversation(from: customer)
+            try await sms.send("yes")
+            // Replies come in order, the reminder that started the conversation first.
+            #expect(try await sms.reply().hasPrefix("Hi! This is Acme Dental"))
+            #expect(try await sms.reply() == "Thanks, you're confirmed. See you tomorrow at 10:00!")
         }
     }
 
     @Test("example-memory-agent remembers across conversations; with two workers each conversation's end is handled once")
     func memoryAgent() async throws {
-        try await withStack(stack()) { stack in
-            for index in 0..<2 {
-                try await stack.launch("example-memory-agent", port: TestEnvironment.freePort(), extra: ["INSTANCE_ID": "memory-\(index)"])
-            }
+        try await AgentHarness.run(.init(agent: "example-memory-agent", agents: 2)) { harness in
             let customer = "+15552220004"
-            let first = try #require(try await stack.customerSays("remember I drink a flat white coffee every morning", from: customer)["conversationId"]?.string)
-            _ = try await stack.replyTexts(conversationId: first, count: 1)
-            try await stack.customerSays("remember my dog is called Rex", from: customer)
-            _ = try await stack.replyTexts(conversationId: first, count: 2)
-            try await stack.customerSays("what coffee do I like?", from: customer)
-            #expect(try await stack.replyTexts(conversationId: first, count: 3) == [
-                "Noted, I'll remember that.", "Noted, I'll remember that.", "From what I remember: I drink a flat white coffee every morning",
-            ])
+            let first = harness.conversation(from: customer)
+            try await first.send("remember I drink a flat white coffee every morning")
+            #expect(try await first.reply() == "Noted, I'll remember that.")
+            try await first.send("remember my dog is called Rex")
+            #expect(try await first.reply() == "Noted, I'll remember that.")
+            try await first.send("what coffee do I like?")
+            #expect(try await first.reply() == "From what I remember: I drink a flat white coffee every morning")
 
             // More conversations, so both workers own some; each is closed twice.
             var conversations = [first]
             for index in 0..<5 {
-                let id = try #require(try await stack.customerSays("hello \(index)", from: "+1555222010\(index)")["conversationId"]?.string)
-                _ = try await stack.replyTexts(conversationId: id, count: 1)
-                conversations.append(id)
+                let other = harness.conversation(from: "+1555222010\(index)")
+                try await other.send("hello \(index)")
+                _ = try await other.reply()
+                conversations.append(other)
             }
-            for id in conversations {
-                _ = try await stack.sim(.POST, "/sim/conversations/\(id)/close")
-                _ = try await stack.sim(.POST, "/sim/conversations/\(id)/close")
+            for conversation in conversations {
+                try await conversation.close()
+                try await conversation.close()
             }
-            let list = conversations.map { "'\($0)'" }.joined(separator: ",")
-            let all = await eventually(timeout: .seconds(15)) {
-                (try? await stack.count("SELECT count(DISTINCT conversation_id)::int FROM conversation_summaries WHERE conversation_id IN (\(list))")) == 6
+            let list = conversations.compactMap(\.conversationId).map { "'\($0)'" }.joined(separator: ",")
+            func summaries(_ what: String) async throws -> Int {
+                try await harness.withStore { store in
+                    var value = 0
+                    for try await count in try await store.client.query(
+                        PostgresQuery(unsafeSQL: "SELECT count(\(what))::int FROM conversation_summaries WHERE conversation_id IN (\(list))"),
+                        logger: .init(label: "test")
+                    ).decode(Int.self) { value = count }
+                    return value
+                }
             }
-            #expect(all)
+            let deadline = ContinuousClock.now + .seconds(15)
+            while try await summaries("DISTINCT conversation_id") < 6, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+            #expect(try await summaries("DISTINCT conversation_id") == 6)
             try await Task.sleep(for: .milliseconds(700))
-            #expect(try await stack.count("SELECT count(*)::int FROM conversation_summaries WHERE conversation_id IN (\(list))") == 6)
-            let workers = try await stack.strings("SELECT DISTINCT source FROM conversation_summaries")
-            #expect(workers == ["agent"])
+            #expect(try await summaries("*") == 6)
 
             // A new conversation of the same customer finds the earlier memory.
-            let second = try #require(try await stack.customerSays("anything about my dog?", from: customer)["conversationId"]?.string)
-            #expect(second != first)
-            #expect(try await stack.replyTexts(conversationId: second, count: 1) == ["From what I remember: my dog is called Rex"])
+            let second = harness.conversation(from: customer)
+            try await second.send("anything about my dog?")
+            #expect(second.conversationId != nil && second.conversationId != first.conversationId)
+            #expect(try await second.reply() == "From what I remember: my dog is called Rex")
         }
     }
 }

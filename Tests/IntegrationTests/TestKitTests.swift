@@ -1,0 +1,53 @@
+import AgentConnectCore
+import AgentConnectTesting
+import Foundation
+import Testing
+
+/// The test kit tested by itself, against the echo agent: calls, messaging on every channel, and
+/// failing expectations that fail with a readable message.
+@Suite("AgentConnectTesting: the harness", .serialized)
+struct TestKitTests {
+    @Test("a call: say, reply, interrupt, keypad, hang-up; messaging on every channel")
+    func conversations() async throws {
+        try await AgentHarness.run(agent: "agent-worker", environment: ["TAC_AGENT": "echo", "ECHO_TOKEN_DELAY_MS": "60"]) { harness in
+            let call = try await harness.call(from: "+15558880001")
+            try await call.say("hello there")
+            #expect(try await call.replyTokens() == ["You ", "said: ", "hello ", "there"])
+            try await call.say("tell me a long story about many things")
+            let heard = try await call.interrupt(afterTokens: 2)
+            #expect(heard == "You said: ")
+            try await call.press("5")
+            try await call.say("are you there")
+            try await call.expectReply(contains: "are you there")
+            try await call.hangUp()
+
+            for (channel, customer) in [("sms", "+15558880002"), ("whatsapp", "whatsapp:+15558880002"), ("rcs", "rcs:+15558880002"), ("chat", "kit-customer")] {
+                let conversation = harness.conversation(from: customer, channel: channel)
+                try await conversation.send("hi on \(channel)")
+                #expect(try await conversation.reply() == "You said: hi on \(channel)")
+                try await conversation.send("again")
+                try await conversation.expectReply(contains: "You said: again")
+            }
+        }
+    }
+
+    @Test("a failing expectation fails the test with what the agent said")
+    func failingExpectation() async throws {
+        try await AgentHarness.run(agent: "agent-worker", environment: ["TAC_AGENT": "echo"]) { harness in
+            let sms = harness.conversation(from: "+15558880003")
+            try await sms.send("hello")
+            try await withKnownIssue {
+                try await sms.expectReply(contains: "goodbye")
+            } matching: { issue in
+                issue.description.contains(#"expected the reply to contain "goodbye", but the agent wrote: "You said: hello""#)
+            }
+            let call = try await harness.call(from: "+15558880004")
+            try await call.say("hi")
+            try await withKnownIssue {
+                try await call.expectToolCalls(["check_order"])
+            } matching: { issue in
+                issue.description.contains(#"expected the tool calls ["check_order"], but the agent called []"#)
+            }
+        }
+    }
+}

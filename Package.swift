@@ -45,6 +45,7 @@ let package = Package(
         .executable(name: "example-channel-replies", targets: ["ExampleChannelReplies"]),
         .executable(name: "example-appointment-reminder", targets: ["ExampleAppointmentReminder"]),
         .executable(name: "example-memory-agent", targets: ["ExampleMemoryAgent"]),
+        .executable(name: "example-call-control", targets: ["ExampleCallControl"]),
         .executable(name: "example-media-agent", targets: ["ExampleMediaAgent"]),
         .executable(name: "example-tool-agent", targets: ["ExampleToolAgent"]),
     ],
@@ -125,6 +126,8 @@ let package = Package(
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "ExampleMemoryAgent", dependencies: ["AgentConnect"], path: "Examples/MemoryAgent", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "ExampleCallControl", dependencies: ["AgentConnect"], path: "Examples/CallControl", swiftSettings: swiftSettings),
         .executableTarget(name: "ExampleMediaAgent", dependencies: ["AgentConnect"], path: "Examples/MediaAgent", swiftSettings: swiftSettings),
         .executableTarget(
             name: "ExampleToolAgent", dependencies: ["AgentConnect"], path: "Examples/ToolAgent", swiftSettings: swiftSettings),

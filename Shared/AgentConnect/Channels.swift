@@ -200,7 +200,8 @@ public final class VoiceChannel: Sendable {
                 frame, turnId: turnId, sequence: sequence, conversationId: conversationId, relayInstance: relay,
                 traceparent: traceparent, bus: runtime.bus)
         }
-        if let session = turn?.session, !spoken.isEmpty {
+        // A cancelled turn (an interrupt) is recorded from the interrupt: what the caller heard of it.
+        if let session = turn?.session, !spoken.isEmpty, !Task.isCancelled {
             let spoken = spoken
             await Uncancellable.run { await runtime.recordOutbound(spoken, replyId: turnId, session: session) }
         }

@@ -202,4 +202,62 @@ struct VoiceControlTests {
             }
         }
     }
+
+    @Test("example-call-control: the session shows the prompt's lang and the call's parameters; a relay error reaches onError; play is a typed frame; Mexican callers get Spanish TwiML")
+    func callControlExample() async throws {
+        var options = TestStack.Options(workers: 0, relays: 1)
+        options.ingress = false
+        options.outbound = false
+        try await withStack(options) { stack in
+            try await stack.launch("example-call-control", port: TestEnvironment.freePort(), extra: ["INSTANCE_ID": "call-control"])
+            let caller = stack.caller()
+            // The hook is served by the example's worker through Redis.
+            var spanish = ""
+            _ = await eventually {
+                spanish = (try? await caller.fetchTwiML(callSid: "CAcontrol0", from: "+525551112222", to: "+15550000001").twiml) ?? ""
+                return spanish.contains(#"language="es-MX""#)
+            }
+            #expect(spanish.contains(#"<Language code="es-MX" hints="saldo,factura" asrSmartFormat="true"/>"#), "\(spanish)")
+            let sid = "CA" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+            let (url, _) = try await caller.fetchTwiML(callSid: sid, from: "+15556663333", to: "+15550000001")
+            let transcript = try await caller.call(
+                publicURL: url, callSid: sid, from: "+15556663333", to: "+15550000001",
+                script: [
+                    .say("hi"),
+                    .raw(["type": "error", "description": "Invalid message received"]),
+                    .pause(.milliseconds(500)),
+                    .say("again"),
+                    .say("some music please"),
+                ],
+                customParameters: ["tier": "gold"])
+            let texts = transcript.turns.map(\.text)
+            #expect(texts.first == "lang=en-US tier=gold type=PSTN errors=0", "\(texts)")
+            #expect(texts.dropFirst().first == "lang=en-US tier=gold type=PSTN errors=1", "\(texts)")
+            #expect(transcript.otherFrames.contains { $0["type"]?.string == "play" && $0["source"]?.string == "https://example.com/hold.mp3" })
+        }
+    }
+
+    @Test("after an interrupt, the history keeps what the caller heard of the cut reply")
+    func interruptedReplyInHistory() async throws {
+        var options = TestStack.Options(workers: 1, relays: 1)
+        options.ingress = false
+        options.outbound = false
+        options.extra = ["TWILIO_CONVERSATION_CONFIGURATION_ID": "", "ECHO_TOKEN_DELAY_MS": "60"]
+        try await withStack(options) { stack in
+            let sid = "CA" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+            let caller = stack.caller()
+            let (url, _) = try await caller.fetchTwiML(callSid: sid, from: "+15556664444", to: "+15550000001")
+            let transcript = try await caller.call(
+                publicURL: url, callSid: sid, from: "+15556664444", to: "+15550000001",
+                script: [.sayAndInterrupt("please tell me a very long story about the sea and the ships", afterTokens: 3)])
+            let heard = try #require(transcript.turns.first?.text)
+            #expect(!heard.isEmpty)
+            var bodies: [String] = []
+            _ = await eventually {
+                bodies = (try? await stack.strings("SELECT body FROM messages WHERE conversation_id = '\(sid)' AND direction = 'outbound'")) ?? []
+                return !bodies.isEmpty
+            }
+            #expect(bodies == [heard])
+        }
+    }
 }

@@ -145,23 +145,10 @@ final class CallRegistry: Sendable {
                 let taken = try await redis.command(
                     "EVAL", .string(Self.takeoverScript), "3", .string(callKey), .string(RelayLiveness.callsKey(instance)), .string(Self.stateKey(id)),
                     .string(holder), .string(instance), .string(id), .string(String(Self.registrationSeconds)))
-                guard taken.integer == 1 else { continue }
-                let previous = calls.withLockedValue { calls -> CallSession? in
-                    defer { calls[id] = session }
-                    return calls[id]
+                if taken.integer == 1 {
+                    adopt(session, state: state, from: holder)
+                    return true
                 }
-                // A reconnect to this same relay: the old socket is gone; its end must not end the call.
-                previous?.handOver()
-                session.resume(
-                    prompt: state["prompt"], turnId: state["turn"], sequence: state["seq"].flatMap { Int($0) }, generation: state["gen"])
-                if let stream = state["stream"], state["prompt"] != nil, state["prompt"] != "-" {
-                    let position = state["pos"] ?? state["promptAt"].flatMap { Int($0) }.map { "\(max(0, $0 - 2_000))-0" } ?? "0-0"
-                    adopt(stream: stream, after: position)
-                }
-                Gauge(label: "agentconnect_live_calls").record(count)
-                Counter(label: "agentconnect_voice_calls_taken_over_total").increment()
-                logger.info("call taken over", metadata: ["conversation.id": "\(id)", "relay.previous": "\(holder)"])
-                return true
             }
             guard ContinuousClock.now < deadline else {
                 Counter(label: "agentconnect_voice_frames_total", dimensions: [("kind", "rejected_takeover")]).increment()
@@ -169,6 +156,26 @@ final class CallRegistry: Sendable {
             }
             try await Task.sleep(for: .milliseconds(200))
         }
+    }
+
+    /// Holds a call just taken over: its turn state seeded from `state`, the previous holder's stream
+    /// read for the turn in progress.
+    private func adopt(_ session: CallSession, state: [String: String], from holder: String) {
+        let id = session.conversationId
+        let previous = calls.withLockedValue { calls -> CallSession? in
+            defer { calls[id] = session }
+            return calls[id]
+        }
+        // A reconnect to this same relay after a restart: the old socket is gone; its end must not end the call.
+        previous?.handOver()
+        session.resume(prompt: state["prompt"], turnId: state["turn"], sequence: state["seq"].flatMap { Int($0) }, generation: state["gen"])
+        if let stream = state["stream"], state["prompt"] != nil, state["prompt"] != "-" {
+            let position = state["pos"] ?? state["promptAt"].flatMap { Int($0) }.map { "\(max(0, $0 - 2_000))-0" } ?? "0-0"
+            adopt(stream: stream, after: position)
+        }
+        Gauge(label: "agentconnect_live_calls").record(count)
+        Counter(label: "agentconnect_voice_calls_taken_over_total").increment()
+        logger.info("call taken over", metadata: ["conversation.id": "\(id)", "relay.previous": "\(holder)"])
     }
 
     /// Moves a call's registration from `ARGV[1]` (still its holder) to `ARGV[2]`.
@@ -287,8 +294,9 @@ final class CallRegistry: Sendable {
         handedOverAny.withLockedValue { $0 = true }
         for session in sessions { session.handOver() }
         // A batch admitted before the flag goes out in full before the sockets close: what was recorded
-        // as sent reaches the caller. Later batches skip these calls.
-        let settled = ContinuousClock.now + .seconds(2)
+        // as sent reaches the caller (its Redis write can take a while under load: an fsync per write).
+        // Later batches skip these calls.
+        let settled = ContinuousClock.now + .seconds(15)
         while batchesInFlight.withLockedValue({ $0 }) > 0, ContinuousClock.now < settled {
             try? await Task.sleep(for: .milliseconds(5))
         }

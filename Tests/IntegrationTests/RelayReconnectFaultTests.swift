@@ -166,7 +166,7 @@ struct RelayReconnectFaultTests {
             let expected = Self.expected(0..<9)
             let completed = placed.filter { $0.turns.map(\.text) == expected }
             for transcript in placed where transcript.turns.map(\.text) != expected {
-                Issue.record("\(transcript.callSid): \(transcript.turns.map(\.text)) (reconnects \(transcript.reconnects), close \(String(describing: transcript.closeCode)))")
+                Issue.record("\(transcript.callSid): \(transcript.turns.map(\.tokens)) repeated \(transcript.turns.map(\.repeated)) (reconnects \(transcript.reconnects), close \(String(describing: transcript.closeCode)))\n\(stack.logs)")
             }
             #expect(placed.allSatisfy { $0.reconnects >= 1 }, "every call was handed over at least once")
             let ended = try await Self.endedSettles(stack, worker: worker, at: calls)

@@ -149,6 +149,31 @@ struct MessagingMediaTests {
         }
     }
 
+    @Test("Twilio's 21610 for a STOP we had not heard of yet: the reply is recorded, the opt-out remembered, nothing retried or dead-lettered")
+    func unsubscribedRace() async throws {
+        try await withMediaStack(classic: true) { stack in
+            let customer = "+15554440055"
+            // A number of ours the ingress does not know: Twilio (the sim) records the STOP, we never see it.
+            let otherSender = "+15550009999"
+            _ = try await stack.customerSays("STOP", from: customer, extra: ["classic": true, "to": .string(otherSender)])
+            let client = stack.redis.client()
+            defer { client.shutdown() }
+            let reply = BusEvent(
+                id: "race-reply-1", type: EventType.replyReady, conversationId: classicConversationId(channel: .sms, agent: otherSender, customer: customer),
+                channel: .sms, traceparent: Traceparent.random().description,
+                payload: ["text": "your code is 1234", "mode": "classic", "customerAddress": .string(customer), "agentAddress": .string(otherSender)])
+            _ = try await RedisStreamsEventBus(client: client).publish(reply, to: Streams.outbound)
+            #expect(await eventually(timeout: .seconds(20)) {
+                ((try? await stack.strings("SELECT status || ':' || error FROM deliveries WHERE reply_id = 'race-reply-1'")) ?? []).first?.contains("21610") == true
+            })
+            #expect(try await stack.strings("SELECT customer_address FROM opt_outs") == [customer])
+            try await Task.sleep(for: .seconds(1))
+            let sends = try await stack.simRequests(path: "/Messages.json").filter { $0["method"]?.string == "POST" }
+            #expect(sends.count == 1, "refused once, never retried")
+            #expect(try await stack.length(of: Streams.dead) == 0)
+        }
+    }
+
     @Test("a failed delivery is recorded on the reply's row and reaches onError with Twilio's code")
     func failedDelivery() async throws {
         try await withMediaStack(classic: true) { stack in

@@ -277,6 +277,8 @@ extension BuiltInAgents {
         if tac.configuration.studioHandoffFlowSid != nil, !builtIn.contains(.handoff) { builtIn.append(.handoff) }
         let offered = builtIn
         tac.onMessageReady { message, session, memory in
+            // An `end_call` of a turn that was cut off does not end a later one.
+            _ = BuiltInTool.pendingEnds.withLockedValue { $0.remove(session.conversationId) }
             let messages = try await openAIMessages(tac: tac, client: client, message: message, session: session, memory: memory)
             let loop = ToolLoop(
                 tac: tac, client: client, session: session,
@@ -284,6 +286,9 @@ extension BuiltInAgents {
             if session.channel == .voice {
                 let tokens = loop.stream(messages, maxTokens: 200, filler: true).replacingFailure(with: apology, logger: logger)
                 try await voice.sendResponse(conversationId: session.conversationId, response: tokens)
+                if BuiltInTool.pendingEnds.withLockedValue({ $0.remove(session.conversationId) }) != nil {
+                    try await voice.sendFrame(conversationId: session.conversationId, frame: ["type": "end"])
+                }
                 return nil
             }
             var reply = ""

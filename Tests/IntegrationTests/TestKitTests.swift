@@ -51,3 +51,41 @@ struct TestKitTests {
         }
     }
 }
+
+@Suite("AgentConnectTesting: tool calls and model-graded expectations", .serialized)
+struct TestKitModelTests {
+    @Test("expected tool calls on a call and a conversation; a judge grades replies, and its FAIL is a readable issue")
+    func toolsAndJudge() async throws {
+        let model = try await ScriptedModel.start { request in
+            let messages = request["messages"]?.array ?? []
+            if messages.first?["content"]?.string?.hasPrefix("You check the replies") == true {
+                let graded = (messages.last?["content"]?.string ?? "").components(separatedBy: "Reply:\n").last ?? ""
+                return .init(chunks: [.text(graded.contains("callback") ? "PASS: it apologises and offers a callback." : "FAIL: it offers no callback.")])
+            }
+            if ScriptedModel.toolMessages(request).isEmpty {
+                return .init(chunks: [.tool(index: 0, id: "c1", name: "check_order", arguments: #"{"orderId":"A-1001"}"#)])
+            }
+            return .init(chunks: [.text("Sorry for the wait: A-1001 has shipped."), .text(" Shall I arrange a callback?")])
+        }
+        defer { model.stop() }
+        let judge = ModelJudge(baseURL: model.baseURL, model: "judge")
+        try await AgentHarness.run(agent: "example-tool-agent", environment: ["OPENAI_BASE_URL": model.baseURL]) { harness in
+            let call = try await harness.call(from: "+15558880005")
+            try await call.say("where is A-1001?")
+            try await call.expectReply(satisfies: "apologises and offers a callback", judge: judge)
+            try await call.expectToolCalls(["check_order"])
+
+            let sms = harness.conversation(from: "+15558880006")
+            try await sms.send("where is A-1001?")
+            let reply = try await sms.reply()
+            #expect(try await sms.toolCalls().map(\.name) == ["check_order"])
+            #expect(try await sms.toolCalls().first?.result.contains("shipped") == true)
+            try await withKnownIssue {
+                try await judge.expect("A-1001 has shipped.", satisfies: "offers a callback")
+            } matching: { issue in
+                issue.description.contains(#"the reply does not satisfy "offers a callback": it offers no callback. — the reply was: "A-1001 has shipped.""#)
+            }
+            #expect(reply.contains("callback"))
+        }
+    }
+}

@@ -1,5 +1,6 @@
 import AgentConnectCore
 import Foundation
+import AgentConnectTesting
 import RelayCaller
 import Testing
 
@@ -158,6 +159,44 @@ struct TextCustomerFaultTests {
             #expect(texts.count == 1)
             #expect(texts.first?["text"]?.string == "Pay here: https://acme.example/pay/42")
             #expect(model.requests.count >= 3)
+        }
+    }
+}
+
+@Suite("Built-in call tools, scripted with the test kit", .serialized)
+struct CallToolTests {
+    @Test("end_call: the caller hears the goodbye, then the call ends; transfer_call: the end frame carries the handoff")
+    func endAndTransfer() async throws {
+        let model = try await ScriptedModel.start { request in
+            let said = (request["messages"]?.array ?? []).last { $0["role"]?.string == "user" }?["content"]?.string ?? ""
+            guard ScriptedModel.toolMessages(request).isEmpty || !said.contains("bye") && !said.contains("person") else {
+                return .init(chunks: [.text(said.contains("bye") ? "Goodbye!" : "Connecting you now.")])
+            }
+            if said.contains("bye") { return .init(chunks: [.tool(index: 0, id: "e", name: "end_call", arguments: "{}")]) }
+            if said.contains("person") {
+                return .init(chunks: [.tool(index: 0, id: "t", name: "transfer_call", arguments: #"{"reason":"asked for a person"}"#)])
+            }
+            return .init(chunks: [.text("Hello!")])
+        }
+        defer { model.stop() }
+        let environment = ["TAC_AGENT": "openai", "OPENAI_BASE_URL": model.baseURL, "OPENAI_TOOLS": "end_call,transfer_call"]
+        try await AgentHarness.run(agent: "agent-worker", environment: environment) { harness in
+            let call = try await harness.call(from: "+15557770010")
+            try await call.say("hi")
+            #expect(try await call.reply() == "Hello!")
+            try await call.say("thanks, bye")
+            #expect(try await call.reply() == "Goodbye!")
+            #expect(try await call.waitForEnd() == .null)
+            try await call.expectToolCalls(["end_call"])
+
+            let transferred = try await harness.call(from: "+15557770011")
+            try await transferred.say("can I talk to a person")
+            #expect(try await transferred.reply() == "Connecting you now.")
+            let handoff = try await transferred.waitForEnd()
+            #expect(handoff["attributes"]?["reason"]?.string == "asked for a person")
+            try await transferred.expectToolCalls(["transfer_call"])
+            let offered = model.requests.first?["tools"]?.array?.compactMap { $0["function"]?["name"]?.string } ?? []
+            #expect(offered.contains("end_call") && offered.contains("transfer_call"))
         }
     }
 }

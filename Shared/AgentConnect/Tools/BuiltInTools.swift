@@ -1,5 +1,6 @@
 import AgentConnectCore
 import Foundation
+import NIOConcurrencyHelpers
 
 /// Tools that ship with the SDK, each one line to enable on the built-in `openai` agent
 /// (`installOpenAI(on:builtIn:)`, or `OPENAI_TOOLS=recall_memory,text_customer` for agent-worker).
@@ -14,9 +15,13 @@ public enum BuiltInTool: Sendable, Equatable {
     case textCustomer(channel: ChannelKind)
     /// Search the knowledge base (``TAC/knowledgeSearchTool(name:limit:)``).
     case searchKnowledge
+    /// Voice: hang up after the goodbye (``TAC/endCallTool(session:)``).
+    case endCall
+    /// Voice: transfer the caller to a person after the reply (the handoff, as `transfer_call`).
+    case transferCall
 
     /// Names `OPENAI_TOOLS` accepts.
-    public static let names = ["handoff", "recall_memory", "text_customer", "search_knowledge"]
+    public static let names = ["handoff", "recall_memory", "text_customer", "search_knowledge", "end_call", "transfer_call"]
 
     /// The tool named `name` in `OPENAI_TOOLS` (`text_customer` texts by SMS).
     public init?(name: String) {
@@ -25,6 +30,8 @@ public enum BuiltInTool: Sendable, Equatable {
         case "recall_memory": self = .recallMemory
         case "text_customer": self = .textCustomer(channel: .sms)
         case "search_knowledge": self = .searchKnowledge
+        case "end_call": self = .endCall
+        case "transfer_call": self = .transferCall
         default: return nil
         }
     }
@@ -36,8 +43,19 @@ public enum BuiltInTool: Sendable, Equatable {
         case .recallMemory: [tac.memoryRecallTool(session: session)]
         case .textCustomer(let channel): [tac.textCustomerTool(session: session, channel: channel)]
         case .searchKnowledge: [tac.knowledgeSearchTool()]
+        case .endCall: session.channel == .voice ? [tac.endCallTool(session: session)] : []
+        case .transferCall:
+            session.channel == .voice
+                ? [
+                    try tac.studioHandoffTool(
+                        session: session, name: "transfer_call",
+                        description: "Transfer the caller to a person. Use it when they ask for a human or you cannot help; say a short goodbye after calling it.")
+                ] : []
         }
     }
+
+    /// Calls whose `end_call` ran this turn: the agent ends the session after its reply.
+    static let pendingEnds = NIOLockedValueBox<Set<String>>([])
 }
 
 extension TAC {
@@ -94,6 +112,19 @@ extension TAC {
                     try await Task.sleep(for: .milliseconds(300 * attempt))
                 }
             }
+        }
+    }
+
+    /// `end_call` (voice): the call ends after this turn's reply, so the caller hears the goodbye
+    /// (the built-in agent sends ConversationRelay's `end` once its answer is spoken).
+    public func endCallTool(session: ConversationSession, name: String = "end_call") -> AgentTool {
+        AgentTool(
+            name: name,
+            description: "End the phone call. Use it when the caller says goodbye or the conversation is finished; say a short goodbye after calling it.",
+            parameters: ToolSchema.object([:])
+        ) { _, _ in
+            _ = BuiltInTool.pendingEnds.withLockedValue { $0.insert(session.conversationId) }
+            return ["status": "ending after your reply"]
         }
     }
 

@@ -7,7 +7,8 @@ import Foundation
 /// - Callers from Mexico (+52) get Spanish (`onInboundCallTwiML`); everyone else the defaults.
 /// - Each answer says what the session knows: the prompt's language, the `tier` parameter, the call
 ///   type, and how many ConversationRelay errors `onError` has seen on this call.
-/// - "music" plays a clip (`play`), "transfer" hands the call to a person (`transfer`).
+/// - "music" plays a clip (`play`), "transfer" hands the call to a person (`transfer`), "goodbye"
+///   hangs up through the Calls API (`endCall`).
 @main
 struct CallControl {
     static func main() async throws {
@@ -32,6 +33,11 @@ struct CallControl {
             if message.lowercased().contains("music") {
                 try await voice.play(conversationId: session.conversationId, source: "https://example.com/hold.mp3", interruptible: true)
                 return "Enjoy the music."
+            }
+            if message.lowercased().contains("goodbye"), let callSid = session.callSid {
+                try await voice.sendResponse(conversationId: session.conversationId, response: "Goodbye.")
+                _ = await voice.endCall(callSid: callSid)
+                return nil
             }
             if message.lowercased().contains("transfer") {
                 await voice.transfer(session, reason: "caller asked for a person")

@@ -32,6 +32,9 @@ struct TwilioRESTRoutes: Sendable {
         router.post("/2010-04-01/Accounts/:account/Messages.json") { request, _ in await guarded(request) { try await message($0) } }
         router.get("/2010-04-01/Accounts/:account/Messages.json") { request, _ in await guarded(request) { try listMessages($0) } }
         router.post("/2010-04-01/Accounts/:account/Calls.json") { request, _ in await guarded(request) { try await createCall($0) } }
+        router.post("/2010-04-01/Accounts/:account/Calls/:file") { request, context in
+            await guarded(request) { try updateCall($0, sid: String((context.parameters.get("file") ?? "").dropLast(".json".count))) }
+        }
         router.get("/2010-04-01/Accounts/{account}.json") { request, context in await guarded(request) { try account($0, context) } }
         SimMessaging(state: state, configuration: configuration).add(to: router)
         router.post("/v2/Flows/:flow/Executions") { request, _ in
@@ -359,6 +362,20 @@ struct TwilioRESTRoutes: Sendable {
         state.events.publish(["kind": "call.incoming", "callSid": .string(sid), "from": .string(from), "to": .string(to), "twiml": .string(twiml)])
         answerCall?(CallAnswerer.Job(sid: sid, from: from, to: to, twiml: twiml))
         return JSONResponse.bytes(.created, try encode(response))
+    }
+
+    /// The Calls API's update (`POST …/Calls/{CallSid}.json`): `Status=completed` hangs up an
+    /// in-progress call, `canceled` a queued or ringing one (Twilio's documented values); an unknown
+    /// call is a 404. The sim records the status on the call (`GET /sim/calls/{sid}.status`); the
+    /// sim's phone does not hang up a socket it is in the middle of.
+    private func updateCall(_ incoming: Incoming, sid: String) throws -> Response {
+        let known = [sid, sid + ".live", sid + ".action"].contains { state.call($0) != nil }
+        guard known else { throw SimError(404, "The requested resource /Calls/\(sid).json was not found") }
+        guard let status = incoming.form["Status"], ["completed", "canceled"].contains(status) else {
+            throw SimError(400, "Status must be completed or canceled")
+        }
+        state.recordCall(sid + ".status", ["callSid": .string(sid), "status": .string(status)])
+        return JSONResponse.bytes(.ok, try encode(["sid": .string(sid), "status": .string(status)]))
     }
 
     /// Posts `CONVERSATION_UPDATED` for a status change to messaging-ingress, as the orchestrator's status callback.

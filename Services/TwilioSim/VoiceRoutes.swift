@@ -71,6 +71,7 @@ struct VoiceRoutes: Sendable {
             relayURL: configuration.voiceURL, authToken: configuration.authToken, publicBaseURL: configuration.voicePublicBaseURL, logger: logger)
         let sid = callSid ?? "CA" + state.nextId("").suffix(32)
         let (url, twiml) = try await caller.fetchTwiML(callSid: sid, from: from, to: to)
+        state.recordCall(sid + ".live", ["callSid": .string(sid), "from": .string(from), "to": .string(to)])
         caller.applicationReconnect = RelayCaller.attribute("applicationReconnect", in: twiml)?.lowercased() == "true"
         createCallConversation(twiml: twiml, sid: sid, customer: from, agent: to)
         var script: [RelayCaller.Step] = []

@@ -104,7 +104,7 @@ struct MessagingMediaTests {
             let sent = try await stack.customerSays("long answer", from: "+15554440040")
             let conversationId = try #require(sent["conversationId"]?.string)
             let expected = (1...70).map { "Sentence \($0) of the long answer explains one more detail." }.joined(separator: " ")
-            let parts = try await stack.replyTexts(conversationId: conversationId, count: 3)
+            let parts = try await stack.agentMessages(conversationId: conversationId, count: 3, waitMs: 45_000).compactMap { $0["text"]?.string }
             #expect(parts.count == 3)
             #expect(parts.allSatisfy { $0.utf16.count <= 1600 })
             #expect(parts.joined(separator: " ") == expected)
@@ -199,9 +199,9 @@ struct MessagingMediaTests {
                 stack, ["channel": "chat", "to": "chat-customer-77", "message": "Hello from the agent", "channelId": "CHsimchat"])
             #expect(started.status == 201, "\(started.body)")
             let conversationId = try #require(started.json["conversationId"]?.string)
-            #expect(try await stack.replyTexts(conversationId: conversationId, count: 1) == ["Hello from the agent"])
+            #expect(try await stack.agentMessages(conversationId: conversationId, waitMs: 30_000).compactMap { $0["text"]?.string } == ["Hello from the agent"])
             try await stack.customerSays("hi agent", channel: "chat", from: "chat-customer-77", extra: ["conversationId": .string(conversationId)])
-            #expect(try await stack.replyTexts(conversationId: conversationId, count: 2).last == "You said: hi agent")
+            #expect(try await stack.agentMessages(conversationId: conversationId, count: 2, waitMs: 30_000).last?["text"]?.string == "You said: hi agent")
         }
     }
 

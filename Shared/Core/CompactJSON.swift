@@ -312,6 +312,13 @@ public enum CompactJSON {
         }
 
         static func text(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws -> String {
+            // ASCII (nearly every string on the bus) needs no validation.
+            var ascii = true
+            for byte in bytes where byte >= 0x80 {
+                ascii = false
+                break
+            }
+            if ascii { return String(decoding: bytes, as: UTF8.self) }
             guard let text = String(validating: bytes, as: UTF8.self) else {
                 throw CompactJSONError(message: "invalid UTF-8 in a string at byte \(offset)")
             }

@@ -14,11 +14,23 @@ public struct Traceparent: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses a header value, or returns `nil` when it is malformed.
     public init?(_ header: String) {
-        let parts = header.split(separator: "-")
-        guard parts.count == 4, parts[0] == "00", parts[1].count == 32, parts[2].count == 16, parts[3].count == 2,
-            parts.dropFirst().allSatisfy({ $0.allSatisfy(\.isHexDigit) })
+        // `00-` + 32 hex + `-` + 16 hex + `-` + 2 hex, checked on the UTF-8 bytes (this runs for
+        // every event on every hop).
+        let bytes = Array(header.utf8)
+        guard bytes.count == 55, bytes[0] == UInt8(ascii: "0"), bytes[1] == UInt8(ascii: "0"), bytes[2] == UInt8(ascii: "-"),
+            bytes[35] == UInt8(ascii: "-"), bytes[52] == UInt8(ascii: "-")
         else { return nil }
-        self.init(traceID: String(parts[1]), spanID: String(parts[2]), flags: String(parts[3]))
+        for index in 3..<55 where index != 35 && index != 52 {
+            guard Self.isHexDigit(bytes[index]) else { return nil }
+        }
+        self.init(
+            traceID: String(decoding: bytes[3..<35], as: UTF8.self), spanID: String(decoding: bytes[36..<52], as: UTF8.self),
+            flags: String(decoding: bytes[53..<55], as: UTF8.self))
+    }
+
+    private static func isHexDigit(_ byte: UInt8) -> Bool {
+        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
+            || (UInt8(ascii: "A")...UInt8(ascii: "F")).contains(byte)
     }
 
     public init(traceID: String, spanID: String, flags: String) {
@@ -39,14 +51,25 @@ public struct Traceparent: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { "00-\(traceID)-\(spanID)-\(flags)" }
 
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
     private static func hex(bytes: Int) -> String {
         var generator = SystemRandomNumberGenerator()
-        var out = ""
-        out.reserveCapacity(bytes * 2)
-        for _ in 0..<bytes {
-            let byte = UInt8.random(in: 0...255, using: &generator)
-            out += String(byte >> 4, radix: 16) + String(byte & 0x0f, radix: 16)
+        return String(unsafeUninitializedCapacity: bytes * 2) { buffer in
+            var remaining = bytes
+            var index = 0
+            while remaining > 0 {
+                var random = generator.next()
+                for _ in 0..<min(8, remaining) {
+                    let byte = UInt8(truncatingIfNeeded: random)
+                    random >>= 8
+                    buffer[index] = hexDigits[Int(byte >> 4)]
+                    buffer[index + 1] = hexDigits[Int(byte & 0x0f)]
+                    index += 2
+                    remaining -= 1
+                }
+            }
+            return index
         }
-        return out
     }
 }

@@ -22,18 +22,40 @@ final class EventLoopFlag: @unchecked Sendable {
 /// Encodes commands as RESP arrays of bulk strings (binary-safe).
 enum RESPEncoder {
     static func encode(_ command: [RedisArgument], into buffer: inout ByteBuffer) {
-        buffer.writeString("*\(command.count)\r\n")
+        header(UInt8(ascii: "*"), command.count, into: &buffer)
         for argument in command {
             switch argument {
             case .string(let text):
-                buffer.writeString("$\(text.utf8.count)\r\n")
+                header(UInt8(ascii: "$"), text.utf8.count, into: &buffer)
                 buffer.writeString(text)
             case .bytes(let bytes):
-                buffer.writeString("$\(bytes.count)\r\n")
+                header(UInt8(ascii: "$"), bytes.count, into: &buffer)
                 buffer.writeBytes(bytes)
             }
             buffer.writeStaticString("\r\n")
         }
+    }
+
+    /// `*3\r\n` or `$12\r\n`, without building a string.
+    private static func header(_ marker: UInt8, _ count: Int, into buffer: inout ByteBuffer) {
+        buffer.writeInteger(marker)
+        if count < 10 {
+            buffer.writeInteger(UInt8(ascii: "0") + UInt8(count))
+        } else {
+            var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+                (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+            withUnsafeMutableBytes(of: &digits) { raw in
+                var value = count
+                var index = raw.count
+                while value > 0 {
+                    index -= 1
+                    raw[index] = UInt8(ascii: "0") + UInt8(value % 10)
+                    value /= 10
+                }
+                buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[index...]))
+            }
+        }
+        buffer.writeStaticString("\r\n")
     }
 }
 

@@ -120,4 +120,69 @@ struct CompactJSONTests {
         #expect(throws: (any Error).self) { try CompactJSON.encode(.number(.nan)) }
         #expect(throws: (any Error).self) { try CompactJSON.encode(.number(.infinity)) }
     }
+
+    @Test("timestamps are written as the ISO 8601 format style writes them and parse to the same instant")
+    func timestamps() throws {
+        var random = SplitMix64(seed: 3)
+        let style = Date.ISO8601FormatStyle().year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true)
+            .timeSeparator(.colon).timeZone(separator: .omitted)
+        var dates = [Date(timeIntervalSince1970: 0), Date(timeIntervalSince1970: 951_782_400.999_9), Date(timeIntervalSince1970: -86_400.5), Date()]
+        for _ in 0..<500 { dates.append(Date(timeIntervalSince1970: Double(Int64.random(in: -2_000_000_000_000...4_000_000_000_000, using: &random)) / 1000)) }
+        for date in dates {
+            let text = Timestamp.iso8601(date)
+            #expect(text == date.formatted(style), "\(date.timeIntervalSince1970)")
+            let parsed = try #require(Timestamp.parse(text))
+            let foundation = try Date(text, strategy: style)
+            #expect(abs(parsed.timeIntervalSince1970 - foundation.timeIntervalSince1970) < 1e-6, "\(text)")
+        }
+        #expect(Timestamp.parse("2026-02-30T00:00:00.000Z") == (try? Date("2026-02-30T00:00:00.000Z", strategy: style)))
+        #expect(Timestamp.parse("2026-11-21T12:00:00Z") != nil)
+        #expect(Timestamp.parse("garbage") == nil)
+    }
+
+    @Test("traceparent headers parse on their bytes; random ones are 55 lower-case hex characters")
+    func traceparents() throws {
+        let header = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        let parsed = try #require(Traceparent(header))
+        #expect(parsed.description == header)
+        #expect(parsed.traceID == "0af7651916cd43dd8448eb211c80319c" && parsed.spanID == "b7ad6b7169203331" && parsed.flags == "01")
+        for broken in ["", "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", header + "-", "00-0af7651916cd43dd8448eb211c80319g-b7ad6b7169203331-01", "00_0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"] {
+            #expect(Traceparent(broken) == nil, "\(broken)")
+        }
+        let hex = Set("0123456789abcdef")
+        for _ in 0..<100 {
+            let random = Traceparent.random()
+            #expect(random.traceID.count == 32 && random.spanID.count == 16 && random.traceID.allSatisfy(hex.contains) && random.spanID.allSatisfy(hex.contains))
+            #expect(Traceparent(random.description) == random)
+        }
+    }
+
+    @Test("withTimeout returns the body's result or error, times out a body that ignores cancellation, and passes cancellation on")
+    func timeouts() async throws {
+        #expect(try await withTimeout(.seconds(5), "quick") { 42 } == 42)
+        await #expect(throws: CancellationError.self) { try await withTimeout(.seconds(5), "failing") { throw CancellationError() } }
+        let clock = ContinuousClock()
+        let started = clock.now
+        await #expect(throws: TimeoutError.self) {
+            try await withTimeout(.milliseconds(100), "stuck") {
+                // Ignores cancellation, as a query on a dead connection would.
+                let until = clock.now + .seconds(2)
+                while clock.now < until { try? await Task.sleep(for: .milliseconds(20)) }
+                return 1
+            }
+        }
+        #expect(clock.now - started < .seconds(1))
+        let sawCancel = AsyncStream<Bool>.makeStream()
+        let caller = Task {
+            try await withTimeout(.seconds(30), "cancelled") {
+                do { try await Task.sleep(for: .seconds(30)) } catch { sawCancel.continuation.yield(true) }
+                return 0
+            }
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        caller.cancel()
+        var iterator = sawCancel.stream.makeAsyncIterator()
+        #expect(await iterator.next() == true)
+        _ = try? await caller.value
+    }
 }

@@ -1,6 +1,7 @@
 import AgentConnectCore
 import EventBus
 import Foundation
+import PostgresNIO
 import Testing
 
 /// Messaging as customers use it, through twilio-sim as strict as Twilio: pictures both ways,
@@ -71,6 +72,26 @@ struct MessagingMediaTests {
             #expect(messages.first?["contentSid"]?.string == "HX0123456789abcdef0123456789abcdef")
             #expect(messages.first?["contentVariables"]?["1"]?.string == "Ada")
             #expect(messages.count == 1)
+        }
+    }
+
+    @Test("the window is the customer's last message: a start within 24 hours of it goes out free-form, one after 25 hours is refused")
+    func windowFromLastMessage() async throws {
+        try await withMediaStack(classic: true) { stack in
+            let customer = "whatsapp:+15554440025"
+            try await stack.customerSays("hi", channel: "whatsapp", from: customer, extra: ["classic": true])
+            _ = try await stack.agentMessages(to: customer, waitMs: 30_000)
+            let sql = "SELECT count(*)::int FROM messages WHERE author_address = '\(customer)' AND direction = 'inbound'"
+            #expect(await eventually(timeout: .seconds(20)) { ((try? await stack.count(sql)) ?? 0) == 1 })
+            let open = try await startConversation(stack, ["channel": "whatsapp", "to": .string(customer), "message": "Your order shipped"])
+            #expect(open.status == 201, "\(open.body)")
+            #expect(try await stack.agentMessages(to: customer, count: 2, waitMs: 30_000).last?["text"]?.string == "Your order shipped")
+            try await stack.database.withClient { client in
+                _ = try await client.query(
+                    PostgresQuery(unsafeSQL: "UPDATE messages SET created_at = now() - interval '25 hours' WHERE author_address = '\(customer)'"))
+            }
+            let closed = try await startConversation(stack, ["channel": "whatsapp", "to": .string(customer), "message": "Still there?"])
+            #expect(closed.status == 409 && closed.body.contains("25 h ago"), "\(closed.body)")
         }
     }
 

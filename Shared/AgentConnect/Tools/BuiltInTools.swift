@@ -108,7 +108,7 @@ extension TAC {
                     // The same key makes a retry safe: the first send's answer is replayed (or a 409
                     // while it is still in progress is waited out).
                     attempt += 1
-                    if attempt >= 5 { throw error }
+                    if attempt >= 8 { throw error }
                     try await Task.sleep(for: .milliseconds(300 * attempt))
                 }
             }

@@ -143,10 +143,10 @@ nice -n 10 podman build --format docker -f deploy/Dockerfile -t "$image" ${mount
   > .run/test-deploy-build.log 2>&1 || { tail -60 .run/test-deploy-build.log; exit 1; }
 executables="voice-relay messaging-ingress outbound agent-worker migrate twilio-sim agentconnect
   agentconnect-bench example-sms-bot example-voice-assistant example-channel-replies
-  example-appointment-reminder example-memory-agent"
+  example-appointment-reminder example-memory-agent example-media-agent example-tool-agent example-call-control"
 # shellcheck disable=SC2086
 podman run --rm --no-healthcheck "$image" sh -c 'for e in "$@"; do command -v "$e" >/dev/null || { echo "$e missing from the image"; exit 1; }; done; agentconnect --help >/dev/null' sh $executables
-done_step "$(podman image inspect -f '{{.Size}}' "$image" | awk '{printf "%d MB, 13 executables", $1 / 1e6}')"
+done_step "$(podman image inspect -f '{{.Size}}' "$image" | awk -v n="$(echo $executables | wc -w)" '{printf "%d MB, %d executables", $1 / 1e6, n}')"
 
 # --- compose.yaml up, in depends_on order ----------------------------------------------------------
 export EDGE_PORT=${AC_DEPLOY_EDGE_PORT:-18080}

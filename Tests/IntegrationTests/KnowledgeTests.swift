@@ -1,4 +1,5 @@
 import AgentConnectCore
+import AgentConnectTesting
 import Foundation
 import Testing
 
@@ -46,7 +47,11 @@ struct KnowledgeTests {
     }
 
     func knowledge(_ arguments: [String], database: TestDatabase, extra: [String: String] = [:]) async throws -> (Int32, String, String) {
-        let outcome = try await CLIRun.agentconnect(["knowledge"] + arguments, environment: ["DATABASE_URL": database.url].merging(extra) { $1 })
+        try await knowledge(arguments, databaseURL: database.url, extra: extra)
+    }
+
+    func knowledge(_ arguments: [String], databaseURL: String, extra: [String: String] = [:]) async throws -> (Int32, String, String) {
+        let outcome = try await CLIRun.agentconnect(["knowledge"] + arguments, environment: ["DATABASE_URL": databaseURL].merging(extra) { $1 })
         return (outcome.status, outcome.out, outcome.err)
     }
 
@@ -108,5 +113,26 @@ struct KnowledgeTests {
         #expect(model.embeddingRequests >= 5)
         // Full text still counts: a question with the text's own words ranks its chunk first.
         #expect(try await search("opening hours on sundays", database: embedded, extra: endpoint).first?["title"]?.string == "hours")
+    }
+
+    @Test("search_knowledge: the openai agent looks the answer up in the knowledge base and answers from it")
+    func tool() async throws {
+        let model = try await ScriptedModel.start { request in
+            guard let result = ScriptedModel.toolMessages(request).first?["content"]?.string else {
+                return .init(chunks: [.tool(index: 0, id: "k", name: "search_knowledge", arguments: #"{"query":"how long does a refund take"}"#)])
+            }
+            let found = (try? JSONDecoder().decode(JSONValue.self, from: Data(result.utf8)))?["results"]?.array?.first?["content"]?.string ?? ""
+            return .init(chunks: [.text("From our policy: "), .text(found.contains("within five business days") ? "five business days." : "I don't know.")])
+        }
+        defer { model.stop() }
+        let environment = ["TAC_AGENT": "openai", "OPENAI_BASE_URL": model.baseURL, "OPENAI_TOOLS": "search_knowledge"]
+        try await AgentHarness.run(agent: "agent-worker", environment: environment) { harness in
+            let (status, _, err) = try await knowledge(["add"] + Self.corpus(), databaseURL: harness.databaseURL)
+            #expect(status == 0, "\(err)")
+            let sms = harness.conversation(from: "+15557770020")
+            try await sms.send("How long until I get my refund?")
+            #expect(try await sms.reply() == "From our policy: five business days.")
+            #expect(try await sms.toolCalls().map(\.name) == ["search_knowledge"])
+        }
     }
 }

@@ -31,9 +31,10 @@ for line in open(sys.argv[1]):
 cpu = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
 print(f"Measured {datetime.date.today()} on {cpu} cores ({platform.machine()}), release build, every process on this machine.")
 print("CPU figures are user + system time from /proc/<pid>/stat divided by the messages (or turns) of the run;")
+print("\"other processes\" is the share of all cores busy with anything but the processes measured (the load generator included).")
 if load:
     print(f"Load average (1/5/15 min) when the run started: {load.get('start', '?')}; when it ended: {load.get('end', '?')}.")
-print("\"other processes\" is the share of all cores busy with anything but the processes measured (the load generator included).\n")
+print()
 print("| measurement | figure | goal (reference) | machine load while measured |")
 print("|---|---|---|---|")
 for name, figure, load in rows:

@@ -14,7 +14,7 @@ struct Knowledge: AsyncParsableCommand {
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Chunk and index files: text, Markdown, HTML, PDF (uncompressed text). A file added again replaces its earlier version.")
+            abstract: "Chunk and index files: text, Markdown, HTML, PDF. A file added again replaces its earlier version.")
 
         @Argument(help: "The files.")
         var files: [String]

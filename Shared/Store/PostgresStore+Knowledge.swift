@@ -75,17 +75,23 @@ extension PostgresStore {
     }
 
     /// The chunks most relevant to `query`, best first. Full-text search matches any of the query's
-    /// words (stemmed, stop words dropped) and ranks by cover density; with `embedding` (the
+    /// words (stemmed, stop words dropped) and ranks by the share of them a chunk has, then by cover
+    /// density (so a word repeated often does not beat two different words); with `embedding` (the
     /// query's vector), cosine similarity to each chunk's stored vector is computed in SQL and
     /// weighs 70 % of the score, so paraphrases sharing no word still rank.
     public func searchKnowledge(query: String, embedding: [Double]? = nil, limit: Int) async throws -> [KnowledgeChunk] {
         let rows = try await client.query(
             """
             WITH q AS (
-                SELECT NULLIF(replace(plainto_tsquery('english', \(query))::text, '&', '|'), '')::tsquery AS terms
+                SELECT NULLIF(replace(plainto_tsquery('english', \(query))::text, '&', '|'), '')::tsquery AS terms,
+                    tsvector_to_array(to_tsvector('english', \(query))) AS lexemes
             ), scored AS (
                 SELECT c.id, d.source, d.title, c.content,
-                    COALESCE(ts_rank_cd(c.search, q.terms, 32), 0)::float8 AS text_rank,
+                    CASE WHEN q.terms IS NULL THEN 0 ELSE (
+                        0.7 * (SELECT count(*) FROM unnest(q.lexemes) AS l(lexeme) WHERE c.search @@ quote_literal(l.lexeme)::tsquery)
+                            / GREATEST(cardinality(q.lexemes), 1)
+                        + 0.3 * ts_rank_cd(c.search, q.terms, 32)
+                    ) END::float8 AS text_rank,
                     CASE WHEN \(embedding)::float8[] IS NULL OR c.embedding IS NULL THEN NULL ELSE (
                         SELECT sum(a * b) / NULLIF(sqrt(sum(a * a)) * sqrt(sum(b * b)), 0)
                         FROM unnest(c.embedding, \(embedding)::float8[]) AS v(a, b)

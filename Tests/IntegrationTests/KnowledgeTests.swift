@@ -39,12 +39,19 @@ struct KnowledgeTests {
                 %%EOF
                 """),
         ]
-        return try files.map { name, text in
+        var paths = try files.map { name, text in
             let path = "\(directory)/\(name)"
             try text.write(toFile: path, atomically: true, encoding: .utf8)
             return path
         }
+        // A PDF as PDF writers make them: its content stream compressed (FlateDecode, dynamic Huffman).
+        let compressed = try #require(Data(base64Encoded: giftCardsPDF))
+        paths.append("\(directory)/gift-cards.pdf")
+        try compressed.write(to: URL(fileURLWithPath: "\(directory)/gift-cards.pdf"))
+        return paths
     }
+
+    static let giftCardsPDF = "JVBERi0xLjQKMSAwIG9iaiA8PCAvVHlwZSAvQ2F0YWxvZyAvUGFnZXMgMiAwIFIgPj4gZW5kb2JqCjQgMCBvYmogPDwgL0xlbmd0aCAyNDAgL0ZpbHRlciAvRmxhdGVEZWNvZGUgPj4Kc3RyZWFtCnjaXdBBTsMwEIXhfU/xliAVaBASa5CgG5a+wNSZxINc29hO09yeSaoIEcmrsfR/Hr8bPH02aBqYDq/Peg4w7e7uKF2FpdwWBL5wBl+TZAaFVscBJ8ZQuEUMXgIjZkjQywmxQxwySo2Zy+M9zDcOeGheluob+rW7VmpMSTtDAlVUpwPxfr84UgtO5ClYhhQUF8egIOb3TMhsWVLdEl+x1D+lrEzm5MkqJB2mOOj7lIGjCy9ozNJLIL9W54Vu83be/Uzit9DxnxFinRm+WkehV6fTgqXi9vOMtTg6zjfM06jOz6D/WXTJTfjD7H4BcbGD5QplbmRzdHJlYW0KZW5kb2JqCnRyYWlsZXIgPDwgL1Jvb3QgMSAwIFIgPj4KJSVFT0YK"
 
     func knowledge(_ arguments: [String], database: TestDatabase, extra: [String: String] = [:]) async throws -> (Int32, String, String) {
         try await knowledge(arguments, databaseURL: database.url, extra: extra)
@@ -70,6 +77,7 @@ struct KnowledgeTests {
         #expect(out.contains("returns.md: 2 chunks (Returns and refunds)"))
         #expect(out.contains("shipping.html: 1 chunks (Shipping & delivery)"))
         #expect(out.contains("account.pdf: 1 chunks"))
+        #expect(out.contains("gift-cards.pdf: 1 chunks"))
 
         let expectations: [(String, String)] = [
             ("How long do refunds take to reach my card?", "We refund the full price"),
@@ -77,6 +85,7 @@ struct KnowledgeTests {
             ("when do your shops close on saturday", "close at 6pm"),
             ("how fast is express shipping", "Express shipping arrives"),
             ("I forgot my password", "reset link on the sign-in page"),
+            ("do gift cards expire?", "Gift cards never expire"),
         ]
         for (question, expected) in expectations {
             let first = try await search(question, database: database).first

@@ -6,8 +6,8 @@ public enum KnowledgeText {
     public static let supportedExtensions = ["txt", "text", "md", "markdown", "html", "htm", "pdf"]
 
     /// The title and text of a file: plain text and Markdown as they are, HTML without its markup
-    /// (scripts and styles dropped, entities decoded), PDF from its uncompressed text operators
-    /// (`Tj`/`TJ`; a PDF whose content streams are compressed must be converted to text first).
+    /// (scripts and styles dropped, entities decoded), PDF from the text operators of its content
+    /// streams (`FlateDecode` inflated; scanned PDFs have none).
     public static func extract(path: String) throws -> (title: String, text: String) {
         let url = URL(fileURLWithPath: path)
         let name = url.deletingPathExtension().lastPathComponent
@@ -24,7 +24,7 @@ public enum KnowledgeText {
         case "pdf":
             let text = pdf(data)
             guard !text.allSatisfy(\.isWhitespace) else {
-                throw KnowledgeError("\(path): no readable text (compressed or scanned PDF): convert it to text first, e.g. with pdftotext")
+                throw KnowledgeError("\(path): no readable text (a scanned PDF, or fonts without a text encoding): convert it to text first, e.g. with pdftotext")
             }
             return (name, text)
         default:
@@ -73,10 +73,55 @@ public enum KnowledgeText {
         return result.replacingOccurrences(of: "&amp;", with: "&")
     }
 
-    /// The text shown by a PDF's uncompressed content streams: the strings of `Tj`, `'`, `"` and
-    /// `TJ` operators; `Td`/`TD`/`T*`/`ET` start new lines.
+    /// The text a PDF shows: its content streams (`FlateDecode` ones inflated), then the strings of
+    /// their `Tj`, `'`, `"` and `TJ` operators; `Td`/`TD`/`T*`/`ET` start new lines. Fonts with
+    /// custom encodings (CID fonts without a ToUnicode map) are not decoded.
     static func pdf(_ data: Data) -> String {
-        let bytes = [UInt8](data)
+        pdfText(pdfStreams([UInt8](data)))
+    }
+
+    /// The file's streams, concatenated; compressed ones inflated (the whole file when it has none).
+    static func pdfStreams(_ bytes: [UInt8]) -> [UInt8] {
+        let keyword = Array("stream".utf8)
+        let end = Array("endstream".utf8)
+        var content: [UInt8] = []
+        var found = false
+        var index = 0
+        while let start = find(keyword, in: bytes, from: index) {
+            index = start + keyword.count
+            guard start < 3 || bytes[(start - 3)..<start] != ArraySlice("end".utf8) else { continue }
+            var dataStart = start + keyword.count
+            if dataStart < bytes.count, bytes[dataStart] == 13 { dataStart += 1 }
+            guard dataStart < bytes.count, bytes[dataStart] == 10 else { continue }
+            dataStart += 1
+            guard let dataEnd = find(end, in: bytes, from: dataStart) else { break }
+            let headerStart = max(0, start - 400)
+            let header = String(decoding: bytes[headerStart..<start], as: UTF8.self)
+            let dictionary = header.components(separatedBy: "obj").last ?? header
+            var body = Array(bytes[dataStart..<dataEnd])
+            while let last = body.last, last == 10 || last == 13 { body.removeLast() }
+            found = true
+            if dictionary.contains("/FlateDecode") {
+                if let inflated = Inflate.decompress(body) { content += inflated + [10] }
+            } else if !dictionary.contains("/Filter") {
+                content += body + [10]
+            }
+            index = dataEnd + end.count
+        }
+        return found ? content : bytes
+    }
+
+    private static func find(_ needle: [UInt8], in haystack: [UInt8], from start: Int) -> Int? {
+        guard !needle.isEmpty, haystack.count >= needle.count, start <= haystack.count - needle.count else { return nil }
+        var index = start
+        while index <= haystack.count - needle.count {
+            if haystack[index] == needle[0], haystack[index..<(index + needle.count)].elementsEqual(needle) { return index }
+            index += 1
+        }
+        return nil
+    }
+
+    static func pdfText(_ bytes: [UInt8]) -> String {
         var output = ""
         var index = 0
         var line = ""

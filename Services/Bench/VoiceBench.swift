@@ -33,6 +33,7 @@ struct VoiceBench: AsyncParsableCommand {
         let totalNames = Set(total)
         for count in calls {
             let load = MachineLoad()
+            let failedCalls = NIOLockedValueBox(0)
             let before = cpu.snapshot()
             let started = ContinuousClock.now
             let results = try await withThrowingTaskGroup(of: [RelayCaller.Turn].self) { group in
@@ -45,16 +46,23 @@ struct VoiceBench: AsyncParsableCommand {
                             script.append(.say("turn \(turn) of call \(index)"))
                             script.append(.pause(.milliseconds(gap)))
                         }
-                        // Each call has its own single-use socket URL, from its own voice webhook.
-                        let (callURL, _) = try await caller.fetchTwiML(callSid: sid, from: "+1555666\(index)", to: "+15550000001")
-                        return try await caller.call(publicURL: callURL, callSid: sid, from: "+1555666\(index)", to: "+15550000001", script: script).turns
+                        // Each call has its own single-use socket URL, from its own voice webhook. A call
+                        // that fails (the relay past saturation) counts its turns as missing.
+                        do {
+                            let (callURL, _) = try await caller.fetchTwiML(callSid: sid, from: "+1555666\(index)", to: "+15550000001")
+                            return try await caller.call(publicURL: callURL, callSid: sid, from: "+1555666\(index)", to: "+15550000001", script: script)
+                                .turns
+                        } catch {
+                            failedCalls.withLockedValue { $0 += 1 }
+                            return []
+                        }
                     }
                 }
                 return try await group.reduce(into: [RelayCaller.Turn]()) { $0 += $1 }
             }
             var first = Samples()
             var last = Samples()
-            var wrong = 0
+            var wrong = failedCalls.withLockedValue { $0 } * prompts
             for turn in results {
                 if let value = turn.firstToken { first.add(value) }
                 if let value = turn.completed { last.add(value) }

@@ -176,9 +176,17 @@ struct WebhookClassifier: Sendable {
             guard let url = item["url"]?.string ?? item["mediaUrl"]?.string, !url.isEmpty else { return nil }
             return [
                 "url": .string(url), "contentType": JSONValue(item["contentType"]?.string ?? item["content_type"]?.string),
-                "size": item["size"]?.double.map { .number($0) } ?? .null,
+                "size": Self.mediaSize(item["size"]),
             ]
         }
+    }
+
+    /// A medium's size as the bus carries it: a whole number of bytes that any reader can hold in an
+    /// `Int` (a negative, fractional, or astronomically large number, which would trap a worker's
+    /// `Int(_:)` on every redelivery, is carried as unknown).
+    static func mediaSize(_ value: JSONValue?) -> JSONValue {
+        guard let size = value?.double, size.isFinite, size >= 0, size <= 9e15, size == size.rounded() else { return .null }
+        return .number(size)
     }
 
     /// A Messages API status callback (`MessageSid`, `MessageStatus`, `ErrorCode`, `From`, `To`): a

@@ -36,13 +36,13 @@ public struct TwiMLBuilder: Sendable {
         var xml = #"<?xml version="1.0" encoding="UTF-8"?><Response><Connect"#
         if let actionURL { xml += #" action="\#(Self.escape(actionURL))""# }
         xml += #"><ConversationRelay url="\#(Self.escape(websocketURL))""#
-        for (name, value) in attributes where name != "url" {
+        for (name, value) in attributes where name != "url" && Self.isAttributeName(name) {
             xml += #" \#(name)="\#(Self.escape(value))""#
         }
         xml += ">"
         for language in languages {
             xml += "<Language"
-            for (key, value) in language { xml += #" \#(key)="\#(Self.escape(value))""# }
+            for (key, value) in language where Self.isAttributeName(key) { xml += #" \#(key)="\#(Self.escape(value))""# }
             xml += "/>"
         }
         for (name, value) in parameters {
@@ -52,11 +52,28 @@ public struct TwiMLBuilder: Sendable {
         return xml
     }
 
-    /// XML attribute and text escaping.
+    /// Whether `name` can be written as an attribute name as it is: an ASCII letter, then letters,
+    /// digits, `-`, `_` or `.`. Names come from options (`extra`) an API caller or a per-call hook
+    /// chooses and are not escapable, so any other name is left out rather than let it write markup
+    /// (`x="1"/><Redirect>…`) into the call's TwiML.
+    public static func isAttributeName(_ name: String) -> Bool {
+        guard let first = name.utf8.first, (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(first | 0x20) else { return false }
+        return name.utf8.allSatisfy { byte in
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte | 0x20) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+                || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".")
+        }
+    }
+
+    /// XML attribute and text escaping; characters XML 1.0 does not allow at all (C0 controls other
+    /// than tab, line feed and carriage return, U+FFFE, U+FFFF) are left out, since Twilio refuses a
+    /// document holding one (error 12100) and the call would fail.
     public static func escape(_ text: String) -> String {
         var out = ""
         out.reserveCapacity(text.count)
         for character in text {
+            if character.unicodeScalars.contains(where: { ($0.value < 0x20 && $0 != "\t" && $0 != "\n" && $0 != "\r") || $0.value == 0xFFFE || $0.value == 0xFFFF }) {
+                continue
+            }
             switch character {
             case "&": out += "&amp;"
             case "<": out += "&lt;"

@@ -101,7 +101,15 @@ struct ReplyDeliverer: Sendable {
     /// customer opted out, or the message was the agent's own).
     private func deliverPart(_ event: BusEvent, entry: BusEntry) async throws -> Bool {
         let replyId = event.id
-        guard var inDoubtSince = try await claim(event) else { return true }
+        let claimed: Date??
+        do {
+            claimed = try await claim(event)
+        } catch is GivenUpPart {
+            // This part was given up on (dead-lettered, refused, opted out) by a copy that died before
+            // its entry was acknowledged: the parts after it must not go out without it.
+            return false
+        }
+        guard var inDoubtSince = claimed else { return true }
         if let pair = optOutPair(event), try await store("checking the opt-out", { try await optOuts.isOptedOut(agent: pair.agent, customer: pair.customer) }) {
             try await skipOptedOut(event, reason: "the customer opted out (STOP)")
             return false
@@ -209,7 +217,8 @@ struct ReplyDeliverer: Sendable {
         logger.info("not sending to a customer who opted out", metadata: ["reply.id": "\(event.id)", "conversation.id": "\(event.conversationId)"])
     }
 
-    /// Claims the reply's row; nil when there is nothing to do (already sent or given up on).
+    /// Claims the reply's row; nil when there is nothing to do (already sent or given up on); throws
+    /// ``GivenUpPart`` for a part of a long reply that was given up on.
     /// While another live owner holds it, waits (the consumer keeps the entry fresh meanwhile).
     private func claim(_ event: BusEvent) async throws -> Date?? {
         while true {
@@ -221,6 +230,10 @@ struct ReplyDeliverer: Sendable {
             switch claim {
             case .claimed(let inDoubtSince):
                 return .some(inDoubtSince)
+            case .finished(.failed) where event.payload["part"] != nil:
+                Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "duplicate")]).increment()
+                logger.info("part of a reply given up on; the rest is not sent", metadata: ["reply.id": "\(event.id)"])
+                throw GivenUpPart()
             case .finished:
                 Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "duplicate")]).increment()
                 logger.info("reply already delivered; skipping", metadata: ["reply.id": "\(event.id)"])
@@ -350,6 +363,9 @@ final class ActiveReplies: Sendable {
 
     func end(_ id: String) { _ = ids.withLockedValue { $0.remove(id) } }
 }
+
+/// A part of a long reply whose row was given up on: the parts after it are not sent.
+struct GivenUpPart: Error {}
 
 /// The delivery row's lease went to another copy of the reply before this one could send.
 struct DeliveryLeaseLost: Error, CustomStringConvertible {

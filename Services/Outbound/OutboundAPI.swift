@@ -302,7 +302,7 @@ struct OutboundAPI: Sendable {
             }
             let values: [JSONValue] = value.array ?? [value]
             for item in values {
-                guard let text = item.string ?? item.bool.map({ $0 ? "true" : "false" }) ?? item.double.map({ String(Int($0)) }) else {
+                guard let text = item.string ?? item.bool.map({ $0 ? "true" : "false" }) ?? item.double.map({ value in value.rounded() == value && abs(value) < 1e15 ? String(Int(value)) : String(value) }) else {
                     throw Rejection(status: .badRequest, reason: "callOptions.\(key) must be a string, number or boolean")
                 }
                 options.append((name, text))

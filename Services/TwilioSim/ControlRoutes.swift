@@ -184,7 +184,7 @@ struct ControlRoutes: Sendable {
         let input = try await body(request)
         state.arm(
             Fault(
-                status: Int(input["status"]?.double ?? 500), remaining: Int(input["count"]?.double ?? 1),
+                status: input["status"]?.int ?? 500, remaining: input["count"]?.int ?? 1,
                 delayMilliseconds: Int(input["delayMs"]?.double ?? 0), retryAfter: input["retryAfter"]?.double.map { Int($0) },
                 afterAccept: input["afterAccept"]?.bool ?? false, every: max(1, Int(input["every"]?.double ?? 1)),
                 pathContains: input["pathContains"]?.string))

@@ -76,7 +76,7 @@ struct VoiceFrameReader: Service {
         guard event.type == EventType.voiceFrame, let session = registry.session(event.conversationId), !session.isHandedOver,
             let turnId = event.payload["turnId"]?.string, let frame = event.payload["frame"]
         else { return nil }
-        let sequence = Int(event.payload["seq"]?.double ?? 0)
+        let sequence = event.payload["seq"]?.int ?? 0
         let generation = event.payload["gen"]?.string
         let (forward, sincePrompt) = session.admit(
             turnId: turnId, sequence: sequence, generation: generation, isLast: frame["last"]?.bool == true, adopted: adopted)

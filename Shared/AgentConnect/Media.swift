@@ -24,7 +24,7 @@ public struct MessageMedia: Sendable, Equatable, Codable {
     static func list(_ payload: JSONValue?) -> [MessageMedia] {
         (payload?["media"]?.array ?? []).compactMap { item in
             guard let url = item["url"]?.string else { return nil }
-            return MessageMedia(url: url, contentType: item["contentType"]?.string, size: item["size"]?.double.map { Int($0) })
+            return MessageMedia(url: url, contentType: item["contentType"]?.string, size: item["size"]?.int.flatMap { $0 >= 0 ? $0 : nil })
         }
     }
 }

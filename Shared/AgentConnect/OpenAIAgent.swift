@@ -207,7 +207,7 @@ struct ToolCallAssembler {
 
     mutating func add(_ deltas: [JSONValue]) {
         for delta in deltas {
-            let index = Int(delta["index"]?.double ?? Double(calls.count))
+            let index = delta["index"]?.int ?? calls.count
             var call = calls[index] ?? ToolCallRequest(id: "", name: "", arguments: "")
             if let id = delta["id"]?.string, !id.isEmpty { call.id = id }
             if let name = delta["function"]?["name"]?.string { call.name += name }

@@ -58,6 +58,10 @@ public enum JSONValue: Sendable, Hashable, Codable {
         return nil
     }
 
+    /// The number as an `Int` when it is a whole number in `Int`'s range (numeric strings too), else
+    /// `nil`: never traps on `1e300`, `NaN` or `-5.5` from outside.
+    public var int: Int? { double.flatMap { Int(exactly: $0) } }
+
     /// The number as a `Double`, accepting numeric strings too (Twilio sends both).
     public var double: Double? {
         switch self {

@@ -24,7 +24,7 @@ struct TurnHandler: Sendable {
             let session = try await session(for: event)
             let interrupt = InterruptMessage(
                 utteranceUntilInterrupt: event.payload["utteranceUntilInterrupt"]?.string ?? "",
-                durationUntilInterruptMs: Int(event.payload["durationUntilInterruptMs"]?.double ?? 0))
+                durationUntilInterruptMs: event.payload["durationUntilInterruptMs"]?.int ?? 0)
             await tac.callbacks.withLockedValue(\.interrupt)?(session, interrupt)
             // History keeps what the caller heard of the cut reply (the turn recorded nothing: it was cancelled).
             if !interrupt.utteranceUntilInterrupt.isEmpty {

@@ -2,7 +2,7 @@ import AgentConnectCore
 import ServiceSupport
 import TwilioKit
 
-/// messaging-ingress settings (ARCHITECTURE §3), validated at start-up.
+/// messaging-ingress settings (each documented in .env.example), validated at start-up.
 struct MessagingConfiguration: Sendable {
     var common: CommonConfiguration
     /// Validates `X-Twilio-Signature`.

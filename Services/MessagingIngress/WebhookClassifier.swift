@@ -14,7 +14,7 @@ enum WebhookDecision: Equatable {
     case reject(String)
 }
 
-/// Turns verified webhook bodies into bus events (tac-python-spec §4.1), without any I/O.
+/// Turns verified webhook bodies into bus events (as TAC does it: docs/architecture.md §6.1), without any I/O.
 ///
 /// Deduplication and event ids come from what Twilio signed — the `MessageSid`, the communication id,
 /// the participant id, the conversation's status and `updatedAt`, else the hash of the signed body —

@@ -56,7 +56,7 @@ struct MessageExtras: Sendable, Equatable {
     }
 }
 
-/// The Conversation Orchestrator and Messages REST calls outbound makes (tac-python-spec §5).
+/// The Conversation Orchestrator and Messages REST calls outbound makes (as TAC makes them: docs/architecture.md §6.4).
 ///
 /// Ids go into paths percent-encoded, one segment each, so a crafted id cannot reach another resource.
 struct ConversationsAPI: Sendable {

@@ -311,7 +311,7 @@ struct OutboundAPI: Sendable {
         return options
     }
 
-    /// `{conversationId, attributes?, profileId?, channel?, customerAddress?, agentAddress?, mode?}` → the reference's Studio handoff (TAC §7.1): the
+    /// `{conversationId, attributes?, profileId?, channel?, customerAddress?, agentAddress?, mode?}` → the Studio handoff as TAC does it (docs/architecture.md §6.7): the
     /// orchestrator conversation set `INACTIVE` and its status callbacks cleared (failures only
     /// logged), then, for messaging, a Studio execution with `HandoffData`. Voice hands off with the
     /// ConversationRelay `end` frame, which the SDK sends; here it only gets the first two steps.

@@ -2,7 +2,7 @@ import AgentConnectCore
 import ServiceSupport
 import TwilioKit
 
-/// outbound settings (ARCHITECTURE §3), validated at start-up.
+/// outbound settings (each documented in .env.example), validated at start-up.
 struct OutboundConfiguration: Sendable {
     var common: CommonConfiguration
     var twilio: TwilioAPIConfiguration

@@ -8,7 +8,7 @@ struct ResolvedParticipants: Sendable, Equatable {
     var customerId: String
 }
 
-/// Participant reconciliation as the reference does it (tac-python-spec §4.1.4), done once per
+/// Participant reconciliation as TAC does it (docs/architecture.md §6.1), done once per
 /// conversation and remembered in PostgreSQL instead of listing participants on every reply.
 struct ParticipantReconciler: Sendable {
     static let reconciledKey = "participants_reconciled"

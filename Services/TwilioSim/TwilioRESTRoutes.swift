@@ -6,7 +6,7 @@ import Logging
 import ServiceSupport
 import TwilioKit
 
-/// The Twilio REST endpoints the services call (tac-python-spec §5.5, Messages API), with fault injection.
+/// The Twilio REST endpoints the services call (as TAC calls them, docs/architecture.md §6.4, and the Messages API), with fault injection.
 struct TwilioRESTRoutes: Sendable {
     let state: SimState
     let configuration: SimConfiguration

@@ -3,7 +3,7 @@ import Logging
 import TwilioKit
 
 /// Orchestrated mode: finds the Conversation Orchestrator conversation whose `channelId` is the call
-/// (ConversationRelay creates it) with retries (tac-python-spec §4.2.2), all within a time budget:
+/// (ConversationRelay creates it) with retries (as TAC does it: docs/architecture.md §6.2), all within a time budget:
 /// the socket's setup must finish well inside `VOICE_SETUP_TIMEOUT_MS`, so the lookup gives up in
 /// time for the "fall back to the CallSid" path to run instead of the socket being closed.
 struct ConversationLookup: Sendable {

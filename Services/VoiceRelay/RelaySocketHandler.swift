@@ -9,7 +9,7 @@ import NIOConcurrencyHelpers
 import ServiceSupport
 import TwilioKit
 
-/// Drives one ConversationRelay socket (tac-python-spec §4.2).
+/// Drives one ConversationRelay socket (as TAC does it: docs/architecture.md §6.2).
 ///
 /// On the upgrade (each refusal closes with 1008 and is counted): the signature must match the
 /// configured public URL, query included; the URL's single-use `token` must exist and is consumed at

@@ -3,7 +3,7 @@ import Foundation
 import ServiceSupport
 import TwilioKit
 
-/// voice-relay settings (ARCHITECTURE §3), validated at start-up.
+/// voice-relay settings (each documented in .env.example), validated at start-up.
 struct VoiceConfiguration: Sendable {
     var common: CommonConfiguration
     var authToken: String

@@ -70,7 +70,7 @@ extension TAC {
         }
     }
 
-    /// Hands the conversation to a person (TAC §7.1) and ends it for the agent:
+    /// Hands the conversation to a person (as TAC: docs/architecture.md §6.7) and ends it for the agent:
     /// - messaging: the orchestrator conversation goes `INACTIVE`, its status callbacks are cleared
     ///   and a Studio execution gets `HandoffData` (through the outbound service, which holds the
     ///   Twilio credentials);

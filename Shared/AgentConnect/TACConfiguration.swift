@@ -3,7 +3,7 @@ import EventBus
 import ServiceSupport
 import TwilioKit
 
-/// Everything an agent worker reads from the environment (ARCHITECTURE §3).
+/// Everything an agent worker reads from the environment (each documented in .env.example).
 public struct TACConfiguration: Sendable {
     /// Bind address, port, Redis, PostgreSQL, instance id, partitions.
     public var common: CommonConfiguration

@@ -1,6 +1,6 @@
 import Foundation
 
-/// The envelope every event on the bus carries (ARCHITECTURE §2).
+/// The envelope every event on the bus carries (docs/architecture.md §2).
 public struct BusEvent: Sendable, Codable, Hashable {
     /// Unique id; also the idempotency key of the event's effects.
     public var id: String

@@ -1,4 +1,4 @@
-/// The event types that travel on the bus (ARCHITECTURE §2).
+/// The event types that travel on the bus (docs/architecture.md §2).
 public enum EventType {
     /// A customer's turn: an SMS/WhatsApp/RCS/Chat message or a final voice prompt.
     public static let messageReceived = "message.received"
@@ -27,7 +27,7 @@ public enum EventType {
     public static let voiceFrame = "voice.frame"
 }
 
-/// Stream names (ARCHITECTURE §2).
+/// Stream names (docs/architecture.md §2).
 public enum Streams {
     /// Customer turns and lifecycle events, consumed by agent-workers.
     public static let inbound = "tac:inbound"

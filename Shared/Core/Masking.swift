@@ -1,7 +1,7 @@
 /// Masks an address for logs: keeps the channel prefix and the last 4 characters.
 ///
 /// `+15551234567` → `***4567`, `whatsapp:+15551234567` → `whatsapp:***4567`. Phone numbers and
-/// identities never reach logs in full (STYLE.md).
+/// identities never reach logs in full.
 public func maskAddress(_ address: String) -> String {
     var prefix = ""
     var rest = Substring(address)

@@ -44,7 +44,7 @@ public enum PublishOutcome: Sendable, Equatable {
     case duplicate
 }
 
-/// Normalized events between services (ARCHITECTURE §2): at-least-once delivery through consumer
+/// Normalized events between services (docs/architecture.md §2): at-least-once delivery through consumer
 /// groups, reclaiming of entries a dead consumer left pending, and a dead-letter stream.
 public protocol EventBus: Sendable {
     /// Appends `event` to `stream`; returns the entry id once the event is on the bus.

@@ -3,7 +3,7 @@ import EventBus
 import Foundation
 import Store
 
-/// Settings every service reads (ARCHITECTURE §3), validated at start-up.
+/// Settings every service reads (each documented in .env.example), validated at start-up.
 public struct CommonConfiguration: Sendable {
     /// Bind address (`HTTP_HOST`).
     public var host: String

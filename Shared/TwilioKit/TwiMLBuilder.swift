@@ -1,7 +1,7 @@
 import AgentConnectCore
 import Foundation
 
-/// Builds the ConversationRelay TwiML (tac-python-spec §4.3) with every value XML-escaped: one
+/// Builds the ConversationRelay TwiML (as TAC does it: docs/architecture.md §6.3) with every value XML-escaped: one
 /// builder for inbound (`/twiml`) and outbound (the Calls API's inline `Twiml`) calls.
 public struct TwiMLBuilder: Sendable {
     public var actionURL: String?

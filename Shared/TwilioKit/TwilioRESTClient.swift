@@ -6,7 +6,7 @@ import Metrics
 import NIOCore
 import NIOHTTP1
 
-/// Base URLs and credentials of Twilio's REST APIs (ARCHITECTURE §3); overridable for `twilio-sim`.
+/// Base URLs and credentials of Twilio's REST APIs (each documented in .env.example); overridable for `twilio-sim`.
 public struct TwilioAPIConfiguration: Sendable {
     public var accountSid: String
     public var username: String

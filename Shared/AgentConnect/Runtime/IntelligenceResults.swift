@@ -4,7 +4,7 @@ import Logging
 import Metrics
 import Store
 
-/// Conversation Intelligence operator results (`/ci-webhook`, TAC §4.7) written to the customer's
+/// Conversation Intelligence operator results (`/ci-webhook`, as TAC, docs/architecture.md §6.6) written to the customer's
 /// memory: the summary operator's results become conversation summaries, the observation operator's
 /// become observations. Ids are derived from the operator result, so a redelivered event writes nothing new.
 struct IntelligenceResults: Sendable {
@@ -101,7 +101,7 @@ struct IntelligenceResults: Sendable {
         return [profileId]
     }
 
-    /// The result's text, by `outputFormat` (TAC §4.7).
+    /// The result's text, by `outputFormat` (as TAC, docs/architecture.md §6.6).
     static func content(of result: JSONValue) -> String {
         let body = result["result"] ?? .null
         switch (result["outputFormat"]?.string ?? "").uppercased() {

@@ -203,7 +203,7 @@ struct TurnHandler: Sendable {
         }
     }
 
-    /// Memory for the callback, as the channel's `memoryMode` says (TAC §1.6): `always` reads with the
+    /// Memory for the callback, as the channel's `memoryMode` says (as TAC: docs/architecture.md §6.5): `always` reads with the
     /// message as the query; `once` (voice) reads without a query on the first prompt of the call and
     /// again after the conversation went `INACTIVE`; on messaging `once` runs as `always`.
     private func memory(for session: ConversationSession, text: String) async throws -> TACMemoryResponse? {

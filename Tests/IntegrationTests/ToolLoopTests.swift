@@ -44,9 +44,23 @@ struct ToolLoopTests {
             #expect(checkOrder["function"]?["parameters"]?["required"] == ["orderId"])
             #expect(offered.contains { $0["function"]?["name"]?.string == "text_customer" })
 
-            // Both lookups (1.5 s each) ran at once: one after the other would take 3 s.
-            let started = model.started
-            #expect(started[1] - started[0] < .milliseconds(2700))
+            // Both lookups ran at once: the one that finished last started before the other finished.
+            // Each call's end is when its record was made (right after the handler returned), its start
+            // that end less the duration the worker logged; run one after the other, the later one would
+            // start only after the earlier one's record was made. Load stretches both alike.
+            let agent = try #require(stack.processes("example-tool-agent").first)
+            var intervals: [(start: Double, end: Double)] = []
+            for row in try await stack.strings(
+                "SELECT id || ' ' || extract(epoch FROM created_at)::text FROM tool_calls WHERE conversation_id = '\(id)' ORDER BY created_at")
+            {
+                let fields = row.split(separator: " ")
+                let logged = agent.log.split(separator: "\n").first { $0.contains("tool called") && $0.contains("tool.call=\(fields[0]) ") }
+                let duration = logged.flatMap { $0.firstMatch(of: /duration=([0-9.]+) seconds/) }.flatMap { Double($0.1) }
+                let end = try #require(Double(fields[1])), took = try #require(duration, "\(agent.log)")
+                #expect(took >= 1.5)
+                intervals.append((end - took, end))
+            }
+            #expect(intervals.count == 2 && intervals[1].start < intervals[0].end, "\(intervals)")
 
             let messages = requests[1]["messages"]?.array ?? []
             let asked = try #require(messages.first { $0["tool_calls"] != nil })

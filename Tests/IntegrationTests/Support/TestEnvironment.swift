@@ -131,16 +131,23 @@ struct TestDatabase: Sendable {
         return database
     }
 
-    /// Runs `body` with a running `PostgresClient` on this database.
-    func withClient<T: Sendable>(_ body: @Sendable (PostgresClient) async throws -> T) async throws -> T {
-        let client = PostgresClient(configuration: configuration.clientConfiguration, backgroundLogger: TestEnvironment.logger)
-        return try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask {
-                await client.run()
-                return nil
+    /// Runs `body` with a running `PostgresClient` on this database. Bounded: a lease that never gets
+    /// a connection (the pool retries a failing connect forever) or a client that does not shut down
+    /// fails the test after `timeout` instead of hanging the whole run.
+    func withClient<T: Sendable>(
+        timeout: Duration = .seconds(60), _ body: @escaping @Sendable (PostgresClient) async throws -> T
+    ) async throws -> T {
+        let clientConfiguration = configuration.clientConfiguration
+        return try await withTimeout(timeout, "PostgreSQL client on database \(name) (query or shutdown)") {
+            let client = PostgresClient(configuration: clientConfiguration, backgroundLogger: TestEnvironment.logger)
+            return try await withThrowingTaskGroup(of: T?.self) { group in
+                group.addTask {
+                    await client.run()
+                    return nil
+                }
+                defer { group.cancelAll() }
+                return try await body(client)
             }
-            defer { group.cancelAll() }
-            return try await body(client)
         }
     }
 }

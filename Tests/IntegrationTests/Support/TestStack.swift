@@ -145,8 +145,12 @@ final class TestStack: Sendable {
         }
         if let rawBody { request.body = .bytes(ByteBuffer(bytes: rawBody)) }
         for (name, value) in headers { request.headers.replaceOrAdd(name: name, value: value) }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
-        let buffer = try await response.body.collect(upTo: 16 << 20)
-        return HTTPResult(status: Int(response.status.code), body: String(buffer: buffer))
+        let prepared = request
+        // The client's timeout covers the request; the outer bound also covers reading the body.
+        return try await withTimeout(.seconds(40), "\(method) \(url)") {
+            let response = try await HTTPClient.shared.execute(prepared, timeout: .seconds(30))
+            let buffer = try await response.body.collect(upTo: 16 << 20)
+            return HTTPResult(status: Int(response.status.code), body: String(buffer: buffer))
+        }
     }
 }

@@ -18,16 +18,16 @@ struct VoiceAcceptanceTests {
         return options
     }
 
-    func caller(_ stack: TestStack, relay: Int = 0) -> RelayCaller {
+    func caller(_ stack: TestStack, relay: Int = 0, replyTimeout: Duration = .seconds(15)) -> RelayCaller {
         var caller = RelayCaller(relayURL: "http://127.0.0.1:\(stack.relayPorts[relay])", authToken: stack.environment["TWILIO_AUTH_TOKEN"] ?? "")
-        caller.replyTimeout = .seconds(15)
+        caller.replyTimeout = replyTimeout
         return caller
     }
 
-    func call(_ stack: TestStack, relay: Int = 0, sid: String = "CA\(UUID().uuidString.replacingOccurrences(of: "-", with: ""))", script: [RelayCaller.Step])
-        async throws -> RelayCaller.Transcript
-    {
-        let caller = caller(stack, relay: relay)
+    func call(_ stack: TestStack, relay: Int = 0, sid: String = "CA\(UUID().uuidString.replacingOccurrences(of: "-", with: ""))", script: [RelayCaller.Step],
+        replyTimeout: Duration = .seconds(15)
+    ) async throws -> RelayCaller.Transcript {
+        let caller = caller(stack, relay: relay, replyTimeout: replyTimeout)
         let (url, _) = try await caller.fetchTwiML(callSid: sid, from: "+15556660000", to: "+15550000001")
         return try await caller.call(publicURL: url, callSid: sid, from: "+15556660000", to: "+15550000001", script: script)
     }
@@ -108,17 +108,35 @@ struct VoiceAcceptanceTests {
     @Test("200 concurrent calls are all answered correctly")
     func concurrentCalls() async throws {
         try await withStack(Self.relayOnly()) { stack in
-            let results = try await withThrowingTaskGroup(of: (Int, String?).self) { group in
+            // 200 calls at once on a machine running the whole suite: a reply may wait long behind
+            // the others, so each call waits up to 45 s (a wrong text still fails at once).
+            let results = try await withThrowingTaskGroup(of: (Int, Result<RelayCaller.Transcript, any Error>).self) { group in
                 for index in 0..<200 {
                     group.addTask {
-                        let transcript = try await call(stack, sid: "CAconcurrent\(index)", script: [.say("caller number \(index)")])
-                        return (index, transcript.turns.first?.text)
+                        do {
+                            return (index, .success(try await call(stack, sid: "CAconcurrent\(index)", script: [.say("caller number \(index)")], replyTimeout: .seconds(45))))
+                        } catch {
+                            return (index, .failure(error))
+                        }
                     }
                 }
-                return try await group.reduce(into: [Int: String?]()) { $0[$1.0] = $1.1 }
+                return try await group.reduce(into: [Int: Result<RelayCaller.Transcript, any Error>]()) { $0[$1.0] = $1.1 }
             }
-            let wrong = (0..<200).filter { results[$0] != .some("You said: caller number \($0)") }
-            #expect(wrong.isEmpty, "wrong or missing replies for calls \(wrong.prefix(10))")
+            let wrong = (0..<200).filter { index in
+                guard case .success(let transcript)? = results[index] else { return true }
+                return transcript.turns.first?.text != "You said: caller number \(index)"
+            }
+            // What a wrong call got: its transcript (turns, other frames, close) or the error it threw.
+            let described = wrong.prefix(5).map { index -> String in
+                switch results[index] {
+                case .success(let transcript)?:
+                    let turns = transcript.turns.map { "\($0.prompt) -> \($0.text.debugDescription) tokens \($0.tokens.count) late \($0.lateTokens) repeated \($0.repeated)" }
+                    return "call \(index): turns \(turns), other frames \(transcript.otherFrames), close \(transcript.closeCode.map(String.init) ?? "none") \(transcript.closeReason ?? ""), reconnects \(transcript.reconnects)"
+                case .failure(let error)?: return "call \(index): threw \(error)"
+                case nil: return "call \(index): no result"
+                }
+            }
+            #expect(wrong.isEmpty, "wrong or missing replies for \(wrong.count) calls \(wrong.prefix(10)): \(described.joined(separator: "; "))")
         }
     }
 

@@ -204,6 +204,7 @@ public final class VoiceChannel: Sendable {
         if let session = turn?.session, !spoken.isEmpty, !Task.isCancelled {
             let spoken = spoken
             await Uncancellable.run { await runtime.recordOutbound(spoken, replyId: turnId, session: session) }
+            runtime.lastVoiceReply[conversationId] = turnId
         }
     }
 }

@@ -59,6 +59,14 @@ extension InMemoryStore: MessageStore {
         }
     }
 
+    public func replaceMessageBody(id: String, body: String) async throws -> Bool {
+        state.withLockedValue { state in
+            guard state.messages[id] != nil else { return false }
+            state.messages[id]?.body = body
+            return true
+        }
+    }
+
     public func history(conversationId: String, limit: Int) async throws -> [MessageRecord] {
         state.withLockedValue { state in
             Array(state.messages.values.filter { $0.conversationId == conversationId }.sorted { $0.createdAt < $1.createdAt }.suffix(limit))

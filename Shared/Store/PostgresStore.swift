@@ -98,6 +98,12 @@ extension PostgresStore: MessageStore {
         return false
     }
 
+    public func replaceMessageBody(id: String, body: String) async throws -> Bool {
+        let rows = try await client.query("UPDATE messages SET body = \(body) WHERE id = \(id) RETURNING id", logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+
     public func history(conversationId: String, limit: Int) async throws -> [MessageRecord] {
         let rows = try await client.query(
             """

@@ -20,6 +20,10 @@ public protocol MessageStore: Sendable {
     func appendMessage(_ message: MessageRecord) async throws -> Bool
     /// The latest `limit` messages of a conversation, oldest first.
     func history(conversationId: String, limit: Int) async throws -> [MessageRecord]
+    /// Replaces the body of message `id` (what the caller actually heard of an interrupted reply);
+    /// returns false when there is no such message.
+    @discardableResult
+    func replaceMessageBody(id: String, body: String) async throws -> Bool
 }
 
 /// One row per reply, so a reply is sent once.

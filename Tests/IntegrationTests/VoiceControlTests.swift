@@ -244,14 +244,17 @@ struct VoiceControlTests {
         }
     }
 
-    @Test("after an interrupt, the history keeps what the caller heard of the cut reply")
-    func interruptedReplyInHistory() async throws {
+    /// 500 ms between tokens: the reply (15 tokens) still streams when the interrupt reaches the
+    /// worker even on a loaded machine, so the turn is cut (it records nothing; the interrupt records
+    /// what was heard). 0 ms: the reply is usually published and recorded whole before the interrupt
+    /// lands (as with a real model, which writes faster than the caller listens): the interrupt then
+    /// replaces the recorded text. Either way the history holds only what the caller heard.
+    @Test("after an interrupt, the history keeps what the caller heard of the cut reply", arguments: ["500", "0"])
+    func interruptedReplyInHistory(tokenDelayMs: String) async throws {
         var options = TestStack.Options(workers: 1, relays: 1)
         options.ingress = false
         options.outbound = false
-        // Tokens 500 ms apart: the reply (15 tokens) still streams when the interrupt reaches the
-        // worker even on a loaded machine, so the turn is really cut (this is the cancelled-turn path).
-        options.extra = ["TWILIO_CONVERSATION_CONFIGURATION_ID": "", "ECHO_TOKEN_DELAY_MS": "500"]
+        options.extra = ["TWILIO_CONVERSATION_CONFIGURATION_ID": "", "ECHO_TOKEN_DELAY_MS": tokenDelayMs]
         try await withStack(options) { stack in
             let sid = "CA" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
             let caller = stack.caller()

@@ -45,17 +45,18 @@ final class ConversationCache: Sendable {
     }
 }
 
-/// Memory fetched once per call (`memoryMode: .once` on voice), until the conversation goes
-/// `INACTIVE` or ends.
-final class OnceMemoryCache: Sendable {
-    private let entries = NIOLockedValueBox<[String: TACMemoryResponse]>([:])
+/// A small per-conversation value kept by this worker, emptied when it grows past `capacity`:
+/// memory fetched once per call (`memoryMode: .once` on voice, until the conversation goes
+/// `INACTIVE` or ends), the id of the last voice reply recorded whole.
+final class ConversationValues<Value: Sendable>: Sendable {
+    private let entries = NIOLockedValueBox<[String: Value]>([:])
     private let capacity: Int
 
     init(capacity: Int = 50_000) {
         self.capacity = capacity
     }
 
-    subscript(conversationId: String) -> TACMemoryResponse? {
+    subscript(conversationId: String) -> Value? {
         get { entries.withLockedValue { $0[conversationId] } }
         set {
             entries.withLockedValue { entries in
@@ -63,5 +64,10 @@ final class OnceMemoryCache: Sendable {
                 entries[conversationId] = newValue
             }
         }
+    }
+
+    /// Removes and returns the conversation's value.
+    func take(_ conversationId: String) -> Value? {
+        entries.withLockedValue { $0.removeValue(forKey: conversationId) }
     }
 }

@@ -26,11 +26,12 @@ struct TurnHandler: Sendable {
                 utteranceUntilInterrupt: event.payload["utteranceUntilInterrupt"]?.string ?? "",
                 durationUntilInterruptMs: event.payload["durationUntilInterruptMs"]?.int ?? 0)
             await tac.callbacks.withLockedValue(\.interrupt)?(session, interrupt)
-            // History keeps what the caller heard of the cut reply (the turn recorded nothing: it was cancelled).
+            // History keeps what the caller heard of the cut reply: the reply's text is replaced when it
+            // was recorded whole (it finished streaming before the caller stopped listening), else what
+            // was heard is recorded (the turn was cancelled and recorded nothing).
+            let recorded = runtime.lastVoiceReply.take(event.conversationId)
             if !interrupt.utteranceUntilInterrupt.isEmpty {
-                await Uncancellable.run {
-                    await runtime.recordOutbound(interrupt.utteranceUntilInterrupt, replyId: "\(event.id):heard", session: session)
-                }
+                await Uncancellable.run { await recordHeard(interrupt.utteranceUntilInterrupt, replacing: recorded, event: event, session: session) }
             }
         case EventType.voiceRelayMessage:
             let session = try await session(for: event)
@@ -72,6 +73,8 @@ struct TurnHandler: Sendable {
 
     private func message(_ event: BusEvent) async throws {
         let started = ContinuousClock.now
+        // A new turn: an interrupt from now on cuts this turn's reply, never the previous one.
+        if event.channel == .voice { runtime.lastVoiceReply[event.conversationId] = nil }
         let payload = event.payload
         let text = payload["text"]?.string ?? ""
         let stored: ConversationRecord?
@@ -143,6 +146,7 @@ struct TurnHandler: Sendable {
         let channel = event.payload["channelKnown"]?.bool == false ? (stored?.channel ?? event.channel) : event.channel
         runtime.conversations.forget(event.conversationId)
         runtime.onceMemory[event.conversationId] = nil
+        runtime.lastVoiceReply[event.conversationId] = nil
         guard try await runtime.store.markEnded(conversationId: event.conversationId, channel: channel) else {
             logger.debug("conversation already ended", metadata: ["conversation.id": "\(event.conversationId)"])
             return
@@ -201,6 +205,23 @@ struct TurnHandler: Sendable {
             context["reply.id"] = replyId
             await tac.reportError(DeliveryFailure(update: update), context: context)
         }
+    }
+
+    /// Records what the caller heard of an interrupted reply: over the reply's recorded text when
+    /// there is one, else as a message of its own.
+    private func recordHeard(_ heard: String, replacing replyId: String?, event: BusEvent, session: ConversationSession) async {
+        if let replyId {
+            do {
+                let store = runtime.store
+                if try await withTimeout(.seconds(10), "recording what the caller heard", { try await store.replaceMessageBody(id: replyId, body: heard) }) {
+                    return
+                }
+            } catch {
+                logger.warning("could not record what the caller heard", metadata: ["conversation.id": "\(event.conversationId)", "error": "\(error)"])
+                return
+            }
+        }
+        await runtime.recordOutbound(heard, replyId: "\(event.id):heard", session: session)
     }
 
     /// Memory for the callback, as the channel's `memoryMode` says (as TAC: docs/architecture.md §6.5): `always` reads with the

@@ -16,7 +16,10 @@ struct WorkerRuntime: Sendable {
     let postgres: PostgresClient
     let store: PostgresStore
     let conversations = ConversationCache()
-    let onceMemory = OnceMemoryCache()
+    let onceMemory = ConversationValues<TACMemoryResponse>()
+    /// The id of each call's last reply recorded whole: an interrupt that lands after the reply was
+    /// recorded replaces its text with what the caller heard.
+    let lastVoiceReply = ConversationValues<String>()
     let pendingHandoffs = PendingHandoffs()
 
     init(configuration: TACConfiguration, logger: Logger) {

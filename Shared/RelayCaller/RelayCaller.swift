@@ -26,6 +26,9 @@ public struct RelayCaller: Sendable {
         case raw(JSONValue)
         /// Waits.
         case pause(Duration)
+        /// Waits until `count` text frames have arrived since the last step (kept like `pause` keeps
+        /// them), or `timeout` passes: "while the reply is streaming", whatever the machine's load.
+        case waitForTokens(Int, timeout: Duration)
         /// Runs `action` between two utterances (the socket stays up, and reconnects, meanwhile).
         case action(@Sendable () async -> Void)
     }
@@ -158,6 +161,13 @@ public struct RelayCaller: Sendable {
                     // Frames that arrive meanwhile (`end`, `play`, …) are kept.
                     let until = ContinuousClock.now + duration
                     while ContinuousClock.now < until, let frame = await next(timeout: until - ContinuousClock.now) {
+                        session.other(frame)
+                    }
+                case .waitForTokens(let count, let timeout):
+                    let until = ContinuousClock.now + timeout
+                    var seen = 0
+                    while seen < count, ContinuousClock.now < until, let frame = await next(timeout: until - ContinuousClock.now) {
+                        if frame["type"]?.string == "text" { seen += 1 }
                         session.other(frame)
                     }
                 case .action(let action):

@@ -159,8 +159,8 @@ struct VoiceControlTests {
                 publicURL: url, callSid: sid, from: "+15556662222", to: "+15550000001",
                 script: [
                     .raw(["type": "prompt", "voicePrompt": .string(long), "lang": "en-US", "last": true]),
-                    // Two or three tokens in (reportInputDuringAgentSpeech with interruptible="none"): a prompt, no interrupt.
-                    .pause(.milliseconds(250)),
+                    // Two tokens in (reportInputDuringAgentSpeech with interruptible="none"): a prompt, no interrupt.
+                    .waitForTokens(2, timeout: .seconds(15)),
                     .raw(["type": "prompt", "voicePrompt": "and one more thing", "lang": "en-US", "last": true]),
                     .pause(.seconds(3)),
                 ])

@@ -106,8 +106,9 @@ case "${1:-}" in
     for _ in $(seq 1 100); do pg_answers || break; sleep 0.1; done
     sleep "${2:-1}"
     # The old backends notice the postmaster's death and exit; until they have, a new postmaster
-    # refuses the shared memory they hold, so starting is retried.
-    for _ in 1 2 3 4 5; do start_pg 2>/dev/null && exit 0; sleep 1; done
+    # refuses the shared memory they hold, so starting is retried (for up to 30 s: on a loaded
+    # machine the old backends can take several seconds to go).
+    for _ in $(seq 1 30); do start_pg 2>/dev/null && exit 0; sleep 1; done
     start_pg ;;
   env)
     echo "REDIS_URL=redis://127.0.0.1:$redis_port"

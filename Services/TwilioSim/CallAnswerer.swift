@@ -13,30 +13,21 @@ struct CallAnswerer: Service {
     }
 
     let voice: VoiceRoutes
-    let jobs: AsyncStream<Job>
-    let continuation: AsyncStream<Job>.Continuation
+    let queue = BackgroundJobs<Job>()
     /// What the answered "customer" says.
     let script: [String]
 
     init(voice: VoiceRoutes, script: [String] = ["hello"]) {
         self.voice = voice
         self.script = script
-        (jobs, continuation) = AsyncStream.makeStream(of: Job.self)
     }
 
     /// Queues a call to answer.
     func enqueue(_ job: Job) {
-        continuation.yield(job)
+        queue.enqueue(job)
     }
 
     func run() async throws {
-        await cancelWhenGracefulShutdown {
-            await withTaskGroup(of: Void.self) { group in
-                for await job in jobs {
-                    group.addTask { await voice.answer(sid: job.sid, from: job.from, to: job.to, twiml: job.twiml, script: script) }
-                }
-                group.cancelAll()
-            }
-        }
+        await queue.run { job in await voice.answer(sid: job.sid, from: job.from, to: job.to, twiml: job.twiml, script: script) }
     }
 }

@@ -20,29 +20,20 @@ struct StatusCallbackSender: Service {
 
     let state: SimState
     let webhooks: WebhookSender
-    let jobs: AsyncStream<Job>
-    let continuation: AsyncStream<Job>.Continuation
+    let queue = BackgroundJobs<Job>()
 
     init(state: SimState, webhooks: WebhookSender) {
         self.state = state
         self.webhooks = webhooks
-        (jobs, continuation) = AsyncStream.makeStream(of: Job.self)
     }
 
     /// Queues a message's callbacks.
     func enqueue(_ job: Job) {
-        continuation.yield(job)
+        queue.enqueue(job)
     }
 
     func run() async throws {
-        await cancelWhenGracefulShutdown {
-            await withTaskGroup(of: Void.self) { group in
-                for await job in jobs {
-                    group.addTask { await send(job) }
-                }
-                group.cancelAll()
-            }
-        }
+        await queue.run { job in await send(job) }
     }
 
     private func send(_ job: Job) async {

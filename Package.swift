@@ -100,7 +100,7 @@ let package = Package(
                 "AgentConnectCore", "TwilioKit", wsClient, httpClient, httpTypes, logging,
                 .product(name: "NIOWebSocket", package: "swift-nio"),
             ],
-            path: "Shared/RelayCaller", swiftSettings: swiftSettings),
+            path: "DevTools/RelayCaller", swiftSettings: swiftSettings),
         .target(
             name: "AgentConnect", dependencies: serviceDeps + [httpClient],
             path: "Shared/AgentConnect", swiftSettings: swiftSettings),
@@ -151,7 +151,7 @@ let package = Package(
         .executableTarget(
             name: "TwilioSim",
             dependencies: serviceDeps + [hummingbirdWS, wsClient, httpClient, argumentParser, "RelayCaller"],
-            path: "Services/TwilioSim", exclude: ["README.md"], swiftSettings: swiftSettings),
+            path: "DevTools/TwilioSim", exclude: ["README.md"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "Bench",
             dependencies: serviceDeps + [hummingbirdWS, wsClient, httpClient, argumentParser, "RelayCaller"],

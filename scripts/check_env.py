@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The environment variables the deployment files set must be ones the services read, and
-.env.example must document every variable the services read."""
+.env.example must document every variable the services and the development tools read."""
 import pathlib
 import re
 import sys
@@ -8,8 +8,8 @@ import sys
 import yaml
 
 root = pathlib.Path(__file__).resolve().parent.parent
-sources = "\n".join(p.read_text() for p in (root / "Shared").rglob("*.swift")) + "\n".join(
-    p.read_text() for p in (root / "Services").rglob("*.swift"))
+# Deployable services (Shared/, Services/) and the development tools (DevTools/: twilio-sim, the benchmark).
+sources = "\n".join(p.read_text() for folder in ("Shared", "Services", "DevTools") for p in (root / folder).rglob("*.swift"))
 read = set(re.findall(r'"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)"', sources))
 prefixes = ["CONVERSATION_RELAY_"] + [f"TAC_{c}_MEMORY_MODE" for c in ("SMS", "WHATSAPP", "RCS", "CHAT", "VOICE")]
 

@@ -2,7 +2,7 @@ import AgentConnectCore
 import Foundation
 import PostgresNIO
 
-extension PostgresStore: MemoryStore {
+extension PostgresStore: CustomerMemoryStore {
     public func profileId(for identifier: ProfileIdentifier, create: Bool) async throws -> String? {
         if let existing = try await lookupProfile(identifier) { return existing }
         guard create else { return nil }

@@ -95,7 +95,8 @@ public enum ProfileIdentifier: Sendable, Equatable {
 }
 
 /// Customer memory: profiles, traits, observations, summaries (the part of Twilio's memory service we play).
-public protocol MemoryStore: Sendable {
+/// Not to be confused with `InMemoryStore`, the repositories held in memory for unit tests.
+public protocol CustomerMemoryStore: Sendable {
     /// The profile with this identifier; created (with the identifier as a `Contact` trait) when `create` is set.
     func profileId(for identifier: ProfileIdentifier, create: Bool) async throws -> String?
     /// Creates a profile with a given id (an id from Twilio's memory service) if there is none.

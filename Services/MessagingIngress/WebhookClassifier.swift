@@ -73,26 +73,12 @@ struct WebhookClassifier: Sendable {
             agentAddress = senders.defaultSender(for: channel)
         }
         let communicationId = data["id"]?.string.flatMap { $0.isEmpty ? nil : $0 }
-        var payload: JSONValue = [
-            "mode": "orchestrator",
-            "text": .string(text),
-            "media": .array(media),
-            "authorAddress": .string(author),
-            "authorParticipantId": JSONValue(data["author"]?["participantId"]?.string),
-            "agentAddress": JSONValue(agentAddress),
-            "agentParticipantId": JSONValue(agentParticipantId),
-            "channelId": JSONValue(data["channelId"]?.string),
-            "communicationId": JSONValue(communicationId),
-        ]
-        if let keyword = MessageRules.optKeyword(text), case .object(var fields) = payload {
-            fields["optOut"] = .string(keyword.rawValue)
-            payload = .object(fields)
-        }
+        let message = MessageReceived(
+            mode: .orchestrator, text: text, authorAddress: author, media: media, authorParticipantId: data["author"]?["participantId"]?.string,
+            agentAddress: agentAddress, agentParticipantId: agentParticipantId, channelId: data["channelId"]?.string,
+            communicationId: communicationId, optOut: MessageRules.optKeyword(text)?.rawValue)
         let key = communicationId.map { "comm:\($0)" } ?? "body:\(bodyHash)"
-        let event = BusEvent(
-            id: Self.eventId(key), type: EventType.messageReceived, conversationId: conversationId, channel: channel, traceparent: traceparent,
-            payload: payload)
-        return .publish(event, dedupKey: key)
+        return publish(message, dedupKey: key, conversationId: conversationId, channel: channel, traceparent: traceparent)
     }
 
     private func conversationUpdated(_ data: JSONValue, traceparent: String) -> WebhookDecision {
@@ -101,21 +87,22 @@ struct WebhookClassifier: Sendable {
             return .ignore("configurationId does not match")
         }
         let status = data["status"]?.string ?? ""
-        let type: String
-        switch status {
-        case "CLOSED": type = EventType.conversationEnded
-        case "INACTIVE": type = EventType.conversationInactive
-        default: return .ignore("status \(status)")
-        }
-        let payload: JSONValue = [
-            "status": .string(status), "reason": "orchestrator", "channelKnown": false,
-            "metadata": data["metadata"] ?? .object([:]),
-        ]
-        // The orchestrator event names no channel; the worker reads it from the conversation's record.
+        let metadata = data["metadata"] ?? .object([:])
+        // Deduplicated on what Orchestrator signed (the status and its time), not per conversation:
+        // the event names no channel; the worker reads it from the conversation's record.
         let key = "conv:\(conversationId):\(status):\(data["updatedAt"]?.string ?? "")"
-        let event = BusEvent(
-            id: Self.eventId(key), type: type, conversationId: conversationId, channel: .sms, traceparent: traceparent, payload: payload)
-        return .publish(event, dedupKey: key)
+        switch status {
+        case "CLOSED":
+            return decision(dedupKey: key) {
+                try ConversationEnded.event(
+                    conversationId: conversationId, channel: nil, reason: .orchestrator, status: status, metadata: metadata, id: Self.eventId(key),
+                    traceparent: traceparent)
+            }
+        case "INACTIVE":
+            return publish(ConversationInactive(status: status, metadata: metadata), dedupKey: key, conversationId: conversationId, channel: .sms, traceparent: traceparent)
+        default:
+            return .ignore("status \(status)")
+        }
     }
 
     private func participantAdded(_ data: JSONValue, bodyHash: String, traceparent: String) -> WebhookDecision {
@@ -126,15 +113,11 @@ struct WebhookClassifier: Sendable {
         guard let channel = address?["channel"]?.string.flatMap(ChannelKind.init(orchestratorName:)) else {
             return .ignore("participant on an unsupported channel")
         }
-        let payload: JSONValue = [
-            "participantId": JSONValue(data["id"]?.string), "participantType": JSONValue(data["type"]?.string),
-            "address": JSONValue(address?["address"]?.string), "profileId": JSONValue(data["profileId"]?.string),
-        ]
+        let started = ConversationStarted(
+            participantId: data["id"]?.string, participantType: data["type"]?.string, address: address?["address"]?.string,
+            profileId: data["profileId"]?.string)
         let key = data["id"]?.string.flatMap { $0.isEmpty ? nil : "participant:\($0)" } ?? "body:\(bodyHash)"
-        let event = BusEvent(
-            id: Self.eventId(key), type: EventType.conversationStarted, conversationId: conversationId, channel: channel, traceparent: traceparent,
-            payload: payload)
-        return .publish(event, dedupKey: key)
+        return publish(started, dedupKey: key, conversationId: conversationId, channel: channel, traceparent: traceparent)
     }
 
     /// A classic Twilio Messaging webhook (form fields `From`, `To`, `Body`, `MessageSid`, …).
@@ -148,45 +131,34 @@ struct WebhookClassifier: Sendable {
         guard senders.owns(to, on: channel) else { return .drop(reason: "unknown_recipient", isError: true) }
         let body = form["Body"] ?? ""
         let mediaCount = Int(form["NumMedia"] ?? "0") ?? 0
-        let media: [JSONValue] = (0..<min(mediaCount, 10)).compactMap { index in
-            form["MediaUrl\(index)"].map { url in
-                ["url": .string(url), "contentType": JSONValue(form["MediaContentType\(index)"]), "size": .null]
-            }
+        let media: [MessageReceived.Media] = (0..<min(mediaCount, MessageRules.maxMediaPerMessage)).compactMap { index in
+            form["MediaUrl\(index)"].map { url in MessageReceived.Media(url: url, contentType: form["MediaContentType\(index)"]) }
         }
         guard !body.allSatisfy(\.isWhitespace) || !media.isEmpty else { return .drop(reason: "empty_text", isError: false) }
-        var payload: JSONValue = [
-            "mode": "classic", "text": .string(body), "authorAddress": .string(from), "agentAddress": .string(to),
-            "messageSid": .string(messageSid), "media": .array(media),
-        ]
-        if let keyword = MessageRules.optKeyword(body), case .object(var fields) = payload {
-            fields["optOut"] = .string(keyword.rawValue)
-            payload = .object(fields)
-        }
-        let key = "msg:\(messageSid)"
-        let event = BusEvent(
-            id: Self.eventId(key), type: EventType.messageReceived, conversationId: classicConversationId(channel: channel, agent: to, customer: from),
-            channel: channel, traceparent: traceparent, payload: payload)
-        return .publish(event, dedupKey: key)
+        let message = MessageReceived(
+            mode: .classic, text: body, authorAddress: from, media: media, agentAddress: to, messageSid: messageSid,
+            optOut: MessageRules.optKeyword(body)?.rawValue)
+        return publish(
+            message, dedupKey: "msg:\(messageSid)", conversationId: classicConversationId(channel: channel, agent: to, customer: from), channel: channel,
+            traceparent: traceparent)
     }
 
     /// The media of an orchestrator communication's `content`: `content.media[]` items with `url` (or
     /// `mediaUrl`), `contentType` and, when known, `size` in bytes (at most 10, as Twilio carries).
-    static func orchestratorMedia(_ content: JSONValue?) -> [JSONValue] {
+    static func orchestratorMedia(_ content: JSONValue?) -> [MessageReceived.Media] {
         (content?["media"]?.array ?? []).prefix(MessageRules.maxMediaPerMessage).compactMap { item in
             guard let url = item["url"]?.string ?? item["mediaUrl"]?.string, !url.isEmpty else { return nil }
-            return [
-                "url": .string(url), "contentType": JSONValue(item["contentType"]?.string ?? item["content_type"]?.string),
-                "size": Self.mediaSize(item["size"]),
-            ]
+            return MessageReceived.Media(
+                url: url, contentType: item["contentType"]?.string ?? item["content_type"]?.string, size: Self.mediaSize(item["size"]))
         }
     }
 
     /// A medium's size as the bus carries it: a whole number of bytes that any reader can hold in an
     /// `Int` (a negative, fractional, or astronomically large number, which would trap a worker's
     /// `Int(_:)` on every redelivery, is carried as unknown).
-    static func mediaSize(_ value: JSONValue?) -> JSONValue {
-        guard let size = value?.double, size.isFinite, size >= 0, size <= 9e15, size == size.rounded() else { return .null }
-        return .number(size)
+    static func mediaSize(_ value: JSONValue?) -> Int? {
+        guard let size = value?.double, size.isFinite, size >= 0, size <= 9e15, size == size.rounded() else { return nil }
+        return Int(exactly: size)
     }
 
     /// A Messages API status callback (`MessageSid`, `MessageStatus`, `ErrorCode`, `From`, `To`): a
@@ -203,15 +175,11 @@ struct WebhookClassifier: Sendable {
         let channel: ChannelKind = from.hasPrefix("whatsapp:") ? .whatsapp : (from.hasPrefix("rcs:") ? .rcs : .sms)
         guard senders.owns(from, on: channel) else { return .drop(reason: "unknown_sender", isError: true) }
         let errorCode = form["ErrorCode"].flatMap { $0.isEmpty || $0 == "0" ? nil : $0 }
-        let payload: JSONValue = [
-            "messageSid": .string(sid), "status": .string(status), "errorCode": JSONValue(errorCode),
-            "errorMessage": JSONValue(form["ErrorMessage"]), "agentAddress": .string(from), "customerAddress": .string(to),
-        ]
-        let key = "status:\(sid):\(status)"
-        let event = BusEvent(
-            id: Self.eventId(key), type: EventType.messageStatus, conversationId: classicConversationId(channel: channel, agent: from, customer: to),
-            channel: channel, traceparent: traceparent, payload: payload)
-        return .publish(event, dedupKey: key)
+        let delivery = MessageStatus(
+            messageSid: sid, status: status, errorCode: errorCode, errorMessage: form["ErrorMessage"], agentAddress: from, customerAddress: to)
+        return publish(
+            delivery, dedupKey: "status:\(sid):\(status)", conversationId: classicConversationId(channel: channel, agent: from, customer: to),
+            channel: channel, traceparent: traceparent)
     }
 
     /// A `/ci-webhook` result: deduplicated on its operator result ids (with the conversation and the
@@ -223,10 +191,25 @@ struct WebhookClassifier: Sendable {
             resultIds.isEmpty
             ? "ci:body:\(bodyHash)"
             : "ci:" + TwilioSignature.bodyHash(Array("\(conversationId)|\(configuration)|\(resultIds.joined(separator: ","))".utf8))
-        let event = BusEvent(
-            id: Self.eventId(key), type: EventType.intelligenceResult, conversationId: conversationId, channel: .sms, traceparent: traceparent,
-            payload: json)
-        return .publish(event, dedupKey: key)
+        return publish(IntelligenceResult(body: json), dedupKey: key, conversationId: conversationId, channel: .sms, traceparent: traceparent)
+    }
+
+    /// Publishes a typed event whose id is derived from its dedup key.
+    private func publish(
+        _ payload: some BusEventPayload, dedupKey: String, conversationId: String, channel: ChannelKind, traceparent: String
+    ) -> WebhookDecision {
+        decision(dedupKey: dedupKey) {
+            try BusEvent(payload, id: Self.eventId(dedupKey), conversationId: conversationId, channel: channel, traceparent: traceparent)
+        }
+    }
+
+    /// `.publish` of the event built, or an error drop when it cannot be encoded.
+    private func decision(dedupKey: String, _ build: () throws -> BusEvent) -> WebhookDecision {
+        do {
+            return .publish(try build(), dedupKey: dedupKey)
+        } catch {
+            return .drop(reason: "unencodable_event", isError: true)
+        }
     }
 
     /// The event id for a dedup key: UUID-shaped, from its SHA-256, so a redelivered webhook's event

@@ -125,7 +125,7 @@ struct WebhookController: Sendable {
         case .publish(let event, let dedupKey):
             let stream = Partitioner.inboundStream(for: event.conversationId, partitions: configuration.common.inboundPartitions)
             do {
-                let outcome = try await bus.publish(event, to: stream, dedupKey: "tac:dedup:\(dedupKey)", ttlSeconds: configuration.dedupTTLSeconds)
+                let outcome = try await bus.publish(event, to: stream, dedupKey: RedisKeys.dedup(dedupKey), ttlSeconds: configuration.dedupTTLSeconds)
                 if outcome == .duplicate {
                     count("duplicate")
                     logger.info("duplicate webhook", metadata: ["conversation.id": "\(event.conversationId)", "event.id": "\(event.id)"])

@@ -26,17 +26,3 @@ public enum EventType {
     /// A frame for a live ConversationRelay socket (text token, play, end, …).
     public static let voiceFrame = "voice.frame"
 }
-
-/// Stream names (docs/architecture.md §2).
-public enum Streams {
-    /// Customer turns and lifecycle events, consumed by agent-workers.
-    public static let inbound = "tac:inbound"
-    /// Messaging replies, consumed by outbound.
-    public static let outbound = "tac:outbound"
-    /// Entries that failed too often, with their error.
-    public static let dead = "tac:dead"
-    /// The reply-frame stream of one voice-relay instance.
-    public static func voice(instance: String) -> String { "tac:voice:\(instance)" }
-    /// One partition of the inbound stream.
-    public static func inboundPartition(_ index: Int) -> String { "\(inbound):\(index)" }
-}

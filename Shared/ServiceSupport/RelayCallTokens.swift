@@ -37,9 +37,6 @@ public struct RelayCallTokens: Sendable {
         self.ttlSeconds = ttlSeconds
     }
 
-    static func grantKey(_ token: String) -> String { "tac:relay:token:\(token)" }
-    static func bindingKey(_ token: String) -> String { "tac:relay:token-call:\(token)" }
-
     /// Whether `text` has the shape of a token (64 lower-case hex digits); anything else is never looked up.
     public static func isWellFormed(_ text: String) -> Bool {
         text.utf8.count == 64 && text.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
@@ -54,7 +51,7 @@ public struct RelayCallTokens: Sendable {
         for _ in 0..<3 {
             var generator = SystemRandomNumberGenerator()
             let token = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
-            let reply = try await redis.command("SET", .string(Self.grantKey(token)), .bytes(value), "NX", "EX", .string(String(ttlSeconds)))
+            let reply = try await redis.command("SET", .string(RedisKeys.relayToken(token)), .bytes(value), "NX", "EX", .string(String(ttlSeconds)))
             if reply == .status("OK") { return token }
         }
         throw BusError(.server, "could not store a relay call token")
@@ -62,13 +59,13 @@ public struct RelayCallTokens: Sendable {
 
     /// Binds the CallSid Twilio gave a call placed with `token` (the outbound service, after `Calls.create`).
     public func bind(_ token: String, callSid: String) async throws {
-        try await redis.command("SET", .string(Self.bindingKey(token)), .string(callSid), "EX", .string(String(ttlSeconds)))
+        try await redis.command("SET", .string(RedisKeys.relayTokenCall(token)), .string(callSid), "EX", .string(String(ttlSeconds)))
     }
 
     /// Takes the token, once: the first caller gets its grant, every later one nil.
     public func consume(_ token: String) async throws -> Grant? {
         guard Self.isWellFormed(token) else { return nil }
-        let reply = try await redis.command("GETDEL", .string(Self.grantKey(token)))
+        let reply = try await redis.command("GETDEL", .string(RedisKeys.relayToken(token)))
         guard case .bulk(let bytes) = reply, let json = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes)) else { return nil }
         return Grant(callSid: json["callSid"]?.string, conversationId: json["conversationId"]?.string)
     }
@@ -77,7 +74,7 @@ public struct RelayCallTokens: Sendable {
     public func boundCallSid(_ token: String, timeout: Duration) async throws -> String? {
         let deadline = ContinuousClock.now + timeout
         while true {
-            if let sid = try await redis.command("GET", .string(Self.bindingKey(token))).string { return sid }
+            if let sid = try await redis.command("GET", .string(RedisKeys.relayTokenCall(token))).string { return sid }
             guard ContinuousClock.now < deadline else { return nil }
             try await Task.sleep(for: .milliseconds(100))
         }

@@ -18,12 +18,8 @@ import TwilioKit
 /// No answer in time, an error, or no live hook: the call gets the environment's settings
 /// (`CONVERSATION_RELAY_*`), so the hook can never stop a call from being answered.
 public enum TwiMLHookChannel {
-    /// Renewed by workers that have a hook registered.
-    public static let liveKey = "tac:twiml-hook:live"
-    /// Requests from `/twiml`.
-    public static let requestsKey = "tac:twiml-hook:requests"
-    /// The reply list of one request.
-    public static func replyKey(_ id: String) -> String { "tac:twiml-hook:reply:\(id)" }
+    /// Renewed by workers that have a hook registered (``RedisKeys/twimlHookLive``).
+    public static let liveKey = RedisKeys.twimlHookLive
 
     /// One request: the voice webhook's fields and the deadline (Unix milliseconds).
     public struct Request: Sendable, Codable {
@@ -52,16 +48,16 @@ public enum TwiMLHookChannel {
     /// Asks a worker's hook for a call's options; nil when no worker has a hook, none answered within
     /// `timeout`, the hook failed, or Redis is unavailable. Throws only ``CancellationError``.
     public static func ask(redis: RedisClient, fields: [String: String], timeout: Duration) async -> Reply? {
-        guard (try? await redis.command("GET", .string(liveKey)).string) != nil else { return nil }
+        guard (try? await redis.command("GET", .string(RedisKeys.twimlHookLive)).string) != nil else { return nil }
         let id = BusEvent.newID()
         let deadline = Date().addingTimeInterval(Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)
         let request = Request(id: id, deadlineMs: Int64(deadline.timeIntervalSince1970 * 1000), fields: fields)
         guard let body = try? JSONEncoder().encode(request) else { return nil }
         do {
-            try await redis.command("RPUSH", .string(requestsKey), .bytes(Array(body)))
+            try await redis.command("RPUSH", .string(RedisKeys.twimlHookRequests), .bytes(Array(body)))
             let seconds = String(format: "%.3f", max(0.01, Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18))
             let reply = try await withTimeout(timeout + .milliseconds(250), "waiting for the TwiML hook") {
-                try await redis.withBlockingConnection { try await $0.command("BLPOP", .string(replyKey(id)), .string(seconds)) }
+                try await redis.withBlockingConnection { try await $0.command("BLPOP", .string(RedisKeys.twimlHookReply(id)), .string(seconds)) }
             }
             guard let text = reply.array?.last?.string else { return nil }
             return try JSONDecoder().decode(Reply.self, from: Data(text.utf8))
@@ -77,9 +73,9 @@ public enum TwiMLHookChannel {
             do {
                 if ContinuousClock.now >= nextBeat {
                     nextBeat = .now + .milliseconds(1500)
-                    try await redis.command("SET", .string(liveKey), "1", "PX", "5000")
+                    try await redis.command("SET", .string(RedisKeys.twimlHookLive), "1", "PX", "5000")
                 }
-                let popped = try await redis.withBlockingConnection { try await $0.command("BLPOP", .string(requestsKey), "1") }
+                let popped = try await redis.withBlockingConnection { try await $0.command("BLPOP", .string(RedisKeys.twimlHookRequests), "1") }
                 guard let text = popped.array?.last?.string, let request = try? JSONDecoder().decode(Request.self, from: Data(text.utf8)) else { continue }
                 let remaining = Double(request.deadlineMs) / 1000 - Date().timeIntervalSince1970
                 guard remaining > 0 else { continue }
@@ -92,7 +88,7 @@ public enum TwiMLHookChannel {
                 }
                 let encoded = try JSONEncoder().encode(reply)
                 _ = try await redis.send([
-                    ["RPUSH", .string(replyKey(request.id)), .bytes(Array(encoded))], ["PEXPIRE", .string(replyKey(request.id)), "10000"],
+                    ["RPUSH", .string(RedisKeys.twimlHookReply(request.id)), .bytes(Array(encoded))], ["PEXPIRE", .string(RedisKeys.twimlHookReply(request.id)), "10000"],
                 ])
             } catch is CancellationError {
                 return

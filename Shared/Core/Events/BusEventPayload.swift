@@ -1,0 +1,82 @@
+import Foundation
+
+/// A typed bus event: the `payload` of one ``EventType``, built by its producer and decoded once by
+/// its consumer (``BusEvent/init(_:id:conversationId:channel:occurredAt:traceparent:)``,
+/// ``BusEvent/decode(_:)``).
+///
+/// The wire format is the envelope's `payload` object as before: the members are the stored
+/// properties' names; a `nil` optional is left out, and a missing member and `null` read alike, so
+/// processes built before and after a field's type changed read each other's events.
+public protocol BusEventPayload: Codable, Sendable {
+    /// The envelope's `type` (one of ``EventType``).
+    static var type: String { get }
+}
+
+extension BusEvent {
+    /// An envelope carrying a typed event (its `type` is the event's).
+    public init<Payload: BusEventPayload>(
+        _ payload: Payload, id: String = BusEvent.newID(), conversationId: String, channel: ChannelKind, occurredAt: Date = Date(),
+        traceparent: String = Traceparent.random().description
+    ) throws {
+        self.init(
+            id: id, type: Payload.type, conversationId: conversationId, channel: channel, occurredAt: occurredAt, traceparent: traceparent,
+            payload: try JSONValue(encoding: payload))
+    }
+
+    /// Whether this envelope carries a `Payload` (its `type` is `Payload.type`).
+    public func carries<Payload: BusEventPayload>(_ type: Payload.Type) -> Bool {
+        self.type == Payload.type
+    }
+
+    /// The payload as the typed event, read once at the consumer.
+    /// - Throws: ``BusEventPayloadError``: the envelope is of another type, or a field is missing or
+    ///   of the wrong type (the error names it, e.g. `payload.media[0].url`).
+    public func decode<Payload: BusEventPayload>(_ type: Payload.Type) throws -> Payload {
+        guard carries(type) else {
+            throw BusEventPayloadError(.wrongType, "event \(id) is \(self.type), not \(Payload.type)")
+        }
+        do {
+            return try payload.decode(type)
+        } catch let error as DecodingError {
+            throw BusEventPayloadError(.invalidPayload, "\(self.type) event \(id): \(BusEventPayloadError.describe(error))")
+        }
+    }
+}
+
+/// A bus event whose payload is not the typed event asked for.
+public struct BusEventPayloadError: Error, CustomStringConvertible, Equatable {
+    /// What went wrong.
+    public enum Code: Sendable, Equatable {
+        /// The envelope's `type` is another event type.
+        case wrongType
+        /// A field is missing, `null` where required, or of the wrong type.
+        case invalidPayload
+    }
+
+    /// What went wrong.
+    public var code: Code
+    /// The event, its type and what is wrong with it.
+    public var message: String
+
+    /// An error with its code and message.
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+
+    /// A decoding error as `payload.<path>: <reason>`.
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ codingPath: [any CodingKey]) -> String {
+            codingPath.reduce("payload") { text, key in key.intValue.map { "\(text)[\($0)]" } ?? "\(text).\(key.stringValue)" }
+        }
+        switch error {
+        case .keyNotFound(let key, let context): return "\(path(context.codingPath + [key])) is missing"
+        case .valueNotFound(_, let context): return "\(path(context.codingPath)): \(context.debugDescription)"
+        case .typeMismatch(_, let context): return "\(path(context.codingPath)): \(context.debugDescription)"
+        case .dataCorrupted(let context): return "\(path(context.codingPath)): \(context.debugDescription)"
+        @unknown default: return "\(error)"
+        }
+    }
+}

@@ -1,0 +1,115 @@
+import Foundation
+
+/// `conversation.started`: Conversation Orchestrator's `PARTICIPANT_ADDED`.
+public struct ConversationStarted: BusEventPayload, Equatable {
+    public static let type = EventType.conversationStarted
+
+    /// The participant added.
+    public var participantId: String?
+    /// Its type (`CUSTOMER`, `AI_AGENT`, …).
+    public var participantType: String?
+    /// Its first address.
+    public var address: String?
+    /// Its profile.
+    public var profileId: String?
+
+    public init(participantId: String? = nil, participantType: String? = nil, address: String? = nil, profileId: String? = nil) {
+        self.participantId = participantId
+        self.participantType = participantType
+        self.address = address
+        self.profileId = profileId
+    }
+}
+
+/// `conversation.inactive`: Conversation Orchestrator's conversation went `INACTIVE`. The webhook names
+/// no channel: the envelope says `sms` and `channelKnown` is false (the worker reads the record's).
+public struct ConversationInactive: BusEventPayload, Equatable {
+    public static let type = EventType.conversationInactive
+
+    /// The conversation's status, `INACTIVE`.
+    public var status: String
+    /// Who said so: `orchestrator`.
+    public var reason: ConversationEnded.Reason
+    /// False: the envelope's channel is a placeholder.
+    public var channelKnown: Bool?
+    /// The conversation's metadata as Orchestrator sent it.
+    public var metadata: JSONValue?
+
+    public init(status: String = "INACTIVE", reason: ConversationEnded.Reason = .orchestrator, channelKnown: Bool? = false, metadata: JSONValue? = nil) {
+        self.status = status
+        self.reason = reason
+        self.channelKnown = channelKnown
+        self.metadata = metadata
+    }
+}
+
+/// `conversation.ended`: a conversation ended (Orchestrator `CLOSED`, a call's hang-up, a handoff, its
+/// relay lost). Built only by ``event(conversationId:channel:reason:callSid:relayInstance:handoffData:status:metadata:id:traceparent:)``
+/// and published with ``dedupKey(conversationId:)`` (except Orchestrator's, deduplicated on its
+/// webhook), so a conversation ends once whoever notices first.
+public struct ConversationEnded: BusEventPayload, Equatable {
+    public static let type = EventType.conversationEnded
+
+    /// Why a conversation ended.
+    public enum Reason: String, Codable, Sendable, CaseIterable {
+        /// The caller hung up (the socket closed, or the call's status callback said so).
+        case hangup
+        /// The agent handed the conversation to a person.
+        case handoff
+        /// The relay holding the call stopped; a peer ended its calls.
+        case relayLost = "relay_lost"
+        /// Conversation Orchestrator closed it.
+        case orchestrator
+    }
+
+    /// Why it ended.
+    public var reason: Reason
+    /// Voice: the call.
+    public var callSid: String?
+    /// `relay_lost`: the relay that stopped.
+    public var relayInstance: String?
+    /// A voice handoff's data, from the ConversationRelay callback.
+    public var handoffData: String?
+    /// Orchestrator: the conversation's status, `CLOSED`.
+    public var status: String?
+    /// False when the envelope's channel is a placeholder (Orchestrator names none).
+    public var channelKnown: Bool?
+    /// Orchestrator: the conversation's metadata.
+    public var metadata: JSONValue?
+
+    public init(
+        reason: Reason, callSid: String? = nil, relayInstance: String? = nil, handoffData: String? = nil, status: String? = nil,
+        channelKnown: Bool? = nil, metadata: JSONValue? = nil
+    ) {
+        self.reason = reason
+        self.callSid = callSid
+        self.relayInstance = relayInstance
+        self.handoffData = handoffData
+        self.status = status
+        self.channelKnown = channelKnown
+        self.metadata = metadata
+    }
+
+    /// How long a conversation's end is remembered for deduplication.
+    public static let dedupTTLSeconds = 86_400
+
+    /// The dedup key that makes a conversation end once, whoever notices first (`tac:dedup:ended:<id>`).
+    public static func dedupKey(conversationId: String) -> String {
+        RedisKeys.endedDedup(conversationId)
+    }
+
+    /// The `conversation.ended` envelope: publish it on the conversation's inbound partition with
+    /// ``dedupKey(conversationId:)`` and ``dedupTTLSeconds``.
+    /// - Parameter channel: the conversation's channel; `nil` when the producer does not know it
+    ///   (the envelope then says `sms` and the payload `channelKnown: false`).
+    public static func event(
+        conversationId: String, channel: ChannelKind?, reason: Reason, callSid: String? = nil, relayInstance: String? = nil,
+        handoffData: String? = nil, status: String? = nil, metadata: JSONValue? = nil, id: String = BusEvent.newID(),
+        traceparent: String = Traceparent.random().description
+    ) throws -> BusEvent {
+        let ended = ConversationEnded(
+            reason: reason, callSid: callSid, relayInstance: relayInstance, handoffData: handoffData, status: status,
+            channelKnown: channel == nil ? false : nil, metadata: metadata)
+        return try BusEvent(ended, id: id, conversationId: conversationId, channel: channel ?? .sms, traceparent: traceparent)
+    }
+}

@@ -1,0 +1,185 @@
+/// `message.received`: a customer's turn (an SMS/WhatsApp/RCS/Chat message or a final voice prompt).
+///
+/// Written by messaging-ingress (orchestrator and classic webhooks) and voice-relay (prompts); the
+/// fields of the other producers are absent.
+public struct MessageReceived: BusEventPayload, Equatable {
+    public static let type = EventType.messageReceived
+
+    /// One medium of an inbound message.
+    public struct Media: Codable, Sendable, Equatable {
+        /// Where Twilio serves it.
+        public var url: String
+        /// Its MIME type, when Twilio says.
+        public var contentType: String?
+        /// Its size in bytes, when known.
+        public var size: Int?
+
+        public init(url: String, contentType: String? = nil, size: Int? = nil) {
+            self.url = url
+            self.contentType = contentType
+            self.size = size
+        }
+    }
+
+    /// How the conversation reaches Twilio (replies go back the same way).
+    public var mode: ConversationMode
+    /// The customer's text (a voice prompt's transcript).
+    public var text: String
+    /// The customer's address (phone number, `whatsapp:+…`, chat identity).
+    public var authorAddress: String
+    /// Messaging: the media (at most 10); absent for voice.
+    public var media: [Media]?
+    /// Orchestrator: the customer's participant id.
+    public var authorParticipantId: String?
+    /// The agent's address the customer wrote to (the called number for voice).
+    public var agentAddress: String?
+    /// Orchestrator: the agent's participant id.
+    public var agentParticipantId: String?
+    /// Orchestrator: the channel id (Chat).
+    public var channelId: String?
+    /// Orchestrator: the communication id.
+    public var communicationId: String?
+    /// Classic: the `MessageSid`.
+    public var messageSid: String?
+    /// An opt keyword the text is (`MessageRules.OptKeyword` raw value: STOP, START, …).
+    public var optOut: String?
+    /// Voice: the relay holding the call (its frames go to `tac:voice:<relayInstance>`).
+    public var relayInstance: String?
+    /// Voice: the call.
+    public var callSid: String?
+    /// Voice: `inbound` or `outbound`.
+    public var direction: String?
+    /// Voice: the prompt's language.
+    public var lang: String?
+    /// Voice: the `<Parameter>`s of the call's TwiML (absent when none).
+    public var customParameters: [String: String]?
+    /// Voice: the `setup` frame's call details (absent when none).
+    public var callSetup: [String: String]?
+    /// Voice: whether this prompt cuts the reply in progress (absent reads as true).
+    public var supersedes: Bool?
+
+    public init(
+        mode: ConversationMode, text: String, authorAddress: String, media: [Media]? = nil, authorParticipantId: String? = nil,
+        agentAddress: String? = nil, agentParticipantId: String? = nil, channelId: String? = nil, communicationId: String? = nil,
+        messageSid: String? = nil, optOut: String? = nil, relayInstance: String? = nil, callSid: String? = nil, direction: String? = nil,
+        lang: String? = nil, customParameters: [String: String]? = nil, callSetup: [String: String]? = nil, supersedes: Bool? = nil
+    ) {
+        self.mode = mode
+        self.text = text
+        self.authorAddress = authorAddress
+        self.media = media
+        self.authorParticipantId = authorParticipantId
+        self.agentAddress = agentAddress
+        self.agentParticipantId = agentParticipantId
+        self.channelId = channelId
+        self.communicationId = communicationId
+        self.messageSid = messageSid
+        self.optOut = optOut
+        self.relayInstance = relayInstance
+        self.callSid = callSid
+        self.direction = direction
+        self.lang = lang
+        self.customParameters = customParameters
+        self.callSetup = callSetup
+        self.supersedes = supersedes
+    }
+}
+
+/// `reply.ready`: an agent reply for outbound to deliver on a messaging channel (on `tac:outbound`;
+/// the envelope's id is the reply id).
+public struct ReplyReady: BusEventPayload, Equatable {
+    public static let type = EventType.replyReady
+
+    /// The reply's text (may be empty with media or a template).
+    public var text: String
+    /// How to deliver: the Messages API (`classic`) or an Orchestrator action.
+    public var mode: ConversationMode
+    /// The customer's address.
+    public var customerAddress: String?
+    /// Orchestrator: the customer's participant id.
+    public var customerParticipantId: String?
+    /// The sender; absent: the channel's default sender.
+    public var agentAddress: String?
+    /// Orchestrator: the agent's participant id.
+    public var agentParticipantId: String?
+    /// Orchestrator: the channel id (Chat).
+    public var channelId: String?
+    /// Media URLs (at most 10).
+    public var media: [String]?
+    /// An approved Content template sent instead of free text.
+    public var contentSid: String?
+    /// The template's variables.
+    public var contentVariables: [String: String]?
+    /// Set by outbound on the parts of a reply split for the channel (1, 2, …); never published.
+    public var part: Int?
+
+    public init(
+        text: String, mode: ConversationMode, customerAddress: String? = nil, customerParticipantId: String? = nil, agentAddress: String? = nil,
+        agentParticipantId: String? = nil, channelId: String? = nil, media: [String]? = nil, contentSid: String? = nil,
+        contentVariables: [String: String]? = nil, part: Int? = nil
+    ) {
+        self.text = text
+        self.mode = mode
+        self.customerAddress = customerAddress
+        self.customerParticipantId = customerParticipantId
+        self.agentAddress = agentAddress
+        self.agentParticipantId = agentParticipantId
+        self.channelId = channelId
+        self.media = media
+        self.contentSid = contentSid
+        self.contentVariables = contentVariables
+        self.part = part
+    }
+}
+
+/// `message.status`: Twilio's delivery status of a reply sent through the Messages API (a status
+/// callback), on the classic conversation of the sender and recipient.
+public struct MessageStatus: BusEventPayload, Equatable {
+    public static let type = EventType.messageStatus
+
+    /// The message.
+    public var messageSid: String
+    /// Twilio's status, lower-case (`sent`, `delivered`, `read`, `failed`, `undelivered`, …).
+    public var status: String
+    /// Twilio's error code, absent for none (`0`).
+    public var errorCode: String?
+    /// Twilio's error message.
+    public var errorMessage: String?
+    /// The sender (ours).
+    public var agentAddress: String
+    /// The recipient.
+    public var customerAddress: String
+
+    public init(
+        messageSid: String, status: String, errorCode: String? = nil, errorMessage: String? = nil, agentAddress: String, customerAddress: String
+    ) {
+        self.messageSid = messageSid
+        self.status = status
+        self.errorCode = errorCode
+        self.errorMessage = errorMessage
+        self.agentAddress = agentAddress
+        self.customerAddress = customerAddress
+    }
+}
+
+/// `intelligence.result`: a Conversation Intelligence webhook, carried whole (its `operatorResults`,
+/// `intelligenceConfiguration`, … as Twilio sent them).
+public struct IntelligenceResult: BusEventPayload, Equatable {
+    public static let type = EventType.intelligenceResult
+
+    /// The webhook's JSON object.
+    public var body: JSONValue
+
+    public init(body: JSONValue) {
+        self.body = body
+    }
+
+    public init(from decoder: any Decoder) throws {
+        body = try decoder.singleValueContainer().decode(JSONValue.self)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(body)
+    }
+}

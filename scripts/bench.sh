@@ -7,7 +7,9 @@
 # load (messaging 100 → 4,000 messages/s, voice 100 → 2,000 calls) is drawn as bench-results/sweep.svg.
 #
 # BENCH_QUICK=1: a shorter run for development (fewer seconds per step, voice up to 1,000 calls, 2,000
-# idle calls, no ceilings). BENCH_NO_BUILD=1: use the release binaries as they are.
+# idle calls, no ceilings). BENCH_NO_BUILD=1: use the release binaries as they are. BENCH_PARTS: which
+# parts to run (default all: "ceilings bus callgrind messaging voice"), e.g. BENCH_PARTS=messaging to
+# compare one change; BENCH_OUT: where the table and chart go (default bench-results).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -32,7 +34,9 @@ fi
 bin=$(swift build -c release --show-bin-path)
 redis_port=${AC_REDIS_PORT:-16379}
 pg_port=${AC_PG_PORT:-15432}
-out=bench-results
+out=${BENCH_OUT:-bench-results}
+parts=" ${BENCH_PARTS:-ceilings bus callgrind messaging voice} "
+part() { [[ "$parts" == *" $1 "* ]]; }
 mkdir -p "$out"
 rows="$out/rows.txt"
 : >"$rows"
@@ -43,18 +47,24 @@ stack_db=1020
 redis_pid=$(redis-cli -p "$redis_port" INFO server | tr -d '\r' | grep '^process_id:' | cut -d: -f2)
 echo "LOAD|start|$(cut -d' ' -f1-3 /proc/loadavg)" >>"$rows"
 
+if part ceilings; then
 echo "== ceilings: redis-benchmark XADD (non-pipelined)"
 rb50=$(redis-benchmark -p "$redis_port" -q -n 200000 -c 50 XADD bench:rb '*' f v | tr '\r' '\n' | grep -oE '[0-9.]+ requests per second' | tail -1 | cut -d' ' -f1)
 rb1=$(redis-benchmark -p "$redis_port" -q -n 30000 -c 1 XADD bench:rb '*' f v | tr '\r' '\n' | grep -oE '[0-9.]+ requests per second' | tail -1 | cut -d' ' -f1)
 redis-cli -p "$redis_port" DEL bench:rb >/dev/null
 echo "ROW|ceiling: redis-benchmark XADD, 50 clients (ops/s)|${rb50%.*}|" >>"$rows"
 echo "ROW|ceiling: redis-benchmark XADD, 1 client (ops/s)|${rb1%.*}|" >>"$rows"
+fi
 
+if part bus; then
 echo "== bus"
 redis-cli -p "$redis_port" -n "$bus_db" FLUSHDB >/dev/null
 "$bin/agentconnect-bench" bus --redis-url "redis://127.0.0.1:$redis_port/$bus_db" | tee -a "$rows" | grep ROW || true
+fi
+if part callgrind; then
 echo "== bus hot path under callgrind"
 AC_REDIS_PORT=$redis_port bash scripts/bench_callgrind.sh "$bin" | tee -a "$rows" || true
+fi
 
 echo "== starting the stack (release)"
 redis-cli -p "$redis_port" -n "$stack_db" FLUSHDB >/dev/null
@@ -85,21 +95,25 @@ for port in 18081 18082 18083 18084; do
   for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null && break; sleep 0.1; done
 done
 
+if part messaging; then
 echo "== messaging"
 "$bin/agentconnect-bench" messaging --ingress http://127.0.0.1:18082 --twilio-port 19190 --seconds "$msg_seconds" \
   --pid "ingress=$ingress_pid" --pid "worker=$worker_pid" --pid "outbound=$outbound_pid" "${server_pids[@]}" \
   --sweep 100 250 500 1000 2000 4000 --sweep-seconds "$sweep_seconds" | tee -a "$rows" | grep -E "ROW|SWEEP" || true
+fi
+if part voice; then
 echo "== voice"
 # shellcheck disable=SC2086
 "$bin/agentconnect-bench" voice --relay http://127.0.0.1:18081 --calls $voice_calls --table-calls 200 1000 --relay-pid "$relay_pid" \
   --pid "relay=$relay_pid" --pid "worker=$worker_pid" "${server_pids[@]}" --idle-calls "$idle_calls" | tee -a "$rows" | grep -E "ROW|SWEEP" || true
 pg_writes=$(psql -h 127.0.0.1 -p "$pg_port" -U agentconnect -d agentconnect_bench -tAc "SELECT count(*) FROM messages")
 echo "ROW|PostgreSQL history rows written beside the reply path|$pg_writes|" >>"$rows"
+fi
 for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
 wait "${pids[@]}" 2>/dev/null || true
 pids=()
 
-if [ "$quick" != 1 ]; then
+if [ "$quick" != 1 ] && part ceilings; then
   echo "== ceilings: Hummingbird route and WebSocket echo"
   "$bin/agentconnect-bench" ceiling | tee -a "$rows" | grep ROW || true
 fi

@@ -34,7 +34,7 @@ struct Outbound {
                 configuration: configuration.twilio, httpClient: http, timeout: .milliseconds(Int64(configuration.twilioTimeoutMilliseconds))))
         let deliverer = ReplyDeliverer(
             configuration: configuration, api: api, reconciler: ParticipantReconciler(api: api, store: store, logger: logger),
-            deliveries: store, optOuts: store, bus: bus, logger: logger,
+            store: store, bus: bus, logger: logger,
             owner: "\(configuration.common.instanceId)/\(UInt32.random(in: 0...UInt32.max))")
         let consumer = GroupConsumer(
             bus: bus, group: "outbound", consumer: configuration.common.instanceId, streams: [Streams.outbound],

@@ -17,9 +17,13 @@ struct ParticipantReconciler: Sendable {
     let store: any ConversationStore
     let logger: Logger
 
-    func resolve(conversationId: String, channel: ChannelKind, agentAddress: String, customerAddress: String?, authorParticipantId: String?)
-        async throws -> ResolvedParticipants
-    {
+    /// The conversation's participants: `known` when the caller read them already (reconciled), else
+    /// from the stored conversation once reconciled, else reconciled now against Twilio.
+    func resolve(
+        conversationId: String, channel: ChannelKind, agentAddress: String, customerAddress: String?, authorParticipantId: String?,
+        known: ResolvedParticipants? = nil
+    ) async throws -> ResolvedParticipants {
+        if let known { return known }
         if let record = try await store.conversation(id: conversationId), record.metadata[Self.reconciledKey] == "1",
             let agent = record.agentParticipantId, let customer = record.customerParticipantId
         {

@@ -13,6 +13,9 @@ import TwilioKit
 ///
 /// - The reply's delivery row is **claimed** first (owner and lease): a second copy of the same reply
 ///   (a redelivered entry, a redone turn) waits while a live owner sends, and skips once it is sent.
+///   For a new reply one statement creates the row with the send already recorded and reads the
+///   opt-out and the conversation's participants: a delivery costs two PostgreSQL round trips (claim,
+///   then mark sent) around the send.
 /// - Just before each send the row records that a send may now reach Twilio (`in_doubt_since`,
 ///   committed before the request goes out). A send that ends without a clear answer — a timeout or a
 ///   reset after the request went out, a 5xx — leaves it set. Before anything is sent again, Twilio
@@ -26,9 +29,8 @@ struct ReplyDeliverer: Sendable {
     let configuration: OutboundConfiguration
     let api: ConversationsAPI
     let reconciler: ParticipantReconciler
-    let deliveries: any DeliveryStore
-    /// Who opted out (STOP) of which sender.
-    let optOuts: PostgresStore
+    /// The delivery rows, and who opted out (STOP) of which sender.
+    let store: PostgresStore
     let bus: any EventBus
     let logger: Logger
     /// This process, as the owner of the delivery rows it claims.
@@ -101,7 +103,7 @@ struct ReplyDeliverer: Sendable {
     /// customer opted out, or the message was the agent's own).
     private func deliverPart(_ event: BusEvent, entry: BusEntry) async throws -> Bool {
         let replyId = event.id
-        let claimed: Date??
+        let claimed: SendingClaim?
         do {
             claimed = try await claim(event)
         } catch is GivenUpPart {
@@ -109,11 +111,13 @@ struct ReplyDeliverer: Sendable {
             // its entry was acknowledged: the parts after it must not go out without it.
             return false
         }
-        guard var inDoubtSince = claimed else { return true }
-        if let pair = optOutPair(event), try await store("checking the opt-out", { try await optOuts.isOptedOut(agent: pair.agent, customer: pair.customer) }) {
+        guard let claimed, case .claimed(var inDoubtSince) = claimed.claim else { return true }
+        if claimed.optedOut {
             try await skipOptedOut(event, reason: "the customer opted out (STOP)")
             return false
         }
+        // The claim of a new row recorded the first send already.
+        var sendRecorded = claimed.sendRecorded
         let started = ContinuousClock.now
         var backoff = Backoff(
             initial: .milliseconds(configuration.retryBaseMilliseconds), maximum: .milliseconds(configuration.retryMaxMilliseconds))
@@ -124,7 +128,7 @@ struct ReplyDeliverer: Sendable {
             let providerId: String?
             do {
                 let resolved: Target
-                if let target { resolved = target } else { resolved = try await resolveTarget(event) }
+                if let target { resolved = target } else { resolved = try await resolveTarget(event, known: claimed.participants) }
                 target = resolved
                 if let since = inDoubtSince {
                     // An earlier send may have reached Twilio: ask before sending again.
@@ -135,11 +139,17 @@ struct ReplyDeliverer: Sendable {
                         return true
                     }
                     Counter(label: "agentconnect_delivery_ambiguous_total", dimensions: [("resolution", "resent")]).increment()
-                    try await store("clearing the doubt") { try await deliveries.clearDoubt(replyId: replyId, owner: owner) }
+                    try await bounded("clearing the doubt") { try await store.clearDoubt(replyId: replyId, owner: owner) }
                     inDoubtSince = nil
                 }
-                let mayGo = try await store("recording the send") {
-                    try await deliveries.markSending(replyId: replyId, owner: owner, leaseMilliseconds: leaseMilliseconds)
+                let mayGo: Bool
+                if sendRecorded {
+                    sendRecorded = false
+                    mayGo = true
+                } else {
+                    mayGo = try await bounded("recording the send") {
+                        try await store.markSending(replyId: replyId, owner: owner, leaseMilliseconds: leaseMilliseconds)
+                    }
                 }
                 guard mayGo else {
                     // Our lease lapsed and another copy took the row over: it sends, we do not.
@@ -155,19 +165,19 @@ struct ReplyDeliverer: Sendable {
                     throw error
                 } catch let error as TwilioAPIError {
                     // Twilio answered and refused: nothing was created.
-                    try await store("clearing the doubt") { try await deliveries.clearDoubt(replyId: replyId, owner: owner) }
+                    try await bounded("clearing the doubt") { try await store.clearDoubt(replyId: replyId, owner: owner) }
                     throw error
                 }
             } catch let error as TwilioAPIError where error.code == MessageRules.ErrorCode.unsubscribed {
                 // Twilio knew of the STOP before we did: remember it, record the reply, never retry it.
                 if let pair = optOutPair(event) {
-                    try await store("recording the opt-out") { try await optOuts.setOptedOut(true, agent: pair.agent, customer: pair.customer) }
+                    try await bounded("recording the opt-out") { try await store.setOptedOut(true, agent: pair.agent, customer: pair.customer) }
                 }
                 try await skipOptedOut(event, reason: "Twilio refused: the customer opted out (21610)")
                 return false
             } catch is OwnMessage {
-                try await store("marking the delivery failed") {
-                    try await deliveries.markDeliveryFailed(replyId: replyId, error: "reply to the agent's own message")
+                try await bounded("marking the delivery failed") {
+                    try await store.markDeliveryFailed(replyId: replyId, error: "reply to the agent's own message")
                 }
                 Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "own_message")]).increment()
                 logger.info("not replying to the agent's own message", metadata: ["conversation.id": "\(event.conversationId)"])
@@ -212,24 +222,27 @@ struct ReplyDeliverer: Sendable {
 
     /// Records a reply to a customer who opted out as failed: not sent, not retried, not dead-lettered.
     private func skipOptedOut(_ event: BusEvent, reason: String) async throws {
-        try await store("marking the delivery failed") { try await deliveries.markDeliveryFailed(replyId: event.id, error: reason) }
+        try await bounded("marking the delivery failed") { try await store.markDeliveryFailed(replyId: event.id, error: reason) }
         Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "opted_out")]).increment()
         logger.info("not sending to a customer who opted out", metadata: ["reply.id": "\(event.id)", "conversation.id": "\(event.conversationId)"])
     }
 
-    /// Claims the reply's row; nil when there is nothing to do (already sent or given up on); throws
-    /// ``GivenUpPart`` for a part of a long reply that was given up on.
-    /// While another live owner holds it, waits (the consumer keeps the entry fresh meanwhile).
-    private func claim(_ event: BusEvent) async throws -> Date?? {
+    /// Claims the reply's row (with what the send needs: opt-out, participants); nil when there is
+    /// nothing to do (already sent or given up on); throws ``GivenUpPart`` for a part of a long reply
+    /// that was given up on. While another live owner holds it, waits (the consumer keeps the entry
+    /// fresh meanwhile).
+    private func claim(_ event: BusEvent) async throws -> SendingClaim? {
+        let optOut = optOutPair(event)
+        let textHash = Self.textHash(event.payload["text"]?.string ?? "")
         while true {
-            let claim = try await store("claiming the delivery row") {
-                try await deliveries.claimDelivery(
-                    replyId: event.id, conversationId: event.conversationId, channel: event.channel,
-                    textHash: Self.textHash(event.payload["text"]?.string ?? ""), owner: owner, leaseMilliseconds: leaseMilliseconds)
+            let claimed = try await bounded("claiming the delivery row") {
+                try await store.claimForSending(
+                    replyId: event.id, conversationId: event.conversationId, channel: event.channel, textHash: textHash, owner: owner,
+                    leaseMilliseconds: leaseMilliseconds, optOut: optOut)
             }
-            switch claim {
-            case .claimed(let inDoubtSince):
-                return .some(inDoubtSince)
+            switch claimed.claim {
+            case .claimed:
+                return claimed
             case .finished(.failed) where event.payload["part"] != nil:
                 Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "duplicate")]).increment()
                 logger.info("part of a reply given up on; the rest is not sent", metadata: ["reply.id": "\(event.id)"])
@@ -248,7 +261,7 @@ struct ReplyDeliverer: Sendable {
     /// Marks the row sent (durably; a failure propagates and the delivery is redone, which finds it
     /// in Twilio instead of sending again).
     private func markSent(_ event: BusEvent, providerId: String?, attempts: Int, started: ContinuousClock.Instant) async throws {
-        try await store("marking the delivery sent") { try await deliveries.markDelivered(replyId: event.id, providerId: providerId) }
+        try await bounded("marking the delivery sent") { try await store.markDelivered(replyId: event.id, providerId: providerId) }
         Timer(label: "agentconnect_delivery_seconds", dimensions: [("channel", event.channel.rawValue)])
             .recordNanoseconds((ContinuousClock.now - started).nanoseconds)
         if let occurred = event.occurredDate {
@@ -256,7 +269,7 @@ struct ReplyDeliverer: Sendable {
                 .recordNanoseconds(Int64(max(0, Date().timeIntervalSince(occurred)) * 1e9))
         }
         Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "sent")]).increment()
-        logger.info(
+        logger.debug(
             "reply delivered",
             metadata: [
                 "reply.id": "\(event.id)", "conversation.id": "\(event.conversationId)", "attempts": "\(attempts)",
@@ -264,7 +277,8 @@ struct ReplyDeliverer: Sendable {
             ])
     }
 
-    private func resolveTarget(_ event: BusEvent) async throws -> Target {
+    /// Where the reply goes; `known`: the conversation's reconciled participants, read with the claim.
+    private func resolveTarget(_ event: BusEvent, known: (agentId: String, customerId: String)?) async throws -> Target {
         let payload = event.payload
         if payload["mode"]?.string == "classic" {
             guard let to = payload["customerAddress"]?.string,
@@ -279,7 +293,8 @@ struct ReplyDeliverer: Sendable {
         }
         let participants = try await reconciler.resolve(
             conversationId: event.conversationId, channel: event.channel, agentAddress: agentAddress,
-            customerAddress: payload["customerAddress"]?.string, authorParticipantId: payload["customerParticipantId"]?.string)
+            customerAddress: payload["customerAddress"]?.string, authorParticipantId: payload["customerParticipantId"]?.string,
+            known: known.map { ResolvedParticipants(agentId: $0.agentId, customerId: $0.customerId) })
         let channelId = payload["channelId"]?.string
         if event.channel == .chat && channelId == nil { throw ReconciliationError("chat reply without channelId") }
         return .orchestrated(participants: participants, agentAddress: agentAddress, channelId: channelId)
@@ -312,7 +327,7 @@ struct ReplyDeliverer: Sendable {
         case .classic(let from, let to):
             for message in try await api.messages(from: from, to: to)
             where message.body == text && (message.dateCreated ?? .distantFuture) >= earliest.addingTimeInterval(-1) {
-                let taken = try await store("looking up a provider id") { try await deliveries.isProviderIdRecorded(message.sid) }
+                let taken = try await bounded("looking up a provider id") { try await store.isProviderIdRecorded(message.sid) }
                 if !taken { candidates.append(message.sid) }
             }
             // Recorded SIDs are excluded one by one above; nothing more to count against.
@@ -326,8 +341,8 @@ struct ReplyDeliverer: Sendable {
             }
         }
         guard !candidates.isEmpty else { return nil }
-        let others = try await store("counting replies with the same text") {
-            try await deliveries.countSentLike(
+        let others = try await bounded("counting replies with the same text") {
+            try await store.countSentLike(
                 conversationId: event.conversationId, textHash: Self.textHash(text), since: earliest, excluding: event.id)
         }
         return candidates.count > others ? candidates.last : nil
@@ -341,7 +356,7 @@ struct ReplyDeliverer: Sendable {
     /// Marks the row failed and has the consumer dead-letter the entry (``GiveUp``).
     private func giveUp(_ event: BusEvent, entry: BusEntry, error: any Error, attempts: Int, outcomeUnknown: Bool) async throws -> Never {
         let reason = Masking.maskPhoneNumbers("\(error)")
-        try await store("marking the delivery failed") { try await deliveries.markDeliveryFailed(replyId: event.id, error: reason) }
+        try await bounded("marking the delivery failed") { try await store.markDeliveryFailed(replyId: event.id, error: reason) }
         let note = outcomeUnknown ? " (the last send's outcome is unknown)" : ""
         Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "dead_letter")]).increment()
         logger.error(
@@ -349,7 +364,7 @@ struct ReplyDeliverer: Sendable {
         throw GiveUp("delivery failed after \(attempts) attempt(s)\(note): \(reason)")
     }
 
-    private func store<T: Sendable>(_ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    private func bounded<T: Sendable>(_ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         try await withTimeout(Self.storeTimeout, what, body)
     }
 }

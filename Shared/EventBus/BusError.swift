@@ -24,3 +24,10 @@ public struct BusError: Error, CustomStringConvertible, Sendable {
 
     public var description: String { "bus \(code.rawValue): \(message)" }
 }
+
+extension BusError {
+    /// Whether the error is Redis being unreachable (the default transient failure).
+    public static func isUnavailable(_ error: any Error) -> Bool {
+        (error as? BusError)?.code == .unavailable
+    }
+}

@@ -5,55 +5,6 @@ import Metrics
 import NIOConcurrencyHelpers
 import ServiceLifecycle
 
-/// Settings of a ``GroupConsumer``.
-public struct ConsumerOptions: Sendable {
-    /// Entries read per call.
-    public var batchSize = 64
-    /// How long one blocking read waits (bounds how fast shutdown is noticed).
-    public var blockMilliseconds = 1000
-    /// An entry pending this long is considered abandoned and is reclaimed.
-    public var visibilityTimeoutMilliseconds = 30_000
-    /// Deliveries after which a failing entry moves to the dead-letter stream.
-    public var maxDeliveries = 5
-    /// Failures that mean a dependency is down (Redis, PostgreSQL) rather than that the entry is bad:
-    /// the handler is retried in place, with backoff, and the entry is never dead-lettered for them.
-    public var isTransient: @Sendable (any Error) -> Bool
-
-    public init(
-        batchSize: Int = 64, blockMilliseconds: Int = 1000, visibilityTimeoutMilliseconds: Int = 30_000, maxDeliveries: Int = 5,
-        isTransient: @escaping @Sendable (any Error) -> Bool = BusError.isUnavailable
-    ) {
-        self.batchSize = batchSize
-        self.blockMilliseconds = blockMilliseconds
-        self.visibilityTimeoutMilliseconds = visibilityTimeoutMilliseconds
-        self.maxDeliveries = maxDeliveries
-        self.isTransient = isTransient
-    }
-
-    /// Runs `body`; while it fails with a transient error, waits (100 ms doubling to 2 s) and runs it
-    /// again, until it succeeds, fails otherwise, or the task is cancelled.
-    public func retryingTransient<T: Sendable>(logger: Logger, _ body: () async throws -> T) async throws -> T {
-        var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(2))
-        while true {
-            do {
-                return try await body()
-            } catch where isTransient(error) && !Task.isCancelled {
-                let delay = backoff.next()
-                Counter(label: "agentconnect_transient_retries_total").increment()
-                logger.warning("a dependency is unavailable; retrying in place", metadata: ["error": "\(error)", "retry.ms": "\(delay.milliseconds)"])
-                try await Task.sleep(for: delay)
-            }
-        }
-    }
-}
-
-extension BusError {
-    /// Whether the error is Redis being unreachable (the default transient failure).
-    public static func isUnavailable(_ error: any Error) -> Bool {
-        (error as? BusError)?.code == .unavailable
-    }
-}
-
 /// Reads a consumer group and hands each entry to a handler: acknowledged on success, left pending
 /// on failure (so it is retried, here or on another replica, after the visibility timeout) and moved
 /// to ``Streams/dead`` once it has been delivered `maxDeliveries` times. Up to `batchSize` entries are
@@ -162,34 +113,4 @@ public struct GiveUp: Error, CustomStringConvertible {
     public var reason: String
     public init(_ reason: String) { self.reason = reason }
     public var description: String { reason }
-}
-
-/// Strips a partition suffix so metrics have one series per logical stream.
-func streamLabel(_ stream: String) -> String {
-    if stream.hasPrefix(Streams.inbound + ":") { return Streams.inbound }
-    if stream.hasPrefix("tac:voice:") { return "tac:voice" }
-    return stream
-}
-
-/// Exponential backoff with full jitter.
-public struct Backoff: Sendable {
-    private let initial: Duration
-    private let maximum: Duration
-    private var attempt = 0
-
-    public init(initial: Duration = .milliseconds(100), maximum: Duration = .seconds(2)) {
-        self.initial = initial
-        self.maximum = maximum
-    }
-
-    /// The next delay: a random duration up to `initial · 2^attempt`, capped at `maximum`.
-    public mutating func next() -> Duration {
-        let ceiling = min(maximum, initial * (1 << min(attempt, 16)))
-        attempt += 1
-        let nanos = ceiling.components.seconds * 1_000_000_000 + ceiling.components.attoseconds / 1_000_000_000
-        return .nanoseconds(Int64.random(in: (nanos / 2)...max(nanos / 2, nanos)))
-    }
-
-    /// Starts over after a success.
-    public mutating func reset() { attempt = 0 }
 }

@@ -38,15 +38,15 @@ public struct RedisStreamsEventBus: EventBus {
     }
 
     /// Atomic "the lease is still ours, then append": a deposed partition owner publishes nothing.
-    private static let fencedScript = """
+    private static let fencedScript = RedisScript(
+        """
         if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED lease no longer held') end
         return redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[2], '*', 'e', ARGV[3])
-        """
+        """)
 
     public func publish(_ event: BusEvent, to stream: String, fence: LeaseFence) async throws -> String {
-        let reply = try await client.send([
-            ["EVAL", .string(Self.fencedScript), "2", .string(fence.key), .string(stream), .string(fence.holder), minimumId(), .bytes(try event.encoded())]
-        ])[0]
+        let reply = try await Self.fencedScript.run(
+            on: client, keys: [.string(fence.key), .string(stream)], arguments: [.string(fence.holder), minimumId(), .bytes(try event.encoded())])[0]
         if case .error(let message) = reply {
             if message.hasPrefix("FENCED") { throw BusError(.fenced, "lease \(fence.key) is no longer held by \(fence.holder)") }
             throw BusError(.server, message)
@@ -56,20 +56,20 @@ public struct RedisStreamsEventBus: EventBus {
     }
 
     /// Atomic "remember the key, then append" so a retried webhook is published exactly once.
-    private static let dedupScript = """
+    private static let dedupScript = RedisScript(
+        """
         if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
           return redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[2], '*', 'e', ARGV[3])
         end
         return false
-        """
+        """)
 
     public func publish(_ event: BusEvent, to stream: String, dedupKey: String, ttlSeconds: Int) async throws -> PublishOutcome {
-        var batch: [[RedisArgument]] = [
-            ["EVAL", .string(Self.dedupScript), "2", .string(dedupKey), .string(stream), .string(String(ttlSeconds)), minimumId(), .bytes(try event.encoded())]
-        ]
         let waitAOF = try await durability.usesWaitAOF(client)
-        if waitAOF { batch.append(["WAITAOF", "1", "0", .string(String(BusDurability.waitMilliseconds))]) }
-        let replies = try await client.send(batch)
+        let replies = try await Self.dedupScript.run(
+            on: client, keys: [.string(dedupKey), .string(stream)],
+            arguments: [.string(String(ttlSeconds)), minimumId(), .bytes(try event.encoded())],
+            then: waitAOF ? [["WAITAOF", "1", "0", .string(String(BusDurability.waitMilliseconds))]] : [])
         if waitAOF {
             // Also for a duplicate: the first copy's append may not be on disk yet.
             let counts = replies[1].array?.compactMap(\.integer) ?? []
@@ -147,24 +147,24 @@ public struct RedisStreamsEventBus: EventBus {
 
     /// Append to the dead-letter stream, then acknowledge — in one script, so the acknowledgement
     /// runs only when the append succeeded (a failing command aborts the script).
-    private static let deadLetterScript = """
+    private static let deadLetterScript = RedisScript(
+        """
         local id = redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[1], '*', 'e', ARGV[2], 'stream', KEYS[1], 'group', ARGV[3],
           'entry', ARGV[4], 'deliveries', ARGV[5], 'error', ARGV[6])
         redis.call('XACK', KEYS[1], ARGV[3], ARGV[4])
         return id
-        """
+        """)
 
     /// Dead letters are kept at least 30 days, however short the streams' retention.
     static let deadLetterRetentionSeconds = 30 * 86_400
 
     public func deadLetter(_ entry: BusEntry, group: String, error: String) async throws {
-        let reply = try await client.send([
-            [
-                "EVAL", .string(Self.deadLetterScript), "2", .string(entry.stream), .string(Streams.dead),
+        let reply = try await Self.deadLetterScript.run(
+            on: client, keys: [.string(entry.stream), .string(Streams.dead)],
+            arguments: [
                 minimumId(retention: max(retentionSeconds, Self.deadLetterRetentionSeconds)), .bytes(entry.raw), .string(group),
                 .string(entry.id), .string(String(entry.deliveries)), .string(Masking.maskPhoneNumbers(error)),
-            ]
-        ])[0]
+            ])[0]
         if case .error(let message) = reply { throw BusError(.server, "dead-letter failed: \(message)") }
     }
 

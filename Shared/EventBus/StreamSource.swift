@@ -54,6 +54,8 @@ public struct StreamSource: Sendable {
     /// What this consumer is working on.
     public let inFlight = InFlightEntries()
     private let lastRefresh = NIOLockedValueBox(ContinuousClock.now)
+    /// Acknowledgements of entries finished at about the same time go out together.
+    private let acks: AckBatcher
 
     public init(bus: any EventBus, group: String, consumer: String, options: ConsumerOptions, logger: Logger) {
         self.bus = bus
@@ -61,6 +63,17 @@ public struct StreamSource: Sendable {
         self.consumer = consumer
         self.options = options
         self.logger = logger
+        self.acks = AckBatcher { batch in
+            guard batch.count > 1 else {
+                for item in batch { try await bus.ack(group, stream: item.stream, ids: item.ids) }
+                return
+            }
+            // Several streams: their XACKs are sent together (pipelined on one connection).
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                for item in batch { tasks.addTask { try await bus.ack(group, stream: item.stream, ids: item.ids) } }
+                try await tasks.waitForAll()
+            }
+        }
     }
 
     /// How often in-flight entries have their idle time reset: well inside the visibility timeout.
@@ -119,11 +132,13 @@ public struct StreamSource: Sendable {
         return nil
     }
 
-    /// Acknowledges a handled entry (a few quick retries across a Redis blip) and ends it.
+    /// Acknowledges a handled entry (a few quick retries across a Redis blip) and ends it. Entries
+    /// acknowledged while an earlier acknowledgement is on its way go out together (``AckBatcher``):
+    /// one `XACK` per stream, each caller returning once its own entry's was answered.
     public func ack(_ entry: BusEntry) async {
         defer { inFlight.end(entry) }
         do {
-            try await withRetries { try await bus.ack(group, stream: entry.stream, ids: [entry.id]) }
+            try await withRetries { try await acks.ack(stream: entry.stream, id: entry.id) }
         } catch {
             logger.warning("ack failed; entry will be redelivered", metadata: ["entry": "\(entry.id)", "error": "\(error)"])
         }

@@ -84,3 +84,92 @@ extension PostgresStore {
         return nil
     }
 }
+
+/// What ``PostgresStore/claimForSending(replyId:conversationId:channel:textHash:owner:leaseMilliseconds:optOut:)`` found, in one
+/// round trip on the common path.
+public struct SendingClaim: Sendable, Equatable {
+    /// The claim, as ``DeliveryStore/claimDelivery(replyId:conversationId:channel:textHash:owner:leaseMilliseconds:)`` answers it.
+    public var claim: DeliveryClaim
+    /// True when the row was created by this claim with the send already recorded (in doubt from
+    /// now, one attempt counted, as ``DeliveryStore/markSending(replyId:owner:leaseMilliseconds:)``
+    /// does): the first send may go out without recording it again.
+    public var sendRecorded: Bool
+    /// Whether the customer opted out (STOP) of the sender.
+    public var optedOut: Bool
+    /// The conversation's agent and customer participant ids, when its participants were reconciled.
+    public var participants: (agentId: String, customerId: String)?
+
+    public init(claim: DeliveryClaim, sendRecorded: Bool, optedOut: Bool, participants: (agentId: String, customerId: String)? = nil) {
+        self.claim = claim
+        self.sendRecorded = sendRecorded
+        self.optedOut = optedOut
+        self.participants = participants
+    }
+
+    public static func == (lhs: SendingClaim, rhs: SendingClaim) -> Bool {
+        lhs.claim == rhs.claim && lhs.sendRecorded == rhs.sendRecorded && lhs.optedOut == rhs.optedOut
+            && lhs.participants?.agentId == rhs.participants?.agentId && lhs.participants?.customerId == rhs.participants?.customerId
+    }
+}
+
+extension PostgresStore {
+    /// Claims a reply's delivery row for a send, reading what the send needs, in one statement on the
+    /// common path (a new reply): the opt-out of `optOut` (sender, customer), the conversation's
+    /// reconciled participants, and the row — created with this owner's lease and, unless the
+    /// customer opted out, with the send recorded (in doubt from now, one attempt counted), so the row
+    /// exists and says a send may reach Twilio before anything goes out.
+    ///
+    /// A row that already exists (a redelivered reply) is taken over as
+    /// ``claimDelivery(replyId:conversationId:channel:textHash:owner:leaseMilliseconds:)`` does:
+    /// pending and free (no owner, this owner, or an expired lease); its send is then not recorded
+    /// (`sendRecorded` false: call ``markSending(replyId:owner:leaseMilliseconds:)`` before sending,
+    /// after reconciling a send in doubt).
+    public func claimForSending(
+        replyId: String, conversationId: String, channel: ChannelKind, textHash: String, owner: String, leaseMilliseconds: Int,
+        optOut: (agent: String, customer: String)?
+    ) async throws -> SendingClaim {
+        let rows = try await client.query(
+            """
+            WITH opted AS (
+                SELECT EXISTS (SELECT 1 FROM opt_outs WHERE agent_address = \(optOut?.agent) AND customer_address = \(optOut?.customer)) AS opted_out
+            ), inserted AS (
+                INSERT INTO deliveries (reply_id, conversation_id, channel, text_hash, owner, lease_until, in_doubt_since, attempts)
+                SELECT \(replyId), \(conversationId), \(channel.rawValue), \(textHash), \(owner),
+                    now() + \(leaseMilliseconds) * interval '1 millisecond',
+                    CASE WHEN opted.opted_out THEN NULL ELSE now() END, CASE WHEN opted.opted_out THEN 0 ELSE 1 END
+                FROM opted
+                ON CONFLICT (reply_id) DO NOTHING RETURNING reply_id
+            )
+            SELECT EXISTS (SELECT 1 FROM inserted), opted.opted_out, c.agent_participant_id, c.customer_participant_id
+            FROM opted LEFT JOIN conversations c ON c.id = \(conversationId) AND c.metadata->>'participants_reconciled' = '1'
+                AND c.agent_participant_id IS NOT NULL AND c.customer_participant_id IS NOT NULL
+            """, logger: logger)
+        var found: (inserted: Bool, optedOut: Bool, participants: (agentId: String, customerId: String)?)?
+        for try await row in rows.decode((Bool, Bool, String?, String?).self) {
+            let participants = row.2.flatMap { agent in row.3.map { (agentId: agent, customerId: $0) } }
+            found = (row.0, row.1, participants)
+        }
+        guard let found else { throw StoreError(.unavailable, "claiming the delivery row of reply \(replyId) returned no row") }
+        if found.inserted {
+            return SendingClaim(
+                claim: .claimed(inDoubtSince: nil), sendRecorded: !found.optedOut, optedOut: found.optedOut, participants: found.participants)
+        }
+        let taken = try await client.query(
+            """
+            UPDATE deliveries SET owner = \(owner), lease_until = now() + \(leaseMilliseconds) * interval '1 millisecond'
+            WHERE reply_id = \(replyId) AND status = 'pending' AND (owner IS NULL OR owner = \(owner) OR lease_until < now())
+            RETURNING in_doubt_since
+            """, logger: logger)
+        for try await inDoubtSince in taken.decode(Date?.self) {
+            return SendingClaim(
+                claim: .claimed(inDoubtSince: inDoubtSince), sendRecorded: false, optedOut: found.optedOut, participants: found.participants)
+        }
+        let status = try await client.query("SELECT status FROM deliveries WHERE reply_id = \(replyId)", logger: logger)
+        for try await value in status.decode(String.self) {
+            if let status = DeliveryStatus(rawValue: value), status != .pending {
+                return SendingClaim(claim: .finished(status), sendRecorded: false, optedOut: found.optedOut)
+            }
+        }
+        return SendingClaim(claim: .heldElsewhere, sendRecorded: false, optedOut: found.optedOut)
+    }
+}

@@ -162,6 +162,10 @@ let package = Package(
             name: "CoreTests", dependencies: ["AgentConnectCore", "TwilioKit", "EventBus", "Store", "ServiceSupport", "AgentConnect"],
             path: "Tests/CoreTests", swiftSettings: swiftSettings),
         .testTarget(
+            name: "VoiceRelayTests",
+            dependencies: serviceDeps + ["VoiceRelay", .product(name: "HummingbirdTesting", package: "hummingbird")],
+            path: "Tests/VoiceRelayTests", swiftSettings: swiftSettings),
+        .testTarget(
             name: "IntegrationTests",
             dependencies: serviceDeps + [httpClient, wsClient, postgres, .product(name: "NIOHTTP1", package: "swift-nio"), "RelayCaller", "AgentConnectTesting"],
             path: "Tests/IntegrationTests", swiftSettings: swiftSettings),

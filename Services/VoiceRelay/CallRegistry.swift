@@ -239,10 +239,10 @@ final class CallRegistry: Sendable {
     }
 
     /// Runs `body` (admitting a batch of frames, recording and writing it) as one unit a hand-over waits for.
-    func sendingBatch(_ body: () async -> Void) async {
+    func sendingBatch<Result>(_ body: () async -> Result) async -> Result {
         batchesInFlight.withLockedValue { $0 += 1 }
-        await body()
-        batchesInFlight.withLockedValue { $0 -= 1 }
+        defer { batchesInFlight.withLockedValue { $0 -= 1 } }
+        return await body()
     }
 
     // MARK: streams of calls taken over

@@ -204,7 +204,8 @@ struct RelaySocketHandler: Sendable {
         }
         let session = CallSession(
             conversationId: conversationId, callSid: callSid, caller: direction == "outbound" ? to : from,
-            called: direction == "outbound" ? from : to, direction: direction, customParameters: customParameters, writer: outbound)
+            called: direction == "outbound" ? from : to, direction: direction, customParameters: customParameters, writer: outbound,
+            generationTakeover: configuration.generationTakeover)
         do {
             guard try await registry.register(session, token: token) else {
                 return .refused("rejected_duplicate_call", "the call is already connected")

@@ -40,6 +40,11 @@ struct VoiceConfiguration: Sendable {
     /// `VOICE_RELAY_LIVENESS_TTL_MS`: a relay whose heartbeat is older than this is dead and its calls
     /// are ended by its peers (long enough to ride out a GC pause, a stalled disk or a `SIGSTOP`).
     var livenessTTLMilliseconds: Int
+    /// `VOICE_GENERATION_TAKEOVER_MS`: how long a turn's generation (the worker producing it) may be
+    /// silent without finishing before a later generation's held frames take the turn over
+    /// (``VoiceTurnGate``). A partition's next owner starts only after the previous owner's lease
+    /// lapsed (`AGENT_LEASE_TTL_MS`), so in practice the silent one was fenced or died.
+    var generationTakeover: Duration
     /// `HTTP_IDLE_TIMEOUT_SECONDS`: idle and slow HTTP connections are closed.
     var httpLimits: HTTPServerLimits
     /// REST access for the orchestrated-mode conversation lookup (nil in relay-only mode).
@@ -68,6 +73,7 @@ struct VoiceConfiguration: Sendable {
         idleTimeoutSeconds = try environment.int("VOICE_IDLE_TIMEOUT_SECONDS", default: 1800, range: 0...86_400)
         maxSockets = try environment.int("VOICE_MAX_SOCKETS", default: 20_000, range: 1...1_000_000)
         livenessTTLMilliseconds = try environment.int("VOICE_RELAY_LIVENESS_TTL_MS", default: 15_000, range: 2_000...600_000)
+        generationTakeover = .milliseconds(try environment.int("VOICE_GENERATION_TAKEOVER_MS", default: 3000, range: 10...600_000))
         httpLimits = try HTTPServerLimits(environment: environment)
         twilio = conversationConfigurationId == nil ? nil : try TwilioAPIConfiguration(environment: environment)
     }

@@ -24,6 +24,8 @@ struct VoiceFrameReader: Service {
             var position = "$"
             var backoff = Backoff()
             var lastTrim = ContinuousClock.now
+            // Calls holding a later generation's frames, and when those may take their turn over.
+            var held: [String: ContinuousClock.Instant] = [:]
             while !stopping.withLockedValue({ $0 }) {
                 do {
                     if position == "$" {
@@ -33,15 +35,21 @@ struct VoiceFrameReader: Service {
                     }
                     // The streams of relays whose calls were taken over here carry the rest of their turns in progress.
                     let positions = registry.adoptedPositions().merging([stream: position]) { _, own in own }
-                    let entries = try await bus.read(after: positions, count: 256, blockMilliseconds: 500)
+                    // The read waits no longer than the earliest held turn's takeover (a timer per held turn).
+                    let entries = try await bus.read(after: positions, count: 256, blockMilliseconds: Self.block(until: held.values.min()))
                     for entry in entries {
                         if entry.stream == stream { position = entry.id } else { registry.advance(entry.stream, to: entry.id) }
                     }
-                    await registry.sendingBatch {
-                        let batch = entries.compactMap { entry in
-                            entry.event.flatMap { admit($0, entryId: entry.id, adopted: entry.stream != stream) }
+                    held = await registry.sendingBatch {
+                        var batch: [Outgoing] = []
+                        var held = held
+                        for entry in entries {
+                            guard let event = entry.event else { continue }
+                            batch += admit(event, entryId: entry.id, adopted: entry.stream != stream, held: &held)
                         }
+                        batch += expireHeld(&held)
                         await send(batch)
+                        return held
                     }
                     if ContinuousClock.now - lastTrim > .seconds(5) {
                         lastTrim = .now
@@ -70,32 +78,62 @@ struct VoiceFrameReader: Service {
         var sent: CallRegistry.SentFrame
     }
 
-    /// Whether a frame goes to its caller (see ``CallSession/admit(turnId:sequence:generation:isLast:adopted:)``).
-    private func admit(_ event: BusEvent, entryId: String, adopted: Bool) -> Outgoing? {
+    /// The frames to write for one read from a voice stream (see ``VoiceTurnGate``); a call that now
+    /// holds a later generation's frames is noted in `held` with when they may take their turn over.
+    private func admit(_ event: BusEvent, entryId: String, adopted: Bool, held: inout [String: ContinuousClock.Instant]) -> [Outgoing] {
         // A call being handed over gets nothing more here: the relay that takes it over sends the rest.
         guard event.type == EventType.voiceFrame, let session = registry.session(event.conversationId), !session.isHandedOver,
             let turnId = event.payload["turnId"]?.string, let frame = event.payload["frame"]
-        else { return nil }
-        let sequence = event.payload["seq"]?.int ?? 0
-        let generation = event.payload["gen"]?.string
-        let (forward, sincePrompt) = session.admit(
-            turnId: turnId, sequence: sequence, generation: generation, isLast: frame["last"]?.bool == true, adopted: adopted)
-        guard forward else {
-            Counter(label: "agentconnect_voice_frames_dropped_total").increment()
-            return nil
+        else { return [] }
+        let (forward, heldUntil) = session.admit(
+            VoiceTurnGate.Frame(
+                turnId: turnId, sequence: event.payload["seq"]?.int ?? 0, generation: event.payload["gen"]?.string, frame: frame,
+                entryId: entryId, adopted: adopted))
+        held[session.conversationId] = heldUntil
+        if forward.isEmpty { Counter(label: "agentconnect_voice_frames_dropped_total").increment() }
+        return forward.compactMap { outgoing($0, session: session) }
+    }
+
+    /// The held frames of calls whose turn owner went silent (``CallSession/expireHeld(now:)``), for
+    /// the calls in `held` whose time has come.
+    private func expireHeld(_ held: inout [String: ContinuousClock.Instant]) -> [Outgoing] {
+        let now = ContinuousClock.now
+        var batch: [Outgoing] = []
+        for (conversationId, until) in held where until <= now {
+            guard let session = registry.session(conversationId), !session.isHandedOver else {
+                held[conversationId] = nil
+                continue
+            }
+            let (forward, heldUntil) = session.expireHeld(now: now)
+            held[conversationId] = heldUntil
+            batch += forward.compactMap { outgoing($0, session: session) }
         }
-        if let sincePrompt {
+        return batch
+    }
+
+    /// A frame the gate let through, with its metrics and spans, ready to write.
+    private func outgoing(_ forward: VoiceTurnGate.Forward, session: CallSession) -> Outgoing? {
+        let frame = forward.frame
+        if let sincePrompt = forward.sincePrompt {
             Timer(label: "agentconnect_voice_first_token_seconds").recordNanoseconds(sincePrompt.nanoseconds)
+            session.promptSpans.event(frame.promptId, "first token")
         }
-        if adopted { Counter(label: "agentconnect_voice_frames_adopted_total").increment() }
-        let promptId = String(turnId.prefix { $0 != ":" })
-        if sincePrompt != nil { session.promptSpans.event(promptId, "first token") }
-        if frame["last"]?.bool == true { session.promptSpans.end(promptId, event: "last token") }
-        if frame["type"]?.string == "text" { session.relayState.forwarded(turnId: turnId, isLast: frame["last"]?.bool == true) }
-        guard let text = try? String(decoding: JSONEncoderShared.encode(frame), as: UTF8.self) else { return nil }
+        if frame.adopted { Counter(label: "agentconnect_voice_frames_adopted_total").increment() }
+        if frame.isLast { session.promptSpans.end(frame.promptId, event: "last token") }
+        if frame.frame["type"]?.string == "text" { session.relayState.forwarded(turnId: frame.turnId, isLast: frame.isLast) }
+        guard let text = try? String(decoding: JSONEncoderShared.encode(frame.frame), as: UTF8.self) else { return nil }
         return Outgoing(
             session: session, text: text,
-            sent: .init(conversationId: event.conversationId, turnId: turnId, sequence: sequence, generation: generation, entryId: entryId))
+            sent: .init(
+                conversationId: session.conversationId, turnId: frame.turnId, sequence: frame.sequence, generation: frame.generation,
+                entryId: frame.entryId))
+    }
+
+    /// How long a read may wait: 500 ms, or less when a held turn's takeover comes sooner (at least 1 ms:
+    /// 0 would wait forever).
+    static func block(until deadline: ContinuousClock.Instant?) -> Int {
+        guard let deadline else { return 500 }
+        return Int(max(1, min(500, (deadline - .now).milliseconds + 1)))
     }
 
     /// Writes a batch of frames to their callers, having recorded (with `applicationReconnect`) what

@@ -10,17 +10,15 @@ struct CallConversations: Sendable {
     let redis: RedisClient
     let lookup: ConversationLookup?
 
-    static func key(_ callSid: String) -> String { "tac:call-conversation:\(callSid)" }
-
     /// Records the call's conversation (a Redis failure only costs the callbacks an orchestrator lookup).
     func record(callSid: String, conversationId: String) async {
         guard callSid != conversationId else { return }
-        _ = try? await redis.command("SET", .string(Self.key(callSid)), .string(conversationId), "EX", .string(String(Self.ttlSeconds)))
+        _ = try? await redis.command("SET", .string(RedisKeys.callConversation(callSid)), .string(conversationId), "EX", .string(String(Self.ttlSeconds)))
     }
 
     /// The call's conversation id.
     func conversationId(forCall callSid: String) async -> String {
-        if let recorded = try? await redis.command("GET", .string(Self.key(callSid))).string { return recorded }
+        if let recorded = try? await redis.command("GET", .string(RedisKeys.callConversation(callSid))).string { return recorded }
         if let lookup, let found = await lookup.conversationId(forCall: callSid, within: .seconds(2)) {
             await record(callSid: callSid, conversationId: found)
             return found

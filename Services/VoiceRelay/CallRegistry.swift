@@ -19,8 +19,6 @@ import ServiceSupport
 final class CallRegistry: Sendable {
     static let registrationSeconds = 4 * 3600
 
-    static func stateKey(_ conversationId: String) -> String { "tac:callstate:\(conversationId)" }
-    static func resumeKey(_ token: String) -> String { "tac:relay:resume:\(token)" }
     /// The value a call's registration holds while the sweep of its dead relay ends it.
     static func tombstone(_ owner: String) -> String { "!ended:\(owner)" }
 
@@ -77,7 +75,7 @@ final class CallRegistry: Sendable {
     /// the call's CallSid and, when it is not the CallSid, its conversation id.
     func resumeGrant(_ token: String) async throws -> RelayCallTokens.Grant? {
         guard reconnect, RelayCallTokens.isWellFormed(token) else { return nil }
-        guard let bytes = try await redis.command("GET", .string(Self.resumeKey(token))).string,
+        guard let bytes = try await redis.command("GET", .string(RedisKeys.relayResume(token))).string,
             let json = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes.utf8)), let callSid = json["callSid"]?.string
         else { return nil }
         return RelayCallTokens.Grant(callSid: callSid, conversationId: json["conversationId"]?.string)
@@ -88,29 +86,29 @@ final class CallRegistry: Sendable {
     /// the token of a live call (a reconnect) takes that call over instead (``takeOver(_:)``).
     func register(_ session: CallSession, token: String? = nil) async throws -> Bool {
         if reconnect, let token, RelayCallTokens.isWellFormed(token),
-            try await redis.command("EXISTS", .string(Self.resumeKey(token))).integer == 1
+            try await redis.command("EXISTS", .string(RedisKeys.relayResume(token))).integer == 1
         {
             return try await takeOver(session)
         }
         let replies = try await redis.send([
             [
-                "SET", .string("tac:call:\(session.conversationId)"), .string(instance), "NX", "EX", .string(String(Self.registrationSeconds)),
+                "SET", .string(RedisKeys.call(session.conversationId)), .string(instance), "NX", "EX", .string(String(Self.registrationSeconds)),
             ]
         ])
         if let error = replies.first(where: \.isError) { throw BusError(.server, "could not register the call: \(error)") }
         guard replies.first == .status("OK") else { return false }
         calls.withLockedValue { $0[session.conversationId] = session }
         Gauge(label: "agentconnect_live_calls").record(count)
-        var commands: [[RedisArgument]] = [["SADD", .string(RelayLiveness.callsKey(instance)), .string(session.conversationId)]]
+        var commands: [[RedisArgument]] = [["SADD", .string(RedisKeys.relayCalls(instance)), .string(session.conversationId)]]
         if reconnect, let token {
-            let state = Self.stateKey(session.conversationId)
+            let state = RedisKeys.callState(session.conversationId)
             var grant: [String: JSONValue] = ["callSid": .string(session.callSid)]
             if session.conversationId != session.callSid { grant["conversationId"] = .string(session.conversationId) }
             let grantJSON = String(decoding: try JSONEncoder().encode(JSONValue.object(grant)), as: UTF8.self)
             commands += [
                 ["HSET", .string(state), "callSid", .string(session.callSid), "token", .string(token), "owner", .string(instance)],
                 ["EXPIRE", .string(state), .string(String(Self.registrationSeconds))],
-                ["SET", .string(Self.resumeKey(token)), .string(grantJSON), "EX", .string(String(Self.registrationSeconds))],
+                ["SET", .string(RedisKeys.relayResume(token)), .string(grantJSON), "EX", .string(String(Self.registrationSeconds))],
             ]
         }
         let listed = try await redis.send(commands)
@@ -128,22 +126,22 @@ final class CallRegistry: Sendable {
     /// False when the call has ended meanwhile.
     private func takeOver(_ session: CallSession) async throws -> Bool {
         let id = session.conversationId
-        let callKey = "tac:call:\(id)"
+        let callKey = RedisKeys.call(id)
         let deadline = ContinuousClock.now + takeoverWait
         while true {
-            let replies = try await redis.send([["GET", .string(callKey)], ["HGETALL", .string(Self.stateKey(id))]])
+            let replies = try await redis.send([["GET", .string(callKey)], ["HGETALL", .string(RedisKeys.callState(id))]])
             guard let holder = replies.first?.string, !holder.hasPrefix("!") else { return false }
             let state = Self.fields(replies.last)
             // This relay: free unless a socket here still carries the call (a replayed upgrade, not Twilio,
             // opens a second socket for a live call); after a restart with the same instance id it is free.
             var free = state["handedOver"] == holder || (holder == instance && (self.session(id).map(\.isHandedOver) ?? true))
             if !free, holder != instance {
-                let remaining = try await redis.command("PTTL", .string(RelayLiveness.aliveKey(holder))).integer ?? -2
+                let remaining = try await redis.command("PTTL", .string(RedisKeys.relayAlive(holder))).integer ?? -2
                 free = remaining < 0 || Int(remaining) < livenessTTLMilliseconds - Int(staleAfter.milliseconds)
             }
             if free {
                 let taken = try await redis.command(
-                    "EVAL", .string(Self.takeoverScript), "3", .string(callKey), .string(RelayLiveness.callsKey(instance)), .string(Self.stateKey(id)),
+                    "EVAL", .string(Self.takeoverScript), "3", .string(callKey), .string(RedisKeys.relayCalls(instance)), .string(RedisKeys.callState(id)),
                     .string(holder), .string(instance), .string(id), .string(String(Self.registrationSeconds)))
                 if taken.integer == 1 {
                     adopt(session, state: state, from: holder)
@@ -182,7 +180,7 @@ final class CallRegistry: Sendable {
     static let takeoverScript = """
         if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
         redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[4])
-        if ARGV[1] ~= ARGV[2] then redis.call('SREM', 'tac:relay:calls:' .. ARGV[1], ARGV[3]) end
+        if ARGV[1] ~= ARGV[2] then redis.call('SREM', '\(RedisKeys.relayCallsPrefix)' .. ARGV[1], ARGV[3]) end
         redis.call('SADD', KEYS[2], ARGV[3])
         redis.call('HSET', KEYS[3], 'owner', ARGV[2])
         redis.call('HDEL', KEYS[3], 'handedOver')
@@ -195,7 +193,7 @@ final class CallRegistry: Sendable {
     /// Records the prompt now in progress and the stream its frames will come on (before it is published).
     func promptSent(_ session: CallSession, eventId: String) async {
         guard reconnect else { return }
-        let key = Self.stateKey(session.conversationId)
+        let key = RedisKeys.callState(session.conversationId)
         let now = Int(Date().timeIntervalSince1970 * 1000)
         _ = try? await redis.send([
             ["HDEL", .string(key), "pos", "turn", "seq", "gen"],
@@ -209,7 +207,7 @@ final class CallRegistry: Sendable {
     /// Records that no turn is in progress any more (an interrupt).
     func interrupted(_ session: CallSession) async {
         guard reconnect else { return }
-        _ = try? await redis.send([["HSET", .string(Self.stateKey(session.conversationId)), "prompt", "-"]])
+        _ = try? await redis.send([["HSET", .string(RedisKeys.callState(session.conversationId)), "prompt", "-"]])
     }
 
     /// One frame about to be written to a caller, for ``recordSent(_:)``.
@@ -229,7 +227,7 @@ final class CallRegistry: Sendable {
         for frame in frames { last[frame.conversationId] = frame }
         let commands: [[RedisArgument]] = last.values.map { frame in
             var command: [RedisArgument] = [
-                "HSET", .string(Self.stateKey(frame.conversationId)), "turn", .string(frame.turnId), "seq", .string(String(frame.sequence)), "pos",
+                "HSET", .string(RedisKeys.callState(frame.conversationId)), "turn", .string(frame.turnId), "seq", .string(String(frame.sequence)), "pos",
                 .string(frame.entryId),
             ]
             if let generation = frame.generation { command += ["gen", .string(generation)] }
@@ -300,7 +298,7 @@ final class CallRegistry: Sendable {
         while batchesInFlight.withLockedValue({ $0 }) > 0, ContinuousClock.now < settled {
             try? await Task.sleep(for: .milliseconds(5))
         }
-        _ = try? await redis.send(sessions.map { ["HSET", .string(Self.stateKey($0.conversationId)), "handedOver", .string(instance)] })
+        _ = try? await redis.send(sessions.map { ["HSET", .string(RedisKeys.callState($0.conversationId)), "handedOver", .string(instance)] })
         for session in sessions {
             try? await session.writer.close(.unknown(1012), reason: "relay restarting")
         }
@@ -325,19 +323,21 @@ final class CallRegistry: Sendable {
     static func releaseCommands(conversationId: String, owner: String, list: String? = nil) -> [[RedisArgument]] {
         [
             [
-                "EVAL",
-                """
-                if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-                local token = redis.call('HGET', KEYS[2], 'token')
-                if token then redis.call('DEL', 'tac:relay:resume:' .. token) end
-                redis.call('DEL', KEYS[2])
-                return redis.call('DEL', KEYS[1])
-                """,
-                "2", .string("tac:call:\(conversationId)"), .string(stateKey(conversationId)), .string(owner),
+                "EVAL", .string(releaseScript),
+                "2", .string(RedisKeys.call(conversationId)), .string(RedisKeys.callState(conversationId)), .string(owner),
             ],
-            ["SREM", .string(RelayLiveness.callsKey(list ?? owner)), .string(conversationId)],
+            ["SREM", .string(RedisKeys.relayCalls(list ?? owner)), .string(conversationId)],
         ]
     }
+
+    /// Deletes a call's registration, state and resume token while `ARGV[1]` still holds it.
+    static let releaseScript = """
+        if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+        local token = redis.call('HGET', KEYS[2], 'token')
+        if token then redis.call('DEL', '\(RedisKeys.relayResumePrefix)' .. token) end
+        redis.call('DEL', KEYS[2])
+        return redis.call('DEL', KEYS[1])
+        """
 
     /// A Redis hash reply as a dictionary.
     static func fields(_ reply: RedisValue?) -> [String: String] {

@@ -15,9 +15,6 @@ import ServiceLifecycle
 /// ending atomically (its registration must still name the dead relay; it then holds a tombstone no
 /// takeover accepts), and only then ended.
 struct RelayLiveness: Service {
-    static func callsKey(_ instance: String) -> String { "tac:relay:calls:\(instance)" }
-    static func aliveKey(_ instance: String) -> String { "tac:relay:alive:\(instance)" }
-
     let instance: String
     let redis: RedisClient
     let bus: any EventBus
@@ -34,7 +31,7 @@ struct RelayLiveness: Service {
         var sinceSweep = Duration.zero
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             do {
-                try await redis.command("SET", .string(Self.aliveKey(instance)), "1", "PX", .string(String(ttlMilliseconds)))
+                try await redis.command("SET", .string(RedisKeys.relayAlive(instance)), "1", "PX", .string(String(ttlMilliseconds)))
                 if sinceSweep >= .seconds(2) {
                     sinceSweep = .zero
                     try await sweep()
@@ -46,20 +43,20 @@ struct RelayLiveness: Service {
             sinceSweep += beat
         }
         // A relay that drained its calls leaves nothing to sweep; stop beating.
-        if !keepHeartbeatOnExit() { _ = try? await redis.command("DEL", .string(Self.aliveKey(instance))) }
+        if !keepHeartbeatOnExit() { _ = try? await redis.command("DEL", .string(RedisKeys.relayAlive(instance))) }
     }
 
     /// Ends the calls of relays that stopped beating.
     func sweep() async throws {
         var cursor = "0"
         repeat {
-            let reply = try await redis.command("SCAN", .string(cursor), "MATCH", "tac:relay:calls:*", "COUNT", "200")
+            let reply = try await redis.command("SCAN", .string(cursor), "MATCH", .string(RedisKeys.relayCallsPrefix + "*"), "COUNT", "200")
             guard case .array(let parts) = reply, parts.count == 2 else { return }
             cursor = parts[0].string ?? "0"
             for key in parts[1].array?.compactMap(\.string) ?? [] {
-                let owner = String(key.dropFirst("tac:relay:calls:".count))
+                let owner = String(key.dropFirst(RedisKeys.relayCallsPrefix.count))
                 guard owner != instance else { continue }
-                if try await redis.command("EXISTS", .string(Self.aliveKey(owner))).integer == 1 { continue }
+                if try await redis.command("EXISTS", .string(RedisKeys.relayAlive(owner))).integer == 1 { continue }
                 try await endCalls(of: owner, key: key)
             }
         } while cursor != "0"
@@ -70,17 +67,15 @@ struct RelayLiveness: Service {
         var ended = 0
         for conversationId in members {
             let claimed = try await redis.command(
-                "EVAL", .string(Self.claimScript), "2", .string("tac:call:\(conversationId)"), .string(key), .string(owner),
+                "EVAL", .string(Self.claimScript), "2", .string(RedisKeys.call(conversationId)), .string(key), .string(owner),
                 .string(CallRegistry.tombstone(owner)), .string(conversationId))
             guard claimed.integer == 1 else { continue }
             ended += 1
             if relayOnly {
-                let event = BusEvent(
-                    type: EventType.conversationEnded, conversationId: conversationId, channel: .voice,
-                    payload: ["reason": "relay_lost", "relayInstance": .string(owner)])
+                let event = try ConversationEnded.event(conversationId: conversationId, channel: .voice, reason: .relayLost, relayInstance: owner)
                 _ = try await bus.publish(
                     event, to: Partitioner.inboundStream(for: conversationId, partitions: partitions),
-                    dedupKey: "tac:dedup:ended:\(conversationId)", ttlSeconds: 86_400)
+                    dedupKey: ConversationEnded.dedupKey(conversationId: conversationId), ttlSeconds: ConversationEnded.dedupTTLSeconds)
             }
             _ = try await redis.send(
                 CallRegistry.releaseCommands(conversationId: conversationId, owner: CallRegistry.tombstone(owner), list: owner))

@@ -241,41 +241,46 @@ struct RelaySocketHandler: Sendable {
                 try? await session.writer.write(.text(#"{"type":"text","token":"","last":true}"#))
             }
             await publish(
-                EventType.voiceInterrupted, session: session,
-                payload: [
-                    "utteranceUntilInterrupt": .string(frame["utteranceUntilInterrupt"]?.string ?? ""),
-                    "durationUntilInterruptMs": .number(frame["durationUntilInterruptMs"]?.double ?? 0),
-                ])
+                VoiceInterrupted(
+                    utteranceUntilInterrupt: frame["utteranceUntilInterrupt"]?.string ?? "",
+                    durationUntilInterruptMs: frame["durationUntilInterruptMs"]?.double ?? 0, callSid: session.callSid,
+                    relayInstance: registry.instance),
+                session: session)
             count("interrupt")
         case "dtmf":
-            await publish(EventType.voiceDTMF, session: session, payload: ["digit": .string(frame["digit"]?.string ?? "")])
+            await publish(
+                VoiceDTMF(digit: frame["digit"]?.string ?? "", callSid: session.callSid, relayInstance: registry.instance), session: session)
             count("dtmf")
         case "error", "info", "configUpdated":
             count(type)
             logger.log(level: type == "error" ? .warning : .debug, "ConversationRelay \(type)", metadata: ["call.sid": "\(session.callSid)", "description": "\(frame["description"]?.string ?? "")"])
-            await publish(EventType.voiceRelayMessage, session: session, payload: ["frameType": .string(type), "frame": frame])
+            await publish(
+                VoiceRelayMessage(frameType: type, frame: frame, callSid: session.callSid, relayInstance: registry.instance), session: session)
         default:
             count("unknown")
         }
     }
 
     private func prompt(_ frame: JSONValue, session: CallSession) async {
-        let text = frame["voicePrompt"]?.string ?? ""
         let agent = configuration.senders.owns(session.called, on: .voice) ? session.called : configuration.senders.defaultSender(for: .voice)
-        var payload: [String: JSONValue] = [
-            "text": .string(text), "relayInstance": .string(registry.instance), "callSid": .string(session.callSid),
-            "authorAddress": .string(session.caller), "agentAddress": JSONValue(agent), "direction": .string(session.direction),
-            "lang": JSONValue(frame["lang"]?.string), "mode": .string(lookup == nil ? "relay" : "orchestrator"),
-        ]
-        if !session.customParameters.isEmpty { payload["customParameters"] = JSONValue(session.customParameters) }
         let setup = session.relayState.setup
-        if !setup.isEmpty { payload["callSetup"] = JSONValue(setup) }
         // A prompt while a reply streams cuts it only when ConversationRelay interrupted it (the
         // interrupt came first and stopped the stream) or VOICE_PROMPT_INTERRUPTS_REPLY says so;
         // otherwise the reply goes on and this prompt's turn follows it.
         let supersedes = configuration.promptInterruptsReply || !session.relayState.isStreaming
-        payload["supersedes"] = .bool(supersedes)
-        var event = BusEvent(type: EventType.messageReceived, conversationId: session.conversationId, channel: .voice, payload: .object(payload))
+        let received = MessageReceived(
+            mode: lookup == nil ? .relay : .orchestrator, text: frame["voicePrompt"]?.string ?? "", authorAddress: session.caller,
+            agentAddress: agent, relayInstance: registry.instance, callSid: session.callSid, direction: session.direction,
+            lang: frame["lang"]?.string, customParameters: session.customParameters.isEmpty ? nil : session.customParameters,
+            callSetup: setup.isEmpty ? nil : setup, supersedes: supersedes)
+        var event: BusEvent
+        do {
+            event = try BusEvent(received, conversationId: session.conversationId, channel: .voice)
+        } catch {
+            logger.error("could not build a prompt event", metadata: ["call.sid": "\(session.callSid)", "error": "\(error)"])
+            try? await session.writer.write(.text(#"{"type":"text","token":"Sorry, I am having trouble right now. Please try again.","last":true}"#))
+            return
+        }
         // The `prompt` span: open until the answer's last token is forwarded (VoiceFrameReader); the turn continues it.
         event.traceparent = session.promptSpans.start("prompt", key: event.id, attributes: ["call.sid": session.callSid], fallback: event.traceparent)
         if supersedes {
@@ -294,15 +299,12 @@ struct RelaySocketHandler: Sendable {
         }
     }
 
-    private func publish(_ type: String, session: CallSession, payload: JSONValue) async {
-        var fields = payload.object ?? [:]
-        fields["callSid"] = .string(session.callSid)
-        fields["relayInstance"] = .string(registry.instance)
-        let event = BusEvent(type: type, conversationId: session.conversationId, channel: .voice, payload: .object(fields))
+    private func publish(_ payload: some BusEventPayload, session: CallSession) async {
         do {
+            let event = try BusEvent(payload, conversationId: session.conversationId, channel: .voice)
             _ = try await bus.publish(event, to: stream(for: session))
         } catch {
-            logger.error("could not publish", metadata: ["event.type": "\(type)", "error": "\(error)"])
+            logger.error("could not publish", metadata: ["event.type": "\(type(of: payload).type)", "error": "\(error)"])
         }
     }
 
@@ -311,12 +313,12 @@ struct RelaySocketHandler: Sendable {
         session.promptSpans.endAll(event: "call ended")
         if lookup == nil, !session.isHandedOver {
             // Relay-only: the socket closing is the end of the conversation (once, whoever notices first).
-            let event = BusEvent(
-                type: EventType.conversationEnded, conversationId: session.conversationId, channel: .voice,
-                payload: ["reason": "hangup", "callSid": .string(session.callSid)])
             do {
+                let event = try ConversationEnded.event(
+                    conversationId: session.conversationId, channel: .voice, reason: .hangup, callSid: session.callSid)
                 _ = try await bus.publishRetrying(
-                    event, to: stream(for: session), dedupKey: "tac:dedup:ended:\(session.conversationId)", ttlSeconds: 86_400)
+                    event, to: stream(for: session), dedupKey: ConversationEnded.dedupKey(conversationId: session.conversationId),
+                    ttlSeconds: ConversationEnded.dedupTTLSeconds)
             } catch {
                 // The status callback and the peers' sweep are the backups; say that this path failed.
                 Counter(label: "agentconnect_publish_failures_total", dimensions: [("event", EventType.conversationEnded)]).increment()

@@ -31,8 +31,8 @@ struct VoiceCallbackRoutes: Sendable {
     func add<Context: RequestContext>(to router: Router<Context>) {
         router.post("/twiml") { request, _ in await twiml(request) }
         router.post("/conversation-relay-callback") { request, _ in await relayCallback(request) }
-        for kind in ["status", "amd", "recording"] {
-            router.post("/twilio/call-events/\(kind)") { request, _ in await callEvent(request, kind: kind) }
+        for kind in [VoiceCallStatus.Kind.status, .amd, .recording] {
+            router.post("/twilio/call-events/\(kind.rawValue)") { request, _ in await callEvent(request, kind: kind) }
         }
     }
 
@@ -107,17 +107,18 @@ struct VoiceCallbackRoutes: Sendable {
         guard let callSid = map["CallSid"], !callSid.isEmpty else { return empty(.ok) }
         if let accountSid = configuration.accountSid, let received = map["AccountSid"], received != accountSid { return empty(.ok) }
         let conversationId = await calls?.conversationId(forCall: callSid) ?? callSid
-        await publish(EventType.voiceCallStatus, conversationId: conversationId, payload: ["kind": "session", "callSid": .string(callSid), "fields": JSONValue(map)])
+        await publish(VoiceCallStatus(kind: .session, callSid: callSid, fields: map), conversationId: conversationId)
         if map["CallStatus"] == "completed" || map["SessionStatus"] == "ended" || map["HandoffData"] != nil,
             configuration.conversationConfigurationId == nil
         {
             // A backup to the socket teardown: the same dedup key makes "ended" happen once.
-            let ended = BusEvent(
-                type: EventType.conversationEnded, conversationId: conversationId, channel: .voice,
-                payload: ["reason": .string(map["HandoffData"] == nil ? "hangup" : "handoff"), "callSid": .string(callSid), "handoffData": JSONValue(map["HandoffData"])])
             do {
+                let ended = try ConversationEnded.event(
+                    conversationId: conversationId, channel: .voice, reason: map["HandoffData"] == nil ? .hangup : .handoff, callSid: callSid,
+                    handoffData: map["HandoffData"])
                 _ = try await bus.publishRetrying(
-                    ended, to: stream(conversationId), dedupKey: "tac:dedup:ended:\(conversationId)", ttlSeconds: 86_400, attempts: 3)
+                    ended, to: stream(conversationId), dedupKey: ConversationEnded.dedupKey(conversationId: conversationId),
+                    ttlSeconds: ConversationEnded.dedupTTLSeconds, attempts: 3)
             } catch {
                 Counter(label: "agentconnect_publish_failures_total", dimensions: [("event", EventType.conversationEnded)]).increment()
                 logger.error("could not publish the call's end", metadata: ["call.sid": "\(callSid)", "error": "\(error)"])
@@ -147,7 +148,7 @@ struct VoiceCallbackRoutes: Sendable {
         return Response(status: .ok, headers: [.contentType: "application/xml"], body: .init(byteBuffer: ByteBuffer(string: twiml)))
     }
 
-    private func callEvent(_ request: Request, kind: String) async -> Response {
+    private func callEvent(_ request: Request, kind: VoiceCallStatus.Kind) async -> Response {
         let fields: [(String, String)]
         switch await form(request) {
         case .success(let parsed): fields = parsed
@@ -159,13 +160,13 @@ struct VoiceCallbackRoutes: Sendable {
         }
         if let accountSid = configuration.accountSid, let received = map["AccountSid"], received != accountSid { return empty(.ok) }
         let conversationId = await calls?.conversationId(forCall: callSid) ?? callSid
-        await publish(EventType.voiceCallStatus, conversationId: conversationId, payload: ["kind": .string(kind), "callSid": .string(callSid), "fields": JSONValue(map)])
+        await publish(VoiceCallStatus(kind: kind, callSid: callSid, fields: map), conversationId: conversationId)
         return empty(.ok)
     }
 
-    private func publish(_ type: String, conversationId: String, payload: JSONValue) async {
-        let event = BusEvent(type: type, conversationId: conversationId, channel: .voice, payload: payload)
+    private func publish(_ payload: some BusEventPayload, conversationId: String) async {
         do {
+            let event = try BusEvent(payload, conversationId: conversationId, channel: .voice)
             _ = try await bus.publish(event, to: stream(conversationId))
         } catch {
             logger.error("could not publish a call event", metadata: ["error": "\(error)"])

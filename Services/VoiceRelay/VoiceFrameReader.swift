@@ -82,13 +82,11 @@ struct VoiceFrameReader: Service {
     /// holds a later generation's frames is noted in `held` with when they may take their turn over.
     private func admit(_ event: BusEvent, entryId: String, adopted: Bool, held: inout [String: ContinuousClock.Instant]) -> [Outgoing] {
         // A call being handed over gets nothing more here: the relay that takes it over sends the rest.
-        guard event.type == EventType.voiceFrame, let session = registry.session(event.conversationId), !session.isHandedOver,
-            let turnId = event.payload["turnId"]?.string, let frame = event.payload["frame"]
+        guard event.carries(VoiceFrame.self), let session = registry.session(event.conversationId), !session.isHandedOver,
+            let frame = try? event.decode(VoiceFrame.self)
         else { return [] }
         let (forward, heldUntil) = session.admit(
-            VoiceTurnGate.Frame(
-                turnId: turnId, sequence: event.payload["seq"]?.int ?? 0, generation: event.payload["gen"]?.string, frame: frame,
-                entryId: entryId, adopted: adopted))
+            VoiceTurnGate.Frame(turnId: frame.turnId, sequence: frame.seq, generation: frame.gen, frame: frame.frame, entryId: entryId, adopted: adopted))
         held[session.conversationId] = heldUntil
         if forward.isEmpty { Counter(label: "agentconnect_voice_frames_dropped_total").increment() }
         return forward.compactMap { outgoing($0, session: session) }

@@ -19,6 +19,13 @@ finish() {
   return 0
 }
 trap finish EXIT
+# What earlier runs left: each integration test makes its own database (test_*, harness_*) and log folder
+# (agentconnect-test-*), kept after the run for reading a failure. Only the last run's are kept.
+pg_port=${AC_PG_PORT:-15432}
+for db in $(psql -h 127.0.0.1 -p "$pg_port" -U agentconnect -d postgres -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'test\\_%' OR datname LIKE 'harness\\_%'" 2>/dev/null); do
+  psql -h 127.0.0.1 -p "$pg_port" -U agentconnect -d postgres -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true
+done
+rm -rf "${TMPDIR:-/tmp}"/agentconnect-test-* "${TMPDIR:-/tmp}"/agentconnect-harness-* "${TMPDIR:-/tmp}"/agentconnect-redis-* 2>/dev/null || true
 swift build --build-tests
 export AGENTCONNECT_BIN_DIR
 AGENTCONNECT_BIN_DIR=$(swift build --show-bin-path)

@@ -5,6 +5,12 @@ let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
 
+/// The author's library, its runtime and the built-in agents import only what their API needs in public.
+let authorSettings: [SwiftSetting] = swiftSettings + [
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
 let hummingbird = Target.Dependency.product(name: "Hummingbird", package: "hummingbird")
 let hummingbirdWS = Target.Dependency.product(name: "HummingbirdWebSocket", package: "hummingbird-websocket")
 let wsClient = Target.Dependency.product(name: "HummingbirdWSClient", package: "hummingbird-websocket")
@@ -21,6 +27,9 @@ let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
 let httpTypes = Target.Dependency.product(name: "HTTPTypes", package: "swift-http-types")
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 
+/// What an example agent links: the author's library and its runtime (the AgentConnect product).
+let exampleDeps: [Target.Dependency] = ["AgentConnect", "AgentConnectRuntime"]
+
 let serviceDeps: [Target.Dependency] = [
     "AgentConnectCore", "EventBus", "Store", "ServiceSupport", "TwilioKit",
     hummingbird, lifecycle, logging, metrics, httpTypes,
@@ -30,7 +39,7 @@ let package = Package(
     name: "agentconnect",
     platforms: [.macOS(.v15)],
     products: [
-        .library(name: "AgentConnect", targets: ["AgentConnect"]),
+        .library(name: "AgentConnect", targets: ["AgentConnect", "AgentConnectRuntime"]),
         .library(name: "AgentConnectTesting", targets: ["AgentConnectTesting"]),
         .executable(name: "voice-relay", targets: ["VoiceRelay"]),
         .executable(name: "messaging-ingress", targets: ["MessagingIngress"]),
@@ -101,9 +110,26 @@ let package = Package(
                 .product(name: "NIOWebSocket", package: "swift-nio"),
             ],
             path: "DevTools/RelayCaller", swiftSettings: swiftSettings),
+        // The agent author's face: no Hummingbird, PostgreSQL, bus or Twilio client here.
         .target(
-            name: "AgentConnect", dependencies: serviceDeps + [httpClient],
-            path: "Shared/AgentConnect", swiftSettings: swiftSettings),
+            name: "AgentConnect", dependencies: ["AgentConnectCore", logging, nioConcurrency],
+            path: "Shared/AgentConnect", swiftSettings: authorSettings),
+        // The worker runtime behind it (`package` access), linked in by the AgentConnect product.
+        .target(
+            name: "AgentConnectRuntime",
+            dependencies: serviceDeps + [
+                "AgentConnect", httpClient, postgres, nioCore, nioConcurrency, .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"), .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ],
+            path: "Shared/AgentConnectRuntime", swiftSettings: authorSettings),
+        // The built-in agents (`echo`, `openai`) and the OpenAI client, run by agent-worker.
+        .target(
+            name: "AgentConnectAgents",
+            dependencies: [
+                "AgentConnect", "AgentConnectRuntime", "AgentConnectCore", "Store", httpClient, logging, nioCore, nioConcurrency,
+                .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
+            ],
+            path: "Services/AgentWorker/Agents", swiftSettings: authorSettings),
         .target(
             name: "AgentConnectTesting", dependencies: ["AgentConnectCore", "EventBus", "Store", httpClient, postgres, logging, nioConcurrency, .product(name: "NIOHTTP1", package: "swift-nio")],
             path: "Shared/AgentConnectTesting", swiftSettings: swiftSettings),
@@ -111,26 +137,26 @@ let package = Package(
         .executableTarget(
             name: "CLI",
             dependencies: [
-                "AgentConnectCore", "EventBus", "Store", "TwilioKit", "ServiceSupport", "AgentConnect", httpClient, argumentParser, postgres, logging,
+                "AgentConnectCore", "EventBus", "Store", "TwilioKit", "ServiceSupport", "AgentConnect", "AgentConnectRuntime", "AgentConnectAgents", httpClient, argumentParser, postgres, logging,
             ],
             path: "Services/CLI", exclude: ["README.md"], swiftSettings: swiftSettings),
 
         // MARK: Examples (the seeds' snippets as agent workers)
-        .executableTarget(name: "ExampleSMSBot", dependencies: ["AgentConnect"], path: "Examples/SMSBot", swiftSettings: swiftSettings),
+        .executableTarget(name: "ExampleSMSBot", dependencies: exampleDeps, path: "Examples/SMSBot", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "ExampleVoiceAssistant", dependencies: ["AgentConnect"], path: "Examples/VoiceAssistant", swiftSettings: swiftSettings),
+            name: "ExampleVoiceAssistant", dependencies: exampleDeps, path: "Examples/VoiceAssistant", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "ExampleChannelReplies", dependencies: ["AgentConnect"], path: "Examples/ChannelReplies", swiftSettings: swiftSettings),
+            name: "ExampleChannelReplies", dependencies: exampleDeps, path: "Examples/ChannelReplies", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "ExampleAppointmentReminder", dependencies: ["AgentConnect", "AgentConnectCore"], path: "Examples/AppointmentReminder",
+            name: "ExampleAppointmentReminder", dependencies: exampleDeps, path: "Examples/AppointmentReminder",
             swiftSettings: swiftSettings),
         .executableTarget(
-            name: "ExampleMemoryAgent", dependencies: ["AgentConnect"], path: "Examples/MemoryAgent", swiftSettings: swiftSettings),
+            name: "ExampleMemoryAgent", dependencies: exampleDeps, path: "Examples/MemoryAgent", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "ExampleCallControl", dependencies: ["AgentConnect"], path: "Examples/CallControl", swiftSettings: swiftSettings),
-        .executableTarget(name: "ExampleMediaAgent", dependencies: ["AgentConnect"], path: "Examples/MediaAgent", swiftSettings: swiftSettings),
+            name: "ExampleCallControl", dependencies: exampleDeps, path: "Examples/CallControl", swiftSettings: swiftSettings),
+        .executableTarget(name: "ExampleMediaAgent", dependencies: exampleDeps, path: "Examples/MediaAgent", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "ExampleToolAgent", dependencies: ["AgentConnect"], path: "Examples/ToolAgent", swiftSettings: swiftSettings),
+            name: "ExampleToolAgent", dependencies: exampleDeps + ["AgentConnectAgents"], path: "Examples/ToolAgent", swiftSettings: swiftSettings),
 
         // MARK: Services
         .executableTarget(
@@ -143,8 +169,8 @@ let package = Package(
             name: "Outbound", dependencies: serviceDeps + [httpClient, crypto],
             path: "Services/Outbound", exclude: ["README.md"], swiftSettings: swiftSettings),
         .executableTarget(
-            name: "AgentWorker", dependencies: ["AgentConnect"],
-            path: "Services/AgentWorker", exclude: ["README.md"], swiftSettings: swiftSettings),
+            name: "AgentWorker", dependencies: ["AgentConnect", "AgentConnectRuntime", "AgentConnectAgents", "ServiceSupport"],
+            path: "Services/AgentWorker/Main", swiftSettings: swiftSettings),
         .executableTarget(
             name: "Migrate", dependencies: ["Store", "AgentConnectCore", logging],
             path: "Services/Migrate", exclude: ["README.md"], swiftSettings: swiftSettings),
@@ -159,7 +185,8 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(
-            name: "CoreTests", dependencies: ["AgentConnectCore", "TwilioKit", "EventBus", "Store", "ServiceSupport", "AgentConnect"],
+            name: "CoreTests",
+            dependencies: ["AgentConnectCore", "TwilioKit", "EventBus", "Store", "ServiceSupport", "AgentConnect", "AgentConnectRuntime", "AgentConnectAgents"],
             path: "Tests/CoreTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "VoiceRelayTests",

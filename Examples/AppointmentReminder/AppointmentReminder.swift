@@ -1,5 +1,4 @@
 import AgentConnect
-import AgentConnectCore
 
 /// The agent starts the conversation (seed 000): an appointment reminder over SMS to
 /// `REMINDER_TO`, and the customer's answer comes back to the same callback.

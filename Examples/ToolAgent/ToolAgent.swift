@@ -1,4 +1,5 @@
 import AgentConnect
+import AgentConnectAgents
 import Foundation
 
 /// An order-status agent on the built-in `openai` agent with tools: `check_order` (a typed Swift

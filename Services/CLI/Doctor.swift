@@ -1,4 +1,5 @@
 import AgentConnect
+import AgentConnectAgents
 import AgentConnectCore
 import ArgumentParser
 import Foundation

@@ -1,4 +1,4 @@
-import AgentConnect
+import AgentConnectRuntime
 import AgentConnectCore
 import ArgumentParser
 import Foundation

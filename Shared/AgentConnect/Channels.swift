@@ -1,7 +1,5 @@
-import AgentConnectCore
-import EventBus
-import Foundation
-import TwilioKit
+public import AgentConnectCore
+import NIOConcurrencyHelpers
 
 /// Per-channel settings (TAC's channel config).
 public struct ChannelConfiguration: Sendable {
@@ -29,13 +27,6 @@ public class MessagingChannel: @unchecked Sendable {
         tac.register(channel, memoryMode: memoryMode)
     }
 
-    /// A handle for sending that does not register the channel (the runtime's auto-send).
-    init(unregistered tac: TAC, channel: ChannelKind) {
-        self.tac = tac
-        self.channel = channel
-        self.memoryMode = tac.memoryMode(for: channel)
-    }
-
     /// Sends `response` to the customer of a conversation on this channel, exactly once.
     ///
     /// Inside a callback the current turn's session is used; otherwise the conversation's stored
@@ -46,46 +37,7 @@ public class MessagingChannel: @unchecked Sendable {
     /// last message, free text is refused here with a ``TACError`` (Twilio would fail it with error
     /// 63016): send a template.
     public func sendResponse(conversationId: String, response: String, media: [String] = [], template: MessageTemplate? = nil) async throws {
-        let runtime = try tac.runtime()
-        let turn = TurnContext.current.flatMap { $0.session.conversationId == conversationId ? $0 : nil }
-        let session: ConversationSession
-        let mode: String
-        let replyId: String
-        let traceparent: String
-        if let turn {
-            session = turn.session
-            mode = turn.event.payload["mode"]?.string ?? "orchestrator"
-            replyId = turn.nextReplyId()
-            traceparent = turn.event.traceparent
-        } else {
-            guard let record = try await runtime.store.conversation(id: conversationId) else {
-                throw TACError("unknown conversation \(conversationId)")
-            }
-            session = ConversationSession(record: record)
-            mode = record.metadata["mode"] ?? "orchestrator"
-            replyId = BusEvent.newID()
-            traceparent = Traceparent.random().description
-        }
-        guard media.count <= MessageRules.maxMediaPerMessage else {
-            throw TACError("at most \(MessageRules.maxMediaPerMessage) media per message")
-        }
-        if channel == .whatsapp, template == nil, turn == nil, let customer = session.authorInfo.address {
-            let last = try await runtime.store.lastInboundMessageAt(customerAddress: customer, channel: .whatsapp)
-            guard let last, Date().timeIntervalSince(last) < MessageRules.whatsAppWindow else {
-                throw TACError(
-                    "WhatsApp's 24-hour customer-service window is closed for conversation \(conversationId) (no customer message in the last 24 hours): send an approved template (template:) instead; free text would fail with Twilio error 63016")
-            }
-        }
-        var extras: [String: JSONValue] = [:]
-        if !media.isEmpty { extras["media"] = .array(media.map { .string($0) }) }
-        if let template {
-            extras["contentSid"] = .string(template.contentSid)
-            if !template.variables.isEmpty { extras["contentVariables"] = JSONValue(template.variables) }
-        }
-        try await ReplyPublisher.publishMessage(
-            response, replyId: replyId, session: session, mode: mode, traceparent: traceparent, bus: runtime.bus, extras: extras)
-        let recorded = template.map { response.isEmpty ? "[template \($0.contentSid)]" : response } ?? response
-        await Uncancellable.run { await runtime.recordOutbound(recorded, replyId: replyId, session: session) }
+        try await tac.backend.sendMessage(tac, channel: channel, conversationId: conversationId, response: response, media: media, template: template)
     }
 }
 
@@ -138,12 +90,6 @@ public final class VoiceChannel: Sendable {
         tac.callbacks.withLockedValue { $0.twimlHook = hook }
     }
 
-    /// A handle for sending that does not register the channel (the runtime's auto-send).
-    init(unregistered tac: TAC) {
-        self.tac = tac
-        self.memoryMode = tac.memoryMode(for: .voice)
-    }
-
     /// Speaks a whole reply: one `text` frame with `last: true`.
     public func sendResponse(conversationId: String, response: String) async throws {
         try await send(conversationId: conversationId) { emit in
@@ -182,29 +128,6 @@ public final class VoiceChannel: Sendable {
     func send(
         conversationId: String, _ body: (_ emit: (JSONValue) async throws -> Void) async throws -> Void
     ) async throws {
-        let runtime = try tac.runtime()
-        let turn = TurnContext.current.flatMap { $0.session.conversationId == conversationId ? $0 : nil }
-        let turnId = turn?.nextReplyId() ?? BusEvent.newID()
-        let traceparent = turn?.event.traceparent ?? Traceparent.random().description
-        var relay = turn?.relayInstance
-        if relay == nil { relay = try await runtime.relayInstance(of: conversationId) }
-        guard let relay else {
-            throw TACError("no live call for conversation \(conversationId)")
-        }
-        var sequence = 0
-        var spoken = ""
-        try await body { frame in
-            sequence += 1
-            if frame["type"]?.string == "text" { spoken += frame["token"]?.string ?? "" }
-            try await ReplyPublisher.publishFrame(
-                frame, turnId: turnId, sequence: sequence, conversationId: conversationId, relayInstance: relay,
-                traceparent: traceparent, bus: runtime.bus)
-        }
-        // A cancelled turn (an interrupt) is recorded from the interrupt: what the caller heard of it.
-        if let session = turn?.session, !spoken.isEmpty, !Task.isCancelled {
-            let spoken = spoken
-            await Uncancellable.run { await runtime.recordOutbound(spoken, replyId: turnId, session: session) }
-            runtime.lastVoiceReply[conversationId] = turnId
-        }
+        try await tac.backend.sendFrames(tac, conversationId: conversationId, body)
     }
 }

@@ -1,5 +1,5 @@
-import AgentConnectCore
-import Foundation
+public import AgentConnectCore
+public import Foundation
 
 /// Who a party of the conversation is.
 public struct ParticipantInfo: Sendable, Equatable, Codable {
@@ -69,11 +69,20 @@ public struct InterruptMessage: Sendable, Equatable {
     public var utteranceUntilInterrupt: String
     /// How long the agent had spoken, in milliseconds.
     public var durationUntilInterruptMs: Int
+
+    package init(utteranceUntilInterrupt: String, durationUntilInterruptMs: Int) {
+        self.utteranceUntilInterrupt = utteranceUntilInterrupt
+        self.durationUntilInterruptMs = durationUntilInterruptMs
+    }
 }
 
 /// A key the caller pressed.
 public struct DTMFMessage: Sendable, Equatable {
     public var digit: String
+
+    package init(digit: String) {
+        self.digit = digit
+    }
 }
 
 /// A call or ConversationRelay session status update.
@@ -82,4 +91,9 @@ public struct CallStatusEvent: Sendable, Equatable {
     public var kind: String
     /// The form fields Twilio posted.
     public var fields: [String: String]
+
+    package init(kind: String, fields: [String: String]) {
+        self.kind = kind
+        self.fields = fields
+    }
 }

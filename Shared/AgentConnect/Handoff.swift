@@ -1,7 +1,5 @@
-import AgentConnectCore
-import EventBus
-import Foundation
-import NIOConcurrencyHelpers
+public import AgentConnectCore
+import Logging
 
 /// A tool an LLM can call (TAC's `TACTool`): a name, a description, a JSON schema for its
 /// parameters, and what calling it does.
@@ -11,6 +9,13 @@ public struct AgentTool: Sendable {
     /// JSON schema of the arguments.
     public var parameters: JSONValue
     let invoke: @Sendable (JSONValue) async -> JSONValue
+
+    init(name: String, description: String, parameters: JSONValue, invoke: @escaping @Sendable (JSONValue) async -> JSONValue) {
+        self.name = name
+        self.description = description
+        self.parameters = parameters
+        self.invoke = invoke
+    }
 
     /// Runs the tool with the model's arguments (a JSON object).
     public func call(_ arguments: JSONValue) async -> JSONValue {
@@ -30,19 +35,6 @@ public struct AgentTool: Sendable {
     /// Anthropic Messages entry: `{name, description, input_schema}`.
     public var anthropicFormat: JSONValue {
         ["name": .string(name), "description": .string(description), "input_schema": parameters]
-    }
-}
-
-/// Handoffs waiting for the end of the turn: voice sends the `end` frame after the goodbye.
-final class PendingHandoffs: Sendable {
-    private let pending = NIOLockedValueBox<[String: String]>([:])
-
-    func set(_ conversationId: String, handoffData: String) {
-        pending.withLockedValue { $0[conversationId] = handoffData }
-    }
-
-    func take(_ conversationId: String) -> String? {
-        pending.withLockedValue { $0.removeValue(forKey: conversationId) }
     }
 }
 
@@ -83,53 +75,12 @@ extension TAC {
         merged["reason"] = reason
         let channel = JSONValue.string(session.channel.rawValue)
         do {
-            let runtime = try runtime()
-            let turn = TurnContext.current.flatMap { $0.session.conversationId == session.conversationId ? $0 : nil }
-            let mode = turn?.event.payload["mode"]?.string ?? session.metadata["mode"] ?? "orchestrator"
-            let body: JSONValue = [
-                "conversationId": .string(session.conversationId), "profileId": .string(session.profileId ?? ""),
-                "attributes": JSONValue(merged), "channel": channel, "mode": .string(mode),
-                "customerAddress": JSONValue(session.authorInfo.address), "agentAddress": JSONValue(session.aiAgentInfo.address),
-            ]
-            if session.channel == .voice {
-                if mode == "orchestrator", configuration.conversationConfigurationId != nil {
-                    do {
-                        _ = try await OutboundClient(configuration: configuration).post("/v1/handoffs", body)
-                    } catch {
-                        logger.warning("handoff: the orchestrator update failed", metadata: ["conversation.id": "\(session.conversationId)", "error": "\(error)"])
-                    }
-                }
-                let data: JSONValue = [
-                    "conversationId": .string(session.conversationId), "profileId": .string(session.profileId ?? ""), "attributes": JSONValue(merged),
-                ]
-                runtime.pendingHandoffs.set(session.conversationId, handoffData: data.compactJSON)
-                if turn == nil { try await finishHandoff(session) }
-            } else {
-                _ = try await OutboundClient(configuration: configuration).post("/v1/handoffs", body)
-                try await publishEnded(session, reason: "handoff")
-            }
+            try await backend.handoff(self, session: session, attributes: merged)
             logger.info("handoff initiated", metadata: ["conversation.id": "\(session.conversationId)", "reason": "\(reason)"])
             return ["status": "handoff_initiated", "channel": channel]
         } catch {
             logger.error("handoff failed", metadata: ["conversation.id": "\(session.conversationId)", "error": "\(error)"])
             return ["status": "handoff_failed", "channel": channel, "error": .string("\(error)")]
         }
-    }
-
-    /// Sends a voice handoff's `end` frame (after the turn's reply) and ends the conversation.
-    func finishHandoff(_ session: ConversationSession) async throws {
-        guard let runtime = try? runtime(), let data = runtime.pendingHandoffs.take(session.conversationId) else { return }
-        try await VoiceChannel(unregistered: self).sendFrame(conversationId: session.conversationId, frame: ["type": "end", "handoffData": .string(data)])
-        try await publishEnded(session, reason: "handoff")
-    }
-
-    /// Puts `conversation.ended` on the conversation's partition, behind the turn in hand.
-    func publishEnded(_ session: ConversationSession, reason: String) async throws {
-        let runtime = try runtime()
-        let event = BusEvent(
-            type: EventType.conversationEnded, conversationId: session.conversationId, channel: session.channel,
-            payload: ["reason": .string(reason), "callSid": JSONValue(session.callSid)])
-        let stream = Partitioner.inboundStream(for: session.conversationId, partitions: configuration.common.inboundPartitions)
-        _ = try await runtime.bus.publish(event, to: stream, dedupKey: "tac:dedup:ended:\(session.conversationId)", ttlSeconds: 86_400)
     }
 }

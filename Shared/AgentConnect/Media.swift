@@ -1,9 +1,5 @@
-import AgentConnectCore
-import AsyncHTTPClient
-import Foundation
-import NIOCore
-import ServiceSupport
-import TwilioKit
+public import AgentConnectCore
+import NIOConcurrencyHelpers
 
 /// A picture, voice note, video or document attached to a customer's message.
 public struct MessageMedia: Sendable, Equatable, Codable {
@@ -21,7 +17,7 @@ public struct MessageMedia: Sendable, Equatable, Codable {
     }
 
     /// The media of an inbound event's payload (`media[]` with `url`, `contentType`, `size`).
-    static func list(_ payload: JSONValue?) -> [MessageMedia] {
+    package static func list(_ payload: JSONValue?) -> [MessageMedia] {
         (payload?["media"]?.array ?? []).compactMap { item in
             guard let url = item["url"]?.string else { return nil }
             return MessageMedia(url: url, contentType: item["contentType"]?.string, size: item["size"]?.int.flatMap { $0 >= 0 ? $0 : nil })
@@ -57,6 +53,14 @@ public struct DeliveryStatusUpdate: Sendable, Equatable {
     /// Twilio's error message, when it sent one.
     public var errorMessage: String?
 
+    package init(replyId: String?, messageSid: String, status: String, errorCode: Int?, errorMessage: String?) {
+        self.replyId = replyId
+        self.messageSid = messageSid
+        self.status = status
+        self.errorCode = errorCode
+        self.errorMessage = errorMessage
+    }
+
     /// Whether the message will not arrive (`failed` or `undelivered`).
     public var isFailure: Bool { status == "failed" || status == "undelivered" }
 }
@@ -65,6 +69,11 @@ public struct DeliveryStatusUpdate: Sendable, Equatable {
 public struct DeliveryFailure: Error, CustomStringConvertible, Sendable {
     /// What Twilio reported.
     public var update: DeliveryStatusUpdate
+
+    package init(update: DeliveryStatusUpdate) {
+        self.update = update
+    }
+
     public var description: String {
         "Twilio could not deliver reply \(update.replyId ?? update.messageSid): \(update.status)\(update.errorCode.map { " (error \($0))" } ?? "")"
     }
@@ -81,38 +90,6 @@ extension TAC {
     /// Twilio's (its media need HTTP Basic auth; no credentials go to any other host), at most
     /// `maxBytes` (Twilio carries up to 5 MB per message, 16 MB on WhatsApp), within `timeout`.
     public func fetchMedia(_ media: MessageMedia, maxBytes: Int = 16 << 20, timeout: Duration = .seconds(15)) async throws -> [UInt8] {
-        var request = HTTPClientRequest(url: media.url)
-        request.method = .GET
-        if let credentials = try mediaCredentials(for: media.url) {
-            request.headers.add(name: "Authorization", value: "Basic " + Data("\(credentials.0):\(credentials.1)".utf8).base64EncodedString())
-        }
-        let prepared = request
-        let seconds = Int64(timeout.components.seconds) + 1
-        return try await withTimeout(timeout, "fetching a medium") {
-            let response = try await HTTPClient.shared.execute(prepared, timeout: .seconds(seconds))
-            guard (200..<300).contains(response.status.code) else {
-                throw TACError("fetching a medium answered \(response.status.code)")
-            }
-            if let length = response.headers.first(name: "Content-Length").flatMap(Int.init), length > maxBytes {
-                throw TACError("the medium is \(length) bytes, more than the \(maxBytes) allowed")
-            }
-            var bytes: [UInt8] = []
-            for try await chunk in response.body {
-                guard bytes.count + chunk.readableBytes <= maxBytes else {
-                    throw TACError("the medium is more than the \(maxBytes) bytes allowed")
-                }
-                bytes += chunk.readableBytesView
-            }
-            return bytes
-        }
-    }
-
-    /// The REST credentials for a media URL on Twilio's API host (or `TWILIO_API_BASE_URL`'s), else nil.
-    private func mediaCredentials(for url: String) throws -> (String, String)? {
-        guard let host = URLComponents(string: url)?.host?.lowercased() else { throw TACError("not a media URL: \(url)") }
-        let twilio = try TwilioAPIConfiguration(environment: configuration.environment)
-        let apiHost = URLComponents(string: twilio.apiBaseURL)?.host?.lowercased()
-        guard host == apiHost || host == "twilio.com" || host.hasSuffix(".twilio.com") else { return nil }
-        return (twilio.username, twilio.password)
+        try await backend.fetchMedia(self, media: media, maxBytes: maxBytes, timeout: timeout)
     }
 }

@@ -18,6 +18,15 @@ public struct Observation: Sendable, Equatable, Codable {
     public var createdAt: String
     /// Relevance to the query in 0…1 (1 when there is no query).
     public var score: Double
+
+    package init(id: String, content: String, source: String, conversationId: String?, createdAt: String, score: Double) {
+        self.id = id
+        self.content = content
+        self.source = source
+        self.conversationId = conversationId
+        self.createdAt = createdAt
+        self.score = score
+    }
 }
 
 /// A summary of an earlier conversation.
@@ -27,6 +36,14 @@ public struct ConversationSummary: Sendable, Equatable, Codable {
     public var conversationId: String?
     public var createdAt: String
     public var score: Double
+
+    package init(id: String, content: String, conversationId: String?, createdAt: String, score: Double) {
+        self.id = id
+        self.content = content
+        self.conversationId = conversationId
+        self.createdAt = createdAt
+        self.score = score
+    }
 }
 
 /// One message of the communication history.
@@ -37,6 +54,15 @@ public struct Communication: Sendable, Equatable, Codable {
     public var authorAddress: String?
     public var text: String
     public var createdAt: String
+
+    package init(id: String, conversationId: String, direction: String, authorAddress: String?, text: String, createdAt: String) {
+        self.id = id
+        self.conversationId = conversationId
+        self.direction = direction
+        self.authorAddress = authorAddress
+        self.text = text
+        self.createdAt = createdAt
+    }
 }
 
 /// The customer's memory, in the shape of TAC's `TACMemoryResponse`.

@@ -1,7 +1,5 @@
-import AgentConnectCore
-import AsyncHTTPClient
+public import AgentConnectCore
 import Foundation
-import NIOCore
 
 /// Starting a messaging conversation (TAC's `InitiateMessagingConversationOptions`).
 public struct OutboundConversationOptions: Sendable {
@@ -41,6 +39,10 @@ public typealias InitiateMessagingConversationOptions = OutboundConversationOpti
 /// The started conversation.
 public struct OutboundConversationResult: Sendable, Equatable {
     public var conversationId: String
+
+    package init(conversationId: String) {
+        self.conversationId = conversationId
+    }
 }
 
 /// Placing a call (TAC's `InitiateVoiceConversationOptions`).
@@ -78,28 +80,9 @@ public typealias InitiateVoiceConversationOptions = OutboundCallOptions
 /// The placed call.
 public struct OutboundCallResult: Sendable, Equatable {
     public var callSid: String
-}
 
-/// Calls the outbound service's API (`OUTBOUND_URL`, bearer `OUTBOUND_API_TOKEN`).
-struct OutboundClient: Sendable {
-    let configuration: TACConfiguration
-
-    func post(_ path: String, _ body: JSONValue, idempotencyKey: String? = nil) async throws -> JSONValue {
-        guard let token = configuration.outboundAPIToken else {
-            throw TACError("OUTBOUND_API_TOKEN is not set: the outbound API needs it")
-        }
-        var request = HTTPClientRequest(url: configuration.outboundURL + path)
-        request.method = .POST
-        request.headers.add(name: "Authorization", value: "Bearer \(token)")
-        request.headers.add(name: "Content-Type", value: "application/json")
-        if let idempotencyKey { request.headers.add(name: "Idempotency-Key", value: idempotencyKey) }
-        request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
-        let answer = try JSONDecoder().decode(JSONValue.self, from: Data(buffer: try await response.body.collect(upTo: 1 << 20)))
-        guard (200..<300).contains(response.status.code) else {
-            throw TACError("outbound API answered \(response.status.code): \(answer["error"]?.string ?? "")")
-        }
-        return answer
+    package init(callSid: String) {
+        self.callSid = callSid
     }
 }
 
@@ -107,6 +90,16 @@ extension MessagingChannel {
     /// Starts a conversation on this channel with a first message; the customer's replies reach
     /// `onMessageReady` with `session.direction == .outbound`.
     public func initiateOutboundConversation(_ options: OutboundConversationOptions, idempotencyKey: String? = nil) async throws
+        -> OutboundConversationResult
+    {
+        try await tac.initiateMessagingConversation(on: channel, options, idempotencyKey: idempotencyKey)
+    }
+}
+
+extension TAC {
+    /// Starts a messaging conversation through the outbound service's API (the channel classes, the
+    /// `text_customer` tool).
+    func initiateMessagingConversation(on channel: ChannelKind, _ options: OutboundConversationOptions, idempotencyKey: String?) async throws
         -> OutboundConversationResult
     {
         var body: [String: JSONValue] = [
@@ -120,7 +113,7 @@ extension MessagingChannel {
             if !template.variables.isEmpty { body["contentVariables"] = JSONValue(template.variables) }
         }
         if let channelId = options.channelId { body["channelId"] = .string(channelId) }
-        let answer = try await OutboundClient(configuration: tac.configuration).post("/v1/conversations", .object(body), idempotencyKey: idempotencyKey)
+        let answer = try await backend.callOutboundAPI(self, path: "/v1/conversations", body: .object(body), idempotencyKey: idempotencyKey)
         guard let id = answer["conversationId"]?.string else { throw TACError("outbound API answered without conversationId") }
         return OutboundConversationResult(conversationId: id)
     }
@@ -138,7 +131,7 @@ extension VoiceChannel {
         if let twiml = options.twimlOptions, let data = try? JSONEncoder().encode(twiml) {
             body["twiml"] = try JSONDecoder().decode(JSONValue.self, from: data)
         }
-        let answer = try await OutboundClient(configuration: tac.configuration).post("/v1/calls", .object(body), idempotencyKey: idempotencyKey)
+        let answer = try await tac.backend.callOutboundAPI(tac, path: "/v1/calls", body: .object(body), idempotencyKey: idempotencyKey)
         guard let sid = answer["callSid"]?.string else { throw TACError("outbound API answered without callSid") }
         return OutboundCallResult(callSid: sid)
     }

@@ -1,10 +1,6 @@
-import AgentConnectCore
-import EventBus
-import Logging
-import NIOConcurrencyHelpers
-import ServiceLifecycle
-import ServiceSupport
-import Store
+@_exported public import AgentConnectCore
+public import Logging
+package import NIOConcurrencyHelpers
 
 /// The agent author's entry point: register callbacks and channels, then ``run()``.
 ///
@@ -18,36 +14,53 @@ import Store
 /// A `TAC` program is an agent worker: it consumes the events voice-relay and messaging-ingress put
 /// on the bus, runs the callbacks, and sends replies back through the bus. Run as many copies as
 /// the load needs; each conversation's turns still run in order, on one worker at a time.
+///
+/// This module is the author's face only; the worker runtime (module `AgentConnectRuntime`, linked
+/// in by the `AgentConnect` product) does the work behind ``TACBackend``.
 public final class TAC: Sendable {
     /// `onMessageReady`: the customer's text, the session, memory (per `memoryMode`); return text to
     /// reply on the same channel, or `nil` when you replied with `sendResponse` yourself.
     public typealias MessageReadyCallback = @Sendable (String, ConversationSession, TACMemoryResponse?) async throws -> String?
 
-    struct Callbacks: Sendable {
-        var messageReady: MessageReadyCallback?
-        var interrupt: (@Sendable (ConversationSession, InterruptMessage) async -> Void)?
-        var conversationEnded: (@Sendable (ConversationSession) async -> Void)?
-        var dtmf: (@Sendable (ConversationSession, DTMFMessage) async -> Void)?
-        var callStatus: (@Sendable (ConversationSession, CallStatusEvent) async -> Void)?
-        var error: (@Sendable (any Error, [String: String]) async -> Void)?
-        var deliveryStatus: (@Sendable (ConversationSession, DeliveryStatusUpdate) async -> Void)?
-        var relayMessage: (@Sendable (ConversationSession, ConversationRelayMessage) async -> Void)?
-        var twimlHook: (@Sendable (TwiMLRequest) async throws -> VoiceTwiMLOptions?)?
+    /// The callbacks the author registered, as the runtime reads them.
+    package struct Callbacks: Sendable {
+        package var messageReady: MessageReadyCallback?
+        package var interrupt: (@Sendable (ConversationSession, InterruptMessage) async -> Void)?
+        package var conversationEnded: (@Sendable (ConversationSession) async -> Void)?
+        package var dtmf: (@Sendable (ConversationSession, DTMFMessage) async -> Void)?
+        package var callStatus: (@Sendable (ConversationSession, CallStatusEvent) async -> Void)?
+        package var error: (@Sendable (any Error, [String: String]) async -> Void)?
+        package var deliveryStatus: (@Sendable (ConversationSession, DeliveryStatusUpdate) async -> Void)?
+        package var relayMessage: (@Sendable (ConversationSession, ConversationRelayMessage) async -> Void)?
+        package var twimlHook: (@Sendable (TwiMLRequest) async throws -> VoiceTwiMLOptions?)?
     }
 
     /// The configuration read at start-up.
     public let configuration: TACConfiguration
-    /// The worker's logger.
-    public let logger: Logger
-    let callbacks = NIOLockedValueBox(Callbacks())
-    let channels = NIOLockedValueBox<[ChannelKind: MemoryMode]>([:])
-    let runtimeBox = NIOLockedValueBox<WorkerRuntime?>(nil)
+    /// The registered callbacks.
+    package let callbacks = NIOLockedValueBox(Callbacks())
+    private let channels = NIOLockedValueBox<[ChannelKind: MemoryMode]>([:])
+    private let loggerBox: NIOLockedValueBox<Logger>
+    /// Whether the author passed a logger (else the runtime sets up logging and metrics when it starts).
+    package let hasOwnLogger: Bool
+    /// The runtime behind this worker: connections, the consumer, replies.
+    package let backend: any TACBackend
+
+    /// The worker's logger (after ``run()``, the one set up from `LOG_LEVEL`/`LOG_FORMAT` unless you passed one).
+    public var logger: Logger { loggerBox.withLockedValue { $0 } }
 
     /// A worker with `configuration`. Without a `logger`, logging and metrics are set up from
-    /// `LOG_LEVEL`/`LOG_FORMAT` as in the built-in services.
+    /// `LOG_LEVEL`/`LOG_FORMAT` as in the built-in services when ``run()`` starts the worker.
     public init(configuration: TACConfiguration, logger: Logger? = nil) {
         self.configuration = configuration
-        self.logger = logger ?? (try? ServiceMain.bootstrap(service: "agent-worker", environment: configuration.environment)) ?? Logger(label: "agent-worker")
+        self.loggerBox = NIOLockedValueBox(logger ?? Logger(label: "agent-worker"))
+        self.hasOwnLogger = logger != nil
+        self.backend = makeTACBackend()
+    }
+
+    /// Replaces the logger (the runtime, once it has set up process-wide logging).
+    package func setLogger(_ logger: Logger) {
+        loggerBox.withLockedValue { $0 = logger }
     }
 
     /// Registers the one message callback (a second call replaces the first).
@@ -88,13 +101,13 @@ public final class TAC: Sendable {
     /// Hands a failure to the author's ``onError(_:)`` callback (and logs it): a relay `error` frame, a
     /// reply that could not be delivered, a turn that threw. `context` names what failed
     /// (`conversation.id`, `channel`, `source`, Twilio's `error.code`, …).
-    func reportError(_ error: any Error, context: [String: String]) async {
+    package func reportError(_ error: any Error, context: [String: String]) async {
         logger.warning("reported to onError", metadata: context.mapValues { .string($0) }.merging(["error": "\(error)"]) { $1 })
         await callbacks.withLockedValue(\.error)?(error, context)
     }
 
     /// The memory mode of a channel: the registered channel's, else the environment's.
-    func memoryMode(for channel: ChannelKind) -> MemoryMode {
+    package func memoryMode(for channel: ChannelKind) -> MemoryMode {
         channels.withLockedValue { $0[channel] } ?? configuration.memoryModes[channel] ?? .never
     }
 
@@ -102,46 +115,9 @@ public final class TAC: Sendable {
         channels.withLockedValue { $0[channel] = memoryMode }
     }
 
-    /// The running worker's connections; throws when called before ``run()``.
-    func runtime() throws -> WorkerRuntime {
-        guard let runtime = runtimeBox.withLockedValue({ $0 }) else {
-            throw TACError("the worker is not running: call tac.run() first")
-        }
-        return runtime
-    }
-
     /// Runs the worker until SIGTERM/SIGINT, then drains: stops reading, finishes the turns in hand.
     public func run() async throws {
-        ServiceMain.unblockTerminationSignals()
-        try await buildServiceGroup().run()
-    }
-
-    /// The worker's service group (Redis, PostgreSQL, the inbound consumer, HTTP health/metrics).
-    public func buildServiceGroup() throws -> ServiceGroup {
-        let runtime = WorkerRuntime(configuration: configuration, logger: logger)
-        runtimeBox.withLockedValue { $0 = runtime }
-        let handler = TurnHandler(tac: self, runtime: runtime)
-        let consumer = InboundConsumer(
-            bus: runtime.bus,
-            leases: PartitionLeases(
-                redis: runtime.redis, group: "agents", worker: configuration.common.instanceId,
-                partitions: configuration.common.inboundPartitions, ttlMilliseconds: configuration.leaseTTLMilliseconds),
-            group: "agents",
-            options: ConsumerOptions(
-                batchSize: configuration.maxInFlight, blockMilliseconds: 1000, visibilityTimeoutMilliseconds: configuration.visibilityTimeoutMilliseconds,
-                maxDeliveries: configuration.maxDeliveries, isTransient: { BusError.isUnavailable($0) || PostgresStore.isUnavailable($0) }),
-            maxInFlight: configuration.maxInFlight, maxConcurrentTurns: configuration.maxConcurrentTurns,
-            handoverDrainMilliseconds: configuration.handoverDrainMilliseconds,
-            logger: logger, handler: { event, entry in try await handler.handle(event, entry: entry) })
-        let health = HealthState()
-        let partitions = configuration.common.inboundPartitions
-        let lag = StreamLagReporter(bus: runtime.bus, group: "agents", logger: logger) { (0..<partitions).map(Streams.inboundPartition) }
-        return ServiceMain.group(
-            services: [
-                RedisClientService(client: runtime.redis), runtime.postgres, DatabaseCheckService(configuration: configuration.common.database, logger: logger),
-                consumer, lag, TwiMLHookService(tac: self, redis: runtime.redis), runtime.httpServer(health: health),
-            ],
-            health: health, logger: logger)
+        try await backend.run(self)
     }
 }
 

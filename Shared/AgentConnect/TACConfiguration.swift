@@ -1,14 +1,10 @@
-import AgentConnectCore
-import EventBus
-import ServiceSupport
-import TwilioKit
+public import AgentConnectCore
+import Foundation
 
-/// Everything an agent worker reads from the environment (each documented in .env.example).
+/// Everything an agent author's code reads from the environment (each documented in .env.example).
+/// The runtime reads its own settings (bind address, Redis, PostgreSQL, senders, partitions) from
+/// ``environment`` when the worker starts.
 public struct TACConfiguration: Sendable {
-    /// Bind address, port, Redis, PostgreSQL, instance id, partitions.
-    public var common: CommonConfiguration
-    /// The agent's own addresses per channel.
-    public var senders: Senders
     /// `TWILIO_CONVERSATION_CONFIGURATION_ID`; nil = relay-only voice and classic messaging.
     public var conversationConfigurationId: String?
     /// `TWILIO_VOICE_PUBLIC_DOMAIN`, for outbound calls.
@@ -55,10 +51,8 @@ public struct TACConfiguration: Sendable {
 
     public init(environment: Environment) throws {
         self.environment = environment
-        common = try CommonConfiguration(environment: environment, defaultPort: 8084)
-        senders = try Senders(environment: environment)
         conversationConfigurationId = environment.string("TWILIO_CONVERSATION_CONFIGURATION_ID")
-        voicePublicDomain = PublicURL.normalizedDomain(environment.string("TWILIO_VOICE_PUBLIC_DOMAIN"))
+        voicePublicDomain = Self.normalizedDomain(environment.string("TWILIO_VOICE_PUBLIC_DOMAIN"))
         let modes = MemoryMode.allCases.map(\.rawValue)
         let fallback = MemoryMode(rawValue: try environment.choice("TAC_MEMORY_MODE", default: "never", allowed: modes)) ?? .never
         var memoryModes: [ChannelKind: MemoryMode] = [:]
@@ -87,5 +81,16 @@ public struct TACConfiguration: Sendable {
         summaryOperatorSid = environment.string("CONVERSATION_INTELLIGENCE_SUMMARY_OPERATOR_SID")
         observationOperatorSid = environment.string("CONVERSATION_INTELLIGENCE_OBSERVATION_OPERATOR_SID")
         studioHandoffFlowSid = environment.string("TWILIO_STUDIO_HANDOFF_FLOW_SID")
+    }
+
+    /// The domain without a scheme or trailing slashes (`https://x.example.com/` → `x.example.com`).
+    private static func normalizedDomain(_ domain: String?) -> String? {
+        guard var text = domain?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
+        for scheme in ["https://", "http://", "wss://", "ws://"] where text.lowercased().hasPrefix(scheme) {
+            text = String(text.dropFirst(scheme.count))
+            break
+        }
+        while text.hasSuffix("/") { text.removeLast() }
+        return text.isEmpty ? nil : text
     }
 }

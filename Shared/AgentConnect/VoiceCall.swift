@@ -1,5 +1,4 @@
-import AgentConnectCore
-import TwilioKit
+public import AgentConnectCore
 
 /// A call's `<ConversationRelay>` choices, returned by ``VoiceChannel/onInboundCallTwiML(_:)`` or
 /// passed to outbound calls (TAC's `VoiceTwiMLOptionsConversationRelay`): each field left `nil`
@@ -41,7 +40,7 @@ public struct VoiceCallDetails: Sendable, Equatable {
     }
 
     /// From a voice event's payload (`customParameters`, `callSetup`, `lang`).
-    init(payload: JSONValue) {
+    package init(payload: JSONValue) {
         let setup = payload["callSetup"]?.stringMap ?? [:]
         self.init(
             customParameters: payload["customParameters"]?.stringMap ?? [:], callerName: setup["callerName"], forwardedFrom: setup["forwardedFrom"],
@@ -56,6 +55,11 @@ public struct ConversationRelayError: Error, Sendable, Equatable, CustomStringCo
     public var description: String
     /// The message as sent.
     public var frame: JSONValue
+
+    package init(description: String, frame: JSONValue) {
+        self.description = description
+        self.frame = frame
+    }
 }
 
 /// A ConversationRelay message other than a prompt, interrupt, key press or error: `info` (with the
@@ -65,6 +69,11 @@ public struct ConversationRelayMessage: Sendable, Equatable {
     public var type: String
     /// The message as sent.
     public var frame: JSONValue
+
+    package init(type: String, frame: JSONValue) {
+        self.type = type
+        self.frame = frame
+    }
 }
 
 /// The voice webhook of an incoming call, as the per-call TwiML hook sees it (TAC's `TwiMLRequest`).

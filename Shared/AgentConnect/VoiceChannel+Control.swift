@@ -1,5 +1,4 @@
-import AgentConnectCore
-import TwilioKit
+public import AgentConnectCore
 
 /// Typed ConversationRelay messages (Twilio's "Getting and sending WebSocket messages" and "Update
 /// configuration during a call"). Each is one frame of the current turn when called from a callback
@@ -71,7 +70,7 @@ extension VoiceChannel {
     @discardableResult
     public func endCall(callSid: String) async -> Bool {
         do {
-            let answer = try await OutboundClient(configuration: tac.configuration).post("/v1/calls/end", ["callSid": .string(callSid)])
+            let answer = try await tac.backend.callOutboundAPI(tac, path: "/v1/calls/end", body: ["callSid": .string(callSid)], idempotencyKey: nil)
             return answer["ended"]?.bool == true
         } catch {
             await tac.reportError(error, context: ["channel": "voice", "source": "end-call", "call.sid": callSid])

@@ -3,7 +3,8 @@ import EventBus
 import NIOConcurrencyHelpers
 import Testing
 
-@testable import AgentConnect
+import AgentConnect
+@testable import AgentConnectRuntime
 
 @Suite("Per-conversation lanes")
 struct ConversationLanesTests {

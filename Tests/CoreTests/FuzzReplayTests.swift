@@ -4,7 +4,9 @@ import Testing
 import Store
 import TwilioKit
 
-@testable import AgentConnect
+import AgentConnect
+import AgentConnectAgents
+@testable import AgentConnectRuntime
 
 /// A seed-corpus replay with mutations (deterministic, so a failure reproduces): the parsers that
 /// see untrusted bytes must never crash, and must keep their invariants.

@@ -1,7 +1,8 @@
 import AgentConnectCore
 import Testing
 
-@testable import AgentConnect
+import AgentConnect
+@testable import AgentConnectAgents
 
 @Suite("Numbers from outside never trap")
 struct JSONNumberTests {

@@ -2,7 +2,9 @@ import AgentConnectCore
 import Store
 import Testing
 
-@testable import AgentConnect
+import AgentConnect
+import AgentConnectAgents
+@testable import AgentConnectRuntime
 
 @Suite("Memory prompts, recall queries, CI results and SSE parsing")
 struct MemoryAndModelTests {

@@ -3,7 +3,8 @@ import Foundation
 import Store
 import Testing
 
-@testable import AgentConnect
+import AgentConnect
+@testable import AgentConnectAgents
 
 @Suite("Tool loop pieces: streamed calls, derived ids, history")
 struct ToolLoopUnitTests {

@@ -1,6 +1,6 @@
-import AgentConnectCore
+public import AgentConnectCore
 import Foundation
-import NIOConcurrencyHelpers
+package import NIOConcurrencyHelpers
 
 /// Tools that ship with the SDK, each one line to enable on the built-in `openai` agent
 /// (`installOpenAI(on:builtIn:)`, or `OPENAI_TOOLS=recall_memory,text_customer` for agent-worker).
@@ -55,7 +55,7 @@ public enum BuiltInTool: Sendable, Equatable {
     }
 
     /// Calls whose `end_call` ran this turn: the agent ends the session after its reply.
-    static let pendingEnds = NIOLockedValueBox<Set<String>>([])
+    package static let pendingEnds = NIOLockedValueBox<Set<String>>([])
 }
 
 extension TAC {
@@ -97,12 +97,11 @@ extension TAC {
                 throw ToolError("the customer has no phone number to text")
             }
             let to = channel == .sms ? number : "\(channel.rawValue):\(number)"
-            let sender = MessagingChannel(unregistered: self, channel: channel)
             var attempt = 0
             while true {
                 do {
-                    let result = try await sender.initiateOutboundConversation(
-                        .init(to: to, message: message, metadata: ["source": "text_customer"]), idempotencyKey: call.id)
+                    let result = try await self.initiateMessagingConversation(
+                        on: channel, .init(to: to, message: message, metadata: ["source": "text_customer"]), idempotencyKey: call.id)
                     return ["status": "sent", "channel": .string(channel.rawValue), "conversationId": .string(result.conversationId)]
                 } catch {
                     // The same key makes a retry safe: the first send's answer is replayed (or a 409

@@ -1,4 +1,4 @@
-import AgentConnectCore
+public import AgentConnectCore
 import Foundation
 
 /// JSON Schemas for a tool's parameters: written with a small builder, or derived from a

@@ -1,4 +1,4 @@
-import AgentConnectCore
+public import AgentConnectCore
 import Foundation
 
 /// The call a tool handler is running for.

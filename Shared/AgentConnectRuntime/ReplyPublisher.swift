@@ -1,3 +1,4 @@
+import AgentConnect
 import AgentConnectCore
 import EventBus
 import ServiceSupport

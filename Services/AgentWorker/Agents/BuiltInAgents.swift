@@ -1,3 +1,5 @@
+public import AgentConnect
+
 /// Agents that ship with the worker, chosen with `TAC_AGENT`.
 public enum BuiltInAgents {
     /// Names `TAC_AGENT` accepts.

@@ -1,27 +1,26 @@
-import AgentConnectCore
-import AsyncHTTPClient
+package import AgentConnectCore
+package import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
-import Store
-
-/// One chunk a knowledge search found (source, title, content, relevance 0…1).
-public typealias KnowledgeChunk = Store.KnowledgeChunk
+package import Store
+import NIOFoundationEssentialsCompat
+import NIOHTTP1
 
 /// Knowledge base settings.
-public struct KnowledgeConfiguration: Sendable {
+package struct KnowledgeConfiguration: Sendable {
     /// `KNOWLEDGE_EMBEDDINGS_BASE_URL`: an OpenAI-compatible `/v1` with `/embeddings`; unset, search is full-text only.
-    public var embeddingsBaseURL: String?
+    package var embeddingsBaseURL: String?
     /// `KNOWLEDGE_EMBEDDINGS_MODEL`.
-    public var embeddingsModel: String
+    package var embeddingsModel: String
     /// `KNOWLEDGE_EMBEDDINGS_API_KEY`, else `OPENAI_API_KEY`.
-    public var embeddingsAPIKey: String?
+    package var embeddingsAPIKey: String?
     /// `KNOWLEDGE_SEARCH_LIMIT`: chunks a search returns by default.
-    public var searchLimit: Int
+    package var searchLimit: Int
     /// `KNOWLEDGE_CHUNK_CHARACTERS`: the largest chunk.
-    public var chunkCharacters: Int
+    package var chunkCharacters: Int
 
-    public init(environment: Environment) throws {
+    package init(environment: Environment) throws {
         embeddingsBaseURL = try environment.string("KNOWLEDGE_EMBEDDINGS_BASE_URL").map { _ in try environment.url("KNOWLEDGE_EMBEDDINGS_BASE_URL", default: "") }
         embeddingsModel = environment.string("KNOWLEDGE_EMBEDDINGS_MODEL", default: "text-embedding-3-small")
         embeddingsAPIKey = environment.string("KNOWLEDGE_EMBEDDINGS_API_KEY") ?? environment.string("OPENAI_API_KEY")
@@ -32,29 +31,29 @@ public struct KnowledgeConfiguration: Sendable {
 
 /// The knowledge base in PostgreSQL: documents added from files (``add(path:)``), searched by
 /// full text and, with an embeddings endpoint, by vector similarity computed in SQL.
-public struct KnowledgeBase: Sendable {
-    public let configuration: KnowledgeConfiguration
+package struct KnowledgeBase: Sendable {
+    package let configuration: KnowledgeConfiguration
     let store: PostgresStore
     let http: HTTPClient
 
-    public init(configuration: KnowledgeConfiguration, store: PostgresStore, http: HTTPClient = .shared) {
+    package init(configuration: KnowledgeConfiguration, store: PostgresStore, http: HTTPClient = .shared) {
         self.configuration = configuration
         self.store = store
         self.http = http
     }
 
     /// What adding a file did.
-    public struct Added: Sendable, Equatable {
-        public var source: String
-        public var title: String
+    package struct Added: Sendable, Equatable {
+        package var source: String
+        package var title: String
         /// Chunks stored; 0 when the file was unchanged since it was last added.
-        public var chunks: Int
-        public var unchanged: Bool
-        public var embedded: Bool
+        package var chunks: Int
+        package var unchanged: Bool
+        package var embedded: Bool
     }
 
     /// Reads, chunks and stores a file (replacing its earlier version; unchanged files are skipped).
-    public func add(path: String) async throws -> Added {
+    package func add(path: String) async throws -> Added {
         let source = URL(fileURLWithPath: path).standardizedFileURL.path
         let (title, text) = try KnowledgeText.extract(path: path)
         let hash = Self.hash(text)
@@ -70,13 +69,13 @@ public struct KnowledgeBase: Sendable {
     }
 
     /// The chunks most relevant to `query`, best first.
-    public func search(_ query: String, limit: Int? = nil) async throws -> [KnowledgeChunk] {
+    package func search(_ query: String, limit: Int? = nil) async throws -> [KnowledgeChunk] {
         let embedding = configuration.embeddingsBaseURL == nil ? nil : try await embed([query]).first
         return try await store.searchKnowledge(query: query, embedding: embedding, limit: limit ?? configuration.searchLimit)
     }
 
     /// Every stored document: source, title, number of chunks.
-    public func documents() async throws -> [(source: String, title: String, chunks: Int)] {
+    package func documents() async throws -> [(source: String, title: String, chunks: Int)] {
         try await store.knowledgeDocuments()
     }
 
@@ -116,41 +115,5 @@ public struct KnowledgeBase: Sendable {
             hash = hash &* 0x100_0000_01b3
         }
         return String(hash, radix: 16)
-    }
-}
-
-extension TAC {
-    /// The knowledge base, with the worker's PostgreSQL (after ``run()``).
-    public func knowledgeBase() throws -> KnowledgeBase {
-        KnowledgeBase(configuration: try KnowledgeConfiguration(environment: configuration.environment), store: try runtime().store)
-    }
-
-    /// The knowledge chunks most relevant to `query` (`KNOWLEDGE_SEARCH_LIMIT` by default), best first.
-    public func searchKnowledge(_ query: String, limit: Int? = nil) async throws -> [KnowledgeChunk] {
-        try await knowledgeBase().search(query, limit: limit)
-    }
-
-    /// `search_knowledge`: the model looks things up in the knowledge base (`agentconnect knowledge add`).
-    public func knowledgeSearchTool(name: String = "search_knowledge", limit: Int? = nil) -> AgentTool {
-        let parameters = ToolSchema.object(["query": ToolSchema.string("What to look up, in a few words or a question.")])
-        return AgentTool(
-            name: name,
-            description: "Search the company's knowledge base (policies, products, opening hours, how-tos) and get the most relevant passages.",
-            parameters: parameters
-        ) { arguments, _ in
-            let chunks = try await self.searchKnowledge(arguments["query"]?.string ?? "", limit: limit)
-            return [
-                "results": .array(chunks.map { ["title": .string($0.title), "content": .string($0.content), "score": .number(($0.score * 1000).rounded() / 1000)] })
-            ]
-        }
-    }
-}
-
-extension Array where Element == KnowledgeChunk {
-    /// A system prompt section with the chunks (empty when there are none).
-    public func buildKnowledgePrompt() -> String {
-        guard !isEmpty else { return "" }
-        return "## Relevant Knowledge\nPassages from the knowledge base that may answer the customer:\n"
-            + map { "- \($0.content.replacingOccurrences(of: "\n", with: " "))" }.joined(separator: "\n")
     }
 }

@@ -1,9 +1,13 @@
-import AgentConnectCore
-import AsyncHTTPClient
+public import AgentConnect
+import AgentConnectRuntime
+public import AgentConnectCore
+public import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOHTTP1
+import Store
 
 /// One message of a Chat Completions request.
 public struct ChatMessage: Sendable, Codable, Equatable {
@@ -316,7 +320,7 @@ extension BuiltInAgents {
         var messages: [ChatMessage] = [.system(system)]
         let prompts = memory?.buildMemoryPrompts() ?? []
         if !prompts.isEmpty { messages.append(.system(prompts.joined(separator: "\n\n"))) }
-        let runtime = try tac.runtime()
+        let runtime = try tac.workerRuntime()
         let limit = tac.configuration.historyLimit
         async let said = runtime.store.history(conversationId: session.conversationId, limit: limit)
         async let called = runtime.store.toolCalls(conversationId: session.conversationId, limit: limit)

@@ -1,4 +1,6 @@
+import AgentConnect
 import AgentConnectCore
+import AgentConnectRuntime
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -101,7 +103,7 @@ struct ToolLoop: Sendable {
     }
 
     private func runTool(_ call: ToolCallRequest, roundId: String, position: Int) async throws -> String {
-        let store = try? tac.runtime().store
+        let store = try? tac.workerRuntime().store
         if let earlier = try? await store?.toolCall(id: call.id), earlier.name == call.name {
             logger.info("tool call answered from history (redone turn)", metadata: ["tool": "\(call.name)", "tool.call": "\(call.id)"])
             return earlier.result

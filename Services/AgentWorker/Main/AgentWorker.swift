@@ -1,5 +1,6 @@
 import AgentConnect
-import AgentConnectCore
+import AgentConnectAgents
+import AgentConnectRuntime
 import ServiceSupport
 
 /// agent-worker: the built-in agent chosen with `TAC_AGENT` (`echo` by default), run as a TAC worker.
@@ -13,7 +14,7 @@ struct AgentWorker {
             case "openai": try BuiltInAgents.installOpenAI(on: tac)
             default: BuiltInAgents.installEcho(on: tac)
             }
-            return try tac.buildServiceGroup()
+            return try WorkerServices.group(for: tac)
         }
     }
 }

@@ -1,3 +1,4 @@
+import AgentConnect
 import AgentConnectCore
 import EventBus
 import Foundation
@@ -6,6 +7,8 @@ import Metrics
 import ServiceSupport
 import Store
 import TwilioKit
+import NIOConcurrencyHelpers
+import Tracing
 
 /// Turns inbound events into the author's callbacks.
 struct TurnHandler: Sendable {
@@ -124,16 +127,16 @@ struct TurnHandler: Sendable {
         if let reply {
             try await TurnContext.$current.withValue(context) {
                 if event.channel == .voice {
-                    try await VoiceChannel(unregistered: tac).sendResponse(conversationId: session.conversationId, response: reply)
+                    try await runtime.speak(conversationId: session.conversationId, reply)
                 } else {
-                    try await MessagingChannel(unregistered: tac, channel: event.channel).sendResponse(
-                        conversationId: session.conversationId, response: reply)
+                    try await runtime.sendMessage(
+                        channel: event.channel, conversationId: session.conversationId, response: reply, media: [], template: nil)
                 }
             }
         }
         if event.channel == .voice {
             // A handoff during the turn: the `end` frame goes after the goodbye.
-            try await TurnContext.$current.withValue(context) { try await tac.finishHandoff(session) }
+            try await TurnContext.$current.withValue(context) { try await runtime.finishHandoff(session) }
         }
         Timer(label: "agentconnect_agent_seconds", dimensions: [("channel", event.channel.rawValue)])
             .recordNanoseconds((ContinuousClock.now - started).nanoseconds)
@@ -162,7 +165,7 @@ struct TurnHandler: Sendable {
     /// A customer opted out (STOP: replies to them are recorded, not sent) or back in (START).
     private func optKeyword(_ keyword: MessageRules.OptKeyword, event: BusEvent, session: ConversationSession) async throws {
         guard let customer = session.authorInfo.address,
-            let agent = session.aiAgentInfo.address ?? tac.configuration.senders.defaultSender(for: event.channel)
+            let agent = session.aiAgentInfo.address ?? runtime.senders.defaultSender(for: event.channel)
         else {
             return
         }
@@ -234,10 +237,10 @@ struct TurnHandler: Sendable {
         case .never:
             return nil
         case .always:
-            return try await tac.retrieveMemory(session, query: text)
+            return try await runtime.retrieveMemory(session, query: text)
         case .once:
             if let cached = runtime.onceMemory[session.conversationId] { return cached }
-            let memory = try await tac.retrieveMemory(session, query: nil)
+            let memory = try await runtime.retrieveMemory(session, query: nil)
             runtime.onceMemory[session.conversationId] = memory
             return memory
         }

@@ -1,12 +1,13 @@
-import AgentConnectCore
+package import AgentConnect
+package import AgentConnectCore
 import NIOConcurrencyHelpers
 
 /// The turn a callback is running for, so `sendResponse` can derive reply ids and routing from it.
-struct TurnContext: Sendable {
+package struct TurnContext: Sendable {
     /// The inbound event being answered.
-    let event: BusEvent
+    package let event: BusEvent
     /// The session built for it.
-    let session: ConversationSession
+    package let session: ConversationSession
     /// The relay instance holding the call's socket (voice).
     let relayInstance: String?
     private let counter = NIOLockedValueBox(0)
@@ -26,5 +27,5 @@ struct TurnContext: Sendable {
         return "\(event.id):r\(n)"
     }
 
-    @TaskLocal static var current: TurnContext?
+    @TaskLocal package static var current: TurnContext?
 }

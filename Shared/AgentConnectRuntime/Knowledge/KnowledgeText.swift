@@ -1,14 +1,14 @@
 import Foundation
 
 /// Turns files into text and text into chunks for the knowledge base.
-public enum KnowledgeText {
+package enum KnowledgeText {
     /// The file kinds ``extract(path:)`` reads, by extension.
-    public static let supportedExtensions = ["txt", "text", "md", "markdown", "html", "htm", "pdf"]
+    package static let supportedExtensions = ["txt", "text", "md", "markdown", "html", "htm", "pdf"]
 
     /// The title and text of a file: plain text and Markdown as they are, HTML without its markup
     /// (scripts and styles dropped, entities decoded), PDF from the text operators of its content
     /// streams (`FlateDecode` inflated; scanned PDFs have none).
-    public static func extract(path: String) throws -> (title: String, text: String) {
+    package static func extract(path: String) throws -> (title: String, text: String) {
         let url = URL(fileURLWithPath: path)
         let name = url.deletingPathExtension().lastPathComponent
         let data = try Data(contentsOf: url)
@@ -176,7 +176,7 @@ public enum KnowledgeText {
 
     /// Chunks of at most about `maxCharacters`: paragraphs packed together, a long paragraph cut at
     /// sentence ends; each chunk starts with the Markdown heading of its section, so it stands alone.
-    public static func chunks(_ text: String, maxCharacters: Int = 800) -> [String] {
+    package static func chunks(_ text: String, maxCharacters: Int = 800) -> [String] {
         var chunks: [String] = []
         var heading: String?
         var current = ""
@@ -237,10 +237,10 @@ public enum KnowledgeText {
 }
 
 /// A knowledge base failure, with the reason.
-public struct KnowledgeError: Error, CustomStringConvertible, Sendable {
-    public var description: String
+package struct KnowledgeError: Error, CustomStringConvertible, Sendable {
+    package var description: String
 
-    public init(_ description: String) {
+    package init(_ description: String) {
         self.description = description
     }
 }

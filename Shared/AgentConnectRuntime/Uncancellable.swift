@@ -1,7 +1,7 @@
 /// Work that must finish even when the turn around it is cancelled (history writes after a reply).
-enum Uncancellable {
+package enum Uncancellable {
     /// Runs `body` in a task that does not inherit the caller's cancellation, and waits for it.
-    static func run(_ body: @escaping @Sendable () async -> Void) async {
+    package static func run(_ body: @escaping @Sendable () async -> Void) async {
         await Task { await body() }.value
     }
 }

@@ -1,0 +1,94 @@
+import AgentConnect
+import AgentConnectCore
+import EventBus
+import Foundation
+import ServiceSupport
+import TwilioKit
+import Store
+
+/// Replies, published by the runtime itself: the author's `sendResponse` calls and the turn's
+/// returned text both end here.
+extension WorkerRuntime {
+    /// Sends `response` to the customer of a messaging conversation, exactly once: inside a turn with
+    /// the turn's session and reply ids, otherwise with the conversation's stored participants.
+    /// Outside a turn, free text on WhatsApp more than 24 hours after the customer's last message is
+    /// refused (Twilio would fail it with error 63016).
+    func sendMessage(channel: ChannelKind, conversationId: String, response: String, media: [String], template: MessageTemplate?) async throws {
+        let turn = TurnContext.current.flatMap { $0.session.conversationId == conversationId ? $0 : nil }
+        let session: ConversationSession
+        let mode: String
+        let replyId: String
+        let traceparent: String
+        if let turn {
+            session = turn.session
+            mode = turn.event.payload["mode"]?.string ?? "orchestrator"
+            replyId = turn.nextReplyId()
+            traceparent = turn.event.traceparent
+        } else {
+            guard let record = try await store.conversation(id: conversationId) else {
+                throw TACError("unknown conversation \(conversationId)")
+            }
+            session = ConversationSession(record: record)
+            mode = record.metadata["mode"] ?? "orchestrator"
+            replyId = BusEvent.newID()
+            traceparent = Traceparent.random().description
+        }
+        guard media.count <= MessageRules.maxMediaPerMessage else {
+            throw TACError("at most \(MessageRules.maxMediaPerMessage) media per message")
+        }
+        if channel == .whatsapp, template == nil, turn == nil, let customer = session.authorInfo.address {
+            let last = try await store.lastInboundMessageAt(customerAddress: customer, channel: .whatsapp)
+            guard let last, Date().timeIntervalSince(last) < MessageRules.whatsAppWindow else {
+                throw TACError(
+                    "WhatsApp's 24-hour customer-service window is closed for conversation \(conversationId) (no customer message in the last 24 hours): send an approved template (template:) instead; free text would fail with Twilio error 63016")
+            }
+        }
+        var extras: [String: JSONValue] = [:]
+        if !media.isEmpty { extras["media"] = .array(media.map { .string($0) }) }
+        if let template {
+            extras["contentSid"] = .string(template.contentSid)
+            if !template.variables.isEmpty { extras["contentVariables"] = JSONValue(template.variables) }
+        }
+        try await ReplyPublisher.publishMessage(
+            response, replyId: replyId, session: session, mode: mode, traceparent: traceparent, bus: bus, extras: extras)
+        let recorded = template.map { response.isEmpty ? "[template \($0.contentSid)]" : response } ?? response
+        let runtime = self
+        await Uncancellable.run { await runtime.recordOutbound(recorded, replyId: replyId, session: session) }
+    }
+
+    /// Publishes the ConversationRelay frames `body` emits as one reply of the current turn (or a
+    /// reply of its own outside a turn), to the relay holding the call.
+    func sendFrames(conversationId: String, _ body: (_ emit: (JSONValue) async throws -> Void) async throws -> Void) async throws {
+        let turn = TurnContext.current.flatMap { $0.session.conversationId == conversationId ? $0 : nil }
+        let turnId = turn?.nextReplyId() ?? BusEvent.newID()
+        let traceparent = turn?.event.traceparent ?? Traceparent.random().description
+        var relay = turn?.relayInstance
+        if relay == nil { relay = try await relayInstance(of: conversationId) }
+        guard let relay else {
+            throw TACError("no live call for conversation \(conversationId)")
+        }
+        var sequence = 0
+        var spoken = ""
+        try await body { frame in
+            sequence += 1
+            if frame["type"]?.string == "text" { spoken += frame["token"]?.string ?? "" }
+            try await ReplyPublisher.publishFrame(
+                frame, turnId: turnId, sequence: sequence, conversationId: conversationId, relayInstance: relay,
+                traceparent: traceparent, bus: bus)
+        }
+        // A cancelled turn (an interrupt) is recorded from the interrupt: what the caller heard of it.
+        if let session = turn?.session, !spoken.isEmpty, !Task.isCancelled {
+            let spoken = spoken
+            let runtime = self
+            await Uncancellable.run { await runtime.recordOutbound(spoken, replyId: turnId, session: session) }
+            lastVoiceReply[conversationId] = turnId
+        }
+    }
+
+    /// Speaks a whole reply on a call: one `text` frame with `last: true`.
+    func speak(conversationId: String, _ text: String) async throws {
+        try await sendFrames(conversationId: conversationId) { emit in
+            try await emit(["type": "text", "token": .string(text), "last": true])
+        }
+    }
+}

@@ -193,6 +193,10 @@ let package = Package(
             dependencies: serviceDeps + ["VoiceRelay", .product(name: "HummingbirdTesting", package: "hummingbird")],
             path: "Tests/VoiceRelayTests", swiftSettings: swiftSettings),
         .testTarget(
+            name: "MessagingIngressTests",
+            dependencies: serviceDeps + ["MessagingIngress", .product(name: "HummingbirdTesting", package: "hummingbird")],
+            path: "Tests/MessagingIngressTests", swiftSettings: swiftSettings),
+        .testTarget(
             name: "IntegrationTests",
             dependencies: serviceDeps + [httpClient, wsClient, postgres, .product(name: "NIOHTTP1", package: "swift-nio"), "RelayCaller", "AgentConnectTesting"],
             path: "Tests/IntegrationTests", swiftSettings: swiftSettings),

@@ -1,6 +1,5 @@
 import AgentConnectCore
 import EventBus
-import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -60,7 +59,7 @@ struct WebhookController: Sendable {
             decision = classifier.classifyClassicMessage(fields, traceparent: traceparent)
         } else {
             guard verifier.verifyJSON(request, body: body) else { return forbidden("webhook") }
-            guard let json = try? JSONDecoder().decode(JSONValue.self, from: Data(body)) else {
+            guard let json = try? CompactJSON.decode(body) else {
                 return JSONResponse.error(.badRequest, "body is not valid JSON")
             }
             decision = classifier.classifyOrchestratorEvent(json, bodyHash: TwilioSignature.bodyHash(body), traceparent: traceparent)
@@ -93,7 +92,7 @@ struct WebhookController: Sendable {
         case .failure(let response): return response
         }
         guard verifier.verifyJSON(request, body: body) else { return forbidden("ci-webhook") }
-        guard let json = try? JSONDecoder().decode(JSONValue.self, from: Data(body)), case .object = json else {
+        guard let json = try? CompactJSON.decode(body), case .object = json else {
             return JSONResponse.error(.badRequest, "body must be a JSON object")
         }
         guard let conversationId = json["conversationId"]?.string, !conversationId.isEmpty else {

@@ -41,7 +41,7 @@ public struct MessageReceived: BusEventPayload, Equatable {
     public var communicationId: String?
     /// Classic: the `MessageSid`.
     public var messageSid: String?
-    /// An opt keyword the text is (`MessageRules.OptKeyword` raw value: STOP, START, …).
+    /// The opt keyword the text is, as `MessageRules.OptKeyword` spells it: `stop` or `start`.
     public var optOut: String?
     /// Voice: the relay holding the call (its frames go to `tac:voice:<relayInstance>`).
     public var relayInstance: String?

@@ -1,4 +1,5 @@
 import AgentConnectCore
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -11,7 +12,8 @@ import Darwin
 
 /// One TCP (or TLS) connection to Redis, driven by SwiftNIO, with replies parsed by hiredis.
 ///
-/// Commands sent concurrently are pipelined; a batch passed to ``send(_:)`` goes out as one write.
+/// Commands sent concurrently are pipelined and written together, one flush per event-loop tick; a
+/// batch passed to ``send(_:)`` goes out in one piece.
 /// Blocking commands (`XREADGROUP … BLOCK`) should get a connection of their own. Every command has
 /// a deadline (``RedisConfiguration/commandTimeout``, plus the `BLOCK` time of a blocking read):
 /// when it passes, the connection is closed and its pending commands fail with
@@ -19,6 +21,9 @@ import Darwin
 public final class RedisConnection: Sendable {
     private let channel: any Channel
     private let commandTimeout: TimeAmount
+    /// Requests sent since the event loop last wrote: they go out together, with one flush (one
+    /// `write` syscall) per event-loop tick instead of one per command.
+    private let outbox = NIOLockedValueBox<[RedisRequest]>([])
 
     private init(channel: any Channel, commandTimeout: TimeAmount) {
         self.channel = channel
@@ -170,18 +175,40 @@ public final class RedisConnection: Sendable {
         let futures = promises.map(\.futureResult)
         let allowed = (timeout ?? commandTimeout) + blocking
         let request = RedisRequest(bytes: buffer, promises: promises, deadline: forever ? nil : .now() + allowed, timeout: allowed)
-        let queued = promises
-        channel.writeAndFlush(request).whenFailure { error in
-            // Promises the handler took are failed by it when the connection drops.
-            guard !request.taken.value else { return }
-            for promise in queued { promise.fail(BusError(.unavailable, "write failed: \(error)")) }
-        }
+        enqueue(request)
         var replies: [RedisValue] = []
         replies.reserveCapacity(futures.count)
         for future in futures {
             replies.append(try await future.get())
         }
         return replies
+    }
+
+    /// Queues a request for the next event-loop tick; the first request of a tick schedules it.
+    private func enqueue(_ request: RedisRequest) {
+        let first = outbox.withLockedValue { queue -> Bool in
+            queue.append(request)
+            return queue.count == 1
+        }
+        guard first else { return }
+        let channel = channel
+        let outbox = outbox
+        channel.eventLoop.execute {
+            let requests = outbox.withLockedValue { queue -> [RedisRequest] in
+                defer { queue.removeAll(keepingCapacity: true) }
+                return queue
+            }
+            for request in requests {
+                let promise = channel.eventLoop.makePromise(of: Void.self)
+                promise.futureResult.whenFailure { error in
+                    // Promises the handler took are failed by it when the connection drops.
+                    guard !request.taken.value else { return }
+                    for reply in request.promises { reply.fail(BusError(.unavailable, "write failed: \(error)")) }
+                }
+                channel.write(request, promise: promise)
+            }
+            channel.flush()
+        }
     }
 
     /// How long the server may legitimately hold the reply: the `BLOCK` milliseconds of an

@@ -2,6 +2,7 @@ import AgentConnectCore
 @testable import EventBus
 import Foundation
 import NIOConcurrencyHelpers
+import NIOPosix
 import ServiceLifecycle
 import Testing
 
@@ -141,5 +142,45 @@ struct BusBatchingTests {
         #expect(replies == [.integer(3), .bulk(Array("3".utf8))])
         #expect(script.sendsDigest)
         #expect(try await client.command("GET", key).string == "3")
+    }
+
+    @Test("commands sent at once on one connection go out together and each gets its own reply, in order")
+    func concurrentCommandsKeepTheirReplies() async throws {
+        let redis = try await TestRedis.make()
+        let connection = try await RedisConnection.connect(configuration: redis.configuration, on: MultiThreadedEventLoopGroup.singleton)
+        defer { connection.close() }
+        let wrong = NIOLockedValueBox<[Int]>([])
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            for n in 0..<2000 {
+                tasks.addTask {
+                    if n % 5 == 0 {
+                        // A batch keeps its order and stays in one piece among the others.
+                        let replies = try await connection.send([["ECHO", .string("a\(n)")], ["INCR", .string("counter")], ["ECHO", .string("b\(n)")]])
+                        if replies.count != 3 || replies[0].string != "a\(n)" || replies[1].integer == nil || replies[2].string != "b\(n)" {
+                            wrong.withLockedValue { $0.append(n) }
+                        }
+                    } else if try await connection.command("ECHO", .string("m\(n)")).string != "m\(n)" {
+                        wrong.withLockedValue { $0.append(n) }
+                    }
+                }
+            }
+            try await tasks.waitForAll()
+        }
+        #expect(wrong.withLockedValue { $0 }.isEmpty)
+        #expect(try await connection.command("GET", "counter").string == "400")
+        // Writes issued one after another in one task reach Redis in that order.
+        for n in 0..<50 { try await connection.command("RPUSH", "list", .string(String(n))) }
+        let list = try await connection.command("LRANGE", "list", "0", "-1").array?.compactMap(\.string)
+        #expect(list == (0..<50).map { String($0) })
+    }
+
+    @Test("a command sent on a closed connection fails at once as unavailable")
+    func closedConnectionFails() async throws {
+        let redis = try await TestRedis.make()
+        let connection = try await RedisConnection.connect(configuration: redis.configuration, on: MultiThreadedEventLoopGroup.singleton)
+        #expect(try await connection.command("PING").string == "PONG")
+        connection.close()
+        while connection.isActive { await Task.yield() }
+        await #expect(throws: BusError.self) { try await connection.command("PING") }
     }
 }

@@ -40,9 +40,11 @@ struct VoiceRedoneTurnTests {
                 publicURL: url, callSid: callSid, from: "+15556660001", to: "+15550000001",
                 script: [
                     .action { [redone] in
-                        // The relay holds the call once it is registered.
+                        // The relay holds the call once it lists it (after it took it in locally).
                         let deadline = ContinuousClock.now + .seconds(10)
-                        while (try? await redis.command("EXISTS", .string("tac:call:\(callSid)")))?.integer != 1, ContinuousClock.now < deadline {
+                        while (try? await redis.command("SISMEMBER", .string(RedisKeys.relayCalls("relay-0")), .string(callSid)))?.integer != 1,
+                            ContinuousClock.now < deadline
+                        {
                             try? await Task.sleep(for: .milliseconds(20))
                         }
                         _ = try? await redis.send(redone)

@@ -29,7 +29,7 @@ struct HandoffAndCLITests {
             #expect(await eventually { (try? await stack.metric("agentconnect_conversations_ended_total", port: bot.port)) == 1 })
             // Closing it later (callbacks are cleared, and the row says ended) does not end it again.
             _ = try await stack.sim(.POST, "/sim/conversations/\(id)/close")
-            try await Task.sleep(for: .milliseconds(500))
+            #expect(await stack.settled())
             #expect(try await stack.metric("agentconnect_conversations_ended_total", port: bot.port) == 1)
             #expect(try await stack.count("SELECT count(*)::int FROM conversations WHERE id = '\(id)' AND ended_at IS NOT NULL") == 1)
         }
@@ -47,7 +47,11 @@ struct HandoffAndCLITests {
             #expect(data["attributes"]?["reason"]?.string == "caller asked for a human")
             #expect(data["attributes"]?["queue"]?.string == "billing")
             #expect(await eventually { (try? await stack.metric("agentconnect_conversations_ended_total", port: assistant.port)) == 1 })
-            try await Task.sleep(for: .milliseconds(500))
+            // The relay has torn the call down (its end published, "call ended" logged after) and the
+            // worker has handled every inbound entry: a second end would have been counted by now.
+            let relay = try #require(stack.processes("voice-relay").first)
+            #expect(await eventually { relay.log.contains("call ended") }, "\(relay.log)")
+            #expect(await stack.settled())
             #expect(try await stack.metric("agentconnect_conversations_ended_total", port: assistant.port) == 1)
         }
     }

@@ -19,7 +19,7 @@ struct MessagingAcceptanceTests {
             let replies = try await stack.agentMessages(conversationId: conversationId)
             #expect(replies.map { $0["text"]?.string } == ["You said: hello from \(channel)"])
             #expect(replies.first?["to"]?.string == customer)
-            try await Task.sleep(for: .milliseconds(300))
+            #expect(await stack.settled())
             let actions = try await stack.simRequests(path: "/v2/Conversations/\(conversationId)/Actions")
             #expect(actions.count == 1)
             let participants = try await stack.sim(.GET, "/v2/Conversations/\(conversationId)/Participants")["participants"]?.array ?? []
@@ -39,7 +39,7 @@ struct MessagingAcceptanceTests {
             #expect(first["webhookStatus"]?.double == 200 && second["webhookStatus"]?.double == 200)
             let conversationId = try #require(first["conversationId"]?.string)
             _ = try await stack.agentMessages(conversationId: conversationId)
-            try await Task.sleep(for: .milliseconds(500))
+            #expect(await stack.settled())
             #expect(try await stack.agentMessages(conversationId: conversationId, waitMs: 0).count == 1)
             #expect(try await stack.inboundLength() == 1)
         }
@@ -75,7 +75,7 @@ struct MessagingAcceptanceTests {
             // A normal message afterwards is answered, so the pipeline was live the whole time.
             let normal = try await stack.customerSays("real customer", from: "+15557770022")
             _ = try await stack.agentMessages(conversationId: normal["conversationId"]?.string, count: 1)
-            try await Task.sleep(for: .milliseconds(500))
+            #expect(await stack.settled())
             #expect(try await stack.agentMessages(to: "+15557770020", waitMs: 0).isEmpty)
             #expect(try await stack.agentMessages(conversationId: typedConversation, waitMs: 0).isEmpty)
         }
@@ -92,7 +92,7 @@ struct MessagingAcceptanceTests {
             let worker = try #require(stack.processes("agent-worker").first)
             let ended = await eventually { (try? await stack.metric("agentconnect_conversations_ended_total", port: worker.port)) == 1 }
             #expect(ended)
-            try await Task.sleep(for: .milliseconds(500))
+            #expect(await stack.settled())
             #expect(try await stack.metric("agentconnect_conversations_ended_total", port: worker.port) == 1)
         }
     }
@@ -104,7 +104,7 @@ struct MessagingAcceptanceTests {
             #expect(sent["webhookStatus"]?.double == 200)
             let replies = try await stack.agentMessages(to: "+15557770040")
             #expect(replies.map { $0["text"]?.string } == ["You said: plain number"])
-            try await Task.sleep(for: .milliseconds(300))
+            #expect(await stack.settled())
             let requests = try await stack.simRequests(path: "/Messages.json")
             #expect(requests.count == 1)
             #expect(requests.first?["form"]?["From"]?.string == stack.environment["TWILIO_PHONE_NUMBER"])
@@ -121,7 +121,7 @@ struct MessagingFailureTests {
             let sent = try await stack.customerSays("retry me", from: "+15557770050")
             let conversationId = try #require(sent["conversationId"]?.string)
             let replies = try await stack.agentMessages(conversationId: conversationId)
-            try await Task.sleep(for: .milliseconds(500))
+            #expect(await stack.settled())
             #expect(replies.count == 1)
             #expect(try await stack.agentMessages(conversationId: conversationId, waitMs: 0).count == 1)
             let outbound = try #require(stack.processes("outbound").first)

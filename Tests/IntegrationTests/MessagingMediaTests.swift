@@ -130,7 +130,7 @@ struct MessagingMediaTests {
             #expect(parts.allSatisfy { $0.utf16.count <= 1600 })
             #expect(parts.joined(separator: " ") == expected)
             #expect(parts.allSatisfy { $0.hasSuffix(".") })
-            try await Task.sleep(for: .seconds(1))
+            #expect(await stack.settled())
             #expect(try await stack.agentMessages(conversationId: conversationId, waitMs: 0).count == 3)
         }
     }
@@ -158,7 +158,7 @@ struct MessagingMediaTests {
             #expect(try await stack.strings("SELECT error FROM deliveries WHERE reply_id = 'optout-reply-1'").first?.contains("opted out") == true)
             let refused = try await startConversation(stack, ["channel": "sms", "to": .string(customer), "message": "We miss you"])
             #expect(refused.status == 409 && refused.body.contains("21610"))
-            try await Task.sleep(for: .seconds(2))
+            #expect(await stack.settled())
             let sends = try await stack.simRequests(path: "/Messages.json").filter { $0["method"]?.string == "POST" }
             #expect(sends.count == 1, "only the reply before STOP went to Twilio")
             #expect(try await stack.length(of: Streams.dead) == 0)
@@ -188,7 +188,7 @@ struct MessagingMediaTests {
                 ((try? await stack.strings("SELECT status || ':' || error FROM deliveries WHERE reply_id = 'race-reply-1'")) ?? []).first?.contains("21610") == true
             })
             #expect(try await stack.strings("SELECT customer_address FROM opt_outs") == [customer])
-            try await Task.sleep(for: .seconds(1))
+            #expect(await stack.settled())
             let sends = try await stack.simRequests(path: "/Messages.json").filter { $0["method"]?.string == "POST" }
             #expect(sends.count == 1, "refused once, never retried")
             #expect(try await stack.length(of: Streams.dead) == 0)

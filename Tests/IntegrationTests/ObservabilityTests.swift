@@ -39,13 +39,14 @@ struct ObservabilityTests {
 
     @Test("one turn's traceparent can be followed from webhook to delivery in the JSON logs")
     func traceparent() async throws {
-        var options = TestStack.Options()
+        var options = TestStack.Options(outbound: false)
         options.extra["LOG_FORMAT"] = "json"
         try await withStack(options) { stack in
+            // outbound logs a delivery ("reply delivered") at debug.
+            try await stack.launch("outbound", port: stack.outboundPort, extra: ["LOG_LEVEL": "debug"])
             let sent = try await stack.customerSays("trace me", from: "+15557771001")
             let conversationId = try #require(sent["conversationId"]?.string)
             _ = try await stack.agentMessages(conversationId: conversationId)
-            try await Task.sleep(for: .milliseconds(300))
             func lines(_ executable: String) -> [[String: Any]] {
                 stack.processes(executable).flatMap { process in
                     process.log.split(separator: "\n").compactMap {
@@ -53,6 +54,10 @@ struct ObservabilityTests {
                     }
                 }
             }
+            // The logs are read from the processes' output as it comes: wait until outbound's delivery line is in.
+            #expect(await eventually {
+                lines("outbound").contains { $0["msg"] as? String == "reply delivered" && $0["conversation.id"] as? String == conversationId }
+            })
             let accepted = try #require(lines("messaging-ingress").first { $0["msg"] as? String == "webhook accepted" && $0["conversation.id"] as? String == conversationId })
             let trace = try #require((accepted["traceparent"] as? String)?.split(separator: "-").dropFirst().first.map(String.init))
             let turn = lines("agent-worker").first { $0["msg"] as? String == "turn" && ($0["traceparent"] as? String)?.contains(trace) == true }

@@ -77,7 +77,8 @@ struct OutboundAPITests {
             let second = try await post(stack, "/v1/conversations", body, key: "order-77")
             #expect(first.status == 201 && second.status == 201)
             #expect(first.json["conversationId"] == second.json["conversationId"])
-            try await Task.sleep(for: .milliseconds(300))
+            // No agent-worker here: only the outbound stream has a reader.
+            #expect(await stack.settled(streams: [Streams.outbound]))
             let creations = try await stack.simRequests(path: "/v2/Conversations").filter { $0["method"]?.string == "POST" && $0["path"]?.string == "/v2/Conversations" }
             #expect(creations.count == 1)
             #expect(try await stack.agentMessages(to: "+15558880010", waitMs: 0).count == 1)

@@ -43,6 +43,47 @@ extension TestStack {
         return Int(try await client.command("XLEN", .string(stream)).integer ?? 0)
     }
 
+    /// Waits until nothing is in flight on `streams` (by default the inbound partitions and the
+    /// outbound stream): every consumer group has read each entry (its `last-delivered-id` is the
+    /// stream's `last-generated-id`) and acknowledged it (`pending` 0), and a stream holding entries has
+    /// a group. Consumers acknowledge an entry only after handling it, so whatever the entries led to
+    /// (turns, replies published, messages sent to Twilio) has happened by then: the condition a check
+    /// that nothing more happened waits for. False when `timeout` passes first.
+    func settled(
+        streams: [String] = (0..<16).map(Streams.inboundPartition) + [Streams.outbound], timeout: Duration = .seconds(30)
+    ) async -> Bool {
+        let client = redis.client()
+        defer { client.shutdown() }
+        let commands: [[RedisArgument]] = streams.flatMap { stream -> [[RedisArgument]] in
+            [["XINFO", "STREAM", .string(stream)], ["XINFO", "GROUPS", .string(stream)]]
+        }
+        return await eventually(timeout: timeout) {
+            guard let replies = try? await client.send(commands), replies.count == commands.count else { return false }
+            return stride(from: 0, to: replies.count, by: 2).allSatisfy { Self.drained(stream: replies[$0], groups: replies[$0 + 1]) }
+        }
+    }
+
+    /// Whether one stream's `XINFO STREAM` and `XINFO GROUPS` replies show nothing unread or unacknowledged.
+    static func drained(stream: RedisValue, groups: RedisValue) -> Bool {
+        // No such key: nothing was ever published to the stream.
+        if stream.isError { return true }
+        let info = fields(stream)
+        guard let last = info["last-generated-id"]?.string else { return false }
+        let rows = (groups.array ?? []).map(fields)
+        if rows.isEmpty { return info["length"]?.integer == 0 }
+        return rows.allSatisfy { $0["pending"]?.integer == 0 && $0["last-delivered-id"]?.string == last }
+    }
+
+    /// A RESP2 `XINFO` reply's name/value pairs.
+    static func fields(_ reply: RedisValue) -> [String: RedisValue] {
+        let items = reply.array ?? []
+        var fields: [String: RedisValue] = [:]
+        for index in stride(from: 0, to: items.count - 1, by: 2) {
+            if let name = items[index].string { fields[name] = items[index + 1] }
+        }
+        return fields
+    }
+
     /// A metric's value summed over its series, from a service's `/metrics`.
     func metric(_ name: String, port: Int, matching filter: String = "") async throws -> Double {
         let text = try await TestStack.request(.GET, "http://127.0.0.1:\(port)/metrics").body

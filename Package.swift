@@ -170,7 +170,7 @@ let package = Package(
             path: "Services/Outbound", exclude: ["README.md"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "AgentWorker", dependencies: ["AgentConnect", "AgentConnectRuntime", "AgentConnectAgents", "ServiceSupport"],
-            path: "Services/AgentWorker/Main", swiftSettings: swiftSettings),
+            path: "Services/AgentWorker/Main", swiftSettings: authorSettings),
         .executableTarget(
             name: "Migrate", dependencies: ["Store", "AgentConnectCore", logging],
             path: "Services/Migrate", exclude: ["README.md"], swiftSettings: swiftSettings),

@@ -70,6 +70,7 @@ public struct InterruptMessage: Sendable, Equatable {
     /// How long the agent had spoken, in milliseconds.
     public var durationUntilInterruptMs: Int
 
+    /// From a `voice.interrupted` event.
     package init(utteranceUntilInterrupt: String, durationUntilInterruptMs: Int) {
         self.utteranceUntilInterrupt = utteranceUntilInterrupt
         self.durationUntilInterruptMs = durationUntilInterruptMs
@@ -80,6 +81,7 @@ public struct InterruptMessage: Sendable, Equatable {
 public struct DTMFMessage: Sendable, Equatable {
     public var digit: String
 
+    /// From a `voice.dtmf` event.
     package init(digit: String) {
         self.digit = digit
     }
@@ -92,6 +94,7 @@ public struct CallStatusEvent: Sendable, Equatable {
     /// The form fields Twilio posted.
     public var fields: [String: String]
 
+    /// From a `voice.call_status` event.
     package init(kind: String, fields: [String: String]) {
         self.kind = kind
         self.fields = fields

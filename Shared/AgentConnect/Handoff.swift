@@ -10,6 +10,7 @@ public struct AgentTool: Sendable {
     public var parameters: JSONValue
     let invoke: @Sendable (JSONValue) async -> JSONValue
 
+    /// A tool whose `invoke` gets the model's arguments and returns the result it reads.
     init(name: String, description: String, parameters: JSONValue, invoke: @escaping @Sendable (JSONValue) async -> JSONValue) {
         self.name = name
         self.description = description

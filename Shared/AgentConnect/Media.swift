@@ -53,6 +53,7 @@ public struct DeliveryStatusUpdate: Sendable, Equatable {
     /// Twilio's error message, when it sent one.
     public var errorMessage: String?
 
+    /// From a `message.status` event.
     package init(replyId: String?, messageSid: String, status: String, errorCode: Int?, errorMessage: String?) {
         self.replyId = replyId
         self.messageSid = messageSid
@@ -70,6 +71,7 @@ public struct DeliveryFailure: Error, CustomStringConvertible, Sendable {
     /// What Twilio reported.
     public var update: DeliveryStatusUpdate
 
+    /// The failure `update` reports.
     package init(update: DeliveryStatusUpdate) {
         self.update = update
     }

@@ -19,6 +19,7 @@ public struct Observation: Sendable, Equatable, Codable {
     /// Relevance to the query in 0…1 (1 when there is no query).
     public var score: Double
 
+    /// From a stored observation.
     package init(id: String, content: String, source: String, conversationId: String?, createdAt: String, score: Double) {
         self.id = id
         self.content = content
@@ -37,6 +38,7 @@ public struct ConversationSummary: Sendable, Equatable, Codable {
     public var createdAt: String
     public var score: Double
 
+    /// From a stored summary.
     package init(id: String, content: String, conversationId: String?, createdAt: String, score: Double) {
         self.id = id
         self.content = content
@@ -55,6 +57,7 @@ public struct Communication: Sendable, Equatable, Codable {
     public var text: String
     public var createdAt: String
 
+    /// From a stored message.
     package init(id: String, conversationId: String, direction: String, authorAddress: String?, text: String, createdAt: String) {
         self.id = id
         self.conversationId = conversationId

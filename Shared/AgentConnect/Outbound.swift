@@ -40,6 +40,7 @@ public typealias InitiateMessagingConversationOptions = OutboundConversationOpti
 public struct OutboundConversationResult: Sendable, Equatable {
     public var conversationId: String
 
+    /// From the outbound API's answer.
     package init(conversationId: String) {
         self.conversationId = conversationId
     }
@@ -81,6 +82,7 @@ public typealias InitiateVoiceConversationOptions = OutboundCallOptions
 public struct OutboundCallResult: Sendable, Equatable {
     public var callSid: String
 
+    /// From the outbound API's answer.
     package init(callSid: String) {
         self.callSid = callSid
     }

@@ -56,6 +56,7 @@ public struct ConversationRelayError: Error, Sendable, Equatable, CustomStringCo
     /// The message as sent.
     public var frame: JSONValue
 
+    /// From a relay `error` frame.
     package init(description: String, frame: JSONValue) {
         self.description = description
         self.frame = frame
@@ -70,6 +71,7 @@ public struct ConversationRelayMessage: Sendable, Equatable {
     /// The message as sent.
     public var frame: JSONValue
 
+    /// From a relay message the runtime passes on.
     package init(type: String, frame: JSONValue) {
         self.type = type
         self.frame = frame

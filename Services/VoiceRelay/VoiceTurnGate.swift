@@ -171,7 +171,12 @@ struct VoiceTurnGate {
     /// When ``expire(now:)`` should run next: the earliest time a held generation may take a turn
     /// over (nil when nothing is held).
     var nextDeadline: ContinuousClock.Instant? {
-        turns.values.filter { !$0.held.isEmpty }.map { $0.ownerAt + takeover }.min()
+        var earliest: ContinuousClock.Instant?
+        for turn in turns.values where !turn.held.isEmpty {
+            let deadline = turn.ownerAt + takeover
+            if earliest.map({ deadline < $0 }) ?? true { earliest = deadline }
+        }
+        return earliest
     }
 
     /// `generation` takes the turn over from its silent owner (refused from now on); its `frames`

@@ -181,7 +181,7 @@ let package = Package(
         .executableTarget(
             name: "Bench",
             dependencies: serviceDeps + [hummingbirdWS, wsClient, httpClient, argumentParser, "RelayCaller"],
-            path: "Services/Bench", swiftSettings: swiftSettings),
+            path: "DevTools/Bench", swiftSettings: swiftSettings),
 
         // MARK: Tests
         .testTarget(

@@ -3,13 +3,11 @@ import Foundation
 import Testing
 
 /// The payload as the producers built it by hand before the typed events, without its `null` members
-/// (a typed event leaves a `nil` out; readers take a missing member and `null` alike).
+/// (a typed event leaves a `nil` field out; readers take a missing member and `null` alike). Media
+/// items keep theirs: they are written as before.
 private func withoutNulls(_ value: JSONValue) -> JSONValue {
-    switch value {
-    case .object(let members): .object(members.filter { $0.value != .null }.mapValues(withoutNulls))
-    case .array(let elements): .array(elements.map(withoutNulls))
-    default: value
-    }
+    guard case .object(let members) = value else { return value }
+    return .object(members.filter { $0.value != .null })
 }
 
 @Suite("Typed bus events")
@@ -35,6 +33,7 @@ struct BusEventPayloadTests {
         #expect(message.agentParticipantId == nil)
         #expect(message.media == [.init(url: "https://m/1", contentType: "image/png", size: 42), .init(url: "https://m/2")])
         #expect(try JSONValue(encoding: message) == withoutNulls(Self.orchestratorMessage))
+        #expect(try JSONValue(encoding: MessageReceived.Media(url: "https://m/2")).compactJSON == #"{"contentType":null,"size":null,"url":"https://m/2"}"#)
 
         let prompt = try Self.voicePrompt.decode(MessageReceived.self)
         #expect(prompt.mode == .relay && prompt.supersedes == false && prompt.customParameters == ["tier": "gold"] && prompt.media == nil)

@@ -5,8 +5,9 @@ import Foundation
 /// ``BusEvent/decode(_:)``).
 ///
 /// The wire format is the envelope's `payload` object as before: the members are the stored
-/// properties' names; a `nil` optional is left out, and a missing member and `null` read alike, so
-/// processes built before and after a field's type changed read each other's events.
+/// properties' names; a `nil` optional is left out (except where a type writes `null` as its
+/// producers always did, e.g. ``MessageReceived/Media``), and a missing member and `null` read alike,
+/// so processes built before and after the typed events read each other's events.
 public protocol BusEventPayload: Codable, Sendable {
     /// The envelope's `type` (one of ``EventType``).
     static var type: String { get }

@@ -19,6 +19,15 @@ public struct MessageReceived: BusEventPayload, Equatable {
             self.contentType = contentType
             self.size = size
         }
+
+        /// As the producers wrote media before the typed events: `contentType` and `size` always
+        /// present, `null` when unknown.
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(url, forKey: .url)
+            try container.encode(contentType, forKey: .contentType)
+            try container.encode(size, forKey: .size)
+        }
     }
 
     /// How the conversation reaches Twilio (replies go back the same way).

@@ -103,13 +103,6 @@ let package = Package(
                 .product(name: "OTel", package: "swift-otel"), .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             path: "Shared/ServiceSupport", swiftSettings: swiftSettings),
-        .target(
-            name: "RelayCaller",
-            dependencies: [
-                "AgentConnectCore", "TwilioKit", wsClient, httpClient, httpTypes, logging,
-                .product(name: "NIOWebSocket", package: "swift-nio"),
-            ],
-            path: "DevTools/RelayCaller", swiftSettings: swiftSettings),
         // The agent author's face: no Hummingbird, PostgreSQL, bus or Twilio client here.
         .target(
             name: "AgentConnect", dependencies: ["AgentConnectCore", logging, nioConcurrency],
@@ -174,6 +167,15 @@ let package = Package(
         .executableTarget(
             name: "Migrate", dependencies: ["Store", "AgentConnectCore", logging],
             path: "Services/Migrate", exclude: ["README.md"], swiftSettings: swiftSettings),
+
+        // MARK: Dev tools (DevTools/: development and tests only, never deployed)
+        .target(
+            name: "RelayCaller",
+            dependencies: [
+                "AgentConnectCore", "TwilioKit", wsClient, httpClient, httpTypes, logging,
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            path: "DevTools/RelayCaller", swiftSettings: swiftSettings),
         .executableTarget(
             name: "TwilioSim",
             dependencies: serviceDeps + [hummingbirdWS, wsClient, httpClient, argumentParser, "RelayCaller"],

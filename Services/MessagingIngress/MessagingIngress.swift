@@ -18,9 +18,12 @@ struct MessagingIngress {
     static func buildServiceGroup(configuration: MessagingConfiguration, logger: Logger) throws -> ServiceGroup {
         let health = HealthState()
         let redis = RedisClient(configuration: configuration.common.redis, logger: logger)
-        let bus = RedisStreamsEventBus(client: redis, retentionSeconds: configuration.common.streamRetentionSeconds, durability: configuration.common.busDurability)
-        let router = buildRouter(configuration: configuration, bus: bus, health: health, readiness: DependencyProbe(redis: redis).check, logger: logger)
-        let app = ServiceHTTPServer.make(router: router, common: configuration.common, name: "messaging-ingress", health: health, logger: logger,
+        let bus = RedisStreamsEventBus(
+            client: redis, retentionSeconds: configuration.common.streamRetentionSeconds, durability: configuration.common.busDurability)
+        let router = buildRouter(
+            configuration: configuration, bus: bus, health: health, readiness: DependencyProbe(redis: redis).check, logger: logger)
+        let app = ServiceHTTPServer.make(
+            router: router, common: configuration.common, name: "messaging-ingress", health: health, logger: logger,
             limits: configuration.httpLimits)
         return ServiceMain.group(services: [RedisClientService(client: redis), app], health: health, logger: logger)
     }

@@ -99,7 +99,9 @@ struct WebhookClassifier: Sendable {
                     traceparent: traceparent)
             }
         case "INACTIVE":
-            return publish(ConversationInactive(status: status, metadata: metadata), dedupKey: key, conversationId: conversationId, channel: .sms, traceparent: traceparent)
+            return publish(
+                ConversationInactive(status: status, metadata: metadata), dedupKey: key, conversationId: conversationId, channel: .sms,
+                traceparent: traceparent)
         default:
             return .ignore("status \(status)")
         }
@@ -139,7 +141,8 @@ struct WebhookClassifier: Sendable {
             mode: .classic, text: body, authorAddress: from, media: media, agentAddress: to, messageSid: messageSid,
             optOut: MessageRules.optKeyword(body)?.rawValue)
         return publish(
-            message, dedupKey: "msg:\(messageSid)", conversationId: classicConversationId(channel: channel, agent: to, customer: from), channel: channel,
+            message, dedupKey: "msg:\(messageSid)", conversationId: classicConversationId(channel: channel, agent: to, customer: from),
+            channel: channel,
             traceparent: traceparent)
     }
 

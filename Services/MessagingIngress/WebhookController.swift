@@ -100,7 +100,8 @@ struct WebhookController: Sendable {
         }
         let traceparent = Traceparent.continuing(request.headers[HTTPField.Name("traceparent")!]).description
         return await apply(
-            classifier.classifyIntelligenceResult(json, conversationId: conversationId, bodyHash: TwilioSignature.bodyHash(body), traceparent: traceparent))
+            classifier.classifyIntelligenceResult(
+                json, conversationId: conversationId, bodyHash: TwilioSignature.bodyHash(body), traceparent: traceparent))
     }
 
     private func apply(_ decision: WebhookDecision) async -> Response {
@@ -182,4 +183,3 @@ struct WebhookController: Sendable {
         Counter(label: "agentconnect_webhooks_total", dimensions: [("outcome", outcome)]).increment()
     }
 }
-

@@ -33,27 +33,42 @@ struct BusEventPayloadTests {
         #expect(message.agentParticipantId == nil)
         #expect(message.media == [.init(url: "https://m/1", contentType: "image/png", size: 42), .init(url: "https://m/2")])
         #expect(try JSONValue(encoding: message) == withoutNulls(Self.orchestratorMessage))
-        #expect(try JSONValue(encoding: MessageReceived.Media(url: "https://m/2")).compactJSON == #"{"contentType":null,"size":null,"url":"https://m/2"}"#)
+        #expect(
+            try JSONValue(encoding: MessageReceived.Media(url: "https://m/2")).compactJSON == #"{"contentType":null,"size":null,"url":"https://m/2"}"#
+        )
 
         let prompt = try Self.voicePrompt.decode(MessageReceived.self)
         #expect(prompt.mode == .relay && prompt.supersedes == false && prompt.customParameters == ["tier": "gold"] && prompt.media == nil)
         #expect(try JSONValue(encoding: prompt) == withoutNulls(Self.voicePrompt))
 
         let legacy: [(any BusEventPayload.Type, JSONValue)] = [
-            (ReplyReady.self, [
-                "text": "ok", "mode": "classic", "customerAddress": "+1", "customerParticipantId": .null, "agentAddress": "+2",
-                "agentParticipantId": .null, "channelId": .null, "media": ["https://m/1"], "contentSid": "HX1", "contentVariables": ["1": "a"],
-            ]),
-            (MessageStatus.self, [
-                "messageSid": "SM1", "status": "failed", "errorCode": "30003", "errorMessage": .null, "agentAddress": "+2", "customerAddress": "+1",
-            ]),
+            (
+                ReplyReady.self,
+                [
+                    "text": "ok", "mode": "classic", "customerAddress": "+1", "customerParticipantId": .null, "agentAddress": "+2",
+                    "agentParticipantId": .null, "channelId": .null, "media": ["https://m/1"], "contentSid": "HX1", "contentVariables": ["1": "a"],
+                ]
+            ),
+            (
+                MessageStatus.self,
+                [
+                    "messageSid": "SM1", "status": "failed", "errorCode": "30003", "errorMessage": .null, "agentAddress": "+2",
+                    "customerAddress": "+1",
+                ]
+            ),
             (ConversationStarted.self, ["participantId": "P1", "participantType": "CUSTOMER", "address": .null, "profileId": .null]),
             (ConversationInactive.self, ["status": "INACTIVE", "reason": "orchestrator", "channelKnown": false, "metadata": ["k": "v"]]),
             (ConversationEnded.self, ["reason": "handoff", "callSid": "CA1", "handoffData": .null]),
             (ConversationEnded.self, ["reason": "relay_lost", "relayInstance": "relay-2"]),
-            (VoiceInterrupted.self, ["utteranceUntilInterrupt": "Hel", "durationUntilInterruptMs": .number(820.5), "callSid": "CA1", "relayInstance": "r"]),
+            (
+                VoiceInterrupted.self,
+                ["utteranceUntilInterrupt": "Hel", "durationUntilInterruptMs": .number(820.5), "callSid": "CA1", "relayInstance": "r"]
+            ),
             (VoiceDTMF.self, ["digit": "7", "callSid": "CA1", "relayInstance": "r"]),
-            (VoiceRelayMessage.self, ["frameType": "error", "frame": ["type": "error", "description": "bad"], "callSid": "CA1", "relayInstance": "r"]),
+            (
+                VoiceRelayMessage.self,
+                ["frameType": "error", "frame": ["type": "error", "description": "bad"], "callSid": "CA1", "relayInstance": "r"]
+            ),
             (VoiceCallStatus.self, ["kind": "session", "callSid": "CA1", "fields": ["CallStatus": "completed"]]),
             (VoiceFrame.self, ["turnId": "t:r1", "seq": 3, "frame": ["type": "text", "token": "Hi", "last": false], "gen": .null]),
             (IntelligenceResult.self, ["conversationId": "c", "operatorResults": [["id": "r1"]], "intelligenceConfiguration": ["id": .null]]),
@@ -86,8 +101,10 @@ struct BusEventPayloadTests {
             ReplyReady(text: "a\nb", mode: .orchestrator, customerAddress: "+1", media: ["https://m/1"], contentVariables: ["1": "x"]),
             MessageStatus(messageSid: "SM1", status: "delivered", agentAddress: "+2", customerAddress: "+1"),
             ConversationStarted(participantId: "P1"), ConversationInactive(metadata: ["a": [1, true]]),
-            ConversationEnded(reason: .hangup, callSid: "CA1"), VoiceInterrupted(utteranceUntilInterrupt: "", durationUntilInterruptMs: 0, callSid: "C", relayInstance: "r"),
-            VoiceDTMF(digit: "#", callSid: "C", relayInstance: "r"), VoiceRelayMessage(frameType: "info", frame: ["type": "info"], callSid: "C", relayInstance: "r"),
+            ConversationEnded(reason: .hangup, callSid: "CA1"),
+            VoiceInterrupted(utteranceUntilInterrupt: "", durationUntilInterruptMs: 0, callSid: "C", relayInstance: "r"),
+            VoiceDTMF(digit: "#", callSid: "C", relayInstance: "r"),
+            VoiceRelayMessage(frameType: "info", frame: ["type": "info"], callSid: "C", relayInstance: "r"),
             VoiceCallStatus(kind: .amd, callSid: "C", fields: ["AnsweredBy": "human"]), VoiceFrame(turnId: "t", seq: 0, frame: ["type": "end"]),
             IntelligenceResult(body: ["operatorResults": []]),
         ]
@@ -140,7 +157,9 @@ struct BusEventPayloadTests {
             }
         }
         #expect(failure(["mode": "classic", "authorAddress": "+1"]) == "message.received event e2: payload.text is missing")
-        #expect(failure(["mode": "classic", "text": .null, "authorAddress": "+1"]) == "message.received event e2: payload.text: expected String, found null")
+        #expect(
+            failure(["mode": "classic", "text": .null, "authorAddress": "+1"])
+                == "message.received event e2: payload.text: expected String, found null")
         #expect(
             failure(["mode": "classic", "text": "t", "authorAddress": "+1", "media": [["url": 5]]])
                 == "message.received event e2: payload.media[0].url: expected String, found a number")

@@ -52,9 +52,11 @@ struct WebhookClassifierTests {
         #expect(event.conversationId == classicConversationId(channel: .sms, agent: Self.agent, customer: Self.customer))
         #expect(event.channel == .sms && event.traceparent == traceparent)
         let message = try event.decode(MessageReceived.self)
-        #expect(message == MessageReceived(
-            mode: .classic, text: "hello", authorAddress: Self.customer, media: [.init(url: "https://m/0", contentType: "image/png")],
-            agentAddress: Self.agent, messageSid: "SM1"))
+        #expect(
+            message
+                == MessageReceived(
+                    mode: .classic, text: "hello", authorAddress: Self.customer, media: [.init(url: "https://m/0", contentType: "image/png")],
+                    agentAddress: Self.agent, messageSid: "SM1"))
     }
 
     @Test("classic: the agent's own message, another account, an unknown recipient and an empty body are dropped; a missing field is rejected")
@@ -66,8 +68,11 @@ struct WebhookClassifierTests {
                 == .drop(reason: "wrong_account", isError: true))
         #expect(classic(to: "+15559999999") == .drop(reason: "unknown_recipient", isError: true))
         #expect(classic(body: "  \n") == .drop(reason: "empty_text", isError: false))
-        #expect(classifier.classifyClassicMessage([("From", Self.customer), ("To", Self.agent)], traceparent: traceparent) == .reject("missing MessageSid"))
-        #expect(classifier.classifyClassicMessage([("To", Self.agent), ("MessageSid", "SM1")], traceparent: traceparent) == .reject("missing From or To"))
+        #expect(
+            classifier.classifyClassicMessage([("From", Self.customer), ("To", Self.agent)], traceparent: traceparent)
+                == .reject("missing MessageSid"))
+        #expect(
+            classifier.classifyClassicMessage([("To", Self.agent), ("MessageSid", "SM1")], traceparent: traceparent) == .reject("missing From or To"))
     }
 
     @Test("classic: a WhatsApp message is on the whatsapp channel; STOP carries its opt keyword; media alone is a message")
@@ -89,17 +94,22 @@ struct WebhookClassifierTests {
         let (event, key) = try #require(published(decision))
         #expect(key == "comm:comm1" && event.id == WebhookClassifier.eventId("comm:comm1"))
         #expect(event.conversationId == "conv1" && event.channel == .sms && event.type == EventType.messageReceived)
-        #expect(try event.decode(MessageReceived.self) == MessageReceived(
-            mode: .orchestrator, text: "hi", authorAddress: Self.customer, media: [], authorParticipantId: "PC1", agentAddress: "+15550003333",
-            agentParticipantId: "PA3", channelId: "CH1", communicationId: "comm1"))
+        #expect(
+            try event.decode(MessageReceived.self)
+                == MessageReceived(
+                    mode: .orchestrator, text: "hi", authorAddress: Self.customer, media: [], authorParticipantId: "PC1",
+                    agentAddress: "+15550003333",
+                    agentParticipantId: "PA3", channelId: "CH1", communicationId: "comm1"))
     }
 
     @Test("orchestrator: no recipients means the default sender; Chat means the chat agent; no id means the body hash is the key")
     func orchestratorDefaults() throws {
-        let noRecipients = try #require(published(classifier.classifyOrchestratorEvent(communication(id: nil), bodyHash: "abc", traceparent: traceparent)))
+        let noRecipients = try #require(
+            published(classifier.classifyOrchestratorEvent(communication(id: nil), bodyHash: "abc", traceparent: traceparent)))
         #expect(noRecipients.key == "body:abc")
         #expect(try noRecipients.event.decode(MessageReceived.self).agentAddress == Self.agent)
-        let chat = try #require(published(classifier.classifyOrchestratorEvent(communication(channel: "CHAT"), bodyHash: "h", traceparent: traceparent)))
+        let chat = try #require(
+            published(classifier.classifyOrchestratorEvent(communication(channel: "CHAT"), bodyHash: "h", traceparent: traceparent)))
         #expect(chat.event.channel == .chat)
         #expect(try chat.event.decode(MessageReceived.self).agentAddress == "ai-assistant")
     }
@@ -108,10 +118,13 @@ struct WebhookClassifierTests {
     func orchestratorDrops() {
         func classify(_ body: JSONValue) -> WebhookDecision { classifier.classifyOrchestratorEvent(body, bodyHash: "h", traceparent: traceparent) }
         #expect(classify(communication(author: Self.agent)) == .drop(reason: "own_message", isError: false))
-        #expect(classify(communication(recipients: [["channel": "SMS", "address": "+15559999999"]])) == .drop(reason: "unknown_recipient", isError: true))
+        #expect(
+            classify(communication(recipients: [["channel": "SMS", "address": "+15559999999"]])) == .drop(reason: "unknown_recipient", isError: true))
         #expect(classify(communication(text: " ")) == .drop(reason: "empty_text", isError: false))
         #expect(classify(communication(channel: "VOICE")) == .ignore("communication on channel VOICE"))
-        #expect(classify(["eventType": "COMMUNICATION_CREATED", "data": ["author": ["channel": "SMS"]]]) == .reject("COMMUNICATION_CREATED without conversationId"))
+        #expect(
+            classify(["eventType": "COMMUNICATION_CREATED", "data": ["author": ["channel": "SMS"]]])
+                == .reject("COMMUNICATION_CREATED without conversationId"))
         #expect(classify(["data": [:]]) == .reject("missing eventType"))
         #expect(classify(["eventType": "SOMETHING_ELSE", "data": [:]]) == .ignore("SOMETHING_ELSE"))
         #expect(classify(.array([])) == .reject("webhook payload must be a JSON object"))
@@ -123,23 +136,30 @@ struct WebhookClassifierTests {
         #expect(WebhookClassifier.orchestratorMedia(["media": .array(items)]).count == 10)
         let sizes: [JSONValue] = [.number(1e300), .number(-4), .number(5.5), .string("2048"), .number(2048), .null]
         #expect(sizes.map { WebhookClassifier.mediaSize($0) } == [nil, nil, nil, 2048, 2048, nil])
-        #expect(WebhookClassifier.orchestratorMedia(["media": [["mediaUrl": "https://m/x", "content_type": "audio/ogg"], ["url": ""]]])
-            == [.init(url: "https://m/x", contentType: "audio/ogg")])
+        #expect(
+            WebhookClassifier.orchestratorMedia(["media": [["mediaUrl": "https://m/x", "content_type": "audio/ogg"], ["url": ""]]])
+                == [.init(url: "https://m/x", contentType: "audio/ogg")])
     }
 
     @Test("CONVERSATION_UPDATED: CLOSED ends the conversation (channel unknown), INACTIVE is conversation.inactive, other configurations are ignored")
     func conversationUpdated() throws {
         func updated(_ status: String, configuration: String = "CF1") -> WebhookDecision {
             classifier.classifyOrchestratorEvent(
-                ["eventType": "CONVERSATION_UPDATED", "data": [
-                    "id": "conv1", "configurationId": .string(configuration), "status": .string(status), "updatedAt": "t1", "metadata": ["k": "v"],
-                ]], bodyHash: "h", traceparent: traceparent)
+                [
+                    "eventType": "CONVERSATION_UPDATED",
+                    "data": [
+                        "id": "conv1", "configurationId": .string(configuration), "status": .string(status), "updatedAt": "t1",
+                        "metadata": ["k": "v"],
+                    ],
+                ], bodyHash: "h", traceparent: traceparent)
         }
         let closed = try #require(published(updated("CLOSED")))
         #expect(closed.key == "conv:conv1:CLOSED:t1" && closed.event.id == WebhookClassifier.eventId(closed.key))
         #expect(closed.event.channel == .sms)
-        #expect(try closed.event.decode(ConversationEnded.self) == ConversationEnded(
-            reason: .orchestrator, status: "CLOSED", channelKnown: false, metadata: ["k": "v"]))
+        #expect(
+            try closed.event.decode(ConversationEnded.self)
+                == ConversationEnded(
+                    reason: .orchestrator, status: "CLOSED", channelKnown: false, metadata: ["k": "v"]))
         let inactive = try #require(published(updated("INACTIVE")))
         #expect(try inactive.event.decode(ConversationInactive.self) == ConversationInactive(metadata: ["k": "v"]))
         #expect(updated("ACTIVE") == .ignore("status ACTIVE"))
@@ -149,12 +169,17 @@ struct WebhookClassifierTests {
     @Test("PARTICIPANT_ADDED is conversation.started on the participant's channel, deduplicated on the participant")
     func participantAdded() throws {
         let decision = classifier.classifyOrchestratorEvent(
-            ["eventType": "PARTICIPANT_ADDED", "data": [
-                "conversationId": "conv1", "id": "PC1", "type": "CUSTOMER", "addresses": [["channel": "WHATSAPP", "address": "whatsapp:+1"]],
-            ]], bodyHash: "h", traceparent: traceparent)
+            [
+                "eventType": "PARTICIPANT_ADDED",
+                "data": [
+                    "conversationId": "conv1", "id": "PC1", "type": "CUSTOMER", "addresses": [["channel": "WHATSAPP", "address": "whatsapp:+1"]],
+                ],
+            ], bodyHash: "h", traceparent: traceparent)
         let (event, key) = try #require(published(decision))
         #expect(key == "participant:PC1" && event.channel == .whatsapp)
-        #expect(try event.decode(ConversationStarted.self) == ConversationStarted(participantId: "PC1", participantType: "CUSTOMER", address: "whatsapp:+1"))
+        #expect(
+            try event.decode(ConversationStarted.self)
+                == ConversationStarted(participantId: "PC1", participantType: "CUSTOMER", address: "whatsapp:+1"))
     }
 
     @Test("a status callback is message.status on the classic conversation; error code 0 is no error; an unknown sender is dropped")
@@ -163,21 +188,31 @@ struct WebhookClassifierTests {
         let (event, key) = try #require(published(classifier.classifyMessageStatus(fields, traceparent: traceparent)))
         #expect(key == "status:SM9:delivered")
         #expect(event.conversationId == classicConversationId(channel: .sms, agent: Self.agent, customer: Self.customer))
-        #expect(try event.decode(MessageStatus.self) == MessageStatus(
-            messageSid: "SM9", status: "delivered", agentAddress: Self.agent, customerAddress: Self.customer))
-        let failed = try #require(published(classifier.classifyMessageStatus(
-            [("SmsSid", "SM9"), ("SmsStatus", "failed"), ("ErrorCode", "30003"), ("From", Self.agent), ("To", Self.customer)], traceparent: traceparent)))
+        #expect(
+            try event.decode(MessageStatus.self)
+                == MessageStatus(
+                    messageSid: "SM9", status: "delivered", agentAddress: Self.agent, customerAddress: Self.customer))
+        let failed = try #require(
+            published(
+                classifier.classifyMessageStatus(
+                    [("SmsSid", "SM9"), ("SmsStatus", "failed"), ("ErrorCode", "30003"), ("From", Self.agent), ("To", Self.customer)],
+                    traceparent: traceparent)))
         #expect(try failed.event.decode(MessageStatus.self).errorCode == "30003")
-        #expect(classifier.classifyMessageStatus([("MessageSid", "SM9"), ("MessageStatus", "sent"), ("From", "+19999"), ("To", Self.customer)], traceparent: traceparent)
-            == .drop(reason: "unknown_sender", isError: true))
-        #expect(classifier.classifyMessageStatus([("MessageSid", "SM9"), ("From", Self.agent), ("To", Self.customer)], traceparent: traceparent)
-            == .reject("missing MessageStatus"))
+        #expect(
+            classifier.classifyMessageStatus(
+                [("MessageSid", "SM9"), ("MessageStatus", "sent"), ("From", "+19999"), ("To", Self.customer)], traceparent: traceparent)
+                == .drop(reason: "unknown_sender", isError: true))
+        #expect(
+            classifier.classifyMessageStatus([("MessageSid", "SM9"), ("From", Self.agent), ("To", Self.customer)], traceparent: traceparent)
+                == .reject("missing MessageStatus"))
     }
 
     @Test("an intelligence result is carried whole, deduplicated on its result ids whatever their order, else on the body")
     func intelligenceResult() throws {
         func key(_ ids: [String]) throws -> String {
-            let body: JSONValue = ["conversationId": "conv1", "operatorResults": .array(ids.map { ["id": .string($0)] }), "intelligenceConfiguration": ["id": "IC1"]]
+            let body: JSONValue = [
+                "conversationId": "conv1", "operatorResults": .array(ids.map { ["id": .string($0)] }), "intelligenceConfiguration": ["id": "IC1"],
+            ]
             let (event, dedupKey) = try #require(
                 published(classifier.classifyIntelligenceResult(body, conversationId: "conv1", bodyHash: "bh", traceparent: traceparent)))
             #expect(try event.decode(IntelligenceResult.self).body == body)

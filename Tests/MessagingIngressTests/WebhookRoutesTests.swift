@@ -91,7 +91,9 @@ struct WebhookRoutesTests {
             let elsewhere = TwilioSignature(authToken: Self.authToken).compute(url: "https://\(Self.domain)/other", params: Self.sms)
             #expect(try await postForm(client, "/webhook", Self.sms, signature: elsewhere).status == .forbidden)
             #expect(try await postJSON(client, "/webhook", Array(#"{"eventType":"X","data":{}}"#.utf8), signature: "bogus").status == .forbidden)
-            #expect(try await post(client, "/webhook", body: Array("%zz".utf8), contentType: "application/x-www-form-urlencoded", signature: nil).status == .forbidden)
+            #expect(
+                try await post(client, "/webhook", body: Array("%zz".utf8), contentType: "application/x-www-form-urlencoded", signature: nil).status
+                    == .forbidden)
             #expect(try await postForm(client, "/message-status", [("MessageSid", "SM1")], signature: "bogus").status == .forbidden)
             #expect(try await postJSON(client, "/ci-webhook", Array(#"{"conversationId":"c"}"#.utf8), signature: "bogus").status == .forbidden)
             #expect(inbound(bus, configuration).isEmpty)
@@ -126,7 +128,8 @@ struct WebhookRoutesTests {
             let message: JSONValue = [
                 "eventType": "COMMUNICATION_CREATED",
                 "data": [
-                    "id": "comm1", "conversationId": "conv1", "author": ["channel": "SMS", "address": .string(Self.customer), "participantId": "PC1"],
+                    "id": "comm1", "conversationId": "conv1",
+                    "author": ["channel": "SMS", "address": .string(Self.customer), "participantId": "PC1"],
                     "content": ["text": "hi"],
                 ],
             ]

@@ -41,7 +41,9 @@ struct DevPhoneTests {
                 #expect(partials >= 2, "the reply showed \(Int(partials)) states")
                 try await page.evaluate(##"$("interrupt").click()"##)
                 #expect(try await page.waitFor(##"document.querySelector("#callLog .reply.interrupted") !== null"##))
-                try await Task.sleep(for: .milliseconds(1200))
+                // The worker is done with the turn (cut short, or, were the interrupt lost, streamed to its end):
+                // no token is produced after this.
+                #expect(await stack.settled())
                 let spoken = try await page.evaluate(##"document.querySelector("#callLog .reply .text").textContent"##).string ?? ""
                 #expect(spoken != "You said: please tell me a long story about the sea and ships")
                 #expect(try await page.evaluate(##"document.querySelectorAll("#callLog .reply").length"##).double == 1)

@@ -14,11 +14,11 @@ struct PartitionLeases: Sendable {
     let partitions: Int
     let ttlMilliseconds: Int
 
-    private var membersKey: String { "tac:workers:\(group)" }
+    private var membersKey: String { RedisKeys.workers(group: group) }
     /// A renewal must answer well inside the lease: one that cannot is counted as failed (and after
     /// a whole TTL of failures, the partitions are given up as lost).
     private var renewalDeadline: Duration { .milliseconds(max(100, ttlMilliseconds / 3)) }
-    private func leaseKey(_ partition: Int) -> String { "tac:lease:\(group):\(partition)" }
+    private func leaseKey(_ partition: Int) -> String { RedisKeys.partitionLease(group: group, partition: partition) }
 
     private static let renewScript = """
         local v = redis.call('GET', KEYS[1])

@@ -46,7 +46,7 @@ extension WorkerRuntime {
             if turn == nil { try await finishHandoff(session) }
         } else {
             _ = try await outbound.post("/v1/handoffs", body)
-            try await publishEnded(session, reason: "handoff")
+            try await publishEnded(session, reason: .handoff)
         }
     }
 
@@ -56,15 +56,15 @@ extension WorkerRuntime {
         try await sendFrames(conversationId: session.conversationId) { emit in
             try await emit(["type": "end", "handoffData": .string(data)])
         }
-        try await publishEnded(session, reason: "handoff")
+        try await publishEnded(session, reason: .handoff)
     }
 
     /// Puts `conversation.ended` on the conversation's partition, behind the turn in hand.
-    func publishEnded(_ session: ConversationSession, reason: String) async throws {
-        let event = BusEvent(
-            type: EventType.conversationEnded, conversationId: session.conversationId, channel: session.channel,
-            payload: ["reason": .string(reason), "callSid": JSONValue(session.callSid)])
+    func publishEnded(_ session: ConversationSession, reason: ConversationEnded.Reason) async throws {
+        let event = try ConversationEnded.event(
+            conversationId: session.conversationId, channel: session.channel, reason: reason, callSid: session.callSid)
         let stream = Partitioner.inboundStream(for: session.conversationId, partitions: common.inboundPartitions)
-        _ = try await bus.publish(event, to: stream, dedupKey: "tac:dedup:ended:\(session.conversationId)", ttlSeconds: 86_400)
+        _ = try await bus.publish(
+            event, to: stream, dedupKey: ConversationEnded.dedupKey(conversationId: session.conversationId), ttlSeconds: ConversationEnded.dedupTTLSeconds)
     }
 }

@@ -49,6 +49,6 @@ package struct WorkerRuntime: Sendable {
 
     /// The voice-relay instance holding a call's socket, from its registration in Redis.
     func relayInstance(of conversationId: String) async throws -> String? {
-        try await redis.command("GET", .string("tac:call:\(conversationId)")).string
+        try await redis.command("GET", .string(RedisKeys.call(conversationId))).string
     }
 }

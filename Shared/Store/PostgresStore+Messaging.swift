@@ -128,24 +128,13 @@ extension PostgresStore {
         replyId: String, conversationId: String, channel: ChannelKind, textHash: String, owner: String, leaseMilliseconds: Int,
         optOut: (agent: String, customer: String)?
     ) async throws -> SendingClaim {
-        let rows = try await client.query(
-            """
-            WITH opted AS (
-                SELECT EXISTS (SELECT 1 FROM opt_outs WHERE agent_address = \(optOut?.agent) AND customer_address = \(optOut?.customer)) AS opted_out
-            ), inserted AS (
-                INSERT INTO deliveries (reply_id, conversation_id, channel, text_hash, owner, lease_until, in_doubt_since, attempts)
-                SELECT \(replyId), \(conversationId), \(channel.rawValue), \(textHash), \(owner),
-                    now() + \(leaseMilliseconds) * interval '1 millisecond',
-                    CASE WHEN opted.opted_out THEN NULL ELSE now() END, CASE WHEN opted.opted_out THEN 0 ELSE 1 END
-                FROM opted
-                ON CONFLICT (reply_id) DO NOTHING RETURNING reply_id
-            )
-            SELECT EXISTS (SELECT 1 FROM inserted), opted.opted_out, c.agent_participant_id, c.customer_participant_id
-            FROM opted LEFT JOIN conversations c ON c.id = \(conversationId) AND c.metadata->>'participants_reconciled' = '1'
-                AND c.agent_participant_id IS NOT NULL AND c.customer_participant_id IS NOT NULL
-            """, logger: logger)
+        let rows = try await client.execute(
+            ClaimNewDelivery(
+                agent: optOut?.agent, customer: optOut?.customer, replyId: replyId, conversationId: conversationId, channel: channel.rawValue,
+                textHash: textHash, owner: owner, leaseMilliseconds: leaseMilliseconds),
+            logger: logger)
         var found: (inserted: Bool, optedOut: Bool, participants: (agentId: String, customerId: String)?)?
-        for try await row in rows.decode((Bool, Bool, String?, String?).self) {
+        for try await row in rows {
             let participants = row.2.flatMap { agent in row.3.map { (agentId: agent, customerId: $0) } }
             found = (row.0, row.1, participants)
         }
@@ -171,5 +160,53 @@ extension PostgresStore {
             }
         }
         return SendingClaim(claim: .heldElsewhere, sendRecorded: false, optedOut: found.optedOut)
+    }
+}
+
+/// The common path of ``PostgresStore/claimForSending(replyId:conversationId:channel:textHash:owner:leaseMilliseconds:optOut:)``
+/// as a prepared statement (parsed and planned once per connection, not on every delivery): the
+/// opt-out, a new row with the send recorded (unless opted out), and the reconciled participants.
+struct ClaimNewDelivery: PostgresPreparedStatement {
+    static let sql = """
+        WITH opted AS (
+            SELECT EXISTS (SELECT 1 FROM opt_outs WHERE agent_address = $1 AND customer_address = $2) AS opted_out
+        ), inserted AS (
+            INSERT INTO deliveries (reply_id, conversation_id, channel, text_hash, owner, lease_until, in_doubt_since, attempts)
+            SELECT $3, $4, $5, $6, $7, now() + $8 * interval '1 millisecond',
+                CASE WHEN opted.opted_out THEN NULL ELSE now() END, CASE WHEN opted.opted_out THEN 0 ELSE 1 END
+            FROM opted
+            ON CONFLICT (reply_id) DO NOTHING RETURNING reply_id
+        )
+        SELECT EXISTS (SELECT 1 FROM inserted), opted.opted_out, c.agent_participant_id, c.customer_participant_id
+        FROM opted LEFT JOIN conversations c ON c.id = $4 AND c.metadata->>'participants_reconciled' = '1'
+            AND c.agent_participant_id IS NOT NULL AND c.customer_participant_id IS NOT NULL
+        """
+    static let bindingDataTypes: [PostgresDataType] = [.text, .text, .text, .text, .text, .text, .text, .int8]
+    typealias Row = (Bool, Bool, String?, String?)
+
+    var agent: String?
+    var customer: String?
+    var replyId: String
+    var conversationId: String
+    var channel: String
+    var textHash: String
+    var owner: String
+    var leaseMilliseconds: Int
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 8)
+        try bindings.append(agent)
+        try bindings.append(customer)
+        try bindings.append(replyId)
+        try bindings.append(conversationId)
+        try bindings.append(channel)
+        try bindings.append(textHash)
+        try bindings.append(owner)
+        try bindings.append(Int64(leaseMilliseconds))
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row {
+        try row.decode(Row.self)
     }
 }

@@ -20,7 +20,7 @@ extension JSONValue {
 
 enum JSONValueCoding {
     static func encode(_ value: some Encodable, codingPath: [any CodingKey]) throws -> JSONValue {
-        try EncodingNode.encoding(value, codingPath: codingPath).resolved()
+        try EncodingNode.encoding(value, codingPath: codingPath).resolved
     }
 
     static func decode<Value: Decodable>(_ type: Value.Type, from json: JSONValue, codingPath: [any CodingKey]) throws -> Value {
@@ -106,29 +106,38 @@ extension UInt64: JSONInteger {}
 
 /// One value being encoded: a scalar, or the members or elements containers add to it.
 final class EncodingNode {
-    var scalar: JSONValue = .null
-    var members: [String: EncodingNode]?
-    var elements: [EncodingNode]?
+    /// A member or element: a finished value (no allocation), or a node containers still write to.
+    enum Child {
+        case value(JSONValue)
+        case node(EncodingNode)
 
-    init() {}
-
-    init(_ scalar: JSONValue) {
-        self.scalar = scalar
+        var resolved: JSONValue {
+            switch self {
+            case .value(let value): value
+            case .node(let node): node.resolved()
+            }
+        }
     }
 
+    var scalar: JSONValue = .null
+    var members: [String: Child]?
+    var elements: [Child]?
+
     func resolved() -> JSONValue {
-        if let members { return .object(members.mapValues { $0.resolved() }) }
-        if let elements { return .array(elements.map { $0.resolved() }) }
+        if let members { return .object(members.mapValues(\.resolved)) }
+        if let elements { return .array(elements.map(\.resolved)) }
         return scalar
     }
 
-    /// A child for `value`: scalars and ``JSONValue``s directly, anything else through its `encode(to:)`.
-    static func encoding(_ value: some Encodable, codingPath: [any CodingKey]) throws -> EncodingNode {
-        if let scalar = value as? any JSONScalar { return EncodingNode(scalar.json) }
-        if let json = value as? JSONValue { return EncodingNode(json) }
+    /// `value` as a child: ``JSONValue``s, strings and integers directly (concrete casts, cheap),
+    /// anything else through its `encode(to:)`.
+    static func encoding(_ value: some Encodable, codingPath: [any CodingKey]) throws -> Child {
+        if let json = value as? JSONValue { return .value(json) }
+        if let text = value as? String { return .value(.string(text)) }
+        if let number = value as? Int { return .value(.number(Double(number))) }
         let node = EncodingNode()
         try value.encode(to: NodeEncoder(node: node, codingPath: codingPath))
-        return node
+        return .node(node)
     }
 }
 
@@ -156,10 +165,10 @@ struct KeyedNodeEncoder<Key: CodingKey>: KeyedEncodingContainerProtocol {
     let node: EncodingNode
     let codingPath: [any CodingKey]
 
-    private func set(_ child: EncodingNode, _ key: Key) { node.members?[key.stringValue] = child }
-    private func put(_ scalar: some JSONScalar, _ key: Key) { set(EncodingNode(scalar.json), key) }
+    private func set(_ child: EncodingNode.Child, _ key: Key) { node.members?[key.stringValue] = child }
+    private func put(_ scalar: some JSONScalar, _ key: Key) { set(.value(scalar.json), key) }
 
-    mutating func encodeNil(forKey key: Key) throws { set(EncodingNode(.null), key) }
+    mutating func encodeNil(forKey key: Key) throws { set(.value(.null), key) }
     mutating func encode(_ value: Bool, forKey key: Key) throws { put(value, key) }
     mutating func encode(_ value: String, forKey key: Key) throws { put(value, key) }
     mutating func encode(_ value: Double, forKey key: Key) throws { put(value, key) }
@@ -181,13 +190,13 @@ struct KeyedNodeEncoder<Key: CodingKey>: KeyedEncodingContainerProtocol {
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type, forKey key: Key) -> KeyedEncodingContainer<NestedKey> {
         let child = EncodingNode()
-        set(child, key)
+        set(.node(child), key)
         return NodeEncoder(node: child, codingPath: codingPath + [key]).container(keyedBy: keyType)
     }
 
     mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer {
         let child = EncodingNode()
-        set(child, key)
+        set(.node(child), key)
         return NodeEncoder(node: child, codingPath: codingPath + [key]).unkeyedContainer()
     }
 
@@ -196,7 +205,7 @@ struct KeyedNodeEncoder<Key: CodingKey>: KeyedEncodingContainerProtocol {
 
     private func superEncoder(named key: any CodingKey) -> any Encoder {
         let child = EncodingNode()
-        node.members?[key.stringValue] = child
+        node.members?[key.stringValue] = .node(child)
         return NodeEncoder(node: child, codingPath: codingPath + [key])
     }
 }
@@ -206,11 +215,11 @@ struct UnkeyedNodeEncoder: UnkeyedEncodingContainer {
     let codingPath: [any CodingKey]
     var count: Int { node.elements?.count ?? 0 }
 
-    private func append(_ child: EncodingNode) { node.elements?.append(child) }
-    private func put(_ scalar: some JSONScalar) { append(EncodingNode(scalar.json)) }
+    private func append(_ child: EncodingNode.Child) { node.elements?.append(child) }
+    private func put(_ scalar: some JSONScalar) { append(.value(scalar.json)) }
     private var nextKey: any CodingKey { JSONValueCoding.AnyKey(intValue: count) }
 
-    mutating func encodeNil() throws { append(EncodingNode(.null)) }
+    mutating func encodeNil() throws { append(.value(.null)) }
     mutating func encode(_ value: Bool) throws { put(value) }
     mutating func encode(_ value: String) throws { put(value) }
     mutating func encode(_ value: Double) throws { put(value) }
@@ -233,21 +242,21 @@ struct UnkeyedNodeEncoder: UnkeyedEncodingContainer {
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type) -> KeyedEncodingContainer<NestedKey> {
         let child = EncodingNode()
         let path = codingPath + [nextKey]
-        append(child)
+        append(.node(child))
         return NodeEncoder(node: child, codingPath: path).container(keyedBy: keyType)
     }
 
     mutating func nestedUnkeyedContainer() -> any UnkeyedEncodingContainer {
         let child = EncodingNode()
         let path = codingPath + [nextKey]
-        append(child)
+        append(.node(child))
         return NodeEncoder(node: child, codingPath: path).unkeyedContainer()
     }
 
     mutating func superEncoder() -> any Encoder {
         let child = EncodingNode()
         let path = codingPath + [nextKey]
-        append(child)
+        append(.node(child))
         return NodeEncoder(node: child, codingPath: path)
     }
 }
@@ -275,10 +284,14 @@ struct SingleNodeEncoder: SingleValueEncodingContainer {
     mutating func encode(_ value: UInt64) throws { put(value) }
 
     mutating func encode<T: Encodable>(_ value: T) throws {
-        let child = try EncodingNode.encoding(value, codingPath: codingPath)
-        node.scalar = child.scalar
-        node.members = child.members
-        node.elements = child.elements
+        switch try EncodingNode.encoding(value, codingPath: codingPath) {
+        case .value(let value):
+            node.scalar = value
+        case .node(let child):
+            node.scalar = child.scalar
+            node.members = child.members
+            node.elements = child.elements
+        }
     }
 }
 

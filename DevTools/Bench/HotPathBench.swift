@@ -40,19 +40,18 @@ struct HotPathBench: AsyncParsableCommand {
         let options = ConsumerOptions(batchSize: 64, blockMilliseconds: 200)
 
         let workerConsumer = GroupConsumer(bus: worker, group: "g", consumer: "w", streams: [inbound], options: options, logger: logger) { event, _ in
-            let payload: JSONValue = [
-                "text": .string("You said: \(event.payload["text"]?.string ?? "")"), "mode": "orchestrator",
-                "customerAddress": event.payload["authorAddress"] ?? .null, "customerParticipantId": event.payload["authorParticipantId"] ?? .null,
-                "agentAddress": event.payload["agentAddress"] ?? .null, "agentParticipantId": event.payload["agentParticipantId"] ?? .null,
-                "channelId": .null,
-            ]
-            let reply = BusEvent(
-                id: BusEvent.newID(), type: EventType.replyReady, conversationId: event.conversationId, channel: event.channel,
-                traceparent: Traceparent.continuing(event.traceparent).description, payload: payload)
+            let message = try event.decode(MessageReceived.self)
+            let payload = ReplyReady(
+                text: "You said: \(message.text)", mode: .orchestrator, customerAddress: message.authorAddress,
+                customerParticipantId: message.authorParticipantId, agentAddress: message.agentAddress, agentParticipantId: message.agentParticipantId)
+            let reply = try BusEvent(
+                payload, conversationId: event.conversationId, channel: event.channel, traceparent: Traceparent.continuing(event.traceparent).description)
             _ = try await worker.publish(reply, to: replies, fence: fence)
         }
         let outboundConsumer = GroupConsumer(bus: outbound, group: "g", consumer: "o", streams: [replies], options: options, logger: logger) { event, _ in
-            guard event.type == EventType.replyReady else { return }
+            // Read once, as outbound does.
+            guard event.carries(ReplyReady.self) else { return }
+            _ = try event.decode(ReplyReady.self)
             let count = delivered.withLockedValue { value -> Int in
                 value += 1
                 return value
@@ -92,14 +91,10 @@ struct HotPathBench: AsyncParsableCommand {
                 }
                 guard n <= total else { return }
                 let conversation = "benchconv\(n % 200)"
-                let payload: JSONValue = [
-                    "mode": "orchestrator", "text": .string("m\(n)"), "authorAddress": "+16660000123",
-                    "authorParticipantId": .string("PC\(conversation)"), "agentAddress": "+15550000001",
-                    "agentParticipantId": .string("PA\(conversation)"), "channelId": .null, "communicationId": .string("comm\(n)-\(tag)"),
-                ]
-                let event = BusEvent(
-                    type: EventType.messageReceived, conversationId: conversation, channel: .sms, traceparent: Traceparent.random().description,
-                    payload: payload)
+                let payload = MessageReceived(
+                    mode: .orchestrator, text: "m\(n)", authorAddress: "+16660000123", authorParticipantId: "PC\(conversation)",
+                    agentAddress: "+15550000001", agentParticipantId: "PA\(conversation)", communicationId: "comm\(n)-\(tag)")
+                let event = try BusEvent(payload, conversationId: conversation, channel: .sms)
                 _ = try await ingress.publish(event, to: inbound, dedupKey: "bench:hot:\(tag):comm\(n)", ttlSeconds: 60)
             }
         }

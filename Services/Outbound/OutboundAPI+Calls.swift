@@ -157,7 +157,8 @@ extension OutboundAPI {
         guard channel == .voice || configuration.studioHandoffFlowSid != nil else {
             throw Rejection(status: .badRequest, reason: "handoff needs TWILIO_STUDIO_HANDOFF_FLOW_SID")
         }
-        if configuration.conversationConfigurationId != nil, conversation.metadata["mode"] != "classic", conversation.metadata["mode"] != "relay" {
+        let mode = conversation.metadata["mode"].flatMap(ConversationMode.init(rawValue:))
+        if configuration.conversationConfigurationId != nil, mode != .classic, mode != .relay {
             do {
                 try await api.setStatus(conversationId: conversationId, status: "INACTIVE")
             } catch {

@@ -49,7 +49,7 @@ extension OutboundAPI {
                     ConversationRecord(
                         id: conversationId, channel: channel, direction: "outbound", customerAddress: to, agentAddress: from,
                         customerParticipantId: customer.id, agentParticipantId: agent.id,
-                        metadata: metadata.merging([ParticipantReconciler.reconciledKey: "1", "mode": "orchestrator"]) { $1 }))
+                        metadata: metadata.merging([ParticipantReconciler.reconciledKey: "1", "mode": ConversationMode.orchestrator.rawValue]) { $1 }))
                 _ = try await api.sendMessage(
                     conversationId: conversationId, channel: channel, from: agent.id, to: customer.id, text: message,
                     channelId: channelId, extras: extras, idempotencyKey: replyId)
@@ -65,7 +65,7 @@ extension OutboundAPI {
         try await store.upsertConversation(
             ConversationRecord(
                 id: conversationId, channel: channel, direction: "outbound", customerAddress: to, agentAddress: from,
-                metadata: metadata.merging(["mode": "classic"]) { $1 }))
+                metadata: metadata.merging(["mode": ConversationMode.classic.rawValue]) { $1 }))
         var classicExtras = extras
         classicExtras.statusCallback = configuration.statusCallbackURL
         let sid = try await api.sendClassicMessage(from: from, to: to, body: message, extras: classicExtras, idempotencyKey: replyId)

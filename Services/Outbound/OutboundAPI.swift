@@ -46,7 +46,7 @@ struct OutboundAPI: Sendable {
             return JSONResponse.error(.badRequest, "body must be a JSON object")
         }
         let idempotencyKey = request.headers[HTTPField.Name("Idempotency-Key")!]
-        let redisKey = idempotencyKey.map { "tac:idem:\(route):\($0)" }
+        let redisKey = idempotencyKey.map { RedisKeys.idempotency(route: route, key: $0) }
         if let redisKey {
             do {
                 let claimed = try await redis.command("SET", .string(redisKey), "pending", "NX", "EX", "86400")

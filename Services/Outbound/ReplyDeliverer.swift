@@ -55,14 +55,25 @@ struct ReplyDeliverer: Sendable {
     }
 
     /// Delivers one `reply.ready` in a `delivery` span, a child of the reply's `traceparent` (the turn).
+    /// The payload is decoded once, here; one that is not a ``ReplyReady`` can never be delivered and
+    /// goes to the dead-letter stream at once (``GiveUp``), as an undeliverable reply always did.
     func deliver(_ event: BusEvent, entry: BusEntry) async throws {
-        guard event.type == EventType.replyReady else { return }
+        guard event.carries(ReplyReady.self) else { return }
+        let reply: ReplyReady
+        do {
+            reply = try event.decode(ReplyReady.self)
+        } catch {
+            let reason = Masking.maskPhoneNumbers("\(error)")
+            Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "dead_letter")]).increment()
+            logger.error("malformed reply; dead-lettered", metadata: ["reply.id": "\(event.id)", "conversation.id": "\(event.conversationId)", "error": "\(reason)"])
+            throw GiveUp("malformed reply: \(reason)")
+        }
         try await Traces.withSpan("delivery", continuing: event.traceparent, kind: .consumer, attributes: ["channel": event.channel.rawValue]) { _ in
-            try await deliverReply(event, entry: entry)
+            try await deliverReply(event, reply: reply, entry: entry)
         }
     }
 
-    private func deliverReply(_ event: BusEvent, entry: BusEntry) async throws {
+    private func deliverReply(_ event: BusEvent, reply: ReplyReady, entry: BusEntry) async throws {
         // Two copies of one reply in this process (the row's owner is the process) take turns: the
         // second waits here, then finds the row sent.
         while !active.begin(event.id) { try await Task.sleep(for: .milliseconds(100)) }
@@ -70,42 +81,38 @@ struct ReplyDeliverer: Sendable {
         // A reply longer than the channel carries goes out as ordered parts, one after the other, each
         // with a delivery row of its own: a redelivered reply skips the parts already sent, reconciles
         // the one in doubt, and sends the rest, in order.
-        for part in Self.parts(of: event) {
-            guard try await deliverPart(part, entry: entry) else { return }
+        for part in Self.parts(of: event, reply: reply) {
+            guard try await deliverPart(part.event, reply: part.reply, entry: entry) else { return }
         }
     }
 
     /// A reply as the messages that go out: one when its text fits the channel (same id), else one
     /// per part of at most 1,600 characters split on sentence boundaries (`<id>`, `<id>:p2`, …); the
     /// media go with the first part. A template is never split.
-    static func parts(of event: BusEvent) -> [BusEvent] {
-        let text = event.payload["text"]?.string ?? ""
-        guard event.payload["contentSid"]?.string == nil, let limit = MessageRules.bodyLimit(for: event.channel), text.utf16.count > limit,
-            case .object(let payload) = event.payload
-        else {
-            return [event]
+    /// Each part is its envelope (the part's id) and its fields (``ReplyReady/part`` set).
+    static func parts(of event: BusEvent, reply: ReplyReady) -> [(event: BusEvent, reply: ReplyReady)] {
+        guard reply.contentSid == nil, let limit = MessageRules.bodyLimit(for: event.channel), reply.text.utf16.count > limit else {
+            return [(event, reply)]
         }
-        return MessageSplitter.split(text, limit: limit).enumerated().map { index, piece in
-            var part = event
-            var fields = payload
-            fields["text"] = .string(piece)
-            fields["part"] = .number(Double(index + 1))
+        return MessageSplitter.split(reply.text, limit: limit).enumerated().map { index, piece in
+            var part = (event: event, reply: reply)
+            part.reply.text = piece
+            part.reply.part = index + 1
             if index > 0 {
-                part.id = "\(event.id):p\(index + 1)"
-                fields["media"] = nil
+                part.event.id = "\(event.id):p\(index + 1)"
+                part.reply.media = nil
             }
-            part.payload = .object(fields)
             return part
         }
     }
 
     /// Delivers one message exactly once; false when the rest of the reply must not go out (the
     /// customer opted out, or the message was the agent's own).
-    private func deliverPart(_ event: BusEvent, entry: BusEntry) async throws -> Bool {
+    private func deliverPart(_ event: BusEvent, reply: ReplyReady, entry: BusEntry) async throws -> Bool {
         let replyId = event.id
         let claimed: SendingClaim?
         do {
-            claimed = try await claim(event)
+            claimed = try await claim(event, reply: reply)
         } catch is GivenUpPart {
             // This part was given up on (dead-lettered, refused, opted out) by a copy that died before
             // its entry was acknowledged: the parts after it must not go out without it.
@@ -128,11 +135,11 @@ struct ReplyDeliverer: Sendable {
             let providerId: String?
             do {
                 let resolved: Target
-                if let target { resolved = target } else { resolved = try await resolveTarget(event, known: claimed.participants) }
+                if let target { resolved = target } else { resolved = try await resolveTarget(event, reply: reply, known: claimed.participants) }
                 target = resolved
                 if let since = inDoubtSince {
                     // An earlier send may have reached Twilio: ask before sending again.
-                    if let found = try await findSent(event, target: resolved, since: since) {
+                    if let found = try await findSent(event, reply: reply, target: resolved, since: since) {
                         Counter(label: "agentconnect_delivery_ambiguous_total", dimensions: [("resolution", "found")]).increment()
                         logger.info("unknown send found in Twilio; not resending", metadata: ["reply.id": "\(replyId)"])
                         try await markSent(event, providerId: found, attempts: attempt, started: started)
@@ -158,7 +165,7 @@ struct ReplyDeliverer: Sendable {
                 }
                 let sendStarted = Date()
                 do {
-                    providerId = try await send(event, target: resolved, replyId: replyId)
+                    providerId = try await send(event, reply: reply, target: resolved, replyId: replyId)
                 } catch let error as TwilioAPIError where error.outcomeUnknown {
                     inDoubtSince = sendStarted
                     Counter(label: "agentconnect_delivery_ambiguous_total", dimensions: [("resolution", "unknown")]).increment()
@@ -170,7 +177,7 @@ struct ReplyDeliverer: Sendable {
                 }
             } catch let error as TwilioAPIError where error.code == MessageRules.ErrorCode.unsubscribed {
                 // Twilio knew of the STOP before we did: remember it, record the reply, never retry it.
-                if let pair = optOutPair(event) {
+                if let pair = optOutPair(event, reply: reply) {
                     try await bounded("recording the opt-out") { try await store.setOptedOut(true, agent: pair.agent, customer: pair.customer) }
                 }
                 try await skipOptedOut(event, reason: "Twilio refused: the customer opted out (21610)")
@@ -211,9 +218,9 @@ struct ReplyDeliverer: Sendable {
     }
 
     /// The sender and recipient an opt-out is recorded for (SMS, WhatsApp, RCS), when both are known.
-    private func optOutPair(_ event: BusEvent) -> (agent: String, customer: String)? {
-        guard [.sms, .whatsapp, .rcs].contains(event.channel), let customer = event.payload["customerAddress"]?.string,
-            let agent = event.payload["agentAddress"]?.string ?? configuration.senders.defaultSender(for: event.channel)
+    private func optOutPair(_ event: BusEvent, reply: ReplyReady) -> (agent: String, customer: String)? {
+        guard [.sms, .whatsapp, .rcs].contains(event.channel), let customer = reply.customerAddress,
+            let agent = reply.agentAddress ?? configuration.senders.defaultSender(for: event.channel)
         else {
             return nil
         }
@@ -231,9 +238,9 @@ struct ReplyDeliverer: Sendable {
     /// nothing to do (already sent or given up on); throws ``GivenUpPart`` for a part of a long reply
     /// that was given up on. While another live owner holds it, waits (the consumer keeps the entry
     /// fresh meanwhile).
-    private func claim(_ event: BusEvent) async throws -> SendingClaim? {
-        let optOut = optOutPair(event)
-        let textHash = Self.textHash(event.payload["text"]?.string ?? "")
+    private func claim(_ event: BusEvent, reply: ReplyReady) async throws -> SendingClaim? {
+        let optOut = optOutPair(event, reply: reply)
+        let textHash = Self.textHash(reply.text)
         while true {
             let claimed = try await bounded("claiming the delivery row") {
                 try await store.claimForSending(
@@ -243,7 +250,7 @@ struct ReplyDeliverer: Sendable {
             switch claimed.claim {
             case .claimed:
                 return claimed
-            case .finished(.failed) where event.payload["part"] != nil:
+            case .finished(.failed) where reply.part != nil:
                 Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "duplicate")]).increment()
                 logger.info("part of a reply given up on; the rest is not sent", metadata: ["reply.id": "\(event.id)"])
                 throw GivenUpPart()
@@ -278,38 +285,37 @@ struct ReplyDeliverer: Sendable {
     }
 
     /// Where the reply goes; `known`: the conversation's reconciled participants, read with the claim.
-    private func resolveTarget(_ event: BusEvent, known: (agentId: String, customerId: String)?) async throws -> Target {
-        let payload = event.payload
-        if payload["mode"]?.string == "classic" {
-            guard let to = payload["customerAddress"]?.string,
-                let from = payload["agentAddress"]?.string ?? configuration.senders.defaultSender(for: event.channel)
+    private func resolveTarget(_ event: BusEvent, reply: ReplyReady, known: (agentId: String, customerId: String)?) async throws -> Target {
+        if reply.mode == .classic {
+            guard let to = reply.customerAddress,
+                let from = reply.agentAddress ?? configuration.senders.defaultSender(for: event.channel)
             else {
                 throw ReconciliationError("classic reply without addresses")
             }
             return .classic(from: from, to: to)
         }
-        guard let agentAddress = payload["agentAddress"]?.string ?? configuration.senders.defaultSender(for: event.channel) else {
+        guard let agentAddress = reply.agentAddress ?? configuration.senders.defaultSender(for: event.channel) else {
             throw ReconciliationError("no agent address for \(event.channel.rawValue)")
         }
         let participants = try await reconciler.resolve(
             conversationId: event.conversationId, channel: event.channel, agentAddress: agentAddress,
-            customerAddress: payload["customerAddress"]?.string, authorParticipantId: payload["customerParticipantId"]?.string,
+            customerAddress: reply.customerAddress, authorParticipantId: reply.customerParticipantId,
             known: known.map { ResolvedParticipants(agentId: $0.agentId, customerId: $0.customerId) })
-        let channelId = payload["channelId"]?.string
+        let channelId = reply.channelId
         if event.channel == .chat && channelId == nil { throw ReconciliationError("chat reply without channelId") }
         return .orchestrated(participants: participants, agentAddress: agentAddress, channelId: channelId)
     }
 
-    private func send(_ event: BusEvent, target: Target, replyId: String) async throws -> String? {
-        let text = event.payload["text"]?.string ?? ""
+    private func send(_ event: BusEvent, reply: ReplyReady, target: Target, replyId: String) async throws -> String? {
+        let text = reply.text
         switch target {
         case .classic(let from, let to):
-            let extras = MessageExtras(json: event.payload, statusCallback: configuration.statusCallbackURL)
+            let extras = MessageExtras(reply: reply, statusCallback: configuration.statusCallbackURL)
             return try await api.sendClassicMessage(from: from, to: to, body: text, extras: extras, idempotencyKey: replyId)
         case .orchestrated(let participants, _, let channelId):
             return try await api.sendMessage(
                 conversationId: event.conversationId, channel: event.channel, from: participants.agentId, to: participants.customerId,
-                text: text, channelId: channelId, extras: MessageExtras(json: event.payload), idempotencyKey: replyId)
+                text: text, channelId: channelId, extras: MessageExtras(reply: reply), idempotencyKey: replyId)
         }
     }
 
@@ -319,8 +325,8 @@ struct ReplyDeliverer: Sendable {
     /// text created since the first attempt are counted against the *other* replies of this
     /// conversation with the same text that were sent in that time: one more in Twilio than we
     /// account for is ours. (Classic sends also skip message SIDs another reply recorded.)
-    func findSent(_ event: BusEvent, target: Target, since: Date) async throws -> String? {
-        let text = event.payload["text"]?.string ?? ""
+    func findSent(_ event: BusEvent, reply: ReplyReady, target: Target, since: Date) async throws -> String? {
+        let text = reply.text
         let earliest = since.addingTimeInterval(-Self.reconcileSkew)
         var candidates: [String] = []
         switch target {
@@ -385,6 +391,16 @@ final class ActiveReplies: Sendable {
     func begin(_ id: String) -> Bool { ids.withLockedValue { $0.insert(id).inserted } }
 
     func end(_ id: String) { _ = ids.withLockedValue { $0.remove(id) } }
+}
+
+extension MessageExtras {
+    /// What a reply carries besides its text: its media, its Content template (an empty `contentSid`
+    /// is none) and the template's variables.
+    init(reply: ReplyReady, statusCallback: String? = nil) {
+        self.init(
+            media: reply.media ?? [], contentSid: reply.contentSid.flatMap { $0.isEmpty ? nil : $0 }, contentVariables: reply.contentVariables ?? [:],
+            statusCallback: statusCallback)
+    }
 }
 
 /// A part of a long reply whose row was given up on: the parts after it are not sent.

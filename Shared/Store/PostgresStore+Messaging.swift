@@ -92,7 +92,8 @@ public struct SendingClaim: Sendable, Equatable {
     public var claim: DeliveryClaim
     /// True when the row was created by this claim with the send already recorded (in doubt from
     /// now, one attempt counted, as ``DeliveryStore/markSending(replyId:owner:leaseMilliseconds:)``
-    /// does): the first send may go out without recording it again.
+    /// does): the first send may go out without recording it again, provided no call to Twilio comes
+    /// between (the target was known at the claim).
     public var sendRecorded: Bool
     /// Whether the customer opted out (STOP) of the sender.
     public var optedOut: Bool
@@ -115,9 +116,12 @@ public struct SendingClaim: Sendable, Equatable {
 extension PostgresStore {
     /// Claims a reply's delivery row for a send, reading what the send needs, in one statement on the
     /// common path (a new reply): the opt-out of `optOut` (sender, customer), the conversation's
-    /// reconciled participants, and the row — created with this owner's lease and, unless the
-    /// customer opted out, with the send recorded (in doubt from now, one attempt counted), so the row
-    /// exists and says a send may reach Twilio before anything goes out.
+    /// reconciled participants, and the row — created with this owner's lease. The send is recorded
+    /// with it (in doubt from now, one attempt counted) only when nothing stands between this claim
+    /// and the send: the customer did not opt out, and the target is known (`targetKnown`, a classic
+    /// reply with its addresses, or the participants reconciled). Otherwise, as when a call to Twilio
+    /// comes first (reconciling participants, which may outlast the lease), the caller records the send
+    /// with ``markSending(replyId:owner:leaseMilliseconds:)``, which checks it still owns the row.
     ///
     /// A row that already exists (a redelivered reply) is taken over as
     /// ``claimDelivery(replyId:conversationId:channel:textHash:owner:leaseMilliseconds:)`` does:
@@ -126,22 +130,40 @@ extension PostgresStore {
     /// after reconciling a send in doubt).
     public func claimForSending(
         replyId: String, conversationId: String, channel: ChannelKind, textHash: String, owner: String, leaseMilliseconds: Int,
-        optOut: (agent: String, customer: String)?
+        optOut: (agent: String, customer: String)?, targetKnown: Bool = false
     ) async throws -> SendingClaim {
-        let rows = try await client.execute(
-            ClaimNewDelivery(
-                agent: optOut?.agent, customer: optOut?.customer, replyId: replyId, conversationId: conversationId, channel: channel.rawValue,
-                textHash: textHash, owner: owner, leaseMilliseconds: leaseMilliseconds),
-            logger: logger)
-        var found: (inserted: Bool, optedOut: Bool, participants: (agentId: String, customerId: String)?)?
-        for try await row in rows {
-            let participants = row.2.flatMap { agent in row.3.map { (agentId: agent, customerId: $0) } }
-            found = (row.0, row.1, participants)
+        // A plain (unnamed) statement, not a named prepared one: PgBouncer in transaction mode (README)
+        // hands each transaction any server connection, where a name prepared on another is unknown.
+        let rows = try await client.query(
+            """
+            WITH opted AS (
+                SELECT EXISTS (SELECT 1 FROM opt_outs WHERE agent_address = \(optOut?.agent) AND customer_address = \(optOut?.customer)) AS opted_out
+            ), parts AS (
+                SELECT c.agent_participant_id, c.customer_participant_id FROM conversations c
+                WHERE c.id = \(conversationId) AND c.metadata->>'participants_reconciled' = '1'
+                    AND c.agent_participant_id IS NOT NULL AND c.customer_participant_id IS NOT NULL
+            ), recorded AS (
+                SELECT NOT opted.opted_out AND (\(targetKnown) OR EXISTS (SELECT 1 FROM parts)) AS send_recorded FROM opted
+            ), inserted AS (
+                INSERT INTO deliveries (reply_id, conversation_id, channel, text_hash, owner, lease_until, in_doubt_since, attempts)
+                SELECT \(replyId), \(conversationId), \(channel.rawValue), \(textHash), \(owner),
+                    now() + \(leaseMilliseconds) * interval '1 millisecond',
+                    CASE WHEN recorded.send_recorded THEN now() END, CASE WHEN recorded.send_recorded THEN 1 ELSE 0 END
+                FROM recorded
+                ON CONFLICT (reply_id) DO NOTHING RETURNING reply_id
+            )
+            SELECT EXISTS (SELECT 1 FROM inserted), opted.opted_out, recorded.send_recorded, parts.agent_participant_id, parts.customer_participant_id
+            FROM opted CROSS JOIN recorded LEFT JOIN parts ON true
+            """, logger: logger)
+        var found: (inserted: Bool, optedOut: Bool, sendRecorded: Bool, participants: (agentId: String, customerId: String)?)?
+        for try await row in rows.decode((Bool, Bool, Bool, String?, String?).self) {
+            let participants = row.3.flatMap { agent in row.4.map { (agentId: agent, customerId: $0) } }
+            found = (row.0, row.1, row.2, participants)
         }
         guard let found else { throw StoreError(.unavailable, "claiming the delivery row of reply \(replyId) returned no row") }
         if found.inserted {
             return SendingClaim(
-                claim: .claimed(inDoubtSince: nil), sendRecorded: !found.optedOut, optedOut: found.optedOut, participants: found.participants)
+                claim: .claimed(inDoubtSince: nil), sendRecorded: found.sendRecorded, optedOut: found.optedOut, participants: found.participants)
         }
         let taken = try await client.query(
             """
@@ -160,53 +182,5 @@ extension PostgresStore {
             }
         }
         return SendingClaim(claim: .heldElsewhere, sendRecorded: false, optedOut: found.optedOut)
-    }
-}
-
-/// The common path of ``PostgresStore/claimForSending(replyId:conversationId:channel:textHash:owner:leaseMilliseconds:optOut:)``
-/// as a prepared statement (parsed and planned once per connection, not on every delivery): the
-/// opt-out, a new row with the send recorded (unless opted out), and the reconciled participants.
-struct ClaimNewDelivery: PostgresPreparedStatement {
-    static let sql = """
-        WITH opted AS (
-            SELECT EXISTS (SELECT 1 FROM opt_outs WHERE agent_address = $1 AND customer_address = $2) AS opted_out
-        ), inserted AS (
-            INSERT INTO deliveries (reply_id, conversation_id, channel, text_hash, owner, lease_until, in_doubt_since, attempts)
-            SELECT $3, $4, $5, $6, $7, now() + $8 * interval '1 millisecond',
-                CASE WHEN opted.opted_out THEN NULL ELSE now() END, CASE WHEN opted.opted_out THEN 0 ELSE 1 END
-            FROM opted
-            ON CONFLICT (reply_id) DO NOTHING RETURNING reply_id
-        )
-        SELECT EXISTS (SELECT 1 FROM inserted), opted.opted_out, c.agent_participant_id, c.customer_participant_id
-        FROM opted LEFT JOIN conversations c ON c.id = $4 AND c.metadata->>'participants_reconciled' = '1'
-            AND c.agent_participant_id IS NOT NULL AND c.customer_participant_id IS NOT NULL
-        """
-    static let bindingDataTypes: [PostgresDataType] = [.text, .text, .text, .text, .text, .text, .text, .int8]
-    typealias Row = (Bool, Bool, String?, String?)
-
-    var agent: String?
-    var customer: String?
-    var replyId: String
-    var conversationId: String
-    var channel: String
-    var textHash: String
-    var owner: String
-    var leaseMilliseconds: Int
-
-    func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 8)
-        try bindings.append(agent)
-        try bindings.append(customer)
-        try bindings.append(replyId)
-        try bindings.append(conversationId)
-        try bindings.append(channel)
-        try bindings.append(textHash)
-        try bindings.append(owner)
-        try bindings.append(Int64(leaseMilliseconds))
-        return bindings
-    }
-
-    func decodeRow(_ row: PostgresRow) throws -> Row {
-        try row.decode(Row.self)
     }
 }

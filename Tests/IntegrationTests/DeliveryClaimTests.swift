@@ -13,9 +13,12 @@ struct DeliveryClaimTests {
         return (-1, false, nil)
     }
 
-    func claim(_ store: PostgresStore, _ replyId: String, owner: String = "a", optOut: (agent: String, customer: String)? = nil) async throws -> SendingClaim {
+    func claim(
+        _ store: PostgresStore, _ replyId: String, owner: String = "a", optOut: (agent: String, customer: String)? = nil, targetKnown: Bool = true
+    ) async throws -> SendingClaim {
         try await store.claimForSending(
-            replyId: replyId, conversationId: "conv-1", channel: .sms, textHash: "h", owner: owner, leaseMilliseconds: 30_000, optOut: optOut)
+            replyId: replyId, conversationId: "conv-1", channel: .sms, textHash: "h", owner: owner, leaseMilliseconds: 30_000, optOut: optOut,
+            targetKnown: targetKnown)
     }
 
     @Test("a new reply's row is created with its send recorded; a second owner waits; a sent one is finished")
@@ -61,13 +64,19 @@ struct DeliveryClaimTests {
         let database = try await TestDatabase.migrated()
         try await database.withClient { client in
             let store = PostgresStore(client: client, logger: TestEnvironment.logger)
-            #expect(try await claim(store, "r4").participants == nil)
+            // Participants still to reconcile (calls to Twilio before the send, which may outlast the
+            // lease): the send is not recorded with the claim, the caller records it after.
+            let unknown = try await claim(store, "r4", targetKnown: false)
+            #expect(unknown.participants == nil && !unknown.sendRecorded)
+            let notRecorded = try await row(client, "r4")
+            #expect(notRecorded.attempts == 0 && !notRecorded.inDoubt && notRecorded.owner == "a")
             try await store.upsertConversation(
                 ConversationRecord(id: "conv-1", channel: .sms, customerParticipantId: "PC1", agentParticipantId: "PA1"))
-            #expect(try await claim(store, "r5").participants == nil)
+            #expect(try await claim(store, "r5", targetKnown: false).participants == nil)
             try await store.upsertConversation(ConversationRecord(id: "conv-1", channel: .sms, metadata: ["participants_reconciled": "1"]))
-            let claimed = try await claim(store, "r6")
+            let claimed = try await claim(store, "r6", targetKnown: false)
             #expect(claimed.participants?.agentId == "PA1" && claimed.participants?.customerId == "PC1")
+            #expect(claimed.sendRecorded)
         }
     }
 }

@@ -23,6 +23,11 @@ public struct MessageMedia: Sendable, Equatable, Codable {
             return MessageMedia(url: url, contentType: item["contentType"]?.string, size: item["size"]?.int.flatMap { $0 >= 0 ? $0 : nil })
         }
     }
+
+    /// The media of a `message.received` (a negative size reads as unknown).
+    package static func list(_ media: [MessageReceived.Media]?) -> [MessageMedia] {
+        (media ?? []).map { MessageMedia(url: $0.url, contentType: $0.contentType, size: $0.size.flatMap { $0 >= 0 ? $0 : nil }) }
+    }
 }
 
 /// An approved Content template (Twilio Content API): what WhatsApp requires outside its 24-hour

@@ -39,12 +39,12 @@ public struct VoiceCallDetails: Sendable, Equatable {
         self.lang = lang
     }
 
-    /// From a voice event's payload (`customParameters`, `callSetup`, `lang`).
-    package init(payload: JSONValue) {
-        let setup = payload["callSetup"]?.stringMap ?? [:]
+    /// From a voice prompt (its `customParameters`, `callSetup` and `lang`).
+    package init(message: MessageReceived) {
+        let setup = message.callSetup ?? [:]
         self.init(
-            customParameters: payload["customParameters"]?.stringMap ?? [:], callerName: setup["callerName"], forwardedFrom: setup["forwardedFrom"],
-            parentCallSid: setup["parentCallSid"], callType: setup["callType"], sessionId: setup["sessionId"], lang: payload["lang"]?.string)
+            customParameters: message.customParameters ?? [:], callerName: setup["callerName"], forwardedFrom: setup["forwardedFrom"],
+            parentCallSid: setup["parentCallSid"], callType: setup["callType"], sessionId: setup["sessionId"], lang: message.lang)
     }
 }
 

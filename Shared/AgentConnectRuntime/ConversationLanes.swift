@@ -13,10 +13,26 @@ struct LaneWork: Sendable {
     /// Events that cancel the running voice turn on arrival.
     /// A prompt the relay marked `supersedes: false` (it came while a reply was streaming and
     /// ConversationRelay did not interrupt it) waits for the running turn instead.
-    var supersedesVoiceTurn: Bool {
-        event.channel == .voice
+    let supersedesVoiceTurn: Bool
+
+    init(entry: BusEntry, event: BusEvent) {
+        self.entry = entry
+        self.event = event
+        supersedesVoiceTurn =
+            event.channel == .voice
             && (event.type == EventType.voiceInterrupted || event.type == EventType.conversationEnded
-                || (event.type == EventType.messageReceived && event.payload["supersedes"]?.bool != false))
+                || (event.type == EventType.messageReceived && Self.supersedes(event)))
+    }
+
+    /// A prompt's ``MessageReceived/supersedes``, read alone (the turn decodes the whole event):
+    /// absent or unreadable reads as true.
+    private static func supersedes(_ event: BusEvent) -> Bool {
+        (try? event.payload.decode(Supersedes.self))?.supersedes != false
+    }
+
+    /// The one member of `message.received` the lanes read.
+    private struct Supersedes: Decodable {
+        var supersedes: Bool?
     }
 }
 

@@ -22,7 +22,7 @@ struct IntelligenceResults: Sendable {
     @discardableResult
     func apply(_ event: BusEvent) async throws -> Outcome {
         var outcome = Outcome()
-        let payload = event.payload
+        let payload = try event.decode(IntelligenceResult.self).body
         guard let expected = configuration.intelligenceConfigurationId else {
             return skip(&outcome, "CONVERSATION_INTELLIGENCE_CONFIGURATION_ID is not set")
         }

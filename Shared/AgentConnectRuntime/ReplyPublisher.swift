@@ -6,23 +6,19 @@ import ServiceSupport
 /// Puts replies on the bus: messaging replies on `tac:outbound`, voice frames on the stream of the
 /// relay that holds the call (`tac:voice:<instance>`).
 enum ReplyPublisher {
-    /// A messaging reply for the outbound service to deliver exactly once.
-    /// `extras` go into the payload too (`media`, `contentSid`, `contentVariables`).
+    /// A messaging reply for the outbound service to deliver exactly once, with its `media`, or an
+    /// approved template (`contentSid`, `contentVariables`).
     static func publishMessage(
-        _ text: String, replyId: String, session: ConversationSession, mode: String, traceparent: String, bus: any EventBus,
-        extras: [String: JSONValue] = [:]
+        _ text: String, replyId: String, session: ConversationSession, mode: ConversationMode, traceparent: String, bus: any EventBus,
+        media: [String]? = nil, contentSid: String? = nil, contentVariables: [String: String]? = nil
     ) async throws {
-        var fields: [String: JSONValue] = [
-            "text": .string(text), "mode": .string(mode),
-            "customerAddress": JSONValue(session.authorInfo.address), "customerParticipantId": JSONValue(session.authorInfo.participantId),
-            "agentAddress": JSONValue(session.aiAgentInfo.address), "agentParticipantId": JSONValue(session.aiAgentInfo.participantId),
-            "channelId": JSONValue(session.metadata["channel_id"]),
-        ]
-        fields.merge(extras) { _, new in new }
-        let payload = JSONValue.object(fields)
-        let event = BusEvent(
-            id: replyId, type: EventType.replyReady, conversationId: session.conversationId, channel: session.channel,
-            traceparent: Traces.currentTraceparent ?? Traceparent.continuing(traceparent).description, payload: payload)
+        let reply = ReplyReady(
+            text: text, mode: mode, customerAddress: session.authorInfo.address, customerParticipantId: session.authorInfo.participantId,
+            agentAddress: session.aiAgentInfo.address, agentParticipantId: session.aiAgentInfo.participantId, channelId: session.metadata["channel_id"],
+            media: media, contentSid: contentSid, contentVariables: contentVariables)
+        let event = try BusEvent(
+            reply, id: replyId, conversationId: session.conversationId, channel: session.channel,
+            traceparent: Traces.currentTraceparent ?? Traceparent.continuing(traceparent).description)
         _ = try await publish(event, to: Streams.outbound, bus: bus)
     }
 
@@ -39,14 +35,10 @@ enum ReplyPublisher {
         _ frame: JSONValue, turnId: String, sequence: Int, conversationId: String, relayInstance: String, traceparent: String,
         bus: any EventBus
     ) async throws {
-        let event = BusEvent(
-            id: "\(turnId):f\(sequence)", type: EventType.voiceFrame, conversationId: conversationId, channel: .voice,
-            traceparent: traceparent,
-            payload: [
-                "turnId": .string(turnId), "seq": .number(Double(sequence)), "frame": frame,
-                // The worker producing the turn: the relay keeps the first generation of a turn.
-                "gen": JSONValue(LeaseFence.current?.holder),
-            ])
+        // `gen`: the worker producing the turn (the relay keeps the first generation of a turn).
+        let event = try BusEvent(
+            VoiceFrame(turnId: turnId, seq: sequence, frame: frame, gen: LeaseFence.current?.holder), id: "\(turnId):f\(sequence)",
+            conversationId: conversationId, channel: .voice, traceparent: traceparent)
         _ = try await publish(event, to: Streams.voice(instance: relayInstance), bus: bus)
     }
 }

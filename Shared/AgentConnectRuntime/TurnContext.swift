@@ -8,13 +8,16 @@ package struct TurnContext: Sendable {
     package let event: BusEvent
     /// The session built for it.
     package let session: ConversationSession
+    /// How the conversation reaches Twilio, from the event (its replies go back the same way).
+    let mode: ConversationMode
     /// The relay instance holding the call's socket (voice).
     let relayInstance: String?
     private let counter = NIOLockedValueBox(0)
 
-    init(event: BusEvent, session: ConversationSession, relayInstance: String?) {
+    init(event: BusEvent, session: ConversationSession, mode: ConversationMode, relayInstance: String?) {
         self.event = event
         self.session = session
+        self.mode = mode
         self.relayInstance = relayInstance
     }
 

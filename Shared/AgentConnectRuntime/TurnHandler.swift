@@ -19,15 +19,18 @@ struct TurnHandler: Sendable {
     func handle(_ event: BusEvent, entry: BusEntry) async throws {
         switch event.type {
         case EventType.messageReceived:
+            let message = try event.decode(MessageReceived.self)
             // The `turn` span, a child of the hop that published the event (the webhook, a voice prompt).
             try await Traces.withSpan("turn", continuing: event.traceparent, kind: .consumer, attributes: ["channel": event.channel.rawValue]) { _ in
-                try await message(event)
+                try await self.message(event, message)
             }
         case EventType.voiceInterrupted:
-            let session = try await session(for: event)
+            let interrupted = try event.decode(VoiceInterrupted.self)
+            let session = try await session(for: event, callSid: interrupted.callSid)
+            // A fractional duration reads as 0, as before the typed events.
             let interrupt = InterruptMessage(
-                utteranceUntilInterrupt: event.payload["utteranceUntilInterrupt"]?.string ?? "",
-                durationUntilInterruptMs: event.payload["durationUntilInterruptMs"]?.int ?? 0)
+                utteranceUntilInterrupt: interrupted.utteranceUntilInterrupt,
+                durationUntilInterruptMs: Int(exactly: interrupted.durationUntilInterruptMs) ?? 0)
             await tac.callbacks.withLockedValue(\.interrupt)?(session, interrupt)
             // History keeps what the caller heard of the cut reply: the reply's text is replaced when it
             // was recorded whole (it finished streaming before the caller stopped listening), else what
@@ -37,28 +40,31 @@ struct TurnHandler: Sendable {
                 await Uncancellable.run { await recordHeard(interrupt.utteranceUntilInterrupt, replacing: recorded, event: event, session: session) }
             }
         case EventType.voiceRelayMessage:
-            let session = try await session(for: event)
-            let frame = event.payload["frame"] ?? .null
-            let type = event.payload["frameType"]?.string ?? frame["type"]?.string ?? ""
+            let relayMessage = try event.decode(VoiceRelayMessage.self)
+            let session = try await session(for: event, callSid: relayMessage.callSid)
+            let frame = relayMessage.frame
+            let type = relayMessage.frameType
             if type == "error" {
                 await tac.reportError(
                     ConversationRelayError(description: frame["description"]?.string ?? "", frame: frame),
                     context: [
                         "conversation.id": event.conversationId, "channel": "voice", "source": "conversation-relay",
-                        "call.sid": event.payload["callSid"]?.string ?? "",
+                        "call.sid": relayMessage.callSid,
                     ])
             } else {
                 await tac.callbacks.withLockedValue(\.relayMessage)?(session, ConversationRelayMessage(type: type, frame: frame))
             }
         case EventType.voiceDTMF:
-            let session = try await session(for: event)
-            await tac.callbacks.withLockedValue(\.dtmf)?(session, DTMFMessage(digit: event.payload["digit"]?.string ?? ""))
+            let dtmf = try event.decode(VoiceDTMF.self)
+            let session = try await session(for: event, callSid: dtmf.callSid)
+            await tac.callbacks.withLockedValue(\.dtmf)?(session, DTMFMessage(digit: dtmf.digit))
         case EventType.voiceCallStatus:
-            let session = try await session(for: event)
-            let status = CallStatusEvent(kind: event.payload["kind"]?.string ?? "status", fields: event.payload["fields"]?.stringMap ?? [:])
+            let callStatus = try event.decode(VoiceCallStatus.self)
+            let session = try await session(for: event, callSid: callStatus.callSid)
+            let status = CallStatusEvent(kind: callStatus.kind.rawValue, fields: callStatus.fields)
             await tac.callbacks.withLockedValue(\.callStatus)?(session, status)
         case EventType.conversationEnded:
-            try await ended(event)
+            try await ended(event, try event.decode(ConversationEnded.self))
         case EventType.conversationInactive:
             // Memory is written when a conversation goes INACTIVE: a call's `once` memory is read again.
             runtime.onceMemory[event.conversationId] = nil
@@ -66,7 +72,7 @@ struct TurnHandler: Sendable {
         case EventType.intelligenceResult:
             try await IntelligenceResults(configuration: tac.configuration, store: runtime.store, logger: logger).apply(event)
         case EventType.messageStatus:
-            try await deliveryStatus(event)
+            try await deliveryStatus(event, try event.decode(MessageStatus.self))
         case EventType.conversationStarted:
             try await runtime.store.upsertConversation(ConversationRecord(id: event.conversationId, channel: event.channel))
         default:
@@ -74,12 +80,11 @@ struct TurnHandler: Sendable {
         }
     }
 
-    private func message(_ event: BusEvent) async throws {
+    private func message(_ event: BusEvent, _ message: MessageReceived) async throws {
         let started = ContinuousClock.now
         // A new turn: an interrupt from now on cuts this turn's reply, never the previous one.
         if event.channel == .voice { runtime.lastVoiceReply[event.conversationId] = nil }
-        let payload = event.payload
-        let text = payload["text"]?.string ?? ""
+        let text = message.text
         let stored: ConversationRecord?
         do {
             stored = try await runtime.conversations.record(event.conversationId) {
@@ -90,21 +95,21 @@ struct TurnHandler: Sendable {
             logger.warning("PostgreSQL unavailable; answering from the event", metadata: ["conversation.id": "\(event.conversationId)"])
             stored = nil
         }
-        if let authorId = payload["authorParticipantId"]?.string, authorId == stored?.agentParticipantId {
+        if let authorId = message.authorParticipantId, authorId == stored?.agentParticipantId {
             logger.debug("dropping the agent's own message", metadata: ["conversation.id": "\(event.conversationId)"])
             return
         }
-        let session = buildSession(event, stored: stored)
-        if let keyword = payload["optOut"]?.string.flatMap(MessageRules.OptKeyword.init(rawValue:)) {
+        let session = buildSession(event, stored: stored, message: message)
+        if let keyword = message.optOut.flatMap(MessageRules.OptKeyword.init(rawValue:)) {
             // STOP: Twilio answers the customer itself and would refuse a reply (21610); the agent records
             // the choice and does not reply. START/YES lift it, and the agent answers as usual.
             try await optKeyword(keyword, event: event, session: session)
             if keyword == .optOut {
-                await Uncancellable.run { await recordInbound(event, session: session, stored: stored) }
+                await Uncancellable.run { await recordInbound(event, message, session: session, stored: stored) }
                 return
             }
         }
-        let context = TurnContext(event: event, session: session, relayInstance: payload["relayInstance"]?.string)
+        let context = TurnContext(event: event, session: session, mode: message.mode, relayInstance: message.relayInstance)
         let callback = tac.callbacks.withLockedValue(\.messageReady)
         logger.info(
             "turn",
@@ -141,12 +146,12 @@ struct TurnHandler: Sendable {
         Timer(label: "agentconnect_agent_seconds", dimensions: [("channel", event.channel.rawValue)])
             .recordNanoseconds((ContinuousClock.now - started).nanoseconds)
         // History is written after the reply went out, and a hang-up must not cut it short.
-        await Uncancellable.run { await recordInbound(event, session: session, stored: stored) }
+        await Uncancellable.run { await recordInbound(event, message, session: session, stored: stored) }
     }
 
-    private func ended(_ event: BusEvent) async throws {
+    private func ended(_ event: BusEvent, _ ended: ConversationEnded) async throws {
         let stored = try await runtime.store.conversation(id: event.conversationId)
-        let channel = event.payload["channelKnown"]?.bool == false ? (stored?.channel ?? event.channel) : event.channel
+        let channel = ended.channelKnown == false ? (stored?.channel ?? event.channel) : event.channel
         runtime.conversations.forget(event.conversationId)
         runtime.onceMemory[event.conversationId] = nil
         runtime.lastVoiceReply[event.conversationId] = nil
@@ -156,9 +161,9 @@ struct TurnHandler: Sendable {
         }
         var session = stored.map(ConversationSession.init(record:)) ?? ConversationSession(conversationId: event.conversationId, channel: channel)
         session.channel = channel
-        if channel == .voice { session.callSid = event.payload["callSid"]?.string ?? stored?.metadata["call_sid"] }
+        if channel == .voice { session.callSid = ended.callSid ?? stored?.metadata["call_sid"] }
         Counter(label: "agentconnect_conversations_ended_total", dimensions: [("channel", channel.rawValue)]).increment()
-        logger.info("conversation ended", metadata: ["conversation.id": "\(event.conversationId)", "reason": "\(event.payload["reason"]?.string ?? "")"])
+        logger.info("conversation ended", metadata: ["conversation.id": "\(event.conversationId)", "reason": "\(ended.reason.rawValue)"])
         await tac.callbacks.withLockedValue(\.conversationEnded)?(session)
     }
 
@@ -176,10 +181,10 @@ struct TurnHandler: Sendable {
 
     /// Twilio's delivery status of a reply: recorded on its delivery row, offered to `onDeliveryStatus`,
     /// and a failure to `onError` with Twilio's error code.
-    private func deliveryStatus(_ event: BusEvent) async throws {
-        let payload = event.payload
-        guard let sid = payload["messageSid"]?.string, let status = payload["status"]?.string else { return }
-        let errorCode = payload["errorCode"]?.string
+    private func deliveryStatus(_ event: BusEvent, _ messageStatus: MessageStatus) async throws {
+        let sid = messageStatus.messageSid
+        let status = messageStatus.status
+        let errorCode = messageStatus.errorCode
         var recording = try await runtime.store.recordDeliveryStatus(providerId: sid, status: status, errorCode: errorCode)
         // A status can overtake outbound's bookkeeping (Twilio answered, the row is not marked sent yet).
         var waits = 0
@@ -195,8 +200,8 @@ struct TurnHandler: Sendable {
         case .unknown: replyId = nil
         }
         let update = DeliveryStatusUpdate(
-            replyId: replyId, messageSid: sid, status: status, errorCode: errorCode.flatMap { Int($0) }, errorMessage: payload["errorMessage"]?.string)
-        let session = try await session(for: event)
+            replyId: replyId, messageSid: sid, status: status, errorCode: errorCode.flatMap { Int($0) }, errorMessage: messageStatus.errorMessage)
+        let session = try await session(for: event, agentAddress: messageStatus.agentAddress)
         Counter(label: "agentconnect_delivery_statuses_total", dimensions: [("status", status), ("channel", event.channel.rawValue)]).increment()
         await tac.callbacks.withLockedValue(\.deliveryStatus)?(session, update)
         if update.isFailure {
@@ -246,47 +251,56 @@ struct TurnHandler: Sendable {
         }
     }
 
-    /// A session for non-message events: the stored conversation, else what the event carries.
-    private func session(for event: BusEvent) async throws -> ConversationSession {
-        buildSession(event, stored: try await runtime.store.conversation(id: event.conversationId))
+    /// A session for non-message events: the stored conversation, else what the event carries (a
+    /// voice event's call, a delivery status's sender).
+    private func session(for event: BusEvent, callSid: String? = nil, agentAddress: String? = nil) async throws -> ConversationSession {
+        buildSession(event, stored: try await runtime.store.conversation(id: event.conversationId), callSid: callSid, agentAddress: agentAddress)
     }
 
-    private func buildSession(_ event: BusEvent, stored: ConversationRecord?) -> ConversationSession {
-        let payload = event.payload
+    /// The session of a turn: what the customer's message carries, else the stored conversation.
+    private func buildSession(_ event: BusEvent, stored: ConversationRecord?, message: MessageReceived) -> ConversationSession {
         var metadata = stored?.metadata ?? [:]
-        if let channelId = payload["channelId"]?.string { metadata["channel_id"] = channelId }
-        let customerAddress = payload["authorAddress"]?.string ?? stored?.customerAddress
+        if let channelId = message.channelId { metadata["channel_id"] = channelId }
         var session = ConversationSession(
-            conversationId: event.conversationId, channel: event.channel, callSid: payload["callSid"]?.string,
-            profileId: payload["profileId"]?.string ?? stored?.profileId,
+            conversationId: event.conversationId, channel: event.channel, callSid: message.callSid, profileId: stored?.profileId,
             authorInfo: ParticipantInfo(
-                address: customerAddress,
-                participantId: stored?.customerParticipantId ?? payload["authorParticipantId"]?.string),
+                address: message.authorAddress, participantId: stored?.customerParticipantId ?? message.authorParticipantId),
             aiAgentInfo: ParticipantInfo(
-                address: payload["agentAddress"]?.string ?? stored?.agentAddress,
-                participantId: payload["agentParticipantId"]?.string ?? stored?.agentParticipantId),
+                address: message.agentAddress ?? stored?.agentAddress, participantId: message.agentParticipantId ?? stored?.agentParticipantId),
             metadata: metadata,
-            direction: Direction(rawValue: payload["direction"]?.string ?? stored?.direction ?? "inbound") ?? .inbound,
-            media: event.type == EventType.messageReceived ? MessageMedia.list(payload) : [])
-        if event.channel == .voice { session.voice = VoiceCallDetails(payload: payload) }
+            direction: Direction(rawValue: message.direction ?? stored?.direction ?? "inbound") ?? .inbound,
+            media: MessageMedia.list(message.media))
+        if event.channel == .voice { session.voice = VoiceCallDetails(message: message) }
+        return session
+    }
+
+    /// The session of another event: the stored conversation with the event's call or sender.
+    private func buildSession(_ event: BusEvent, stored: ConversationRecord?, callSid: String?, agentAddress: String?) -> ConversationSession {
+        var session = ConversationSession(
+            conversationId: event.conversationId, channel: event.channel, callSid: callSid, profileId: stored?.profileId,
+            authorInfo: ParticipantInfo(address: stored?.customerAddress, participantId: stored?.customerParticipantId),
+            aiAgentInfo: ParticipantInfo(address: agentAddress ?? stored?.agentAddress, participantId: stored?.agentParticipantId),
+            metadata: stored?.metadata ?? [:],
+            direction: Direction(rawValue: stored?.direction ?? "inbound") ?? .inbound)
+        if event.channel == .voice { session.voice = VoiceCallDetails() }
         return session
     }
 
     /// History and the conversation row, written after the reply went out.
-    private func recordInbound(_ event: BusEvent, session: ConversationSession, stored: ConversationRecord?) async {
+    private func recordInbound(_ event: BusEvent, _ message: MessageReceived, session: ConversationSession, stored: ConversationRecord?) async {
         do {
             try await withTimeout(.seconds(10), "recording the inbound message") {
-                try await writeInbound(event, session: session, stored: stored)
+                try await writeInbound(event, message, session: session, stored: stored)
             }
         } catch {
             logger.warning("could not record inbound message", metadata: ["conversation.id": "\(event.conversationId)", "error": "\(error)"])
         }
     }
 
-    private func writeInbound(_ event: BusEvent, session: ConversationSession, stored: ConversationRecord?) async throws {
+    private func writeInbound(_ event: BusEvent, _ message: MessageReceived, session: ConversationSession, stored: ConversationRecord?) async throws {
         if stored == nil || stored?.customerAddress == nil {
             var metadata = session.metadata
-            metadata["mode"] = event.payload["mode"]?.string
+            metadata["mode"] = message.mode.rawValue
             if let callSid = session.callSid { metadata["call_sid"] = callSid }
             let record = ConversationRecord(
                 id: event.conversationId, channel: event.channel, direction: session.direction.rawValue,
@@ -299,7 +313,7 @@ struct TurnHandler: Sendable {
         _ = try await runtime.store.appendMessage(
             MessageRecord(
                 id: event.id, conversationId: event.conversationId, channel: event.channel, direction: .inbound,
-                authorAddress: session.authorInfo.address, body: event.payload["text"]?.string ?? "",
+                authorAddress: session.authorInfo.address, body: message.text,
                 createdAt: event.occurredDate ?? session.startedAt))
     }
 }

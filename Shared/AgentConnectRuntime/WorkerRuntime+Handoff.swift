@@ -24,15 +24,15 @@ extension WorkerRuntime {
     /// with the handoff data after the turn's reply (at once outside a turn).
     func handoff(_ session: ConversationSession, attributes: [String: String]) async throws {
         let turn = TurnContext.current.flatMap { $0.session.conversationId == session.conversationId ? $0 : nil }
-        let mode = turn?.event.payload["mode"]?.string ?? session.metadata["mode"] ?? "orchestrator"
+        let mode = turn?.mode ?? session.metadata["mode"].flatMap(ConversationMode.init(rawValue:)) ?? .orchestrator
         let body: JSONValue = [
             "conversationId": .string(session.conversationId), "profileId": .string(session.profileId ?? ""),
-            "attributes": JSONValue(attributes), "channel": .string(session.channel.rawValue), "mode": .string(mode),
+            "attributes": JSONValue(attributes), "channel": .string(session.channel.rawValue), "mode": .string(mode.rawValue),
             "customerAddress": JSONValue(session.authorInfo.address), "agentAddress": JSONValue(session.aiAgentInfo.address),
         ]
         let outbound = OutboundClient(configuration: configuration)
         if session.channel == .voice {
-            if mode == "orchestrator", configuration.conversationConfigurationId != nil {
+            if mode == .orchestrator, configuration.conversationConfigurationId != nil {
                 do {
                     _ = try await outbound.post("/v1/handoffs", body)
                 } catch {

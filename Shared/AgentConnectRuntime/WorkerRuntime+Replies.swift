@@ -16,12 +16,12 @@ extension WorkerRuntime {
     func sendMessage(channel: ChannelKind, conversationId: String, response: String, media: [String], template: MessageTemplate?) async throws {
         let turn = TurnContext.current.flatMap { $0.session.conversationId == conversationId ? $0 : nil }
         let session: ConversationSession
-        let mode: String
+        let mode: ConversationMode
         let replyId: String
         let traceparent: String
         if let turn {
             session = turn.session
-            mode = turn.event.payload["mode"]?.string ?? "orchestrator"
+            mode = turn.mode
             replyId = turn.nextReplyId()
             traceparent = turn.event.traceparent
         } else {
@@ -29,7 +29,7 @@ extension WorkerRuntime {
                 throw TACError("unknown conversation \(conversationId)")
             }
             session = ConversationSession(record: record)
-            mode = record.metadata["mode"] ?? "orchestrator"
+            mode = record.metadata["mode"].flatMap(ConversationMode.init(rawValue:)) ?? .orchestrator
             replyId = BusEvent.newID()
             traceparent = Traceparent.random().description
         }
@@ -43,14 +43,9 @@ extension WorkerRuntime {
                     "WhatsApp's 24-hour customer-service window is closed for conversation \(conversationId) (no customer message in the last 24 hours): send an approved template (template:) instead; free text would fail with Twilio error 63016")
             }
         }
-        var extras: [String: JSONValue] = [:]
-        if !media.isEmpty { extras["media"] = .array(media.map { .string($0) }) }
-        if let template {
-            extras["contentSid"] = .string(template.contentSid)
-            if !template.variables.isEmpty { extras["contentVariables"] = JSONValue(template.variables) }
-        }
         try await ReplyPublisher.publishMessage(
-            response, replyId: replyId, session: session, mode: mode, traceparent: traceparent, bus: bus, extras: extras)
+            response, replyId: replyId, session: session, mode: mode, traceparent: traceparent, bus: bus, media: media.isEmpty ? nil : media,
+            contentSid: template?.contentSid, contentVariables: template.flatMap { $0.variables.isEmpty ? nil : $0.variables })
         let recorded = template.map { response.isEmpty ? "[template \($0.contentSid)]" : response } ?? response
         let runtime = self
         await Uncancellable.run { await runtime.recordOutbound(recorded, replyId: replyId, session: session) }

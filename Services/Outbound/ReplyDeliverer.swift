@@ -123,7 +123,8 @@ struct ReplyDeliverer: Sendable {
             try await skipOptedOut(event, reason: "the customer opted out (STOP)")
             return false
         }
-        // The claim of a new row recorded the first send already.
+        // The claim of a new row recorded the first send already when no call to Twilio comes before
+        // it (the target was known); otherwise markSending records it, checking the lease is still ours.
         var sendRecorded = claimed.sendRecorded
         let started = ContinuousClock.now
         var backoff = Backoff(
@@ -241,11 +242,16 @@ struct ReplyDeliverer: Sendable {
     private func claim(_ event: BusEvent, reply: ReplyReady) async throws -> SendingClaim? {
         let optOut = optOutPair(event, reply: reply)
         let textHash = Self.textHash(reply.text)
+        // A classic reply's target needs no call to Twilio: the claim may record the send. An
+        // orchestrator reply's does unless its participants were reconciled (the claim reads that).
+        let targetKnown =
+            reply.mode == .classic && reply.customerAddress != nil
+            && (reply.agentAddress ?? configuration.senders.defaultSender(for: event.channel)) != nil
         while true {
             let claimed = try await bounded("claiming the delivery row") {
                 try await store.claimForSending(
                     replyId: event.id, conversationId: event.conversationId, channel: event.channel, textHash: textHash, owner: owner,
-                    leaseMilliseconds: leaseMilliseconds, optOut: optOut)
+                    leaseMilliseconds: leaseMilliseconds, optOut: optOut, targetKnown: targetKnown)
             }
             switch claimed.claim {
             case .claimed:

@@ -83,13 +83,26 @@ struct VoiceFrameReader: Service {
     private func admit(_ event: BusEvent, entryId: String, adopted: Bool, held: inout [String: ContinuousClock.Instant]) -> [Outgoing] {
         // A call being handed over gets nothing more here: the relay that takes it over sends the rest.
         guard event.carries(VoiceFrame.self), let session = registry.session(event.conversationId), !session.isHandedOver,
-            let frame = try? event.decode(VoiceFrame.self)
+            let frame = Self.voiceFrame(event, logger: logger)
         else { return [] }
         let (forward, heldUntil) = session.admit(
             VoiceTurnGate.Frame(turnId: frame.turnId, sequence: frame.seq, generation: frame.gen, frame: frame.frame, entryId: entryId, adopted: adopted))
         held[session.conversationId] = heldUntil
         if forward.isEmpty { Counter(label: "agentconnect_voice_frames_dropped_total").increment() }
         return forward.compactMap { outgoing($0, session: session) }
+    }
+
+    /// The reply frame an event carries, or nil (logged at warning, once per event) when its payload
+    /// does not decode: the frame is dropped, and the caller may miss part of a turn.
+    static func voiceFrame(_ event: BusEvent, logger: Logger) -> VoiceFrame? {
+        do {
+            return try event.decode(VoiceFrame.self)
+        } catch {
+            logger.warning(
+                "voice frame does not decode; dropped",
+                metadata: ["event.id": "\(event.id)", "conversation.id": "\(event.conversationId)", "error": "\(error)"])
+            return nil
+        }
     }
 
     /// The held frames of calls whose turn owner went silent (``CallSession/expireHeld(now:)``), for

@@ -15,7 +15,16 @@ import AgentConnectCore
 ///   on the later generation's next frame or when ``expire(now:)`` runs at ``nextDeadline`` (the
 ///   later generation may have sent everything already) — and then only the frames after the last
 ///   sequence the caller was sent go out;
-/// - when the owner finishes the turn, the held frames are dropped and their generations refused.
+/// - when the owner finishes the turn, the held frames are dropped and their generations refused;
+/// - a `last: true` frame is kept whatever its sequence: when the owner's `last` comes at or below the
+///   last sequence sent (a redone turn shorter than what the caller heard) and the caller was not yet
+///   sent `last`, an empty `last: true` text frame goes out instead, so the turn still ends;
+/// - a generation held in a turn does not overtake itself: its frames of turns first seen after that
+///   one wait (at most ``heldLimit`` in all) until the held turn is taken over or dropped, then go
+///   through the gate in the order they came.
+///
+/// The state of the last ``turnLimit`` turns used (their last sequence sent, whether `last` was sent)
+/// is kept, so a turn redone long after is not spoken again.
 ///
 /// Time comes in as `now` on every call, so the decisions are reproducible in tests.
 struct VoiceTurnGate {
@@ -52,7 +61,10 @@ struct VoiceTurnGate {
     /// (`VOICE_GENERATION_TAKEOVER_MS`).
     let takeover: Duration
     /// Frames held per later generation of a turn; past it, that generation is refused for the turn.
+    /// Also the most frames waiting behind held turns (``waiting``).
     let heldLimit: Int
+    /// The most turns remembered; past it, the least recently used turn without held frames is forgotten.
+    let turnLimit: Int
 
     private struct Turn {
         /// The generation whose frames go to the caller, and when it last sent one.
@@ -60,6 +72,8 @@ struct VoiceTurnGate {
         var ownerAt: ContinuousClock.Instant
         /// The owner sent `last: true`.
         var done = false
+        /// The caller was sent a `last: true` frame of this turn.
+        var lastSent = false
         /// The highest sequence forwarded (the caller was sent everything up to it).
         var lastSequence: Int?
         var firstTokenSeen = false
@@ -67,12 +81,24 @@ struct VoiceTurnGate {
         var held: [(generation: String, frames: [Frame])] = []
         /// Generations that may never send frames of this turn again (superseded, or too late).
         var refused: Set<String> = []
-        /// When anything last happened to the turn (for forgetting old turns).
+        /// When anything last happened to the turn.
         var touched: ContinuousClock.Instant
+        /// When the gate first saw the turn (an increasing count): turns are finished in that order.
+        var seen: Int
+        /// When the gate last used the turn (the same count), for forgetting the least recently used.
+        var used: Int
     }
 
     /// Turn state by turn id.
     private var turns: [String: Turn] = [:]
+    /// Counts turn creations and uses (``Turn/seen``, ``Turn/used``).
+    private var clock = 0
+    /// The turns holding a later generation's frames.
+    private var holding: Set<String> = []
+    /// A generation stopped being held in some turn since the waiting frames were last looked at.
+    private var heldReleased = false
+    /// Frames of a generation that is held in an earlier turn, in the order they came.
+    private var waiting: [Frame] = []
     /// Prompt event ids whose frames must no longer reach the caller (interrupted or superseded).
     private var cancelled: Set<String> = []
     /// The prompt events sent, newest last, with when each was sent.
@@ -81,9 +107,10 @@ struct VoiceTurnGate {
     /// from that relay's stream count only for it ("-" when it had been interrupted).
     private var resumedPrompt: String?
 
-    init(takeover: Duration, heldLimit: Int = 2048) {
+    init(takeover: Duration, heldLimit: Int = 2048, turnLimit: Int = 1024) {
         self.takeover = takeover
         self.heldLimit = heldLimit
+        self.turnLimit = turnLimit
     }
 
     // MARK: prompts
@@ -111,30 +138,40 @@ struct VoiceTurnGate {
         resumedPrompt = prompt ?? "-"
         if let prompt, prompt != "-" { prompts.append((prompt, now)) }
         guard let turnId else { return }
-        var turn = turns[turnId] ?? Turn(ownerAt: now, touched: now)
+        var turn = newOrExisting(turnId, now: now)
         if let sequence { turn.lastSequence = sequence }
         if let generation { turn.owner = generation }
-        turns[turnId] = turn
+        store(turn, as: turnId)
     }
 
     // MARK: frames
 
     /// What to do with a frame read now: the frames to write to the caller (none, this one, or —
-    /// when it takes a silent owner's turn over — its generation's held frames and this one).
+    /// when it takes a silent owner's turn over — its generation's held frames and this one; then
+    /// also the frames that waited behind that turn).
     mutating func admit(_ frame: Frame, now: ContinuousClock.Instant) -> [Forward] {
+        let forwards = admitOne(frame, now: now)
+        return forwards + releaseWaiting(now: now)
+    }
+
+    private mutating func admitOne(_ frame: Frame, now: ContinuousClock.Instant) -> [Forward] {
         if cancelled.contains(frame.promptId) {
-            turns[frame.turnId]?.held = []
+            if var turn = turns[frame.turnId], !turn.held.isEmpty {
+                turn.held = []
+                store(turn, as: frame.turnId)
+            }
             return []
         }
         if frame.adopted, resumedPrompt != frame.promptId { return [] }
-        var turn = turns[frame.turnId] ?? Turn(ownerAt: now, touched: now)
+        var turn = newOrExisting(frame.turnId, now: now)
         turn.touched = now
-        defer {
-            turns[frame.turnId] = turn
-            forgetOldTurns(now: now)
-        }
+        defer { store(turn, as: frame.turnId) }
         guard let generation = frame.generation else { return forward([frame], turn: &turn) }
         if turn.refused.contains(generation) { return [] }
+        if isHeld(generation, before: turn, turnId: frame.turnId) {
+            if waiting.count < heldLimit { waiting.append(frame) } else { turn.refused.insert(generation) }
+            return []
+        }
         if turn.owner == nil || turn.owner == generation {
             turn.owner = generation
             turn.ownerAt = now
@@ -151,11 +188,36 @@ struct VoiceTurnGate {
         return []
     }
 
+    /// Whether `generation` has frames held in a turn first seen before `turn`: its frames of `turn`
+    /// must wait, or they would reach the caller before its earlier ones.
+    private func isHeld(_ generation: String, before turn: Turn, turnId: String) -> Bool {
+        holding.contains { id in
+            guard id != turnId, let other = turns[id] else { return false }
+            return other.seen < turn.seen && other.held.contains { $0.generation == generation }
+        }
+    }
+
+    /// The waiting frames whose generation is no longer held in an earlier turn go through the gate,
+    /// in the order they came; the others wait on.
+    private mutating func releaseWaiting(now: ContinuousClock.Instant) -> [Forward] {
+        var forwards: [Forward] = []
+        while !waiting.isEmpty, heldReleased {
+            heldReleased = false
+            let frames = waiting
+            waiting = []
+            for frame in frames { forwards += admitOne(frame, now: now) }
+        }
+        heldReleased = false
+        return forwards
+    }
+
     /// Adopts, for every turn whose owner has been silent for ``takeover`` without finishing, the
     /// first generation held for it; returns the frames to write (after the last sequence sent).
     mutating func expire(now: ContinuousClock.Instant) -> [Forward] {
         var forwards: [Forward] = []
-        for (turnId, var turn) in turns where !turn.held.isEmpty {
+        // In the order the turns were first seen, so the caller hears them in that order.
+        let heldTurns = holding.compactMap { id in turns[id].map { (id, $0) } }.sorted { $0.1.seen < $1.1.seen }
+        for (turnId, var turn) in heldTurns {
             if cancelled.contains(String(turnId.prefix { $0 != ":" })) {
                 turn.held = []
             } else if now - turn.ownerAt >= takeover {
@@ -163,16 +225,17 @@ struct VoiceTurnGate {
             } else {
                 continue
             }
-            turns[turnId] = turn
+            store(turn, as: turnId)
         }
-        return forwards
+        return forwards + releaseWaiting(now: now)
     }
 
     /// When ``expire(now:)`` should run next: the earliest time a held generation may take a turn
     /// over (nil when nothing is held).
     var nextDeadline: ContinuousClock.Instant? {
         var earliest: ContinuousClock.Instant?
-        for turn in turns.values where !turn.held.isEmpty {
+        for id in holding {
+            guard let turn = turns[id] else { continue }
             let deadline = turn.ownerAt + takeover
             if earliest.map({ deadline < $0 }) ?? true { earliest = deadline }
         }
@@ -192,14 +255,14 @@ struct VoiceTurnGate {
     }
 
     /// Keeps a later generation's frame until the owner finishes or goes silent; frames at or below
-    /// the last sequence sent are of no use and not kept.
+    /// the last sequence sent are of no use and not kept, but for `last: true` (it ends the turn).
     private mutating func hold(_ frame: Frame, generation: String, turn: inout Turn) {
         let index = turn.held.firstIndex { $0.generation == generation } ?? {
             turn.held.append((generation, []))
             return turn.held.count - 1
         }()
-        if let last = turn.lastSequence { turn.held[index].frames.removeAll { $0.sequence <= last } }
-        if let last = turn.lastSequence, frame.sequence <= last { return }
+        if let last = turn.lastSequence { turn.held[index].frames.removeAll { $0.sequence <= last && !$0.isLast } }
+        if let last = turn.lastSequence, frame.sequence <= last, !frame.isLast { return }
         guard turn.held[index].frames.count < heldLimit else {
             turn.held.remove(at: index)
             turn.refused.insert(generation)
@@ -212,10 +275,17 @@ struct VoiceTurnGate {
     /// and then every held generation is dropped and refused.
     private mutating func forward(_ frames: [Frame], turn: inout Turn) -> [Forward] {
         var forwards: [Forward] = []
-        for frame in frames {
+        for var frame in frames {
             // The owner's `last: true` ends the turn even when it repeats a sequence already sent.
-            if frame.isLast, frame.generation == turn.owner { turn.done = true }
-            if let last = turn.lastSequence, frame.sequence <= last { continue }
+            let ownersLast = frame.isLast && frame.generation == turn.owner
+            if ownersLast { turn.done = true }
+            if let last = turn.lastSequence, frame.sequence <= last {
+                // A redone turn shorter than what the caller heard: its end is all that is left to send.
+                guard ownersLast, !turn.lastSent else { continue }
+                frame.sequence = last
+                frame.frame = Self.emptyLast
+            }
+            if frame.isLast { turn.lastSent = true }
             turn.lastSequence = frame.sequence
             var sincePrompt: Duration?
             if !turn.firstTokenSeen {
@@ -231,9 +301,30 @@ struct VoiceTurnGate {
         return forwards
     }
 
-    /// Forgets turns nothing happened to for a minute, once there are many.
-    private mutating func forgetOldTurns(now: ContinuousClock.Instant) {
-        guard turns.count > 64 else { return }
-        turns = turns.filter { now - $0.value.touched < .seconds(60) }
+    /// The end of a turn with nothing more to say (a ConversationRelay text frame).
+    static let emptyLast: JSONValue = ["type": "text", "token": "", "last": true]
+
+    /// The turn's state, or a new one first seen now.
+    private mutating func newOrExisting(_ turnId: String, now: ContinuousClock.Instant) -> Turn {
+        clock += 1
+        if var turn = turns[turnId] {
+            turn.used = clock
+            return turn
+        }
+        return Turn(ownerAt: now, touched: now, seen: clock, used: clock)
+    }
+
+    /// Stores a turn's state (noting whether it holds frames, and whether a generation stopped being
+    /// held in it); past ``turnLimit`` turns, forgets the least recently used one holding nothing.
+    private mutating func store(_ turn: Turn, as turnId: String) {
+        let previous = turns.updateValue(turn, forKey: turnId)
+        if turn.held.isEmpty { holding.remove(turnId) } else { holding.insert(turnId) }
+        if let previous, previous.held.count > turn.held.count { heldReleased = true }
+        guard previous == nil, turns.count > turnLimit else { return }
+        var oldest: (id: String, used: Int)?
+        for (id, other) in turns where id != turnId && other.held.isEmpty && oldest.map({ other.used < $0.used }) ?? true {
+            oldest = (id, other.used)
+        }
+        if let oldest { turns[oldest.id] = nil }
     }
 }

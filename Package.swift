@@ -2,14 +2,15 @@
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
-    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("ExistentialAny")
 ]
 
 /// The author's library, its runtime and the built-in agents import only what their API needs in public.
-let authorSettings: [SwiftSetting] = swiftSettings + [
-    .enableUpcomingFeature("InternalImportsByDefault"),
-    .enableUpcomingFeature("MemberImportVisibility"),
-]
+let authorSettings: [SwiftSetting] =
+    swiftSettings + [
+        .enableUpcomingFeature("InternalImportsByDefault"),
+        .enableUpcomingFeature("MemberImportVisibility"),
+    ]
 
 let hummingbird = Target.Dependency.product(name: "Hummingbird", package: "hummingbird")
 let hummingbirdWS = Target.Dependency.product(name: "HummingbirdWebSocket", package: "hummingbird-websocket")
@@ -112,7 +113,8 @@ let package = Package(
             name: "AgentConnectRuntime",
             dependencies: serviceDeps + [
                 "AgentConnect", httpClient, postgres, nioCore, nioConcurrency, .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"), .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             path: "Shared/AgentConnectRuntime", swiftSettings: authorSettings),
         // The built-in agents (`echo`, `openai`) and the OpenAI client, run by agent-worker.
@@ -124,13 +126,18 @@ let package = Package(
             ],
             path: "Services/AgentWorker/Agents", swiftSettings: authorSettings),
         .target(
-            name: "AgentConnectTesting", dependencies: ["AgentConnectCore", "EventBus", "Store", httpClient, postgres, logging, nioConcurrency, .product(name: "NIOHTTP1", package: "swift-nio")],
+            name: "AgentConnectTesting",
+            dependencies: [
+                "AgentConnectCore", "EventBus", "Store", httpClient, postgres, logging, nioConcurrency,
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             path: "Shared/AgentConnectTesting", swiftSettings: swiftSettings),
 
         .executableTarget(
             name: "CLI",
             dependencies: [
-                "AgentConnectCore", "EventBus", "Store", "TwilioKit", "ServiceSupport", "AgentConnect", "AgentConnectRuntime", "AgentConnectAgents", httpClient, argumentParser, postgres, logging,
+                "AgentConnectCore", "EventBus", "Store", "TwilioKit", "ServiceSupport", "AgentConnect", "AgentConnectRuntime", "AgentConnectAgents",
+                httpClient, argumentParser, postgres, logging,
             ],
             path: "Services/CLI", exclude: ["README.md"], swiftSettings: swiftSettings),
 
@@ -188,7 +195,9 @@ let package = Package(
         // MARK: Tests
         .testTarget(
             name: "CoreTests",
-            dependencies: ["AgentConnectCore", "TwilioKit", "EventBus", "Store", "ServiceSupport", "AgentConnect", "AgentConnectRuntime", "AgentConnectAgents"],
+            dependencies: [
+                "AgentConnectCore", "TwilioKit", "EventBus", "Store", "ServiceSupport", "AgentConnect", "AgentConnectRuntime", "AgentConnectAgents",
+            ],
             path: "Tests/CoreTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "VoiceRelayTests",
@@ -200,7 +209,9 @@ let package = Package(
             path: "Tests/MessagingIngressTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: serviceDeps + [httpClient, wsClient, postgres, .product(name: "NIOHTTP1", package: "swift-nio"), "RelayCaller", "AgentConnectTesting"],
+            dependencies: serviceDeps + [
+                httpClient, wsClient, postgres, .product(name: "NIOHTTP1", package: "swift-nio"), "RelayCaller", "AgentConnectTesting",
+            ],
             path: "Tests/IntegrationTests", swiftSettings: swiftSettings),
     ]
 )

@@ -79,7 +79,9 @@ struct CeilingBench: AsyncParsableCommand {
                 }
                 return try await group.next() ?? Samples()
             }
-            row("ceiling: loopback WebSocket echo p50 / p99 (ms)", "\(format(echo.percentile(50), digits: 3)) / \(format(echo.percentile(99), digits: 3))")
+            row(
+                "ceiling: loopback WebSocket echo p50 / p99 (ms)",
+                "\(format(echo.percentile(50), digits: 3)) / \(format(echo.percentile(99), digits: 3))")
             server.cancelAll()
         }
         try await http.shutdown()

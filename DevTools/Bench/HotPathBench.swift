@@ -43,12 +43,15 @@ struct HotPathBench: AsyncParsableCommand {
             let message = try event.decode(MessageReceived.self)
             let payload = ReplyReady(
                 text: "You said: \(message.text)", mode: .orchestrator, customerAddress: message.authorAddress,
-                customerParticipantId: message.authorParticipantId, agentAddress: message.agentAddress, agentParticipantId: message.agentParticipantId)
+                customerParticipantId: message.authorParticipantId, agentAddress: message.agentAddress, agentParticipantId: message.agentParticipantId
+            )
             let reply = try BusEvent(
-                payload, conversationId: event.conversationId, channel: event.channel, traceparent: Traceparent.continuing(event.traceparent).description)
+                payload, conversationId: event.conversationId, channel: event.channel,
+                traceparent: Traceparent.continuing(event.traceparent).description)
             _ = try await worker.publish(reply, to: replies, fence: fence)
         }
-        let outboundConsumer = GroupConsumer(bus: outbound, group: "g", consumer: "o", streams: [replies], options: options, logger: logger) { event, _ in
+        let outboundConsumer = GroupConsumer(bus: outbound, group: "g", consumer: "o", streams: [replies], options: options, logger: logger) {
+            event, _ in
             // Read once, as outbound does.
             guard event.carries(ReplyReady.self) else { return }
             _ = try event.decode(ReplyReady.self)

@@ -38,7 +38,8 @@ struct MessagingBench: AsyncParsableCommand {
         let router = Router()
         router.get("/v2/Conversations/:id/Participants") { _, context in
             let id = context.parameters.get("id") ?? ""
-            let body = #"{"participants":[{"id":"PC\#(id)","type":"CUSTOMER","addresses":[{"channel":"SMS","address":"+1666\#(id.suffix(7))"}]},{"id":"PA\#(id)","type":"AI_AGENT","addresses":[{"channel":"SMS","address":"\#(agent)"}]}]}"#
+            let body =
+                #"{"participants":[{"id":"PC\#(id)","type":"CUSTOMER","addresses":[{"channel":"SMS","address":"+1666\#(id.suffix(7))"}]},{"id":"PA\#(id)","type":"AI_AGENT","addresses":[{"channel":"SMS","address":"\#(agent)"}]}]}"#
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
         }
         router.post("/v2/Conversations/:id/Actions") { request, _ in
@@ -49,7 +50,9 @@ struct MessagingBench: AsyncParsableCommand {
             {
                 arrived.withLockedValue { $0[n] = now }
             }
-            return Response(status: .accepted, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"id":"act","status":"PENDING"}"#)))
+            return Response(
+                status: .accepted, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: #"{"id":"act","status":"PENDING"}"#)))
         }
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: twilioPort)), logger: logger)
         var httpConfiguration = HTTPClient.Configuration()
@@ -63,7 +66,8 @@ struct MessagingBench: AsyncParsableCommand {
 
         @Sendable func webhook(_ n: Int) async throws {
             let conversation = "benchconv\(String(format: "%07d", n % conversations))"
-            let body = #"{"eventType":"COMMUNICATION_CREATED","data":{"id":"comm\#(n)-\#(UUID().uuidString.prefix(8))","conversationId":"\#(conversation)","accountId":"ACbench","author":{"address":"+1666\#(conversation.suffix(7))","channel":"SMS","participantId":"PC\#(conversation)"},"content":{"type":"TEXT","text":"m\#(n)"},"recipients":[{"address":"\#(agent)","channel":"SMS","participantId":"PA\#(conversation)"}]}}"#
+            let body =
+                #"{"eventType":"COMMUNICATION_CREATED","data":{"id":"comm\#(n)-\#(UUID().uuidString.prefix(8))","conversationId":"\#(conversation)","accountId":"ACbench","author":{"address":"+1666\#(conversation.suffix(7))","channel":"SMS","participantId":"PC\#(conversation)"},"content":{"type":"TEXT","text":"m\#(n)"},"recipients":[{"address":"\#(agent)","channel":"SMS","participantId":"PA\#(conversation)"}]}}"#
             let bytes = Array(body.utf8)
             let url = "\(ingress)/webhook?bodySHA256=\(TwilioSignature.bodyHash(bytes))"
             var request = HTTPClientRequest(url: url)
@@ -107,7 +111,7 @@ struct MessagingBench: AsyncParsableCommand {
                     try await clock.sleep(until: next)
                     next += interval
                     group.addTask {
-                        do { try await webhook(n) } catch where tolerateRefusals { refused.withLockedValue { $0 += 1 } }
+                        do { try await webhook(n) } catch _ where tolerateRefusals { refused.withLockedValue { $0 += 1 } }
                     }
                 }
                 try await group.waitForAll()
@@ -148,7 +152,9 @@ struct MessagingBench: AsyncParsableCommand {
                 row("messaging webhook→SEND_MESSAGE p99 at \(rate)/s (ms)", format(step.p99), step.loadNote)
                 row("messaging replies missing at \(rate)/s", String(step.messages - step.replied))
                 if !cpu.targets.isEmpty {
-                    row("messaging CPU per message at \(rate)/s, \(total.joined(separator: " + ")) (ms)", format(step.cpuTotal, digits: 3), step.loadNote)
+                    row(
+                        "messaging CPU per message at \(rate)/s, \(total.joined(separator: " + ")) (ms)", format(step.cpuTotal, digits: 3),
+                        step.loadNote)
                     row("messaging CPU per message at \(rate)/s by process (ms)", step.cpuBreakdown, step.loadNote)
                 }
 
@@ -181,7 +187,9 @@ struct MessagingBench: AsyncParsableCommand {
                 saturated.measure(cpu, from: before, to: after, load: load, elapsed: elapsed, totalNames: totalNames)
                 row("messaging max sustained rate, webhook→reply (messages/s)", String(Int(Double(replied) / elapsed.inSeconds)), saturated.loadNote)
                 if !cpu.targets.isEmpty {
-                    row("messaging CPU per message at the max rate, \(total.joined(separator: " + ")) (ms)", format(saturated.cpuTotal, digits: 3), saturated.loadNote)
+                    row(
+                        "messaging CPU per message at the max rate, \(total.joined(separator: " + ")) (ms)", format(saturated.cpuTotal, digits: 3),
+                        saturated.loadNote)
                     row("messaging CPU per message at the max rate by process (ms)", saturated.cpuBreakdown, saturated.loadNote)
                 }
             }
@@ -243,6 +251,7 @@ struct Step: Sendable {
     /// `SWEEP|kind|offered|achieved|p50|p99|missing|cpuTotal|machineBusy|othersBusy|name=ms,…`
     var sweepLine: String {
         let breakdown = cpu.map { "\($0.name)=\(format($0.milliseconds, digits: 4))" }.joined(separator: ",")
-        return "SWEEP|messaging|\(offered)|\(format(achieved, digits: 1))|\(format(p50, digits: 3))|\(format(p99, digits: 3))|\(messages - replied)|\(format(cpuTotal, digits: 4))|\(format(machineBusy, digits: 0))|\(format(othersBusy, digits: 0))|\(breakdown)"
+        return
+            "SWEEP|messaging|\(offered)|\(format(achieved, digits: 1))|\(format(p50, digits: 3))|\(format(p99, digits: 3))|\(messages - replied)|\(format(cpuTotal, digits: 4))|\(format(machineBusy, digits: 0))|\(format(othersBusy, digits: 0))|\(breakdown)"
     }
 }

@@ -50,8 +50,10 @@ struct VoiceBench: AsyncParsableCommand {
                         // that fails (the relay past saturation) counts its turns as missing.
                         do {
                             let (callURL, _) = try await caller.fetchTwiML(callSid: sid, from: "+1555666\(index)", to: "+15550000001")
-                            return try await caller.call(publicURL: callURL, callSid: sid, from: "+1555666\(index)", to: "+15550000001", script: script)
-                                .turns
+                            return try await caller.call(
+                                publicURL: callURL, callSid: sid, from: "+1555666\(index)", to: "+15550000001", script: script
+                            )
+                            .turns
                         } catch {
                             failedCalls.withLockedValue { $0 += 1 }
                             return []
@@ -80,8 +82,12 @@ struct VoiceBench: AsyncParsableCommand {
                     "SWEEP|voice|\(count)|\(format(step.achieved, digits: 1))|\(format(step.p50, digits: 3))|\(format(step.p99, digits: 3))|\(wrong)|\(format(step.cpuTotal, digits: 4))|\(format(step.machineBusy, digits: 0))|\(format(step.othersBusy, digits: 0))|\(breakdown)|\(format(last.percentile(50), digits: 3))\n"
                         .utf8))
             guard tableCalls.isEmpty || tableCalls.contains(count) else { continue }
-            row("voice prompt→first token p50 / p99 at \(count) calls, one utterance per call per \(gap) ms (ms)", "\(format(first.percentile(50))) / \(format(first.percentile(99)))", step.loadNote)
-            row("voice prompt→last:true p50 / p99 at \(count) calls, one utterance per call per \(gap) ms (ms)", "\(format(last.percentile(50))) / \(format(last.percentile(99)))", step.loadNote)
+            row(
+                "voice prompt→first token p50 / p99 at \(count) calls, one utterance per call per \(gap) ms (ms)",
+                "\(format(first.percentile(50))) / \(format(first.percentile(99)))", step.loadNote)
+            row(
+                "voice prompt→last:true p50 / p99 at \(count) calls, one utterance per call per \(gap) ms (ms)",
+                "\(format(last.percentile(50))) / \(format(last.percentile(99)))", step.loadNote)
             row("voice wrong or missing replies at \(count) calls", "\(wrong) of \(count * prompts)")
             if !cpu.targets.isEmpty {
                 row("voice CPU per turn at \(count) calls, \(total.joined(separator: " + ")) (ms)", format(step.cpuTotal, digits: 3), step.loadNote)

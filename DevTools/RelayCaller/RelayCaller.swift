@@ -94,7 +94,9 @@ public struct RelayCaller: Sendable {
     public func fetchTwiML(
         callSid: String, from: String, to: String, direction: String = "inbound", query: [(String, String)] = []
     ) async throws -> (url: String, twiml: String) {
-        let fields = [("AccountSid", "ACsimulator"), ("CallSid", callSid), ("From", from), ("To", to), ("Direction", direction), ("CallStatus", "ringing")]
+        let fields = [
+            ("AccountSid", "ACsimulator"), ("CallSid", callSid), ("From", from), ("To", to), ("Direction", direction), ("CallStatus", "ringing"),
+        ]
         let target = "/twiml" + (query.isEmpty ? "" : "?" + FormCoding.encode(query))
         var request = HTTPClientRequest(url: "\(relayURL)\(target)")
         request.method = .POST
@@ -125,7 +127,8 @@ public struct RelayCaller: Sendable {
         if let signature = signature ?? Optional(signer.compute(url: publicURL)), !signature.isEmpty {
             configuration.additionalHeaders[HTTPField.Name("X-Twilio-Signature")!] = signature
         }
-        let setup: JSONValue? = sendSetup
+        let setup: JSONValue? =
+            sendSetup
             ? [
                 "type": "setup", "sessionId": .string("VX" + callSid.dropFirst(2)), "callSid": .string(callSid), "from": .string(from),
                 "to": .string(to), "direction": .string(direction), "callType": "PSTN", "callStatus": "IN-PROGRESS",

@@ -34,7 +34,8 @@ struct ConnectAction: Sendable {
             var request = HTTPClientRequest(url: configuration.voiceURL + URLPathOf.path(action))
             request.method = .POST
             request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
-            request.headers.add(name: "X-Twilio-Signature", value: TwilioSignature(authToken: configuration.authToken).compute(url: action, params: fields))
+            request.headers.add(
+                name: "X-Twilio-Signature", value: TwilioSignature(authToken: configuration.authToken).compute(url: action, params: fields))
             request.body = .bytes(ByteBuffer(string: FormCoding.encode(fields)))
             let response = try await HTTPClient.shared.execute(request, timeout: .seconds(15))
             let body = String(buffer: try await response.body.collect(upTo: 1 << 20))

@@ -58,10 +58,14 @@ struct ControlRoutes: Sendable {
         if input["classic"]?.bool == true {
             let sid = input["token"]?.string.map { Self.derivedId("SM", from: $0) } ?? "SM" + state.nextId("").suffix(32)
             let outcome = await webhooks.sendForm(
-                [("AccountSid", configuration.accountSid), ("MessageSid", sid), ("From", from), ("To", to), ("Body", text)] + SimMedium.formFields(media),
+                [("AccountSid", configuration.accountSid), ("MessageSid", sid), ("From", from), ("To", to), ("Body", text)]
+                    + SimMedium.formFields(media),
                 to: configuration.messagingURL + "/webhook", idempotencyToken: input["token"]?.string)
             return JSONResponse.bytes(
-                .ok, try encode(["messageSid": .string(sid), "webhookStatus": .number(Double(outcome.status)), "attempts": .number(Double(outcome.attempts))]))
+                .ok,
+                try encode([
+                    "messageSid": .string(sid), "webhookStatus": .number(Double(outcome.status)), "attempts": .number(Double(outcome.attempts)),
+                ]))
         }
         let orchestratorChannel = channel.orchestratorName
         let conversation = findOrCreateConversation(
@@ -75,7 +79,8 @@ struct ControlRoutes: Sendable {
         var data: [String: JSONValue] = [
             "id": .string(communicationId), "conversationId": .string(conversation.id), "accountId": .string(configuration.accountSid),
             "author": ["address": .string(from), "channel": .string(orchestratorChannel), "participantId": JSONValue(participantId(from))],
-            "content": media.isEmpty ? ["type": "TEXT", "text": .string(text)] : ["type": "MEDIA", "text": .string(text), "media": SimMedium.json(media)],
+            "content": media.isEmpty
+                ? ["type": "TEXT", "text": .string(text)] : ["type": "MEDIA", "text": .string(text), "media": SimMedium.json(media)],
             "recipients": [["address": .string(to), "channel": .string(orchestratorChannel), "participantId": JSONValue(participantId(to))]],
             "createdAt": .string(Timestamp.iso8601(Date())),
         ]
@@ -111,7 +116,9 @@ struct ControlRoutes: Sendable {
         if let conversationId, let existing = state.conversation(conversationId) { return existing }
         if let existing = state.conversations.first(where: { conversation in
             conversation.status != "CLOSED"
-                && conversation.participants.contains { ($0["addresses"]?.array ?? []).contains { $0["address"]?.string == customer && $0["channel"]?.string == channel } }
+                && conversation.participants.contains {
+                    ($0["addresses"]?.array ?? []).contains { $0["address"]?.string == customer && $0["channel"]?.string == channel }
+                }
                 && conversation.participants.contains { ($0["addresses"]?.array ?? []).contains { $0["address"]?.string == agent } }
         }) {
             return existing
@@ -126,7 +133,8 @@ struct ControlRoutes: Sendable {
         let conversation = SimState.Conversation(
             id: id, status: "ACTIVE", channelId: chatChannelId, metadata: [:],
             participants: [
-                state.makeParticipant(conversationId: id, accountSid: configuration.accountSid, type: customerType, addresses: [.object(customerAddress)]),
+                state.makeParticipant(
+                    conversationId: id, accountSid: configuration.accountSid, type: customerType, addresses: [.object(customerAddress)]),
                 state.makeParticipant(conversationId: id, accountSid: configuration.accountSid, type: agentType, addresses: [.object(agentAddress)]),
             ], createdAt: Date())
         state.upsert(conversation)
@@ -140,7 +148,8 @@ struct ControlRoutes: Sendable {
         let deadline = ContinuousClock.now + .milliseconds(min(60_000, Int(query["waitMs"] ?? "0") ?? 0))
         while true {
             let matches = state.delivered.filter { message in
-                (query["conversationId"] == nil || message.conversationId == query["conversationId"]) && (query["to"] == nil || message.to == query["to"])
+                (query["conversationId"] == nil || message.conversationId == query["conversationId"])
+                    && (query["to"] == nil || message.to == query["to"])
             }
             let remaining = deadline - ContinuousClock.now
             if matches.count >= want || remaining <= .zero {

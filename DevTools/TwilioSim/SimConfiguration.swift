@@ -55,7 +55,8 @@ struct SimConfiguration: Sendable {
             let rest = value.dropFirst(prefix.count)
             return rest.count == 32 && rest.allSatisfy { hex.contains($0) }
         }
-        let reason = "looks like a real Twilio credential; twilio-sim signs anything it is asked to and must never hold a real account's secrets (use made-up values such as deploy/local.env's)"
+        let reason =
+            "looks like a real Twilio credential; twilio-sim signs anything it is asked to and must never hold a real account's secrets (use made-up values such as deploy/local.env's)"
         if looksReal(environment.string("TWILIO_ACCOUNT_SID"), prefix: "AC") {
             throw ConfigurationError(variable: "TWILIO_ACCOUNT_SID", reason: reason)
         }

@@ -67,7 +67,8 @@ struct SimMessaging: Sendable {
         // Twilio enforces HTTP Basic auth on media URLs (account SID and auth token here; the sim knows no API keys).
         router.get("/2010-04-01/Accounts/:account/Messages/:message/Media/:media") { request, context -> Response in
             let header = request.headers[.authorization] ?? ""
-            let decoded = header.hasPrefix("Basic ")
+            let decoded =
+                header.hasPrefix("Basic ")
                 ? Data(base64Encoded: String(header.dropFirst("Basic ".count))).map { String(decoding: $0, as: UTF8.self) } : nil
             guard decoded == "\(configuration.accountSid):\(configuration.authToken)" else {
                 return JSONResponse.raw(.unauthorized, #"{"code":20003,"message":"Authenticate","status":401}"#)

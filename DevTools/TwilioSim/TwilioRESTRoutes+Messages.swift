@@ -22,7 +22,9 @@ extension TwilioRESTRoutes {
         if incoming.form["ContentVariables"] != nil && contentSid == nil {
             throw SimError(400, "A ContentSid must be specified if ContentVariables are provided in the request.", code: 21654)
         }
-        guard incoming.form["Body"] != nil || !media.isEmpty || contentSid != nil else { throw SimError(400, "Message body is required.", code: 21602) }
+        guard incoming.form["Body"] != nil || !media.isEmpty || contentSid != nil else {
+            throw SimError(400, "Message body is required.", code: 21602)
+        }
         guard MessageRules.fits(body) else {
             throw SimError(400, "The concatenated message body exceeds the 1600 character limit", code: MessageRules.ErrorCode.bodyTooLong)
         }
@@ -35,7 +37,8 @@ extension TwilioRESTRoutes {
         var message = DeliveredMessage(id: sid, conversationId: nil, channel: channel, to: to, from: from, text: body, at: Date())
         message.media = media
         message.contentSid = contentSid
-        message.contentVariables = incoming.form["ContentVariables"].flatMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }?.stringMap ?? [:]
+        message.contentVariables =
+            incoming.form["ContentVariables"].flatMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }?.stringMap ?? [:]
         let statuses: [(status: String, errorCode: Int?)]
         if channel == "WHATSAPP", contentSid == nil, !state.windowOpen(customer: to) {
             message.status = "failed"
@@ -74,7 +77,8 @@ extension TwilioRESTRoutes {
         }
         let pageSize = min(1000, max(1, Int(query["PageSize"] ?? "") ?? 50))
         let matches = state.delivered.filter { message in
-            message.conversationId == nil && (query["To"] == nil || message.to == query["To"]) && (query["From"] == nil || message.from == query["From"])
+            message.conversationId == nil && (query["To"] == nil || message.to == query["To"])
+                && (query["From"] == nil || message.from == query["From"])
                 && (dayStart.map { message.at >= $0 } ?? true)
         }
         let page = matches.reversed().prefix(pageSize).map(\.message)

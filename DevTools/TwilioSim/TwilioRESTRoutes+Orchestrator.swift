@@ -24,7 +24,9 @@ extension TwilioRESTRoutes {
         }
         let id = state.nextId("conv_conversation_")
         let participants = participantsIn.map { participant -> JSONValue in
-            state.makeParticipant(conversationId: id, accountSid: configuration.accountSid, type: participant["type"]?.string ?? "UNKNOWN", addresses: participant["addresses"]?.array ?? [])
+            state.makeParticipant(
+                conversationId: id, accountSid: configuration.accountSid, type: participant["type"]?.string ?? "UNKNOWN",
+                addresses: participant["addresses"]?.array ?? [])
         }
         // A Chat conversation's addresses name its chat channel.
         let channelId = participantsIn.flatMap { $0["addresses"]?.array ?? [] }.compactMap { $0["channelId"]?.string }.first
@@ -38,7 +40,8 @@ extension TwilioRESTRoutes {
     func listConversations(_ incoming: Incoming) -> Response {
         let query = Dictionary(FormCoding.decode(incoming.request.uri.query ?? ""), uniquingKeysWith: { a, _ in a })
         let matches = state.conversations.filter { conversation in
-            (query["channelId"] == nil || conversation.channelId == query["channelId"]) && (query["status"] == nil || conversation.status == query["status"])
+            (query["channelId"] == nil || conversation.channelId == query["channelId"])
+                && (query["status"] == nil || conversation.status == query["status"])
         }
         let body: JSONValue = ["conversations": .array(matches.map(json)), "meta": ["pageSize": .number(Double(matches.count))]]
         return JSONResponse.bytes(.ok, (try? encode(body)) ?? [])
@@ -78,7 +81,8 @@ extension TwilioRESTRoutes {
     func addParticipant(_ incoming: Incoming, _ context: BasicRequestContext) async throws -> Response {
         let id = try find(context).id
         let participant = state.makeParticipant(
-            conversationId: id, accountSid: configuration.accountSid, type: incoming.json["type"]?.string ?? "UNKNOWN", addresses: incoming.json["addresses"]?.array ?? [])
+            conversationId: id, accountSid: configuration.accountSid, type: incoming.json["type"]?.string ?? "UNKNOWN",
+            addresses: incoming.json["addresses"]?.array ?? [])
         _ = state.update(id) { $0.participants.append(participant) }
         return JSONResponse.bytes(.created, try encode(participant))
     }
@@ -168,7 +172,8 @@ extension TwilioRESTRoutes {
         }
         if channel == "WHATSAPP", !template, !state.windowOpen(customer: to) {
             throw SimError(
-                400, "Failed to send freeform message because you are outside the allowed window. If you are using WhatsApp, please use a Message Template.",
+                400,
+                "Failed to send freeform message because you are outside the allowed window. If you are using WhatsApp, please use a Message Template.",
                 code: MessageRules.ErrorCode.outsideWindow)
         }
     }

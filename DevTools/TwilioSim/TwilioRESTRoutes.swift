@@ -51,7 +51,8 @@ struct TwilioRESTRoutes: Sendable {
     /// account SID 404. The sim knows no API keys.
     private func account(_ incoming: Incoming, _ context: BasicRequestContext) throws -> Response {
         let header = incoming.request.headers[.authorization] ?? ""
-        let decoded = header.hasPrefix("Basic ")
+        let decoded =
+            header.hasPrefix("Basic ")
             ? Data(base64Encoded: String(header.dropFirst("Basic ".count))).map { String(decoding: $0, as: UTF8.self) } : nil
         guard decoded == "\(configuration.accountSid):\(configuration.authToken)" else {
             throw SimError(401, "Authenticate")
@@ -81,13 +82,15 @@ struct TwilioRESTRoutes: Sendable {
         let form = Dictionary(pairs, uniquingKeysWith: { a, _ in a })
         let json = isForm ? JSONValue.null : ((try? JSONDecoder().decode(JSONValue.self, from: Data(bytes))) ?? .null)
         let token = request.headers[HTTPField.Name("I-Twilio-Idempotency-Token")!]
-        state.record(RecordedRequest(method: request.method.rawValue, path: request.uri.path, body: json, form: form, idempotencyToken: token, at: Date()))
+        state.record(
+            RecordedRequest(method: request.method.rawValue, path: request.uri.path, body: json, form: form, idempotencyToken: token, at: Date()))
         let fault = state.takeFault(path: request.uri.path)
         if let fault, !fault.afterAccept {
             if fault.delayMilliseconds > 0 { try? await Task.sleep(for: .milliseconds(fault.delayMilliseconds)) }
             if fault.status >= 400 {
                 var response = JSONResponse.raw(
-                    HTTPResponse.Status(code: fault.status), #"{"code":\#(fault.status == 429 ? 20429 : 20500),"message":"injected fault","status":\#(fault.status)}"#)
+                    HTTPResponse.Status(code: fault.status),
+                    #"{"code":\#(fault.status == 429 ? 20429 : 20500),"message":"injected fault","status":\#(fault.status)}"#)
                 if let retryAfter = fault.retryAfter { response.headers[.retryAfter] = String(retryAfter) }
                 return response
             }
@@ -100,7 +103,9 @@ struct TwilioRESTRoutes: Sendable {
             }
             return response
         } catch let error as SimError {
-            let body: JSONValue = ["code": .number(Double(error.code ?? error.status * 100)), "message": .string(error.message), "status": .number(Double(error.status))]
+            let body: JSONValue = [
+                "code": .number(Double(error.code ?? error.status * 100)), "message": .string(error.message), "status": .number(Double(error.status)),
+            ]
             return JSONResponse.raw(HTTPResponse.Status(code: error.status), body.compactJSON)
         } catch {
             return JSONResponse.raw(.internalServerError, #"{"code":20500,"message":"internal error","status":500}"#)

@@ -33,7 +33,9 @@ struct Serve: AsyncParsableCommand {
         let http = HTTPClient(eventLoopGroupProvider: .singleton)
         let webhooks = WebhookSender(
             http: http, signer: TwilioSignature(authToken: configuration.authToken), retries: configuration.webhookRetries, logger: logger,
-            signedAs: [(configuration.messagingURL, configuration.messagingPublicBaseURL), (configuration.voiceURL, configuration.voicePublicBaseURL)])
+            signedAs: [
+                (configuration.messagingURL, configuration.messagingPublicBaseURL), (configuration.voiceURL, configuration.voicePublicBaseURL),
+            ])
         let router = Router()
         OperationalRoutes.add(to: router, health: health)
         let voice = VoiceRoutes(state: state, configuration: configuration, logger: logger)
@@ -45,22 +47,26 @@ struct Serve: AsyncParsableCommand {
         rest.add(to: router)
         ControlRoutes(state: state, configuration: configuration, webhooks: webhooks, rest: rest).add(to: router)
         voice.add(to: router)
-        DevPhoneRoutes(state: state, phone: PhoneCalls(state: state, configuration: configuration, voice: voice, logger: logger), configuration: configuration)
-            .add(to: router)
+        DevPhoneRoutes(
+            state: state, phone: PhoneCalls(state: state, configuration: configuration, voice: voice, logger: logger), configuration: configuration
+        )
+        .add(to: router)
         // Long-polls (up to 60 s) and the dev phone's event streams are responses in progress, not idle.
         let app = Application(
             router: router, server: .http1(configuration: HTTPServerLimits(idleTimeout: .seconds(120)).http1),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "twilio-sim"),
             onServerRunning: { channel in
                 health.markReady()
-                logger.info("twilio-sim listening", metadata: ["host": "\(configuration.host)", "port": "\(channel.localAddress?.port ?? configuration.port)"])
+                logger.info(
+                    "twilio-sim listening",
+                    metadata: ["host": "\(configuration.host)", "port": "\(channel.localAddress?.port ?? configuration.port)"])
             }, logger: logger)
         // The event streams come after the server, so they are ended before it waits for open connections.
         return ServiceMain.group(
-            services: [HTTPClientService(client: http), answerer, statusCallbacks, app, DevPhoneEvents(hub: state.events)], health: health, logger: logger)
+            services: [HTTPClientService(client: http), answerer, statusCallbacks, app, DevPhoneEvents(hub: state.events)], health: health,
+            logger: logger)
     }
 }
-
 
 /// `twilio-sim sms --from +15550001111 "hello"`: writes to the agent as a customer and prints its reply.
 struct SMS: AsyncParsableCommand {
@@ -77,7 +83,8 @@ struct SMS: AsyncParsableCommand {
         let http = HTTPClient.shared
         let before = classic ? try await messages(http, query: "to=\(FormCoding.percentEncode(from))", count: 0, waitMs: 0).count : 0
         let started = ContinuousClock.now
-        let sent = try await post(http, "\(sim)/sim/messages", ["channel": .string(channel), "from": .string(from), "text": .string(text), "classic": .bool(classic)])
+        let sent = try await post(
+            http, "\(sim)/sim/messages", ["channel": .string(channel), "from": .string(from), "text": .string(text), "classic": .bool(classic)])
         guard let status = sent["webhookStatus"]?.double, status == 200 else {
             throw ValidationError("the webhook was not accepted: \(sent)")
         }
@@ -132,8 +139,9 @@ struct Call: AsyncParsableCommand {
             let first = turn["firstTokenMs"]?.double.map { String(format: "%.1f", $0) } ?? "-"
             let done = turn["completedMs"]?.double.map { String(format: "%.1f", $0) } ?? "-"
             print("> \(turn["prompt"]?.string ?? "")")
-            print("< \(turn["text"]?.string ?? "")   (first token \(first) ms, done \(done) ms\(turn["interrupted"]?.bool == true ? ", interrupted" : ""))")
+            print(
+                "< \(turn["text"]?.string ?? "")   (first token \(first) ms, done \(done) ms\(turn["interrupted"]?.bool == true ? ", interrupted" : ""))"
+            )
         }
     }
 }
-

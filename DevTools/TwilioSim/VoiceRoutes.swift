@@ -55,7 +55,8 @@ struct VoiceRoutes: Sendable {
         }
         let prompts = input["say"]?.array?.compactMap(\.string) ?? []
         let transcript = try await placeCall(
-            from: input["from"]?.string ?? "+15559990000", to: input["to"]?.string ?? configuration.senders.defaultSender(for: .voice) ?? "+15550000001",
+            from: input["from"]?.string ?? "+15559990000",
+            to: input["to"]?.string ?? configuration.senders.defaultSender(for: .voice) ?? "+15550000001",
             prompts: prompts, interruptAfter: input["interruptAfter"]?.double.map { Int($0) }, dtmf: input["dtmf"]?.string,
             callSid: input["callSid"]?.string, settle: input["settleMs"]?.double.map { .milliseconds(Int64($0)) })
         return JSONResponse.bytes(.ok, try encode(Self.json(transcript)))
@@ -100,8 +101,12 @@ struct VoiceRoutes: Sendable {
             SimState.Conversation(
                 id: id, status: "ACTIVE", channelId: sid, metadata: [:],
                 participants: [
-                    state.makeParticipant(conversationId: id, accountSid: configuration.accountSid, type: "CUSTOMER", addresses: [["channel": "VOICE", "address": .string(customer), "channelId": .string(sid)]]),
-                    state.makeParticipant(conversationId: id, accountSid: configuration.accountSid, type: "AI_AGENT", addresses: [["channel": "VOICE", "address": .string(agent), "channelId": .string(sid)]]),
+                    state.makeParticipant(
+                        conversationId: id, accountSid: configuration.accountSid, type: "CUSTOMER",
+                        addresses: [["channel": "VOICE", "address": .string(customer), "channelId": .string(sid)]]),
+                    state.makeParticipant(
+                        conversationId: id, accountSid: configuration.accountSid, type: "AI_AGENT",
+                        addresses: [["channel": "VOICE", "address": .string(agent), "channelId": .string(sid)]]),
                 ], createdAt: Date()))
     }
 
@@ -111,14 +116,15 @@ struct VoiceRoutes: Sendable {
         }
         return [
             "callSid": .string(transcript.callSid),
-            "turns": .array(transcript.turns.map { turn in
-                [
-                    "prompt": .string(turn.prompt), "text": .string(turn.text), "tokens": .array(turn.tokens.map { .string($0) }),
-                    "firstTokenMs": ms(turn.firstToken), "completedMs": ms(turn.completed), "interrupted": .bool(turn.interrupted),
-                    "acknowledged": .bool(turn.acknowledged), "lateTokens": .array(turn.lateTokens.map { .string($0) }),
-                    "repeated": .bool(turn.repeated),
-                ]
-            }),
+            "turns": .array(
+                transcript.turns.map { turn in
+                    [
+                        "prompt": .string(turn.prompt), "text": .string(turn.text), "tokens": .array(turn.tokens.map { .string($0) }),
+                        "firstTokenMs": ms(turn.firstToken), "completedMs": ms(turn.completed), "interrupted": .bool(turn.interrupted),
+                        "acknowledged": .bool(turn.acknowledged), "lateTokens": .array(turn.lateTokens.map { .string($0) }),
+                        "repeated": .bool(turn.repeated),
+                    ]
+                }),
             "closeCode": transcript.closeCode.map { .number(Double($0)) } ?? .null,
             "reconnects": .number(Double(transcript.reconnects)),
         ]

@@ -24,7 +24,8 @@ struct ChannelReplies {
             default:
                 let preferences = try await tac.retrieveMemory(session, query: "customer preferences")
                 let known = preferences.observations.count
-                return "\(session.channel.rawValue.uppercased()) reply #\(turn): \(message) (I remember \(known) thing\(known == 1 ? "" : "s") about you)"
+                return
+                    "\(session.channel.rawValue.uppercased()) reply #\(turn): \(message) (I remember \(known) thing\(known == 1 ? "" : "s") about you)"
             }
         }
 

@@ -22,11 +22,13 @@ struct MediaAgent {
                     described.append("\(medium.contentType ?? "a file") of \(bytes.count) bytes")
                 }
                 let caption = message.isEmpty ? "" : " (\(message))"
-                return "Thanks for the \(described.count == 1 ? "picture" : "\(described.count) files"): \(described.joined(separator: ", "))\(caption)"
+                return
+                    "Thanks for the \(described.count == 1 ? "picture" : "\(described.count) files"): \(described.joined(separator: ", "))\(caption)"
             }
             switch message.lowercased().trimmingCharacters(in: .whitespaces) {
             case "send me a picture":
-                try await channels.first { $0.channel == session.channel }?.sendResponse(conversationId: session.conversationId, response: "Here is our owl.", media: [picture])
+                try await channels.first { $0.channel == session.channel }?.sendResponse(
+                    conversationId: session.conversationId, response: "Here is our owl.", media: [picture])
                 return nil
             case "long answer":
                 return longAnswer()
@@ -43,8 +45,11 @@ struct MediaAgent {
 
         tac.onError { error, context in
             tac.logger.notice(
-                "onError", metadata: ["error.code": "\(context["error.code"] ?? "-")", "conversation.id": "\(context["conversation.id"] ?? "-")",
-                    "error": "\(error)"])
+                "onError",
+                metadata: [
+                    "error.code": "\(context["error.code"] ?? "-")", "conversation.id": "\(context["conversation.id"] ?? "-")",
+                    "error": "\(error)",
+                ])
         }
 
         try await tac.run()

@@ -90,10 +90,12 @@ struct StartConversation: AsyncParsableCommand {
         var body: [String: JSONValue] = ["channel": .string(channel.lowercased()), "to": .string(to), "message": .string(message)]
         if let from { body["from"] = .string(from) }
         if !metadata.isEmpty {
-            body["metadata"] = JSONValue(Dictionary(metadata.map { pair in
-                let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
-                return (parts[0], parts.count > 1 ? parts[1] : "")
-            }, uniquingKeysWith: { _, last in last }))
+            body["metadata"] = JSONValue(
+                Dictionary(
+                    metadata.map { pair in
+                        let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+                        return (parts[0], parts.count > 1 ? parts[1] : "")
+                    }, uniquingKeysWith: { _, last in last }))
         }
         try await api.post("/v1/conversations", .object(body))
     }

@@ -42,7 +42,8 @@ struct DeadLetters: AsyncParsableCommand {
                     print(total == 0 ? "no dead letters" : "no dead letters after \(after ?? "-") (\(total) in all)")
                     return
                 }
-                let rows = [["ID", "STREAM", "GROUP", "ENTRY", "DELIVERIES", "TYPE", "ERROR"]]
+                let rows =
+                    [["ID", "STREAM", "GROUP", "ENTRY", "DELIVERIES", "TYPE", "ERROR"]]
                     + entries.map { entry in
                         [
                             entry.id, entry.stream ?? "?", entry.group ?? "?", entry.entry ?? "?", entry.deliveries.map(String.init) ?? "?",

@@ -74,7 +74,9 @@ struct DoctorChecks: Sendable {
             return
         }
         for service in services { report(serviceConfiguration(service)) }
-        for check in await RedisDoctor(configuration: common.redis, partitions: common.inboundPartitions, durability: common.busDurability, timeout: timeout).checks() {
+        for check in await RedisDoctor(
+            configuration: common.redis, partitions: common.inboundPartitions, durability: common.busDurability, timeout: timeout
+        ).checks() {
             report(check)
         }
         for check in await PostgresDoctor(configuration: common.database, timeout: timeout).checks() { report(check) }
@@ -126,7 +128,8 @@ struct DoctorChecks: Sendable {
 
     private func senders(_ name: String, _ senders: Senders, _ summary: String) -> DoctorCheck {
         if senders.phoneNumbers.isEmpty && senders.whatsappNumbers.isEmpty && senders.rcsSenderIds.isEmpty {
-            return .warn(name, "no agent addresses: no TWILIO_PHONE_NUMBER(S), TWILIO_WHATSAPP_NUMBER(S) or TWILIO_RCS_SENDER_ID(S)",
+            return .warn(
+                name, "no agent addresses: no TWILIO_PHONE_NUMBER(S), TWILIO_WHATSAPP_NUMBER(S) or TWILIO_RCS_SENDER_ID(S)",
                 fix: "set the numbers and senders the agent answers on")
         }
         return .ok(name, summary)

@@ -94,7 +94,8 @@ extension DoctorChecks {
                 return (response.status.code, try? JSONDecoder().decode(JSONValue.self, from: Data(buffer: bytes)))
             }
         } catch {
-            return .fail(name, "cannot reach \(base): \(DoctorCheck.describe(error))", fix: "check TWILIO_API_BASE_URL and that this host can reach it")
+            return .fail(
+                name, "cannot reach \(base): \(DoctorCheck.describe(error))", fix: "check TWILIO_API_BASE_URL and that this host can reach it")
         }
         let against = base == "https://api.twilio.com" ? "Twilio" : "\(base) (not api.twilio.com)"
         switch status {
@@ -107,7 +108,8 @@ extension DoctorChecks {
         case 401:
             return .fail(name, "\(against) refused the credentials (401)", fix: "check \(credentials)")
         case 403:
-            return .fail(name, "\(against) forbids reading account \(api.accountSid) (403)", fix: "use a Standard API key of this account, or its auth token")
+            return .fail(
+                name, "\(against) forbids reading account \(api.accountSid) (403)", fix: "use a Standard API key of this account, or its auth token")
         case 404:
             return .fail(name, "account \(api.accountSid) not found at \(against) (404)", fix: "check TWILIO_ACCOUNT_SID and TWILIO_API_BASE_URL")
         default:

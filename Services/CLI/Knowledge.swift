@@ -1,5 +1,5 @@
-import AgentConnectRuntime
 import AgentConnectCore
+import AgentConnectRuntime
 import ArgumentParser
 import Foundation
 import PostgresNIO
@@ -25,7 +25,9 @@ struct Knowledge: AsyncParsableCommand {
                 for file in files {
                     do {
                         let added = try await base.add(path: file)
-                        print(added.unchanged ? "\(file): unchanged" : "\(file): \(added.chunks) chunks\(added.embedded ? ", embedded" : "") (\(added.title))")
+                        print(
+                            added.unchanged
+                                ? "\(file): unchanged" : "\(file): \(added.chunks) chunks\(added.embedded ? ", embedded" : "") (\(added.title))")
                     } catch {
                         failures += 1
                         FileHandle.standardError.write(Data("\(file): \(error)\n".utf8))

@@ -21,7 +21,9 @@ struct RedisDoctor: Sendable {
         let info: [String: String]
         do {
             info = try await withTimeout(timeout, "Redis at \(target)") {
-                let replies = try await client.send([["INFO", "server"], ["INFO", "memory"], ["INFO", "persistence"], ["CONFIG", "GET", "appendfsync"]])
+                let replies = try await client.send([
+                    ["INFO", "server"], ["INFO", "memory"], ["INFO", "persistence"], ["CONFIG", "GET", "appendfsync"],
+                ])
                 if let failure = replies.prefix(3).first(where: \.isError) { throw BusError(.server, "\(failure)") }
                 var info = Self.parseInfo(replies.prefix(3).compactMap(\.string).joined(separator: "\n"))
                 // CONFIG is often disabled on managed Redis: then appendfsync stays unknown.
@@ -30,14 +32,19 @@ struct RedisDoctor: Sendable {
             }
         } catch {
             return [
-                .fail("redis", "cannot use Redis at \(target): \(DoctorCheck.describe(error))", fix: "check REDIS_URL (host, port, password, database) and that Redis runs")
+                .fail(
+                    "redis", "cannot use Redis at \(target): \(DoctorCheck.describe(error))",
+                    fix: "check REDIS_URL (host, port, password, database) and that Redis runs")
             ]
         }
         var results = [version(info), eviction(info), persistence(info)]
         do {
             results += try await withTimeout(timeout, "stream groups on \(target)") { try await groups(client) }
         } catch {
-            results.append(.fail("stream groups", "cannot read them: \(DoctorCheck.describe(error))", fix: "check that the REDIS_URL user may run XINFO, SCAN and XLEN"))
+            results.append(
+                .fail(
+                    "stream groups", "cannot read them: \(DoctorCheck.describe(error))",
+                    fix: "check that the REDIS_URL user may run XINFO, SCAN and XLEN"))
         }
         return results
     }
@@ -65,7 +72,9 @@ struct RedisDoctor: Sendable {
         switch durability {
         case .waitAOF:
             guard waitAOFSupported && aof else {
-                return .fail(name, "BUS_DURABILITY=waitaof but WAITAOF needs \(waitAOFMissing)", fix: "turn on appendonly on Redis 7.2+, or set BUS_DURABILITY=auto")
+                return .fail(
+                    name, "BUS_DURABILITY=waitaof but WAITAOF needs \(waitAOFMissing)",
+                    fix: "turn on appendonly on Redis 7.2+, or set BUS_DURABILITY=auto")
             }
             return .ok(name, "WAITAOF: an accepted webhook is on disk before Twilio gets 200")
         case .auto where waitAOFSupported && aof:
@@ -102,13 +111,15 @@ struct RedisDoctor: Sendable {
         if !stray.isEmpty {
             results.append(
                 .fail(
-                    "stream groups", "inbound partitions beyond TAC_INBOUND_PARTITIONS=\(partitions) exist: \(stray.prefix(5).joined(separator: ", "))",
+                    "stream groups",
+                    "inbound partitions beyond TAC_INBOUND_PARTITIONS=\(partitions) exist: \(stray.prefix(5).joined(separator: ", "))",
                     fix: "use the same TAC_INBOUND_PARTITIONS on every service (and drain the extra partitions)"))
         } else if !withAgents.isEmpty && withAgents.count < inbound.count {
             let missing = inbound.filter { !withAgents.contains($0) }
             results.append(
                 .fail(
-                    "stream groups", "group agents is missing on \(missing.count) of \(partitions) partitions (\(missing.prefix(3).joined(separator: ", "))…)",
+                    "stream groups",
+                    "group agents is missing on \(missing.count) of \(partitions) partitions (\(missing.prefix(3).joined(separator: ", "))…)",
                     fix: "use the same TAC_INBOUND_PARTITIONS on every service"))
         } else if withAgents.isEmpty || !outboundReady {
             var absent: [String] = []
@@ -124,7 +135,9 @@ struct RedisDoctor: Sendable {
         let dead = Int(replies[inbound.count + 1].integer ?? 0)
         if dead > 0 {
             results.append(
-                .warn("dead letters", "\(dead) entries in \(Streams.dead)", fix: "inspect with agentconnect dead-letters list, then replay or drop them"))
+                .warn(
+                    "dead letters", "\(dead) entries in \(Streams.dead)", fix: "inspect with agentconnect dead-letters list, then replay or drop them"
+                ))
         } else {
             results.append(.ok("dead letters", "none in \(Streams.dead)"))
         }

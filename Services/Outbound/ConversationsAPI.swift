@@ -120,7 +120,8 @@ struct ConversationsAPI: Sendable {
         var body: [String: JSONValue] = ["type": .string(type), "addresses": .array(participant.addresses)]
         if let name = participant.name { body["name"] = .string(name) }
         if let profile = profileId ?? participant.profileId { body["profileId"] = .string(profile) }
-        _ = try await rest.json(.PUT, "\(base)/v2/Conversations/\(segment(conversationId))/Participants/\(segment(participant.id))", body: .object(body))
+        _ = try await rest.json(
+            .PUT, "\(base)/v2/Conversations/\(segment(conversationId))/Participants/\(segment(participant.id))", body: .object(body))
     }
 
     /// `SEND_MESSAGE` from the agent participant to the customer participant. Media go in

@@ -50,8 +50,10 @@ struct Outbound {
         let app = ServiceHTTPServer.make(router: router, common: configuration.common, name: "outbound", health: health, logger: logger)
         let lag = StreamLagReporter(bus: bus, group: "outbound", logger: logger) { [Streams.outbound] }
         return ServiceMain.group(
-            services: [RedisClientService(client: redis), postgres, DatabaseCheckService(configuration: configuration.common.database, logger: logger), HTTPClientService(client: http), consumer, lag, app], health: health,
+            services: [
+                RedisClientService(client: redis), postgres, DatabaseCheckService(configuration: configuration.common.database, logger: logger),
+                HTTPClientService(client: http), consumer, lag, app,
+            ], health: health,
             logger: logger)
     }
 }
-

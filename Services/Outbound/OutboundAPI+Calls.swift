@@ -30,8 +30,10 @@ extension OutboundAPI {
         let options = try Self.callOptions(input["callOptions"], domain: domain)
         var settings = configuration.relay
         if let twiml = input["twiml"], twiml != .null {
-            guard let data = try? JSONEncoder().encode(twiml), let parsed = try? JSONDecoder().decode(ConversationRelayOptions.self, from: data) else {
-                throw Rejection(status: .badRequest, reason: "twiml must be an object of <ConversationRelay> options (voice, language, languages, parameters, …)")
+            guard let data = try? JSONEncoder().encode(twiml), let parsed = try? JSONDecoder().decode(ConversationRelayOptions.self, from: data)
+            else {
+                throw Rejection(
+                    status: .badRequest, reason: "twiml must be an object of <ConversationRelay> options (voice, language, languages, parameters, …)")
             }
             var parsedOptions = parsed
             parsedOptions.parameters?["conversationId"] = nil
@@ -116,18 +118,24 @@ extension OutboundAPI {
                         options += ["initiated", "ringing", "answered", "completed"].map { ("StatusCallbackEvent", $0) }
                     }
                 case "amd":
-                    options += [("MachineDetection", "Enable"), ("AsyncAmd", "true"), ("AsyncAmdStatusCallback", "https://\(domain)/twilio/call-events/amd")]
+                    options += [
+                        ("MachineDetection", "Enable"), ("AsyncAmd", "true"), ("AsyncAmdStatusCallback", "https://\(domain)/twilio/call-events/amd"),
+                    ]
                 default:
                     options += [("Record", "true"), ("RecordingStatusCallback", "https://\(domain)/twilio/call-events/recording")]
                 }
                 continue
             }
             guard let name = allowed[lowered] else {
-                throw Rejection(status: .badRequest, reason: "callOptions may not set \(key) (allowed: \(allowedCallOptions.joined(separator: ", ")))")
+                throw Rejection(
+                    status: .badRequest, reason: "callOptions may not set \(key) (allowed: \(allowedCallOptions.joined(separator: ", ")))")
             }
             let values: [JSONValue] = value.array ?? [value]
             for item in values {
-                guard let text = item.string ?? item.bool.map({ $0 ? "true" : "false" }) ?? item.double.map({ value in value.rounded() == value && abs(value) < 1e15 ? String(Int(value)) : String(value) }) else {
+                guard
+                    let text = item.string ?? item.bool.map({ $0 ? "true" : "false" })
+                        ?? item.double.map({ value in value.rounded() == value && abs(value) < 1e15 ? String(Int(value)) : String(value) })
+                else {
                     throw Rejection(status: .badRequest, reason: "callOptions.\(key) must be a string, number or boolean")
                 }
                 options.append((name, text))
@@ -162,7 +170,8 @@ extension OutboundAPI {
             do {
                 try await api.setStatus(conversationId: conversationId, status: "INACTIVE")
             } catch {
-                logger.warning("handoff: could not set the conversation INACTIVE", metadata: ["conversation.id": "\(conversationId)", "error": "\(error)"])
+                logger.warning(
+                    "handoff: could not set the conversation INACTIVE", metadata: ["conversation.id": "\(conversationId)", "error": "\(error)"])
             }
             do {
                 try await api.clearStatusCallbacks(conversationId: conversationId)

@@ -49,7 +49,8 @@ extension OutboundAPI {
                     ConversationRecord(
                         id: conversationId, channel: channel, direction: "outbound", customerAddress: to, agentAddress: from,
                         customerParticipantId: customer.id, agentParticipantId: agent.id,
-                        metadata: metadata.merging([ParticipantReconciler.reconciledKey: "1", "mode": ConversationMode.orchestrator.rawValue]) { $1 }))
+                        metadata: metadata.merging([ParticipantReconciler.reconciledKey: "1", "mode": ConversationMode.orchestrator.rawValue]) { $1 })
+                )
                 _ = try await api.sendMessage(
                     conversationId: conversationId, channel: channel, from: agent.id, to: customer.id, text: message,
                     channelId: channelId, extras: extras, idempotencyKey: replyId)
@@ -102,7 +103,9 @@ extension OutboundAPI {
     func checkMessagingRules(channel: ChannelKind, from: String, to: String, extras: MessageExtras) async throws {
         guard channel != .chat else { return }
         if try await store.isOptedOut(agent: from, customer: to) {
-            throw Rejection(status: .conflict, reason: "\(Masking.maskPhoneNumbers(to)) opted out (STOP) of messages from this sender; Twilio would refuse with error 21610")
+            throw Rejection(
+                status: .conflict,
+                reason: "\(Masking.maskPhoneNumbers(to)) opted out (STOP) of messages from this sender; Twilio would refuse with error 21610")
         }
         guard channel == .whatsapp, extras.contentSid == nil else { return }
         let last = try await store.lastInboundMessageAt(customerAddress: to, channel: .whatsapp)
@@ -110,7 +113,9 @@ extension OutboundAPI {
             let since = last.map { "the customer last wrote \(Int(Date().timeIntervalSince($0) / 3600)) h ago" } ?? "the customer has not written yet"
             throw Rejection(
                 status: .conflict,
-                reason: "WhatsApp's 24-hour customer-service window is closed (\(since)): start with an approved template (contentSid, contentVariables); a free-form message would fail with Twilio error 63016")
+                reason:
+                    "WhatsApp's 24-hour customer-service window is closed (\(since)): start with an approved template (contentSid, contentVariables); a free-form message would fail with Twilio error 63016"
+            )
         }
     }
 }

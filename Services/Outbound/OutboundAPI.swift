@@ -88,7 +88,8 @@ struct OutboundAPI: Sendable {
         let allowed = configuration.senders.addresses(for: channel)
         if let requested {
             guard allowed.contains(requested) else {
-                throw Rejection(status: .badRequest, reason: "from must be one of the configured \(channel.rawValue) senders: \(allowed.joined(separator: ", "))")
+                throw Rejection(
+                    status: .badRequest, reason: "from must be one of the configured \(channel.rawValue) senders: \(allowed.joined(separator: ", "))")
             }
             return requested
         }

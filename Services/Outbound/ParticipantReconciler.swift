@@ -39,7 +39,9 @@ struct ParticipantReconciler: Sendable {
         let agentId = try await reconcileAgent(participants, conversationId: conversationId, channel: channel, address: agentAddress)
         let customer: Participant
         if channel == .chat {
-            guard let author = participants.first(where: { $0.id == authorParticipantId }) ?? participants.first(where: { !$0.isAgent && $0.isOn(.chat) })
+            guard
+                let author = participants.first(where: { $0.id == authorParticipantId })
+                    ?? participants.first(where: { !$0.isAgent && $0.isOn(.chat) })
             else {
                 throw ReconciliationError("no chat author participant")
             }

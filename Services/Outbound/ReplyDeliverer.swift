@@ -65,7 +65,9 @@ struct ReplyDeliverer: Sendable {
         } catch {
             let reason = Masking.maskPhoneNumbers("\(error)")
             Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "dead_letter")]).increment()
-            logger.error("malformed reply; dead-lettered", metadata: ["reply.id": "\(event.id)", "conversation.id": "\(event.conversationId)", "error": "\(reason)"])
+            logger.error(
+                "malformed reply; dead-lettered",
+                metadata: ["reply.id": "\(event.id)", "conversation.id": "\(event.conversationId)", "error": "\(reason)"])
             throw GiveUp("malformed reply: \(reason)")
         }
         try await Traces.withSpan("delivery", continuing: event.traceparent, kind: .consumer, attributes: ["channel": event.channel.rawValue]) { _ in
@@ -190,7 +192,7 @@ struct ReplyDeliverer: Sendable {
                 Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "own_message")]).increment()
                 logger.info("not replying to the agent's own message", metadata: ["conversation.id": "\(event.conversationId)"])
                 return false
-            } catch where PostgresStore.isUnavailable(error) || BusError.isUnavailable(error) || error is DeliveryLeaseLost {
+            } catch let error where PostgresStore.isUnavailable(error) || BusError.isUnavailable(error) || error is DeliveryLeaseLost {
                 // Our own store is down, not Twilio (or another copy owns the row now): the consumer
                 // retries the whole delivery in place, and no attempt is used up.
                 throw error

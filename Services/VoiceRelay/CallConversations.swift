@@ -13,7 +13,8 @@ struct CallConversations: Sendable {
     /// Records the call's conversation (a Redis failure only costs the callbacks an orchestrator lookup).
     func record(callSid: String, conversationId: String) async {
         guard callSid != conversationId else { return }
-        _ = try? await redis.command("SET", .string(RedisKeys.callConversation(callSid)), .string(conversationId), "EX", .string(String(Self.ttlSeconds)))
+        _ = try? await redis.command(
+            "SET", .string(RedisKeys.callConversation(callSid)), .string(conversationId), "EX", .string(String(Self.ttlSeconds)))
     }
 
     /// The call's conversation id.

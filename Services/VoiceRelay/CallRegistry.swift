@@ -42,7 +42,10 @@ final class CallRegistry: Sendable {
     /// Batches of frames being admitted and written right now (``sendingBatch(_:)``).
     private let batchesInFlight = NIOLockedValueBox(0)
 
-    init(instance: String, redis: RedisClient, reconnect: Bool = false, livenessTTLMilliseconds: Int = 15_000, logger: Logger = Logger(label: "voice-relay")) {
+    init(
+        instance: String, redis: RedisClient, reconnect: Bool = false, livenessTTLMilliseconds: Int = 15_000,
+        logger: Logger = Logger(label: "voice-relay")
+    ) {
         self.instance = instance
         self.redis = redis
         self.reconnect = reconnect
@@ -141,7 +144,8 @@ final class CallRegistry: Sendable {
             }
             if free {
                 let taken = try await redis.command(
-                    "EVAL", .string(Self.takeoverScript), "3", .string(callKey), .string(RedisKeys.relayCalls(instance)), .string(RedisKeys.callState(id)),
+                    "EVAL", .string(Self.takeoverScript), "3", .string(callKey), .string(RedisKeys.relayCalls(instance)),
+                    .string(RedisKeys.callState(id)),
                     .string(holder), .string(instance), .string(id), .string(String(Self.registrationSeconds)))
                 if taken.integer == 1 {
                     adopt(session, state: state, from: holder)
@@ -227,7 +231,8 @@ final class CallRegistry: Sendable {
         for frame in frames { last[frame.conversationId] = frame }
         let commands: [[RedisArgument]] = last.values.map { frame in
             var command: [RedisArgument] = [
-                "HSET", .string(RedisKeys.callState(frame.conversationId)), "turn", .string(frame.turnId), "seq", .string(String(frame.sequence)), "pos",
+                "HSET", .string(RedisKeys.callState(frame.conversationId)), "turn", .string(frame.turnId), "seq", .string(String(frame.sequence)),
+                "pos",
                 .string(frame.entryId),
             ]
             if let generation = frame.generation { command += ["gen", .string(generation)] }

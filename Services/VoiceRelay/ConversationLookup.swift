@@ -27,7 +27,11 @@ struct ConversationLookup: Sendable {
             guard pause > .zero else { break }
             try? await Task.sleep(for: pause)
         }
-        logger.warning("no orchestrator conversation for the call in time; using the CallSid", metadata: ["call.sid": "\(callSid)", "budget.ms": "\(budget.components.seconds * 1000 + budget.components.attoseconds / 1_000_000_000_000_000)"])
+        logger.warning(
+            "no orchestrator conversation for the call in time; using the CallSid",
+            metadata: [
+                "call.sid": "\(callSid)", "budget.ms": "\(budget.components.seconds * 1000 + budget.components.attoseconds / 1_000_000_000_000_000)",
+            ])
         return nil
     }
 }

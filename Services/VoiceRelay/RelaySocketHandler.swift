@@ -253,7 +253,9 @@ struct RelaySocketHandler: Sendable {
             count("dtmf")
         case "error", "info", "configUpdated":
             count(type)
-            logger.log(level: type == "error" ? .warning : .debug, "ConversationRelay \(type)", metadata: ["call.sid": "\(session.callSid)", "description": "\(frame["description"]?.string ?? "")"])
+            logger.log(
+                level: type == "error" ? .warning : .debug, "ConversationRelay \(type)",
+                metadata: ["call.sid": "\(session.callSid)", "description": "\(frame["description"]?.string ?? "")"])
             await publish(
                 VoiceRelayMessage(frameType: type, frame: frame, callSid: session.callSid, relayInstance: registry.instance), session: session)
         default:

@@ -22,7 +22,8 @@ struct VoiceRelay {
     static func buildServiceGroup(configuration: VoiceConfiguration, logger: Logger) throws -> ServiceGroup {
         let health = HealthState()
         let redis = RedisClient(configuration: configuration.common.redis, logger: logger)
-        let bus = RedisStreamsEventBus(client: redis, retentionSeconds: configuration.common.streamRetentionSeconds, durability: configuration.common.busDurability)
+        let bus = RedisStreamsEventBus(
+            client: redis, retentionSeconds: configuration.common.streamRetentionSeconds, durability: configuration.common.busDurability)
         // `applicationReconnect="true"` in the TwiML (`CONVERSATION_RELAY_APPLICATION_RECONNECT`): calls may move between relays.
         let reconnect = configuration.relay.attributes.contains { $0.0 == "applicationReconnect" && $0.1.lowercased() == "true" }
         let registry = CallRegistry(
@@ -43,8 +44,10 @@ struct VoiceRelay {
         sockets.calls = calls
         let router = Router(context: BasicWebSocketRequestContext.self)
         OperationalRoutes.add(to: router, health: health, readiness: DependencyProbe(redis: redis).check)
-        VoiceCallbackRoutes(configuration: configuration, bus: bus, verifier: verifier, tokens: tokens, logger: logger, calls: calls, hookRedis: redis)
-            .add(to: router)
+        VoiceCallbackRoutes(
+            configuration: configuration, bus: bus, verifier: verifier, tokens: tokens, logger: logger, calls: calls, hookRedis: redis
+        )
+        .add(to: router)
         // A draining relay refuses the upgrade itself (no socket is opened), so a reconnect goes elsewhere.
         router.ws("/ws", shouldUpgrade: { _, _ in registry.isAccepting ? .upgrade([:]) : .dontUpgrade }) { inbound, outbound, context in
             await sockets.handle(inbound, outbound, context.request)
@@ -104,4 +107,3 @@ struct CallDrain: Service {
         logger.info("drained", metadata: ["remaining": "\(registry.count)"])
     }
 }
-

@@ -112,10 +112,12 @@ public final class VoiceChannel: Sendable {
 
     /// Streams a known list of tokens.
     public func sendResponse(conversationId: String, tokens: [String]) async throws {
-        try await sendResponse(conversationId: conversationId, response: AsyncThrowingStream { continuation in
-            for token in tokens { continuation.yield(token) }
-            continuation.finish()
-        })
+        try await sendResponse(
+            conversationId: conversationId,
+            response: AsyncThrowingStream { continuation in
+                for token in tokens { continuation.yield(token) }
+                continuation.finish()
+            })
     }
 
     /// Sends any ConversationRelay frame (`play`, `sendDigits`, `language`, `end`) to the call.

@@ -129,7 +129,10 @@ public struct MemoryConfiguration: Sendable, Equatable {
     /// `TWILIO_MEMORY_PROFILE_TRAIT_GROUPS`: which trait groups to load (nil = all).
     public var traitGroups: [String]?
 
-    public init(observationsLimit: Int = 20, summariesLimit: Int = 5, communicationsLimit: Int = 0, relevanceThreshold: Double = 0, traitGroups: [String]? = nil) {
+    public init(
+        observationsLimit: Int = 20, summariesLimit: Int = 5, communicationsLimit: Int = 0, relevanceThreshold: Double = 0,
+        traitGroups: [String]? = nil
+    ) {
         self.observationsLimit = observationsLimit
         self.summariesLimit = summariesLimit
         self.communicationsLimit = communicationsLimit

@@ -138,7 +138,8 @@ public struct VoiceConfigurationUpdate: Sendable, Equatable {
         for case (let key, let value?) in flags { frame[key] = .bool(value) }
         if let eotThreshold { frame["eotThreshold"] = .number(eotThreshold) }
         if let languages {
-            frame["languages"] = .array(languages.map { language in .object(Dictionary(language.attributes.map { ($0.0, JSONValue.string($0.1)) }) { $1 }) })
+            frame["languages"] = .array(
+                languages.map { language in .object(Dictionary(language.attributes.map { ($0.0, JSONValue.string($0.1)) }) { $1 }) })
         }
         return .object(frame)
     }

@@ -3,9 +3,9 @@ import AgentConnectCore
 import AsyncHTTPClient
 import Foundation
 import NIOCore
-import TwilioKit
 import NIOFoundationEssentialsCompat
 import NIOHTTP1
+import TwilioKit
 
 /// Calls the outbound service's API (`OUTBOUND_URL`, bearer `OUTBOUND_API_TOKEN`).
 struct OutboundClient: Sendable {

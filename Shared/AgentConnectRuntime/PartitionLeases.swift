@@ -49,12 +49,13 @@ struct PartitionLeases: Sendable {
     /// partitions up to the share.
     func refresh(active: Set<Int>, leaving: Set<Int>) async throws -> Refresh {
         let nowMs = Int(Date().timeIntervalSince1970 * 1000)
-        let membership = try await redis.send([
-            ["ZADD", .string(membersKey), .string(String(nowMs)), .string(worker)],
-            ["ZREMRANGEBYSCORE", .string(membersKey), "-inf", .string(String(nowMs - ttlMilliseconds))],
-            ["ZCARD", .string(membersKey)],
-            ["PEXPIRE", .string(membersKey), .string(String(ttlMilliseconds * 10))],
-        ], timeout: renewalDeadline)
+        let membership = try await redis.send(
+            [
+                ["ZADD", .string(membersKey), .string(String(nowMs)), .string(worker)],
+                ["ZREMRANGEBYSCORE", .string(membersKey), "-inf", .string(String(nowMs - ttlMilliseconds))],
+                ["ZCARD", .string(membersKey)],
+                ["PEXPIRE", .string(membersKey), .string(String(ttlMilliseconds * 10))],
+            ], timeout: renewalDeadline)
         let live = max(1, Int(membership[2].integer ?? 1))
         let share = (partitions + live - 1) / live
         let held = active.union(leaving).sorted()
@@ -73,9 +74,10 @@ struct PartitionLeases: Sendable {
             // Start at a worker-specific offset so workers do not all race for partition 0.
             let offset = Int(stableHash(worker) % UInt64(partitions))
             let candidates = (0..<partitions).map { ($0 + offset) % partitions }.filter { !renewed.contains($0) }
-            let replies = try await redis.send(candidates.map { partition in
-                ["SET", .string(leaseKey(partition)), .string(worker), "NX", "PX", .string(String(ttlMilliseconds))]
-            })
+            let replies = try await redis.send(
+                candidates.map { partition in
+                    ["SET", .string(leaseKey(partition)), .string(worker), "NX", "PX", .string(String(ttlMilliseconds))]
+                })
             var extra: [Int] = []
             for (partition, reply) in zip(candidates, replies) where reply == .status("OK") {
                 if result.active.count < share {
@@ -110,9 +112,10 @@ struct PartitionLeases: Sendable {
     /// Gives partitions back (only those still held by this worker).
     func release(_ partitionsToRelease: [Int]) async throws {
         guard !partitionsToRelease.isEmpty else { return }
-        _ = try await redis.send(partitionsToRelease.map { partition in
-            ["EVAL", .string(Self.releaseScript), "1", .string(leaseKey(partition)), .string(worker)]
-        })
+        _ = try await redis.send(
+            partitionsToRelease.map { partition in
+                ["EVAL", .string(Self.releaseScript), "1", .string(leaseKey(partition)), .string(worker)]
+            })
     }
 
     /// Leaves the group: releases every partition and the heartbeat.

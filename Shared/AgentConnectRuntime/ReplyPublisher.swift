@@ -14,7 +14,8 @@ enum ReplyPublisher {
     ) async throws {
         let reply = ReplyReady(
             text: text, mode: mode, customerAddress: session.authorInfo.address, customerParticipantId: session.authorInfo.participantId,
-            agentAddress: session.aiAgentInfo.address, agentParticipantId: session.aiAgentInfo.participantId, channelId: session.metadata["channel_id"],
+            agentAddress: session.aiAgentInfo.address, agentParticipantId: session.aiAgentInfo.participantId,
+            channelId: session.metadata["channel_id"],
             media: media, contentSid: contentSid, contentVariables: contentVariables)
         let event = try BusEvent(
             reply, id: replyId, conversationId: session.conversationId, channel: session.channel,

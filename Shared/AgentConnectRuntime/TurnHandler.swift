@@ -4,11 +4,11 @@ import EventBus
 import Foundation
 import Logging
 import Metrics
+import NIOConcurrencyHelpers
 import ServiceSupport
 import Store
-import TwilioKit
-import NIOConcurrencyHelpers
 import Tracing
+import TwilioKit
 
 /// Turns inbound events into the author's callbacks.
 struct TurnHandler: Sendable {
@@ -90,7 +90,7 @@ struct TurnHandler: Sendable {
             stored = try await runtime.conversations.record(event.conversationId) {
                 try await withTimeout(.seconds(3), "loading the conversation") { try await runtime.store.conversation(id: event.conversationId) }
             }
-        } catch where PostgresStore.isUnavailable(error) {
+        } catch let error where PostgresStore.isUnavailable(error) {
             // The reply does not wait for PostgreSQL: the event carries what the turn needs.
             logger.warning("PostgreSQL unavailable; answering from the event", metadata: ["conversation.id": "\(event.conversationId)"])
             stored = nil
@@ -124,7 +124,7 @@ struct TurnHandler: Sendable {
                 let memory = try await memory(for: session, text: text)
                 return try await callback(text, session, memory)
             }
-        } catch where !(error is CancellationError) && !Task.isCancelled {
+        } catch let error where !(error is CancellationError) && !Task.isCancelled {
             await tac.reportError(
                 error, context: ["conversation.id": event.conversationId, "channel": event.channel.rawValue, "source": "turn", "event.id": event.id])
             throw error
@@ -221,11 +221,14 @@ struct TurnHandler: Sendable {
         if let replyId {
             do {
                 let store = runtime.store
-                if try await withTimeout(.seconds(10), "recording what the caller heard", { try await store.replaceMessageBody(id: replyId, body: heard) }) {
+                if try await withTimeout(
+                    .seconds(10), "recording what the caller heard", { try await store.replaceMessageBody(id: replyId, body: heard) })
+                {
                     return
                 }
             } catch {
-                logger.warning("could not record what the caller heard", metadata: ["conversation.id": "\(event.conversationId)", "error": "\(error)"])
+                logger.warning(
+                    "could not record what the caller heard", metadata: ["conversation.id": "\(event.conversationId)", "error": "\(error)"])
                 return
             }
         }

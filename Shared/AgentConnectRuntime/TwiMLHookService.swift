@@ -1,9 +1,9 @@
 import AgentConnect
 import EventBus
-import ServiceLifecycle
-import ServiceSupport
 import Logging
 import NIOConcurrencyHelpers
+import ServiceLifecycle
+import ServiceSupport
 
 /// Answers voice-relay's per-call TwiML requests with the author's hook
 /// (``VoiceChannel/onInboundCallTwiML(_:)``) through Redis (``TwiMLHookChannel``); idle when no hook

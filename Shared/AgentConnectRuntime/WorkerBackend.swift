@@ -2,9 +2,9 @@ package import AgentConnect
 package import AgentConnectCore
 import Foundation
 import NIOConcurrencyHelpers
+import ServiceLifecycle
 import ServiceSupport
 import Store
-import ServiceLifecycle
 
 /// The runtime's side of ``TACBackend``: one per ``TAC``, holding the worker's connections once
 /// ``run(_:)`` started them.

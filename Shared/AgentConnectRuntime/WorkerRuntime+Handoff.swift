@@ -1,8 +1,8 @@
 import AgentConnect
 import AgentConnectCore
 import EventBus
-import NIOConcurrencyHelpers
 import Logging
+import NIOConcurrencyHelpers
 import ServiceSupport
 
 /// Handoffs waiting for the end of the turn: voice sends the `end` frame after the goodbye.
@@ -36,7 +36,8 @@ extension WorkerRuntime {
                 do {
                     _ = try await outbound.post("/v1/handoffs", body)
                 } catch {
-                    logger.warning("handoff: the orchestrator update failed", metadata: ["conversation.id": "\(session.conversationId)", "error": "\(error)"])
+                    logger.warning(
+                        "handoff: the orchestrator update failed", metadata: ["conversation.id": "\(session.conversationId)", "error": "\(error)"])
                 }
             }
             let data: JSONValue = [
@@ -65,6 +66,7 @@ extension WorkerRuntime {
             conversationId: session.conversationId, channel: session.channel, reason: reason, callSid: session.callSid)
         let stream = Partitioner.inboundStream(for: session.conversationId, partitions: common.inboundPartitions)
         _ = try await bus.publish(
-            event, to: stream, dedupKey: ConversationEnded.dedupKey(conversationId: session.conversationId), ttlSeconds: ConversationEnded.dedupTTLSeconds)
+            event, to: stream, dedupKey: ConversationEnded.dedupKey(conversationId: session.conversationId),
+            ttlSeconds: ConversationEnded.dedupTTLSeconds)
     }
 }

@@ -1,8 +1,8 @@
 import AgentConnect
 import AgentConnectCore
+import Logging
 import Metrics
 import Store
-import Logging
 
 extension WorkerRuntime {
     /// The customer's memory (``TAC/retrieveMemory(_:query:)``): on a memory error, the

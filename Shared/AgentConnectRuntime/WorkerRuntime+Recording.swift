@@ -1,7 +1,7 @@
 import AgentConnect
 import AgentConnectCore
-import Store
 import Logging
+import Store
 
 extension WorkerRuntime {
     /// Records an agent reply in the history. Called after the reply is on the bus, so PostgreSQL

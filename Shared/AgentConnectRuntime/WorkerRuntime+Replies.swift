@@ -3,8 +3,8 @@ import AgentConnectCore
 import EventBus
 import Foundation
 import ServiceSupport
-import TwilioKit
 import Store
+import TwilioKit
 
 /// Replies, published by the runtime itself: the author's `sendResponse` calls and the turn's
 /// returned text both end here.
@@ -40,7 +40,8 @@ extension WorkerRuntime {
             let last = try await store.lastInboundMessageAt(customerAddress: customer, channel: .whatsapp)
             guard let last, Date().timeIntervalSince(last) < MessageRules.whatsAppWindow else {
                 throw TACError(
-                    "WhatsApp's 24-hour customer-service window is closed for conversation \(conversationId) (no customer message in the last 24 hours): send an approved template (template:) instead; free text would fail with Twilio error 63016")
+                    "WhatsApp's 24-hour customer-service window is closed for conversation \(conversationId) (no customer message in the last 24 hours): send an approved template (template:) instead; free text would fail with Twilio error 63016"
+                )
             }
         }
         try await ReplyPublisher.publishMessage(

@@ -21,7 +21,8 @@ package enum WorkerServices {
                 partitions: runtime.common.inboundPartitions, ttlMilliseconds: configuration.leaseTTLMilliseconds),
             group: "agents",
             options: ConsumerOptions(
-                batchSize: configuration.maxInFlight, blockMilliseconds: 1000, visibilityTimeoutMilliseconds: configuration.visibilityTimeoutMilliseconds,
+                batchSize: configuration.maxInFlight, blockMilliseconds: 1000,
+                visibilityTimeoutMilliseconds: configuration.visibilityTimeoutMilliseconds,
                 maxDeliveries: configuration.maxDeliveries, isTransient: { BusError.isUnavailable($0) || PostgresStore.isUnavailable($0) }),
             maxInFlight: configuration.maxInFlight, maxConcurrentTurns: configuration.maxConcurrentTurns,
             handoverDrainMilliseconds: configuration.handoverDrainMilliseconds,
@@ -31,7 +32,8 @@ package enum WorkerServices {
         let lag = StreamLagReporter(bus: runtime.bus, group: "agents", logger: logger) { (0..<partitions).map(Streams.inboundPartition) }
         return ServiceMain.group(
             services: [
-                RedisClientService(client: runtime.redis), runtime.postgres, DatabaseCheckService(configuration: runtime.common.database, logger: logger),
+                RedisClientService(client: runtime.redis), runtime.postgres,
+                DatabaseCheckService(configuration: runtime.common.database, logger: logger),
                 consumer, lag, TwiMLHookService(tac: tac, redis: runtime.redis), runtime.httpServer(health: health),
             ],
             health: health, logger: logger)

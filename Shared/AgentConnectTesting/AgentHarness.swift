@@ -79,7 +79,9 @@ public final class AgentHarness: Sendable {
     }
 
     /// Starts a harness, runs `body`, and always stops it. A failure carries the processes' logs.
-    public static func run<T: Sendable>(agent: String = "agent-worker", environment: [String: String] = [:], _ body: (AgentHarness) async throws -> T) async throws -> T {
+    public static func run<T: Sendable>(agent: String = "agent-worker", environment: [String: String] = [:], _ body: (AgentHarness) async throws -> T)
+        async throws -> T
+    {
         try await run(Options(agent: agent, environment: environment), body)
     }
 
@@ -260,7 +262,8 @@ public final class AgentHarness: Sendable {
         defer { admin.shutdown() }
         let counter = try await admin.command("INCR", "agentconnect:test:database").integer ?? 1
         let database = 1 + Int(counter % 1000)
-        let client = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: port, database: database), logger: Logger(label: "harness"))
+        let client = RedisClient(
+            configuration: RedisConfiguration(host: "127.0.0.1", port: port, database: database), logger: Logger(label: "harness"))
         defer { client.shutdown() }
         try await client.command("FLUSHDB")
         return database
@@ -270,7 +273,8 @@ public final class AgentHarness: Sendable {
         let name = "harness_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(20)
         let logger = Logger(label: "harness")
         let connection = try await PostgresConnection.connect(
-            configuration: .init(host: "127.0.0.1", port: port, username: user, password: nil, database: "postgres", tls: .disable), id: 1, logger: logger)
+            configuration: .init(host: "127.0.0.1", port: port, username: user, password: nil, database: "postgres", tls: .disable), id: 1,
+            logger: logger)
         do {
             try await connection.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"), logger: logger)
             try await connection.close()
@@ -323,11 +327,13 @@ final class HarnessProcess: Sendable {
         FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process = Process()
-        let binDirectory = ProcessInfo.processInfo.environment["AGENTCONNECT_BIN_DIR"] ?? {
-            var url = URL(fileURLWithPath: #filePath)
-            for _ in 0..<3 { url.deleteLastPathComponent() }
-            return url.path + "/.build/debug"
-        }()
+        let binDirectory =
+            ProcessInfo.processInfo.environment["AGENTCONNECT_BIN_DIR"]
+            ?? {
+                var url = URL(fileURLWithPath: #filePath)
+                for _ in 0..<3 { url.deleteLastPathComponent() }
+                return url.path + "/.build/debug"
+            }()
         process.executableURL = URL(fileURLWithPath: "\(binDirectory)/\(executable)")
         var env = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
         env.merge(environment) { $1 }
@@ -357,7 +363,8 @@ final class HarnessProcess: Sendable {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if exited != nil { throw HarnessError("\(name) exited early:\n\(log)") }
-            if let response = try? await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/health/ready"), timeout: .milliseconds(500)),
+            if let response = try? await HTTPClient.shared.execute(
+                HTTPClientRequest(url: "http://127.0.0.1:\(port)/health/ready"), timeout: .milliseconds(500)),
                 response.status == .ok, log.contains(":\(port)")
             {
                 return

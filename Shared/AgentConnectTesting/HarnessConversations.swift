@@ -52,7 +52,9 @@ public final class HarnessCall: Sendable {
         var heard: [String] = []
         let start = cursor.withLockedValue { $0 }
         let end = try await events.waitFor(from: start, timeout: harness.options.replyTimeout, "\(afterTokens) tokens on call \(callSid)") { event in
-            guard let frame = self.frame(event), frame["type"]?.string == "text", let token = frame["token"]?.string, !token.isEmpty else { return false }
+            guard let frame = self.frame(event), frame["type"]?.string == "text", let token = frame["token"]?.string, !token.isEmpty else {
+                return false
+            }
             heard.append(token)
             return heard.count >= afterTokens
         }
@@ -83,7 +85,8 @@ public final class HarnessCall: Sendable {
     /// `null` when it ended without one.
     public func waitForEnd() async throws -> JSONValue {
         var data: JSONValue = .null
-        _ = try await events.waitFor(from: cursor.withLockedValue { $0 }, timeout: harness.options.replyTimeout, "the end of call \(callSid)") { event in
+        _ = try await events.waitFor(from: cursor.withLockedValue { $0 }, timeout: harness.options.replyTimeout, "the end of call \(callSid)") {
+            event in
             guard let frame = self.frame(event), frame["type"]?.string == "end" else { return false }
             if let text = frame["handoffData"]?.string { data = (try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))) ?? .string(text) }
             return true
@@ -96,7 +99,8 @@ public final class HarnessCall: Sendable {
         let sid = callSid
         return try await harness.withStore { store in
             var ids: [String] = []
-            let rows = try await store.client.query("SELECT id FROM conversations WHERE metadata->>'call_sid' = \(sid)", logger: .init(label: "harness"))
+            let rows = try await store.client.query(
+                "SELECT id FROM conversations WHERE metadata->>'call_sid' = \(sid)", logger: .init(label: "harness"))
             for try await id in rows.decode(String.self) { ids.append(id) }
             var calls: [ToolCallRecord] = []
             for id in ids { calls += try await store.toolCalls(conversationId: id, limit: 1000) }

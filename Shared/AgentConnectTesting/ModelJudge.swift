@@ -62,7 +62,9 @@ public struct ModelJudge: Sendable {
         guard response.status == .ok else { throw HarnessError("the judge answered \(response.status.code): \(text.prefix(300))") }
         let answer = Self.content(text).trimmingCharacters(in: .whitespacesAndNewlines)
         let verdict = answer.uppercased()
-        guard verdict.hasPrefix("PASS") || verdict.hasPrefix("FAIL") else { throw HarnessError("the judge answered neither PASS nor FAIL: \(answer)") }
+        guard verdict.hasPrefix("PASS") || verdict.hasPrefix("FAIL") else {
+            throw HarnessError("the judge answered neither PASS nor FAIL: \(answer)")
+        }
         let reason = answer.dropFirst(4).drop { $0 == ":" || $0 == " " }
         return Verdict(passed: verdict.hasPrefix("PASS"), reason: String(reason))
     }
@@ -84,7 +86,8 @@ public struct ModelJudge: Sendable {
     public func expect(_ reply: String, satisfies criterion: String, sourceLocation: SourceLocation = #_sourceLocation) async throws -> Verdict {
         let verdict = try await grade(reply, criterion: criterion)
         if !verdict.passed {
-            Issue.record("the reply does not satisfy \"\(criterion)\": \(verdict.reason) — the reply was: \"\(reply)\"", sourceLocation: sourceLocation)
+            Issue.record(
+                "the reply does not satisfy \"\(criterion)\": \(verdict.reason) — the reply was: \"\(reply)\"", sourceLocation: sourceLocation)
         }
         return verdict
     }
@@ -93,7 +96,8 @@ public struct ModelJudge: Sendable {
 extension HarnessCall {
     /// Reads the next reply and has `judge` check it against `criterion` (an issue with the judge's reason if not).
     @discardableResult
-    public func expectReply(satisfies criterion: String, judge: ModelJudge, sourceLocation: SourceLocation = #_sourceLocation) async throws -> String {
+    public func expectReply(satisfies criterion: String, judge: ModelJudge, sourceLocation: SourceLocation = #_sourceLocation) async throws -> String
+    {
         let reply = try await reply()
         try await judge.expect(reply, satisfies: criterion, sourceLocation: sourceLocation)
         return reply
@@ -103,7 +107,8 @@ extension HarnessCall {
 extension HarnessConversation {
     /// Reads the next reply and has `judge` check it against `criterion` (an issue with the judge's reason if not).
     @discardableResult
-    public func expectReply(satisfies criterion: String, judge: ModelJudge, sourceLocation: SourceLocation = #_sourceLocation) async throws -> String {
+    public func expectReply(satisfies criterion: String, judge: ModelJudge, sourceLocation: SourceLocation = #_sourceLocation) async throws -> String
+    {
         let reply = try await reply()
         try await judge.expect(reply, satisfies: criterion, sourceLocation: sourceLocation)
         return reply

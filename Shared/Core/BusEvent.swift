@@ -110,14 +110,20 @@ public enum Timestamp {
     /// Parses ISO-8601 with or without fractional seconds.
     public static func parse(_ text: String) -> Date? {
         if let date = parseMilliseconds(text) { return date }
-        if let date = try? Date(text, strategy: .iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true).timeSeparator(.colon).timeZone(separator: .omitted)) {
+        if let date = try? Date(
+            text,
+            strategy: .iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true).timeSeparator(.colon).timeZone(
+                separator: .omitted))
+        {
             return date
         }
         return try? Date(text, strategy: .iso8601)
     }
 
     private static func foundationISO8601(_ date: Date) -> String {
-        date.formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true).timeSeparator(.colon).timeZone(separator: .omitted))
+        date.formatted(
+            .iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true).timeSeparator(.colon).timeZone(
+                separator: .omitted))
     }
 
     /// The exact form ``iso8601(_:)`` writes (`yyyy-MM-ddTHH:mm:ss.SSSZ`), read directly; `nil` for

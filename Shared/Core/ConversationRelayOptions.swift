@@ -93,7 +93,8 @@ public struct ConversationRelayOptions: Sendable, Codable, Equatable {
             ("interruptSensitivity", interruptSensitivity), ("reportInputDuringAgentSpeech", reportInputDuringAgentSpeech),
             ("preemptible", flag(preemptible)), ("dtmfDetection", flag(dtmfDetection)), ("partialPrompts", flag(partialPrompts)),
             ("ignoreBackchannel", flag(ignoreBackchannel)), ("profanityFilter", flag(profanityFilter)), ("speechTimeout", speechTimeout),
-            ("eotThreshold", eotThreshold.map { $0 == $0.rounded() && abs($0) < 1e15 ? String(Int($0)) : String($0) }), ("hints", hints), ("events", events),
+            ("eotThreshold", eotThreshold.map { $0 == $0.rounded() && abs($0) < 1e15 ? String(Int($0)) : String($0) }), ("hints", hints),
+            ("events", events),
             ("debug", debug), ("intelligenceService", intelligenceService),
         ]
         var result = fields.compactMap { name, value in value.map { (name, $0) } }

@@ -103,4 +103,3 @@ public struct Environment: Sendable {
         return raw.hasSuffix("/") ? String(raw.dropLast()) : raw
     }
 }
-

@@ -33,10 +33,11 @@ public struct ConsumerOptions: Sendable {
         while true {
             do {
                 return try await body()
-            } catch where isTransient(error) && !Task.isCancelled {
+            } catch let error where isTransient(error) && !Task.isCancelled {
                 let delay = backoff.next()
                 Counter(label: "agentconnect_transient_retries_total").increment()
-                logger.warning("a dependency is unavailable; retrying in place", metadata: ["error": "\(error)", "retry.ms": "\(delay.milliseconds)"])
+                logger.warning(
+                    "a dependency is unavailable; retrying in place", metadata: ["error": "\(error)", "retry.ms": "\(delay.milliseconds)"])
                 try await Task.sleep(for: delay)
             }
         }

@@ -111,7 +111,7 @@ extension EventBus {
         for attempt in 1...max(1, attempts) {
             do {
                 return try await publish(event, to: stream, dedupKey: dedupKey, ttlSeconds: ttlSeconds)
-            } catch where BusError.isUnavailable(error) && attempt < attempts && !Task.isCancelled {
+            } catch let error where BusError.isUnavailable(error) && attempt < attempts && !Task.isCancelled {
                 try await Task.sleep(for: backoff.next())
             }
         }

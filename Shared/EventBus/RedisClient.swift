@@ -119,7 +119,10 @@ public final class RedisClient: Sendable {
     }
 
     private func sharedConnection() async throws -> RedisConnection {
-        enum Next { case use(RedisConnection), wait, connect }
+        enum Next {
+            case use(RedisConnection)
+            case wait, connect
+        }
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<RedisConnection, any Error>) in
             let next = shared.withLockedValue { state -> Next in
                 switch state {
@@ -234,7 +237,8 @@ extension RedisClient {
             } catch let error as BusError where error.code == .unavailable {
                 // A refused certificate will not fix itself: refuse to start rather than wait.
                 if error.message.contains(RedisCommandHandler.tlsRefusedMarker) {
-                    throw ConfigurationError(variable: configuration.caFile == nil ? "REDIS_URL" : "REDIS_TLS_CA_FILE", reason: "refused: \(error.message)")
+                    throw ConfigurationError(
+                        variable: configuration.caFile == nil ? "REDIS_URL" : "REDIS_TLS_CA_FILE", reason: "refused: \(error.message)")
                 }
                 logger.warning("waiting for Redis to check its eviction policy", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: delay)

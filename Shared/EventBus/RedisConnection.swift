@@ -140,7 +140,8 @@ public final class RedisConnection: Sendable {
     private static func keepalive(_ bootstrap: ClientBootstrap) -> ClientBootstrap {
         let enabled = bootstrap.channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
         #if os(Linux)
-        return enabled
+        return
+            enabled
             .channelOption(ChannelOptions.tcpOption(NIOBSDSocket.Option(rawValue: Int32(TCP_KEEPIDLE))), value: 30)
             .channelOption(ChannelOptions.tcpOption(NIOBSDSocket.Option(rawValue: Int32(TCP_KEEPINTVL))), value: 10)
             .channelOption(ChannelOptions.tcpOption(NIOBSDSocket.Option(rawValue: Int32(TCP_KEEPCNT))), value: 3)

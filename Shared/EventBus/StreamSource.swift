@@ -158,7 +158,8 @@ public struct StreamSource: Sendable {
         do {
             try await withRetries { try await bus.deadLetter(entry, group: group, error: reason) }
             Counter(label: "agentconnect_dead_letters_total", dimensions: [("stream", streamLabel(entry.stream))]).increment()
-            logger.error("entry moved to the dead-letter stream", metadata: ["stream": "\(entry.stream)", "entry": "\(entry.id)", "error": "\(reason)"])
+            logger.error(
+                "entry moved to the dead-letter stream", metadata: ["stream": "\(entry.stream)", "entry": "\(entry.id)", "error": "\(reason)"])
         } catch {
             logger.error("dead-lettering failed; entry stays pending", metadata: ["entry": "\(entry.id)", "error": "\(error)"])
         }
@@ -177,7 +178,7 @@ public struct StreamSource: Sendable {
         for attempt in 1...5 {
             do {
                 return try await body()
-            } catch where attempt < 5 {
+            } catch _ where attempt < 5 {
                 try await Task.sleep(for: backoff.next())
             }
         }

@@ -1,7 +1,7 @@
 import AgentConnectCore
 import EventBus
-import NIOConcurrencyHelpers
 import Logging
+import NIOConcurrencyHelpers
 import PostgresNIO
 
 /// `/health/ready`'s look at the dependencies a service cannot work without: Redis answers `PING`,
@@ -27,10 +27,11 @@ public final class DependencyProbe: Sendable {
             ok = answered
         }
         if ok, let postgres {
-            let answered = (try? await withTimeout(.seconds(1), "PostgreSQL SELECT 1") {
-                try await postgres.query("SELECT 1", logger: Self.logger)
-                return true
-            }) != nil
+            let answered =
+                (try? await withTimeout(.seconds(1), "PostgreSQL SELECT 1") {
+                    try await postgres.query("SELECT 1", logger: Self.logger)
+                    return true
+                }) != nil
             ok = answered
         }
         cached.withLockedValue { $0 = (.now, ok) }

@@ -72,7 +72,8 @@ public enum ServiceMain {
         // The span exporter, when tracing is on: first in, so it stops last and flushes every span.
         if let tracing = Traces.service {
             configured.insert(
-                .init(service: tracing, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup), at: 0)
+                .init(service: tracing, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
+                at: 0)
         }
         return ServiceGroup(
             configuration: .init(services: configured, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -76,7 +76,9 @@ public enum TwiMLHookChannel {
                     try await redis.command("SET", .string(RedisKeys.twimlHookLive), "1", "PX", "5000")
                 }
                 let popped = try await redis.withBlockingConnection { try await $0.command("BLPOP", .string(RedisKeys.twimlHookRequests), "1") }
-                guard let text = popped.array?.last?.string, let request = try? JSONDecoder().decode(Request.self, from: Data(text.utf8)) else { continue }
+                guard let text = popped.array?.last?.string, let request = try? JSONDecoder().decode(Request.self, from: Data(text.utf8)) else {
+                    continue
+                }
                 let remaining = Double(request.deadlineMs) / 1000 - Date().timeIntervalSince1970
                 guard remaining > 0 else { continue }
                 let reply: Reply
@@ -88,7 +90,8 @@ public enum TwiMLHookChannel {
                 }
                 let encoded = try JSONEncoder().encode(reply)
                 _ = try await redis.send([
-                    ["RPUSH", .string(RedisKeys.twimlHookReply(request.id)), .bytes(Array(encoded))], ["PEXPIRE", .string(RedisKeys.twimlHookReply(request.id)), "10000"],
+                    ["RPUSH", .string(RedisKeys.twimlHookReply(request.id)), .bytes(Array(encoded))],
+                    ["PEXPIRE", .string(RedisKeys.twimlHookReply(request.id)), "10000"],
                 ])
             } catch is CancellationError {
                 return

@@ -121,7 +121,8 @@ extension PostgresStore: CustomerMemoryStore {
         }
         var items: [MemoryItemRecord] = []
         for try await row in try await client.query(sql, logger: logger).decode((String, String, String, String?, Date, Double).self) {
-            items.append(MemoryItemRecord(id: row.0, content: row.1, source: row.2, conversationId: row.3, createdAt: row.4, score: min(1, max(0, row.5))))
+            items.append(
+                MemoryItemRecord(id: row.0, content: row.1, source: row.2, conversationId: row.3, createdAt: row.4, score: min(1, max(0, row.5))))
         }
         return items
     }

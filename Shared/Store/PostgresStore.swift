@@ -130,7 +130,7 @@ extension PostgresStore: DeliveryStore {
                 """
                 INSERT INTO deliveries (reply_id, conversation_id, channel) VALUES (\(replyId), \(conversationId), \(channel.rawValue))
                 """, logger: logger)
-        } catch where Self.isUniqueViolation(error) {
+        } catch let error where Self.isUniqueViolation(error) {
             throw StoreError(.duplicate, "a delivery row for reply \(replyId) already exists")
         }
     }

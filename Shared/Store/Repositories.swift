@@ -1,5 +1,5 @@
-import Foundation
 import AgentConnectCore
+import Foundation
 
 /// Conversations and their resolved participants.
 public protocol ConversationStore: Sendable {

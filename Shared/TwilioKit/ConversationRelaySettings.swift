@@ -16,7 +16,10 @@ public struct ConversationRelaySettings: Sendable {
     /// TAC's default greeting.
     public static let defaultGreeting = "Hello! How can I assist you today?"
 
-    public init(attributes: [(String, String)] = [("welcomeGreeting", defaultGreeting)], languages: [[(String, String)]] = [], parameters: [(String, String)] = []) {
+    public init(
+        attributes: [(String, String)] = [("welcomeGreeting", defaultGreeting)], languages: [[(String, String)]] = [],
+        parameters: [(String, String)] = []
+    ) {
         self.attributes = attributes
         self.languages = languages
         self.parameters = parameters
@@ -89,7 +92,9 @@ public struct ConversationRelaySettings: Sendable {
     static func languageAttributes(_ object: [String: JSONValue]) throws -> [(String, String)] {
         var result: [(String, String)] = []
         for (key, value) in object.sorted(by: { ($0.key == "code" ? "" : $0.key) < ($1.key == "code" ? "" : $1.key) }) {
-            guard let text = Self.text(value) else { throw ConfigurationError(variable: "CONVERSATION_RELAY_LANGUAGES", reason: "\(key) must be a string, number or boolean") }
+            guard let text = Self.text(value) else {
+                throw ConfigurationError(variable: "CONVERSATION_RELAY_LANGUAGES", reason: "\(key) must be a string, number or boolean")
+            }
             result.append((key, text))
         }
         return result

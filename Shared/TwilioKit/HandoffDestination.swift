@@ -55,10 +55,13 @@ public enum HandoffDestination: Sendable, Equatable {
             }
         case .workflow(let workflowSid):
             var attributes: [String: JSONValue] = ["handoffData": .string(handoffData)]
-            if let parsed = try? JSONDecoder().decode(JSONValue.self, from: Data(handoffData.utf8)), case .object = parsed { attributes["handoffData"] = parsed }
+            if let parsed = try? JSONDecoder().decode(JSONValue.self, from: Data(handoffData.utf8)), case .object = parsed {
+                attributes["handoffData"] = parsed
+            }
             attributes["reason"] = JSONValue(reason)
             attributes["conversationId"] = JSONValue(conversationId)
-            body = #"<Enqueue workflowSid="\#(TwiMLBuilder.escape(workflowSid))"><Task>\#(TwiMLBuilder.escape(JSONValue.object(attributes).compactJSON))</Task></Enqueue>"#
+            body =
+                #"<Enqueue workflowSid="\#(TwiMLBuilder.escape(workflowSid))"><Task>\#(TwiMLBuilder.escape(JSONValue.object(attributes).compactJSON))</Task></Enqueue>"#
         case .queue(let name):
             body = "<Enqueue>\(TwiMLBuilder.escape(name))</Enqueue>"
         }

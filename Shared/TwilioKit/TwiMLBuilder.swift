@@ -71,7 +71,9 @@ public struct TwiMLBuilder: Sendable {
         var out = ""
         out.reserveCapacity(text.count)
         for character in text {
-            if character.unicodeScalars.contains(where: { ($0.value < 0x20 && $0 != "\t" && $0 != "\n" && $0 != "\r") || $0.value == 0xFFFE || $0.value == 0xFFFF }) {
+            if character.unicodeScalars.contains(where: {
+                ($0.value < 0x20 && $0 != "\t" && $0 != "\n" && $0 != "\r") || $0.value == 0xFFFE || $0.value == 0xFFFF
+            }) {
                 continue
             }
             switch character {

@@ -1,4 +1,5 @@
 import AgentConnectCore
+
 /// A Twilio REST call that did not succeed.
 public struct TwilioAPIError: Error, CustomStringConvertible, Sendable {
     /// HTTP status; 0 when the request never got an answer.

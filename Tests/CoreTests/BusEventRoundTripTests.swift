@@ -20,7 +20,9 @@ struct BusEventRoundTripTests {
             let event = BusEvent(type: EventType.voiceFrame, conversationId: "CA\(index)", channel: .voice, occurredAt: date, payload: payload)
             do {
                 let back = try BusEvent.decode(try event.encoded())
-                if back.payload != event.payload || back.id != event.id || back.occurredAt != event.occurredAt || back.traceparent != event.traceparent {
+                if back.payload != event.payload || back.id != event.id || back.occurredAt != event.occurredAt
+                    || back.traceparent != event.traceparent
+                {
                     failures.append("\(index): differs")
                 }
             } catch {

@@ -32,7 +32,8 @@ struct CompactJSONTests {
         case 1: return .bool(Bool.random(using: &random))
         case 2:
             if Bool.random(using: &random) { return .number(numbers[Int.random(in: 0..<numbers.count, using: &random)]) }
-            return .number(Double(Int.random(in: -1_000_000...1_000_000, using: &random)) / Double([1, 10, 1000][Int.random(in: 0..<3, using: &random)]))
+            return .number(
+                Double(Int.random(in: -1_000_000...1_000_000, using: &random)) / Double([1, 10, 1000][Int.random(in: 0..<3, using: &random)]))
         case 3: return .string(randomText(&random))
         case 4: return .array((0..<Int.random(in: 0..<5, using: &random)).map { _ in randomValue(&random, depth: depth + 1) })
         default:
@@ -44,7 +45,9 @@ struct CompactJSONTests {
 
     static func randomText(_ random: inout SplitMix64) -> String {
         let scalars = Array(awkwardText.unicodeScalars) + Array("abcXYZ_09".unicodeScalars)
-        return String(String.UnicodeScalarView((0..<Int.random(in: 0..<12, using: &random)).map { _ in scalars[Int.random(in: 0..<scalars.count, using: &random)] }))
+        return String(
+            String.UnicodeScalarView(
+                (0..<Int.random(in: 0..<12, using: &random)).map { _ in scalars[Int.random(in: 0..<scalars.count, using: &random)] }))
     }
 
     @Test("values are written byte for byte as JSONEncoder writes them, and read back as JSONDecoder reads them")
@@ -127,7 +130,9 @@ struct CompactJSONTests {
         let style = Date.ISO8601FormatStyle().year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true)
             .timeSeparator(.colon).timeZone(separator: .omitted)
         var dates = [Date(timeIntervalSince1970: 0), Date(timeIntervalSince1970: 951_782_400.999_9), Date(timeIntervalSince1970: -86_400.5), Date()]
-        for _ in 0..<500 { dates.append(Date(timeIntervalSince1970: Double(Int64.random(in: -2_000_000_000_000...4_000_000_000_000, using: &random)) / 1000)) }
+        for _ in 0..<500 {
+            dates.append(Date(timeIntervalSince1970: Double(Int64.random(in: -2_000_000_000_000...4_000_000_000_000, using: &random)) / 1000))
+        }
         for date in dates {
             let text = Timestamp.iso8601(date)
             #expect(text == date.formatted(style), "\(date.timeIntervalSince1970)")
@@ -146,13 +151,18 @@ struct CompactJSONTests {
         let parsed = try #require(Traceparent(header))
         #expect(parsed.description == header)
         #expect(parsed.traceID == "0af7651916cd43dd8448eb211c80319c" && parsed.spanID == "b7ad6b7169203331" && parsed.flags == "01")
-        for broken in ["", "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", header + "-", "00-0af7651916cd43dd8448eb211c80319g-b7ad6b7169203331-01", "00_0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"] {
+        for broken in [
+            "", "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", header + "-", "00-0af7651916cd43dd8448eb211c80319g-b7ad6b7169203331-01",
+            "00_0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ] {
             #expect(Traceparent(broken) == nil, "\(broken)")
         }
         let hex = Set("0123456789abcdef")
         for _ in 0..<100 {
             let random = Traceparent.random()
-            #expect(random.traceID.count == 32 && random.spanID.count == 16 && random.traceID.allSatisfy(hex.contains) && random.spanID.allSatisfy(hex.contains))
+            #expect(
+                random.traceID.count == 32 && random.spanID.count == 16 && random.traceID.allSatisfy(hex.contains)
+                    && random.spanID.allSatisfy(hex.contains))
             #expect(Traceparent(random.description) == random)
         }
     }

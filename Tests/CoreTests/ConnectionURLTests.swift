@@ -1,10 +1,11 @@
 import AgentConnectCore
-@testable import EventBus
 import Foundation
 import NIOSSL
 import ServiceSupport
 import Store
 import Testing
+
+@testable import EventBus
 
 @Suite("Connection URLs: REDIS_URL and DATABASE_URL")
 struct ConnectionURLTests {
@@ -60,7 +61,9 @@ struct ConnectionURLTests {
         #expect(byDefault.tlsConfiguration?.certificateVerification == CertificateVerification.none)
         #expect(try DatabaseConfiguration(url: "postgres://app@db/x?sslmode=disable").tlsConfiguration == nil)
         #expect(try DatabaseConfiguration(url: "postgres://app@db/x?sslmode=allow").sslMode == .allow)
-        #expect(try DatabaseConfiguration(url: "postgres://app@db/x?sslmode=require").tlsConfiguration?.certificateVerification == CertificateVerification.none)
+        #expect(
+            try DatabaseConfiguration(url: "postgres://app@db/x?sslmode=require").tlsConfiguration?.certificateVerification
+                == CertificateVerification.none)
         #expect(
             try DatabaseConfiguration(url: "postgres://app@db/x?sslmode=verify-ca").tlsConfiguration?.certificateVerification
                 == .noHostnameVerification)

@@ -1,9 +1,9 @@
+import AgentConnect
 import AgentConnectCore
 import EventBus
 import NIOConcurrencyHelpers
 import Testing
 
-import AgentConnect
 @testable import AgentConnectRuntime
 
 @Suite("Per-conversation lanes")
@@ -22,13 +22,18 @@ struct ConversationLanesTests {
         var starts: [String] = []
         for n in 0..<20 where lanes.enqueue(work(EventType.messageReceived, "c", channel: .sms, n: n)) { starts.append("c") }
         #expect(starts.count == 1)
-        await lanes.drain(conversationId: "c", perform: { item in
-            let now = running.withLockedValue { $0 += 1; return $0 }
-            maxRunning.withLockedValue { $0 = max($0, now) }
-            try await Task.sleep(for: .milliseconds(1))
-            seen.withLockedValue { $0.append(Int(item.event.payload["n"]?.double ?? -1)) }
-            running.withLockedValue { $0 -= 1 }
-        }, finish: { _, _ in })
+        await lanes.drain(
+            conversationId: "c",
+            perform: { item in
+                let now = running.withLockedValue {
+                    $0 += 1
+                    return $0
+                }
+                maxRunning.withLockedValue { $0 = max($0, now) }
+                try await Task.sleep(for: .milliseconds(1))
+                seen.withLockedValue { $0.append(Int(item.event.payload["n"]?.double ?? -1)) }
+                running.withLockedValue { $0 -= 1 }
+            }, finish: { _, _ in })
         #expect(seen.withLockedValue { $0 } == Array(0..<20))
         #expect(maxRunning.withLockedValue { $0 } == 1)
         #expect(lanes.activeConversations == 0)
@@ -41,18 +46,21 @@ struct ConversationLanesTests {
         _ = lanes.enqueue(work(EventType.messageReceived, "call", n: 1))
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
-                await lanes.drain(conversationId: "call", perform: { item in
-                    if item.event.type == EventType.messageReceived { try await Task.sleep(for: .seconds(30)) }
-                }, finish: { item, outcome in
-                    let label: String
-                    switch outcome {
-                    case .superseded: label = "cancelled"
-                    case .completed: label = "done"
-                    case .failed: label = "failed"
-                    case .abandoned: label = "abandoned"
-                    }
-                    outcomes.withLockedValue { $0.append("\(item.event.type):\(label)") }
-                })
+                await lanes.drain(
+                    conversationId: "call",
+                    perform: { item in
+                        if item.event.type == EventType.messageReceived { try await Task.sleep(for: .seconds(30)) }
+                    },
+                    finish: { item, outcome in
+                        let label: String
+                        switch outcome {
+                        case .superseded: label = "cancelled"
+                        case .completed: label = "done"
+                        case .failed: label = "failed"
+                        case .abandoned: label = "abandoned"
+                        }
+                        outcomes.withLockedValue { $0.append("\(item.event.type):\(label)") }
+                    })
             }
             try? await Task.sleep(for: .milliseconds(50))
             let started = ContinuousClock.now
@@ -72,12 +80,15 @@ struct ConversationLanesTests {
         _ = lanes.enqueue(work(EventType.messageReceived, "c", channel: .sms, n: 2))
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
-                await lanes.drain(conversationId: "c", perform: { item in
-                    ran.withLockedValue { $0.append(Int(item.event.payload["n"]?.double ?? -1)) }
-                    try await Task.sleep(for: .seconds(30))
-                }, finish: { item, outcome in
-                    outcomes.withLockedValue { $0.append("\(Int(item.event.payload["n"]?.double ?? -1)):\(outcome)") }
-                })
+                await lanes.drain(
+                    conversationId: "c",
+                    perform: { item in
+                        ran.withLockedValue { $0.append(Int(item.event.payload["n"]?.double ?? -1)) }
+                        try await Task.sleep(for: .seconds(30))
+                    },
+                    finish: { item, outcome in
+                        outcomes.withLockedValue { $0.append("\(Int(item.event.payload["n"]?.double ?? -1)):\(outcome)") }
+                    })
             }
             try? await Task.sleep(for: .milliseconds(50))
             lanes.abandon { $0 == "c" }

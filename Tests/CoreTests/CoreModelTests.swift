@@ -88,7 +88,10 @@ struct CoreModelTests {
                     "TWILIO_CONVERSATIONS_BASE_URL": "https://conversations.twilio.com", "TWILIO_STUDIO_BASE_URL": "http://twilio-sim:8090",
                 ]))
         }
-        let sim = ["TWILIO_API_BASE_URL": "http://twilio-sim:8090", "TWILIO_CONVERSATIONS_BASE_URL": "http://twilio-sim:8090", "TWILIO_STUDIO_BASE_URL": "http://127.0.0.1:8090"]
+        let sim = [
+            "TWILIO_API_BASE_URL": "http://twilio-sim:8090", "TWILIO_CONVERSATIONS_BASE_URL": "http://twilio-sim:8090",
+            "TWILIO_STUDIO_BASE_URL": "http://127.0.0.1:8090",
+        ]
         try DevCredentials.refuseWithRealTwilio(Environment(sim.merging(["TWILIO_AUTH_TOKEN": dev]) { _, new in new }))
         try DevCredentials.refuseWithRealTwilio(Environment(["TWILIO_AUTH_TOKEN": "a-real-looking-secret"]))
     }

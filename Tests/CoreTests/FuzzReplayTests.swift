@@ -1,11 +1,11 @@
-import AgentConnectCore
-import Foundation
-import Testing
-import Store
-import TwilioKit
-
 import AgentConnect
 import AgentConnectAgents
+import AgentConnectCore
+import Foundation
+import Store
+import Testing
+import TwilioKit
+
 @testable import AgentConnectRuntime
 
 /// A seed-corpus replay with mutations (deterministic, so a failure reproduces): the parsers that

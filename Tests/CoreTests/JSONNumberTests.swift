@@ -1,7 +1,7 @@
+import AgentConnect
 import AgentConnectCore
 import Testing
 
-import AgentConnect
 @testable import AgentConnectAgents
 
 @Suite("Numbers from outside never trap")
@@ -11,7 +11,10 @@ struct JSONNumberTests {
         #expect(JSONValue.number(42).int == 42)
         #expect(JSONValue.string(" 7 ").int == 7)
         #expect(JSONValue.number(-3).int == -3)
-        for value: JSONValue in [.number(1e300), .number(1e19), .number(-1e19), .number(.nan), .number(.infinity), .number(-5.5), .string("1e400"), .string("x"), .bool(true)] {
+        for value: JSONValue in [
+            .number(1e300), .number(1e19), .number(-1e19), .number(.nan), .number(.infinity), .number(-5.5), .string("1e400"), .string("x"),
+            .bool(true),
+        ] {
             #expect(value.int == nil, "\(value)")
         }
     }

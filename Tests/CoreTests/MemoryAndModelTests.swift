@@ -1,9 +1,9 @@
+import AgentConnect
+import AgentConnectAgents
 import AgentConnectCore
 import Store
 import Testing
 
-import AgentConnect
-import AgentConnectAgents
 @testable import AgentConnectRuntime
 
 @Suite("Memory prompts, recall queries, CI results and SSE parsing")
@@ -48,7 +48,10 @@ struct MemoryAndModelTests {
     func operatorContent() {
         let json: JSONValue = ["outputFormat": "JSON", "result": ["payload": #"{"summary":"Asked about refunds"}"#]]
         #expect(IntelligenceResults.items(IntelligenceResults.content(of: json), kind: .summary) == ["Asked about refunds"])
-        let nested: JSONValue = ["outputFormat": "json", "result": ["com.twilio.cai.intelligence.JSONResult": ["payload": #"{"summaries":[{"summary":"a"},{"summary":"b"}]}"#]]]
+        let nested: JSONValue = [
+            "outputFormat": "json",
+            "result": ["com.twilio.cai.intelligence.JSONResult": ["payload": #"{"summaries":[{"summary":"a"},{"summary":"b"}]}"#]],
+        ]
         #expect(IntelligenceResults.items(IntelligenceResults.content(of: nested), kind: .summary) == ["a", "b"])
         let text: JSONValue = ["outputFormat": "TEXT", "result": ["result": "Prefers email"]]
         #expect(IntelligenceResults.items(IntelligenceResults.content(of: text), kind: .observation) == ["Prefers email"])

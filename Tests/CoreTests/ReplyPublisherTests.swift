@@ -1,8 +1,8 @@
+import AgentConnect
 import AgentConnectCore
 import EventBus
 import Testing
 
-import AgentConnect
 @testable import AgentConnectRuntime
 
 /// The replies the runtime publishes as typed events are the payloads it built by hand before,

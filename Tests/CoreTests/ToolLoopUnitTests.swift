@@ -1,9 +1,9 @@
+import AgentConnect
 import AgentConnectCore
 import Foundation
 import Store
 import Testing
 
-import AgentConnect
 @testable import AgentConnectAgents
 
 @Suite("Tool loop pieces: streamed calls, derived ids, history")
@@ -15,9 +15,10 @@ struct ToolLoopUnitTests {
         assembler.add([["index": 1, "id": "b", "function": ["name": "second", "arguments": "{\"x\":"]]])
         assembler.add([["index": 0, "id": "a", "function": ["name": "first", "arguments": ""]]])
         assembler.add([["index": 0, "function": ["arguments": "{}"]], ["index": 1, "function": ["arguments": "1}"]]])
-        #expect(assembler.assembled == [
-            ToolCallRequest(id: "a", name: "first", arguments: "{}"), ToolCallRequest(id: "b", name: "second", arguments: "{\"x\":1}"),
-        ])
+        #expect(
+            assembler.assembled == [
+                ToolCallRequest(id: "a", name: "first", arguments: "{}"), ToolCallRequest(id: "b", name: "second", arguments: "{\"x\":1}"),
+            ])
     }
 
     @Test("call ids are derived from the turn: the same for a redone turn, different per round and position")
@@ -33,13 +34,16 @@ struct ToolLoopUnitTests {
     func history() {
         let start = Date(timeIntervalSince1970: 1_000)
         let messages = [
-            MessageRecord(id: "m1", conversationId: "c", channel: .sms, direction: .inbound, authorAddress: nil, body: "where is A-1?", createdAt: start),
+            MessageRecord(
+                id: "m1", conversationId: "c", channel: .sms, direction: .inbound, authorAddress: nil, body: "where is A-1?", createdAt: start),
             MessageRecord(
                 id: "m2", conversationId: "c", channel: .sms, direction: .outbound, authorAddress: nil, body: "Shipped.", createdAt: start + 3),
         ]
         let calls = [
-            ToolCallRecord(id: "k2", conversationId: "c", roundId: "e:t0", position: 1, name: "b", arguments: "{}", result: "2", createdAt: start + 1),
-            ToolCallRecord(id: "k1", conversationId: "c", roundId: "e:t0", position: 0, name: "a", arguments: "{}", result: "1", createdAt: start + 2),
+            ToolCallRecord(
+                id: "k2", conversationId: "c", roundId: "e:t0", position: 1, name: "b", arguments: "{}", result: "2", createdAt: start + 1),
+            ToolCallRecord(
+                id: "k1", conversationId: "c", roundId: "e:t0", position: 0, name: "a", arguments: "{}", result: "1", createdAt: start + 2),
         ]
         let chat = ToolLoop.history(messages: messages, toolCalls: calls)
         #expect(chat.map(\.role) == ["user", "assistant", "tool", "tool", "assistant"])

@@ -23,7 +23,8 @@ struct TwiMLInjectionTests {
     @Test("a `<Language>` extra whose name is markup is left out")
     func languageExtraName() throws {
         let options = ConversationRelayOptions(languages: [LanguageOptions(code: "es-MX", extra: [Self.injected: "z", "speechModel2": "m"])])
-        let xml = TwiMLBuilder(settings: ConversationRelaySettings().applying(options), actionURL: nil, websocketURL: "wss://relay.example/ws").build()
+        let xml = TwiMLBuilder(settings: ConversationRelaySettings().applying(options), actionURL: nil, websocketURL: "wss://relay.example/ws")
+            .build()
         #expect(!xml.contains("<Redirect>"))
         #expect(xml.contains(#"<Language code="es-MX" speechModel2="m"/>"#))
         #expect(try Self.elements(xml) == ["Response", "Connect", "ConversationRelay", "Language"])
@@ -32,7 +33,8 @@ struct TwiMLInjectionTests {
     @Test("characters XML does not allow are left out of values (the document stays well-formed)")
     func invalidCharacters() throws {
         let options = ConversationRelayOptions(welcomeGreeting: "Hi\u{1}\u{0B} there\u{FFFE}\ttab")
-        let xml = TwiMLBuilder(settings: ConversationRelaySettings().applying(options), actionURL: nil, websocketURL: "wss://relay.example/ws").build()
+        let xml = TwiMLBuilder(settings: ConversationRelaySettings().applying(options), actionURL: nil, websocketURL: "wss://relay.example/ws")
+            .build()
         #expect(xml.contains(#"welcomeGreeting="Hi there"#))
         #expect(try Self.elements(xml) == ["Response", "Connect", "ConversationRelay"])
         let handoff = HandoffDestination.queue("support\u{0}").twiml(handoffData: "{}", reason: nil, conversationId: nil)

@@ -48,8 +48,9 @@ struct TwilioSignatureTests {
             pathAndQuery: "/ws?x=1", forwardedProto: "https, http", forwardedHost: "a.example.com, b", host: "internal:8081",
             publicDomain: "https://voice.example.com/", websocket: true)
         #expect(urls == ["wss://a.example.com/ws?x=1", "wss://voice.example.com/ws?x=1"])
-        #expect(PublicURL.candidates(pathAndQuery: "/webhook", forwardedProto: nil, forwardedHost: nil, host: "127.0.0.1:8082", publicDomain: nil)
-            == ["http://127.0.0.1:8082/webhook"])
+        #expect(
+            PublicURL.candidates(pathAndQuery: "/webhook", forwardedProto: nil, forwardedHost: nil, host: "127.0.0.1:8082", publicDomain: nil)
+                == ["http://127.0.0.1:8082/webhook"])
     }
 
     @Test("form decoding is strict about bad percent-encoding and invalid UTF-8")

@@ -1,10 +1,11 @@
 import AgentConnectCore
-@testable import EventBus
 import Foundation
 import NIOConcurrencyHelpers
 import NIOPosix
 import ServiceLifecycle
 import Testing
+
+@testable import EventBus
 
 @Suite("Bus batching: acknowledgements together, scripts by digest")
 struct BusBatchingTests {
@@ -155,7 +156,9 @@ struct BusBatchingTests {
                 tasks.addTask {
                     if n % 5 == 0 {
                         // A batch keeps its order and stays in one piece among the others.
-                        let replies = try await connection.send([["ECHO", .string("a\(n)")], ["INCR", .string("counter")], ["ECHO", .string("b\(n)")]])
+                        let replies = try await connection.send([
+                            ["ECHO", .string("a\(n)")], ["INCR", .string("counter")], ["ECHO", .string("b\(n)")],
+                        ])
                         if replies.count != 3 || replies[0].string != "a\(n)" || replies[1].integer == nil || replies[2].string != "b\(n)" {
                             wrong.withLockedValue { $0.append(n) }
                         }

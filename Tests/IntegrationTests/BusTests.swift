@@ -48,7 +48,10 @@ struct BusTests {
         defer { [a, b, publisher].forEach { $0.shutdown() } }
         let handled = NIOLockedValueBox<[String: [Int]]>([:])
         func consumer(_ name: String, _ client: RedisClient) -> GroupConsumer {
-            GroupConsumer(bus: RedisStreamsEventBus(client: client), group: "g", consumer: name, streams: ["s"], options: .init(batchSize: 8, blockMilliseconds: 100), logger: TestEnvironment.logger) { event, _ in
+            GroupConsumer(
+                bus: RedisStreamsEventBus(client: client), group: "g", consumer: name, streams: ["s"],
+                options: .init(batchSize: 8, blockMilliseconds: 100), logger: TestEnvironment.logger
+            ) { event, _ in
                 handled.withLockedValue { $0[name, default: []].append(Int(event.payload["n"]?.double ?? -1)) }
                 try await Task.sleep(for: .milliseconds(1))
             }
@@ -218,7 +221,9 @@ final class RedisServerProcess: Sendable {
 
     /// Best-effort stop for cleanup paths that cannot await.
     func kill() {
-        if let text = try? String(contentsOfFile: "\(directory)/redis.pid", encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+        if let text = try? String(contentsOfFile: "\(directory)/redis.pid", encoding: .utf8),
+            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        {
             // SIGKILL: the daemon inherited the test runner's blocked signal mask, so SIGTERM would wait forever.
             Foundation.kill(pid, SIGKILL)
         }

@@ -26,7 +26,9 @@ struct CLIOperatorTests {
             #expect(!lines.contains { $0.hasPrefix("fail") }, "\(result.out)")
             #expect(lines.contains { $0.hasPrefix("ok") && $0.contains("migrations: all \(Migrations.all.count) applied") }, "\(result.out)")
             #expect(lines.contains { $0.hasPrefix("ok") && $0.contains("redis eviction: maxmemory_policy noeviction") }, "\(result.out)")
-            #expect(lines.contains { $0.hasPrefix("ok") && $0.contains("twilio credentials: accepted by http://127.0.0.1:\(stack.simPort)") }, "\(result.out)")
+            #expect(
+                lines.contains { $0.hasPrefix("ok") && $0.contains("twilio credentials: accepted by http://127.0.0.1:\(stack.simPort)") },
+                "\(result.out)")
             for service in ["messaging-ingress", "voice-relay", "outbound", "agent-worker"] {
                 #expect(lines.contains { $0.contains("config \(service):") && !$0.hasPrefix("fail") }, "\(result.out)")
             }
@@ -60,7 +62,8 @@ struct CLIOperatorTests {
             #expect(result.status == 1, "\(result.out)\(result.err)")
             let failures = result.lines.filter { $0.hasPrefix("fail") }
             #expect(failures.count == 1, "\(result.out)")
-            #expect(failures.first?.contains("migrations: none applied") == true && failures.first?.contains("fix: run migrate") == true, "\(result.out)")
+            #expect(
+                failures.first?.contains("migrations: none applied") == true && failures.first?.contains("fix: run migrate") == true, "\(result.out)")
 
             let half = try await TestDatabase.make()
             try await half.withClient { client in
@@ -70,7 +73,9 @@ struct CLIOperatorTests {
             #expect(partial.status == 1, "\(partial.out)\(partial.err)")
             let missing = Migrations.all.dropFirst().map { "\($0.version) \($0.name)" }.joined(separator: ", ")
             #expect(
-                partial.lines.contains { $0.hasPrefix("fail") && $0.contains("\(Migrations.all.count - 1) of \(Migrations.all.count) not applied: \(missing)") },
+                partial.lines.contains {
+                    $0.hasPrefix("fail") && $0.contains("\(Migrations.all.count - 1) of \(Migrations.all.count) not applied: \(missing)")
+                },
                 "\(partial.out)")
         }
     }
@@ -86,7 +91,8 @@ struct CLIOperatorTests {
             try await bus.ensureGroup("outbound", on: Streams.outbound)
             let partial = try await CLIRun.agentconnect(["doctor"], environment: env)
             #expect(partial.status == 1)
-            #expect(partial.lines.contains { $0.hasPrefix("fail") && $0.contains("stream groups: group agents is missing on 2 of 4") }, "\(partial.out)")
+            #expect(
+                partial.lines.contains { $0.hasPrefix("fail") && $0.contains("stream groups: group agents is missing on 2 of 4") }, "\(partial.out)")
 
             for index in 2..<4 { try await bus.ensureGroup("agents", on: Streams.inboundPartition(index)) }
             _ = try await Self.deadLetter(bus, stream: Streams.outbound, group: "outbound", text: "x", from: "+15550004444", error: "boom")
@@ -96,11 +102,14 @@ struct CLIOperatorTests {
             #expect(complete.lines.contains { $0.hasPrefix("warn") && $0.contains("dead letters: 1 entries") && $0.contains("dead-letters list") })
 
             // A service started with more partitions than the others read.
-            _ = try await bus.publish(BusEvent(type: EventType.messageReceived, conversationId: "c", channel: .sms, payload: [:]), to: Streams.inboundPartition(7))
+            _ = try await bus.publish(
+                BusEvent(type: EventType.messageReceived, conversationId: "c", channel: .sms, payload: [:]), to: Streams.inboundPartition(7))
             let stray = try await CLIRun.agentconnect(["doctor"], environment: env)
             #expect(stray.status == 1)
             #expect(
-                stray.lines.contains { $0.hasPrefix("fail") && $0.contains("beyond TAC_INBOUND_PARTITIONS=4") && $0.contains(Streams.inboundPartition(7)) },
+                stray.lines.contains {
+                    $0.hasPrefix("fail") && $0.contains("beyond TAC_INBOUND_PARTITIONS=4") && $0.contains(Streams.inboundPartition(7))
+                },
                 "\(stray.out)")
         }
     }
@@ -206,7 +215,8 @@ struct CLIOperatorTests {
         #expect(rest.status == 0, "\(rest.err)")
         #expect(rest.out.contains("replayed \(deadIds[1]) → \(Streams.inboundPartition(3)) "))
         #expect(try await bus.length(of: Streams.dead) == 0)
-        let agents = try await bus.readGroup("agents", consumer: "healthy", streams: [Streams.inboundPartition(3)], count: 10, blockMilliseconds: 2000)
+        let agents = try await bus.readGroup(
+            "agents", consumer: "healthy", streams: [Streams.inboundPartition(3)], count: 10, blockMilliseconds: 2000)
         #expect(agents.map(\.event) == [inbound.event])
     }
 

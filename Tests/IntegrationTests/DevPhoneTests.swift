@@ -28,7 +28,8 @@ struct DevPhoneTests {
                 #expect(try await page.waitFor(##"!$("prompt").disabled"##))
                 // The page's own record of every state the reply went through (polling from here could
                 // miss some under load).
-                try await page.evaluate(##"""
+                try await page.evaluate(
+                    ##"""
                     window.__partials = [];
                     new MutationObserver(() => {
                       const t = document.querySelector("#callLog .reply .text")?.textContent;

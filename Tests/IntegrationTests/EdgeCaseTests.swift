@@ -55,12 +55,15 @@ struct EdgeCaseTests {
     func redisDown() async throws {
         var environment = TestEnvironment.localEnv
         environment["REDIS_URL"] = "redis://127.0.0.1:\(TestEnvironment.freePort())"
-        let ingress = try ServiceProcess("messaging-ingress", port: TestEnvironment.freePort(), environment: environment, logDirectory: NSTemporaryDirectory())
+        let ingress = try ServiceProcess(
+            "messaging-ingress", port: TestEnvironment.freePort(), environment: environment, logDirectory: NSTemporaryDirectory())
         // Live, but not ready: /health/ready looks at Redis.
         try await ingress.waitReady(path: "/health/live")
         let ready = try await TestStack.request(.GET, "http://127.0.0.1:\(ingress.port)/health/ready")
         #expect(ready.status == 503)
-        let body = Array(#"{"eventType":"COMMUNICATION_CREATED","data":{"id":"c1","conversationId":"conv_503","author":{"address":"+15550001234","channel":"SMS"},"content":{"text":"hi"},"recipients":[]}}"#.utf8)
+        let body = Array(
+            #"{"eventType":"COMMUNICATION_CREATED","data":{"id":"c1","conversationId":"conv_503","author":{"address":"+15550001234","channel":"SMS"},"content":{"text":"hi"},"recipients":[]}}"#
+                .utf8)
         let response = try await Self.signedWebhook(port: ingress.port, body: body)
         #expect(response.status == 503)
         #expect(await ingress.terminate() == 0)
@@ -72,8 +75,10 @@ struct EdgeCaseTests {
             let base = "http://127.0.0.1:\(stack.relayPorts[0])"
             let action = try await Self.signedForm(
                 "\(base)/conversation-relay-callback",
-                [("AccountSid", stack.environment["TWILIO_ACCOUNT_SID"] ?? ""), ("CallSid", "CAcallback1"), ("CallStatus", "completed"),
-                 ("SessionId", "VX1"), ("SessionStatus", "ended"), ("SessionDuration", "12"), ("HandoffData", #"{"reason":"human"}"#)],
+                [
+                    ("AccountSid", stack.environment["TWILIO_ACCOUNT_SID"] ?? ""), ("CallSid", "CAcallback1"), ("CallStatus", "completed"),
+                    ("SessionId", "VX1"), ("SessionStatus", "ended"), ("SessionDuration", "12"), ("HandoffData", #"{"reason":"human"}"#),
+                ],
                 publicHTTPS: true)
             #expect(action.status == 200)
             #expect(action.body.isEmpty)
@@ -85,7 +90,8 @@ struct EdgeCaseTests {
             let missing = try await Self.signedForm("\(base)/twilio/call-events/status", [("CallStatus", "completed")], publicHTTPS: true)
             #expect(missing.status == 400)
             let unsigned = try await TestStack.request(
-                .POST, "\(base)/twilio/call-events/amd", rawBody: Array("CallSid=CA1".utf8), headers: [("Content-Type", "application/x-www-form-urlencoded")])
+                .POST, "\(base)/twilio/call-events/amd", rawBody: Array("CallSid=CA1".utf8),
+                headers: [("Content-Type", "application/x-www-form-urlencoded")])
             #expect(unsigned.status == 403)
             // The completed callback ended the relay-only conversation: once, on the worker.
             let worker = try #require(stack.processes("agent-worker").first)
@@ -137,7 +143,8 @@ struct EdgeCaseTests {
         try await withStack(VoiceAcceptanceTests.relayOnly(workers: 0)) { stack in
             let caller = RelayCaller(relayURL: "http://127.0.0.1:\(stack.relayPorts[0])", authToken: Self.token)
             let (url, _) = try await caller.fetchTwiML(callSid: "CAdtmf", from: "+15556660000", to: "+15550000001")
-            _ = try await caller.call(publicURL: url, callSid: "CAdtmf", from: "+15556660000", to: "+15550000001", script: [.dtmf("7"), .pause(.milliseconds(200))])
+            _ = try await caller.call(
+                publicURL: url, callSid: "CAdtmf", from: "+15556660000", to: "+15550000001", script: [.dtmf("7"), .pause(.milliseconds(200))])
             let client = stack.redis.client()
             defer { client.shutdown() }
             let stream = Partitioner.inboundStream(for: "CAdtmf", partitions: 16)

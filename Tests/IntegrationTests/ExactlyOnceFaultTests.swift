@@ -44,7 +44,8 @@ struct ExactlyOnceFaultTests {
         try await withFaultStack(options) { stack in
             let tag = UUID().uuidString.prefix(6)
             _ = try await stack.sim(
-                .POST, "/sim/faults", ["status": 200, "afterAccept": true, "delayMs": 1500, "every": 5, "count": 100, "pathContains": "/Messages.json"])
+                .POST, "/sim/faults",
+                ["status": 200, "afterAccept": true, "delayMs": 1500, "every": 5, "count": 100, "pathContains": "/Messages.json"])
             for index in 0..<20 {
                 _ = try await stack.customerSays("c\(tag)-\(index)", from: "+1555660\(String(format: "%04d", index))", extra: ["classic": true])
             }
@@ -59,7 +60,9 @@ struct ExactlyOnceFaultTests {
                 fault: "classic: 1 send in 5 answered late", sent: 20, replies: seen.values.reduce(0, +),
                 lost: (0..<20).filter { seen["You said: c\(tag)-\($0)"] == nil }.count,
                 duplicated: seen.values.filter { $0 > 1 }.map { $0 - 1 }.reduce(0, +))
-            print("fault-table: \(row.fault.padding(toLength: 46, withPad: " ", startingAt: 0)) sent \(row.sent)  replies \(row.replies)  lost \(row.lost)  duplicated \(row.duplicated)")
+            print(
+                "fault-table: \(row.fault.padding(toLength: 46, withPad: " ", startingAt: 0)) sent \(row.sent)  replies \(row.replies)  lost \(row.lost)  duplicated \(row.duplicated)"
+            )
             expectExactlyOnce(row)
         }
     }

@@ -104,7 +104,9 @@ struct ExampleTests {
                 }
             }
             let deadline = ContinuousClock.now + .seconds(15)
-            while try await summaries("DISTINCT conversation_id") < 6, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+            while try await summaries("DISTINCT conversation_id") < 6, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+            }
             #expect(try await summaries("DISTINCT conversation_id") == 6)
             try await Task.sleep(for: .milliseconds(700))
             #expect(try await summaries("*") == 6)

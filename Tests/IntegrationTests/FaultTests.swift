@@ -1,9 +1,9 @@
 import AgentConnectCore
 import Foundation
-import RelayCaller
-import TwilioKit
 import NIOConcurrencyHelpers
+import RelayCaller
 import Testing
+import TwilioKit
 
 /// `make test-faults`: processes killed with SIGKILL under a steady load; every accepted message must
 /// get exactly one reply. Skipped by `make test` (it runs when `AGENTCONNECT_FAULTS=1`).
@@ -63,26 +63,29 @@ struct FaultTests {
         try await withFaultStack(options) { stack in
             var rows: [Row] = []
             rows.append(try await measure(stack, fault: "none (baseline)", count: 60) {})
-            rows.append(try await measure(stack, fault: "kill -9 messaging-ingress, restart", count: 80) {
-                try await Task.sleep(for: .milliseconds(400))
-                let ingress = try #require(stack.processes("messaging-ingress").first { $0.isRunning })
-                _ = await ingress.signal(SIGKILL, timeout: .seconds(5))
-                try await Task.sleep(for: .milliseconds(500))
-                try await stack.launch("messaging-ingress", port: stack.ingressPort)
-            })
-            rows.append(try await measure(stack, fault: "kill -9 one of two agent-workers, start one", count: 80) {
-                try await Task.sleep(for: .milliseconds(400))
-                let worker = try #require(stack.processes("agent-worker").first { $0.isRunning })
-                _ = await worker.signal(SIGKILL, timeout: .seconds(5))
-                try await stack.startWorker(id: "worker-\(UUID().uuidString.prefix(4))")
-            })
-            rows.append(try await measure(stack, fault: "kill -9 outbound, restart", count: 80) {
-                try await Task.sleep(for: .milliseconds(400))
-                let outbound = try #require(stack.processes("outbound").first { $0.isRunning })
-                _ = await outbound.signal(SIGKILL, timeout: .seconds(5))
-                try await Task.sleep(for: .milliseconds(500))
-                try await stack.launch("outbound", port: stack.outboundPort)
-            })
+            rows.append(
+                try await measure(stack, fault: "kill -9 messaging-ingress, restart", count: 80) {
+                    try await Task.sleep(for: .milliseconds(400))
+                    let ingress = try #require(stack.processes("messaging-ingress").first { $0.isRunning })
+                    _ = await ingress.signal(SIGKILL, timeout: .seconds(5))
+                    try await Task.sleep(for: .milliseconds(500))
+                    try await stack.launch("messaging-ingress", port: stack.ingressPort)
+                })
+            rows.append(
+                try await measure(stack, fault: "kill -9 one of two agent-workers, start one", count: 80) {
+                    try await Task.sleep(for: .milliseconds(400))
+                    let worker = try #require(stack.processes("agent-worker").first { $0.isRunning })
+                    _ = await worker.signal(SIGKILL, timeout: .seconds(5))
+                    try await stack.startWorker(id: "worker-\(UUID().uuidString.prefix(4))")
+                })
+            rows.append(
+                try await measure(stack, fault: "kill -9 outbound, restart", count: 80) {
+                    try await Task.sleep(for: .milliseconds(400))
+                    let outbound = try #require(stack.processes("outbound").first { $0.isRunning })
+                    _ = await outbound.signal(SIGKILL, timeout: .seconds(5))
+                    try await Task.sleep(for: .milliseconds(500))
+                    try await stack.launch("outbound", port: stack.outboundPort)
+                })
             for row in rows {
                 #expect(row.lost == 0, "\(row.fault): \(row.lost) lost")
                 #expect(row.duplicated == 0, "\(row.fault): \(row.duplicated) duplicated")
@@ -115,16 +118,18 @@ struct FaultTests {
         options.extra = ["SIM_WEBHOOK_RETRIES": "40"]
         try await withFaultStack(options) { stack in
             var rows: [Row] = []
-            rows.append(try await measure(stack, fault: "restart Redis (AOF), 2 s down", count: 80) {
-                try await Task.sleep(for: .milliseconds(500))
-                #expect(try await stackScript(["restart-redis", "2"]) == 0)
-            })
+            rows.append(
+                try await measure(stack, fault: "restart Redis (AOF), 2 s down", count: 80) {
+                    try await Task.sleep(for: .milliseconds(500))
+                    #expect(try await stackScript(["restart-redis", "2"]) == 0)
+                })
             let ingress = try #require(stack.processes("messaging-ingress").first)
             #expect(try await stack.metric("agentconnect_webhooks_total", port: ingress.port, matching: "unavailable") > 0)
-            rows.append(try await measure(stack, fault: "restart PostgreSQL, 2 s down", count: 80) {
-                try await Task.sleep(for: .milliseconds(500))
-                #expect(try await stackScript(["restart-postgres", "2"]) == 0)
-            })
+            rows.append(
+                try await measure(stack, fault: "restart PostgreSQL, 2 s down", count: 80) {
+                    try await Task.sleep(for: .milliseconds(500))
+                    #expect(try await stackScript(["restart-postgres", "2"]) == 0)
+                })
             for row in rows {
                 #expect(row.lost == 0, "\(row.fault): \(row.lost) lost")
                 #expect(row.duplicated == 0, "\(row.fault): \(row.duplicated) duplicated")
@@ -148,12 +153,14 @@ struct FaultTests {
             }
             let before = rssKiB()
             var rows: [Row] = []
-            rows.append(try await measure(stack, fault: "Twilio slow: 1.5 s per send (40 sends)", count: 60) {
-                _ = try await stack.sim(.POST, "/sim/faults", ["status": 200, "count": 40, "delayMs": 1500])
-            })
-            rows.append(try await measure(stack, fault: "Twilio failing: 500 on 40 sends", count: 60) {
-                _ = try await stack.sim(.POST, "/sim/faults", ["status": 500, "count": 40])
-            })
+            rows.append(
+                try await measure(stack, fault: "Twilio slow: 1.5 s per send (40 sends)", count: 60) {
+                    _ = try await stack.sim(.POST, "/sim/faults", ["status": 200, "count": 40, "delayMs": 1500])
+                })
+            rows.append(
+                try await measure(stack, fault: "Twilio failing: 500 on 40 sends", count: 60) {
+                    _ = try await stack.sim(.POST, "/sim/faults", ["status": 500, "count": 40])
+                })
             let after = rssKiB()
             print("fault-table: outbound RSS before \(before / 1024) MiB, after \(after / 1024) MiB")
             #expect(after < before + 64 * 1024, "outbound grew from \(before) to \(after) KiB")
@@ -204,7 +211,9 @@ struct FaultTests {
             #expect(ended)
             try await Task.sleep(for: .seconds(3))
             let total = try await stack.metric("agentconnect_conversations_ended_total", port: worker.port)
-            print("fault-table: \("kill -9 one of two voice-relays".padding(toLength: 46, withPad: " ", startingAt: 0)) calls \(2 * calls)  survived \(survivors.count)  ended \(Int(total))")
+            print(
+                "fault-table: \("kill -9 one of two voice-relays".padding(toLength: 46, withPad: " ", startingAt: 0)) calls \(2 * calls)  survived \(survivors.count)  ended \(Int(total))"
+            )
             #expect(total == Double(2 * calls))
         }
     }
@@ -226,9 +235,13 @@ struct FaultTests {
             let outbound = "http://127.0.0.1:\(stack.outboundPort)"
             for (name, body) in bodies {
                 for type in types {
-                    for url in ["\(ingress)/webhook", "\(ingress)/ci-webhook", "\(relay)/twiml", "\(relay)/conversation-relay-callback", "\(relay)/twilio/call-events/status"] {
+                    for url in [
+                        "\(ingress)/webhook", "\(ingress)/ci-webhook", "\(relay)/twiml", "\(relay)/conversation-relay-callback",
+                        "\(relay)/twilio/call-events/status",
+                    ] {
                         // Unsigned, forged, and a signature of another body (a replay with the body changed).
-                        let replayed = TwilioSignature(authToken: stack.environment["TWILIO_AUTH_TOKEN"] ?? "").compute(url: url, params: [("Body", "original")])
+                        let replayed = TwilioSignature(authToken: stack.environment["TWILIO_AUTH_TOKEN"] ?? "").compute(
+                            url: url, params: [("Body", "original")])
                         for signature in [nil, "Zm9yZ2Vk", replayed] {
                             var headers = [("Content-Type", type)]
                             if let signature { headers.append(("X-Twilio-Signature", signature)) }
@@ -239,10 +252,12 @@ struct FaultTests {
                         }
                     }
                     for path in ["/v1/conversations", "/v1/calls", "/v1/handoffs"] {
-                        let unauthorized = try await TestStack.request(.POST, outbound + path, rawBody: body, headers: [("Content-Type", type)]).status
+                        let unauthorized = try await TestStack.request(.POST, outbound + path, rawBody: body, headers: [("Content-Type", type)])
+                            .status
                         #expect(unauthorized == 401)
                         let status = try await TestStack.request(
-                            .POST, outbound + path, rawBody: body, headers: [("Content-Type", type), ("Authorization", "Bearer \(token)")]).status
+                            .POST, outbound + path, rawBody: body, headers: [("Content-Type", type), ("Authorization", "Bearer \(token)")]
+                        ).status
                         #expect(status == 400 || status == 413, "\(path) \(name) \(type) → \(status)")
                     }
                 }
@@ -251,21 +266,27 @@ struct FaultTests {
             // Signed garbage reaches the parser: mutations of a real webhook, each correctly signed.
             let signer = TwilioSignature(authToken: stack.environment["TWILIO_AUTH_TOKEN"] ?? "")
             var random = SplitMix64(seed: 0x5EED)
-            let seed = Array(#"{"eventType":"COMMUNICATION_CREATED","data":{"id":"comms_communication_9","conversationId":"conv_fuzz","author":{"address":"+15551239999","channel":"SMS"},"content":{"type":"TEXT","text":"hi"},"recipients":[{"address":"+15550000001","channel":"SMS"}]}}"#.utf8)
+            let seed = Array(
+                #"{"eventType":"COMMUNICATION_CREATED","data":{"id":"comms_communication_9","conversationId":"conv_fuzz","author":{"address":"+15551239999","channel":"SMS"},"content":{"type":"TEXT","text":"hi"},"recipients":[{"address":"+15550000001","channel":"SMS"}]}}"#
+                    .utf8)
             var statuses: [Int: Int] = [:]
             for _ in 0..<300 {
                 let body = Mutations.mutate(seed, &random)
                 let url = "\(ingress)/webhook?bodySHA256=" + TwilioSignature.bodyHash(body)
                 let status = try await TestStack.request(
-                    .POST, url, rawBody: body, headers: [("Content-Type", "application/json"), ("X-Twilio-Signature", signer.compute(url: url))]).status
+                    .POST, url, rawBody: body, headers: [("Content-Type", "application/json"), ("X-Twilio-Signature", signer.compute(url: url))]
+                ).status
                 statuses[status, default: 0] += 1
             }
             print("fault-table: 300 signed mutated webhooks answered \(statuses.sorted { $0.key < $1.key })")
             #expect(statuses.keys.allSatisfy { [200, 400].contains($0) }, "\(statuses)")
             // ConversationRelay: ten unknown frames, then a prompt that is still answered; an oversized frame closes with 1009.
-            let unknown = try await stack.call((0..<10).map { .raw(["type": .string("mystery\($0)"), "x": .number(Double($0))]) } + [.say("still there")])
+            let unknown = try await stack.call(
+                (0..<10).map { .raw(["type": .string("mystery\($0)"), "x": .number(Double($0))]) } + [.say("still there")])
             #expect(unknown.turns.map(\.text) == ["You said: still there"])
-            let oversized = try await stack.call([.raw(["type": "prompt", "voicePrompt": .string(String(repeating: "x", count: 200_000)), "last": true]), .pause(.milliseconds(500))])
+            let oversized = try await stack.call([
+                .raw(["type": "prompt", "voicePrompt": .string(String(repeating: "x", count: 200_000)), "last": true]), .pause(.milliseconds(500)),
+            ])
             #expect(oversized.closeCode == 1009)
             // A flood of 2,000 frames, then a prompt that is still answered.
             let flood = try await stack.call((0..<2000).map { .raw(["type": "info", "n": .number(Double($0))]) } + [.say("after the flood")])

@@ -68,7 +68,8 @@ struct HandoffAndCLITests {
             let env = ["OUTBOUND_URL": "http://127.0.0.1:\(stack.outboundPort)", "OUTBOUND_API_TOKEN": stack.environment["OUTBOUND_API_TOKEN"] ?? ""]
             let customer = "+15552230002"
             let (status, out, _) = try await cli(
-                ["conversation", "--channel", "sms", "--to", customer, "--message", "Your parcel is on its way", "--metadata", "order=42"], environment: env)
+                ["conversation", "--channel", "sms", "--to", customer, "--message", "Your parcel is on its way", "--metadata", "order=42"],
+                environment: env)
             #expect(status == 0)
             let conversationId = try #require(try JSONDecoder().decode(JSONValue.self, from: Data(out.utf8))["conversationId"]?.string)
             #expect(try await stack.agentMessages(to: customer).first?["text"]?.string == "Your parcel is on its way")
@@ -80,7 +81,8 @@ struct HandoffAndCLITests {
             #expect(callStatus == 0)
             #expect(callOut.contains("\"callSid\""))
 
-            let (badStatus, _, badError) = try await cli(["conversation", "--to", customer, "--message", "x", "--from", "+19999999999"], environment: env)
+            let (badStatus, _, badError) = try await cli(
+                ["conversation", "--to", customer, "--message", "x", "--from", "+19999999999"], environment: env)
             #expect(badStatus != 0)
             #expect(badError.contains("400") && badError.contains(stack.environment["TWILIO_PHONE_NUMBER"] ?? "?"))
             let (noTokenStatus, _, noTokenError) = try await cli(

@@ -12,7 +12,9 @@ struct KnowledgeTests {
         let directory = NSTemporaryDirectory() + "knowledge-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let files: [(String, String)] = [
-            ("returns.md", """
+            (
+                "returns.md",
+                """
                 # Returns and refunds
 
                 You can send an item back within 30 days of delivery. We refund the full price to your card within five business days once the parcel reaches our warehouse.
@@ -20,14 +22,20 @@ struct KnowledgeTests {
                 # Exchanges
 
                 To swap a size or colour, start an exchange in your account; the replacement goes out when we receive the original.
-                """),
-            ("shipping.html", """
+                """
+            ),
+            (
+                "shipping.html",
+                """
                 <html><head><title>Shipping &amp; delivery</title><style>p { color: red }</style><script>var tracking = "refund";</script></head>
                 <body><h1>Delivery times</h1><p>Standard delivery takes 3&ndash;5 working days. Express shipping arrives the next working day if you order before 2pm.</p>
                 <p>We ship to the UK, Ireland and the EU.</p></body></html>
-                """),
+                """
+            ),
             ("hours.txt", "Opening hours\n\nOur stores open at 9am and close at 6pm, Monday to Saturday. On Sundays we are closed."),
-            ("account.pdf", """
+            (
+                "account.pdf",
+                """
                 %PDF-1.4
                 1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj
                 2 0 obj << /Type /Pages /Kids [3 0 R] /Count 1 >> endobj
@@ -37,7 +45,8 @@ struct KnowledgeTests {
                 endstream endobj
                 trailer << /Root 1 0 R >>
                 %%EOF
-                """),
+                """
+            ),
         ]
         var paths = try files.map { name, text in
             let path = "\(directory)/\(name)"
@@ -51,7 +60,8 @@ struct KnowledgeTests {
         return paths
     }
 
-    static let giftCardsPDF = "JVBERi0xLjQKMSAwIG9iaiA8PCAvVHlwZSAvQ2F0YWxvZyAvUGFnZXMgMiAwIFIgPj4gZW5kb2JqCjQgMCBvYmogPDwgL0xlbmd0aCAyNDAgL0ZpbHRlciAvRmxhdGVEZWNvZGUgPj4Kc3RyZWFtCnjaXdBBTsMwEIXhfU/xliAVaBASa5CgG5a+wNSZxINc29hO09yeSaoIEcmrsfR/Hr8bPH02aBqYDq/Peg4w7e7uKF2FpdwWBL5wBl+TZAaFVscBJ8ZQuEUMXgIjZkjQywmxQxwySo2Zy+M9zDcOeGheluob+rW7VmpMSTtDAlVUpwPxfr84UgtO5ClYhhQUF8egIOb3TMhsWVLdEl+x1D+lrEzm5MkqJB2mOOj7lIGjCy9ozNJLIL9W54Vu83be/Uzit9DxnxFinRm+WkehV6fTgqXi9vOMtTg6zjfM06jOz6D/WXTJTfjD7H4BcbGD5QplbmRzdHJlYW0KZW5kb2JqCnRyYWlsZXIgPDwgL1Jvb3QgMSAwIFIgPj4KJSVFT0YK"
+    static let giftCardsPDF =
+        "JVBERi0xLjQKMSAwIG9iaiA8PCAvVHlwZSAvQ2F0YWxvZyAvUGFnZXMgMiAwIFIgPj4gZW5kb2JqCjQgMCBvYmogPDwgL0xlbmd0aCAyNDAgL0ZpbHRlciAvRmxhdGVEZWNvZGUgPj4Kc3RyZWFtCnjaXdBBTsMwEIXhfU/xliAVaBASa5CgG5a+wNSZxINc29hO09yeSaoIEcmrsfR/Hr8bPH02aBqYDq/Peg4w7e7uKF2FpdwWBL5wBl+TZAaFVscBJ8ZQuEUMXgIjZkjQywmxQxwySo2Zy+M9zDcOeGheluob+rW7VmpMSTtDAlVUpwPxfr84UgtO5ClYhhQUF8egIOb3TMhsWVLdEl+x1D+lrEzm5MkqJB2mOOj7lIGjCy9ozNJLIL9W54Vu83be/Uzit9DxnxFinRm+WkehV6fTgqXi9vOMtTg6zjfM06jOz6D/WXTJTfjD7H4BcbGD5QplbmRzdHJlYW0KZW5kb2JqCnRyYWlsZXIgPDwgL1Jvb3QgMSAwIFIgPj4KJSVFT0YK"
 
     func knowledge(_ arguments: [String], database: TestDatabase, extra: [String: String] = [:]) async throws -> (Int32, String, String) {
         try await knowledge(arguments, databaseURL: database.url, extra: extra)
@@ -131,7 +141,9 @@ struct KnowledgeTests {
                 return .init(chunks: [.tool(index: 0, id: "k", name: "search_knowledge", arguments: #"{"query":"how long does a refund take"}"#)])
             }
             let found = (try? JSONDecoder().decode(JSONValue.self, from: Data(result.utf8)))?["results"]?.array?.first?["content"]?.string ?? ""
-            return .init(chunks: [.text("From our policy: "), .text(found.contains("within five business days") ? "five business days." : "I don't know.")])
+            return .init(chunks: [
+                .text("From our policy: "), .text(found.contains("within five business days") ? "five business days." : "I don't know."),
+            ])
         }
         defer { model.stop() }
         let environment = ["TAC_AGENT": "openai", "OPENAI_BASE_URL": model.baseURL, "OPENAI_TOOLS": "search_knowledge"]

@@ -32,7 +32,9 @@ struct LongReplyFaultTests {
             }
             try await Task.sleep(for: .seconds(3))
             let final = try await stack.agentMessages(conversationId: conversationId, waitMs: 0).compactMap { $0["text"]?.string }
-            print("fault-table: \("long reply, outbound killed mid-sequence".padding(toLength: 46, withPad: " ", startingAt: 0)) sent 3  replies \(final.count)  lost \(max(0, 3 - Set(final).count))  duplicated \(final.count - Set(final).count)")
+            print(
+                "fault-table: \("long reply, outbound killed mid-sequence".padding(toLength: 46, withPad: " ", startingAt: 0)) sent 3  replies \(final.count)  lost \(max(0, 3 - Set(final).count))  duplicated \(final.count - Set(final).count)"
+            )
             #expect(final.count == 3, "each part once: \(final.map { $0.prefix(20) })")
             #expect(final.joined(separator: " ") == expected, "in order, nothing lost")
             let rows = try await stack.strings("SELECT reply_id || ':' || status FROM deliveries ORDER BY reply_id")

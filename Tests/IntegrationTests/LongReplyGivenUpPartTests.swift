@@ -27,7 +27,8 @@ struct LongReplyGivenUpPartTests {
             let client = stack.redis.client()
             defer { client.shutdown() }
             let reply = BusEvent(
-                id: "given-up-1", type: EventType.replyReady, conversationId: conversationId, channel: .sms, traceparent: Traceparent.random().description,
+                id: "given-up-1", type: EventType.replyReady, conversationId: conversationId, channel: .sms,
+                traceparent: Traceparent.random().description,
                 payload: ["text": .string(text), "mode": "classic", "customerAddress": .string(customer), "agentAddress": .string(agent)])
             _ = try await RedisStreamsEventBus(client: client).publish(reply, to: Streams.outbound)
             // Parts 1 and 2 are found finished (counted as duplicates) whatever happens next.

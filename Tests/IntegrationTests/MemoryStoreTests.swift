@@ -16,7 +16,8 @@ struct MemoryStoreTests {
                 try await store.addObservation(profileId: profile, content: content, source: "test", conversationId: nil, id: nil)
                 try await Task.sleep(for: .milliseconds(5))
             }
-            try await store.addSummary(profileId: profile, content: "Asked about coffee beans", source: "test", conversationId: "c1", occurredAt: nil, id: nil)
+            try await store.addSummary(
+                profileId: profile, content: "Asked about coffee beans", source: "test", conversationId: "c1", occurredAt: nil, id: nil)
             try await store.addSummary(profileId: profile, content: "Changed address", source: "test", conversationId: "c2", occurredAt: nil, id: nil)
 
             let ranked = try await store.recall(profileId: profile, RecallRequest(query: "what coffee do I like?"))
@@ -60,7 +61,8 @@ struct MemoryStoreTests {
             #expect(try await store.traits(profileId: profile, groups: ["Contact"]).keys.sorted() == ["Contact"])
 
             for (index, conversation) in ["c1", "c2"].enumerated() {
-                try await store.upsertConversation(ConversationRecord(id: conversation, channel: .sms, customerAddress: "+15550202020", profileId: profile))
+                try await store.upsertConversation(
+                    ConversationRecord(id: conversation, channel: .sms, customerAddress: "+15550202020", profileId: profile))
                 try await store.appendMessage(
                     MessageRecord(
                         id: "m\(index)", conversationId: conversation, channel: .sms, direction: .inbound, authorAddress: "+15550202020",

@@ -50,7 +50,9 @@ struct MessagingAcceptanceTests {
         try await withStack { stack in
             let body: JSONValue = [
                 "eventType": "COMMUNICATION_CREATED",
-                "data": ["id": "c1", "conversationId": "conv_x", "author": ["address": "+15550009999", "channel": "SMS"], "content": ["text": "hi"]],
+                "data": [
+                    "id": "c1", "conversationId": "conv_x", "author": ["address": "+15550009999", "channel": "SMS"], "content": ["text": "hi"],
+                ],
             ]
             let forged = try await stack.sim(.POST, "/sim/webhooks", ["body": body, "signature": "AAAAAAAAAAAAAAAAAAAAAAAAAAA="])
             #expect(forged["status"]?.double == 403)

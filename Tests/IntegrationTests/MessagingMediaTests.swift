@@ -34,7 +34,8 @@ struct MessagingMediaTests {
     func pictureWithoutText(classic: Bool) async throws {
         try await withMediaStack { stack in
             let customer = "whatsapp:+1555444000\(classic ? 1 : 2)"
-            let sent = try await stack.customerSays("", channel: "whatsapp", from: customer, extra: ["media": [["contentType": "image/png"]], "classic": .bool(classic)])
+            let sent = try await stack.customerSays(
+                "", channel: "whatsapp", from: customer, extra: ["media": [["contentType": "image/png"]], "classic": .bool(classic)])
             #expect(sent["webhookStatus"]?.double == 200)
             let replies = try await stack.agentMessages(to: customer, waitMs: 30_000)
             // 94 bytes: the sim's sample picture, fetched from its Twilio-style media URL, which needs Basic auth.
@@ -66,7 +67,10 @@ struct MessagingMediaTests {
             #expect(refused.body.contains("24-hour") && refused.body.contains("63016") && refused.body.contains("contentSid"))
             let started = try await startConversation(
                 stack,
-                ["channel": "whatsapp", "to": .string(customer), "contentSid": "HX0123456789abcdef0123456789abcdef", "contentVariables": ["1": "Ada"]])
+                [
+                    "channel": "whatsapp", "to": .string(customer), "contentSid": "HX0123456789abcdef0123456789abcdef",
+                    "contentVariables": ["1": "Ada"],
+                ])
             #expect(started.status == 201, "\(started.body)")
             let messages = try await stack.agentMessages(to: customer, waitMs: 30_000)
             #expect(messages.first?["contentSid"]?.string == "HX0123456789abcdef0123456789abcdef")
@@ -102,7 +106,10 @@ struct MessagingMediaTests {
             let url = "http://127.0.0.1:\(stack.simPort)/2010-04-01/Accounts/\(account)/Messages.json"
             func send(_ fields: [(String, String)]) async throws -> TestStack.HTTPResult {
                 try await TestStack.request(
-                    .POST, url, rawBody: Array(fields.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")" }.joined(separator: "&").utf8),
+                    .POST, url,
+                    rawBody: Array(
+                        fields.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")" }.joined(separator: "&")
+                            .utf8),
                     headers: [("Content-Type", "application/x-www-form-urlencoded")])
             }
             let whatsapp = stack.environment["TWILIO_WHATSAPP_NUMBER"] ?? ""
@@ -114,7 +121,9 @@ struct MessagingMediaTests {
             }
             #expect(failed)
             #expect(try await stack.agentMessages(to: "whatsapp:+15554440030", waitMs: 0).isEmpty)
-            let long = try await send([("From", stack.environment["TWILIO_PHONE_NUMBER"] ?? ""), ("To", "+15554440031"), ("Body", String(repeating: "a", count: 1601))])
+            let long = try await send([
+                ("From", stack.environment["TWILIO_PHONE_NUMBER"] ?? ""), ("To", "+15554440031"), ("Body", String(repeating: "a", count: 1601)),
+            ])
             #expect(long.status == 400 && long.json["code"]?.double == 21617)
         }
     }
@@ -149,12 +158,14 @@ struct MessagingMediaTests {
             let client = stack.redis.client()
             defer { client.shutdown() }
             let reply = BusEvent(
-                id: "optout-reply-1", type: EventType.replyReady, conversationId: conversationId, channel: .sms, traceparent: Traceparent.random().description,
+                id: "optout-reply-1", type: EventType.replyReady, conversationId: conversationId, channel: .sms,
+                traceparent: Traceparent.random().description,
                 payload: ["text": "one more thing", "mode": "classic", "customerAddress": .string(customer), "agentAddress": .string(agent)])
             _ = try await RedisStreamsEventBus(client: client).publish(reply, to: Streams.outbound)
-            #expect(await eventually(timeout: .seconds(20)) {
-                ((try? await stack.strings("SELECT status FROM deliveries WHERE reply_id = 'optout-reply-1'")) ?? []) == ["failed"]
-            })
+            #expect(
+                await eventually(timeout: .seconds(20)) {
+                    ((try? await stack.strings("SELECT status FROM deliveries WHERE reply_id = 'optout-reply-1'")) ?? []) == ["failed"]
+                })
             #expect(try await stack.strings("SELECT error FROM deliveries WHERE reply_id = 'optout-reply-1'").first?.contains("opted out") == true)
             let refused = try await startConversation(stack, ["channel": "sms", "to": .string(customer), "message": "We miss you"])
             #expect(refused.status == 409 && refused.body.contains("21610"))
@@ -180,13 +191,16 @@ struct MessagingMediaTests {
             let client = stack.redis.client()
             defer { client.shutdown() }
             let reply = BusEvent(
-                id: "race-reply-1", type: EventType.replyReady, conversationId: classicConversationId(channel: .sms, agent: otherSender, customer: customer),
+                id: "race-reply-1", type: EventType.replyReady,
+                conversationId: classicConversationId(channel: .sms, agent: otherSender, customer: customer),
                 channel: .sms, traceparent: Traceparent.random().description,
                 payload: ["text": "your code is 1234", "mode": "classic", "customerAddress": .string(customer), "agentAddress": .string(otherSender)])
             _ = try await RedisStreamsEventBus(client: client).publish(reply, to: Streams.outbound)
-            #expect(await eventually(timeout: .seconds(20)) {
-                ((try? await stack.strings("SELECT status || ':' || error FROM deliveries WHERE reply_id = 'race-reply-1'")) ?? []).first?.contains("21610") == true
-            })
+            #expect(
+                await eventually(timeout: .seconds(20)) {
+                    ((try? await stack.strings("SELECT status || ':' || error FROM deliveries WHERE reply_id = 'race-reply-1'")) ?? []).first?
+                        .contains("21610") == true
+                })
             #expect(try await stack.strings("SELECT customer_address FROM opt_outs") == [customer])
             #expect(await stack.settled())
             let sends = try await stack.simRequests(path: "/Messages.json").filter { $0["method"]?.string == "POST" }
@@ -220,9 +234,13 @@ struct MessagingMediaTests {
                 stack, ["channel": "chat", "to": "chat-customer-77", "message": "Hello from the agent", "channelId": "CHsimchat"])
             #expect(started.status == 201, "\(started.body)")
             let conversationId = try #require(started.json["conversationId"]?.string)
-            #expect(try await stack.agentMessages(conversationId: conversationId, waitMs: 30_000).compactMap { $0["text"]?.string } == ["Hello from the agent"])
+            #expect(
+                try await stack.agentMessages(conversationId: conversationId, waitMs: 30_000).compactMap { $0["text"]?.string } == [
+                    "Hello from the agent"
+                ])
             try await stack.customerSays("hi agent", channel: "chat", from: "chat-customer-77", extra: ["conversationId": .string(conversationId)])
-            #expect(try await stack.agentMessages(conversationId: conversationId, count: 2, waitMs: 30_000).last?["text"]?.string == "You said: hi agent")
+            #expect(
+                try await stack.agentMessages(conversationId: conversationId, count: 2, waitMs: 30_000).last?["text"]?.string == "You said: hi agent")
         }
     }
 
@@ -235,17 +253,27 @@ struct MessagingMediaTests {
             try await browser.withPage { page in
                 _ = try await page.send("Page.navigate", ["url": .string("http://127.0.0.1:\(stack.simPort)/")])
                 #expect(try await page.waitFor("document.body && document.body.dataset.live === '1'"))
-                try await page.evaluate(##"$("channel").value = "whatsapp"; $("from").value = "+15554440090"; $("text").value = "my cat"; $("picture").click();"##)
+                try await page.evaluate(
+                    ##"$("channel").value = "whatsapp"; $("from").value = "+15554440090"; $("text").value = "my cat"; $("picture").click();"##)
                 // The customer's picture (the sim's 16×16 sample, shown through the page) and the agent's answer, with its status.
-                #expect(try await page.waitFor(##"[...document.querySelectorAll("#thread .customer img")].some(i => i.naturalWidth === 16)"##, timeout: .seconds(30)))
-                #expect(try await page.waitFor(
-                    ##"[...document.querySelectorAll("#thread .agent")].some(d => d.querySelector(".text").textContent === "Thanks for the picture: image/png of 94 bytes (my cat)" && (d.querySelector(".status")?.textContent || "").includes("sent"))"##,
-                    timeout: .seconds(30)))
+                #expect(
+                    try await page.waitFor(
+                        ##"[...document.querySelectorAll("#thread .customer img")].some(i => i.naturalWidth === 16)"##, timeout: .seconds(30)))
+                #expect(
+                    try await page.waitFor(
+                        ##"[...document.querySelectorAll("#thread .agent")].some(d => d.querySelector(".text").textContent === "Thanks for the picture: image/png of 94 bytes (my cat)" && (d.querySelector(".status")?.textContent || "").includes("sent"))"##,
+                        timeout: .seconds(30)))
                 try await page.evaluate(##"$("text").value = "send me a picture"; $("send").click();"##)
-                #expect(try await page.waitFor(##"[...document.querySelectorAll("#thread .agent img")].some(i => i.src === "https://demo.twilio.com/owl.png")"##, timeout: .seconds(30)))
+                #expect(
+                    try await page.waitFor(
+                        ##"[...document.querySelectorAll("#thread .agent img")].some(i => i.src === "https://demo.twilio.com/owl.png")"##,
+                        timeout: .seconds(30)))
                 // A reply Twilio could not deliver shows as failed, with Twilio's code.
                 try await page.evaluate(##"$("from").value = "+15554440091"; $("text").value = "hello"; $("send").click();"##)
-                #expect(try await page.waitFor(##"[...document.querySelectorAll("#thread .agent.failed .status")].some(s => s.textContent.includes("30006"))"##, timeout: .seconds(30)))
+                #expect(
+                    try await page.waitFor(
+                        ##"[...document.querySelectorAll("#thread .agent.failed .status")].some(s => s.textContent.includes("30006"))"##,
+                        timeout: .seconds(30)))
             }
         }
     }

@@ -55,13 +55,17 @@ struct ObservabilityTests {
                 }
             }
             // The logs are read from the processes' output as it comes: wait until outbound's delivery line is in.
-            #expect(await eventually {
-                lines("outbound").contains { $0["msg"] as? String == "reply delivered" && $0["conversation.id"] as? String == conversationId }
-            })
-            let accepted = try #require(lines("messaging-ingress").first { $0["msg"] as? String == "webhook accepted" && $0["conversation.id"] as? String == conversationId })
+            #expect(
+                await eventually {
+                    lines("outbound").contains { $0["msg"] as? String == "reply delivered" && $0["conversation.id"] as? String == conversationId }
+                })
+            let accepted = try #require(
+                lines("messaging-ingress").first { $0["msg"] as? String == "webhook accepted" && $0["conversation.id"] as? String == conversationId })
             let trace = try #require((accepted["traceparent"] as? String)?.split(separator: "-").dropFirst().first.map(String.init))
             let turn = lines("agent-worker").first { $0["msg"] as? String == "turn" && ($0["traceparent"] as? String)?.contains(trace) == true }
-            let delivered = lines("outbound").first { $0["msg"] as? String == "reply delivered" && ($0["traceparent"] as? String)?.contains(trace) == true }
+            let delivered = lines("outbound").first {
+                $0["msg"] as? String == "reply delivered" && ($0["traceparent"] as? String)?.contains(trace) == true
+            }
             #expect(turn?["conversation.id"] as? String == conversationId)
             #expect(delivered?["conversation.id"] as? String == conversationId)
         }

@@ -25,25 +25,33 @@ struct OutboundAPITests {
             #expect(noToken.status == 401)
             let wrongToken = try await post(stack, "/v1/conversations", ["channel": "sms", "to": "+15558880000", "message": "hi"], token: "nope")
             #expect(wrongToken.status == 401)
-            let badFrom = try await post(stack, "/v1/conversations", ["channel": "sms", "to": "+15558880000", "from": "+19999999999", "message": "hi"])
+            let badFrom = try await post(
+                stack, "/v1/conversations", ["channel": "sms", "to": "+15558880000", "from": "+19999999999", "message": "hi"])
             #expect(badFrom.status == 400)
             #expect(badFrom.body.contains(stack.environment["TWILIO_PHONE_NUMBER"] ?? "?"))
             let noMessage = try await post(stack, "/v1/conversations", ["channel": "sms", "to": "+15558880000"])
             #expect(noMessage.status == 400)
             let tooMuch = try await post(
                 stack, "/v1/conversations",
-                ["channel": "sms", "to": "+15558880000", "message": "hi", "metadata": .object(Dictionary(uniqueKeysWithValues: (0..<9).map { ("k\($0)", JSONValue.string("v")) }))])
+                [
+                    "channel": "sms", "to": "+15558880000", "message": "hi",
+                    "metadata": .object(Dictionary(uniqueKeysWithValues: (0..<9).map { ("k\($0)", JSONValue.string("v")) })),
+                ])
             #expect(tooMuch.status == 400)
             #expect(try await stack.simRequests(path: "/v2/Conversations").isEmpty)
         }
     }
 
-    @Test("outbound SMS, WhatsApp and RCS: conversation created, first message sent, the customer's reply answered", arguments: [
-        ("sms", "+15558880001"), ("whatsapp", "whatsapp:+15558880002"), ("rcs", "rcs:+15558880003"),
-    ])
+    @Test(
+        "outbound SMS, WhatsApp and RCS: conversation created, first message sent, the customer's reply answered",
+        arguments: [
+            ("sms", "+15558880001"), ("whatsapp", "whatsapp:+15558880002"), ("rcs", "rcs:+15558880003"),
+        ])
     func outboundMessaging(channel: String, customer: String) async throws {
         try await withStack { stack in
-            var start: [String: JSONValue] = ["channel": .string(channel), "to": .string(customer), "message": "Your order shipped", "metadata": ["order": "42"]]
+            var start: [String: JSONValue] = [
+                "channel": .string(channel), "to": .string(customer), "message": "Your order shipped", "metadata": ["order": "42"],
+            ]
             // A business-initiated WhatsApp conversation starts with an approved template (else Twilio's 63016).
             if channel == "whatsapp" { start["contentSid"] = "HX0123456789abcdef0123456789abcdef" }
             let started = try await post(stack, "/v1/conversations", .object(start))
@@ -53,14 +61,18 @@ struct OutboundAPITests {
             #expect(first.map { $0["text"]?.string } == ["Your order shipped"])
             #expect(first.first?["to"]?.string == customer)
             let created = try await stack.simRequests(path: "/v2/Conversations")
-            #expect(created.first { $0["method"]?.string == "POST" && $0["path"]?.string == "/v2/Conversations" }?["body"]?["metadata"]?["direction"]?.string == "outbound")
+            #expect(
+                created.first { $0["method"]?.string == "POST" && $0["path"]?.string == "/v2/Conversations" }?["body"]?["metadata"]?["direction"]?
+                    .string == "outbound")
             let reply = try await stack.customerSays("thanks", channel: channel, from: customer)
             #expect(reply["conversationId"]?.string == conversationId)
             let both = try await stack.agentMessages(conversationId: conversationId, count: 2)
             #expect(both.map { $0["text"]?.string } == ["Your order shipped", "You said: thanks"])
             let direction = try await stack.database.withClient { client in
                 var value: String?
-                for try await row in try await client.query("SELECT direction FROM conversations WHERE id = \(conversationId)").decode(String.self) { value = row }
+                for try await row in try await client.query("SELECT direction FROM conversations WHERE id = \(conversationId)").decode(String.self) {
+                    value = row
+                }
                 return value
             }
             #expect(direction == "outbound")
@@ -79,7 +91,9 @@ struct OutboundAPITests {
             #expect(first.json["conversationId"] == second.json["conversationId"])
             // No agent-worker here: only the outbound stream has a reader.
             #expect(await stack.settled(streams: [Streams.outbound]))
-            let creations = try await stack.simRequests(path: "/v2/Conversations").filter { $0["method"]?.string == "POST" && $0["path"]?.string == "/v2/Conversations" }
+            let creations = try await stack.simRequests(path: "/v2/Conversations").filter {
+                $0["method"]?.string == "POST" && $0["path"]?.string == "/v2/Conversations"
+            }
             #expect(creations.count == 1)
             #expect(try await stack.agentMessages(to: "+15558880010", waitMs: 0).count == 1)
         }
@@ -91,7 +105,8 @@ struct OutboundAPITests {
         options.relays = 1
         options.ingress = false
         try await withStack(options) { stack in
-            let placed = try await post(stack, "/v1/calls", ["to": "+15558880020", "welcomeGreeting": "Hi, this is Acme calling", "callOptions": ["statusCallback": true]])
+            let placed = try await post(
+                stack, "/v1/calls", ["to": "+15558880020", "welcomeGreeting": "Hi, this is Acme calling", "callOptions": ["statusCallback": true]])
             #expect(placed.status == 201, "\(placed.body)")
             let sid = try #require(placed.json["callSid"]?.string)
             var call: JSONValue = .null

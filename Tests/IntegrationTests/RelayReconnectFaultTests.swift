@@ -91,7 +91,9 @@ struct RelayReconnectFaultTests {
         return try await stack.metric("agentconnect_conversations_ended_total", port: worker.port)
     }
 
-    @Test("kill -9 one of two relays during 12 calls with applicationReconnect: every call goes on to its last turn on the other relay, no token repeated or missing")
+    @Test(
+        "kill -9 one of two relays during 12 calls with applicationReconnect: every call goes on to its last turn on the other relay, no token repeated or missing"
+    )
     func killRelayDuringCalls() async throws {
         try await withFaultStack(Self.options()) { stack in
             let worker = try #require(stack.processes("agent-worker").first)
@@ -100,7 +102,12 @@ struct RelayReconnectFaultTests {
             let survivor = try await Self.startRelay(stack, id: "relay-1", port: ports[1])
             let killed = NIOLockedValueBox(false)
             let kill: @Sendable () async -> Void = {
-                guard killed.withLockedValue({ done in defer { done = true }; return !done }) else { return }
+                guard
+                    killed.withLockedValue({ done in
+                        defer { done = true }
+                        return !done
+                    })
+                else { return }
                 _ = await victim.signal(SIGKILL, timeout: .seconds(5))
             }
             let calls = 12
@@ -122,15 +129,18 @@ struct RelayReconnectFaultTests {
             // turn, nothing is repeated, and only the turn in flight at the kill may lack the frames the
             // dead relay had recorded as sent but not yet written (an in-order subset of its words).
             for transcript in placed where !Self.withinKillWindow(transcript, expected: expected) {
-                Issue.record("\(transcript.callSid): \(transcript.turns.map(\.text)) (reconnects \(transcript.reconnects), close \(String(describing: transcript.closeCode)))")
+                Issue.record(
+                    "\(transcript.callSid): \(transcript.turns.map(\.text)) (reconnects \(transcript.reconnects), close \(String(describing: transcript.closeCode)))"
+                )
             }
             #expect(placed.allSatisfy { $0.reconnects >= 1 }, "every call moved to the surviving relay")
             // Each call ended once, by its hang-up on the surviving relay; the dead relay's heartbeat then
             // expires and the survivor's sweep finds none of its calls left to end.
             let ended = try await Self.endedSettles(stack, worker: worker, at: calls)
-            #expect(await eventually(timeout: .seconds(40)) {
-                (try? await stack.redisExists("tac:relay:alive:relay-0")) == false
-            })
+            #expect(
+                await eventually(timeout: .seconds(40)) {
+                    (try? await stack.redisExists("tac:relay:alive:relay-0")) == false
+                })
             try await Task.sleep(for: .seconds(3))
             #expect(try await stack.metric("agentconnect_conversations_ended_total", port: worker.port) == Double(calls))
             #expect(try await stack.metric("agentconnect_relay_lost_calls_total", port: survivor.port) == 0)
@@ -154,7 +164,8 @@ struct RelayReconnectFaultTests {
             let restarted = NIOLockedValueBox(false)
             let calls = 12
             // Six turns, then wait for the rollout to finish (talking through it), then three more.
-            let script = Self.turns(0..<6) + [.action { _ = await eventually(timeout: .seconds(90)) { restarted.withLockedValue { $0 } } }]
+            let script =
+                Self.turns(0..<6) + [.action { _ = await eventually(timeout: .seconds(90)) { restarted.withLockedValue { $0 } } }]
                 + Self.turns(6..<9)
             let transcripts = await withTaskGroup(of: RelayCaller.Transcript?.self) { group in
                 for index in 0..<calls {
@@ -183,7 +194,9 @@ struct RelayReconnectFaultTests {
             let expected = Self.expected(0..<9)
             let completed = placed.filter { $0.turns.map(\.text) == expected }
             for transcript in placed where transcript.turns.map(\.text) != expected {
-                Issue.record("\(transcript.callSid): \(transcript.turns.map(\.tokens)) repeated \(transcript.turns.map(\.repeated)) (reconnects \(transcript.reconnects), close \(String(describing: transcript.closeCode)))\n\(stack.logs)")
+                Issue.record(
+                    "\(transcript.callSid): \(transcript.turns.map(\.tokens)) repeated \(transcript.turns.map(\.repeated)) (reconnects \(transcript.reconnects), close \(String(describing: transcript.closeCode)))\n\(stack.logs)"
+                )
             }
             #expect(placed.allSatisfy { $0.reconnects >= 1 }, "every call was handed over at least once")
             let ended = try await Self.endedSettles(stack, worker: worker, at: calls)

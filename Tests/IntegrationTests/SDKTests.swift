@@ -16,8 +16,10 @@ extension TestStack {
     /// A ConversationRelay call straight to the first relay, running `script`. The conversation id
     /// (`conv_<CallSid>`) comes from the signed voice webhook URL (`/twiml?conversationId=…`), which
     /// the relay puts in the TwiML's `<Parameter>` and the call's token, so no orchestrator lookup is needed.
-    func call(_ script: [RelayCaller.Step], callSid: String = "CA" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(32).lowercased(),
-              from: String = "+15556660000") async throws -> RelayCaller.Transcript {
+    func call(
+        _ script: [RelayCaller.Step], callSid: String = "CA" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(32).lowercased(),
+        from: String = "+15556660000"
+    ) async throws -> RelayCaller.Transcript {
         let caller = caller()
         let agent = environment["TWILIO_PHONE_NUMBER"] ?? ""
         let (url, _) = try await caller.fetchTwiML(callSid: callSid, from: from, to: agent, query: [("conversationId", "conv_\(callSid)")])
@@ -45,7 +47,8 @@ extension TestStack {
 
     /// A signed Conversation Orchestrator event through the sim to messaging-ingress.
     func orchestratorEvent(_ type: String, _ data: JSONValue, path: String = "/webhook") async throws -> JSONValue {
-        try await sim(.POST, "/sim/webhooks", ["path": .string(path), "token": .string(UUID().uuidString), "body": ["eventType": .string(type), "data": data]])
+        try await sim(
+            .POST, "/sim/webhooks", ["path": .string(path), "token": .string(UUID().uuidString), "body": ["eventType": .string(type), "data": data]])
     }
 
     /// The reply texts of a conversation, waiting for `count`.
@@ -81,19 +84,24 @@ struct SDKMemoryTests {
 
             let sid = "CAmemoryonce0000000000000000000001"
             let configuration = stack.environment["TWILIO_CONVERSATION_CONFIGURATION_ID"] ?? ""
-            let transcript = try await stack.call([
-                .say("one"), .say("two"),
-                .sayWithAction("three", afterTokens: 1, action: {
-                    // The orchestrator marks the conversation INACTIVE (it writes memory then).
-                    let conversationId = "conv_\(sid)"
-                    _ = try? await stack.orchestratorEvent(
-                        "CONVERSATION_UPDATED", ["id": .string(conversationId), "configurationId": .string(configuration), "status": "INACTIVE"])
-                    _ = await eventually {
-                        (try? await stack.count("SELECT count(*)::int FROM conversations WHERE id = '\(conversationId)' AND status = 'INACTIVE'")) == 1
-                    }
-                }),
-                .say("four"),
-            ], callSid: sid)
+            let transcript = try await stack.call(
+                [
+                    .say("one"), .say("two"),
+                    .sayWithAction(
+                        "three", afterTokens: 1,
+                        action: {
+                            // The orchestrator marks the conversation INACTIVE (it writes memory then).
+                            let conversationId = "conv_\(sid)"
+                            _ = try? await stack.orchestratorEvent(
+                                "CONVERSATION_UPDATED",
+                                ["id": .string(conversationId), "configurationId": .string(configuration), "status": "INACTIVE"])
+                            _ = await eventually {
+                                (try? await stack.count(
+                                    "SELECT count(*)::int FROM conversations WHERE id = '\(conversationId)' AND status = 'INACTIVE'")) == 1
+                            }
+                        }),
+                    .say("four"),
+                ], callSid: sid)
             #expect(transcript.turns.map(\.text) == ["You said: one", "You said: two", "You said: three", "You said: four"])
             #expect(try await reads("voice") == 2)
         }
@@ -126,7 +134,10 @@ struct SDKMemoryTests {
                             "id": "intelligence_operatorresult_2", "operator": ["id": "LYobservation"], "outputFormat": "TEXT",
                             "result": ["result": "Is price sensitive"], "executionDetails": ["participants": []],
                         ],
-                        ["id": "intelligence_operatorresult_3", "operator": ["id": "LYother"], "outputFormat": "TEXT", "result": ["result": "ignored"]],
+                        [
+                            "id": "intelligence_operatorresult_3", "operator": ["id": "LYother"], "outputFormat": "TEXT",
+                            "result": ["result": "ignored"],
+                        ],
                     ],
                 ]
             }
@@ -138,7 +149,8 @@ struct SDKMemoryTests {
             let profileQuery = "SELECT profile_id FROM profile_identifiers WHERE value = '+15553330100'"
             #expect(await eventually { (try? await stack.count("SELECT count(*)::int FROM conversation_summaries")) == 1 })
             try await Task.sleep(for: .milliseconds(500))
-            let summaries = try await stack.strings("SELECT content || '|' || source FROM conversation_summaries WHERE profile_id = (\(profileQuery))")
+            let summaries = try await stack.strings(
+                "SELECT content || '|' || source FROM conversation_summaries WHERE profile_id = (\(profileQuery))")
             let observations = try await stack.strings("SELECT content FROM observations WHERE profile_id = (\(profileQuery))")
             #expect(summaries == ["Customer wants to change their plan|conversation-intelligence"])
             #expect(observations == ["Is price sensitive"])

@@ -10,7 +10,8 @@ import Testing
 struct SecurityFaultTests {
     func printRow(_ fault: String, sent: Int, replies: Int, lost: Int, duplicated: Int) {
         print(
-            "fault-table: \(fault.padding(toLength: 46, withPad: " ", startingAt: 0)) sent \(sent)  replies \(replies)  lost \(lost)  duplicated \(duplicated)")
+            "fault-table: \(fault.padding(toLength: 46, withPad: " ", startingAt: 0)) sent \(sent)  replies \(replies)  lost \(lost)  duplicated \(duplicated)"
+        )
     }
 
     @Test("signed webhooks, each replayed three times with a fresh idempotency header under load: every message answered exactly once")
@@ -24,9 +25,11 @@ struct SecurityFaultTests {
                 for index in 0..<count {
                     group.addTask {
                         let sid = "SM" + String(repeating: "0", count: 20) + String(format: "%06d", index) + tag
-                        let fields = SecurityTests.classicFields(stack, sid: sid, customer: "+1555990\(String(format: "%04d", index))", text: "r\(tag)-\(index)")
+                        let fields = SecurityTests.classicFields(
+                            stack, sid: sid, customer: "+1555990\(String(format: "%04d", index))", text: "r\(tag)-\(index)")
                         for attempt in 0..<4 {
-                            let answer = try await SecurityTests.signedClassicWebhook(port: stack.ingressPort, fields: fields, token: UUID().uuidString)
+                            let answer = try await SecurityTests.signedClassicWebhook(
+                                port: stack.ingressPort, fields: fields, token: UUID().uuidString)
                             guard answer.status == 200 else { continue }
                             if attempt == 0 { accepted.withLockedValue { $0 += 1 } }
                             if answer.json["status"]?.string == "duplicate" { duplicatesRefused.withLockedValue { $0 += 1 } }
@@ -45,14 +48,17 @@ struct SecurityFaultTests {
             let seen = try await counts()
             let lost = (0..<count).filter { seen["You said: r\(tag)-\($0)"] == nil }.count
             let duplicated = seen.values.filter { $0 > 1 }.map { $0 - 1 }.reduce(0, +)
-            printRow("signed webhook replayed, fresh idempotency hdr", sent: accepted.withLockedValue { $0 }, replies: seen.values.reduce(0, +), lost: lost, duplicated: duplicated)
+            printRow(
+                "signed webhook replayed, fresh idempotency hdr", sent: accepted.withLockedValue { $0 }, replies: seen.values.reduce(0, +),
+                lost: lost, duplicated: duplicated)
             #expect(duplicatesRefused.withLockedValue { $0 } == 3 * count)
             #expect(lost == 0)
             #expect(duplicated == 0)
         }
     }
 
-    @Test("captured WebSocket upgrades reused for another call and twice for their own during live calls: none opens, every genuine call answered once")
+    @Test(
+        "captured WebSocket upgrades reused for another call and twice for their own during live calls: none opens, every genuine call answered once")
     func capturedUpgrades() async throws {
         try await withFaultStack(VoiceAcceptanceTests.relayOnly(extra: ["ECHO_TOKEN_DELAY_MS": "20"])) { stack in
             let calls = 12
@@ -76,10 +82,12 @@ struct SecurityFaultTests {
                             publicURL: url, callSid: SecurityTests.callSid(), from: "+15550000666", to: "+15550000001",
                             script: [.pause(.milliseconds(200)), .say("inject \(index)")])
                         async let again = caller.call(
-                            publicURL: url, callSid: sid, from: from, to: "+15550000001", script: [.pause(.milliseconds(200)), .say("again \(index)")])
+                            publicURL: url, callSid: sid, from: from, to: "+15550000001",
+                            script: [.pause(.milliseconds(200)), .say("again \(index)")])
                         let (g, o, a) = try await (genuine, other, again)
                         let afterwards = try await caller.call(
-                            publicURL: url, callSid: sid, from: from, to: "+15550000001", script: [.pause(.milliseconds(200)), .say("after \(index)")])
+                            publicURL: url, callSid: sid, from: from, to: "+15550000001",
+                            script: [.pause(.milliseconds(200)), .say("after \(index)")])
                         return Outcome(
                             genuine: g.turns.map(\.text), otherCall: o.turns.map(\.text).filter { !$0.isEmpty },
                             sameCall: [a.turns.map(\.text).filter { !$0.isEmpty }, afterwards.turns.map(\.text).filter { !$0.isEmpty }])

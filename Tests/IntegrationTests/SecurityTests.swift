@@ -1,11 +1,12 @@
 import AgentConnectCore
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 import RelayCaller
 import Testing
 import TwilioKit
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// "No way in" (issue 14): only Twilio can make the agent speak, and only once per signed event.
 @Suite("Security: replays, captured upgrades, spoofed hosts, call options, the sim's credentials")
@@ -46,7 +47,8 @@ struct SecurityTests {
             #expect(first.status == 200 && first.json["status"]?.string == "ok", "\(first.body)")
             #expect(replay.status == 200 && replay.json["status"]?.string == "duplicate", "\(replay.body)")
             // A later message of the same customer is answered after anything the replay could have caused.
-            let next = Self.classicFields(stack, sid: "SM" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased(), customer: customer, text: "and then")
+            let next = Self.classicFields(
+                stack, sid: "SM" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased(), customer: customer, text: "and then")
             #expect(try await Self.signedClassicWebhook(port: stack.ingressPort, fields: next, token: UUID().uuidString).status == 200)
             let replies = try await stack.agentMessages(to: customer, count: 2)
             // Replies are delivered concurrently (outbound scales out), so their order is not the point.
@@ -81,7 +83,8 @@ struct SecurityTests {
             #expect(genuine.turns.map(\.text) == ["You said: hello"])
             // The same URL and X-Twilio-Signature, as an eavesdropper would have captured them.
             let otherCall = try await caller.call(
-                publicURL: url, callSid: Self.callSid(), from: "+15554440011", to: "+15550000001", script: [.pause(.milliseconds(300)), .say("let me in")])
+                publicURL: url, callSid: Self.callSid(), from: "+15554440011", to: "+15550000001",
+                script: [.pause(.milliseconds(300)), .say("let me in")])
             let sameCall = try await caller.call(
                 publicURL: url, callSid: sid, from: "+15554440010", to: "+15550000001", script: [.pause(.milliseconds(300)), .say("again")])
             for refused in [otherCall, sameCall] {
@@ -105,7 +108,8 @@ struct SecurityTests {
             #expect(hijack.turns.allSatisfy { $0.tokens.isEmpty })
             #expect(hijack.closeCode == 1008)
             #expect(try await stack.metric("agentconnect_voice_frames_total", port: relay, matching: "rejected_call") == 1)
-            let late = try await caller.call(publicURL: url, callSid: sid, from: "+15554440020", to: "+15550000001", script: [.pause(.milliseconds(300)), .say("hi")])
+            let late = try await caller.call(
+                publicURL: url, callSid: sid, from: "+15554440020", to: "+15550000001", script: [.pause(.milliseconds(300)), .say("hi")])
             #expect(late.turns.allSatisfy { $0.tokens.isEmpty })
             #expect(try await stack.metric("agentconnect_voice_frames_total", port: relay, matching: "rejected_token") == 1)
         }
@@ -132,7 +136,9 @@ struct SecurityTests {
         options.extra = ["TWILIO_WEBHOOK_PUBLIC_DOMAIN": "hooks.example.com"]
         try await withStack(options) { stack async throws in
             let signer = TwilioSignature(authToken: Self.authToken)
-            let body = Array(#"{"eventType":"COMMUNICATION_CREATED","data":{"id":"comms_spoof","conversationId":"conv_spoof","author":{"address":"+15554440040","channel":"SMS"},"content":{"text":"hi"}}}"#.utf8)
+            let body = Array(
+                #"{"eventType":"COMMUNICATION_CREATED","data":{"id":"comms_spoof","conversationId":"conv_spoof","author":{"address":"+15554440040","channel":"SMS"},"content":{"text":"hi"}}}"#
+                    .utf8)
             let target = "/webhook?bodySHA256=\(TwilioSignature.bodyHash(body))"
             let ingress = "http://127.0.0.1:\(stack.ingressPort)"
             func post(signedFor url: String, headers: [(String, String)] = []) async throws -> Int {
@@ -142,7 +148,10 @@ struct SecurityTests {
                 ).status
             }
             #expect(try await post(signedFor: ingress + target) == 403, "the Host the client sent")
-            #expect(try await post(signedFor: "https://evil.example" + target, headers: [("X-Forwarded-Host", "evil.example"), ("X-Forwarded-Proto", "https")]) == 403)
+            #expect(
+                try await post(
+                    signedFor: "https://evil.example" + target, headers: [("X-Forwarded-Host", "evil.example"), ("X-Forwarded-Proto", "https")])
+                    == 403)
             #expect(try await post(signedFor: "http://evil.example" + target, headers: [("Host", "evil.example")]) == 403)
             #expect(try await stack.inboundLength() == 0)
             #expect(try await post(signedFor: "https://hooks.example.com" + target) == 200)
@@ -154,11 +163,15 @@ struct SecurityTests {
             func twiml(signedFor url: String, headers: [(String, String)] = []) async throws -> Int {
                 try await TestStack.request(
                     .POST, relay + "/twiml", rawBody: Array(FormCoding.encode(fields).utf8),
-                    headers: [("Content-Type", "application/x-www-form-urlencoded"), ("X-Twilio-Signature", signer.compute(url: url, params: fields))] + headers
+                    headers: [
+                        ("Content-Type", "application/x-www-form-urlencoded"), ("X-Twilio-Signature", signer.compute(url: url, params: fields)),
+                    ] + headers
                 ).status
             }
             #expect(try await twiml(signedFor: relay + "/twiml") == 403)
-            #expect(try await twiml(signedFor: "https://evil.example/twiml", headers: [("X-Forwarded-Host", "evil.example"), ("X-Forwarded-Proto", "https")]) == 403)
+            #expect(
+                try await twiml(
+                    signedFor: "https://evil.example/twiml", headers: [("X-Forwarded-Host", "evil.example"), ("X-Forwarded-Proto", "https")]) == 403)
             #expect(try await twiml(signedFor: "https://127.0.0.1:\(stack.relayPorts[0])/twiml") == 200)
         }
     }
@@ -172,7 +185,8 @@ struct SecurityTests {
                     headers: [("Authorization", "Bearer \(TestEnvironment.localEnv["OUTBOUND_API_TOKEN"] ?? "")")])
             }
             let foreign: [JSONValue] = [
-                ["StatusCallback": "https://evil.example/cb"], ["statuscallback": "https://evil.example/cb"], ["STATUSCALLBACK": "https://evil.example/cb"],
+                ["StatusCallback": "https://evil.example/cb"], ["statuscallback": "https://evil.example/cb"],
+                ["STATUSCALLBACK": "https://evil.example/cb"],
                 ["statusCallback": "https://evil.example/cb"], ["FallbackUrl": "https://evil.example"], ["fallbackURL": "https://evil.example"],
                 ["Url": "https://evil.example/twiml"], ["url": "https://evil.example/twiml"], ["AsyncAmdStatusCallback": "https://evil.example"],
                 ["recordingstatuscallback": "https://evil.example"], ["To": "+15550009999"], ["twiml": "<Response/>"], ["SipAuthPassword": "x"],
@@ -222,9 +236,13 @@ struct SecurityTests {
         }
     }
 
-    @Test("slow clients are let go: an unfinished request head is closed on the relay and the ingress; an idle call socket is closed; sockets past the cap get 1013")
+    @Test(
+        "slow clients are let go: an unfinished request head is closed on the relay and the ingress; an idle call socket is closed; sockets past the cap get 1013"
+    )
     func slowAndIdleClients() async throws {
-        var options = VoiceAcceptanceTests.relayOnly(extra: ["HTTP_IDLE_TIMEOUT_SECONDS": "1", "VOICE_IDLE_TIMEOUT_SECONDS": "4", "VOICE_MAX_SOCKETS": "1"])
+        var options = VoiceAcceptanceTests.relayOnly(extra: [
+            "HTTP_IDLE_TIMEOUT_SECONDS": "1", "VOICE_IDLE_TIMEOUT_SECONDS": "4", "VOICE_MAX_SOCKETS": "1",
+        ])
         options.ingress = true
         try await withStack(options) { stack in
             let relay = stack.relayPorts[0]
@@ -239,7 +257,8 @@ struct SecurityTests {
             _ = await eventually { (try? await stack.metric("agentconnect_voice_frames_total", port: relay, matching: "kind=\"setup\"")) == 1 }
             let second = Self.callSid()
             let (secondURL, _) = try await caller.fetchTwiML(callSid: second, from: "+15554440061", to: "+15550000001")
-            let refused = try await caller.call(publicURL: secondURL, callSid: second, from: "+15554440061", to: "+15550000001", script: [.say("room for me?")])
+            let refused = try await caller.call(
+                publicURL: secondURL, callSid: second, from: "+15554440061", to: "+15550000001", script: [.say("room for me?")])
             #expect(refused.closeCode == 1013 || refused.closeCode == nil)
             #expect(refused.turns.allSatisfy { $0.tokens.isEmpty })
             #expect(try await stack.metric("agentconnect_voice_frames_total", port: relay, matching: "rejected_capacity") == 1)

@@ -28,7 +28,8 @@ struct ServiceLifecycleTests {
     func badConfiguration() async throws {
         var missing = TestEnvironment.localEnv
         missing["TWILIO_AUTH_TOKEN"] = nil
-        let second = try ServiceProcess("messaging-ingress", port: TestEnvironment.freePort(), environment: missing, logDirectory: NSTemporaryDirectory())
+        let second = try ServiceProcess(
+            "messaging-ingress", port: TestEnvironment.freePort(), environment: missing, logDirectory: NSTemporaryDirectory())
         #expect(await second.waitForExit(timeout: .seconds(10)) == 2)
         #expect(second.log.contains("TWILIO_AUTH_TOKEN"))
         var malformed = TestEnvironment.localEnv

@@ -267,7 +267,9 @@ struct TLSTests {
         #expect(ContinuousClock.now - started < .seconds(6))
     }
 
-    private func withPostgresClient<T: Sendable>(_ configuration: DatabaseConfiguration, _ body: @escaping @Sendable (PostgresClient) async throws -> T)
+    private func withPostgresClient<T: Sendable>(
+        _ configuration: DatabaseConfiguration, _ body: @escaping @Sendable (PostgresClient) async throws -> T
+    )
         async throws -> T
     {
         let client = PostgresClient(configuration: configuration.clientConfiguration, backgroundLogger: TestEnvironment.logger)

@@ -21,7 +21,9 @@ struct TestKitTests {
             try await call.expectReply(contains: "are you there")
             try await call.hangUp()
 
-            for (channel, customer) in [("sms", "+15558880002"), ("whatsapp", "whatsapp:+15558880002"), ("rcs", "rcs:+15558880002"), ("chat", "kit-customer")] {
+            for (channel, customer) in [
+                ("sms", "+15558880002"), ("whatsapp", "whatsapp:+15558880002"), ("rcs", "rcs:+15558880002"), ("chat", "kit-customer"),
+            ] {
                 let conversation = harness.conversation(from: customer, channel: channel)
                 try await conversation.send("hi on \(channel)")
                 #expect(try await conversation.reply() == "You said: hi on \(channel)")
@@ -60,7 +62,9 @@ struct TestKitModelTests {
             let messages = request["messages"]?.array ?? []
             if messages.first?["content"]?.string?.hasPrefix("You check the replies") == true {
                 let graded = (messages.last?["content"]?.string ?? "").components(separatedBy: "Reply:\n").last ?? ""
-                return .init(chunks: [.text(graded.contains("callback") ? "PASS: it apologises and offers a callback." : "FAIL: it offers no callback.")])
+                return .init(chunks: [
+                    .text(graded.contains("callback") ? "PASS: it apologises and offers a callback." : "FAIL: it offers no callback.")
+                ])
             }
             if ScriptedModel.toolMessages(request).isEmpty {
                 return .init(chunks: [.tool(index: 0, id: "c1", name: "check_order", arguments: #"{"orderId":"A-1001"}"#)])
@@ -83,7 +87,8 @@ struct TestKitModelTests {
             try await withKnownIssue {
                 try await judge.expect("A-1001 has shipped.", satisfies: "offers a callback")
             } matching: { issue in
-                issue.description.contains(#"the reply does not satisfy "offers a callback": it offers no callback. — the reply was: "A-1001 has shipped.""#)
+                issue.description.contains(
+                    #"the reply does not satisfy "offers a callback": it offers no callback. — the reply was: "A-1001 has shipped.""#)
             }
             #expect(reply.contains("callback"))
         }

@@ -1,6 +1,6 @@
 import AgentConnectCore
-import Foundation
 import AgentConnectTesting
+import Foundation
 import RelayCaller
 import Testing
 
@@ -14,7 +14,9 @@ struct ToolLoopTests {
         .tool(index: 0, arguments: #"Id":"A-1001"}"#), .tool(index: 1, arguments: #""Z-9"}"#),
     ]
 
-    func withToolAgent<T>(_ model: ScriptedModel, relays: Int = 0, extra: [String: String] = [:], _ body: (TestStack) async throws -> T) async throws -> T {
+    func withToolAgent<T>(_ model: ScriptedModel, relays: Int = 0, extra: [String: String] = [:], _ body: (TestStack) async throws -> T) async throws
+        -> T
+    {
         var options = TestStack.Options(workers: 0, relays: relays)
         options.extra = ["OPENAI_BASE_URL": model.baseURL, "OPENAI_TIMEOUT_MS": "6000"].merging(extra) { $1 }
         return try await withStack(options) { stack in
@@ -56,7 +58,8 @@ struct ToolLoopTests {
                 let fields = row.split(separator: " ")
                 let logged = agent.log.split(separator: "\n").first { $0.contains("tool called") && $0.contains("tool.call=\(fields[0]) ") }
                 let duration = logged.flatMap { $0.firstMatch(of: /duration=([0-9.]+) seconds/) }.flatMap { Double($0.1) }
-                let end = try #require(Double(fields[1])), took = try #require(duration, "\(agent.log)")
+                let end = try #require(Double(fields[1]))
+                let took = try #require(duration, "\(agent.log)")
                 #expect(took >= 1.5)
                 intervals.append((end - took, end))
             }
@@ -160,7 +163,8 @@ struct TextCustomerFaultTests {
         try await withFaultStack(options) { stack in
             let caller = "+15557770003"
             // Twilio accepts the SMS but answers late: the worker is killed while the tool waits.
-            _ = try await stack.sim(.POST, "/sim/faults", ["status": 200, "afterAccept": true, "delayMs": 3000, "count": 1, "pathContains": "/Actions"])
+            _ = try await stack.sim(
+                .POST, "/sim/faults", ["status": 200, "afterAccept": true, "delayMs": 3000, "count": 1, "pathContains": "/Actions"])
             let callSid = "CA" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(32).lowercased()
             async let transcript = stack.call([.say("text me the payment link")], callSid: callSid, from: caller)
             #expect(await eventually(timeout: .seconds(15)) { (try? await stack.simRequests(path: "/Actions").count) ?? 0 >= 1 })

@@ -31,7 +31,9 @@ struct TracingTests {
                     }
                     return accepted != nil
                 })
-            let turnLogs = stack.jsonLines("agent-worker").filter { $0["msg"] as? String == "turn" && $0["conversation.id"] as? String == conversationId }
+            let turnLogs = stack.jsonLines("agent-worker").filter {
+                $0["msg"] as? String == "turn" && $0["conversation.id"] as? String == conversationId
+            }
             await stack.stop()
 
             // A loaded machine may redo a turn (a lease renewal missed its deadline): every attempt is a
@@ -114,8 +116,10 @@ struct TracingTests {
         #expect(Traces.isEnabled(AgentConnectCore.Environment(["OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"])))
         #expect(Traces.isEnabled(AgentConnectCore.Environment(["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"])))
         #expect(Traces.isEnabled(AgentConnectCore.Environment(["OTEL_TRACES_EXPORTER": "otlp"])))
-        #expect(!Traces.isEnabled(AgentConnectCore.Environment(["OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"])))
-        #expect(!Traces.isEnabled(AgentConnectCore.Environment(["OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"])))
+        #expect(
+            !Traces.isEnabled(AgentConnectCore.Environment(["OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"])))
+        #expect(
+            !Traces.isEnabled(AgentConnectCore.Environment(["OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"])))
     }
 
     @Test("a service refuses OTLP/gRPC and unknown exporters with a configuration error naming the variable")

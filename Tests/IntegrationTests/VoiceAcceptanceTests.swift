@@ -24,7 +24,9 @@ struct VoiceAcceptanceTests {
         return caller
     }
 
-    func call(_ stack: TestStack, relay: Int = 0, sid: String = "CA\(UUID().uuidString.replacingOccurrences(of: "-", with: ""))", script: [RelayCaller.Step],
+    func call(
+        _ stack: TestStack, relay: Int = 0, sid: String = "CA\(UUID().uuidString.replacingOccurrences(of: "-", with: ""))",
+        script: [RelayCaller.Step],
         replyTimeout: Duration = .seconds(15)
     ) async throws -> RelayCaller.Transcript {
         let caller = caller(stack, relay: relay, replyTimeout: replyTimeout)
@@ -44,7 +46,9 @@ struct VoiceAcceptanceTests {
 
     @Test("the TwiML points ConversationRelay at our socket and escapes configured attributes")
     func twiml() async throws {
-        try await withStack(Self.relayOnly(extra: ["CONVERSATION_RELAY_WELCOME_GREETING": #"Hi "there" & <welcome>"#, "CONVERSATION_RELAY_DTMF_DETECTION": "true"])) { stack in
+        try await withStack(
+            Self.relayOnly(extra: ["CONVERSATION_RELAY_WELCOME_GREETING": #"Hi "there" & <welcome>"#, "CONVERSATION_RELAY_DTMF_DETECTION": "true"])
+        ) { stack in
             let (url, twiml) = try await caller(stack).fetchTwiML(callSid: "CAtwiml", from: "+15556660000", to: "+15550000001")
             let prefix = "wss://127.0.0.1:\(stack.relayPorts[0])/ws?token="
             #expect(url.hasPrefix(prefix) && url.count == prefix.count + 64, "\(url)")
@@ -100,7 +104,8 @@ struct VoiceAcceptanceTests {
             #expect(noSetup.closeCode == 1008)
             // Unknown frames are tolerated: the call still works afterwards.
             let tolerant = try await call(
-                stack, script: (0..<10).map { _ in RelayCaller.Step.raw(["type": "mystery", "x": 1]) } + [.raw(["type": "info"]), .say("still here")])
+                stack,
+                script: (0..<10).map { _ in RelayCaller.Step.raw(["type": "mystery", "x": 1]) } + [.raw(["type": "info"]), .say("still here")])
             #expect(tolerant.turns.last?.text == "You said: still here")
         }
     }
@@ -114,7 +119,12 @@ struct VoiceAcceptanceTests {
                 for index in 0..<200 {
                     group.addTask {
                         do {
-                            return (index, .success(try await call(stack, sid: "CAconcurrent\(index)", script: [.say("caller number \(index)")], replyTimeout: .seconds(45))))
+                            return (
+                                index,
+                                .success(
+                                    try await call(
+                                        stack, sid: "CAconcurrent\(index)", script: [.say("caller number \(index)")], replyTimeout: .seconds(45)))
+                            )
                         } catch {
                             return (index, .failure(error))
                         }
@@ -130,8 +140,11 @@ struct VoiceAcceptanceTests {
             let described = wrong.prefix(5).map { index -> String in
                 switch results[index] {
                 case .success(let transcript)?:
-                    let turns = transcript.turns.map { "\($0.prompt) -> \($0.text.debugDescription) tokens \($0.tokens.count) late \($0.lateTokens) repeated \($0.repeated)" }
-                    return "call \(index): turns \(turns), other frames \(transcript.otherFrames), close \(transcript.closeCode.map(String.init) ?? "none") \(transcript.closeReason ?? ""), reconnects \(transcript.reconnects)"
+                    let turns = transcript.turns.map {
+                        "\($0.prompt) -> \($0.text.debugDescription) tokens \($0.tokens.count) late \($0.lateTokens) repeated \($0.repeated)"
+                    }
+                    return
+                        "call \(index): turns \(turns), other frames \(transcript.otherFrames), close \(transcript.closeCode.map(String.init) ?? "none") \(transcript.closeReason ?? ""), reconnects \(transcript.reconnects)"
                 case .failure(let error)?: return "call \(index): threw \(error)"
                 case nil: return "call \(index): no result"
                 }
@@ -140,7 +153,9 @@ struct VoiceAcceptanceTests {
         }
     }
 
-    @Test("two relays and two workers: tokens reach the relay holding the socket; a worker killed mid-turn is replaced and the reply arrives exactly once")
+    @Test(
+        "two relays and two workers: tokens reach the relay holding the socket; a worker killed mid-turn is replaced and the reply arrives exactly once"
+    )
     func replicas() async throws {
         try await withStack(Self.relayOnly(relays: 2, workers: 2, extra: ["ECHO_TOKEN_DELAY_MS": "150"])) { stack in
             let spread = try await withThrowingTaskGroup(of: String?.self) { group in

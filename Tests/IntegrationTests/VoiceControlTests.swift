@@ -19,7 +19,9 @@ struct VoiceControlTests {
         for key in keys {
             let entries = try await client.command("XRANGE", .string(key), "-", "+").array ?? []
             for entry in entries {
-                guard let fields = entry.array?.last?.array, let json = fields.last?.string, let event = try? BusEvent.decode(Array(json.utf8)) else { continue }
+                guard let fields = entry.array?.last?.array, let json = fields.last?.string, let event = try? BusEvent.decode(Array(json.utf8)) else {
+                    continue
+                }
                 events.append(event)
             }
         }
@@ -54,7 +56,9 @@ struct VoiceControlTests {
         }
     }
 
-    @Test("the orchestrator lookup gives up inside the setup deadline: the call runs on the CallSid; setup fields and lang travel with the prompt; no empty turn after an interrupt; a relay error reaches the agent's stream")
+    @Test(
+        "the orchestrator lookup gives up inside the setup deadline: the call runs on the CallSid; setup fields and lang travel with the prompt; no empty turn after an interrupt; a relay error reaches the agent's stream"
+    )
     func lookupFallbackAndFrames() async throws {
         var options = TestStack.Options(workers: 1, relays: 1)
         options.ingress = false
@@ -101,7 +105,8 @@ struct VoiceControlTests {
         options.ingress = false
         options.extra = [
             "CONVERSATION_RELAY_VOICE": "en-US-Journey-O", "CONVERSATION_RELAY_INTERRUPTIBLE": "speech",
-            "CONVERSATION_RELAY_LANGUAGES": #"[{"code":"es-MX","voice":"Lupe","hints":"factura,saldo","asrSmartFormat":true,"ttsTextNormalization":"on"}]"#,
+            "CONVERSATION_RELAY_LANGUAGES":
+                #"[{"code":"es-MX","voice":"Lupe","hints":"factura,saldo","asrSmartFormat":true,"ttsTextNormalization":"on"}]"#,
             "CONVERSATION_RELAY_PARAMETERS": #"{"campaign":"renewals"}"#,
         ]
         try await withStack(options) { stack in
@@ -114,7 +119,8 @@ struct VoiceControlTests {
             let twiml = try #require(requests.first?["form"]?["Twiml"]?.string)
             for fragment in [
                 #"voice="en-US-Journey-O""#, #"interruptible="speech""#, #"welcomeGreeting="Hi from Acme""#, #"ttsProvider="Amazon""#,
-                #"dtmfDetection="true""#, #"<Language code="es-MX" asrSmartFormat="true" hints="factura,saldo" ttsTextNormalization="on" voice="Lupe"/>"#,
+                #"dtmfDetection="true""#,
+                #"<Language code="es-MX" asrSmartFormat="true" hints="factura,saldo" ttsTextNormalization="on" voice="Lupe"/>"#,
                 #"<Parameter name="campaign" value="renewals"/>"#, #"conversationConfiguration="#,
             ] {
                 #expect(twiml.contains(fragment), "\(fragment) missing from \(twiml)")
@@ -169,7 +175,9 @@ struct VoiceControlTests {
         }
     }
 
-    @Test("the per-call TwiML hook a worker serves chooses this call's language and voice; with no answer in time the call gets the environment's settings")
+    @Test(
+        "the per-call TwiML hook a worker serves chooses this call's language and voice; with no answer in time the call gets the environment's settings"
+    )
     func twimlHook() async throws {
         var options = TestStack.Options(workers: 0, relays: 1)
         options.ingress = false
@@ -212,7 +220,9 @@ struct VoiceControlTests {
         }
     }
 
-    @Test("example-call-control: the session shows the prompt's lang and the call's parameters; a relay error reaches onError; play is a typed frame; Mexican callers get Spanish TwiML")
+    @Test(
+        "example-call-control: the session shows the prompt's lang and the call's parameters; a relay error reaches onError; play is a typed frame; Mexican callers get Spanish TwiML"
+    )
     func callControlExample() async throws {
         var options = TestStack.Options(workers: 0, relays: 1)
         options.ingress = false
@@ -302,7 +312,7 @@ struct VoiceControlTests {
             let call = try await stack.sim(.POST, "/sim/calls", ["say": ["goodbye"], "callSid": .string(sid)])
             #expect(call["turns"]?.array?.first?["text"]?.string == "Goodbye.", "\(call)")
             var status: JSONValue = .null
-            _ = await eventually { 
+            _ = await eventually {
                 status = (try? await stack.sim(.GET, "/sim/calls/\(sid).status")) ?? .null
                 return status["status"] != nil
             }

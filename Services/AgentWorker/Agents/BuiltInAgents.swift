@@ -15,10 +15,12 @@ public enum BuiltInAgents {
             let reply = "You said: \(message)"
             guard session.channel == .voice else { return reply }
             let tokens = wordTokens(reply)
-            try await voice.sendResponse(conversationId: session.conversationId, response: AsyncThrowingStream<String, any Error> { continuation in
-                for token in tokens { continuation.yield(token) }
-                continuation.finish()
-            }.paced(milliseconds: delay))
+            try await voice.sendResponse(
+                conversationId: session.conversationId,
+                response: AsyncThrowingStream<String, any Error> { continuation in
+                    for token in tokens { continuation.yield(token) }
+                    continuation.finish()
+                }.paced(milliseconds: delay))
             return nil
         }
     }

@@ -1,6 +1,6 @@
 public import AgentConnect
-import AgentConnectRuntime
 public import AgentConnectCore
+import AgentConnectRuntime
 public import AsyncHTTPClient
 import Foundation
 import Logging
@@ -37,7 +37,9 @@ public struct ChatMessage: Sendable, Codable, Equatable {
         if let toolCalls, !toolCalls.isEmpty {
             if content.isEmpty { members["content"] = .null }
             members["tool_calls"] = .array(
-                toolCalls.map { ["id": .string($0.id), "type": "function", "function": ["name": .string($0.name), "arguments": .string($0.arguments)]] })
+                toolCalls.map {
+                    ["id": .string($0.id), "type": "function", "function": ["name": .string($0.name), "arguments": .string($0.arguments)]]
+                })
         }
         if let toolCallId { members["tool_call_id"] = .string(toolCallId) }
         return .object(members)

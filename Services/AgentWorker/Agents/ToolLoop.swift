@@ -191,7 +191,9 @@ struct ToolLoop: Sendable {
                 chat.append(message.direction == .inbound ? .user(message.body) : .assistant(message.body))
             case .round(let calls):
                 let sorted = calls.sorted { $0.position < $1.position }
-                chat.append(ChatMessage(role: "assistant", content: "", toolCalls: sorted.map { ToolCallRequest(id: $0.id, name: $0.name, arguments: $0.arguments) }))
+                chat.append(
+                    ChatMessage(
+                        role: "assistant", content: "", toolCalls: sorted.map { ToolCallRequest(id: $0.id, name: $0.name, arguments: $0.arguments) }))
                 chat += sorted.map { ChatMessage.tool($0.result, id: $0.id) }
             }
         }

@@ -49,7 +49,9 @@ public enum BuiltInTool: Sendable, Equatable {
                 ? [
                     try tac.studioHandoffTool(
                         session: session, name: "transfer_call",
-                        description: "Transfer the caller to a person. Use it when they ask for a human or you cannot help; say a short goodbye after calling it.")
+                        description:
+                            "Transfer the caller to a person. Use it when they ask for a human or you cannot help; say a short goodbye after calling it."
+                    )
                 ] : []
         }
     }
@@ -67,7 +69,8 @@ extension TAC {
         ])
         return AgentTool(
             name: name,
-            description: "Recall what is remembered about this customer from earlier conversations: facts, preferences and summaries relevant to a query.",
+            description:
+                "Recall what is remembered about this customer from earlier conversations: facts, preferences and summaries relevant to a query.",
             parameters: parameters
         ) { arguments, _ in
             let memory = try await self.retrieveMemory(session, query: arguments["query"]?.string)
@@ -119,7 +122,8 @@ extension TAC {
     public func endCallTool(session: ConversationSession, name: String = "end_call") -> AgentTool {
         AgentTool(
             name: name,
-            description: "End the phone call. Use it when the caller says goodbye or the conversation is finished; say a short goodbye after calling it.",
+            description:
+                "End the phone call. Use it when the caller says goodbye or the conversation is finished; say a short goodbye after calling it.",
             parameters: ToolSchema.object([:])
         ) { _, _ in
             _ = BuiltInTool.pendingEnds.withLockedValue { $0.insert(session.conversationId) }

@@ -17,7 +17,8 @@ extension TAC {
         ) { arguments, _ in
             let chunks = try await self.searchKnowledge(arguments["query"]?.string ?? "", limit: limit)
             return [
-                "results": .array(chunks.map { ["title": .string($0.title), "content": .string($0.content), "score": .number(($0.score * 1000).rounded() / 1000)] })
+                "results": .array(
+                    chunks.map { ["title": .string($0.title), "content": .string($0.content), "score": .number(($0.score * 1000).rounded() / 1000)] })
             ]
         }
     }

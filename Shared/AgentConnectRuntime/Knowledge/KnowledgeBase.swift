@@ -3,9 +3,9 @@ package import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
-package import Store
 import NIOFoundationEssentialsCompat
 import NIOHTTP1
+package import Store
 
 /// Knowledge base settings.
 package struct KnowledgeConfiguration: Sendable {
@@ -21,7 +21,9 @@ package struct KnowledgeConfiguration: Sendable {
     package var chunkCharacters: Int
 
     package init(environment: Environment) throws {
-        embeddingsBaseURL = try environment.string("KNOWLEDGE_EMBEDDINGS_BASE_URL").map { _ in try environment.url("KNOWLEDGE_EMBEDDINGS_BASE_URL", default: "") }
+        embeddingsBaseURL = try environment.string("KNOWLEDGE_EMBEDDINGS_BASE_URL").map { _ in
+            try environment.url("KNOWLEDGE_EMBEDDINGS_BASE_URL", default: "")
+        }
         embeddingsModel = environment.string("KNOWLEDGE_EMBEDDINGS_MODEL", default: "text-embedding-3-small")
         embeddingsAPIKey = environment.string("KNOWLEDGE_EMBEDDINGS_API_KEY") ?? environment.string("OPENAI_API_KEY")
         searchLimit = try environment.int("KNOWLEDGE_SEARCH_LIMIT", default: 3, range: 1...20)

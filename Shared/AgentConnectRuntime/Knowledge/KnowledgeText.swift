@@ -17,14 +17,17 @@ package enum KnowledgeText {
             return (name, String(decoding: data, as: UTF8.self))
         case "md", "markdown":
             let text = String(decoding: data, as: UTF8.self)
-            let heading = text.split(separator: "\n").first { $0.hasPrefix("# ") }.map { String($0.dropFirst(2)).trimmingCharacters(in: .whitespaces) }
+            let heading = text.split(separator: "\n").first { $0.hasPrefix("# ") }.map {
+                String($0.dropFirst(2)).trimmingCharacters(in: .whitespaces)
+            }
             return (heading ?? name, text)
         case "html", "htm":
             return html(String(decoding: data, as: UTF8.self), fallbackTitle: name)
         case "pdf":
             let text = pdf(data)
             guard !text.allSatisfy(\.isWhitespace) else {
-                throw KnowledgeError("\(path): no readable text (a scanned PDF, or fonts without a text encoding): convert it to text first, e.g. with pdftotext")
+                throw KnowledgeError(
+                    "\(path): no readable text (a scanned PDF, or fonts without a text encoding): convert it to text first, e.g. with pdftotext")
             }
             return (name, text)
         default:
@@ -58,7 +61,10 @@ package enum KnowledgeText {
 
     static func decodeEntities(_ text: String) -> String {
         var result = text
-        for (entity, value) in [("&nbsp;", " "), ("&lt;", "<"), ("&gt;", ">"), ("&quot;", "\""), ("&#39;", "'"), ("&apos;", "'"), ("&rsquo;", "'"), ("&mdash;", "—"), ("&ndash;", "–")] {
+        for (entity, value) in [
+            ("&nbsp;", " "), ("&lt;", "<"), ("&gt;", ">"), ("&quot;", "\""), ("&#39;", "'"), ("&apos;", "'"), ("&rsquo;", "'"), ("&mdash;", "—"),
+            ("&ndash;", "–"),
+        ] {
             result = result.replacingOccurrences(of: entity, with: value)
         }
         if let regex = try? NSRegularExpression(pattern: "&#(x?)([0-9a-fA-F]+);") {
@@ -160,11 +166,15 @@ package enum KnowledgeText {
                 index += 1
                 continue
             }
-            if byte == UInt8(ascii: "T"), index + 1 < bytes.count, [UInt8(ascii: "d"), UInt8(ascii: "D"), UInt8(ascii: "*")].contains(bytes[index + 1]) {
+            if byte == UInt8(ascii: "T"), index + 1 < bytes.count,
+                [UInt8(ascii: "d"), UInt8(ascii: "D"), UInt8(ascii: "*")].contains(bytes[index + 1])
+            {
                 flush()
             } else if byte == UInt8(ascii: "E"), index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "T") {
                 flush()
-            } else if byte == UInt8(ascii: "-"), let before = bytes[..<index].lastIndex(where: { $0 != UInt8(ascii: " ") }), bytes[before] == UInt8(ascii: ")") {
+            } else if byte == UInt8(ascii: "-"), let before = bytes[..<index].lastIndex(where: { $0 != UInt8(ascii: " ") }),
+                bytes[before] == UInt8(ascii: ")")
+            {
                 // A kerning adjustment inside TJ: large negative numbers are word gaps.
                 line += " "
             }

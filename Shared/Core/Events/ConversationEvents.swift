@@ -35,7 +35,9 @@ public struct ConversationInactive: BusEventPayload, Equatable {
     /// The conversation's metadata as Orchestrator sent it.
     public var metadata: JSONValue?
 
-    public init(status: String = "INACTIVE", reason: ConversationEnded.Reason = .orchestrator, channelKnown: Bool? = false, metadata: JSONValue? = nil) {
+    public init(
+        status: String = "INACTIVE", reason: ConversationEnded.Reason = .orchestrator, channelKnown: Bool? = false, metadata: JSONValue? = nil
+    ) {
         self.status = status
         self.reason = reason
         self.channelKnown = channelKnown

@@ -21,7 +21,8 @@ final class Chromium: Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = [
-            "--headless=new", "--no-sandbox", "--remote-allow-origins=*", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--remote-debugging-port=0",
+            "--headless=new", "--no-sandbox", "--remote-allow-origins=*", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+            "--remote-debugging-port=0",
             "--user-data-dir=\(profile)", "--window-size=1280,900", "about:blank",
         ]
         process.standardOutput = FileHandle.nullDevice

@@ -66,7 +66,9 @@ final class FakeModel: Sendable {
                     do {
                         for token in script.tokens {
                             try await Task.sleep(for: script.delay)
-                            let chunk: JSONValue = ["object": "chat.completion.chunk", "choices": [["index": 0, "delta": ["content": .string(token)]]]]
+                            let chunk: JSONValue = [
+                                "object": "chat.completion.chunk", "choices": [["index": 0, "delta": ["content": .string(token)]]],
+                            ]
                             try await writer.write(ByteBuffer(string: "data: \(chunk.compactJSON)\n\n"))
                         }
                         try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))

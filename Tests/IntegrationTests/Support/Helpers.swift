@@ -1,7 +1,7 @@
-import NIOConcurrencyHelpers
 import AgentConnectCore
 import EventBus
 import Foundation
+import NIOConcurrencyHelpers
 
 /// Runs `body` with a started stack and always stops it.
 func withStack<T>(_ options: TestStack.Options = .init(), _ body: (TestStack) async throws -> T) async throws -> T {

@@ -134,7 +134,8 @@ final class TLSServers: Sendable {
                 "/usr/bin/redis-server",
                 "--port", "0", "--tls-port", String(redisPort), "--bind", "127.0.0.1", "127.0.0.2", "--tls-cert-file", pki.certFile, "--tls-key-file",
                 pki.keyFile, "--tls-ca-cert-file", pki.caFile, "--tls-auth-clients", "no", "--save", "", "--appendonly", "no",
-                "--user", TLSTests.redisUser, "on", ">\(TLSTests.redisPassword)", "~*", "&*", "+@all", "--user", "default", "off", "--enable-debug-command", "yes",
+                "--user", TLSTests.redisUser, "on", ">\(TLSTests.redisPassword)", "~*", "&*", "+@all", "--user", "default", "off",
+                "--enable-debug-command", "yes",
             ], log: "\(directory)/redis.log")
         var configuration = RedisConfiguration(
             host: "127.0.0.1", port: redisPort, username: TLSTests.redisUser, password: TLSTests.redisPassword, tls: true, caFile: pki.caFile)
@@ -162,11 +163,12 @@ final class TLSServers: Sendable {
         try runTool("/bin/chmod", ["600", pki.keyFile])
         let initdb = prefix + ["\(bin)/initdb", "-D", postgresData, "-U", "agentconnect", "--auth=trust", "-E", "UTF8", "--no-locale"]
         try runTool(initdb[0], Array(initdb.dropFirst()))
-        let server = prefix + [
-            "\(bin)/postgres", "-D", postgresData, "-p", String(postgresPort), "-k", directory, "-c", "listen_addresses=127.0.0.1,127.0.0.2",
-            "-c", "ssl=on", "-c", "ssl_cert_file=\(pki.certFile)", "-c", "ssl_key_file=\(pki.keyFile)", "-c", "fsync=off",
-            "-c", "max_connections=50",
-        ]
+        let server =
+            prefix + [
+                "\(bin)/postgres", "-D", postgresData, "-p", String(postgresPort), "-k", directory, "-c", "listen_addresses=127.0.0.1,127.0.0.2",
+                "-c", "ssl=on", "-c", "ssl_cert_file=\(pki.certFile)", "-c", "ssl_key_file=\(pki.keyFile)", "-c", "fsync=off",
+                "-c", "max_connections=50",
+            ]
         let process = try spawn(server, log: "\(directory)/postgres.log")
         let deadline = ContinuousClock.now + .seconds(30)
         while true {
@@ -175,7 +177,9 @@ final class TLSServers: Sendable {
             if ContinuousClock.now > deadline { throw TestFailure("PostgreSQL with TLS not ready:\n\(log("postgres.log"))") }
             try await Task.sleep(for: .milliseconds(100))
         }
-        try runTool("\(bin)/psql", ["-h", "127.0.0.1", "-p", String(postgresPort), "-U", "agentconnect", "-d", "postgres", "-qc", "CREATE DATABASE agentconnect"])
+        try runTool(
+            "\(bin)/psql",
+            ["-h", "127.0.0.1", "-p", String(postgresPort), "-U", "agentconnect", "-d", "postgres", "-qc", "CREATE DATABASE agentconnect"])
     }
 
     func log(_ name: String) -> String {

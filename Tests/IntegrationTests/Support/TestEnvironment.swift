@@ -1,8 +1,8 @@
-import NIOConcurrencyHelpers
 import AgentConnectCore
 import EventBus
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import PostgresNIO
 import Store
 
@@ -108,7 +108,8 @@ struct TestDatabase: Sendable {
     private static func makeNow() async throws -> TestDatabase {
         let name = "test_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(20)
         let connection = try await PostgresConnection.connect(
-            configuration: .init(host: "127.0.0.1", port: TestEnvironment.postgresPort, username: "agentconnect", password: nil, database: "postgres", tls: .disable),
+            configuration: .init(
+                host: "127.0.0.1", port: TestEnvironment.postgresPort, username: "agentconnect", password: nil, database: "postgres", tls: .disable),
             id: 1, logger: TestEnvironment.logger)
         do {
             try await connection.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"), logger: TestEnvironment.logger)

@@ -61,7 +61,8 @@ final class TestStack: Sendable {
         if options.outbound { try await stack.launch("outbound", port: stack.outboundPort) }
         for (index, port) in stack.relayPorts.enumerated() {
             // Each relay is its own public host (signatures are checked against the configured domain only).
-            try await stack.launch("voice-relay", port: port, extra: ["INSTANCE_ID": "relay-\(index)", "TWILIO_VOICE_PUBLIC_DOMAIN": "127.0.0.1:\(port)"])
+            try await stack.launch(
+                "voice-relay", port: port, extra: ["INSTANCE_ID": "relay-\(index)", "TWILIO_VOICE_PUBLIC_DOMAIN": "127.0.0.1:\(port)"])
         }
         for index in 0..<options.workers { try await stack.startWorker(id: "worker-\(index)") }
         return stack
@@ -108,7 +109,9 @@ final class TestStack: Sendable {
 
     /// A customer message through the sim; returns the conversation id (or message SID for classic).
     @discardableResult
-    func customerSays(_ text: String, channel: String = "sms", from: String = "+15551230000", extra: [String: JSONValue] = [:]) async throws -> JSONValue {
+    func customerSays(_ text: String, channel: String = "sms", from: String = "+15551230000", extra: [String: JSONValue] = [:]) async throws
+        -> JSONValue
+    {
         var body: [String: JSONValue] = ["channel": .string(channel), "from": .string(from), "text": .string(text)]
         body.merge(extra) { _, new in new }
         return try await sim(.POST, "/sim/messages", .object(body))

@@ -55,9 +55,9 @@ for name in ["voice-relay", "agent-worker", "outbound", "messaging-ingress"]:
 assert "healthcheck" in services["redis"] and "healthcheck" in services["postgres"]
 PY
 check "environment variables set = variables read" "$venv/bin/python" scripts/check_env.py
-# Swift formatting (.swift-format; fix with scripts/format.sh). Off until the tree is formatted:
-# AGENTCONNECT_FORMAT_CHECK=1 turns it on.
-if [ "${AGENTCONNECT_FORMAT_CHECK:-0}" = 1 ]; then
+# Swift formatting (.swift-format; fix with scripts/format.sh). AGENTCONNECT_FORMAT_CHECK=0 skips it
+# (a toolchain without swift-format).
+if [ "${AGENTCONNECT_FORMAT_CHECK:-1}" = 1 ]; then
   check "swift format lint (.swift-format)" swift format lint --configuration .swift-format --strict --recursive --parallel \
     Package.swift Shared Services DevTools Examples Tests
 fi

@@ -70,7 +70,9 @@ final class CallSession: Sendable {
 
     /// What to write to the caller for a reply frame just read (``VoiceTurnGate/admit(_:now:)``), and
     /// when held frames of a later generation may next be adopted (``expireHeld(now:)``; nil: none held).
-    func admit(_ frame: VoiceTurnGate.Frame, now: ContinuousClock.Instant = .now) -> (forward: [VoiceTurnGate.Forward], heldUntil: ContinuousClock.Instant?) {
+    func admit(_ frame: VoiceTurnGate.Frame, now: ContinuousClock.Instant = .now) -> (
+        forward: [VoiceTurnGate.Forward], heldUntil: ContinuousClock.Instant?
+    ) {
         turns.withLockedValue { gate in (gate.admit(frame, now: now), gate.nextDeadline) }
     }
 

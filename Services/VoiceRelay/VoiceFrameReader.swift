@@ -1,11 +1,11 @@
 import AgentConnectCore
 import EventBus
+import Foundation
 import Logging
 import Metrics
 import NIOConcurrencyHelpers
 import ServiceLifecycle
 import ServiceSupport
-import Foundation
 
 /// Reads this relay's own stream (`tac:voice:<instance>`) and writes each reply frame to the socket
 /// of its call, dropping frames of interrupted or superseded turns and replays of a redone turn. For
@@ -86,7 +86,8 @@ struct VoiceFrameReader: Service {
             let frame = Self.voiceFrame(event, logger: logger)
         else { return [] }
         let (forward, heldUntil) = session.admit(
-            VoiceTurnGate.Frame(turnId: frame.turnId, sequence: frame.seq, generation: frame.gen, frame: frame.frame, entryId: entryId, adopted: adopted))
+            VoiceTurnGate.Frame(
+                turnId: frame.turnId, sequence: frame.seq, generation: frame.gen, frame: frame.frame, entryId: entryId, adopted: adopted))
         held[session.conversationId] = heldUntil
         if forward.isEmpty { Counter(label: "agentconnect_voice_frames_dropped_total").increment() }
         return forward.compactMap { outgoing($0, session: session) }

@@ -257,10 +257,12 @@ struct VoiceTurnGate {
     /// Keeps a later generation's frame until the owner finishes or goes silent; frames at or below
     /// the last sequence sent are of no use and not kept, but for `last: true` (it ends the turn).
     private mutating func hold(_ frame: Frame, generation: String, turn: inout Turn) {
-        let index = turn.held.firstIndex { $0.generation == generation } ?? {
-            turn.held.append((generation, []))
-            return turn.held.count - 1
-        }()
+        let index =
+            turn.held.firstIndex { $0.generation == generation }
+            ?? {
+                turn.held.append((generation, []))
+                return turn.held.count - 1
+            }()
         if let last = turn.lastSequence { turn.held[index].frames.removeAll { $0.sequence <= last && !$0.isLast } }
         if let last = turn.lastSequence, frame.sequence <= last, !frame.isLast { return }
         guard turn.held[index].frames.count < heldLimit else {

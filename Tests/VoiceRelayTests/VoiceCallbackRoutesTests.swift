@@ -114,7 +114,8 @@ struct VoiceCallbackRoutesTests {
     @Test("a callback with a wrong signature is refused (403) and publishes nothing")
     func callbackBadSignature() async throws {
         try await withRoutes { client, bus, configuration in
-            let response = try await post(client, "/conversation-relay-callback", [("CallSid", "CA5"), ("SessionStatus", "ended")], signature: "bogus")
+            let response = try await post(
+                client, "/conversation-relay-callback", [("CallSid", "CA5"), ("SessionStatus", "ended")], signature: "bogus")
             #expect(response.status == .forbidden)
             #expect(inbound(bus, configuration, conversationId: "CA5").isEmpty)
         }

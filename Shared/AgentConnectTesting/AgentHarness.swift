@@ -142,10 +142,29 @@ public final class AgentHarness: Sendable {
         return harness
     }
 
-    /// Stops every process (SIGTERM, then SIGKILL after 5 s).
+    /// Stops every process (SIGTERM, then SIGKILL after 5 s) and drops the harness's database (each
+    /// harness makes its own; left behind, hundreds of runs fill the disk).
     public func stop() async {
         for process in processes.withLockedValue({ $0 }) { await process.stop() }
         postgresTask.cancel()
+        guard let configuration = try? DatabaseConfiguration(url: databaseURL) else { return }
+        try? await withTimeout(.seconds(10), "dropping the harness database") {
+            let logger = Logger(label: "harness")
+            let connection = try await PostgresConnection.connect(
+                configuration: .init(
+                    host: configuration.host, port: configuration.port, username: configuration.username, password: nil, database: "postgres",
+                    tls: .disable),
+                id: 1, logger: logger)
+            // The name is the harness's own (`harness_` and hex), never outside input.
+            let drop = PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(configuration.database) WITH (FORCE)")
+            do {
+                try await connection.query(drop, logger: logger)
+            } catch {
+                try? await connection.close()
+                throw error
+            }
+            try await connection.close()
+        }
     }
 
     /// The last part of every process's log.

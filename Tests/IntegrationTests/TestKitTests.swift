@@ -1,6 +1,7 @@
 import AgentConnectCore
 import AgentConnectTesting
 import Foundation
+import PostgresNIO
 import Testing
 
 /// The test kit tested by itself, against the echo agent: calls, messaging on every channel, and
@@ -9,7 +10,8 @@ import Testing
 struct TestKitTests {
     @Test("a call: say, reply, interrupt, keypad, hang-up; messaging on every channel")
     func conversations() async throws {
-        try await AgentHarness.run(agent: "agent-worker", environment: ["TAC_AGENT": "echo", "ECHO_TOKEN_DELAY_MS": "60"]) { harness in
+        let databaseURL = try await AgentHarness.run(agent: "agent-worker", environment: ["TAC_AGENT": "echo", "ECHO_TOKEN_DELAY_MS": "60"]) {
+            harness in
             let call = try await harness.call(from: "+15558880001")
             try await call.say("hello there")
             #expect(try await call.replyTokens() == ["You ", "said: ", "hello ", "there"])
@@ -30,7 +32,25 @@ struct TestKitTests {
                 try await conversation.send("again")
                 try await conversation.expectReply(contains: "You said: again")
             }
+            return harness.databaseURL
         }
+        // The harness dropped its own database when it stopped.
+        let name = try #require(databaseURL.split(separator: "/").last.map(String.init))
+        #expect(name.hasPrefix("harness_"))
+        let connection = try await PostgresConnection.connect(
+            configuration: .init(
+                host: "127.0.0.1", port: TestEnvironment.postgresPort, username: "agentconnect", password: nil, database: "postgres", tls: .disable),
+            id: 1, logger: TestEnvironment.logger)
+        var left = -1
+        do {
+            let rows = try await connection.query("SELECT count(*)::int FROM pg_database WHERE datname = \(name)", logger: TestEnvironment.logger)
+            for try await count in rows.decode(Int.self) { left = count }
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+        try await connection.close()
+        #expect(left == 0)
     }
 
     @Test("a failing expectation fails the test with what the agent said")

@@ -61,12 +61,19 @@ struct MediaFetcher: Sendable {
         }
     }
 
-    /// The REST credentials for a media URL on Twilio's API host (or `TWILIO_API_BASE_URL`'s), else nil.
+    /// The REST credentials for a media URL on `TWILIO_API_BASE_URL`'s scheme and host, or on Twilio's
+    /// hosts over https; else nil (never over plain http to a host we did not configure). A redirect
+    /// to another origin (Twilio's media redirect to storage) drops them: AsyncHTTPClient removes
+    /// `Authorization` across origins.
     private func credentials(for url: String) throws -> (String, String)? {
-        guard let host = URLComponents(string: url)?.host?.lowercased() else { throw TACError("not a media URL: \(url)") }
+        guard let components = URLComponents(string: url), let host = components.host?.lowercased() else {
+            throw TACError("not a media URL: \(url)")
+        }
         let twilio = try TwilioAPIConfiguration(environment: environment)
-        let apiHost = URLComponents(string: twilio.apiBaseURL)?.host?.lowercased()
-        guard host == apiHost || host == "twilio.com" || host.hasSuffix(".twilio.com") else { return nil }
+        let api = URLComponents(string: twilio.apiBaseURL)
+        let onConfiguredAPI = host == api?.host?.lowercased() && components.scheme?.lowercased() == api?.scheme?.lowercased()
+        let onTwilio = components.scheme?.lowercased() == "https" && (host == "twilio.com" || host.hasSuffix(".twilio.com"))
+        guard onConfiguredAPI || onTwilio else { return nil }
         return (twilio.username, twilio.password)
     }
 }

@@ -66,7 +66,9 @@ struct ConversationLanesTests {
             let started = ContinuousClock.now
             _ = lanes.enqueue(work(EventType.voiceInterrupted, "call", n: 2))
             await group.waitForAll()
-            #expect(ContinuousClock.now - started < .seconds(2))
+            // Cancelled, not waited out: well under the turn's 30 s, with room for a loaded machine (the
+            // whole suite once took 4.8 s here while integration tests held both cores).
+            #expect(ContinuousClock.now - started < .seconds(15))
         }
         #expect(outcomes.withLockedValue { $0 } == ["message.received:cancelled", "voice.interrupted:done"])
     }

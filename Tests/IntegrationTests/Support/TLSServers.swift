@@ -17,22 +17,22 @@ struct TestPKI: Sendable {
     let certFile: String
     let keyFile: String
 
-    static func make(in directory: String) throws -> TestPKI {
-        func openssl(_ arguments: [String]) throws {
-            try runTool("/usr/bin/openssl", arguments, in: directory)
+    static func make(in directory: String) async throws -> TestPKI {
+        func openssl(_ arguments: [String]) async throws {
+            try await runTool("/usr/bin/openssl", arguments, in: directory)
         }
         let curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
         for name in ["ca", "wrong-ca"] {
-            try openssl(
+            try await openssl(
                 ["req", "-x509"] + curve + [
                     "-keyout", "\(name).key", "-out", "\(name).crt", "-days", "2", "-subj", "/CN=AgentConnect test \(name)",
                     "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
                 ])
         }
-        try openssl(["req"] + curve + ["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"])
+        try await openssl(["req"] + curve + ["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"])
         try "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n".write(
             toFile: "\(directory)/server.ext", atomically: true, encoding: .utf8)
-        try openssl([
+        try await openssl([
             "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2",
             "-extfile", "server.ext",
         ])
@@ -42,9 +42,19 @@ struct TestPKI: Sendable {
     }
 }
 
-/// Runs a tool to completion, throwing with its output when it fails.
+/// Runs a tool to completion, throwing with its output when it fails. The wait happens on a Dispatch
+/// thread: blocking one of the cooperative pool's threads (two on two cores) for an initdb stalls
+/// every other test's tasks in the process for seconds.
 @discardableResult
-func runTool(_ path: String, _ arguments: [String], in directory: String? = nil) throws -> String {
+func runTool(_ path: String, _ arguments: [String], in directory: String? = nil) async throws -> String {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async {
+            continuation.resume(with: Result { try runToolBlocking(path, arguments, in: directory) })
+        }
+    }
+}
+
+private func runToolBlocking(_ path: String, _ arguments: [String], in directory: String?) throws -> String {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
@@ -95,7 +105,7 @@ final class TLSServers: Sendable {
     static func start(redis: Bool, postgres: Bool) async throws -> TLSServers {
         let directory = NSTemporaryDirectory() + "agentconnect-tls-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
-        let servers = TLSServers(directory: directory, pki: try TestPKI.make(in: directory))
+        let servers = TLSServers(directory: directory, pki: try await TestPKI.make(in: directory))
         do {
             if redis { try await servers.startRedis() }
             if postgres { try await servers.startPostgres() }
@@ -157,12 +167,12 @@ final class TLSServers: Sendable {
         var prefix: [String] = []
         if Self.isRoot {
             // PostgreSQL refuses to run as root: its files belong to `postgres` (see scripts/stack.sh).
-            try runTool("/usr/bin/chown", ["-R", "postgres:postgres", directory])
+            try await runTool("/usr/bin/chown", ["-R", "postgres:postgres", directory])
             prefix = ["/usr/sbin/runuser", "-u", "postgres", "--"]
         }
-        try runTool("/bin/chmod", ["600", pki.keyFile])
+        try await runTool("/bin/chmod", ["600", pki.keyFile])
         let initdb = prefix + ["\(bin)/initdb", "-D", postgresData, "-U", "agentconnect", "--auth=trust", "-E", "UTF8", "--no-locale"]
-        try runTool(initdb[0], Array(initdb.dropFirst()))
+        try await runTool(initdb[0], Array(initdb.dropFirst()))
         let server =
             prefix + [
                 "\(bin)/postgres", "-D", postgresData, "-p", String(postgresPort), "-k", directory, "-c", "listen_addresses=127.0.0.1,127.0.0.2",
@@ -173,11 +183,11 @@ final class TLSServers: Sendable {
         let deadline = ContinuousClock.now + .seconds(30)
         while true {
             guard process.isRunning else { throw TestFailure("PostgreSQL with TLS exited:\n\(log("postgres.log"))") }
-            if (try? runTool("\(bin)/pg_isready", ["-h", "127.0.0.1", "-p", String(postgresPort), "-q"])) != nil { break }
+            if (try? await runTool("\(bin)/pg_isready", ["-h", "127.0.0.1", "-p", String(postgresPort), "-q"])) != nil { break }
             if ContinuousClock.now > deadline { throw TestFailure("PostgreSQL with TLS not ready:\n\(log("postgres.log"))") }
             try await Task.sleep(for: .milliseconds(100))
         }
-        try runTool(
+        try await runTool(
             "\(bin)/psql",
             ["-h", "127.0.0.1", "-p", String(postgresPort), "-U", "agentconnect", "-d", "postgres", "-qc", "CREATE DATABASE agentconnect"])
     }

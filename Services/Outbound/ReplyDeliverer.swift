@@ -246,9 +246,7 @@ struct ReplyDeliverer: Sendable {
         let textHash = Self.textHash(reply.text)
         // A classic reply's target needs no call to Twilio: the claim may record the send. An
         // orchestrator reply's does unless its participants were reconciled (the claim reads that).
-        let targetKnown =
-            reply.mode == .classic && reply.customerAddress != nil
-            && (reply.agentAddress ?? configuration.senders.defaultSender(for: event.channel)) != nil
+        let targetKnown = classicTarget(event, reply: reply) != nil
         while true {
             let claimed = try await bounded("claiming the delivery row") {
                 try await store.claimForSending(
@@ -292,76 +290,6 @@ struct ReplyDeliverer: Sendable {
             ])
     }
 
-    /// Where the reply goes; `known`: the conversation's reconciled participants, read with the claim.
-    private func resolveTarget(_ event: BusEvent, reply: ReplyReady, known: (agentId: String, customerId: String)?) async throws -> Target {
-        if reply.mode == .classic {
-            guard let to = reply.customerAddress,
-                let from = reply.agentAddress ?? configuration.senders.defaultSender(for: event.channel)
-            else {
-                throw ReconciliationError("classic reply without addresses")
-            }
-            return .classic(from: from, to: to)
-        }
-        guard let agentAddress = reply.agentAddress ?? configuration.senders.defaultSender(for: event.channel) else {
-            throw ReconciliationError("no agent address for \(event.channel.rawValue)")
-        }
-        let participants = try await reconciler.resolve(
-            conversationId: event.conversationId, channel: event.channel, agentAddress: agentAddress,
-            customerAddress: reply.customerAddress, authorParticipantId: reply.customerParticipantId,
-            known: known.map { ResolvedParticipants(agentId: $0.agentId, customerId: $0.customerId) })
-        let channelId = reply.channelId
-        if event.channel == .chat && channelId == nil { throw ReconciliationError("chat reply without channelId") }
-        return .orchestrated(participants: participants, agentAddress: agentAddress, channelId: channelId)
-    }
-
-    private func send(_ event: BusEvent, reply: ReplyReady, target: Target, replyId: String) async throws -> String? {
-        let text = reply.text
-        switch target {
-        case .classic(let from, let to):
-            let extras = MessageExtras(reply: reply, statusCallback: configuration.statusCallbackURL)
-            return try await api.sendClassicMessage(from: from, to: to, body: text, extras: extras, idempotencyKey: replyId)
-        case .orchestrated(let participants, _, let channelId):
-            return try await api.sendMessage(
-                conversationId: event.conversationId, channel: event.channel, from: participants.agentId, to: participants.customerId,
-                text: text, channelId: channelId, extras: MessageExtras(reply: reply), idempotencyKey: replyId)
-        }
-    }
-
-    /// The Twilio resource an earlier, unanswered send of this reply created, if there is one.
-    ///
-    /// Twilio keeps no id of ours on a message, so the messages with the same sender, recipient and
-    /// text created since the first attempt are counted against the *other* replies of this
-    /// conversation with the same text that were sent in that time: one more in Twilio than we
-    /// account for is ours. (Classic sends also skip message SIDs another reply recorded.)
-    func findSent(_ event: BusEvent, reply: ReplyReady, target: Target, since: Date) async throws -> String? {
-        let text = reply.text
-        let earliest = since.addingTimeInterval(-Self.reconcileSkew)
-        var candidates: [String] = []
-        switch target {
-        case .classic(let from, let to):
-            for message in try await api.messages(from: from, to: to)
-            where message.body == text && (message.dateCreated ?? .distantFuture) >= earliest.addingTimeInterval(-1) {
-                let taken = try await bounded("looking up a provider id") { try await store.isProviderIdRecorded(message.sid) }
-                if !taken { candidates.append(message.sid) }
-            }
-            // Recorded SIDs are excluded one by one above; nothing more to count against.
-            return candidates.first
-        case .orchestrated(let participants, let agentAddress, _):
-            for communication in try await api.communications(conversationId: event.conversationId)
-            where communication.text == text && (communication.createdAt ?? .distantFuture) >= earliest
-                && (communication.authorParticipantId == participants.agentId || communication.authorAddress == agentAddress)
-            {
-                candidates.append(communication.id)
-            }
-        }
-        guard !candidates.isEmpty else { return nil }
-        let others = try await bounded("counting replies with the same text") {
-            try await store.countSentLike(
-                conversationId: event.conversationId, textHash: Self.textHash(text), since: earliest, excluding: event.id)
-        }
-        return candidates.count > others ? candidates.last : nil
-    }
-
     /// A short, stable digest of a reply's text (SHA-256, lowercase hex; written byte by byte, not
     /// with `String(format:)`, which cost 5% of outbound's CPU).
     static func textHash(_ text: String) -> String {
@@ -386,7 +314,7 @@ struct ReplyDeliverer: Sendable {
         throw GiveUp("delivery failed after \(attempts) attempt(s)\(note): \(reason)")
     }
 
-    private func bounded<T: Sendable>(_ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    func bounded<T: Sendable>(_ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         try await withTimeout(Self.storeTimeout, what, body)
     }
 }
@@ -399,16 +327,6 @@ final class ActiveReplies: Sendable {
     func begin(_ id: String) -> Bool { ids.withLockedValue { $0.insert(id).inserted } }
 
     func end(_ id: String) { _ = ids.withLockedValue { $0.remove(id) } }
-}
-
-extension MessageExtras {
-    /// What a reply carries besides its text: its media, its Content template (an empty `contentSid`
-    /// is none) and the template's variables.
-    init(reply: ReplyReady, statusCallback: String? = nil) {
-        self.init(
-            media: reply.media ?? [], contentSid: reply.contentSid.flatMap { $0.isEmpty ? nil : $0 }, contentVariables: reply.contentVariables ?? [:],
-            statusCallback: statusCallback)
-    }
 }
 
 /// A part of a long reply whose row was given up on: the parts after it are not sent.

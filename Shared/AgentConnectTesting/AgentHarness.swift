@@ -148,7 +148,7 @@ public final class AgentHarness: Sendable {
         for process in processes.withLockedValue({ $0 }) { await process.stop() }
         postgresTask.cancel()
         guard let configuration = try? DatabaseConfiguration(url: databaseURL) else { return }
-        try? await withTimeout(.seconds(10), "dropping the harness database") {
+        try? await withTimeout(.seconds(30), "dropping the harness database") {
             let logger = Logger(label: "harness")
             let connection = try await PostgresConnection.connect(
                 configuration: .init(

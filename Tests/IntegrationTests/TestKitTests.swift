@@ -41,10 +41,15 @@ struct TestKitTests {
             configuration: .init(
                 host: "127.0.0.1", port: TestEnvironment.postgresPort, username: "agentconnect", password: nil, database: "postgres", tls: .disable),
             id: 1, logger: TestEnvironment.logger)
+        // DROP DATABASE waits for a checkpoint: on a loaded machine it may take seconds.
         var left = -1
         do {
-            let rows = try await connection.query("SELECT count(*)::int FROM pg_database WHERE datname = \(name)", logger: TestEnvironment.logger)
-            for try await count in rows.decode(Int.self) { left = count }
+            let deadline = ContinuousClock.now + .seconds(30)
+            repeat {
+                let rows = try await connection.query("SELECT count(*)::int FROM pg_database WHERE datname = \(name)", logger: TestEnvironment.logger)
+                for try await count in rows.decode(Int.self) { left = count }
+                if left != 0 { try await Task.sleep(for: .milliseconds(200)) }
+            } while left != 0 && ContinuousClock.now < deadline
         } catch {
             try? await connection.close()
             throw error

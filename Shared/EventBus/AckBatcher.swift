@@ -8,9 +8,9 @@ import NIOConcurrencyHelpers
 /// failure is seen by the caller that can retry it. No timer and no task of its own: the first
 /// caller with nothing in flight sends its entry at once (no added latency when idle); callers that
 /// arrive meanwhile queue, and when a batch is answered the first of them sends everything queued.
-public final class AckBatcher: Sendable {
+package final class AckBatcher: Sendable {
     /// Sends the acknowledgements of one batch: the ids, by stream, in the order they were acknowledged.
-    public typealias Send = @Sendable (_ batch: [(stream: String, ids: [String])]) async throws -> Void
+    package typealias Send = @Sendable (_ batch: [(stream: String, ids: [String])]) async throws -> Void
 
     private enum Turn { case acknowledged, send }
 
@@ -28,12 +28,12 @@ public final class AckBatcher: Sendable {
     private let state = NIOLockedValueBox(State())
     private let send: Send
 
-    public init(send: @escaping Send) {
+    package init(send: @escaping Send) {
         self.send = send
     }
 
     /// Acknowledges one entry, together with those acknowledged at the same time.
-    public func ack(stream: String, id: String) async throws {
+    package func ack(stream: String, id: String) async throws {
         let turn: Turn = try await withCheckedThrowingContinuation { continuation in
             let sendsNow = state.withLockedValue { state -> Bool in
                 if state.sending {

@@ -1,16 +1,16 @@
 /// Exponential backoff with full jitter.
-public struct Backoff: Sendable {
+package struct Backoff: Sendable {
     private let initial: Duration
     private let maximum: Duration
     private var attempt = 0
 
-    public init(initial: Duration = .milliseconds(100), maximum: Duration = .seconds(2)) {
+    package init(initial: Duration = .milliseconds(100), maximum: Duration = .seconds(2)) {
         self.initial = initial
         self.maximum = maximum
     }
 
     /// The next delay: a random duration up to `initial · 2^attempt`, capped at `maximum`.
-    public mutating func next() -> Duration {
+    package mutating func next() -> Duration {
         let ceiling = min(maximum, initial * (1 << min(attempt, 16)))
         attempt += 1
         let nanos = ceiling.components.seconds * 1_000_000_000 + ceiling.components.attoseconds / 1_000_000_000
@@ -18,5 +18,5 @@ public struct Backoff: Sendable {
     }
 
     /// Starts over after a success.
-    public mutating func reset() { attempt = 0 }
+    package mutating func reset() { attempt = 0 }
 }

@@ -1,7 +1,7 @@
 /// A failure of the event bus.
-public struct BusError: Error, CustomStringConvertible, Sendable {
+package struct BusError: Error, CustomStringConvertible, Sendable {
     /// What kind of failure.
-    public enum Code: String, Sendable {
+    package enum Code: String, Sendable {
         /// Redis could not be reached or the connection dropped; retry later.
         case unavailable
         /// Redis answered with an error reply.
@@ -14,20 +14,20 @@ public struct BusError: Error, CustomStringConvertible, Sendable {
         case fenced
     }
 
-    public var code: Code
-    public var message: String
+    package var code: Code
+    package var message: String
 
-    public init(_ code: Code, _ message: String) {
+    package init(_ code: Code, _ message: String) {
         self.code = code
         self.message = message
     }
 
-    public var description: String { "bus \(code.rawValue): \(message)" }
+    package var description: String { "bus \(code.rawValue): \(message)" }
 }
 
 extension BusError {
     /// Whether the error is Redis being unreachable (the default transient failure).
-    public static func isUnavailable(_ error: any Error) -> Bool {
+    package static func isUnavailable(_ error: any Error) -> Bool {
         (error as? BusError)?.code == .unavailable
     }
 }

@@ -2,20 +2,20 @@ import Logging
 import Metrics
 
 /// Settings of a ``GroupConsumer``.
-public struct ConsumerOptions: Sendable {
+package struct ConsumerOptions: Sendable {
     /// Entries read per call.
-    public var batchSize = 64
+    package var batchSize = 64
     /// How long one blocking read waits (bounds how fast shutdown is noticed).
-    public var blockMilliseconds = 1000
+    package var blockMilliseconds = 1000
     /// An entry pending this long is considered abandoned and is reclaimed.
-    public var visibilityTimeoutMilliseconds = 30_000
+    package var visibilityTimeoutMilliseconds = 30_000
     /// Deliveries after which a failing entry moves to the dead-letter stream.
-    public var maxDeliveries = 5
+    package var maxDeliveries = 5
     /// Failures that mean a dependency is down (Redis, PostgreSQL) rather than that the entry is bad:
     /// the handler is retried in place, with backoff, and the entry is never dead-lettered for them.
-    public var isTransient: @Sendable (any Error) -> Bool
+    package var isTransient: @Sendable (any Error) -> Bool
 
-    public init(
+    package init(
         batchSize: Int = 64, blockMilliseconds: Int = 1000, visibilityTimeoutMilliseconds: Int = 30_000, maxDeliveries: Int = 5,
         isTransient: @escaping @Sendable (any Error) -> Bool = BusError.isUnavailable
     ) {
@@ -28,7 +28,7 @@ public struct ConsumerOptions: Sendable {
 
     /// Runs `body`; while it fails with a transient error, waits (100 ms doubling to 2 s) and runs it
     /// again, until it succeeds, fails otherwise, or the task is cancelled.
-    public func retryingTransient<T: Sendable>(logger: Logger, _ body: () async throws -> T) async throws -> T {
+    package func retryingTransient<T: Sendable>(logger: Logger, _ body: () async throws -> T) async throws -> T {
         var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(2))
         while true {
             do {

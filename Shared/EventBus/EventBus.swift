@@ -1,19 +1,19 @@
 import AgentConnectCore
 
 /// One entry read from a stream.
-public struct BusEntry: Sendable {
+package struct BusEntry: Sendable {
     /// The stream it was read from.
-    public var stream: String
+    package var stream: String
     /// The stream entry id (`1700000000000-0`).
-    public var id: String
+    package var id: String
     /// The decoded event, or `nil` when the entry could not be decoded (see `raw`).
-    public var event: BusEvent?
+    package var event: BusEvent?
     /// The raw `e` field, kept for dead-lettering entries that do not decode.
-    public var raw: [UInt8]
+    package var raw: [UInt8]
     /// How many times the group has delivered this entry (1 on first delivery).
-    public var deliveries: Int
+    package var deliveries: Int
 
-    public init(stream: String, id: String, event: BusEvent?, raw: [UInt8], deliveries: Int = 1) {
+    package init(stream: String, id: String, event: BusEvent?, raw: [UInt8], deliveries: Int = 1) {
         self.stream = stream
         self.id = id
         self.event = event
@@ -23,21 +23,21 @@ public struct BusEntry: Sendable {
 }
 
 /// A lease a publish depends on: the Redis key and the value it must still hold.
-public struct LeaseFence: Sendable, Equatable {
-    public var key: String
-    public var holder: String
+package struct LeaseFence: Sendable, Equatable {
+    package var key: String
+    package var holder: String
 
-    public init(key: String, holder: String) {
+    package init(key: String, holder: String) {
         self.key = key
         self.holder = holder
     }
 
     /// The fence of the turn running in this task, set by the inbound consumer around each turn.
-    @TaskLocal public static var current: LeaseFence?
+    @TaskLocal package static var current: LeaseFence?
 }
 
 /// The outcome of a deduplicated publish.
-public enum PublishOutcome: Sendable, Equatable {
+package enum PublishOutcome: Sendable, Equatable {
     /// The event is on the stream with this entry id.
     case published(String)
     /// The dedup key was seen before; nothing was published.
@@ -46,7 +46,7 @@ public enum PublishOutcome: Sendable, Equatable {
 
 /// Normalized events between services (docs/architecture.md §2): at-least-once delivery through consumer
 /// groups, reclaiming of entries a dead consumer left pending, and a dead-letter stream.
-public protocol EventBus: Sendable {
+package protocol EventBus: Sendable {
     /// Appends `event` to `stream`; returns the entry id once the event is on the bus.
     func publish(_ event: BusEvent, to stream: String) async throws -> String
 
@@ -88,14 +88,14 @@ public protocol EventBus: Sendable {
 }
 
 /// Chooses the inbound partition of a conversation so all its events land on one stream.
-public enum Partitioner {
+package enum Partitioner {
     /// A stable hash (FNV-1a, 64-bit) of the conversation id modulo `partitions`.
-    public static func partition(of conversationId: String, partitions: Int) -> Int {
+    package static func partition(of conversationId: String, partitions: Int) -> Int {
         Int(stableHash(conversationId) % UInt64(max(1, partitions)))
     }
 
     /// The inbound stream for a conversation.
-    public static func inboundStream(for conversationId: String, partitions: Int) -> String {
+    package static func inboundStream(for conversationId: String, partitions: Int) -> String {
         Streams.inboundPartition(partition(of: conversationId, partitions: partitions))
     }
 }
@@ -104,7 +104,7 @@ extension EventBus {
     /// A deduplicated publish that rides out a Redis blip: retried with backoff (100 ms doubling to
     /// 2 s) while Redis is unavailable, up to `attempts` times; the last error is thrown. For events
     /// nobody will resend (a call's end noticed on a socket close).
-    public func publishRetrying(
+    package func publishRetrying(
         _ event: BusEvent, to stream: String, dedupKey: String, ttlSeconds: Int, attempts: Int = 8
     ) async throws -> PublishOutcome {
         var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(2))

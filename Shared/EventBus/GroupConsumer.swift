@@ -12,8 +12,8 @@ import ServiceLifecycle
 /// ``StreamSource``'s.
 ///
 /// On graceful shutdown it stops reading, finishes and acknowledges the entries in hand, and returns.
-public struct GroupConsumer: Service {
-    public typealias Handler = @Sendable (BusEvent, BusEntry) async throws -> Void
+package struct GroupConsumer: Service {
+    package typealias Handler = @Sendable (BusEvent, BusEntry) async throws -> Void
 
     private let source: StreamSource
     private let streams: [String]
@@ -21,7 +21,7 @@ public struct GroupConsumer: Service {
     private let handler: Handler
     private let logger: Logger
 
-    public init(
+    package init(
         bus: any EventBus, group: String, consumer: String, streams: [String], options: ConsumerOptions = .init(),
         logger: Logger, handler: @escaping Handler
     ) {
@@ -32,7 +32,7 @@ public struct GroupConsumer: Service {
         self.logger = logger
     }
 
-    public func run() async throws {
+    package func run() async throws {
         let stopping = NIOLockedValueBox(false)
         try await withGracefulShutdownHandler {
             // Entries are handled as they arrive, up to `batchSize` at once: a slow one (Twilio taking
@@ -109,8 +109,8 @@ public struct GroupConsumer: Service {
 
 /// Thrown by a handler that knows its entry can never succeed (Twilio refused it for good): the
 /// consumer moves the entry to ``Streams/dead`` at once, whatever its delivery count.
-public struct GiveUp: Error, CustomStringConvertible {
-    public var reason: String
-    public init(_ reason: String) { self.reason = reason }
-    public var description: String { reason }
+package struct GiveUp: Error, CustomStringConvertible {
+    package var reason: String
+    package init(_ reason: String) { self.reason = reason }
+    package var description: String { reason }
 }

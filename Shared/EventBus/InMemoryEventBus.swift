@@ -2,7 +2,7 @@ import AgentConnectCore
 import NIOConcurrencyHelpers
 
 /// An ``EventBus`` held in memory with the same group semantics as Redis Streams, for unit tests.
-public final class InMemoryEventBus: EventBus {
+package final class InMemoryEventBus: EventBus {
     private struct Entry {
         var id: String
         var raw: [UInt8]
@@ -28,17 +28,17 @@ public final class InMemoryEventBus: EventBus {
     private let state = NIOLockedValueBox(State())
     private let clock = ContinuousClock()
 
-    public init() {}
+    package init() {}
 
     /// Entries moved to the dead-letter stream, with their errors.
-    public var deadLetters: [(entry: BusEntry, error: String)] { state.withLockedValue { $0.dead } }
+    package var deadLetters: [(entry: BusEntry, error: String)] { state.withLockedValue { $0.dead } }
 
     /// Every event on a stream, in order.
-    public func events(on stream: String) -> [BusEvent] {
+    package func events(on stream: String) -> [BusEvent] {
         state.withLockedValue { $0.streams[stream, default: []].compactMap { try? BusEvent.decode($0.raw) } }
     }
 
-    public func publish(_ event: BusEvent, to stream: String) async throws -> String {
+    package func publish(_ event: BusEvent, to stream: String) async throws -> String {
         let raw = try event.encoded()
         return state.withLockedValue { state in
             state.sequence += 1
@@ -48,20 +48,20 @@ public final class InMemoryEventBus: EventBus {
         }
     }
 
-    public func publish(_ event: BusEvent, to stream: String, dedupKey: String, ttlSeconds: Int) async throws -> PublishOutcome {
+    package func publish(_ event: BusEvent, to stream: String, dedupKey: String, ttlSeconds: Int) async throws -> PublishOutcome {
         let fresh = state.withLockedValue { $0.dedup.insert(dedupKey).inserted }
         guard fresh else { return .duplicate }
         return .published(try await publish(event, to: stream))
     }
 
-    public func ensureGroup(_ group: String, on stream: String) async throws {
+    package func ensureGroup(_ group: String, on stream: String) async throws {
         state.withLockedValue { state in
             if state.groups[stream]?[group] == nil { state.groups[stream, default: [:]][group] = Group() }
             if state.streams[stream] == nil { state.streams[stream] = [] }
         }
     }
 
-    public func readGroup(_ group: String, consumer: String, streams: [String], count: Int, blockMilliseconds: Int) async throws -> [BusEntry] {
+    package func readGroup(_ group: String, consumer: String, streams: [String], count: Int, blockMilliseconds: Int) async throws -> [BusEntry] {
         let deadline = clock.now + .milliseconds(blockMilliseconds)
         while true {
             let now = clock.now
@@ -87,13 +87,13 @@ public final class InMemoryEventBus: EventBus {
         }
     }
 
-    public func ack(_ group: String, stream: String, ids: [String]) async throws {
+    package func ack(_ group: String, stream: String, ids: [String]) async throws {
         state.withLockedValue { state in
             for id in ids { state.groups[stream]?[group]?.pending[id] = nil }
         }
     }
 
-    public func reclaim(_ group: String, consumer: String, stream: String, minIdleMilliseconds: Int, count: Int) async throws -> [BusEntry] {
+    package func reclaim(_ group: String, consumer: String, stream: String, minIdleMilliseconds: Int, count: Int) async throws -> [BusEntry] {
         let now = clock.now
         return state.withLockedValue { state in
             guard var groupState = state.groups[stream]?[group] else { return [] }
@@ -115,7 +115,7 @@ public final class InMemoryEventBus: EventBus {
         }
     }
 
-    public func touch(_ group: String, consumer: String, stream: String, ids: [String]) async throws {
+    package func touch(_ group: String, consumer: String, stream: String, ids: [String]) async throws {
         let now = clock.now
         state.withLockedValue { state in
             for id in ids where state.groups[stream]?[group]?.pending[id] != nil {
@@ -125,25 +125,25 @@ public final class InMemoryEventBus: EventBus {
         }
     }
 
-    public func publish(_ event: BusEvent, to stream: String, fence: LeaseFence) async throws -> String {
+    package func publish(_ event: BusEvent, to stream: String, fence: LeaseFence) async throws -> String {
         let holds = state.withLockedValue { $0.leases[fence.key] == nil || $0.leases[fence.key] == fence.holder }
         guard holds else { throw BusError(.fenced, "lease \(fence.key) is no longer held by \(fence.holder)") }
         return try await publish(event, to: stream)
     }
 
     /// Sets (or clears) a lease value that fenced publishes check (tests).
-    public func setLease(_ key: String, holder: String?) {
+    package func setLease(_ key: String, holder: String?) {
         state.withLockedValue { $0.leases[key] = holder }
     }
 
-    public func deadLetter(_ entry: BusEntry, group: String, error: String) async throws {
+    package func deadLetter(_ entry: BusEntry, group: String, error: String) async throws {
         state.withLockedValue { state in
             state.dead.append((entry, error))
             state.groups[entry.stream]?[group]?.pending[entry.id] = nil
         }
     }
 
-    public func read(after positions: [String: String], count: Int, blockMilliseconds: Int) async throws -> [BusEntry] {
+    package func read(after positions: [String: String], count: Int, blockMilliseconds: Int) async throws -> [BusEntry] {
         let deadline = clock.now + .milliseconds(blockMilliseconds)
         while true {
             let entries = state.withLockedValue { state -> [BusEntry] in
@@ -163,11 +163,11 @@ public final class InMemoryEventBus: EventBus {
         }
     }
 
-    public func pendingCount(_ group: String, stream: String) async throws -> Int {
+    package func pendingCount(_ group: String, stream: String) async throws -> Int {
         state.withLockedValue { $0.groups[stream]?[group]?.pending.count ?? 0 }
     }
 
-    public func length(of stream: String) async throws -> Int {
+    package func length(of stream: String) async throws -> Int {
         state.withLockedValue { $0.streams[stream]?.count ?? 0 }
     }
 }

@@ -10,7 +10,7 @@ import NIOSSL
 /// Ordinary commands share one pipelined connection; blocking reads borrow a dedicated connection
 /// from a small pool (``withBlockingConnection(_:)``), so a `BLOCK` never delays anything else. When
 /// Redis goes away, calls fail fast with ``BusError/Code/unavailable`` and the next call reconnects.
-public final class RedisClient: Sendable {
+package final class RedisClient: Sendable {
     private enum State {
         case idle
         case connecting([CheckedContinuation<RedisConnection, any Error>])
@@ -18,7 +18,7 @@ public final class RedisClient: Sendable {
     }
 
     /// Where Redis is.
-    public let configuration: RedisConfiguration
+    package let configuration: RedisConfiguration
     private let group: any EventLoopGroup
     private let logger: Logger
     private let shared = NIOLockedValueBox<State>(.idle)
@@ -26,7 +26,7 @@ public final class RedisClient: Sendable {
     private let maxIdleBlocking = 32
     private let tlsContextBox = NIOLockedValueBox<NIOSSLContext?>(nil)
 
-    public init(configuration: RedisConfiguration, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) {
+    package init(configuration: RedisConfiguration, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) {
         self.configuration = configuration
         self.group = eventLoopGroup
         self.logger = logger
@@ -37,7 +37,7 @@ public final class RedisClient: Sendable {
     /// `timeout` replaces ``RedisConfiguration/commandTimeout`` for this batch (e.g. a lease renewal
     /// that must fail before the lease expires); past it the shared connection is closed and its
     /// commands fail with ``BusError/Code/unavailable``.
-    public func send(_ commands: [[RedisArgument]], timeout: Duration? = nil) async throws -> [RedisValue] {
+    package func send(_ commands: [[RedisArgument]], timeout: Duration? = nil) async throws -> [RedisValue] {
         let connection = try await sharedConnection()
         do {
             return try await connection.send(commands, timeout: timeout.map { TimeAmount($0) })
@@ -49,13 +49,13 @@ public final class RedisClient: Sendable {
 
     /// Sends one command on the shared connection, throwing on an error reply.
     @discardableResult
-    public func command(_ arguments: RedisArgument...) async throws -> RedisValue {
+    package func command(_ arguments: RedisArgument...) async throws -> RedisValue {
         try await command(arguments)
     }
 
     /// Sends one command on the shared connection, throwing on an error reply.
     @discardableResult
-    public func command(_ arguments: [RedisArgument]) async throws -> RedisValue {
+    package func command(_ arguments: [RedisArgument]) async throws -> RedisValue {
         let reply = try await send([arguments])[0]
         if case .error(let message) = reply { throw BusError(.server, message) }
         return reply
@@ -63,7 +63,7 @@ public final class RedisClient: Sendable {
 
     /// Runs `body` with a connection nobody else uses (for `BLOCK` reads). Cancelling the task
     /// closes that connection, so a blocked read ends at once.
-    public func withBlockingConnection<T: Sendable>(_ body: (RedisConnection) async throws -> T) async throws -> T {
+    package func withBlockingConnection<T: Sendable>(_ body: (RedisConnection) async throws -> T) async throws -> T {
         let connection = try await borrowBlocking()
         do {
             let result = try await withTaskCancellationHandler {
@@ -80,7 +80,7 @@ public final class RedisClient: Sendable {
     }
 
     /// Closes every connection.
-    public func shutdown() {
+    package func shutdown() {
         let state = shared.withLockedValue { state -> State in
             let old = state
             state = .idle
@@ -198,7 +198,7 @@ public final class RedisClient: Sendable {
 extension RedisClient {
     /// The `maxmemory-policy` Redis runs with, read from `INFO memory` (managed Redis services often
     /// disable `CONFIG GET`).
-    public func evictionPolicy() async throws -> String {
+    package func evictionPolicy() async throws -> String {
         let reply: RedisValue
         do {
             reply = try await command("INFO", "memory")
@@ -220,7 +220,7 @@ extension RedisClient {
     /// evict keys: anything but `noeviction`. Our dedup keys carry TTLs, so even `volatile-*` policies
     /// can drop them and break exactly-once. While Redis cannot be reached it retries (returning
     /// when the task is cancelled).
-    public func requireNoEviction() async throws {
+    package func requireNoEviction() async throws {
         var delay: Duration = .milliseconds(200)
         while !Task.isCancelled {
             do {

@@ -64,12 +64,12 @@ enum RESPEncoder {
 }
 
 /// One argument of a Redis command.
-public enum RedisArgument: Sendable, ExpressibleByStringLiteral, ExpressibleByIntegerLiteral {
+package enum RedisArgument: Sendable, ExpressibleByStringLiteral, ExpressibleByIntegerLiteral {
     case string(String)
     case bytes([UInt8])
 
-    public init(stringLiteral value: String) { self = .string(value) }
-    public init(integerLiteral value: Int) { self = .string(String(value)) }
+    package init(stringLiteral value: String) { self = .string(value) }
+    package init(integerLiteral value: Int) { self = .string(String(value)) }
 }
 
 /// Owns hiredis's `redisReader`, confined to one event loop.

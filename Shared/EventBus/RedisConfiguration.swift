@@ -5,24 +5,24 @@ import Foundation
 /// (`redis://[[user]:password@]host[:port][/db]`, or `rediss://` for TLS) and the `REDIS_*` settings.
 ///
 /// `description` masks the password, so a configuration can be logged.
-public struct RedisConfiguration: Sendable, Equatable, CustomStringConvertible {
-    public var host: String
-    public var port: Int
+package struct RedisConfiguration: Sendable, Equatable, CustomStringConvertible {
+    package var host: String
+    package var port: Int
     /// ACL user (`AUTH user password`); `nil` for the default user.
-    public var username: String?
-    public var password: String?
-    public var database: Int
+    package var username: String?
+    package var password: String?
+    package var database: Int
     /// TLS (`rediss://`): SNI and certificate + hostname verification.
-    public var tls: Bool
+    package var tls: Bool
     /// PEM CA bundle to trust for TLS (`REDIS_TLS_CA_FILE`); `nil` for the system trust roots.
-    public var caFile: String?
+    package var caFile: String?
     /// Deadline of every command (`REDIS_COMMAND_TIMEOUT_MS`); a `BLOCK` read gets its block time on top.
     /// When it passes, the connection is closed and every command pending on it fails.
-    public var commandTimeout: Duration
+    package var commandTimeout: Duration
     /// Bound on TCP connect + TLS handshake + `AUTH`/`SELECT` (`REDIS_CONNECT_TIMEOUT_MS`).
-    public var connectTimeout: Duration
+    package var connectTimeout: Duration
 
-    public init(
+    package init(
         host: String = "127.0.0.1", port: Int = 6379, username: String? = nil, password: String? = nil, database: Int = 0,
         tls: Bool = false, caFile: String? = nil, commandTimeout: Duration = .seconds(5), connectTimeout: Duration = .seconds(5)
     ) {
@@ -39,7 +39,7 @@ public struct RedisConfiguration: Sendable, Equatable, CustomStringConvertible {
 
     /// Parses a `redis://` or `rediss://` URL, throwing a ``ConfigurationError`` naming `REDIS_URL`
     /// (never showing the password) when malformed. User and password are percent-decoded.
-    public init(url: String, variable: String = "REDIS_URL") throws {
+    package init(url: String, variable: String = "REDIS_URL") throws {
         let parsed = try ConnectionURL(parsing: url, variable: variable)
         guard parsed.scheme == "redis" || parsed.scheme == "rediss" else {
             throw ConfigurationError(
@@ -65,7 +65,7 @@ public struct RedisConfiguration: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// `REDIS_URL` plus `REDIS_TLS_CA_FILE`, `REDIS_COMMAND_TIMEOUT_MS` and `REDIS_CONNECT_TIMEOUT_MS`.
-    public init(environment: Environment) throws {
+    package init(environment: Environment) throws {
         let url = environment.string("REDIS_URL") ?? "redis://127.0.0.1:6379"
         try self.init(url: url)
         commandTimeout = .milliseconds(try environment.int("REDIS_COMMAND_TIMEOUT_MS", default: 5000, range: 100...600_000))
@@ -83,7 +83,7 @@ public struct RedisConfiguration: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The URL with the password masked.
-    public var description: String {
+    package var description: String {
         let scheme = tls ? "rediss" : "redis"
         let credentials = password == nil ? "" : "\(username ?? ""):***@"
         let hostPart = host.contains(":") ? "[\(host)]" : host

@@ -18,7 +18,7 @@ import Darwin
 /// a deadline (``RedisConfiguration/commandTimeout``, plus the `BLOCK` time of a blocking read):
 /// when it passes, the connection is closed and its pending commands fail with
 /// ``BusError/Code/unavailable``. The socket has TCP keepalive on.
-public final class RedisConnection: Sendable {
+package final class RedisConnection: Sendable {
     private let channel: any Channel
     private let commandTimeout: TimeAmount
     /// Requests sent since the event loop last wrote: they go out together, with one flush (one
@@ -31,7 +31,7 @@ public final class RedisConnection: Sendable {
     }
 
     /// Opens a plain connection to `host:port`, optionally authenticating and selecting a database.
-    public static func connect(
+    package static func connect(
         host: String, port: Int, password: String?, database: Int?, on group: any EventLoopGroup,
         timeout: TimeAmount = .seconds(2)
     ) async throws -> RedisConnection {
@@ -44,7 +44,7 @@ public final class RedisConnection: Sendable {
     /// `tlsContext`, or one made from the configuration), `AUTH [user] password`, `SELECT db`.
     /// Connect, handshake and setup together are bounded by ``RedisConfiguration/connectTimeout``;
     /// a failure throws a ``BusError`` that names `REDIS_URL` (and `REDIS_TLS_CA_FILE` for TLS).
-    public static func connect(
+    package static func connect(
         configuration: RedisConfiguration, tlsContext: NIOSSLContext? = nil, on group: any EventLoopGroup
     ) async throws -> RedisConnection {
         let host = configuration.host
@@ -112,7 +112,7 @@ public final class RedisConnection: Sendable {
 
     /// The client TLS context for `configuration`: TLS 1.2+, certificate and hostname verification,
     /// trusting `caFile` or else the system roots. Throws a ``ConfigurationError`` naming `REDIS_TLS_CA_FILE`.
-    public static func makeTLSContext(_ configuration: RedisConfiguration) throws -> NIOSSLContext {
+    package static func makeTLSContext(_ configuration: RedisConfiguration) throws -> NIOSSLContext {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv12
         tls.certificateVerification = .fullVerification
@@ -151,7 +151,7 @@ public final class RedisConnection: Sendable {
     }
 
     /// Whether the socket is still open.
-    public var isActive: Bool { channel.isActive }
+    package var isActive: Bool { channel.isActive }
 
     /// Sends a batch of commands in one write and returns their replies in order.
     /// Error replies come back as `.error` values; a broken connection or a passed deadline throws.
@@ -159,7 +159,7 @@ public final class RedisConnection: Sendable {
     /// The deadline is `timeout` (default: the connection's command timeout), plus the longest
     /// `BLOCK` time of the batch's blocking reads (or `WAIT`/`WAITAOF` timeout); `BLOCK 0` (wait
     /// forever) has no deadline.
-    public func send(_ commands: [[RedisArgument]], timeout: TimeAmount? = nil) async throws -> [RedisValue] {
+    package func send(_ commands: [[RedisArgument]], timeout: TimeAmount? = nil) async throws -> [RedisValue] {
         guard !commands.isEmpty else { return [] }
         var buffer = channel.allocator.buffer(capacity: 64 * commands.count)
         var promises: [EventLoopPromise<RedisValue>] = []
@@ -234,20 +234,20 @@ public final class RedisConnection: Sendable {
 
     /// Sends one command and returns its reply, throwing on an error reply.
     @discardableResult
-    public func command(_ arguments: RedisArgument...) async throws -> RedisValue {
+    package func command(_ arguments: RedisArgument...) async throws -> RedisValue {
         try await command(arguments)
     }
 
     /// Sends one command and returns its reply, throwing on an error reply.
     @discardableResult
-    public func command(_ arguments: [RedisArgument]) async throws -> RedisValue {
+    package func command(_ arguments: [RedisArgument]) async throws -> RedisValue {
         let reply = try await send([arguments])[0]
         if case .error(let message) = reply { throw BusError(.server, message) }
         return reply
     }
 
     /// Closes the socket; pending commands fail with `.unavailable`.
-    public func close() {
+    package func close() {
         channel.close(promise: nil)
     }
 }

@@ -7,7 +7,7 @@ import NIOConcurrencyHelpers
 /// call's `EVAL`. A server that does not have the script (`NOSCRIPT`: restarted, `SCRIPT FLUSH`, a
 /// failover) ran nothing, so the call is simply sent again with `EVAL` (and the digest re-learned).
 /// A user not allowed `SCRIPT LOAD` (`NOPERM`) keeps using `EVAL`.
-public final class RedisScript: Sendable {
+package final class RedisScript: Sendable {
     private enum Digest {
         case unknown
         case known(String)
@@ -16,10 +16,10 @@ public final class RedisScript: Sendable {
     }
 
     /// The Lua source.
-    public let source: String
+    package let source: String
     private let digest = NIOLockedValueBox(Digest.unknown)
 
-    public init(_ source: String) {
+    package init(_ source: String) {
         self.source = source
     }
 
@@ -34,7 +34,7 @@ public final class RedisScript: Sendable {
     /// Runs the script with `keys` and `arguments`, followed in the same write by `then` (e.g.
     /// `WAITAOF`); returns the script's reply (an `.error` value for an error reply) followed by the
     /// replies of `then`.
-    public func run(
+    package func run(
         on client: RedisClient, keys: [RedisArgument], arguments: [RedisArgument], then: [[RedisArgument]] = []
     ) async throws -> [RedisValue] {
         let tail: [RedisArgument] = [.string(String(keys.count))] + keys + arguments

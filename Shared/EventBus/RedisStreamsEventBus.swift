@@ -9,16 +9,16 @@ import NIOConcurrencyHelpers
 /// Each entry carries one field, `e`, holding the JSON envelope. Streams keep `retentionSeconds` of
 /// entries: acknowledged ones are removed once older, and one still pending when it is trimmed is
 /// dead-lettered (with its id) and counted, never silently acknowledged.
-public struct RedisStreamsEventBus: EventBus {
+package struct RedisStreamsEventBus: EventBus {
     /// The client commands go through.
-    public let client: RedisClient
+    package let client: RedisClient
     /// How long entries stay on a stream (`XADD … MINID ~ <now − retention>`).
-    public let retentionSeconds: Int
+    package let retentionSeconds: Int
     /// When set, a deduplicated publish (an accepted webhook) returns only once the entry is in the
     /// append-only file on disk (`WAITAOF 1 0`, Redis 7.2+).
-    public let durability: BusDurability
+    package let durability: BusDurability
 
-    public init(client: RedisClient, retentionSeconds: Int = 7 * 86_400, durability: BusDurability = .none) {
+    package init(client: RedisClient, retentionSeconds: Int = 7 * 86_400, durability: BusDurability = .none) {
         self.client = client
         self.retentionSeconds = retentionSeconds
         self.durability = durability
@@ -30,7 +30,7 @@ public struct RedisStreamsEventBus: EventBus {
         return .string("\(max(0, now - Int64(retention ?? retentionSeconds) * 1000))-0")
     }
 
-    public func publish(_ event: BusEvent, to stream: String) async throws -> String {
+    package func publish(_ event: BusEvent, to stream: String) async throws -> String {
         let reply = try await client.command(
             "XADD", .string(stream), "MINID", "~", minimumId(), "*", "e", .bytes(try event.encoded()))
         guard let id = reply.string else { throw BusError(.protocolViolation, "XADD returned \(reply)") }
@@ -44,7 +44,7 @@ public struct RedisStreamsEventBus: EventBus {
         return redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[2], '*', 'e', ARGV[3])
         """)
 
-    public func publish(_ event: BusEvent, to stream: String, fence: LeaseFence) async throws -> String {
+    package func publish(_ event: BusEvent, to stream: String, fence: LeaseFence) async throws -> String {
         let reply = try await Self.fencedScript.run(
             on: client, keys: [.string(fence.key), .string(stream)], arguments: [.string(fence.holder), minimumId(), .bytes(try event.encoded())])[0]
         if case .error(let message) = reply {
@@ -64,7 +64,7 @@ public struct RedisStreamsEventBus: EventBus {
         return false
         """)
 
-    public func publish(_ event: BusEvent, to stream: String, dedupKey: String, ttlSeconds: Int) async throws -> PublishOutcome {
+    package func publish(_ event: BusEvent, to stream: String, dedupKey: String, ttlSeconds: Int) async throws -> PublishOutcome {
         let waitAOF = try await durability.usesWaitAOF(client)
         let replies = try await Self.dedupScript.run(
             on: client, keys: [.string(dedupKey), .string(stream)],
@@ -87,14 +87,14 @@ public struct RedisStreamsEventBus: EventBus {
         }
     }
 
-    public func ensureGroup(_ group: String, on stream: String) async throws {
+    package func ensureGroup(_ group: String, on stream: String) async throws {
         let reply = try await client.send([["XGROUP", "CREATE", .string(stream), .string(group), "0", "MKSTREAM"]])[0]
         if case .error(let message) = reply, !message.hasPrefix("BUSYGROUP") {
             throw BusError(.server, message)
         }
     }
 
-    public func readGroup(_ group: String, consumer: String, streams: [String], count: Int, blockMilliseconds: Int) async throws -> [BusEntry] {
+    package func readGroup(_ group: String, consumer: String, streams: [String], count: Int, blockMilliseconds: Int) async throws -> [BusEntry] {
         guard !streams.isEmpty else { return [] }
         var arguments: [RedisArgument] = [
             "XREADGROUP", "GROUP", .string(group), .string(consumer), "COUNT", .string(String(count)),
@@ -106,12 +106,12 @@ public struct RedisStreamsEventBus: EventBus {
         return try Self.parseStreams(reply)
     }
 
-    public func ack(_ group: String, stream: String, ids: [String]) async throws {
+    package func ack(_ group: String, stream: String, ids: [String]) async throws {
         guard !ids.isEmpty else { return }
         try await client.command(["XACK", .string(stream), .string(group)] + ids.map { .string($0) })
     }
 
-    public func reclaim(_ group: String, consumer: String, stream: String, minIdleMilliseconds: Int, count: Int) async throws -> [BusEntry] {
+    package func reclaim(_ group: String, consumer: String, stream: String, minIdleMilliseconds: Int, count: Int) async throws -> [BusEntry] {
         let reply = try await client.command(
             "XAUTOCLAIM", .string(stream), .string(group), .string(consumer), .string(String(minIdleMilliseconds)),
             "0-0", "COUNT", .string(String(count)))
@@ -158,7 +158,7 @@ public struct RedisStreamsEventBus: EventBus {
     /// Dead letters are kept at least 30 days, however short the streams' retention.
     static let deadLetterRetentionSeconds = 30 * 86_400
 
-    public func deadLetter(_ entry: BusEntry, group: String, error: String) async throws {
+    package func deadLetter(_ entry: BusEntry, group: String, error: String) async throws {
         let reply = try await Self.deadLetterScript.run(
             on: client, keys: [.string(entry.stream), .string(Streams.dead)],
             arguments: [
@@ -168,13 +168,13 @@ public struct RedisStreamsEventBus: EventBus {
         if case .error(let message) = reply { throw BusError(.server, "dead-letter failed: \(message)") }
     }
 
-    public func touch(_ group: String, consumer: String, stream: String, ids: [String]) async throws {
+    package func touch(_ group: String, consumer: String, stream: String, ids: [String]) async throws {
         guard !ids.isEmpty else { return }
         try await client.command(
             ["XCLAIM", .string(stream), .string(group), .string(consumer), "0"] + ids.map { .string($0) } + ["JUSTID"])
     }
 
-    public func read(after positions: [String: String], count: Int, blockMilliseconds: Int) async throws -> [BusEntry] {
+    package func read(after positions: [String: String], count: Int, blockMilliseconds: Int) async throws -> [BusEntry] {
         guard !positions.isEmpty else { return [] }
         let ordered = positions.sorted { $0.key < $1.key }
         var arguments: [RedisArgument] = ["XREAD", "COUNT", .string(String(count)), "BLOCK", .string(String(blockMilliseconds)), "STREAMS"]
@@ -184,7 +184,7 @@ public struct RedisStreamsEventBus: EventBus {
         return try Self.parseStreams(reply)
     }
 
-    public func pendingCount(_ group: String, stream: String) async throws -> Int {
+    package func pendingCount(_ group: String, stream: String) async throws -> Int {
         let reply = try await client.send([["XPENDING", .string(stream), .string(group)]])[0]
         if case .error(let message) = reply {
             if message.contains("NOGROUP") { return 0 }
@@ -193,7 +193,7 @@ public struct RedisStreamsEventBus: EventBus {
         return Int(reply.array?.first?.integer ?? 0)
     }
 
-    public func length(of stream: String) async throws -> Int {
+    package func length(of stream: String) async throws -> Int {
         Int(try await client.command("XLEN", .string(stream)).integer ?? 0)
     }
 
@@ -226,7 +226,7 @@ public struct RedisStreamsEventBus: EventBus {
 }
 
 /// What a deduplicated publish (an accepted webhook) waits for before it counts as on the bus.
-public enum BusDurability: Sendable {
+package enum BusDurability: Sendable {
     /// Nothing beyond Redis's reply: what survives a Redis crash is what the server's own
     /// `appendfsync` setting has written (ship `appendfsync always` for no loss).
     case none
@@ -239,7 +239,7 @@ public enum BusDurability: Sendable {
     static let waitMilliseconds = 1000
 
     /// Reads `BUS_DURABILITY`: `auto` (default), `waitaof` or `none`.
-    public static func fromSetting(_ value: String?) -> BusDurability? {
+    package static func fromSetting(_ value: String?) -> BusDurability? {
         switch value?.lowercased() ?? "auto" {
         case "auto", "": return .auto(AutoDetected())
         case "waitaof": return .waitAOF
@@ -257,10 +257,10 @@ public enum BusDurability: Sendable {
     }
 
     /// The server's support for `WAITAOF`, read once from `INFO`.
-    public final class AutoDetected: Sendable {
+    package final class AutoDetected: Sendable {
         private let known = NIOLockedValueBox<Bool?>(nil)
 
-        public init() {}
+        package init() {}
 
         func resolve(_ client: RedisClient) async throws -> Bool {
             if let known = known.withLockedValue({ $0 }) { return known }

@@ -1,7 +1,7 @@
 import CHiredis
 
 /// A RESP2 reply, deep-copied out of hiredis's reply tree so it can cross threads.
-public enum RedisValue: Sendable, Equatable {
+package enum RedisValue: Sendable, Equatable {
     case status(String)
     case error(String)
     case integer(Int64)
@@ -32,7 +32,7 @@ public enum RedisValue: Sendable, Equatable {
     }
 
     /// The value as text (bulk or status).
-    public var string: String? {
+    package var string: String? {
         switch self {
         case .bulk(let bytes): return String(decoding: bytes, as: UTF8.self)
         case .status(let text): return text
@@ -42,13 +42,13 @@ public enum RedisValue: Sendable, Equatable {
     }
 
     /// The elements of an array reply.
-    public var array: [RedisValue]? {
+    package var array: [RedisValue]? {
         if case .array(let values) = self { return values }
         return nil
     }
 
     /// The integer of an integer reply.
-    public var integer: Int64? {
+    package var integer: Int64? {
         switch self {
         case .integer(let value): return value
         case .bulk, .status: return string.flatMap { Int64($0) }
@@ -57,7 +57,7 @@ public enum RedisValue: Sendable, Equatable {
     }
 
     /// Whether this is an error reply.
-    public var isError: Bool {
+    package var isError: Bool {
         if case .error = self { return true }
         return false
     }

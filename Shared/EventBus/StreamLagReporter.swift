@@ -5,14 +5,14 @@ import ServiceLifecycle
 
 /// Reports, every few seconds, how long each stream is and how many entries a group has not yet
 /// acknowledged: `agentconnect_stream_length{stream}` and `agentconnect_stream_pending{stream,group}`.
-public struct StreamLagReporter: Service {
+package struct StreamLagReporter: Service {
     let bus: any EventBus
     let group: String
     let streams: @Sendable () -> [String]
     let interval: Duration
     let logger: Logger
 
-    public init(bus: any EventBus, group: String, interval: Duration = .seconds(5), logger: Logger, streams: @escaping @Sendable () -> [String]) {
+    package init(bus: any EventBus, group: String, interval: Duration = .seconds(5), logger: Logger, streams: @escaping @Sendable () -> [String]) {
         self.bus = bus
         self.group = group
         self.streams = streams
@@ -20,7 +20,7 @@ public struct StreamLagReporter: Service {
         self.logger = logger
     }
 
-    public func run() async throws {
+    package func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 var lengths: [String: Int] = [:]

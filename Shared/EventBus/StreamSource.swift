@@ -5,18 +5,18 @@ import Metrics
 import NIOConcurrencyHelpers
 
 /// The entries a consumer is working on right now, by stream.
-public final class InFlightEntries: Sendable {
+package final class InFlightEntries: Sendable {
     private let entries = NIOLockedValueBox<[String: Set<String>]>([:])
 
-    public init() {}
+    package init() {}
 
     /// Starts tracking an entry; false when it is already in flight here (a reclaim of our own work).
-    public func begin(_ entry: BusEntry) -> Bool {
+    package func begin(_ entry: BusEntry) -> Bool {
         entries.withLockedValue { $0[entry.stream, default: []].insert(entry.id).inserted }
     }
 
     /// Stops tracking an entry (acknowledged, dead-lettered, or left pending on purpose).
-    public func end(_ entry: BusEntry) {
+    package func end(_ entry: BusEntry) {
         entries.withLockedValue { entries in
             entries[entry.stream]?.remove(entry.id)
             if entries[entry.stream]?.isEmpty == true { entries[entry.stream] = nil }
@@ -24,15 +24,15 @@ public final class InFlightEntries: Sendable {
     }
 
     /// How many entries are in flight.
-    public var count: Int { entries.withLockedValue { $0.values.reduce(0) { $0 + $1.count } } }
+    package var count: Int { entries.withLockedValue { $0.values.reduce(0) { $0 + $1.count } } }
 
     /// How many entries of these streams are in flight.
-    public func count(in streams: Set<String>) -> Int {
+    package func count(in streams: Set<String>) -> Int {
         entries.withLockedValue { entries in streams.reduce(0) { $0 + (entries[$1]?.count ?? 0) } }
     }
 
     /// The ids in flight, by stream.
-    public var snapshot: [String: [String]] { entries.withLockedValue { $0.mapValues { Array($0) } } }
+    package var snapshot: [String: [String]] { entries.withLockedValue { $0.mapValues { Array($0) } } }
 }
 
 /// The reading side every consumer loop shares: new entries, reclaiming what was abandoned, keeping
@@ -45,19 +45,19 @@ public final class InFlightEntries: Sendable {
 ///   handler's (left pending for a retry).
 /// - An entry delivered more than `maxDeliveries` times, or one that does not decode, goes to
 ///   ``Streams/dead`` (counted in `agentconnect_dead_letters_total{stream}`).
-public struct StreamSource: Sendable {
-    public let bus: any EventBus
-    public let group: String
-    public let consumer: String
-    public let options: ConsumerOptions
-    public let logger: Logger
+package struct StreamSource: Sendable {
+    package let bus: any EventBus
+    package let group: String
+    package let consumer: String
+    package let options: ConsumerOptions
+    package let logger: Logger
     /// What this consumer is working on.
-    public let inFlight = InFlightEntries()
+    package let inFlight = InFlightEntries()
     private let lastRefresh = NIOLockedValueBox(ContinuousClock.now)
     /// Acknowledgements of entries finished at about the same time go out together.
     private let acks: AckBatcher
 
-    public init(bus: any EventBus, group: String, consumer: String, options: ConsumerOptions, logger: Logger) {
+    package init(bus: any EventBus, group: String, consumer: String, options: ConsumerOptions, logger: Logger) {
         self.bus = bus
         self.group = group
         self.consumer = consumer
@@ -77,15 +77,15 @@ public struct StreamSource: Sendable {
     }
 
     /// How often in-flight entries have their idle time reset: well inside the visibility timeout.
-    public var refreshInterval: Duration { .milliseconds(max(200, options.visibilityTimeoutMilliseconds / 5)) }
+    package var refreshInterval: Duration { .milliseconds(max(200, options.visibilityTimeoutMilliseconds / 5)) }
 
     /// Creates the group on each stream when missing.
-    public func ensureGroups(_ streams: [String]) async throws {
+    package func ensureGroups(_ streams: [String]) async throws {
         for stream in streams { try await bus.ensureGroup(group, on: stream) }
     }
 
     /// New entries (`>`), at most `room`, waiting up to `blockMilliseconds`; each now in flight.
-    public func readNew(streams: [String], room: Int, blockMilliseconds: Int) async throws -> [BusEntry] {
+    package func readNew(streams: [String], room: Int, blockMilliseconds: Int) async throws -> [BusEntry] {
         guard room > 0, !streams.isEmpty else { return [] }
         let entries = try await bus.readGroup(group, consumer: consumer, streams: streams, count: room, blockMilliseconds: blockMilliseconds)
         return entries.filter { inFlight.begin($0) }
@@ -93,7 +93,7 @@ public struct StreamSource: Sendable {
 
     /// Entries of `streams` idle past the visibility timeout, at most `room`; each now in flight.
     /// Entries already in flight here are skipped (they stay pending under this consumer).
-    public func reclaimStale(streams: [String], room: Int) async throws -> [BusEntry] {
+    package func reclaimStale(streams: [String], room: Int) async throws -> [BusEntry] {
         var result: [BusEntry] = []
         for stream in streams where result.count < room {
             let stale = try await bus.reclaim(
@@ -109,7 +109,7 @@ public struct StreamSource: Sendable {
     }
 
     /// Resets the idle time of everything in flight, when ``refreshInterval`` has passed.
-    public func refreshIfDue() async {
+    package func refreshIfDue() async {
         let due = lastRefresh.withLockedValue { last in
             guard ContinuousClock.now - last >= refreshInterval else { return false }
             last = .now
@@ -126,7 +126,7 @@ public struct StreamSource: Sendable {
     }
 
     /// Whether the entry has been delivered too often, or cannot be decoded: dead-letter it.
-    public func deadLetterReason(_ entry: BusEntry) -> String? {
+    package func deadLetterReason(_ entry: BusEntry) -> String? {
         if entry.event == nil { return "entry does not decode as an event envelope" }
         if entry.deliveries > options.maxDeliveries { return "delivered \(entry.deliveries) times without success" }
         return nil
@@ -135,7 +135,7 @@ public struct StreamSource: Sendable {
     /// Acknowledges a handled entry (a few quick retries across a Redis blip) and ends it. Entries
     /// acknowledged while an earlier acknowledgement is on its way go out together (``AckBatcher``):
     /// one `XACK` per stream, each caller returning once its own entry's was answered.
-    public func ack(_ entry: BusEntry) async {
+    package func ack(_ entry: BusEntry) async {
         defer { inFlight.end(entry) }
         do {
             try await withRetries { try await acks.ack(stream: entry.stream, id: entry.id) }
@@ -146,13 +146,13 @@ public struct StreamSource: Sendable {
 
     /// Ends an entry without acknowledging it: it stays pending and is retried after the visibility
     /// timeout, here or on a peer.
-    public func leavePending(_ entry: BusEntry) {
+    package func leavePending(_ entry: BusEntry) {
         inFlight.end(entry)
     }
 
     /// Moves an entry to the dead-letter stream (acknowledging it there) and ends it. When even that
     /// fails the entry stays pending, to be retried.
-    public func deadLetter(_ entry: BusEntry, error: String) async {
+    package func deadLetter(_ entry: BusEntry, error: String) async {
         defer { inFlight.end(entry) }
         let reason = Masking.maskPhoneNumbers(error)
         do {
@@ -166,7 +166,7 @@ public struct StreamSource: Sendable {
     }
 
     /// Records how long a first delivery waited on its stream.
-    public func recordWait(_ entry: BusEntry) {
+    package func recordWait(_ entry: BusEntry) {
         guard entry.deliveries == 1, let occurred = entry.event?.occurredDate else { return }
         Timer(label: "agentconnect_bus_wait_seconds", dimensions: [("stream", streamLabel(entry.stream))])
             .recordNanoseconds(Int64(max(0, Date().timeIntervalSince(occurred)) * 1e9))

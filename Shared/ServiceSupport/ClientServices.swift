@@ -7,14 +7,14 @@ import Store
 
 /// Checks at start that Redis cannot evict our keys (`maxmemory-policy noeviction`, else the
 /// service refuses to run), and closes the Redis client's connections when the group shuts down.
-public struct RedisClientService: Service {
+package struct RedisClientService: Service {
     let client: RedisClient
 
-    public init(client: RedisClient) {
+    package init(client: RedisClient) {
         self.client = client
     }
 
-    public func run() async throws {
+    package func run() async throws {
         try await cancelWhenGracefulShutdown { try await client.requireNoEviction() }
         try? await gracefulShutdown()
         client.shutdown()
@@ -22,14 +22,14 @@ public struct RedisClientService: Service {
 }
 
 /// Shuts an AsyncHTTPClient down when the group shuts down.
-public struct HTTPClientService: Service {
+package struct HTTPClientService: Service {
     let client: HTTPClient
 
-    public init(client: HTTPClient) {
+    package init(client: HTTPClient) {
         self.client = client
     }
 
-    public func run() async throws {
+    package func run() async throws {
         try? await gracefulShutdown()
         try await client.shutdown()
     }
@@ -38,16 +38,16 @@ public struct HTTPClientService: Service {
 /// Checks the PostgreSQL settings once at start: a refused TLS handshake (wrong CA, host name, no TLS
 /// under `require`) stops the service with an error naming `DATABASE_URL`, instead of a pool that
 /// retries quietly. While the server is merely unreachable it keeps trying, and the service runs.
-public struct DatabaseCheckService: Service {
+package struct DatabaseCheckService: Service {
     let configuration: DatabaseConfiguration
     let logger: Logger
 
-    public init(configuration: DatabaseConfiguration, logger: Logger) {
+    package init(configuration: DatabaseConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
     }
 
-    public func run() async throws {
+    package func run() async throws {
         try await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {

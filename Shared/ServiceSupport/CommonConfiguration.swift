@@ -4,25 +4,25 @@ import Foundation
 import Store
 
 /// Settings every service reads (each documented in .env.example), validated at start-up.
-public struct CommonConfiguration: Sendable {
+package struct CommonConfiguration: Sendable {
     /// Bind address (`HTTP_HOST`).
-    public var host: String
+    package var host: String
     /// Port (`HTTP_PORT`).
-    public var port: Int
+    package var port: Int
     /// `REDIS_URL`, `REDIS_TLS_CA_FILE`, `REDIS_COMMAND_TIMEOUT_MS`, `REDIS_CONNECT_TIMEOUT_MS`.
-    public var redis: RedisConfiguration
+    package var redis: RedisConfiguration
     /// `DATABASE_URL` (with `sslmode`/`sslrootcert`) and `DATABASE_POOL_SIZE`.
-    public var database: DatabaseConfiguration
+    package var database: DatabaseConfiguration
     /// This replica's name (`INSTANCE_ID`, default hostname-pid): consumer names, voice routing.
-    public var instanceId: String
+    package var instanceId: String
     /// Number of inbound partition streams (`TAC_INBOUND_PARTITIONS`); the same on every service.
-    public var inboundPartitions: Int
+    package var inboundPartitions: Int
     /// `BUS_STREAM_RETENTION_SECONDS`: how long entries stay on each stream (trimmed by age, `MINID`).
-    public var streamRetentionSeconds: Int
+    package var streamRetentionSeconds: Int
     /// `BUS_DURABILITY`: what an accepted webhook waits for (`auto`: `WAITAOF` on Redis 7.2+ with AOF).
-    public var busDurability: BusDurability
+    package var busDurability: BusDurability
 
-    public init(environment: Environment, defaultPort: Int) throws {
+    package init(environment: Environment, defaultPort: Int) throws {
         host = environment.string("HTTP_HOST", default: "127.0.0.1")
         port = try environment.int("HTTP_PORT", default: defaultPort, range: 0...65535)
         // Parsed by their own types (not `Environment.url`), whose errors never show the password.

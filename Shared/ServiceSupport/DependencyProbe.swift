@@ -7,19 +7,19 @@ import PostgresNIO
 /// `/health/ready`'s look at the dependencies a service cannot work without: Redis answers `PING`,
 /// PostgreSQL answers `SELECT 1`, each within a second. The answer is cached for a second so probes
 /// cost nothing under load.
-public final class DependencyProbe: Sendable {
+package final class DependencyProbe: Sendable {
     private let redis: RedisClient?
     private let postgres: PostgresClient?
     private static let logger = Logger(label: "agentconnect.readiness")
     private let cached = NIOLockedValueBox<(at: ContinuousClock.Instant, ok: Bool)?>(nil)
 
-    public init(redis: RedisClient?, postgres: PostgresClient? = nil) {
+    package init(redis: RedisClient?, postgres: PostgresClient? = nil) {
         self.redis = redis
         self.postgres = postgres
     }
 
     /// Whether every dependency answered.
-    public func check() async -> Bool {
+    package func check() async -> Bool {
         if let cached = cached.withLockedValue({ $0 }), ContinuousClock.now - cached.at < .seconds(1) { return cached.ok }
         var ok = true
         if let redis {

@@ -3,9 +3,9 @@ import Hummingbird
 import NIOCore
 
 /// Short JSON answers for HTTP edges: `{"error":"<reason>"}` with the right status, never internals.
-public enum JSONResponse {
+package enum JSONResponse {
     /// An error answer.
-    public static func error(_ status: HTTPResponse.Status, _ reason: String) -> Response {
+    package static func error(_ status: HTTPResponse.Status, _ reason: String) -> Response {
         let escaped = reason.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
         return Response(
             status: status, headers: [.contentType: "application/json"],
@@ -13,12 +13,12 @@ public enum JSONResponse {
     }
 
     /// A JSON body from raw text.
-    public static func raw(_ status: HTTPResponse.Status, _ json: String) -> Response {
+    package static func raw(_ status: HTTPResponse.Status, _ json: String) -> Response {
         Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: json)))
     }
 
     /// A JSON body from bytes.
-    public static func bytes(_ status: HTTPResponse.Status, _ json: [UInt8]) -> Response {
+    package static func bytes(_ status: HTTPResponse.Status, _ json: [UInt8]) -> Response {
         Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: json)))
     }
 }

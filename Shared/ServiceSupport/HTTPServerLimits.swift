@@ -9,24 +9,24 @@ import NIOCore
 /// being written: a client that never finishes its headers (counted from connect), trickles its body,
 /// or keeps an idle keep-alive connection. (On voice-relay, upgraded WebSockets have their own
 /// limits, `VOICE_IDLE_TIMEOUT_SECONDS` and `VOICE_MAX_SOCKETS`.)
-public struct HTTPServerLimits: Sendable {
+package struct HTTPServerLimits: Sendable {
     /// Closes connections idle this long (`HTTP_IDLE_TIMEOUT_SECONDS`).
-    public var idleTimeout: Duration
+    package var idleTimeout: Duration
 
     /// 30 s: well above any honest client's gap between bytes, well below a slow client's patience.
-    public static let standard = HTTPServerLimits(idleTimeout: .seconds(30))
+    package static let standard = HTTPServerLimits(idleTimeout: .seconds(30))
 
-    public init(idleTimeout: Duration) {
+    package init(idleTimeout: Duration) {
         self.idleTimeout = idleTimeout
     }
 
     /// Reads `HTTP_IDLE_TIMEOUT_SECONDS` (1…3600, default 30).
-    public init(environment: AgentConnectCore.Environment, defaultIdleSeconds: Int = 30) throws {
+    package init(environment: AgentConnectCore.Environment, defaultIdleSeconds: Int = 30) throws {
         idleTimeout = .seconds(try environment.int("HTTP_IDLE_TIMEOUT_SECONDS", default: defaultIdleSeconds, range: 1...3600))
     }
 
     /// The HTTP/1 channel configuration with these limits.
-    public var http1: HTTP1Channel.Configuration {
+    package var http1: HTTP1Channel.Configuration {
         HTTP1Channel.Configuration(idleTimeout: TimeAmount.nanoseconds(idleTimeout.nanoseconds))
     }
 }

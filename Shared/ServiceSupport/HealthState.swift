@@ -1,23 +1,23 @@
 import NIOConcurrencyHelpers
 
 /// The phase a service reports on `/health/ready`: 503 while starting or draining.
-public final class HealthState: Sendable {
-    public enum Phase: String, Sendable { case starting, ready, draining }
+package final class HealthState: Sendable {
+    package enum Phase: String, Sendable { case starting, ready, draining }
 
     private let phase = NIOLockedValueBox(Phase.starting)
 
-    public init() {}
+    package init() {}
 
     /// The current phase.
-    public var current: Phase { phase.withLockedValue { $0 } }
+    package var current: Phase { phase.withLockedValue { $0 } }
 
     /// Moves to `ready` (only from `starting`).
-    public func markReady() {
+    package func markReady() {
         phase.withLockedValue { if $0 == .starting { $0 = .ready } }
     }
 
     /// Moves to `draining`; the service no longer takes new work.
-    public func markDraining() {
+    package func markDraining() {
         phase.withLockedValue { $0 = .draining }
     }
 }

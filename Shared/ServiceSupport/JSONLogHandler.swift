@@ -4,22 +4,22 @@ import Logging
 
 /// Writes one JSON object per line to stderr: `ts`, `level`, `service`, `msg`, `trace_id` and
 /// `span_id` while a span is active (``Traces``), then the metadata.
-public struct JSONLogHandler: LogHandler {
-    public var logLevel: Logger.Level
-    public var metadata: Logger.Metadata = [:]
+package struct JSONLogHandler: LogHandler {
+    package var logLevel: Logger.Level
+    package var metadata: Logger.Metadata = [:]
     private let label: String
 
-    public init(label: String, level: Logger.Level) {
+    package init(label: String, level: Logger.Level) {
         self.label = label
         self.logLevel = level
     }
 
-    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    package subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
-    public func log(event: LogEvent) {
+    package func log(event: LogEvent) {
         var object: [String: String] = [
             "ts": Timestamp.iso8601(Date()), "level": event.level.rawValue, "service": label, "msg": "\(event.message)",
         ]

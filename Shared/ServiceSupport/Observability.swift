@@ -6,7 +6,7 @@ import Prometheus
 
 /// Process-wide logging and metrics set-up: swift-log (text, or JSON lines when `LOG_FORMAT=json`)
 /// and swift-metrics backed by a Prometheus registry that `/metrics` renders.
-public enum Observability {
+package enum Observability {
     private static let registryBox = NIOLockedValueBox<PrometheusCollectorRegistry?>(nil)
 
     /// Latency buckets fine enough for sub-millisecond hops and coarse enough for slow Twilio calls.
@@ -18,7 +18,7 @@ public enum Observability {
 
     /// Bootstraps logging and metrics once per process and returns the registry.
     @discardableResult
-    public static func bootstrap(service: String, level: Logger.Level, json: Bool) -> PrometheusCollectorRegistry {
+    package static func bootstrap(service: String, level: Logger.Level, json: Bool) -> PrometheusCollectorRegistry {
         registryBox.withLockedValue { existing in
             if let existing { return existing }
             LoggingSystem.bootstrap { label in
@@ -37,7 +37,7 @@ public enum Observability {
     }
 
     /// The registry, bootstrapping a text-logging default when nothing did yet (tests).
-    public static var registry: PrometheusCollectorRegistry {
+    package static var registry: PrometheusCollectorRegistry {
         registryBox.withLockedValue { $0 } ?? bootstrap(service: "test", level: .info, json: false)
     }
 }

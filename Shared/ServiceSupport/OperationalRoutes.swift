@@ -2,9 +2,9 @@ import Hummingbird
 import NIOCore
 
 /// Adds `GET /health/live`, `GET /health/ready` and `GET /metrics` to a router.
-public enum OperationalRoutes {
+package enum OperationalRoutes {
     /// - Parameter readiness: an extra dependency check (e.g. Redis reachable) for `/health/ready`.
-    public static func add<Context: RequestContext>(
+    package static func add<Context: RequestContext>(
         to router: Router<Context>, health: HealthState, readiness: (@Sendable () async -> Bool)? = nil
     ) {
         router.get("/health/live") { _, _ in

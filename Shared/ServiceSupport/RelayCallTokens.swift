@@ -12,38 +12,38 @@ import Foundation
 /// voice-relay consumes a token atomically (`GETDEL`) on the upgrade and checks the `setup` frame's
 /// `callSid` against it. Keys: `tac:relay:token:<token>` (the grant, JSON) and
 /// `tac:relay:token-call:<token>` (a late CallSid binding), both expiring.
-public struct RelayCallTokens: Sendable {
+package struct RelayCallTokens: Sendable {
     /// What a token allows.
-    public struct Grant: Sendable, Equatable {
+    package struct Grant: Sendable, Equatable {
         /// The call the token was minted for; nil until the outbound service binds it.
-        public var callSid: String?
+        package var callSid: String?
         /// The conversation id our own TwiML named (a signed `<Parameter>`), if any.
-        public var conversationId: String?
+        package var conversationId: String?
 
-        public init(callSid: String?, conversationId: String?) {
+        package init(callSid: String?, conversationId: String?) {
             self.callSid = callSid
             self.conversationId = conversationId
         }
     }
 
     /// How long an unused token stays valid (`VOICE_TOKEN_TTL_SECONDS` on voice-relay; covers ringing).
-    public static let defaultTTLSeconds = 600
+    package static let defaultTTLSeconds = 600
 
     let redis: RedisClient
     let ttlSeconds: Int
 
-    public init(redis: RedisClient, ttlSeconds: Int = RelayCallTokens.defaultTTLSeconds) {
+    package init(redis: RedisClient, ttlSeconds: Int = RelayCallTokens.defaultTTLSeconds) {
         self.redis = redis
         self.ttlSeconds = ttlSeconds
     }
 
     /// Whether `text` has the shape of a token (64 lower-case hex digits); anything else is never looked up.
-    public static func isWellFormed(_ text: String) -> Bool {
+    package static func isWellFormed(_ text: String) -> Bool {
         text.utf8.count == 64 && text.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
     }
 
     /// A new random token stored with `SET NX EX` (retried on the astronomically unlikely collision).
-    public func mint(callSid: String?, conversationId: String?) async throws -> String {
+    package func mint(callSid: String?, conversationId: String?) async throws -> String {
         var fields: [String: JSONValue] = [:]
         if let callSid { fields["callSid"] = .string(callSid) }
         if let conversationId { fields["conversationId"] = .string(conversationId) }
@@ -58,12 +58,12 @@ public struct RelayCallTokens: Sendable {
     }
 
     /// Binds the CallSid Twilio gave a call placed with `token` (the outbound service, after `Calls.create`).
-    public func bind(_ token: String, callSid: String) async throws {
+    package func bind(_ token: String, callSid: String) async throws {
         try await redis.command("SET", .string(RedisKeys.relayTokenCall(token)), .string(callSid), "EX", .string(String(ttlSeconds)))
     }
 
     /// Takes the token, once: the first caller gets its grant, every later one nil.
-    public func consume(_ token: String) async throws -> Grant? {
+    package func consume(_ token: String) async throws -> Grant? {
         guard Self.isWellFormed(token) else { return nil }
         let reply = try await redis.command("GETDEL", .string(RedisKeys.relayToken(token)))
         guard case .bulk(let bytes) = reply, let json = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes)) else { return nil }
@@ -71,7 +71,7 @@ public struct RelayCallTokens: Sendable {
     }
 
     /// The CallSid bound to a token after it was minted (outbound calls), waiting up to `timeout` for it.
-    public func boundCallSid(_ token: String, timeout: Duration) async throws -> String? {
+    package func boundCallSid(_ token: String, timeout: Duration) async throws -> String? {
         let deadline = ContinuousClock.now + timeout
         while true {
             if let sid = try await redis.command("GET", .string(RedisKeys.relayTokenCall(token))).string { return sid }

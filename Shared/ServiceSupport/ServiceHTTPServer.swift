@@ -4,8 +4,8 @@ import ServiceLifecycle
 
 /// The HTTP server every service runs: bound to `HTTP_HOST:HTTP_PORT`, named after the service,
 /// reporting ready once it listens, closing idle and slow connections (``HTTPServerLimits``).
-public enum ServiceHTTPServer {
-    public static func make<Context: RequestContext>(
+package enum ServiceHTTPServer {
+    package static func make<Context: RequestContext>(
         router: Router<Context>, common: CommonConfiguration, name: String, health: HealthState, logger: Logger,
         limits: HTTPServerLimits = .standard
     ) -> some Service where Context.Source == ApplicationRequestContextSource {

@@ -6,8 +6,8 @@ import ServiceLifecycle
 /// The shared `main` of every executable: reads `LOG_LEVEL`/`LOG_FORMAT`, builds the service group,
 /// runs it until SIGTERM or SIGINT and exits 0 after draining; a configuration error is printed and
 /// exits 2 before anything starts.
-public enum ServiceMain {
-    public static func run(
+package enum ServiceMain {
+    package static func run(
         service name: String, build: @Sendable (Environment, Logger) async throws -> ServiceGroup
     ) async -> Never {
         unblockTerminationSignals()
@@ -36,7 +36,7 @@ public enum ServiceMain {
 
     /// Logging (`LOG_LEVEL`, `LOG_FORMAT`), metrics and traces (`OTEL_*`, ``Traces``) for the process,
     /// once; the service's logger.
-    public static func bootstrap(service name: String, environment: Environment) throws -> Logger {
+    package static func bootstrap(service name: String, environment: Environment) throws -> Logger {
         let level = try environment.choice(
             "LOG_LEVEL", default: "info", allowed: ["trace", "debug", "info", "notice", "warning", "error", "critical"])
         let format = try environment.choice("LOG_FORMAT", default: "text", allowed: ["text", "json"])
@@ -48,7 +48,7 @@ public enum ServiceMain {
 
     /// A parent may start us with signals blocked (the mask is inherited across exec); SIGTERM and
     /// SIGINT must reach the service so it can drain.
-    public static func unblockTerminationSignals() {
+    package static func unblockTerminationSignals() {
         var set = sigset_t()
         sigemptyset(&set)
         sigaddset(&set, SIGTERM)
@@ -63,7 +63,7 @@ public enum ServiceMain {
 
     /// One service group with the house order: clients first, consumers next, HTTP last, and a
     /// draining marker after everything (stopped first, so `/health/ready` turns 503 at once).
-    public static func group(services: [any Service], health: HealthState, logger: Logger) -> ServiceGroup {
+    package static func group(services: [any Service], health: HealthState, logger: Logger) -> ServiceGroup {
         var configured = services.map {
             ServiceGroupConfiguration.ServiceConfiguration(
                 service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)

@@ -7,14 +7,14 @@ import Tracing
 ///
 /// Starting a span ends the table's other open spans (a newer prompt supersedes them); the owner
 /// ends what is left when it goes away (``endAll(event:)``). While tracing is off nothing is kept.
-public final class OpenSpans: Sendable {
+package final class OpenSpans: Sendable {
     private let spans = NIOLockedValueBox<[String: any Span]>([:])
 
-    public init() {}
+    package init() {}
 
     /// Starts span `name` under `key` as the root of a new trace and returns its `traceparent`, or
     /// `fallback` when tracing is off.
-    public func start(
+    package func start(
         _ name: String, key: String, kind: SpanKind = .server, attributes: [String: String] = [:], fallback: String
     ) -> String {
         let span = Tracing.startSpan(name, context: .topLevel, ofKind: kind)
@@ -32,19 +32,19 @@ public final class OpenSpans: Sendable {
     }
 
     /// Adds event `name` to the span under `key`, when it is open.
-    public func event(_ key: String, _ name: String) {
+    package func event(_ key: String, _ name: String) {
         guard let span = spans.withLockedValue({ $0[key] }) else { return }
         span.addEvent(SpanEvent(name: name))
     }
 
     /// Ends the span under `key` (after event `event`, when given).
-    public func end(_ key: String, event: String? = nil) {
+    package func end(_ key: String, event: String? = nil) {
         guard let span = spans.withLockedValue({ $0.removeValue(forKey: key) }) else { return }
         finish(span, event: event)
     }
 
     /// Ends every open span after event `event` (an interrupt, the call's end).
-    public func endAll(event: String) {
+    package func endAll(event: String) {
         let open: [any Span] = spans.withLockedValue { spans in
             defer { spans.removeAll() }
             return Array(spans.values)

@@ -16,7 +16,7 @@ import Tracing
 /// ``withSpan(_:continuing:kind:attributes:isolation:_:)`` costs next to nothing.
 ///
 /// Hops join across services through the W3C `traceparent` each ``BusEvent`` carries.
-public enum Traces {
+package enum Traces {
     private static let exporter = NIOLockedValueBox<Bootstrapped?>(nil)
 
     private struct Bootstrapped {
@@ -24,7 +24,7 @@ public enum Traces {
     }
 
     /// Whether `environment` turns tracing on (see ``Traces``).
-    public static func isEnabled(_ environment: Environment) -> Bool {
+    package static func isEnabled(_ environment: Environment) -> Bool {
         if environment.string("OTEL_SDK_DISABLED")?.lowercased() == "true" { return false }
         if let exporter = environment.string("OTEL_TRACES_EXPORTER")?.lowercased() { return exporter != "none" }
         return environment.string("OTEL_EXPORTER_OTLP_ENDPOINT") != nil || environment.string("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != nil
@@ -37,7 +37,7 @@ public enum Traces {
     /// which this build leaves out) throws, naming the problem.
     /// - Returns: the exporter's service (it flushes spans when shut down), or `nil` when tracing is off.
     @discardableResult
-    public static func bootstrap(service: String, environment: Environment, logger: Logger) throws -> (any Service)? {
+    package static func bootstrap(service: String, environment: Environment, logger: Logger) throws -> (any Service)? {
         try exporter.withLockedValue { state in
             if let state { return state.service }
             guard isEnabled(environment) else {
@@ -83,7 +83,7 @@ public enum Traces {
     }
 
     /// The exporter's service once tracing is bootstrapped and on; `nil` otherwise.
-    public static var service: (any Service)? {
+    package static var service: (any Service)? {
         exporter.withLockedValue { $0?.service }
     }
 
@@ -93,7 +93,7 @@ public enum Traces {
     /// The operation receives a ``TraceSpan`` whose ``TraceSpan/traceparent`` is what the next hop
     /// continues: the span's own context while tracing is on, otherwise `traceparent` continued as
     /// today (``Traceparent/continuing(_:)``). An error thrown by `operation` is recorded on the span.
-    public static func withSpan<T>(
+    package static func withSpan<T>(
         _ name: String, continuing traceparent: String?, kind: SpanKind = .internal, attributes: [String: String] = [:],
         isolation: isolated (any Actor)? = #isolation, _ operation: (TraceSpan) async throws -> T
     ) async rethrows -> T {
@@ -105,13 +105,13 @@ public enum Traces {
     }
 
     /// The active span's `traceparent`, or `nil` when no span is active (tracing off).
-    public static var currentTraceparent: String? {
+    package static var currentTraceparent: String? {
         InstrumentationContext.current.flatMap(traceparent(of:))
     }
 
     /// `trace_id` and `span_id` of the active span for log lines (swift-otel's logging metadata
     /// provider); empty when no span is active.
-    public static func logMetadata() -> Logger.Metadata {
+    package static func logMetadata() -> Logger.Metadata {
         guard InstrumentationContext.current != nil else { return [:] }
         return metadataProvider.get().filter { $0.key == "trace_id" || $0.key == "span_id" }
     }
@@ -145,12 +145,12 @@ public enum Traces {
 }
 
 /// The span of one hop, as ``Traces/withSpan(_:continuing:kind:attributes:isolation:_:)`` hands it over.
-public struct TraceSpan: Sendable {
+package struct TraceSpan: Sendable {
     let span: any Span
 
     /// The `traceparent` the next hop continues: this span's context while tracing is on, else the
     /// incoming one continued (a new trace when there was none).
-    public let traceparent: String
+    package let traceparent: String
 
     init(span: any Span, fallback: String?) {
         self.span = span
@@ -158,14 +158,14 @@ public struct TraceSpan: Sendable {
     }
 
     /// Adds a timestamped event to the span.
-    public func event(_ name: String, attributes: [String: String] = [:]) {
+    package func event(_ name: String, attributes: [String: String] = [:]) {
         var spanAttributes = SpanAttributes()
         for (key, value) in attributes { spanAttributes[key] = value }
         span.addEvent(SpanEvent(name: name, attributes: spanAttributes))
     }
 
     /// Sets a string attribute on the span.
-    public func attribute(_ key: String, _ value: String) {
+    package func attribute(_ key: String, _ value: String) {
         span.attributes[key] = value
     }
 }

@@ -17,17 +17,17 @@ import TwilioKit
 ///
 /// No answer in time, an error, or no live hook: the call gets the environment's settings
 /// (`CONVERSATION_RELAY_*`), so the hook can never stop a call from being answered.
-public enum TwiMLHookChannel {
+package enum TwiMLHookChannel {
     /// Renewed by workers that have a hook registered (``RedisKeys/twimlHookLive``).
-    public static let liveKey = RedisKeys.twimlHookLive
+    package static let liveKey = RedisKeys.twimlHookLive
 
     /// One request: the voice webhook's fields and the deadline (Unix milliseconds).
-    public struct Request: Sendable, Codable {
-        public var id: String
-        public var deadlineMs: Int64
-        public var fields: [String: String]
+    package struct Request: Sendable, Codable {
+        package var id: String
+        package var deadlineMs: Int64
+        package var fields: [String: String]
 
-        public init(id: String, deadlineMs: Int64, fields: [String: String]) {
+        package init(id: String, deadlineMs: Int64, fields: [String: String]) {
             self.id = id
             self.deadlineMs = deadlineMs
             self.fields = fields
@@ -35,11 +35,11 @@ public enum TwiMLHookChannel {
     }
 
     /// One answer: the call's options, or why there are none.
-    public struct Reply: Sendable, Codable {
-        public var options: ConversationRelayOptions?
-        public var error: String?
+    package struct Reply: Sendable, Codable {
+        package var options: ConversationRelayOptions?
+        package var error: String?
 
-        public init(options: ConversationRelayOptions?, error: String?) {
+        package init(options: ConversationRelayOptions?, error: String?) {
             self.options = options
             self.error = error
         }
@@ -47,7 +47,7 @@ public enum TwiMLHookChannel {
 
     /// Asks a worker's hook for a call's options; nil when no worker has a hook, none answered within
     /// `timeout`, the hook failed, or Redis is unavailable. Throws only ``CancellationError``.
-    public static func ask(redis: RedisClient, fields: [String: String], timeout: Duration) async -> Reply? {
+    package static func ask(redis: RedisClient, fields: [String: String], timeout: Duration) async -> Reply? {
         guard (try? await redis.command("GET", .string(RedisKeys.twimlHookLive)).string) != nil else { return nil }
         let id = BusEvent.newID()
         let deadline = Date().addingTimeInterval(Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)
@@ -67,7 +67,7 @@ public enum TwiMLHookChannel {
     }
 
     /// Serves requests with `hook` until cancelled (a worker's service).
-    public static func serve(redis: RedisClient, hook: @escaping @Sendable ([String: String]) async throws -> ConversationRelayOptions?) async {
+    package static func serve(redis: RedisClient, hook: @escaping @Sendable ([String: String]) async throws -> ConversationRelayOptions?) async {
         var nextBeat = ContinuousClock.now
         while !Task.isCancelled {
             do {

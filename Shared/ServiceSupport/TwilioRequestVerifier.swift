@@ -9,22 +9,22 @@ import TwilioKit
 /// WebSocket) and nothing else: `Host` and `X-Forwarded-*` are client-controlled and never consulted
 /// then. Without one (a service behind a proxy that forwards them), the URL is rebuilt from the first
 /// `X-Forwarded-Proto`/`X-Forwarded-Host`, else `Host`.
-public struct TwilioRequestVerifier: Sendable {
+package struct TwilioRequestVerifier: Sendable {
     private let signature: TwilioSignature
     private let publicDomain: String?
 
-    public init(authToken: String, publicDomain: String?) {
+    package init(authToken: String, publicDomain: String?) {
         signature = TwilioSignature(authToken: authToken)
         self.publicDomain = publicDomain
     }
 
     /// The signature header, or nil when absent.
-    public static func signatureHeader(_ request: Request) -> String? {
+    package static func signatureHeader(_ request: Request) -> String? {
         request.headers[HTTPField.Name("X-Twilio-Signature")!]
     }
 
     /// URLs the request may have been signed for: only the configured public domain's when there is one.
-    public func candidateURLs(_ request: Request, websocket: Bool = false) -> [String] {
+    package func candidateURLs(_ request: Request, websocket: Bool = false) -> [String] {
         let pathAndQuery = request.uri.string
         if let publicDomain {
             return PublicURL.candidates(
@@ -37,13 +37,13 @@ public struct TwilioRequestVerifier: Sendable {
     }
 
     /// Verifies a form-encoded request (params = the form fields).
-    public func verifyForm(_ request: Request, params: [(String, String)]) -> Bool {
+    package func verifyForm(_ request: Request, params: [(String, String)]) -> Bool {
         guard let header = Self.signatureHeader(request) else { return false }
         return candidateURLs(request).contains { signature.isValid(header, url: $0, params: params) }
     }
 
     /// Verifies a JSON request through `bodySHA256`.
-    public func verifyJSON(_ request: Request, body: [UInt8]) -> Bool {
+    package func verifyJSON(_ request: Request, body: [UInt8]) -> Bool {
         guard let header = Self.signatureHeader(request) else { return false }
         return candidateURLs(request).contains { signature.isValidJSON(header, url: $0, body: body) }
     }
@@ -52,7 +52,7 @@ public struct TwilioRequestVerifier: Sendable {
     /// `wss://` URL, query included, and no params — so a per-call token in the query is covered.
     /// The reading this service used before (the URL without its query, the query items as sorted
     /// params) is accepted too: it covers the query just as well.
-    public func verifyWebSocket(_ request: Request) -> Bool {
+    package func verifyWebSocket(_ request: Request) -> Bool {
         guard let header = Self.signatureHeader(request) else { return false }
         let urls = candidateURLs(request, websocket: true)
         if urls.contains(where: { signature.isValid(header, url: $0) }) { return true }

@@ -8,15 +8,15 @@ import Foundation
 /// `hints`, `asrSmartFormat`, `ttsTextNormalization`, …) becomes `<Language>` elements and
 /// `CONVERSATION_RELAY_PARAMETERS` (a JSON object) `<Parameter>` elements. The greeting defaults to
 /// TAC's. voice-relay (inbound) and outbound (placed calls) read the same variables.
-public struct ConversationRelaySettings: Sendable {
-    public var attributes: [(String, String)]
-    public var languages: [[(String, String)]]
-    public var parameters: [(String, String)]
+package struct ConversationRelaySettings: Sendable {
+    package var attributes: [(String, String)]
+    package var languages: [[(String, String)]]
+    package var parameters: [(String, String)]
 
     /// TAC's default greeting.
-    public static let defaultGreeting = "Hello! How can I assist you today?"
+    package static let defaultGreeting = "Hello! How can I assist you today?"
 
-    public init(
+    package init(
         attributes: [(String, String)] = [("welcomeGreeting", defaultGreeting)], languages: [[(String, String)]] = [],
         parameters: [(String, String)] = []
     ) {
@@ -25,7 +25,7 @@ public struct ConversationRelaySettings: Sendable {
         self.parameters = parameters
     }
 
-    public init(environment: Environment) throws {
+    package init(environment: Environment) throws {
         var attributes: [(String, String)] = [("welcomeGreeting", Self.defaultGreeting)]
         for (name, value) in environment.values.sorted(by: { $0.key < $1.key }) where name.hasPrefix("CONVERSATION_RELAY_") {
             let key = Self.camelCase(String(name.dropFirst("CONVERSATION_RELAY_".count)))
@@ -55,26 +55,26 @@ public struct ConversationRelaySettings: Sendable {
     }
 
     /// The value of an attribute, when set.
-    public func attribute(_ name: String) -> String? {
+    package func attribute(_ name: String) -> String? {
         attributes.last { $0.0 == name }?.1
     }
 
     /// Sets (or replaces) an attribute.
-    public mutating func set(_ name: String, _ value: String?) {
+    package mutating func set(_ name: String, _ value: String?) {
         guard let value else { return }
         attributes.removeAll { $0.0 == name }
         attributes.append((name, value))
     }
 
     /// Sets (or replaces) a `<Parameter>`.
-    public mutating func setParameter(_ name: String, _ value: String) {
+    package mutating func setParameter(_ name: String, _ value: String) {
         parameters.removeAll { $0.0 == name }
         parameters.append((name, value))
     }
 
     /// These settings with a call's own options on top: each field the options set replaces the
     /// environment's; `languages` and `parameters`, when given, replace the lists (parameters are merged by name).
-    public func applying(_ options: ConversationRelayOptions) -> ConversationRelaySettings {
+    package func applying(_ options: ConversationRelayOptions) -> ConversationRelaySettings {
         var result = self
         for (name, value) in options.attributes { result.set(name, value) }
         if let languages = options.languages { result.languages = languages.map(\.attributes) }
@@ -83,7 +83,7 @@ public struct ConversationRelaySettings: Sendable {
     }
 
     /// `WELCOME_GREETING` → `welcomeGreeting`.
-    public static func camelCase(_ snake: String) -> String {
+    package static func camelCase(_ snake: String) -> String {
         let parts = snake.lowercased().split(separator: "_")
         guard let first = parts.first else { return "" }
         return String(first) + parts.dropFirst().map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()

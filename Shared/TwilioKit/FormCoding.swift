@@ -1,7 +1,7 @@
 /// `application/x-www-form-urlencoded` encoding and decoding, byte-exact as Twilio uses it.
-public enum FormCoding {
+package enum FormCoding {
     /// Decodes `a=1&b=two+words` into ordered pairs; `nil` when the text is not valid percent-encoded UTF-8.
-    public static func decodeStrict(_ text: String) -> [(String, String)]? {
+    package static func decodeStrict(_ text: String) -> [(String, String)]? {
         var pairs: [(String, String)] = []
         for part in text.split(separator: "&", omittingEmptySubsequences: true) {
             let pieces = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
@@ -14,7 +14,7 @@ public enum FormCoding {
     }
 
     /// Like ``decodeStrict(_:)`` but drops pairs that do not decode.
-    public static func decode(_ text: String) -> [(String, String)] {
+    package static func decode(_ text: String) -> [(String, String)] {
         text.split(separator: "&").compactMap { part in
             let pieces = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             guard let name = percentDecode(pieces[0]), let value = percentDecode(pieces.count > 1 ? pieces[1] : "") else { return nil }
@@ -23,7 +23,7 @@ public enum FormCoding {
     }
 
     /// Encodes pairs in order.
-    public static func encode(_ pairs: [(String, String)]) -> String {
+    package static func encode(_ pairs: [(String, String)]) -> String {
         pairs.map { "\(percentEncode($0.0))=\(percentEncode($0.1))" }.joined(separator: "&")
     }
 
@@ -44,7 +44,7 @@ public enum FormCoding {
     }
 
     /// Percent-encodes one name or value.
-    public static func percentEncode(_ text: String) -> String {
+    package static func percentEncode(_ text: String) -> String {
         var out = ""
         for byte in text.utf8 {
             switch byte {

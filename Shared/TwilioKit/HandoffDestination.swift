@@ -3,7 +3,7 @@ import Foundation
 
 /// Where a voice handoff goes: the TwiML the `<Connect action>` callback answers once the agent
 /// ended the session with `handoffData` (ConversationRelay then continues the call with it).
-public enum HandoffDestination: Sendable, Equatable {
+package enum HandoffDestination: Sendable, Equatable {
     /// A Studio flow (`FW…`), entered the way Twilio documents for a call: `<Redirect>` to the flow's
     /// webhook URL, the handoff data and reason in its query (Studio reads query parameters into the flow).
     case studio(accountSid: String, flowSid: String)
@@ -17,7 +17,7 @@ public enum HandoffDestination: Sendable, Equatable {
 
     /// `VOICE_HANDOFF_TO`: `studio`, `+1…`, `sip:…`, `workflow:WW…` or `queue:<name>`; `studio` needs
     /// the account and flow SIDs. Nil (the call ends after the handoff) when unset and there is no flow.
-    public static func parse(_ value: String?, accountSid: String?, studioFlowSid: String?) throws -> HandoffDestination? {
+    package static func parse(_ value: String?, accountSid: String?, studioFlowSid: String?) throws -> HandoffDestination? {
         let value = value?.trimmingCharacters(in: .whitespaces) ?? ""
         if value.isEmpty || value == "studio" {
             guard let studioFlowSid, let accountSid else {
@@ -34,7 +34,7 @@ public enum HandoffDestination: Sendable, Equatable {
 
     /// The TwiML that hands the call over. `handoffData` is the `end` frame's string (JSON by TAC's
     /// convention: `{conversationId, profileId, attributes:{reason,…}}`), `reason` its `attributes.reason`.
-    public func twiml(handoffData: String, reason: String?, conversationId: String?) -> String {
+    package func twiml(handoffData: String, reason: String?, conversationId: String?) -> String {
         var body: String
         switch self {
         case .studio(let accountSid, let flowSid):

@@ -2,40 +2,40 @@ import AgentConnectCore
 import Foundation
 
 /// Twilio's messaging rules that both the services and twilio-sim apply, each from Twilio's docs.
-public enum MessageRules {
+package enum MessageRules {
     /// A message body may hold at most 1,600 characters on every Programmable Messaging channel (SMS,
     /// MMS, WhatsApp, …); a longer `Body` is refused with error 21617.
-    public static let maxBodyCharacters = 1600
+    package static let maxBodyCharacters = 1600
     /// At most 10 media files per message (Messages API `MediaUrl`).
-    public static let maxMediaPerMessage = 10
+    package static let maxMediaPerMessage = 10
     /// WhatsApp's customer-service window: free-form messages only within 24 hours of the customer's
     /// last message; outside it only an approved template (`ContentSid`) goes out (error 63016).
-    public static let whatsAppWindow: TimeInterval = 24 * 3600
+    package static let whatsAppWindow: TimeInterval = 24 * 3600
 
     /// Twilio's error codes the services and the sim use.
-    public enum ErrorCode {
+    package enum ErrorCode {
         /// Free-form message outside the allowed window (WhatsApp): use a template.
-        public static let outsideWindow = 63016
+        package static let outsideWindow = 63016
         /// The recipient replied STOP: "Attempt to send to unsubscribed recipient".
-        public static let unsubscribed = 21610
+        package static let unsubscribed = 21610
         /// The concatenated message body exceeds the 1600 character limit.
-        public static let bodyTooLong = 21617
+        package static let bodyTooLong = 21617
     }
 
     /// What a single-word customer message does to their subscription (Twilio's default opt-out
     /// keywords; a keyword with other words around it is an ordinary message).
-    public enum OptKeyword: String, Sendable {
+    package enum OptKeyword: String, Sendable {
         case optOut = "stop"
         case optIn = "start"
     }
 
     /// The default opt-out keywords.
-    public static let optOutKeywords: Set<String> = ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"]
+    package static let optOutKeywords: Set<String> = ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"]
     /// The default opt-in keywords.
-    public static let optInKeywords: Set<String> = ["START", "YES", "UNSTOP"]
+    package static let optInKeywords: Set<String> = ["START", "YES", "UNSTOP"]
 
     /// The opt-out/opt-in keyword `text` is, if it is one.
-    public static func optKeyword(_ text: String) -> OptKeyword? {
+    package static func optKeyword(_ text: String) -> OptKeyword? {
         let word = text.trimmingCharacters(in: .whitespacesAndNewlines.union(.punctuationCharacters)).uppercased()
         if optOutKeywords.contains(word) { return .optOut }
         if optInKeywords.contains(word) { return .optIn }
@@ -43,13 +43,13 @@ public enum MessageRules {
     }
 
     /// Whether a body is within Twilio's limit (counted in UTF-16 code units, the stricter count).
-    public static func fits(_ body: String) -> Bool {
+    package static func fits(_ body: String) -> Bool {
         body.utf16.count <= maxBodyCharacters
     }
 
     /// The longest body a channel carries in one message: 1,600 characters everywhere but Chat,
     /// which has no such limit here (nil).
-    public static func bodyLimit(for channel: ChannelKind) -> Int? {
+    package static func bodyLimit(for channel: ChannelKind) -> Int? {
         channel == .chat ? nil : maxBodyCharacters
     }
 }

@@ -4,9 +4,9 @@
 /// into parts of at most `limit` UTF-16 code units; a sentence longer than a part is split between
 /// words, and a word longer than a part is cut. Parts keep their order; no text is lost apart from
 /// the white space between two parts.
-public enum MessageSplitter {
+package enum MessageSplitter {
     /// `text` as ordered parts of at most `limit` UTF-16 code units (one part when it fits).
-    public static func split(_ text: String, limit: Int) -> [String] {
+    package static func split(_ text: String, limit: Int) -> [String] {
         precondition(limit > 0, "limit must be positive")
         guard text.utf16.count > limit else { return [text] }
         var parts: [String] = []

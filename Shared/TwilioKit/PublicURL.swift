@@ -1,12 +1,12 @@
 /// Rebuilds the public URL Twilio signed, from the forwarding headers a proxy adds.
-public enum PublicURL {
+package enum PublicURL {
     /// URLs to check a signature against: the one rebuilt from the first `X-Forwarded-Proto` /
     /// `X-Forwarded-Host` value (else `Host`), and, when configured, the one on the public domain.
     ///
     /// - Parameters:
     ///   - pathAndQuery: the request target as received (`/webhook?bodySHA256=…`).
     ///   - websocket: maps `https`→`wss` and `http`→`ws` (ConversationRelay signs the `wss://` URL).
-    public static func candidates(
+    package static func candidates(
         pathAndQuery: String, forwardedProto: String?, forwardedHost: String?, host: String?, publicDomain: String?,
         websocket: Bool = false
     ) -> [String] {
@@ -24,7 +24,7 @@ public enum PublicURL {
     }
 
     /// Strips one leading scheme and trailing slashes (`https://x.example.com/` → `x.example.com`).
-    public static func normalizedDomain(_ domain: String?) -> String? {
+    package static func normalizedDomain(_ domain: String?) -> String? {
         guard var text = domain?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
         for scheme in ["https://", "http://", "wss://", "ws://"] where text.lowercased().hasPrefix(scheme) {
             text = String(text.dropFirst(scheme.count))

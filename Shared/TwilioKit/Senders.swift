@@ -5,20 +5,21 @@ import AgentConnectCore
 ///
 /// Used to drop the agent's own messages, to find which of our numbers a customer wrote to, and to
 /// check the `from` of outbound conversations.
-public struct Senders: Sendable, Equatable {
-    public var phoneNumbers: [String]
-    public var whatsappNumbers: [String]
-    public var rcsSenderIds: [String]
-    public var chatAgentAddress: String
+package struct Senders: Sendable, Equatable {
+    package var phoneNumbers: [String]
+    package var whatsappNumbers: [String]
+    package var rcsSenderIds: [String]
+    package var chatAgentAddress: String
 
-    public init(phoneNumbers: [String] = [], whatsappNumbers: [String] = [], rcsSenderIds: [String] = [], chatAgentAddress: String = "ai-assistant") {
+    package init(phoneNumbers: [String] = [], whatsappNumbers: [String] = [], rcsSenderIds: [String] = [], chatAgentAddress: String = "ai-assistant")
+    {
         self.phoneNumbers = phoneNumbers
         self.whatsappNumbers = whatsappNumbers
         self.rcsSenderIds = rcsSenderIds
         self.chatAgentAddress = chatAgentAddress
     }
 
-    public init(environment: Environment) throws {
+    package init(environment: Environment) throws {
         func pair(_ single: String, _ plural: String) -> [String] {
             var list = environment.list(plural)
             if let first = environment.string(single) {
@@ -35,7 +36,7 @@ public struct Senders: Sendable, Equatable {
     }
 
     /// Our addresses on a channel, default first.
-    public func addresses(for channel: ChannelKind) -> [String] {
+    package func addresses(for channel: ChannelKind) -> [String] {
         switch channel {
         case .sms, .voice: return phoneNumbers
         case .whatsapp: return whatsappNumbers
@@ -45,12 +46,12 @@ public struct Senders: Sendable, Equatable {
     }
 
     /// Whether `address` is one of ours on `channel`.
-    public func owns(_ address: String, on channel: ChannelKind) -> Bool {
+    package func owns(_ address: String, on channel: ChannelKind) -> Bool {
         addresses(for: channel).contains(address)
     }
 
     /// The default sender on a channel.
-    public func defaultSender(for channel: ChannelKind) -> String? {
+    package func defaultSender(for channel: ChannelKind) -> String? {
         addresses(for: channel).first
     }
 }

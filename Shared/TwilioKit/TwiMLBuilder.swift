@@ -3,17 +3,17 @@ import Foundation
 
 /// Builds the ConversationRelay TwiML (as TAC does it: docs/architecture.md §6.3) with every value XML-escaped: one
 /// builder for inbound (`/twiml`) and outbound (the Calls API's inline `Twiml`) calls.
-public struct TwiMLBuilder: Sendable {
-    public var actionURL: String?
-    public var websocketURL: String
+package struct TwiMLBuilder: Sendable {
+    package var actionURL: String?
+    package var websocketURL: String
     /// `<ConversationRelay>` attributes, in order (`url` is always ``websocketURL``).
-    public var attributes: [(String, String)]
+    package var attributes: [(String, String)]
     /// `<Language>` elements, each its attributes in order (`code` first).
-    public var languages: [[(String, String)]]
+    package var languages: [[(String, String)]]
     /// `<Parameter name value>` elements (they reach the socket's `setup` as `customParameters`).
-    public var parameters: [(String, String)]
+    package var parameters: [(String, String)]
 
-    public init(
+    package init(
         actionURL: String?, websocketURL: String, attributes: [(String, String)], languages: [[(String, String)]] = [],
         parameters: [(String, String)] = []
     ) {
@@ -25,14 +25,14 @@ public struct TwiMLBuilder: Sendable {
     }
 
     /// The TwiML for `settings` (the environment's `CONVERSATION_RELAY_*`, with any per-call options applied).
-    public init(settings: ConversationRelaySettings, actionURL: String?, websocketURL: String) {
+    package init(settings: ConversationRelaySettings, actionURL: String?, websocketURL: String) {
         self.init(
             actionURL: actionURL, websocketURL: websocketURL, attributes: settings.attributes, languages: settings.languages,
             parameters: settings.parameters)
     }
 
     /// The TwiML document.
-    public func build() -> String {
+    package func build() -> String {
         var xml = #"<?xml version="1.0" encoding="UTF-8"?><Response><Connect"#
         if let actionURL { xml += #" action="\#(Self.escape(actionURL))""# }
         xml += #"><ConversationRelay url="\#(Self.escape(websocketURL))""#
@@ -56,7 +56,7 @@ public struct TwiMLBuilder: Sendable {
     /// digits, `-`, `_` or `.`. Names come from options (`extra`) an API caller or a per-call hook
     /// chooses and are not escapable, so any other name is left out rather than let it write markup
     /// (`x="1"/><Redirect>…`) into the call's TwiML.
-    public static func isAttributeName(_ name: String) -> Bool {
+    package static func isAttributeName(_ name: String) -> Bool {
         guard let first = name.utf8.first, (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(first | 0x20) else { return false }
         return name.utf8.allSatisfy { byte in
             (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte | 0x20) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
@@ -67,7 +67,7 @@ public struct TwiMLBuilder: Sendable {
     /// XML attribute and text escaping; characters XML 1.0 does not allow at all (C0 controls other
     /// than tab, line feed and carriage return, U+FFFE, U+FFFF) are left out, since Twilio refuses a
     /// document holding one (error 12100) and the call would fail.
-    public static func escape(_ text: String) -> String {
+    package static func escape(_ text: String) -> String {
         var out = ""
         out.reserveCapacity(text.count)
         for character in text {

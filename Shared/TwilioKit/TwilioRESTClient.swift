@@ -7,15 +7,15 @@ import NIOCore
 import NIOHTTP1
 
 /// Base URLs and credentials of Twilio's REST APIs (each documented in .env.example); overridable for `twilio-sim`.
-public struct TwilioAPIConfiguration: Sendable {
-    public var accountSid: String
-    public var username: String
-    public var password: String
-    public var apiBaseURL: String
-    public var conversationsBaseURL: String
-    public var studioBaseURL: String
+package struct TwilioAPIConfiguration: Sendable {
+    package var accountSid: String
+    package var username: String
+    package var password: String
+    package var apiBaseURL: String
+    package var conversationsBaseURL: String
+    package var studioBaseURL: String
 
-    public init(
+    package init(
         accountSid: String, username: String, password: String, apiBaseURL: String = "https://api.twilio.com",
         conversationsBaseURL: String = "https://conversations.twilio.com", studioBaseURL: String = "https://studio.twilio.com"
     ) {
@@ -29,7 +29,7 @@ public struct TwilioAPIConfiguration: Sendable {
 
     /// Reads `TWILIO_ACCOUNT_SID`, `TWILIO_API_KEY`/`TWILIO_API_SECRET` (falling back to the account SID
     /// and `TWILIO_AUTH_TOKEN`) and the base URLs.
-    public init(environment: Environment) throws {
+    package init(environment: Environment) throws {
         let accountSid = try environment.required("TWILIO_ACCOUNT_SID")
         try DevCredentials.refuseWithRealTwilio(environment)
         let username = environment.string("TWILIO_API_KEY") ?? accountSid
@@ -51,26 +51,26 @@ public struct TwilioAPIConfiguration: Sendable {
 }
 
 /// A response from Twilio.
-public struct TwilioResponse: Sendable {
-    public var status: Int
-    public var headers: HTTPHeaders
-    public var body: [UInt8]
+package struct TwilioResponse: Sendable {
+    package var status: Int
+    package var headers: HTTPHeaders
+    package var body: [UInt8]
 
     /// The body parsed as JSON, when it is.
-    public var json: JSONValue? { try? JSONDecoder().decode(JSONValue.self, from: Data(body)) }
+    package var json: JSONValue? { try? JSONDecoder().decode(JSONValue.self, from: Data(body)) }
 }
 
 /// Calls Twilio's REST APIs over pooled keep-alive connections (AsyncHTTPClient), with Basic auth.
 ///
 /// Non-2xx answers become ``TwilioAPIError`` (with `Retry-After`); every error is counted in
 /// `agentconnect_twilio_api_errors_total{status,code}`.
-public struct TwilioRESTClient: Sendable {
-    public let configuration: TwilioAPIConfiguration
+package struct TwilioRESTClient: Sendable {
+    package let configuration: TwilioAPIConfiguration
     private let http: HTTPClient
     private let authorization: String
     private let timeout: TimeAmount
 
-    public init(configuration: TwilioAPIConfiguration, httpClient: HTTPClient, timeout: TimeAmount = .seconds(15)) {
+    package init(configuration: TwilioAPIConfiguration, httpClient: HTTPClient, timeout: TimeAmount = .seconds(15)) {
         self.configuration = configuration
         self.http = httpClient
         self.timeout = timeout
@@ -78,7 +78,7 @@ public struct TwilioRESTClient: Sendable {
     }
 
     /// Sends a JSON body (or none) and returns the 2xx response.
-    public func json(_ method: HTTPMethod, _ url: String, body: JSONValue? = nil, headers extra: [(String, String)] = []) async throws
+    package func json(_ method: HTTPMethod, _ url: String, body: JSONValue? = nil, headers extra: [(String, String)] = []) async throws
         -> TwilioResponse
     {
         var request = HTTPClientRequest(url: url)
@@ -91,7 +91,7 @@ public struct TwilioRESTClient: Sendable {
     }
 
     /// Sends a form body and returns the 2xx response.
-    public func form(_ method: HTTPMethod, _ url: String, fields: [(String, String)], headers extra: [(String, String)] = []) async throws
+    package func form(_ method: HTTPMethod, _ url: String, fields: [(String, String)], headers extra: [(String, String)] = []) async throws
         -> TwilioResponse
     {
         var request = HTTPClientRequest(url: url)

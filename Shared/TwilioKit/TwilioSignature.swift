@@ -5,15 +5,15 @@ import Foundation
 ///
 /// Checks accept the URL with and without an explicit port (as Twilio's validators do) and compare
 /// in constant time.
-public struct TwilioSignature: Sendable {
+package struct TwilioSignature: Sendable {
     private let key: SymmetricKey
 
-    public init(authToken: String) {
+    package init(authToken: String) {
         key = SymmetricKey(data: Data(authToken.utf8))
     }
 
     /// The signature Twilio would send for `url` and POST `params`.
-    public func compute(url: String, params: [(String, String)] = []) -> String {
+    package func compute(url: String, params: [(String, String)] = []) -> String {
         var data = Data(url.utf8)
         for (name, value) in params.sorted(by: { $0.0 < $1.0 }) {
             data.append(contentsOf: name.utf8)
@@ -23,7 +23,7 @@ public struct TwilioSignature: Sendable {
     }
 
     /// Whether `signature` matches `url` (tried with and without its port) and `params`.
-    public func isValid(_ signature: String, url: String, params: [(String, String)] = []) -> Bool {
+    package func isValid(_ signature: String, url: String, params: [(String, String)] = []) -> Bool {
         let expected = Array(signature.utf8)
         var matched = false
         for candidate in Self.portVariants(of: url) {
@@ -35,7 +35,7 @@ public struct TwilioSignature: Sendable {
 
     /// Checks a JSON webhook: the URL carries `bodySHA256=<hex sha256 of the body>`, the signature
     /// covers the URL with no params, and the body hash must match.
-    public func isValidJSON(_ signature: String, url: String, body: some Collection<UInt8>) -> Bool {
+    package func isValidJSON(_ signature: String, url: String, body: some Collection<UInt8>) -> Bool {
         guard let expectedHash = Self.queryItems(of: url).first(where: { $0.0 == "bodySHA256" })?.1 else { return false }
         let actualHash = SHA256.hash(data: Data(body)).map { String(format: "%02x", $0) }.joined()
         let hashMatches = Self.constantTimeEquals(Array(actualHash.utf8), Array(expectedHash.lowercased().utf8))
@@ -43,7 +43,7 @@ public struct TwilioSignature: Sendable {
     }
 
     /// The hex SHA-256 of a body, as Twilio puts in `bodySHA256`.
-    public static func bodyHash(_ body: some Collection<UInt8>) -> String {
+    package static func bodyHash(_ body: some Collection<UInt8>) -> String {
         SHA256.hash(data: Data(body)).map { String(format: "%02x", $0) }.joined()
     }
 
@@ -65,7 +65,7 @@ public struct TwilioSignature: Sendable {
     }
 
     /// Query parameters of a URL, percent-decoded, in order.
-    public static func queryItems(of url: String) -> [(String, String)] {
+    package static func queryItems(of url: String) -> [(String, String)] {
         guard let question = url.firstIndex(of: "?") else { return [] }
         return FormCoding.decode(String(url[url.index(after: question)...]))
     }

@@ -3,101 +3,13 @@ import EventBus
 import Foundation
 import RelayCaller
 import Testing
-import TwilioKit
 
-@Suite("Edges: limits, outages, callbacks, draining")
+/// The relay's edges that need real processes: the orchestrator lookup, a drain on SIGTERM, DTMF through
+/// Redis. Limits, outages and callbacks of one service are tested in process (MessagingIngressTests,
+/// VoiceRelayTests).
+@Suite("Edges: orchestrated calls, draining, DTMF")
 struct EdgeCaseTests {
     static let token = TestEnvironment.localEnv["TWILIO_AUTH_TOKEN"] ?? ""
-
-    /// A signed JSON webhook straight to messaging-ingress.
-    static func signedWebhook(port: Int, body: [UInt8]) async throws -> TestStack.HTTPResult {
-        let url = "http://127.0.0.1:\(port)/webhook?bodySHA256=\(TwilioSignature.bodyHash(body))"
-        return try await TestStack.request(
-            .POST, url, rawBody: body,
-            headers: [("Content-Type", "application/json"), ("X-Twilio-Signature", TwilioSignature(authToken: token).compute(url: url))])
-    }
-
-    /// A signed form to any route, signed for `url` or, on voice-relay (which checks its public domain
-    /// only), for the same path on `https://` (the tests' domain is the relay's own host:port).
-    static func signedForm(_ url: String, _ fields: [(String, String)], publicHTTPS: Bool = false) async throws -> TestStack.HTTPResult {
-        let signedURL = publicHTTPS ? url.replacingOccurrences(of: "http://", with: "https://") : url
-        return try await TestStack.request(
-            .POST, url, rawBody: Array(FormCoding.encode(fields).utf8),
-            headers: [
-                ("Content-Type", "application/x-www-form-urlencoded"),
-                ("X-Twilio-Signature", TwilioSignature(authToken: token).compute(url: signedURL, params: fields)),
-            ])
-    }
-
-    @Test("ingress: a body over the limit gets 413, unparseable JSON 400, and nothing is published")
-    func limits() async throws {
-        var options = TestStack.Options()
-        options.workers = 0
-        options.outbound = false
-        options.extra["WEBHOOK_MAX_BODY_BYTES"] = "2048"
-        try await withStack(options) { stack in
-            let huge = try await Self.signedWebhook(port: stack.ingressPort, body: Array(repeating: UInt8(ascii: "a"), count: 10_000))
-            #expect(huge.status == 413)
-            let garbage = try await Self.signedWebhook(port: stack.ingressPort, body: Array(#"{"eventType": "COMMUNICATION_CREA"#.utf8))
-            #expect(garbage.status == 400)
-            let notObject = try await Self.signedWebhook(port: stack.ingressPort, body: Array("[1,2]".utf8))
-            #expect(notObject.status == 400)
-            let invalidUTF8 = try await Self.signedWebhook(port: stack.ingressPort, body: [0xff, 0xfe, 0x7b])
-            #expect(invalidUTF8.status == 400)
-            let ignored = try await Self.signedWebhook(port: stack.ingressPort, body: Array(#"{"eventType":"PARTICIPANT_UPDATED","data":{}}"#.utf8))
-            #expect(ignored.status == 200)
-            #expect(try await stack.inboundLength() == 0)
-            #expect(stack.processes("messaging-ingress").first?.isRunning == true)
-        }
-    }
-
-    @Test("ingress: Redis unreachable → 503 so Twilio retries")
-    func redisDown() async throws {
-        var environment = TestEnvironment.localEnv
-        environment["REDIS_URL"] = "redis://127.0.0.1:\(TestEnvironment.freePort())"
-        let ingress = try ServiceProcess(
-            "messaging-ingress", port: TestEnvironment.freePort(), environment: environment, logDirectory: NSTemporaryDirectory())
-        // Live, but not ready: /health/ready looks at Redis.
-        try await ingress.waitReady(path: "/health/live")
-        let ready = try await TestStack.request(.GET, "http://127.0.0.1:\(ingress.port)/health/ready")
-        #expect(ready.status == 503)
-        let body = Array(
-            #"{"eventType":"COMMUNICATION_CREATED","data":{"id":"c1","conversationId":"conv_503","author":{"address":"+15550001234","channel":"SMS"},"content":{"text":"hi"},"recipients":[]}}"#
-                .utf8)
-        let response = try await Self.signedWebhook(port: ingress.port, body: body)
-        #expect(response.status == 503)
-        #expect(await ingress.terminate() == 0)
-    }
-
-    @Test("voice callbacks: signed forms answer 200 with an empty body; unsigned 403; a missing CallSid 400")
-    func callbacks() async throws {
-        try await withStack(VoiceAcceptanceTests.relayOnly()) { stack in
-            let base = "http://127.0.0.1:\(stack.relayPorts[0])"
-            let action = try await Self.signedForm(
-                "\(base)/conversation-relay-callback",
-                [
-                    ("AccountSid", stack.environment["TWILIO_ACCOUNT_SID"] ?? ""), ("CallSid", "CAcallback1"), ("CallStatus", "completed"),
-                    ("SessionId", "VX1"), ("SessionStatus", "ended"), ("SessionDuration", "12"), ("HandoffData", #"{"reason":"human"}"#),
-                ],
-                publicHTTPS: true)
-            #expect(action.status == 200)
-            #expect(action.body.isEmpty)
-            for kind in ["status", "amd", "recording"] {
-                let event = try await Self.signedForm(
-                    "\(base)/twilio/call-events/\(kind)", [("CallSid", "CAcallback1"), ("CallStatus", "completed")], publicHTTPS: true)
-                #expect(event.status == 200, "\(kind)")
-            }
-            let missing = try await Self.signedForm("\(base)/twilio/call-events/status", [("CallStatus", "completed")], publicHTTPS: true)
-            #expect(missing.status == 400)
-            let unsigned = try await TestStack.request(
-                .POST, "\(base)/twilio/call-events/amd", rawBody: Array("CallSid=CA1".utf8),
-                headers: [("Content-Type", "application/x-www-form-urlencoded")])
-            #expect(unsigned.status == 403)
-            // The completed callback ended the relay-only conversation: once, on the worker.
-            let worker = try #require(stack.processes("agent-worker").first)
-            #expect(await eventually { (try? await stack.metric("agentconnect_conversations_ended_total", port: worker.port)) == 1 })
-        }
-    }
 
     @Test("orchestrated voice: the relay finds the conversation ConversationRelay created, and the call flows")
     func orchestratedCall() async throws {

@@ -2,6 +2,7 @@ import AgentConnectCore
 import EventBus
 import Foundation
 import Testing
+import TwilioKit
 
 @Suite("Messaging end to end through real processes, Redis, PostgreSQL and twilio-sim")
 struct MessagingAcceptanceTests {
@@ -45,9 +46,13 @@ struct MessagingAcceptanceTests {
         }
     }
 
-    @Test("a bad or missing signature gets 403 and nothing reaches the bus")
+    @Test(
+        "a bad or missing signature, or one for the host the client sent instead of the public domain, gets 403 and nothing reaches the bus; the sim's, for the domain, passes"
+    )
     func badSignature() async throws {
-        try await withStack { stack in
+        var options = TestStack.Options(workers: 0, outbound: false)
+        options.extra = ["TWILIO_WEBHOOK_PUBLIC_DOMAIN": "hooks.example.com"]
+        try await withStack(options) { stack in
             let body: JSONValue = [
                 "eventType": "COMMUNICATION_CREATED",
                 "data": [
@@ -62,7 +67,18 @@ struct MessagingAcceptanceTests {
                 .POST, "http://127.0.0.1:\(stack.ingressPort)/webhook", rawBody: Array("From=%2B1&To=%2B2&Body=x&MessageSid=SM1".utf8),
                 headers: [("Content-Type", "application/x-www-form-urlencoded")])
             #expect(unsignedForm.status == 403)
+            // Signed for the URL the request was sent to: the process checks the configured domain only.
+            let url = "http://127.0.0.1:\(stack.ingressPort)/webhook?bodySHA256=\(TwilioSignature.bodyHash(Array(body.compactJSON.utf8)))"
+            let ownHost = try await TestStack.request(
+                .POST, url, rawBody: Array(body.compactJSON.utf8),
+                headers: [
+                    ("Content-Type", "application/json"),
+                    ("X-Twilio-Signature", TwilioSignature(authToken: stack.environment["TWILIO_AUTH_TOKEN"] ?? "").compute(url: url)),
+                ])
+            #expect(ownHost.status == 403)
             #expect(try await stack.inboundLength() == 0)
+            // The sim signs for the configured domain, so Twilio's own webhooks still pass.
+            #expect(try await stack.customerSays("through the domain", from: "+15554440041")["webhookStatus"]?.double == 200)
         }
     }
 

@@ -287,21 +287,6 @@ struct VoiceControlTests {
         }
     }
 
-    @Test("with VOICE_HANDOFF_TO set to a number, a voice handoff <Dial>s it")
-    func handoffDials() async throws {
-        var options = TestStack.Options(workers: 0, relays: 1)
-        options.extra = ["VOICE_HANDOFF_TO": "+15557654321"]
-        try await withStack(options) { stack in
-            try await stack.launch("example-voice-assistant", port: TestEnvironment.freePort(), extra: ["INSTANCE_ID": "voice-assistant"])
-            let sid = "CA" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
-            _ = try await stack.sim(.POST, "/sim/calls", ["say": ["get me a human"], "callSid": .string(sid), "settleMs": 2000])
-            let action = try await stack.sim(.GET, "/sim/calls/\(sid).action")
-            #expect(action["posted"]?["HandoffData"]?.string?.contains("caller asked for a human") == true, "\(action)")
-            #expect(action["next"]?["verb"]?.string == "Dial")
-            #expect(action["next"]?["number"]?.string == "+15557654321")
-        }
-    }
-
     @Test("endCall hangs the call up through the Calls API (Status=completed), via the outbound service")
     func endCallThroughREST() async throws {
         var options = TestStack.Options(workers: 0, relays: 1)

@@ -30,14 +30,16 @@ struct WebhookRoutesTests {
     }
 
     /// Runs `body` against the service's router, publishing on `bus`.
+    /// - Parameter readiness: the dependency check behind `/health/ready` (nil: none).
     func withRoutes(
-        bus: any EventBus = InMemoryEventBus(), _ body: @Sendable (any TestClientProtocol, MessagingConfiguration) async throws -> Void
+        bus: any EventBus = InMemoryEventBus(), readiness: (@Sendable () async -> Bool)? = nil,
+        _ body: @Sendable (any TestClientProtocol, MessagingConfiguration) async throws -> Void
     ) async throws {
         let configuration = try Self.configuration()
         let health = HealthState()
         health.markReady()
         let router = MessagingIngress.buildRouter(
-            configuration: configuration, bus: bus, health: health, readiness: nil, logger: Logger(label: "messaging-ingress-test"))
+            configuration: configuration, bus: bus, health: health, readiness: readiness, logger: Logger(label: "messaging-ingress-test"))
         try await Application(router: router).test(.router) { client in try await body(client, configuration) }
     }
 
@@ -46,34 +48,42 @@ struct WebhookRoutesTests {
         (0..<configuration.common.inboundPartitions).flatMap { bus.events(on: Streams.inboundPartition($0)) }
     }
 
-    /// A form POST signed as Twilio signs it for the public URL, or with `signature` as given (nil: none).
+    /// A form POST signed as Twilio signs it for the public URL, or with `signature` as given (nil: none),
+    /// with `headers` added (e.g. a fresh `I-Twilio-Idempotency-Token`, which Twilio does not sign).
     func postForm(
-        _ client: any TestClientProtocol, _ path: String, _ fields: [(String, String)], signature: String?? = .none
+        _ client: any TestClientProtocol, _ path: String, _ fields: [(String, String)], signature: String?? = .none,
+        headers: [(String, String)] = []
     ) async throws -> (status: HTTPResponse.Status, body: String) {
         let computed = TwilioSignature(authToken: Self.authToken).compute(url: "https://\(Self.domain)\(path)", params: fields)
         return try await post(
             client, path, body: Array(FormCoding.encode(fields).utf8), contentType: "application/x-www-form-urlencoded",
-            signature: signature ?? computed)
+            signature: signature ?? computed, headers: headers)
     }
 
     /// A JSON POST signed as Twilio signs JSON webhooks (`bodySHA256` in the URL), or with `signature` as given.
     func postJSON(
-        _ client: any TestClientProtocol, _ path: String, _ body: [UInt8], signature: String?? = .none
+        _ client: any TestClientProtocol, _ path: String, _ body: [UInt8], signature: String?? = .none, headers: [(String, String)] = []
     ) async throws -> (status: HTTPResponse.Status, body: String) {
         let uri = "\(path)?bodySHA256=\(TwilioSignature.bodyHash(body))"
         let computed = TwilioSignature(authToken: Self.authToken).compute(url: "https://\(Self.domain)\(uri)")
-        return try await post(client, uri, body: body, contentType: "application/json", signature: signature ?? computed)
+        return try await post(client, uri, body: body, contentType: "application/json", signature: signature ?? computed, headers: headers)
     }
 
-    func postJSON(_ client: any TestClientProtocol, _ path: String, _ json: JSONValue) async throws -> (status: HTTPResponse.Status, body: String) {
-        try await postJSON(client, path, Array(json.compactJSON.utf8))
+    func postJSON(
+        _ client: any TestClientProtocol, _ path: String, _ json: JSONValue, headers: [(String, String)] = []
+    ) async throws -> (status: HTTPResponse.Status, body: String) {
+        try await postJSON(client, path, Array(json.compactJSON.utf8), headers: headers)
     }
 
     private func post(
-        _ client: any TestClientProtocol, _ uri: String, body: [UInt8], contentType: String, signature: String?
+        _ client: any TestClientProtocol, _ uri: String, body: [UInt8], contentType: String, signature: String?,
+        headers extra: [(String, String)] = []
     ) async throws -> (status: HTTPResponse.Status, body: String) {
         var headers: HTTPFields = [.contentType: contentType]
         if let signature { headers[HTTPField.Name("X-Twilio-Signature")!] = signature }
+        for (name, value) in extra {
+            if let name = HTTPField.Name(name) { headers.append(HTTPField(name: name, value: value)) }
+        }
         return try await client.execute(uri: uri, method: .post, headers: headers, body: ByteBuffer(bytes: body)) {
             ($0.status, String(buffer: $0.body))
         }
@@ -100,6 +110,33 @@ struct WebhookRoutesTests {
         }
     }
 
+    @Test("with a public domain configured, a signature for the Host or X-Forwarded-Host the client sent is refused (403); the domain's is accepted")
+    func spoofedHost() async throws {
+        let bus = InMemoryEventBus()
+        try await withRoutes(bus: bus) { client, configuration async throws in
+            let body = Array(
+                #"{"eventType":"COMMUNICATION_CREATED","data":{"id":"comms_spoof","conversationId":"conv_spoof","author":{"address":"+15554440040","channel":"SMS"},"content":{"text":"hi"}}}"#
+                    .utf8)
+            let target = "/webhook?bodySHA256=\(TwilioSignature.bodyHash(body))"
+            let signer = TwilioSignature(authToken: Self.authToken)
+            func post(signedFor url: String, headers: [(String, String)] = []) async throws -> HTTPResponse.Status {
+                try await self.post(
+                    client, target, body: body, contentType: "application/json", signature: signer.compute(url: url), headers: headers
+                )
+                .status
+            }
+            #expect(try await post(signedFor: "http://127.0.0.1:8082" + target, headers: [("Host", "127.0.0.1:8082")]) == .forbidden)
+            #expect(
+                try await post(
+                    signedFor: "https://evil.example" + target, headers: [("X-Forwarded-Host", "evil.example"), ("X-Forwarded-Proto", "https")])
+                    == .forbidden)
+            #expect(try await post(signedFor: "http://evil.example" + target, headers: [("Host", "evil.example")]) == .forbidden)
+            #expect(inbound(bus, configuration).isEmpty)
+            #expect(try await post(signedFor: "https://\(Self.domain)" + target) == .ok)
+            #expect(inbound(bus, configuration).count == 1)
+        }
+    }
+
     @Test("a classic SMS is published once as a classic message.received on its conversation's partition, then answered as a duplicate")
     func classicOnceThenDuplicate() async throws {
         let bus = InMemoryEventBus()
@@ -117,6 +154,8 @@ struct WebhookRoutesTests {
             // Twilio's retry, or a replay with a fresh (unsigned) idempotency token: the same event, not published again.
             let again = try await postForm(client, "/webhook", Self.sms)
             #expect(again.status == .ok && again.body == #"{"status":"duplicate"}"#)
+            let replay = try await postForm(client, "/webhook", Self.sms, headers: [("I-Twilio-Idempotency-Token", UUID().uuidString)])
+            #expect(replay.status == .ok && replay.body == #"{"status":"duplicate"}"#)
             #expect(inbound(bus, configuration).count == 1)
         }
     }
@@ -159,11 +198,16 @@ struct WebhookRoutesTests {
         }
     }
 
-    @Test("a signed body that is not JSON, a malformed form or a webhook missing a field is 400, and publishes nothing")
+    @Test(
+        "a signed body that is not JSON (truncated, invalid UTF-8) or not an object, a malformed form or a webhook missing a field is 400, and publishes nothing"
+    )
     func malformedBodies() async throws {
         let bus = InMemoryEventBus()
         try await withRoutes(bus: bus) { client, configuration async throws in
             #expect(try await postJSON(client, "/webhook", Array("{not json".utf8)).status == .badRequest)
+            #expect(try await postJSON(client, "/webhook", Array(#"{"eventType": "COMMUNICATION_CREA"#.utf8)).status == .badRequest)
+            #expect(try await postJSON(client, "/webhook", Array("[1,2]".utf8)).status == .badRequest)
+            #expect(try await postJSON(client, "/webhook", [0xff, 0xfe, 0x7b]).status == .badRequest)
             let malformed = try await post(
                 client, "/webhook", body: Array("%zz=1".utf8), contentType: "application/x-www-form-urlencoded", signature: "anything")
             #expect(malformed.status == .badRequest)
@@ -201,26 +245,50 @@ struct WebhookRoutesTests {
         }
     }
 
-    @Test("/ci-webhook publishes the result whole as intelligence.result")
+    @Test("/ci-webhook publishes the result whole as intelligence.result, once whatever the idempotency header")
     func intelligenceResult() async throws {
         let bus = InMemoryEventBus()
         try await withRoutes(bus: bus) { client, configuration async throws in
             let body: JSONValue = ["conversationId": "conv9", "operatorResults": [["id": "OR1"]], "intelligenceConfiguration": ["id": "IC1"]]
-            #expect(try await postJSON(client, "/ci-webhook", body).body == #"{"status":"ok"}"#)
+            #expect(try await postJSON(client, "/ci-webhook", body, headers: [("I-Twilio-Idempotency-Token", "one")]).body == #"{"status":"ok"}"#)
+            // A replay with another idempotency token is the same result (deduplicated on its operator result ids).
+            #expect(
+                try await postJSON(client, "/ci-webhook", body, headers: [("I-Twilio-Idempotency-Token", "two")]).body == #"{"status":"duplicate"}"#)
             let events = bus.events(on: Partitioner.inboundStream(for: "conv9", partitions: configuration.common.inboundPartitions))
             #expect(try events.map { try $0.decode(IntelligenceResult.self).body } == [body])
         }
     }
 
-    @Test("with the bus unreachable a webhook is answered 503, so Twilio retries")
+    @Test("with Redis unreachable /health/ready is 503 (live stays 200) and a webhook is answered 503, so Twilio retries")
     func busUnavailable() async throws {
         let logger = Logger(label: "messaging-ingress-test")
         // Nothing listens on port 1: every publish fails to connect.
         let redis = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: 1), logger: logger)
         defer { redis.shutdown() }
-        try await withRoutes(bus: RedisStreamsEventBus(client: redis)) { client, _ async throws in
+        let probe = DependencyProbe(redis: redis)
+        try await withRoutes(bus: RedisStreamsEventBus(client: redis), readiness: { await probe.check() }) { client, _ async throws in
+            #expect(try await client.execute(uri: "/health/live", method: .get) { $0.status } == .ok)
+            #expect(try await client.execute(uri: "/health/ready", method: .get) { $0.status } == .serviceUnavailable)
             let response = try await postForm(client, "/webhook", Self.sms)
             #expect(response.status == .serviceUnavailable)
+        }
+    }
+
+    @Test(
+        "a medium's size no Int holds is published as unknown (null), so no reader traps on it; the message still goes through",
+        arguments: ["1e300", "-5.5", "1e19"])
+    func unrepresentableMediaSize(size: String) async throws {
+        let bus = InMemoryEventBus()
+        try await withRoutes(bus: bus) { client, configuration async throws in
+            let body = Array(
+                #"{"eventType":"COMMUNICATION_CREATED","data":{"id":"comms_size","conversationId":"conv_size","author":{"address":"+15554449901","channel":"SMS"},"content":{"text":"look","media":[{"url":"https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1","contentType":"image/png","size":\#(size)}]},"recipients":[]}}"#
+                    .utf8)
+            #expect(try await postJSON(client, "/webhook", body).status == .ok)
+            let events = bus.events(on: Partitioner.inboundStream(for: "conv_size", partitions: configuration.common.inboundPartitions))
+            try #require(events.count == 1)
+            #expect(events[0].payload["media"]?.array?.first?["size"] == .null)
+            let media = try #require(try events[0].decode(MessageReceived.self).media?.first)
+            #expect(media.size == nil && media.contentType == "image/png" && media.url.hasSuffix("/Media/ME1"))
         }
     }
 

@@ -19,10 +19,14 @@ struct VoiceCallbackRoutesTests {
     static let authToken = "route-test-token"
     static let domain = "relay.example.com"
 
-    /// Runs `body` against the routes of a relay-only configuration, with the bus they publish on.
-    func withRoutes(_ body: @Sendable (any TestClientProtocol, InMemoryEventBus, VoiceConfiguration) async throws -> Void) async throws {
+    /// Runs `body` against the routes of a relay-only configuration (with `environment` added), with the
+    /// bus they publish on.
+    func withRoutes(
+        environment: [String: String] = [:], _ body: @Sendable (any TestClientProtocol, InMemoryEventBus, VoiceConfiguration) async throws -> Void
+    ) async throws {
         let configuration = try VoiceConfiguration(
-            environment: Environment(["TWILIO_AUTH_TOKEN": Self.authToken, "TWILIO_VOICE_PUBLIC_DOMAIN": Self.domain]))
+            environment: Environment(
+                ["TWILIO_AUTH_TOKEN": Self.authToken, "TWILIO_VOICE_PUBLIC_DOMAIN": Self.domain].merging(environment) { _, new in new }))
         let logger = Logger(label: "voice-relay-test")
         let bus = InMemoryEventBus()
         // Never connected: the routes tested here answer before a socket token is minted.
@@ -36,13 +40,18 @@ struct VoiceCallbackRoutesTests {
         try await Application(router: router).test(.router) { client in try await body(client, bus, configuration) }
     }
 
-    /// A form POST signed as Twilio signs it (for the public URL), or with `signature` as given.
+    /// A form POST signed as Twilio signs it (for the public URL), or with `signature` as given ("": none),
+    /// with `headers` added.
     func post(
-        _ client: any TestClientProtocol, _ path: String, _ fields: [(String, String)], signature: String? = nil
+        _ client: any TestClientProtocol, _ path: String, _ fields: [(String, String)], signature: String? = nil,
+        headers extra: [(String, String)] = []
     ) async throws -> (status: HTTPResponse.Status, body: String) {
         var headers: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]
-        headers[HTTPField.Name("X-Twilio-Signature")!] =
-            signature ?? TwilioSignature(authToken: Self.authToken).compute(url: "https://\(Self.domain)\(path)", params: fields)
+        let signature = signature ?? TwilioSignature(authToken: Self.authToken).compute(url: "https://\(Self.domain)\(path)", params: fields)
+        if !signature.isEmpty { headers[HTTPField.Name("X-Twilio-Signature")!] = signature }
+        for (name, value) in extra {
+            if let name = HTTPField.Name(name) { headers.append(HTTPField(name: name, value: value)) }
+        }
         return try await client.execute(uri: path, method: .post, headers: headers, body: ByteBuffer(string: FormCoding.encode(fields))) {
             ($0.status, String(buffer: $0.body))
         }
@@ -118,6 +127,78 @@ struct VoiceCallbackRoutesTests {
                 client, "/conversation-relay-callback", [("CallSid", "CA5"), ("SessionStatus", "ended")], signature: "bogus")
             #expect(response.status == .forbidden)
             #expect(inbound(bus, configuration, conversationId: "CA5").isEmpty)
+        }
+    }
+
+    @Test("/twiml signed for the Host or X-Forwarded-Host the client sent, not the public domain, is refused (403)")
+    func twimlSpoofedHost() async throws {
+        try await withRoutes { client, bus, configuration in
+            let fields = [("CallSid", "CA6"), ("From", "+15554440042"), ("To", "+15550000001")]
+            let signer = TwilioSignature(authToken: Self.authToken)
+            let own = try await post(
+                client, "/twiml", fields, signature: signer.compute(url: "http://127.0.0.1:8081/twiml", params: fields),
+                headers: [("Host", "127.0.0.1:8081")])
+            #expect(own.status == .forbidden)
+            let forwarded = try await post(
+                client, "/twiml", fields, signature: signer.compute(url: "https://evil.example/twiml", params: fields),
+                headers: [("X-Forwarded-Host", "evil.example"), ("X-Forwarded-Proto", "https")])
+            #expect(forwarded.status == .forbidden)
+            #expect(inbound(bus, configuration, conversationId: "CA6").isEmpty)
+        }
+    }
+
+    @Test("call events (status, amd, recording) answer 200 with an empty body and are published with their kind; no CallSid is 400; unsigned is 403")
+    func callEvents() async throws {
+        try await withRoutes { client, bus, configuration in
+            for kind in ["status", "amd", "recording"] {
+                let response = try await post(client, "/twilio/call-events/\(kind)", [("CallSid", "CA7"), ("CallStatus", "completed")])
+                #expect(response.status == .ok && response.body.isEmpty, "\(kind)")
+            }
+            let events = inbound(bus, configuration, conversationId: "CA7")
+            #expect(events.map { $0.payload["kind"]?.string } == ["status", "amd", "recording"])
+            #expect(try await post(client, "/twilio/call-events/status", [("CallStatus", "completed")]).status == .badRequest)
+            #expect(try await post(client, "/twilio/call-events/amd", [("CallSid", "CA8")], signature: "").status == .forbidden)
+            #expect(inbound(bus, configuration, conversationId: "CA8").isEmpty)
+        }
+    }
+
+    @Test("the <Connect action> callback of a completed call with handoff data answers 200 empty and ends the conversation once, as a handoff")
+    func completedCallWithHandoffData() async throws {
+        try await withRoutes { client, bus, configuration in
+            let fields = [
+                ("AccountSid", "AC1"), ("CallSid", "CA9"), ("CallStatus", "completed"), ("SessionId", "VX1"), ("SessionStatus", "ended"),
+                ("SessionDuration", "12"), ("HandoffData", #"{"reason":"human"}"#),
+            ]
+            for _ in 0..<2 {
+                let response = try await post(client, "/conversation-relay-callback", fields)
+                #expect(response.status == .ok && response.body.isEmpty)
+            }
+            let ended = inbound(bus, configuration, conversationId: "CA9").filter { $0.type == EventType.conversationEnded }
+            #expect(ended.count == 1)
+            #expect(ended.first?.payload["reason"]?.string == "handoff")
+        }
+    }
+
+    @Test("a voice handoff goes where VOICE_HANDOFF_TO says: a number is <Dial>ed; a Studio flow gets the handoff data, reason and conversation")
+    func handoffDestinations() async throws {
+        let handoff = [("CallSid", "CA10"), ("HandoffData", #"{"reason":"caller asked for a human","attributes":{"queue":"billing"}}"#)]
+        try await withRoutes(environment: ["VOICE_HANDOFF_TO": "+15557654321"]) { client, _, _ in
+            let response = try await post(client, "/conversation-relay-callback", handoff)
+            #expect(response.status == .ok)
+            #expect(response.body.contains("<Dial><Number>+15557654321</Number></Dial>"), "\(response.body)")
+        }
+        let studio = ["TWILIO_ACCOUNT_SID": "AC1", "TWILIO_STUDIO_HANDOFF_FLOW_SID": "FW00000000000000000000000000000042"]
+        try await withRoutes(environment: studio) { client, _, _ in
+            let response = try await post(client, "/conversation-relay-callback", handoff)
+            #expect(response.status == .ok)
+            #expect(
+                response.body.contains("https://webhooks.twilio.com/v1/Accounts/AC1/Flows/FW00000000000000000000000000000042?"), "\(response.body)")
+            let query = try #require(response.body.split(separator: "?").last?.split(separator: "<").first)
+            let parameters = Dictionary(
+                FormCoding.decode(String(query).replacingOccurrences(of: "&amp;", with: "&")), uniquingKeysWith: { first, _ in first })
+            #expect(parameters["HandoffReason"] == "caller asked for a human")
+            #expect(parameters["ConversationId"] == "CA10")
+            #expect(parameters["HandoffData"]?.contains(#""queue":"billing""#) == true)
         }
     }
 }

@@ -1,25 +1,25 @@
 import Foundation
 
 /// The envelope every event on the bus carries (docs/architecture.md §2).
-public struct BusEvent: Sendable, Codable, Hashable {
+package struct BusEvent: Sendable, Codable, Hashable {
     /// Unique id; also the idempotency key of the event's effects.
-    public var id: String
+    package var id: String
     /// One of ``EventType``.
-    public var type: String
+    package var type: String
     /// Schema version of `payload`.
-    public var version: Int
+    package var version: Int
     /// The conversation this event belongs to.
-    public var conversationId: String
+    package var conversationId: String
     /// The channel the conversation runs on.
-    public var channel: ChannelKind
+    package var channel: ChannelKind
     /// When the event happened, ISO-8601 with milliseconds.
-    public var occurredAt: String
+    package var occurredAt: String
     /// W3C trace context, carried across every hop.
-    public var traceparent: String
+    package var traceparent: String
     /// Type-specific fields.
-    public var payload: JSONValue
+    package var payload: JSONValue
 
-    public init(
+    package init(
         id: String = BusEvent.newID(), type: String, version: Int = 1, conversationId: String, channel: ChannelKind,
         occurredAt: Date = Date(), traceparent: String = Traceparent.random().description, payload: JSONValue
     ) {
@@ -49,28 +49,28 @@ public struct BusEvent: Sendable, Codable, Hashable {
     }
 
     /// A new random event id.
-    public static func newID() -> String { UUID().uuidString.lowercased() }
+    package static func newID() -> String { UUID().uuidString.lowercased() }
 
     /// The event as compact JSON bytes: byte for byte what `JSONEncoder` with
     /// `[.sortedKeys, .withoutEscapingSlashes]` writes, without its cost (``CompactJSON``).
-    public func encoded() throws -> [UInt8] {
+    package func encoded() throws -> [UInt8] {
         try BusEvent.writeJSON(self)
     }
 
     /// Decodes an event from JSON bytes, with the checks `Decodable` makes (``CompactJSON``).
-    public static func decode(_ bytes: some Collection<UInt8>) throws -> BusEvent {
+    package static func decode(_ bytes: some Collection<UInt8>) throws -> BusEvent {
         try readJSON(CompactJSON.decode(bytes))
     }
 
     /// `occurredAt` as a date, when it parses.
-    public var occurredDate: Date? { Timestamp.parse(occurredAt) }
+    package var occurredDate: Date? { Timestamp.parse(occurredAt) }
 }
 
 /// ISO-8601 timestamps with milliseconds, as used in events and rows.
-public enum Timestamp {
+package enum Timestamp {
     /// Formats a date as `2026-11-21T12:00:00.123Z` (UTC, milliseconds truncated), as the ISO 8601
     /// format style with fractional seconds writes it, computed directly (this runs for every event).
-    public static func iso8601(_ date: Date) -> String {
+    package static func iso8601(_ date: Date) -> String {
         // Whole seconds, then the fraction truncated to milliseconds, both from the date's own
         // representation (seconds since 2001), as the format style computes them.
         let interval = date.timeIntervalSinceReferenceDate
@@ -108,7 +108,7 @@ public enum Timestamp {
     }
 
     /// Parses ISO-8601 with or without fractional seconds.
-    public static func parse(_ text: String) -> Date? {
+    package static func parse(_ text: String) -> Date? {
         if let date = parseMilliseconds(text) { return date }
         if let date = try? Date(
             text,
@@ -185,12 +185,12 @@ public enum Timestamp {
     }
 
     /// Formats a date as Twilio's REST API 2010 does: `Wed, 18 Aug 2010 20:01:40 +0000`.
-    public static func rfc2822(_ date: Date) -> String {
+    package static func rfc2822(_ date: Date) -> String {
         rfc2822Formatter().string(from: date)
     }
 
     /// Parses Twilio's REST API 2010 dates (`Wed, 18 Aug 2010 20:01:40 +0000`).
-    public static func parseRFC2822(_ text: String) -> Date? {
+    package static func parseRFC2822(_ text: String) -> Date? {
         rfc2822Formatter().date(from: text)
     }
 

@@ -3,10 +3,10 @@ public enum ChannelKind: String, Sendable, Codable, CaseIterable, Hashable {
     case voice, sms, whatsapp, rcs, chat
 
     /// The upper-case name Conversation Orchestrator uses (`SMS`, `WHATSAPP`, …).
-    public var orchestratorName: String { rawValue.uppercased() }
+    package var orchestratorName: String { rawValue.uppercased() }
 
     /// The channel for an orchestrator name such as `WHATSAPP`, or `nil` for channels we do not serve.
-    public init?(orchestratorName: String) {
+    package init?(orchestratorName: String) {
         self.init(rawValue: orchestratorName.lowercased())
     }
 

@@ -7,9 +7,9 @@
 /// Swift prints them without a trailing `.0`; non-finite numbers refused. The reader takes any
 /// RFC 8259 JSON text (nesting up to 512 levels; a trailing comma accepted) and refuses invalid
 /// UTF-8, as `JSONDecoder` does.
-public enum CompactJSON {
+package enum CompactJSON {
     /// A value as compact JSON bytes; throws ``CompactJSONError`` for a non-finite number.
-    public static func encode(_ value: JSONValue) throws -> [UInt8] {
+    package static func encode(_ value: JSONValue) throws -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(256)
         try write(value, to: &out)
@@ -17,7 +17,7 @@ public enum CompactJSON {
     }
 
     /// Parses JSON bytes.
-    public static func decode(_ bytes: some Collection<UInt8>) throws -> JSONValue {
+    package static func decode(_ bytes: some Collection<UInt8>) throws -> JSONValue {
         if let value = try bytes.withContiguousStorageIfAvailable({ try decode(buffer: UnsafeRawBufferPointer($0)) }) {
             return value
         }
@@ -35,20 +35,20 @@ public enum CompactJSON {
 }
 
 /// JSON that ``CompactJSON`` could not read or write.
-public struct CompactJSONError: Error, CustomStringConvertible, Sendable {
-    public var message: String
-    public var description: String { "JSON: \(message)" }
+package struct CompactJSONError: Error, CustomStringConvertible, Sendable {
+    package var message: String
+    package var description: String { "JSON: \(message)" }
 }
 
 extension JSONValue {
     /// Parses JSON bytes (any JSON text), without Foundation's `JSONDecoder`.
-    public static func parse(_ bytes: some Collection<UInt8>) throws -> JSONValue {
+    package static func parse(_ bytes: some Collection<UInt8>) throws -> JSONValue {
         try CompactJSON.decode(bytes)
     }
 
     /// The value as compact JSON bytes with sorted keys, as `JSONEncoder` with
     /// `[.sortedKeys, .withoutEscapingSlashes]` writes them.
-    public func compactJSONBytes() throws -> [UInt8] {
+    package func compactJSONBytes() throws -> [UInt8] {
         try CompactJSON.encode(self)
     }
 }

@@ -2,35 +2,35 @@
 /// by `REDIS_URL` and `DATABASE_URL`, with its user, password, path and query values percent-decoded.
 ///
 /// Error messages built from such a URL must use ``masked(_:)``: it never shows the password.
-public struct ConnectionURL: Sendable, Equatable {
+package struct ConnectionURL: Sendable, Equatable {
     /// One `key=value` pair of the query, both percent-decoded.
-    public struct QueryItem: Sendable, Equatable {
-        public var name: String
-        public var value: String
+    package struct QueryItem: Sendable, Equatable {
+        package var name: String
+        package var value: String
 
-        public init(name: String, value: String) {
+        package init(name: String, value: String) {
             self.name = name
             self.value = value
         }
     }
 
     /// The scheme, lowercased, without `://`.
-    public var scheme: String
+    package var scheme: String
     /// The user name, percent-decoded; `nil` when absent or empty.
-    public var username: String?
+    package var username: String?
     /// The password, percent-decoded; `nil` when absent or empty.
-    public var password: String?
+    package var password: String?
     /// The host, without the brackets of an IPv6 literal.
-    public var host: String
+    package var host: String
     /// The port, when given.
-    public var port: Int?
+    package var port: Int?
     /// The path without its leading `/`, percent-decoded (empty when absent).
-    public var path: String
+    package var path: String
     /// The query, in order.
-    public var query: [QueryItem]
+    package var query: [QueryItem]
 
     /// Parses `url`, throwing a ``ConfigurationError`` naming `variable` (with the password masked) when malformed.
-    public init(parsing url: String, variable: String) throws {
+    package init(parsing url: String, variable: String) throws {
         func fail(_ reason: String) -> ConfigurationError {
             ConfigurationError(variable: variable, reason: "\(reason) (got '\(Self.masked(url))')")
         }
@@ -92,7 +92,7 @@ public struct ConnectionURL: Sendable, Equatable {
     /// `url` with its password replaced by `***` (`redis://user:***@host`), for messages and logs.
     /// Works on malformed URLs too; anything between the first `:` after the scheme and the last `@`
     /// is treated as the password.
-    public static func masked(_ url: String) -> String {
+    package static func masked(_ url: String) -> String {
         let start = url.range(of: "://")?.upperBound ?? url.startIndex
         let beforeQuery = url[start...].firstIndex(of: "?") ?? url.endIndex
         guard let at = url[start..<beforeQuery].lastIndex(of: "@") ?? url[start...].lastIndex(of: "@") else { return url }
@@ -101,7 +101,7 @@ public struct ConnectionURL: Sendable, Equatable {
     }
 
     /// `%XX` decoding (invalid escapes are kept as written).
-    public static func percentDecoded(_ text: some StringProtocol) -> String {
+    package static func percentDecoded(_ text: some StringProtocol) -> String {
         guard text.contains("%") else { return String(text) }
         var bytes: [UInt8] = []
         let utf8 = Array(text.utf8)

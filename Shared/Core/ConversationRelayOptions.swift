@@ -83,7 +83,7 @@ public struct ConversationRelayOptions: Sendable, Codable, Equatable {
     }
 
     /// The attributes these options set, by their TwiML names.
-    public var attributes: [(String, String)] {
+    package var attributes: [(String, String)] {
         func flag(_ value: Bool?) -> String? { value.map { $0 ? "true" : "false" } }
         let fields: [(String, String?)] = [
             ("welcomeGreeting", welcomeGreeting), ("welcomeGreetingInterruptible", welcomeGreetingInterruptible), ("language", language),
@@ -141,7 +141,7 @@ public struct LanguageOptions: Sendable, Codable, Equatable {
     }
 
     /// The element's attributes, `code` first.
-    public var attributes: [(String, String)] {
+    package var attributes: [(String, String)] {
         let fields: [(String, String?)] = [
             ("code", code), ("voice", voice), ("ttsProvider", ttsProvider), ("transcriptionProvider", transcriptionProvider),
             ("speechModel", speechModel), ("hints", hints), ("asrSmartFormat", asrSmartFormat.map { $0 ? "true" : "false" }),

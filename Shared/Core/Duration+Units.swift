@@ -1,17 +1,17 @@
 extension Duration {
     /// Whole nanoseconds (for metrics timers).
-    public var nanoseconds: Int64 {
+    package var nanoseconds: Int64 {
         components.seconds &* 1_000_000_000 &+ components.attoseconds / 1_000_000_000
     }
 
     /// Seconds as a floating-point number.
-    public var inSeconds: Double {
+    package var inSeconds: Double {
         Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 
     /// Whole milliseconds.
-    public var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
+    package var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
 
     /// Milliseconds as a floating-point number.
-    public var inMilliseconds: Double { inSeconds * 1000 }
+    package var inMilliseconds: Double { inSeconds * 1000 }
 }

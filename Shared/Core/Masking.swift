@@ -2,7 +2,7 @@
 ///
 /// `+15551234567` → `***4567`, `whatsapp:+15551234567` → `whatsapp:***4567`. Phone numbers and
 /// identities never reach logs in full.
-public func maskAddress(_ address: String) -> String {
+package func maskAddress(_ address: String) -> String {
     var prefix = ""
     var rest = Substring(address)
     if let colon = address.firstIndex(of: ":") {
@@ -14,10 +14,10 @@ public func maskAddress(_ address: String) -> String {
 }
 
 /// Masking of free text before it reaches logs or the dead-letter stream.
-public enum Masking {
+package enum Masking {
     /// Replaces every phone-number-like run (7 or more digits, optionally after `+`) with `***` and
     /// its last 4 digits: Twilio's error texts quote the numbers they refused.
-    public static func maskPhoneNumbers(_ text: String) -> String {
+    package static func maskPhoneNumbers(_ text: String) -> String {
         var out = ""
         var run = ""
         func flush() {

@@ -1,16 +1,16 @@
 /// Stream names (docs/architecture.md §2). Other Redis keys are in ``RedisKeys``.
-public enum Streams {
+package enum Streams {
     /// Customer turns and lifecycle events, consumed by agent-workers (one stream per partition:
     /// ``inboundPartition(_:)``).
-    public static let inbound = "tac:inbound"
+    package static let inbound = "tac:inbound"
     /// Messaging replies, consumed by outbound.
-    public static let outbound = "tac:outbound"
+    package static let outbound = "tac:outbound"
     /// Entries that failed too often, with their error.
-    public static let dead = "tac:dead"
+    package static let dead = "tac:dead"
     /// What every relay's reply-frame stream is named after (``voice(instance:)``).
-    public static let voicePrefix = "tac:voice"
+    package static let voicePrefix = "tac:voice"
     /// The reply-frame stream of one voice-relay instance.
-    public static func voice(instance: String) -> String { "\(voicePrefix):\(instance)" }
+    package static func voice(instance: String) -> String { "\(voicePrefix):\(instance)" }
     /// One partition of the inbound stream.
-    public static func inboundPartition(_ index: Int) -> String { "\(inbound):\(index)" }
+    package static func inboundPartition(_ index: Int) -> String { "\(inbound):\(index)" }
 }

@@ -2,10 +2,10 @@ import Dispatch
 import NIOConcurrencyHelpers
 
 /// An operation that did not finish in time.
-public struct TimeoutError: Error, CustomStringConvertible, Sendable {
-    public var description: String
+package struct TimeoutError: Error, CustomStringConvertible, Sendable {
+    package var description: String
 
-    public init(_ description: String) {
+    package init(_ description: String) {
         self.description = description
     }
 }
@@ -15,7 +15,7 @@ public struct TimeoutError: Error, CustomStringConvertible, Sendable {
 /// behind instead of holding the caller.
 ///
 /// One task per call (the body's); the deadline is a dispatch timer, not a second task sleeping.
-public func withTimeout<T: Sendable>(
+package func withTimeout<T: Sendable>(
     _ timeout: Duration, _ label: String, _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T {
     let race = TimeoutRace<T>()

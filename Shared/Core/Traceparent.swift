@@ -1,19 +1,19 @@
 /// A W3C `traceparent` value: `00-<trace id>-<span id>-<flags>`.
-public struct Traceparent: Sendable, Hashable, CustomStringConvertible {
+package struct Traceparent: Sendable, Hashable, CustomStringConvertible {
     /// 32 lower-case hex digits.
-    public var traceID: String
+    package var traceID: String
     /// 16 lower-case hex digits.
-    public var spanID: String
+    package var spanID: String
     /// Trace flags; `01` = sampled.
-    public var flags: String
+    package var flags: String
 
     /// A new trace with a new span.
-    public static func random() -> Traceparent {
+    package static func random() -> Traceparent {
         Traceparent(traceID: hex(bytes: 16), spanID: hex(bytes: 8), flags: "01")
     }
 
     /// Parses a header value, or returns `nil` when it is malformed.
-    public init?(_ header: String) {
+    package init?(_ header: String) {
         // `00-` + 32 hex + `-` + 16 hex + `-` + 2 hex, checked on the UTF-8 bytes (this runs for
         // every event on every hop).
         let bytes = Array(header.utf8)
@@ -33,23 +33,23 @@ public struct Traceparent: Sendable, Hashable, CustomStringConvertible {
             || (UInt8(ascii: "A")...UInt8(ascii: "F")).contains(byte)
     }
 
-    public init(traceID: String, spanID: String, flags: String) {
+    package init(traceID: String, spanID: String, flags: String) {
         self.traceID = traceID
         self.spanID = spanID
         self.flags = flags
     }
 
     /// The same trace with a new span id: the next hop of one turn.
-    public func child() -> Traceparent {
+    package func child() -> Traceparent {
         Traceparent(traceID: traceID, spanID: Traceparent.hex(bytes: 8), flags: flags)
     }
 
     /// Continues an incoming header's trace, or starts a new one.
-    public static func continuing(_ header: String?) -> Traceparent {
+    package static func continuing(_ header: String?) -> Traceparent {
         header.flatMap(Traceparent.init)?.child() ?? .random()
     }
 
-    public var description: String { "00-\(traceID)-\(spanID)-\(flags)" }
+    package var description: String { "00-\(traceID)-\(spanID)-\(flags)" }
 
     private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 

@@ -8,14 +8,14 @@ import Foundation
 /// properties' names; a `nil` optional is left out (except where a type writes `null` as its
 /// producers always did, e.g. ``MessageReceived/Media``), and a missing member and `null` read alike,
 /// so processes built before and after the typed events read each other's events.
-public protocol BusEventPayload: Codable, Sendable {
+package protocol BusEventPayload: Codable, Sendable {
     /// The envelope's `type` (one of ``EventType``).
     static var type: String { get }
 }
 
 extension BusEvent {
     /// An envelope carrying a typed event (its `type` is the event's).
-    public init<Payload: BusEventPayload>(
+    package init<Payload: BusEventPayload>(
         _ payload: Payload, id: String = BusEvent.newID(), conversationId: String, channel: ChannelKind, occurredAt: Date = Date(),
         traceparent: String = Traceparent.random().description
     ) throws {
@@ -25,14 +25,14 @@ extension BusEvent {
     }
 
     /// Whether this envelope carries a `Payload` (its `type` is `Payload.type`).
-    public func carries<Payload: BusEventPayload>(_ type: Payload.Type) -> Bool {
+    package func carries<Payload: BusEventPayload>(_ type: Payload.Type) -> Bool {
         self.type == Payload.type
     }
 
     /// The payload as the typed event, read once at the consumer.
     /// - Throws: ``BusEventPayloadError``: the envelope is of another type, or a field is missing or
     ///   of the wrong type (the error names it, e.g. `payload.media[0].url`).
-    public func decode<Payload: BusEventPayload>(_ type: Payload.Type) throws -> Payload {
+    package func decode<Payload: BusEventPayload>(_ type: Payload.Type) throws -> Payload {
         guard carries(type) else {
             throw BusEventPayloadError(.wrongType, "event \(id) is \(self.type), not \(Payload.type)")
         }
@@ -45,9 +45,9 @@ extension BusEvent {
 }
 
 /// A bus event whose payload is not the typed event asked for.
-public struct BusEventPayloadError: Error, CustomStringConvertible, Equatable {
+package struct BusEventPayloadError: Error, CustomStringConvertible, Equatable {
     /// What went wrong.
-    public enum Code: Sendable, Equatable {
+    package enum Code: Sendable, Equatable {
         /// The envelope's `type` is another event type.
         case wrongType
         /// A field is missing, `null` where required, or of the wrong type.
@@ -55,17 +55,17 @@ public struct BusEventPayloadError: Error, CustomStringConvertible, Equatable {
     }
 
     /// What went wrong.
-    public var code: Code
+    package var code: Code
     /// The event, its type and what is wrong with it.
-    public var message: String
+    package var message: String
 
     /// An error with its code and message.
-    public init(_ code: Code, _ message: String) {
+    package init(_ code: Code, _ message: String) {
         self.code = code
         self.message = message
     }
 
-    public var description: String { message }
+    package var description: String { message }
 
     /// A decoding error as `payload.<path>: <reason>`.
     static func describe(_ error: DecodingError) -> String {

@@ -1,19 +1,19 @@
 import Foundation
 
 /// `conversation.started`: Conversation Orchestrator's `PARTICIPANT_ADDED`.
-public struct ConversationStarted: BusEventPayload, Equatable {
-    public static let type = EventType.conversationStarted
+package struct ConversationStarted: BusEventPayload, Equatable {
+    package static let type = EventType.conversationStarted
 
     /// The participant added.
-    public var participantId: String?
+    package var participantId: String?
     /// Its type (`CUSTOMER`, `AI_AGENT`, …).
-    public var participantType: String?
+    package var participantType: String?
     /// Its first address.
-    public var address: String?
+    package var address: String?
     /// Its profile.
-    public var profileId: String?
+    package var profileId: String?
 
-    public init(participantId: String? = nil, participantType: String? = nil, address: String? = nil, profileId: String? = nil) {
+    package init(participantId: String? = nil, participantType: String? = nil, address: String? = nil, profileId: String? = nil) {
         self.participantId = participantId
         self.participantType = participantType
         self.address = address
@@ -23,19 +23,19 @@ public struct ConversationStarted: BusEventPayload, Equatable {
 
 /// `conversation.inactive`: Conversation Orchestrator's conversation went `INACTIVE`. The webhook names
 /// no channel: the envelope says `sms` and `channelKnown` is false (the worker reads the record's).
-public struct ConversationInactive: BusEventPayload, Equatable {
-    public static let type = EventType.conversationInactive
+package struct ConversationInactive: BusEventPayload, Equatable {
+    package static let type = EventType.conversationInactive
 
     /// The conversation's status, `INACTIVE`.
-    public var status: String
+    package var status: String
     /// Who said so: `orchestrator`.
-    public var reason: ConversationEnded.Reason
+    package var reason: ConversationEnded.Reason
     /// False: the envelope's channel is a placeholder.
-    public var channelKnown: Bool?
+    package var channelKnown: Bool?
     /// The conversation's metadata as Orchestrator sent it.
-    public var metadata: JSONValue?
+    package var metadata: JSONValue?
 
-    public init(
+    package init(
         status: String = "INACTIVE", reason: ConversationEnded.Reason = .orchestrator, channelKnown: Bool? = false, metadata: JSONValue? = nil
     ) {
         self.status = status
@@ -49,11 +49,11 @@ public struct ConversationInactive: BusEventPayload, Equatable {
 /// relay lost). Built only by ``event(conversationId:channel:reason:callSid:relayInstance:handoffData:status:metadata:id:traceparent:)``
 /// and published with ``dedupKey(conversationId:)`` (except Orchestrator's, deduplicated on its
 /// webhook), so a conversation ends once whoever notices first.
-public struct ConversationEnded: BusEventPayload, Equatable {
-    public static let type = EventType.conversationEnded
+package struct ConversationEnded: BusEventPayload, Equatable {
+    package static let type = EventType.conversationEnded
 
     /// Why a conversation ended.
-    public enum Reason: String, Codable, Sendable, CaseIterable {
+    package enum Reason: String, Codable, Sendable, CaseIterable {
         /// The caller hung up (the socket closed, or the call's status callback said so).
         case hangup
         /// The agent handed the conversation to a person.
@@ -65,21 +65,21 @@ public struct ConversationEnded: BusEventPayload, Equatable {
     }
 
     /// Why it ended.
-    public var reason: Reason
+    package var reason: Reason
     /// Voice: the call.
-    public var callSid: String?
+    package var callSid: String?
     /// `relay_lost`: the relay that stopped.
-    public var relayInstance: String?
+    package var relayInstance: String?
     /// A voice handoff's data, from the ConversationRelay callback.
-    public var handoffData: String?
+    package var handoffData: String?
     /// Orchestrator: the conversation's status, `CLOSED`.
-    public var status: String?
+    package var status: String?
     /// False when the envelope's channel is a placeholder (Orchestrator names none).
-    public var channelKnown: Bool?
+    package var channelKnown: Bool?
     /// Orchestrator: the conversation's metadata.
-    public var metadata: JSONValue?
+    package var metadata: JSONValue?
 
-    public init(
+    package init(
         reason: Reason, callSid: String? = nil, relayInstance: String? = nil, handoffData: String? = nil, status: String? = nil,
         channelKnown: Bool? = nil, metadata: JSONValue? = nil
     ) {
@@ -93,10 +93,10 @@ public struct ConversationEnded: BusEventPayload, Equatable {
     }
 
     /// How long a conversation's end is remembered for deduplication.
-    public static let dedupTTLSeconds = 86_400
+    package static let dedupTTLSeconds = 86_400
 
     /// The dedup key that makes a conversation end once, whoever notices first (`tac:dedup:ended:<id>`).
-    public static func dedupKey(conversationId: String) -> String {
+    package static func dedupKey(conversationId: String) -> String {
         RedisKeys.endedDedup(conversationId)
     }
 
@@ -104,7 +104,7 @@ public struct ConversationEnded: BusEventPayload, Equatable {
     /// ``dedupKey(conversationId:)`` and ``dedupTTLSeconds``.
     /// - Parameter channel: the conversation's channel; `nil` when the producer does not know it
     ///   (the envelope then says `sms` and the payload `channelKnown: false`).
-    public static func event(
+    package static func event(
         conversationId: String, channel: ChannelKind?, reason: Reason, callSid: String? = nil, relayInstance: String? = nil,
         handoffData: String? = nil, status: String? = nil, metadata: JSONValue? = nil, id: String = BusEvent.newID(),
         traceparent: String = Traceparent.random().description

@@ -1,6 +1,6 @@
 /// How a conversation reaches Twilio, carried as `"mode"` in `message.received` and `reply.ready`
 /// and kept in the conversation's metadata.
-public enum ConversationMode: String, Codable, Sendable, CaseIterable {
+package enum ConversationMode: String, Codable, Sendable, CaseIterable {
     /// Conversation Orchestrator: webhooks in, Orchestrator actions out.
     case orchestrator
     /// Classic Messaging webhooks in, the Messages API out.

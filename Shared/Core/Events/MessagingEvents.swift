@@ -2,19 +2,19 @@
 ///
 /// Written by messaging-ingress (orchestrator and classic webhooks) and voice-relay (prompts); the
 /// fields of the other producers are absent.
-public struct MessageReceived: BusEventPayload, Equatable {
-    public static let type = EventType.messageReceived
+package struct MessageReceived: BusEventPayload, Equatable {
+    package static let type = EventType.messageReceived
 
     /// One medium of an inbound message.
-    public struct Media: Codable, Sendable, Equatable {
+    package struct Media: Codable, Sendable, Equatable {
         /// Where Twilio serves it.
-        public var url: String
+        package var url: String
         /// Its MIME type, when Twilio says.
-        public var contentType: String?
+        package var contentType: String?
         /// Its size in bytes, when known.
-        public var size: Int?
+        package var size: Int?
 
-        public init(url: String, contentType: String? = nil, size: Int? = nil) {
+        package init(url: String, contentType: String? = nil, size: Int? = nil) {
             self.url = url
             self.contentType = contentType
             self.size = size
@@ -22,7 +22,7 @@ public struct MessageReceived: BusEventPayload, Equatable {
 
         /// As the producers wrote media before the typed events: `contentType` and `size` always
         /// present, `null` when unknown.
-        public func encode(to encoder: any Encoder) throws {
+        package func encode(to encoder: any Encoder) throws {
             var container = encoder.container(keyedBy: CodingKeys.self)
             try container.encode(url, forKey: .url)
             try container.encode(contentType, forKey: .contentType)
@@ -31,43 +31,43 @@ public struct MessageReceived: BusEventPayload, Equatable {
     }
 
     /// How the conversation reaches Twilio (replies go back the same way).
-    public var mode: ConversationMode
+    package var mode: ConversationMode
     /// The customer's text (a voice prompt's transcript).
-    public var text: String
+    package var text: String
     /// The customer's address (phone number, `whatsapp:+…`, chat identity).
-    public var authorAddress: String
+    package var authorAddress: String
     /// Messaging: the media (at most 10); absent for voice.
-    public var media: [Media]?
+    package var media: [Media]?
     /// Orchestrator: the customer's participant id.
-    public var authorParticipantId: String?
+    package var authorParticipantId: String?
     /// The agent's address the customer wrote to (the called number for voice).
-    public var agentAddress: String?
+    package var agentAddress: String?
     /// Orchestrator: the agent's participant id.
-    public var agentParticipantId: String?
+    package var agentParticipantId: String?
     /// Orchestrator: the channel id (Chat).
-    public var channelId: String?
+    package var channelId: String?
     /// Orchestrator: the communication id.
-    public var communicationId: String?
+    package var communicationId: String?
     /// Classic: the `MessageSid`.
-    public var messageSid: String?
+    package var messageSid: String?
     /// The opt keyword the text is, as `MessageRules.OptKeyword` spells it: `stop` or `start`.
-    public var optOut: String?
+    package var optOut: String?
     /// Voice: the relay holding the call (its frames go to `tac:voice:<relayInstance>`).
-    public var relayInstance: String?
+    package var relayInstance: String?
     /// Voice: the call.
-    public var callSid: String?
+    package var callSid: String?
     /// Voice: `inbound` or `outbound`.
-    public var direction: String?
+    package var direction: String?
     /// Voice: the prompt's language.
-    public var lang: String?
+    package var lang: String?
     /// Voice: the `<Parameter>`s of the call's TwiML (absent when none).
-    public var customParameters: [String: String]?
+    package var customParameters: [String: String]?
     /// Voice: the `setup` frame's call details (absent when none).
-    public var callSetup: [String: String]?
+    package var callSetup: [String: String]?
     /// Voice: whether this prompt cuts the reply in progress (absent reads as true).
-    public var supersedes: Bool?
+    package var supersedes: Bool?
 
-    public init(
+    package init(
         mode: ConversationMode, text: String, authorAddress: String, media: [Media]? = nil, authorParticipantId: String? = nil,
         agentAddress: String? = nil, agentParticipantId: String? = nil, channelId: String? = nil, communicationId: String? = nil,
         messageSid: String? = nil, optOut: String? = nil, relayInstance: String? = nil, callSid: String? = nil, direction: String? = nil,
@@ -96,33 +96,33 @@ public struct MessageReceived: BusEventPayload, Equatable {
 
 /// `reply.ready`: an agent reply for outbound to deliver on a messaging channel (on `tac:outbound`;
 /// the envelope's id is the reply id).
-public struct ReplyReady: BusEventPayload, Equatable {
-    public static let type = EventType.replyReady
+package struct ReplyReady: BusEventPayload, Equatable {
+    package static let type = EventType.replyReady
 
     /// The reply's text (may be empty with media or a template).
-    public var text: String
+    package var text: String
     /// How to deliver: the Messages API (`classic`) or an Orchestrator action.
-    public var mode: ConversationMode
+    package var mode: ConversationMode
     /// The customer's address.
-    public var customerAddress: String?
+    package var customerAddress: String?
     /// Orchestrator: the customer's participant id.
-    public var customerParticipantId: String?
+    package var customerParticipantId: String?
     /// The sender; absent: the channel's default sender.
-    public var agentAddress: String?
+    package var agentAddress: String?
     /// Orchestrator: the agent's participant id.
-    public var agentParticipantId: String?
+    package var agentParticipantId: String?
     /// Orchestrator: the channel id (Chat).
-    public var channelId: String?
+    package var channelId: String?
     /// Media URLs (at most 10).
-    public var media: [String]?
+    package var media: [String]?
     /// An approved Content template sent instead of free text.
-    public var contentSid: String?
+    package var contentSid: String?
     /// The template's variables.
-    public var contentVariables: [String: String]?
+    package var contentVariables: [String: String]?
     /// Set by outbound on the parts of a reply split for the channel (1, 2, …); never published.
-    public var part: Int?
+    package var part: Int?
 
-    public init(
+    package init(
         text: String, mode: ConversationMode, customerAddress: String? = nil, customerParticipantId: String? = nil, agentAddress: String? = nil,
         agentParticipantId: String? = nil, channelId: String? = nil, media: [String]? = nil, contentSid: String? = nil,
         contentVariables: [String: String]? = nil, part: Int? = nil
@@ -143,23 +143,23 @@ public struct ReplyReady: BusEventPayload, Equatable {
 
 /// `message.status`: Twilio's delivery status of a reply sent through the Messages API (a status
 /// callback), on the classic conversation of the sender and recipient.
-public struct MessageStatus: BusEventPayload, Equatable {
-    public static let type = EventType.messageStatus
+package struct MessageStatus: BusEventPayload, Equatable {
+    package static let type = EventType.messageStatus
 
     /// The message.
-    public var messageSid: String
+    package var messageSid: String
     /// Twilio's status, lower-case (`sent`, `delivered`, `read`, `failed`, `undelivered`, …).
-    public var status: String
+    package var status: String
     /// Twilio's error code, absent for none (`0`).
-    public var errorCode: String?
+    package var errorCode: String?
     /// Twilio's error message.
-    public var errorMessage: String?
+    package var errorMessage: String?
     /// The sender (ours).
-    public var agentAddress: String
+    package var agentAddress: String
     /// The recipient.
-    public var customerAddress: String
+    package var customerAddress: String
 
-    public init(
+    package init(
         messageSid: String, status: String, errorCode: String? = nil, errorMessage: String? = nil, agentAddress: String, customerAddress: String
     ) {
         self.messageSid = messageSid
@@ -173,21 +173,21 @@ public struct MessageStatus: BusEventPayload, Equatable {
 
 /// `intelligence.result`: a Conversation Intelligence webhook, carried whole (its `operatorResults`,
 /// `intelligenceConfiguration`, … as Twilio sent them).
-public struct IntelligenceResult: BusEventPayload, Equatable {
-    public static let type = EventType.intelligenceResult
+package struct IntelligenceResult: BusEventPayload, Equatable {
+    package static let type = EventType.intelligenceResult
 
     /// The webhook's JSON object.
-    public var body: JSONValue
+    package var body: JSONValue
 
-    public init(body: JSONValue) {
+    package init(body: JSONValue) {
         self.body = body
     }
 
-    public init(from decoder: any Decoder) throws {
+    package init(from decoder: any Decoder) throws {
         body = try decoder.singleValueContainer().decode(JSONValue.self)
     }
 
-    public func encode(to encoder: any Encoder) throws {
+    package func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(body)
     }

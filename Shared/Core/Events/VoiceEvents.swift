@@ -1,17 +1,17 @@
 /// `voice.interrupted`: the caller interrupted the agent's speech.
-public struct VoiceInterrupted: BusEventPayload, Equatable {
-    public static let type = EventType.voiceInterrupted
+package struct VoiceInterrupted: BusEventPayload, Equatable {
+    package static let type = EventType.voiceInterrupted
 
     /// What the caller heard of the reply before interrupting.
-    public var utteranceUntilInterrupt: String
+    package var utteranceUntilInterrupt: String
     /// How long the reply had played, in milliseconds.
-    public var durationUntilInterruptMs: Double
+    package var durationUntilInterruptMs: Double
     /// The call.
-    public var callSid: String
+    package var callSid: String
     /// The relay holding the call.
-    public var relayInstance: String
+    package var relayInstance: String
 
-    public init(utteranceUntilInterrupt: String, durationUntilInterruptMs: Double, callSid: String, relayInstance: String) {
+    package init(utteranceUntilInterrupt: String, durationUntilInterruptMs: Double, callSid: String, relayInstance: String) {
         self.utteranceUntilInterrupt = utteranceUntilInterrupt
         self.durationUntilInterruptMs = durationUntilInterruptMs
         self.callSid = callSid
@@ -20,17 +20,17 @@ public struct VoiceInterrupted: BusEventPayload, Equatable {
 }
 
 /// `voice.dtmf`: the caller pressed a key.
-public struct VoiceDTMF: BusEventPayload, Equatable {
-    public static let type = EventType.voiceDTMF
+package struct VoiceDTMF: BusEventPayload, Equatable {
+    package static let type = EventType.voiceDTMF
 
     /// The key.
-    public var digit: String
+    package var digit: String
     /// The call.
-    public var callSid: String
+    package var callSid: String
     /// The relay holding the call.
-    public var relayInstance: String
+    package var relayInstance: String
 
-    public init(digit: String, callSid: String, relayInstance: String) {
+    package init(digit: String, callSid: String, relayInstance: String) {
         self.digit = digit
         self.callSid = callSid
         self.relayInstance = relayInstance
@@ -39,19 +39,19 @@ public struct VoiceDTMF: BusEventPayload, Equatable {
 
 /// `voice.relay-message`: a ConversationRelay message for the agent other than a prompt, interrupt or
 /// key press (`error`, `info`, `configUpdated`).
-public struct VoiceRelayMessage: BusEventPayload, Equatable {
-    public static let type = EventType.voiceRelayMessage
+package struct VoiceRelayMessage: BusEventPayload, Equatable {
+    package static let type = EventType.voiceRelayMessage
 
     /// The frame's `type`.
-    public var frameType: String
+    package var frameType: String
     /// The frame as ConversationRelay sent it.
-    public var frame: JSONValue
+    package var frame: JSONValue
     /// The call.
-    public var callSid: String
+    package var callSid: String
     /// The relay holding the call.
-    public var relayInstance: String
+    package var relayInstance: String
 
-    public init(frameType: String, frame: JSONValue, callSid: String, relayInstance: String) {
+    package init(frameType: String, frame: JSONValue, callSid: String, relayInstance: String) {
         self.frameType = frameType
         self.frame = frame
         self.callSid = callSid
@@ -60,11 +60,11 @@ public struct VoiceRelayMessage: BusEventPayload, Equatable {
 }
 
 /// `voice.call-status`: a ConversationRelay session callback or a call status callback.
-public struct VoiceCallStatus: BusEventPayload, Equatable {
-    public static let type = EventType.voiceCallStatus
+package struct VoiceCallStatus: BusEventPayload, Equatable {
+    package static let type = EventType.voiceCallStatus
 
     /// Which callback.
-    public enum Kind: String, Codable, Sendable, CaseIterable {
+    package enum Kind: String, Codable, Sendable, CaseIterable {
         /// `/conversation-relay-callback` (the `<Connect action>`).
         case session
         /// `/twilio/call-events/status`.
@@ -76,13 +76,13 @@ public struct VoiceCallStatus: BusEventPayload, Equatable {
     }
 
     /// Which callback.
-    public var kind: Kind
+    package var kind: Kind
     /// The call.
-    public var callSid: String
+    package var callSid: String
     /// The callback's form fields.
-    public var fields: [String: String]
+    package var fields: [String: String]
 
-    public init(kind: Kind, callSid: String, fields: [String: String]) {
+    package init(kind: Kind, callSid: String, fields: [String: String]) {
         self.kind = kind
         self.callSid = callSid
         self.fields = fields
@@ -91,19 +91,19 @@ public struct VoiceCallStatus: BusEventPayload, Equatable {
 
 /// `voice.frame`: a frame for a live ConversationRelay socket (text token, play, end, …), on the
 /// stream of the relay holding the call. The envelope's id is `<turnId>:f<seq>`.
-public struct VoiceFrame: BusEventPayload, Equatable {
-    public static let type = EventType.voiceFrame
+package struct VoiceFrame: BusEventPayload, Equatable {
+    package static let type = EventType.voiceFrame
 
     /// The turn producing it: the relay drops frames of an interrupted turn.
-    public var turnId: String
+    package var turnId: String
     /// The frame's place in its turn (duplicates of a redone turn are dropped).
-    public var seq: Int
+    package var seq: Int
     /// The ConversationRelay frame.
-    public var frame: JSONValue
+    package var frame: JSONValue
     /// The worker producing the turn (its partition lease holder): the relay keeps a turn's first.
-    public var gen: String?
+    package var gen: String?
 
-    public init(turnId: String, seq: Int, frame: JSONValue, gen: String? = nil) {
+    package init(turnId: String, seq: Int, frame: JSONValue, gen: String? = nil) {
         self.turnId = turnId
         self.seq = seq
         self.frame = frame

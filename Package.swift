@@ -201,7 +201,10 @@ let package = Package(
             path: "Tests/CoreTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "VoiceRelayTests",
-            dependencies: serviceDeps + ["VoiceRelay", .product(name: "HummingbirdTesting", package: "hummingbird")],
+            dependencies: serviceDeps + [
+                "VoiceRelay", .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HummingbirdWSTesting", package: "hummingbird-websocket"), wsClient,
+            ],
             path: "Tests/VoiceRelayTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "MessagingIngressTests",

@@ -62,7 +62,9 @@ struct SecurityTests {
         }
     }
 
-    @Test("a setup frame for another callSid than the token's is refused with 1008, and the token is spent")
+    @Test(
+        "a setup frame for another callSid than the token's is refused with 1008, and the token is spent; so is a first frame that is not setup; a forged signature is counted"
+    )
     func setupForAnotherCall() async throws {
         try await withStack(VoiceAcceptanceTests.relayOnly()) { stack in
             let relay = stack.relayPorts[0]
@@ -78,6 +80,18 @@ struct SecurityTests {
                 publicURL: url, callSid: sid, from: "+15554440020", to: "+15550000001", script: [.pause(.milliseconds(300)), .say("hi")])
             #expect(late.turns.allSatisfy { $0.tokens.isEmpty })
             #expect(try await stack.metric("agentconnect_voice_frames_total", port: relay, matching: "rejected_token") == 1)
+            let noSetupSid = Self.callSid()
+            let (noSetupURL, _) = try await caller.fetchTwiML(callSid: noSetupSid, from: "+15554440021", to: "+15550000001")
+            let noSetup = try await caller.call(
+                publicURL: noSetupURL, callSid: noSetupSid, from: "+15554440021", to: "+15550000001",
+                script: [.raw(["type": "prompt", "voicePrompt": "hi", "last": true]), .pause(.seconds(1))], sendSetup: false)
+            #expect(noSetup.closeCode == 1008)
+            #expect(noSetup.turns.allSatisfy { $0.tokens.isEmpty })
+            let forged = try await caller.call(
+                publicURL: "wss://127.0.0.1:\(relay)/ws", callSid: Self.callSid(), from: "+1", to: "+2", script: [.pause(.milliseconds(300))],
+                signature: "Zm9yZ2Vk")
+            #expect(forged.closeCode == 1008 || forged.closeCode == nil)
+            #expect(try await stack.metric("agentconnect_voice_frames_total", port: relay, matching: "rejected_signature") == 1)
         }
     }
 

@@ -34,10 +34,11 @@ struct VoiceAcceptanceTests {
         return try await caller.call(publicURL: url, callSid: sid, from: "+15556660000", to: "+15550000001", script: script)
     }
 
-    @Test("each prompt streams several last:false tokens, then last:true, joined 'You said: <prompt>'")
+    @Test("each prompt streams several last:false tokens, then last:true, joined 'You said: <prompt>'; unknown frames are tolerated")
     func streamedReplies() async throws {
         try await withStack(Self.relayOnly()) { stack in
-            let transcript = try await call(stack, script: [.say("hello there"), .say("what time is it")])
+            let unknown = (0..<10).map { _ in RelayCaller.Step.raw(["type": "mystery", "x": 1]) } + [.raw(["type": "info"])]
+            let transcript = try await call(stack, script: unknown + [.say("hello there"), .say("what time is it")])
             #expect(transcript.turns.map(\.text) == ["You said: hello there", "You said: what time is it"])
             #expect(transcript.turns.map(\.tokens.count) == [4, 6])
             #expect(transcript.turns.allSatisfy { $0.completed != nil })
@@ -77,36 +78,6 @@ struct VoiceAcceptanceTests {
             #expect(interrupted.lateTokens.isEmpty)
             #expect(interrupted.tokens.count < 13)
             #expect(transcript.turns.last?.text == "You said: short one")
-        }
-    }
-
-    @Test("a bad or missing signature closes the socket with 1008; so does a first frame that is not setup")
-    func rejections() async throws {
-        try await withStack(Self.relayOnly()) { stack in
-            let caller = caller(stack)
-            let url = "wss://127.0.0.1:\(stack.relayPorts[0])/ws"
-            // The relay rejects both on the upgrade (counted) and closes with 1008; under heavy parallel
-            // load the client sometimes sees the socket end without the close frame, so a close it does
-            // see must be 1008, and nothing may be answered.
-            let forged = try await caller.call(
-                publicURL: url, callSid: "CAforged", from: "+1", to: "+2", script: [.pause(.milliseconds(500)), .say("hi")], signature: "Zm9yZ2Vk")
-            let unsigned = try await caller.call(
-                publicURL: url, callSid: "CAnone", from: "+1", to: "+2", script: [.pause(.milliseconds(500)), .say("anyone there?")], signature: "")
-            for rejected in [forged, unsigned] {
-                #expect(rejected.turns.first?.tokens.isEmpty ?? true)
-                #expect(rejected.closeCode == 1008 || rejected.closeCode == nil)
-            }
-            #expect(try await stack.metric("agentconnect_voice_frames_total", port: stack.relayPorts[0], matching: "rejected_signature") == 2)
-            let (tokenURL, _) = try await caller.fetchTwiML(callSid: "CAnosetup", from: "+1", to: "+2")
-            let noSetup = try await caller.call(
-                publicURL: tokenURL, callSid: "CAnosetup", from: "+1", to: "+2",
-                script: [.raw(["type": "prompt", "voicePrompt": "hi", "last": true]), .pause(.seconds(1))], sendSetup: false)
-            #expect(noSetup.closeCode == 1008)
-            // Unknown frames are tolerated: the call still works afterwards.
-            let tolerant = try await call(
-                stack,
-                script: (0..<10).map { _ in RelayCaller.Step.raw(["type": "mystery", "x": 1]) } + [.raw(["type": "info"]), .say("still here")])
-            #expect(tolerant.turns.last?.text == "You said: still here")
         }
     }
 

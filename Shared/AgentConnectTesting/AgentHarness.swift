@@ -219,7 +219,7 @@ public final class AgentHarness: Sendable {
     }
 
     /// Runs `body` with the harness's PostgreSQL.
-    public func withStore<T: Sendable>(_ body: @Sendable (PostgresStore) async throws -> T) async throws -> T {
+    package func withStore<T: Sendable>(_ body: @Sendable (PostgresStore) async throws -> T) async throws -> T {
         try await body(PostgresStore(client: postgres, logger: Logger(label: "harness")))
     }
 

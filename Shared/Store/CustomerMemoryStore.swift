@@ -2,16 +2,16 @@ import AgentConnectCore
 import Foundation
 
 /// One observation or conversation summary, scored against a recall query.
-public struct MemoryItemRecord: Sendable, Equatable {
-    public var id: String
-    public var content: String
-    public var source: String
-    public var conversationId: String?
-    public var createdAt: Date
+package struct MemoryItemRecord: Sendable, Equatable {
+    package var id: String
+    package var content: String
+    package var source: String
+    package var conversationId: String?
+    package var createdAt: Date
     /// Relevance in 0…1; 1 when the recall had no query.
-    public var score: Double
+    package var score: Double
 
-    public init(id: String, content: String, source: String, conversationId: String?, createdAt: Date, score: Double) {
+    package init(id: String, content: String, source: String, conversationId: String?, createdAt: Date, score: Double) {
         self.id = id
         self.content = content
         self.source = source
@@ -22,16 +22,16 @@ public struct MemoryItemRecord: Sendable, Equatable {
 }
 
 /// What to recall for a profile (the Recall request of Twilio's memory service).
-public struct RecallRequest: Sendable, Equatable {
+package struct RecallRequest: Sendable, Equatable {
     /// Free text; observations and summaries are ranked by full-text relevance to it.
-    public var query: String?
-    public var observationsLimit: Int
-    public var summariesLimit: Int
-    public var communicationsLimit: Int
+    package var query: String?
+    package var observationsLimit: Int
+    package var summariesLimit: Int
+    package var communicationsLimit: Int
     /// Items scoring below it are left out (only when there is a query).
-    public var relevanceThreshold: Double
+    package var relevanceThreshold: Double
 
-    public init(query: String?, observationsLimit: Int = 20, summariesLimit: Int = 5, communicationsLimit: Int = 0, relevanceThreshold: Double = 0) {
+    package init(query: String?, observationsLimit: Int = 20, summariesLimit: Int = 5, communicationsLimit: Int = 0, relevanceThreshold: Double = 0) {
         self.query = query
         self.observationsLimit = observationsLimit
         self.summariesLimit = summariesLimit
@@ -41,7 +41,7 @@ public struct RecallRequest: Sendable, Equatable {
 
     /// The query as a PostgreSQL `to_tsquery` text: its words joined with OR, so a sentence matches
     /// items sharing any word and ranks those sharing more higher. Empty when there is no word.
-    public var tsQuery: String {
+    package var tsQuery: String {
         let words = (query ?? "").lowercased().split { !($0.isLetter || $0.isNumber) }.map(String.init)
         var seen = Set<String>()
         return words.filter { seen.insert($0).inserted }.prefix(64).joined(separator: " | ")
@@ -49,13 +49,13 @@ public struct RecallRequest: Sendable, Equatable {
 }
 
 /// The recall result.
-public struct RecallResult: Sendable, Equatable {
-    public var observations: [MemoryItemRecord]
-    public var summaries: [MemoryItemRecord]
+package struct RecallResult: Sendable, Equatable {
+    package var observations: [MemoryItemRecord]
+    package var summaries: [MemoryItemRecord]
     /// The profile's latest messages across conversations, oldest first.
-    public var communications: [MessageRecord]
+    package var communications: [MessageRecord]
 
-    public init(observations: [MemoryItemRecord] = [], summaries: [MemoryItemRecord] = [], communications: [MessageRecord] = []) {
+    package init(observations: [MemoryItemRecord] = [], summaries: [MemoryItemRecord] = [], communications: [MessageRecord] = []) {
         self.observations = observations
         self.summaries = summaries
         self.communications = communications
@@ -63,13 +63,13 @@ public struct RecallResult: Sendable, Equatable {
 }
 
 /// How a customer is identified in memory.
-public enum ProfileIdentifier: Sendable, Equatable {
+package enum ProfileIdentifier: Sendable, Equatable {
     case phone(String)
     case email(String)
 
     /// The identifier in an address: `+1…` and `whatsapp:+1…` are phones, anything with `@` an
     /// email; RCS and chat identities have none (as in TAC).
-    public init?(address: String?) {
+    package init?(address: String?) {
         guard var address = address?.trimmingCharacters(in: .whitespaces), !address.isEmpty else { return nil }
         if address.contains("@"), !address.hasPrefix("whatsapp:") {
             self = .email(address.lowercased())
@@ -80,14 +80,14 @@ public enum ProfileIdentifier: Sendable, Equatable {
         self = .phone(address)
     }
 
-    public var kind: String {
+    package var kind: String {
         switch self {
         case .phone: "phone"
         case .email: "email"
         }
     }
 
-    public var value: String {
+    package var value: String {
         switch self {
         case .phone(let value), .email(let value): value
         }
@@ -96,7 +96,7 @@ public enum ProfileIdentifier: Sendable, Equatable {
 
 /// Customer memory: profiles, traits, observations, summaries (the part of Twilio's memory service we play).
 /// Not to be confused with `InMemoryStore`, the repositories held in memory for unit tests.
-public protocol CustomerMemoryStore: Sendable {
+package protocol CustomerMemoryStore: Sendable {
     /// The profile with this identifier; created (with the identifier as a `Contact` trait) when `create` is set.
     func profileId(for identifier: ProfileIdentifier, create: Bool) async throws -> String?
     /// Creates a profile with a given id (an id from Twilio's memory service) if there is none.

@@ -16,9 +16,9 @@ import PostgresNIO
 ///
 /// No startup parameters are sent, so a connection pooler such as PgBouncer (transaction mode) can sit
 /// in between. `description` masks the password.
-public struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertible {
+package struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertible {
     /// libpq's `sslmode` values.
-    public enum SSLMode: String, Sendable, CaseIterable {
+    package enum SSLMode: String, Sendable, CaseIterable {
         case disable
         case allow
         case prefer
@@ -27,22 +27,22 @@ public struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertibl
         case verifyFull = "verify-full"
     }
 
-    public var host: String
-    public var port: Int
-    public var username: String
-    public var password: String?
-    public var database: String
+    package var host: String
+    package var port: Int
+    package var username: String
+    package var password: String?
+    package var database: String
     /// TLS use and verification.
-    public var sslMode: SSLMode
+    package var sslMode: SSLMode
     /// PEM CA bundle (`sslrootcert`); `nil` or `system` for the system trust roots.
-    public var sslRootCert: String?
+    package var sslRootCert: String?
     /// Most connections the pool opens (`DATABASE_POOL_SIZE`).
-    public var poolSize: Int
+    package var poolSize: Int
     /// Bound on TCP connect (`connect_timeout`, seconds in the URL).
-    public var connectTimeout: Duration
+    package var connectTimeout: Duration
 
     /// A configuration built in code: TLS off unless `sslMode` says otherwise.
-    public init(
+    package init(
         host: String, port: Int = 5432, username: String, password: String?, database: String, sslMode: SSLMode = .disable,
         sslRootCert: String? = nil, poolSize: Int = 10, connectTimeout: Duration = .seconds(10)
     ) {
@@ -60,7 +60,7 @@ public struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertibl
     /// Parses the URL, throwing a ``ConfigurationError`` naming `variable` (never showing the
     /// password) when malformed, or when `sslrootcert` cannot be read. User, password and database
     /// are percent-decoded.
-    public init(url: String, variable: String = "DATABASE_URL") throws {
+    package init(url: String, variable: String = "DATABASE_URL") throws {
         let parsed = try ConnectionURL(parsing: url, variable: variable)
         guard parsed.scheme == "postgres" || parsed.scheme == "postgresql" else {
             throw ConfigurationError(variable: variable, reason: "must start with postgres://, got '\(ConnectionURL.masked(url))'")
@@ -105,14 +105,14 @@ public struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertibl
     }
 
     /// The same server, another database.
-    public func with(database: String) -> DatabaseConfiguration {
+    package func with(database: String) -> DatabaseConfiguration {
         var copy = self
         copy.database = database
         return copy
     }
 
     /// The URL with the password masked (and the TLS settings).
-    public var description: String {
+    package var description: String {
         let credentials = password == nil ? username : "\(username):***"
         let hostPart = host.contains(":") ? "[\(host)]" : host
         let root = sslRootCert.map { "&sslrootcert=\($0)" } ?? ""
@@ -120,7 +120,7 @@ public struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertibl
     }
 
     /// Whether TLS may be used and the settings for it (`nil`: `sslmode=disable`).
-    public var tlsConfiguration: TLSConfiguration? {
+    package var tlsConfiguration: TLSConfiguration? {
         guard sslMode != .disable else { return nil }
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv12
@@ -142,7 +142,7 @@ public struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertibl
 
     /// PostgresNIO client settings: TLS per `sslmode`, at most ``poolSize`` connections, and no
     /// startup parameters (PgBouncer refuses unknown ones).
-    public var clientConfiguration: PostgresClient.Configuration {
+    package var clientConfiguration: PostgresClient.Configuration {
         let tls: PostgresClient.Configuration.TLS
         switch (sslMode, tlsConfiguration) {
         case (_, nil): tls = .disable
@@ -162,7 +162,7 @@ public struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertibl
     /// throws a ``ConfigurationError`` naming `variable`; other failures (server down, wrong
     /// password) throw the driver's error. `migrate` and `agentconnect doctor` call this so that a
     /// TLS mistake is a clear error, not a pool that retries quietly.
-    public func checkConnection(variable: String = "DATABASE_URL", timeout: Duration = .seconds(10), logger: Logger) async throws {
+    package func checkConnection(variable: String = "DATABASE_URL", timeout: Duration = .seconds(10), logger: Logger) async throws {
         var tls: PostgresConnection.Configuration.TLS = .disable
         if let tlsConfiguration {
             let context: NIOSSLContext
@@ -199,7 +199,7 @@ public struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertibl
     }
 
     /// Whether `error` is a refused or failed TLS handshake.
-    public static func isTLSFailure(_ error: PSQLError) -> Bool {
+    package static func isTLSFailure(_ error: PSQLError) -> Bool {
         if error.code == .sslUnsupported { return true }
         guard let underlying = error.underlying else { return false }
         return underlying is NIOSSLError || underlying is NIOSSLExtraError || underlying is BoringSSLError

@@ -3,7 +3,7 @@ import Foundation
 import NIOConcurrencyHelpers
 
 /// The repositories held in memory with the same uniqueness rules, for unit tests.
-public final class InMemoryStore: Sendable {
+package final class InMemoryStore: Sendable {
     private struct State {
         var conversations: [String: ConversationRecord] = [:]
         var ended: Set<String> = []
@@ -17,11 +17,11 @@ public final class InMemoryStore: Sendable {
 
     private let state = NIOLockedValueBox(State())
 
-    public init() {}
+    package init() {}
 }
 
 extension InMemoryStore: ConversationStore {
-    public func upsertConversation(_ record: ConversationRecord) async throws {
+    package func upsertConversation(_ record: ConversationRecord) async throws {
         state.withLockedValue { state in
             guard var existing = state.conversations[record.id] else {
                 state.conversations[record.id] = record
@@ -37,21 +37,21 @@ extension InMemoryStore: ConversationStore {
         }
     }
 
-    public func conversation(id: String) async throws -> ConversationRecord? {
+    package func conversation(id: String) async throws -> ConversationRecord? {
         state.withLockedValue { $0.conversations[id] }
     }
 
-    public func setStatus(conversationId: String, status: String) async throws {
+    package func setStatus(conversationId: String, status: String) async throws {
         state.withLockedValue { $0.conversations[conversationId]?.status = status }
     }
 
-    public func markEnded(conversationId: String, channel: ChannelKind) async throws -> Bool {
+    package func markEnded(conversationId: String, channel: ChannelKind) async throws -> Bool {
         state.withLockedValue { $0.ended.insert(conversationId).inserted }
     }
 }
 
 extension InMemoryStore: MessageStore {
-    public func appendMessage(_ message: MessageRecord) async throws -> Bool {
+    package func appendMessage(_ message: MessageRecord) async throws -> Bool {
         state.withLockedValue { state in
             guard state.messages[message.id] == nil else { return false }
             state.messages[message.id] = message
@@ -59,7 +59,7 @@ extension InMemoryStore: MessageStore {
         }
     }
 
-    public func replaceMessageBody(id: String, body: String) async throws -> Bool {
+    package func replaceMessageBody(id: String, body: String) async throws -> Bool {
         state.withLockedValue { state in
             guard state.messages[id] != nil else { return false }
             state.messages[id]?.body = body
@@ -67,7 +67,7 @@ extension InMemoryStore: MessageStore {
         }
     }
 
-    public func history(conversationId: String, limit: Int) async throws -> [MessageRecord] {
+    package func history(conversationId: String, limit: Int) async throws -> [MessageRecord] {
         state.withLockedValue { state in
             Array(state.messages.values.filter { $0.conversationId == conversationId }.sorted { $0.createdAt < $1.createdAt }.suffix(limit))
         }
@@ -75,33 +75,33 @@ extension InMemoryStore: MessageStore {
 }
 
 extension InMemoryStore: DeliveryStore {
-    public func insertDelivery(replyId: String, conversationId: String, channel: ChannelKind) async throws {
+    package func insertDelivery(replyId: String, conversationId: String, channel: ChannelKind) async throws {
         try state.withLockedValue { state in
             guard state.deliveries[replyId] == nil else { throw StoreError(.duplicate, "a delivery row for reply \(replyId) already exists") }
             state.deliveries[replyId] = .pending
         }
     }
 
-    public func deliveryStatus(replyId: String) async throws -> DeliveryStatus? {
+    package func deliveryStatus(replyId: String) async throws -> DeliveryStatus? {
         state.withLockedValue { $0.deliveries[replyId] }
     }
 
-    public func markDelivered(replyId: String, providerId: String?) async throws {
+    package func markDelivered(replyId: String, providerId: String?) async throws {
         state.withLockedValue { state in
             state.deliveries[replyId] = .sent
             if let providerId { state.providerIds.insert(providerId) }
         }
     }
 
-    public func markDeliveryFailed(replyId: String, error: String) async throws {
+    package func markDeliveryFailed(replyId: String, error: String) async throws {
         state.withLockedValue { $0.deliveries[replyId] = .failed }
     }
 
-    public func countSentLike(conversationId: String, textHash: String, since: Date, excluding replyId: String) async throws -> Int {
+    package func countSentLike(conversationId: String, textHash: String, since: Date, excluding replyId: String) async throws -> Int {
         0
     }
 
-    public func claimDelivery(
+    package func claimDelivery(
         replyId: String, conversationId: String, channel: ChannelKind, textHash: String, owner: String, leaseMilliseconds: Int
     ) async throws -> DeliveryClaim {
         state.withLockedValue { state in
@@ -119,7 +119,7 @@ extension InMemoryStore: DeliveryStore {
         }
     }
 
-    public func markSending(replyId: String, owner: String, leaseMilliseconds: Int) async throws -> Bool {
+    package func markSending(replyId: String, owner: String, leaseMilliseconds: Int) async throws -> Bool {
         state.withLockedValue { state in
             guard state.deliveries[replyId] == .pending, state.deliveryLeases[replyId]?.owner == owner else { return false }
             state.deliveryLeases[replyId] = (owner, Date().addingTimeInterval(Double(leaseMilliseconds) / 1000))
@@ -128,19 +128,19 @@ extension InMemoryStore: DeliveryStore {
         }
     }
 
-    public func clearDoubt(replyId: String, owner: String) async throws {
+    package func clearDoubt(replyId: String, owner: String) async throws {
         state.withLockedValue { state in
             if state.deliveryLeases[replyId]?.owner == owner { state.inDoubt[replyId] = nil }
         }
     }
 
-    public func isProviderIdRecorded(_ providerId: String) async throws -> Bool {
+    package func isProviderIdRecorded(_ providerId: String) async throws -> Bool {
         state.withLockedValue { $0.providerIds.contains(providerId) }
     }
 }
 
 extension InMemoryStore: ProcessedEventStore {
-    public func markProcessed(consumer: String, eventId: String) async throws -> Bool {
+    package func markProcessed(consumer: String, eventId: String) async throws -> Bool {
         state.withLockedValue { $0.processed.insert("\(consumer)\u{0}\(eventId)").inserted }
     }
 }

@@ -5,13 +5,13 @@ import PostgresNIO
 /// transaction-level advisory lock (`pg_advisory_xact_lock`), so that processes starting at the same
 /// moment apply the schema exactly once between them. The lock ends with the transaction, so it is
 /// safe behind a transaction-mode pooler such as PgBouncer (a session lock is not).
-public struct Migrator: Sendable {
+package struct Migrator: Sendable {
     /// Arbitrary constant naming the lock ("AgentCon").
     static let lockKey: Int64 = 0x4167_656e_7443_6f6e
     private let client: PostgresClient
     private let logger: Logger
 
-    public init(client: PostgresClient, logger: Logger) {
+    package init(client: PostgresClient, logger: Logger) {
         self.client = client
         self.logger = logger
     }
@@ -19,7 +19,7 @@ public struct Migrator: Sendable {
     /// Applies what is missing and returns the versions applied by this call. All of them commit
     /// together or not at all.
     @discardableResult
-    public func migrate(_ migrations: [Migration] = Migrations.all) async throws -> [Int] {
+    package func migrate(_ migrations: [Migration] = Migrations.all) async throws -> [Int] {
         let logger = logger
         do {
             return try await client.withTransaction(logger: logger) { transaction in

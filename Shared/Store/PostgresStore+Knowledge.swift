@@ -3,14 +3,14 @@ import Foundation
 import PostgresNIO
 
 /// A document to store: its chunks, each with an embedding when an embeddings endpoint is configured.
-public struct KnowledgeDocument: Sendable {
-    public var source: String
-    public var title: String
-    public var contentHash: String
-    public var chunks: [String]
-    public var embeddings: [[Double]]?
+package struct KnowledgeDocument: Sendable {
+    package var source: String
+    package var title: String
+    package var contentHash: String
+    package var chunks: [String]
+    package var embeddings: [[Double]]?
 
-    public init(source: String, title: String, contentHash: String, chunks: [String], embeddings: [[Double]]? = nil) {
+    package init(source: String, title: String, contentHash: String, chunks: [String], embeddings: [[Double]]? = nil) {
         self.source = source
         self.title = title
         self.contentHash = contentHash
@@ -21,7 +21,7 @@ public struct KnowledgeDocument: Sendable {
 
 extension PostgresStore {
     /// Whether a document with this source and content is already stored (adding it again is a no-op).
-    public func knowledgeDocumentIsCurrent(source: String, contentHash: String) async throws -> Bool {
+    package func knowledgeDocumentIsCurrent(source: String, contentHash: String) async throws -> Bool {
         let rows = try await client.query(
             "SELECT 1 FROM knowledge_documents WHERE source = \(source) AND content_hash = \(contentHash)", logger: logger)
         for try await _ in rows { return true }
@@ -29,7 +29,7 @@ extension PostgresStore {
     }
 
     /// Stores a document, replacing an earlier version from the same source, in one transaction.
-    public func replaceKnowledgeDocument(_ document: KnowledgeDocument) async throws -> String {
+    package func replaceKnowledgeDocument(_ document: KnowledgeDocument) async throws -> String {
         let id = "kd_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(20)
         let logger = logger
         do {
@@ -60,7 +60,7 @@ extension PostgresStore {
     /// density (so a word repeated often does not beat two different words); with `embedding` (the
     /// query's vector), cosine similarity to each chunk's stored vector is computed in SQL and
     /// weighs 70 % of the score, so paraphrases sharing no word still rank.
-    public func searchKnowledge(query: String, embedding: [Double]? = nil, limit: Int) async throws -> [KnowledgeChunk] {
+    package func searchKnowledge(query: String, embedding: [Double]? = nil, limit: Int) async throws -> [KnowledgeChunk] {
         let rows = try await client.query(
             """
             WITH q AS (
@@ -95,7 +95,7 @@ extension PostgresStore {
     }
 
     /// Every stored document: source, title, number of chunks.
-    public func knowledgeDocuments() async throws -> [(source: String, title: String, chunks: Int)] {
+    package func knowledgeDocuments() async throws -> [(source: String, title: String, chunks: Int)] {
         let rows = try await client.query(
             """
             SELECT d.source, d.title, count(c.id)::int FROM knowledge_documents d

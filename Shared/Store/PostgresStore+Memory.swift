@@ -3,7 +3,7 @@ import Foundation
 import PostgresNIO
 
 extension PostgresStore: CustomerMemoryStore {
-    public func profileId(for identifier: ProfileIdentifier, create: Bool) async throws -> String? {
+    package func profileId(for identifier: ProfileIdentifier, create: Bool) async throws -> String? {
         if let existing = try await lookupProfile(identifier) { return existing }
         guard create else { return nil }
         let id = "mem_profile_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
@@ -34,11 +34,11 @@ extension PostgresStore: CustomerMemoryStore {
         return nil
     }
 
-    public func ensureProfile(id: String) async throws {
+    package func ensureProfile(id: String) async throws {
         try await client.query("INSERT INTO profiles (id) VALUES (\(id)) ON CONFLICT DO NOTHING", logger: logger)
     }
 
-    public func addObservation(profileId: String, content: String, source: String, conversationId: String?, id: String?) async throws -> String {
+    package func addObservation(profileId: String, content: String, source: String, conversationId: String?, id: String?) async throws -> String {
         let id = id ?? UUID().uuidString.lowercased()
         try await client.query(
             """
@@ -48,7 +48,7 @@ extension PostgresStore: CustomerMemoryStore {
         return id
     }
 
-    public func addSummary(
+    package func addSummary(
         profileId: String, content: String, source: String, conversationId: String?, occurredAt: Date?, id: String?
     ) async throws -> String {
         let id = id ?? UUID().uuidString.lowercased()
@@ -60,7 +60,7 @@ extension PostgresStore: CustomerMemoryStore {
         return id
     }
 
-    public func setTraits(profileId: String, group: String, values: [String: String]) async throws {
+    package func setTraits(profileId: String, group: String, values: [String: String]) async throws {
         for (name, value) in values.sorted(by: { $0.key < $1.key }) {
             try await client.query(
                 """
@@ -70,7 +70,7 @@ extension PostgresStore: CustomerMemoryStore {
         }
     }
 
-    public func traits(profileId: String, groups: [String]?) async throws -> [String: [String: String]] {
+    package func traits(profileId: String, groups: [String]?) async throws -> [String: [String: String]] {
         let rows = try await client.query(
             "SELECT trait_group, name, value #>> '{}' FROM traits WHERE profile_id = \(profileId) ORDER BY trait_group, name",
             logger: logger)
@@ -82,7 +82,7 @@ extension PostgresStore: CustomerMemoryStore {
         return result
     }
 
-    public func recall(profileId: String, _ request: RecallRequest) async throws -> RecallResult {
+    package func recall(profileId: String, _ request: RecallRequest) async throws -> RecallResult {
         let query = request.tsQuery
         let threshold = query.isEmpty ? 0 : request.relevanceThreshold
         async let observations = rankedItems(

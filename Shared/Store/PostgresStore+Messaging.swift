@@ -3,7 +3,7 @@ import Foundation
 import PostgresNIO
 
 /// What recording a Twilio delivery status found.
-public enum DeliveryStatusRecording: Sendable, Equatable {
+package enum DeliveryStatusRecording: Sendable, Equatable {
     /// Recorded on the delivery row of this reply.
     case recorded(replyId: String)
     /// The row already holds a later status (callbacks can arrive out of order); nothing changed.
@@ -27,7 +27,7 @@ extension PostgresStore {
 
     /// Records a status callback on the delivery row whose provider id is `providerId` (the message
     /// SID), unless the row already holds a later status.
-    public func recordDeliveryStatus(providerId: String, status: String, errorCode: String?) async throws -> DeliveryStatusRecording {
+    package func recordDeliveryStatus(providerId: String, status: String, errorCode: String?) async throws -> DeliveryStatusRecording {
         let rank = Self.statusRank(status)
         let rows = try await client.query(
             """
@@ -44,7 +44,7 @@ extension PostgresStore {
     }
 
     /// The delivery status Twilio last reported for a reply, with its error code.
-    public func deliveryStatusReported(replyId: String) async throws -> (status: String?, errorCode: String?) {
+    package func deliveryStatusReported(replyId: String) async throws -> (status: String?, errorCode: String?) {
         let rows = try await client.query(
             "SELECT delivery_status, delivery_error_code FROM deliveries WHERE reply_id = \(replyId)", logger: logger)
         for try await row in rows.decode((String?, String?).self) { return (row.0, row.1) }
@@ -52,7 +52,7 @@ extension PostgresStore {
     }
 
     /// Whether `customer` opted out (STOP) of messages from `agent`.
-    public func isOptedOut(agent: String, customer: String) async throws -> Bool {
+    package func isOptedOut(agent: String, customer: String) async throws -> Bool {
         let rows = try await client.query(
             "SELECT 1 FROM opt_outs WHERE agent_address = \(agent) AND customer_address = \(customer)", logger: logger)
         for try await _ in rows { return true }
@@ -60,7 +60,7 @@ extension PostgresStore {
     }
 
     /// Records that `customer` opted out of (`true`, STOP) or back in to (`false`, START) messages from `agent`.
-    public func setOptedOut(_ optedOut: Bool, agent: String, customer: String) async throws {
+    package func setOptedOut(_ optedOut: Bool, agent: String, customer: String) async throws {
         if optedOut {
             try await client.query(
                 """
@@ -74,7 +74,7 @@ extension PostgresStore {
     }
 
     /// When `customerAddress` last wrote on `channel` (any conversation), from the history.
-    public func lastInboundMessageAt(customerAddress: String, channel: ChannelKind) async throws -> Date? {
+    package func lastInboundMessageAt(customerAddress: String, channel: ChannelKind) async throws -> Date? {
         let rows = try await client.query(
             """
             SELECT max(created_at) FROM messages
@@ -87,27 +87,27 @@ extension PostgresStore {
 
 /// What ``PostgresStore/claimForSending(replyId:conversationId:channel:textHash:owner:leaseMilliseconds:optOut:)`` found, in one
 /// round trip on the common path.
-public struct SendingClaim: Sendable, Equatable {
+package struct SendingClaim: Sendable, Equatable {
     /// The claim, as ``DeliveryStore/claimDelivery(replyId:conversationId:channel:textHash:owner:leaseMilliseconds:)`` answers it.
-    public var claim: DeliveryClaim
+    package var claim: DeliveryClaim
     /// True when the row was created by this claim with the send already recorded (in doubt from
     /// now, one attempt counted, as ``DeliveryStore/markSending(replyId:owner:leaseMilliseconds:)``
     /// does): the first send may go out without recording it again, provided no call to Twilio comes
     /// between (the target was known at the claim).
-    public var sendRecorded: Bool
+    package var sendRecorded: Bool
     /// Whether the customer opted out (STOP) of the sender.
-    public var optedOut: Bool
+    package var optedOut: Bool
     /// The conversation's agent and customer participant ids, when its participants were reconciled.
-    public var participants: (agentId: String, customerId: String)?
+    package var participants: (agentId: String, customerId: String)?
 
-    public init(claim: DeliveryClaim, sendRecorded: Bool, optedOut: Bool, participants: (agentId: String, customerId: String)? = nil) {
+    package init(claim: DeliveryClaim, sendRecorded: Bool, optedOut: Bool, participants: (agentId: String, customerId: String)? = nil) {
         self.claim = claim
         self.sendRecorded = sendRecorded
         self.optedOut = optedOut
         self.participants = participants
     }
 
-    public static func == (lhs: SendingClaim, rhs: SendingClaim) -> Bool {
+    package static func == (lhs: SendingClaim, rhs: SendingClaim) -> Bool {
         lhs.claim == rhs.claim && lhs.sendRecorded == rhs.sendRecorded && lhs.optedOut == rhs.optedOut
             && lhs.participants?.agentId == rhs.participants?.agentId && lhs.participants?.customerId == rhs.participants?.customerId
     }
@@ -128,7 +128,7 @@ extension PostgresStore {
     /// pending and free (no owner, this owner, or an expired lease); its send is then not recorded
     /// (`sendRecorded` false: call ``markSending(replyId:owner:leaseMilliseconds:)`` before sending,
     /// after reconciling a send in doubt).
-    public func claimForSending(
+    package func claimForSending(
         replyId: String, conversationId: String, channel: ChannelKind, textHash: String, owner: String, leaseMilliseconds: Int,
         optOut: (agent: String, customer: String)?, targetKnown: Bool = false
     ) async throws -> SendingClaim {

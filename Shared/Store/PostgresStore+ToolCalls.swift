@@ -18,7 +18,7 @@ public struct ToolCallRecord: Sendable, Equatable {
     public var result: String
     public var createdAt: Date
 
-    public init(
+    package init(
         id: String, conversationId: String, roundId: String, position: Int, name: String, arguments: String, result: String,
         createdAt: Date = Date()
     ) {
@@ -35,7 +35,7 @@ public struct ToolCallRecord: Sendable, Equatable {
 
 extension PostgresStore {
     /// Records a finished tool call (the first record of an id wins).
-    public func recordToolCall(_ call: ToolCallRecord) async throws {
+    package func recordToolCall(_ call: ToolCallRecord) async throws {
         try await client.query(
             """
             INSERT INTO tool_calls (id, conversation_id, round_id, position, name, arguments, result, created_at)
@@ -46,12 +46,12 @@ extension PostgresStore {
     }
 
     /// A finished tool call by id (a redone turn reuses its result instead of running it again).
-    public func toolCall(id: String) async throws -> ToolCallRecord? {
+    package func toolCall(id: String) async throws -> ToolCallRecord? {
         try await toolCalls(where: "id", id, limit: 1).first
     }
 
     /// The conversation's latest tool calls, oldest first.
-    public func toolCalls(conversationId: String, limit: Int) async throws -> [ToolCallRecord] {
+    package func toolCalls(conversationId: String, limit: Int) async throws -> [ToolCallRecord] {
         try await toolCalls(where: "conversation_id", conversationId, limit: limit)
     }
 

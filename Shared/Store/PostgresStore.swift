@@ -4,12 +4,12 @@ import Logging
 import PostgresNIO
 
 /// The repositories on PostgreSQL through one `PostgresClient` (run it in the service group).
-public struct PostgresStore: Sendable {
+package struct PostgresStore: Sendable {
     /// The pooled client.
-    public let client: PostgresClient
+    package let client: PostgresClient
     let logger: Logger
 
-    public init(client: PostgresClient, logger: Logger) {
+    package init(client: PostgresClient, logger: Logger) {
         self.client = client
         self.logger = logger
     }
@@ -30,7 +30,7 @@ public struct PostgresStore: Sendable {
 }
 
 extension PostgresStore: ConversationStore {
-    public func upsertConversation(_ record: ConversationRecord) async throws {
+    package func upsertConversation(_ record: ConversationRecord) async throws {
         try await client.query(
             """
             INSERT INTO conversations (id, channel, status, direction, customer_address, agent_address,
@@ -49,7 +49,7 @@ extension PostgresStore: ConversationStore {
             """, logger: logger)
     }
 
-    public func conversation(id: String) async throws -> ConversationRecord? {
+    package func conversation(id: String) async throws -> ConversationRecord? {
         let rows = try await client.query(
             """
             SELECT id, channel, status, direction, customer_address, agent_address, customer_participant_id,
@@ -67,12 +67,12 @@ extension PostgresStore: ConversationStore {
         return nil
     }
 
-    public func setStatus(conversationId: String, status: String) async throws {
+    package func setStatus(conversationId: String, status: String) async throws {
         try await client.query(
             "UPDATE conversations SET status = \(status), updated_at = now() WHERE id = \(conversationId)", logger: logger)
     }
 
-    public func markEnded(conversationId: String, channel: ChannelKind) async throws -> Bool {
+    package func markEnded(conversationId: String, channel: ChannelKind) async throws -> Bool {
         let rows = try await client.query(
             """
             INSERT INTO conversations (id, channel, status, ended_at) VALUES (\(conversationId), \(channel.rawValue), 'CLOSED', now())
@@ -86,7 +86,7 @@ extension PostgresStore: ConversationStore {
 }
 
 extension PostgresStore: MessageStore {
-    public func appendMessage(_ message: MessageRecord) async throws -> Bool {
+    package func appendMessage(_ message: MessageRecord) async throws -> Bool {
         let rows = try await client.query(
             """
             INSERT INTO messages (id, conversation_id, channel, direction, author_address, body, created_at)
@@ -98,13 +98,13 @@ extension PostgresStore: MessageStore {
         return false
     }
 
-    public func replaceMessageBody(id: String, body: String) async throws -> Bool {
+    package func replaceMessageBody(id: String, body: String) async throws -> Bool {
         let rows = try await client.query("UPDATE messages SET body = \(body) WHERE id = \(id) RETURNING id", logger: logger)
         for try await _ in rows { return true }
         return false
     }
 
-    public func history(conversationId: String, limit: Int) async throws -> [MessageRecord] {
+    package func history(conversationId: String, limit: Int) async throws -> [MessageRecord] {
         let rows = try await client.query(
             """
             SELECT id, channel, direction, author_address, body, created_at FROM (
@@ -124,7 +124,7 @@ extension PostgresStore: MessageStore {
 }
 
 extension PostgresStore: DeliveryStore {
-    public func insertDelivery(replyId: String, conversationId: String, channel: ChannelKind) async throws {
+    package func insertDelivery(replyId: String, conversationId: String, channel: ChannelKind) async throws {
         do {
             try await client.query(
                 """
@@ -135,13 +135,13 @@ extension PostgresStore: DeliveryStore {
         }
     }
 
-    public func deliveryStatus(replyId: String) async throws -> DeliveryStatus? {
+    package func deliveryStatus(replyId: String) async throws -> DeliveryStatus? {
         let rows = try await client.query("SELECT status FROM deliveries WHERE reply_id = \(replyId)", logger: logger)
         for try await status in rows.decode(String.self) { return DeliveryStatus(rawValue: status) }
         return nil
     }
 
-    public func markDelivered(replyId: String, providerId: String?) async throws {
+    package func markDelivered(replyId: String, providerId: String?) async throws {
         try await client.query(
             """
             UPDATE deliveries SET status = 'sent', provider_id = \(providerId), sent_at = now(), owner = NULL, in_doubt_since = NULL
@@ -149,13 +149,13 @@ extension PostgresStore: DeliveryStore {
             """, logger: logger)
     }
 
-    public func markDeliveryFailed(replyId: String, error: String) async throws {
+    package func markDeliveryFailed(replyId: String, error: String) async throws {
         try await client.query(
             "UPDATE deliveries SET status = 'failed', error = \(error), attempts = attempts + 1, owner = NULL WHERE reply_id = \(replyId)",
             logger: logger)
     }
 
-    public func countSentLike(conversationId: String, textHash: String, since: Date, excluding replyId: String) async throws -> Int {
+    package func countSentLike(conversationId: String, textHash: String, since: Date, excluding replyId: String) async throws -> Int {
         let rows = try await client.query(
             """
             SELECT count(*)::int8 FROM deliveries WHERE conversation_id = \(conversationId) AND text_hash = \(textHash)
@@ -165,7 +165,7 @@ extension PostgresStore: DeliveryStore {
         return 0
     }
 
-    public func claimDelivery(
+    package func claimDelivery(
         replyId: String, conversationId: String, channel: ChannelKind, textHash: String, owner: String, leaseMilliseconds: Int
     ) async throws -> DeliveryClaim {
         let inserted = try await client.query(
@@ -189,7 +189,7 @@ extension PostgresStore: DeliveryStore {
         return .heldElsewhere
     }
 
-    public func markSending(replyId: String, owner: String, leaseMilliseconds: Int) async throws -> Bool {
+    package func markSending(replyId: String, owner: String, leaseMilliseconds: Int) async throws -> Bool {
         let rows = try await client.query(
             """
             UPDATE deliveries SET in_doubt_since = coalesce(in_doubt_since, now()), attempts = attempts + 1,
@@ -200,13 +200,13 @@ extension PostgresStore: DeliveryStore {
         return false
     }
 
-    public func clearDoubt(replyId: String, owner: String) async throws {
+    package func clearDoubt(replyId: String, owner: String) async throws {
         try await client.query(
             "UPDATE deliveries SET in_doubt_since = NULL WHERE reply_id = \(replyId) AND owner = \(owner) AND status = 'pending'",
             logger: logger)
     }
 
-    public func isProviderIdRecorded(_ providerId: String) async throws -> Bool {
+    package func isProviderIdRecorded(_ providerId: String) async throws -> Bool {
         let rows = try await client.query("SELECT 1 FROM deliveries WHERE provider_id = \(providerId) LIMIT 1", logger: logger)
         for try await _ in rows { return true }
         return false
@@ -214,7 +214,7 @@ extension PostgresStore: DeliveryStore {
 }
 
 extension PostgresStore: ProcessedEventStore {
-    public func markProcessed(consumer: String, eventId: String) async throws -> Bool {
+    package func markProcessed(consumer: String, eventId: String) async throws -> Bool {
         let rows = try await client.query(
             """
             INSERT INTO processed_events (consumer, event_id) VALUES (\(consumer), \(eventId))

@@ -2,19 +2,19 @@ import AgentConnectCore
 import Foundation
 
 /// What the services remember about a conversation.
-public struct ConversationRecord: Sendable, Equatable {
-    public var id: String
-    public var channel: ChannelKind
-    public var status: String
-    public var direction: String
-    public var customerAddress: String?
-    public var agentAddress: String?
-    public var customerParticipantId: String?
-    public var agentParticipantId: String?
-    public var profileId: String?
-    public var metadata: [String: String]
+package struct ConversationRecord: Sendable, Equatable {
+    package var id: String
+    package var channel: ChannelKind
+    package var status: String
+    package var direction: String
+    package var customerAddress: String?
+    package var agentAddress: String?
+    package var customerParticipantId: String?
+    package var agentParticipantId: String?
+    package var profileId: String?
+    package var metadata: [String: String]
 
-    public init(
+    package init(
         id: String, channel: ChannelKind, status: String = "ACTIVE", direction: String = "inbound", customerAddress: String? = nil,
         agentAddress: String? = nil, customerParticipantId: String? = nil, agentParticipantId: String? = nil,
         profileId: String? = nil, metadata: [String: String] = [:]
@@ -33,19 +33,19 @@ public struct ConversationRecord: Sendable, Equatable {
 }
 
 /// One message of the communication history.
-public struct MessageRecord: Sendable, Equatable {
-    public enum Direction: String, Sendable { case inbound, outbound }
+package struct MessageRecord: Sendable, Equatable {
+    package enum Direction: String, Sendable { case inbound, outbound }
 
     /// The event or reply id: appending the same id twice stores it once.
-    public var id: String
-    public var conversationId: String
-    public var channel: ChannelKind
-    public var direction: Direction
-    public var authorAddress: String?
-    public var body: String
-    public var createdAt: Date
+    package var id: String
+    package var conversationId: String
+    package var channel: ChannelKind
+    package var direction: Direction
+    package var authorAddress: String?
+    package var body: String
+    package var createdAt: Date
 
-    public init(
+    package init(
         id: String, conversationId: String, channel: ChannelKind, direction: Direction, authorAddress: String?, body: String,
         createdAt: Date = Date()
     ) {
@@ -60,12 +60,12 @@ public struct MessageRecord: Sendable, Equatable {
 }
 
 /// Where a reply's delivery stands.
-public enum DeliveryStatus: String, Sendable, Equatable {
+package enum DeliveryStatus: String, Sendable, Equatable {
     case pending, sent, failed
 }
 
 /// What claiming a reply's delivery row found.
-public enum DeliveryClaim: Sendable, Equatable {
+package enum DeliveryClaim: Sendable, Equatable {
     /// This owner holds the lease and may send. `inDoubtSince`: an earlier send went out at or after
     /// this time and its outcome is unknown, so Twilio must be asked before anything is sent again.
     case claimed(inDoubtSince: Date?)

@@ -2,7 +2,7 @@ import AgentConnectCore
 import Foundation
 
 /// Conversations and their resolved participants.
-public protocol ConversationStore: Sendable {
+package protocol ConversationStore: Sendable {
     /// Inserts or updates a conversation (non-nil fields win over stored ones).
     func upsertConversation(_ record: ConversationRecord) async throws
     /// A conversation by id.
@@ -14,7 +14,7 @@ public protocol ConversationStore: Sendable {
 }
 
 /// The communication history.
-public protocol MessageStore: Sendable {
+package protocol MessageStore: Sendable {
     /// Appends a message; returns false when a message with that id is already stored.
     @discardableResult
     func appendMessage(_ message: MessageRecord) async throws -> Bool
@@ -27,7 +27,7 @@ public protocol MessageStore: Sendable {
 }
 
 /// One row per reply, so a reply is sent once.
-public protocol DeliveryStore: Sendable {
+package protocol DeliveryStore: Sendable {
     /// Creates the reply's row; throws ``StoreError/Code/duplicate`` when it exists.
     func insertDelivery(replyId: String, conversationId: String, channel: ChannelKind) async throws
     /// The row's status, or nil when there is none.
@@ -53,7 +53,7 @@ public protocol DeliveryStore: Sendable {
 }
 
 /// Idempotent consumers: remember which events a consumer has applied.
-public protocol ProcessedEventStore: Sendable {
+package protocol ProcessedEventStore: Sendable {
     /// Records the event; false when the consumer had already processed it.
     func markProcessed(consumer: String, eventId: String) async throws -> Bool
 }

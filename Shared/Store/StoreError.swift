@@ -3,8 +3,8 @@ import NIOCore
 import PostgresNIO
 
 /// A failure of the store.
-public struct StoreError: Error, CustomStringConvertible, Sendable {
-    public enum Code: String, Sendable {
+package struct StoreError: Error, CustomStringConvertible, Sendable {
+    package enum Code: String, Sendable {
         /// PostgreSQL could not be reached.
         case unavailable
         /// A uniqueness rule refused the write (e.g. a second delivery row for one reply).
@@ -15,22 +15,22 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
         case migration
     }
 
-    public var code: Code
-    public var message: String
+    package var code: Code
+    package var message: String
 
-    public init(_ code: Code, _ message: String) {
+    package init(_ code: Code, _ message: String) {
         self.code = code
         self.message = message
     }
 
-    public var description: String { "store \(code.rawValue): \(message)" }
+    package var description: String { "store \(code.rawValue): \(message)" }
 }
 
 extension PostgresStore {
     /// Whether the error means PostgreSQL is unreachable right now (restarting, connection lost,
     /// shutting down) rather than that the request is wrong: the work should wait and retry, not be
     /// given up.
-    public static func isUnavailable(_ error: any Error) -> Bool {
+    package static func isUnavailable(_ error: any Error) -> Bool {
         if error is TimeoutError { return true }
         if let error = error as? PSQLError {
             switch error.code {

@@ -1,13 +1,13 @@
 import Foundation
 
 /// One versioned schema change. Versions are applied in order, each exactly once.
-public struct Migration: Sendable {
+package struct Migration: Sendable {
     /// Monotonic version number.
-    public var version: Int
+    package var version: Int
     /// Short name, recorded in `schema_migrations`.
-    public var name: String
+    package var name: String
     /// The SQL: statements each ending with `;` at the end of a line.
-    public var sql: String
+    package var sql: String
 
     /// The statements, one by one (the extended protocol takes one at a time).
     var statements: [String] {
@@ -17,6 +17,6 @@ public struct Migration: Sendable {
 }
 
 /// Every migration the store knows, oldest first.
-public enum Migrations {
-    public static let all: [Migration] = [initialSchema, memorySearch, memorySources, deliveryLeases, messaging, toolsAndKnowledge]
+package enum Migrations {
+    package static let all: [Migration] = [initialSchema, memorySearch, memorySources, deliveryLeases, messaging, toolsAndKnowledge]
 }

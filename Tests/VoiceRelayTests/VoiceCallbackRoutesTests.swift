@@ -61,11 +61,12 @@ struct VoiceCallbackRoutesTests {
         bus.events(on: Partitioner.inboundStream(for: conversationId, partitions: configuration.common.inboundPartitions))
     }
 
-    @Test("/twiml with a wrong signature is refused (403) and publishes nothing")
+    @Test("/twiml with a wrong or no signature is refused (403) and publishes nothing")
     func twimlBadSignature() async throws {
         try await withRoutes { client, bus, configuration in
             let response = try await post(client, "/twiml", [("CallSid", "CA1"), ("From", "+15550001111")], signature: "bogus")
             #expect(response.status == .forbidden)
+            #expect(try await post(client, "/twiml", [("CallSid", "CA1")], signature: "").status == .forbidden)
             #expect(inbound(bus, configuration, conversationId: "CA1").isEmpty)
         }
     }

@@ -211,6 +211,10 @@ let package = Package(
             dependencies: serviceDeps + ["MessagingIngress", .product(name: "HummingbirdTesting", package: "hummingbird")],
             path: "Tests/MessagingIngressTests", swiftSettings: swiftSettings),
         .testTarget(
+            name: "OutboundTests",
+            dependencies: serviceDeps + ["Outbound", httpClient, .product(name: "HummingbirdTesting", package: "hummingbird")],
+            path: "Tests/OutboundTests", swiftSettings: swiftSettings),
+        .testTarget(
             name: "IntegrationTests",
             dependencies: serviceDeps + [
                 httpClient, wsClient, postgres, .product(name: "NIOHTTP1", package: "swift-nio"), "RelayCaller", "AgentConnectTesting",

@@ -29,12 +29,9 @@ struct Outbound {
         httpConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
         httpConfiguration.timeout = .init(connect: .seconds(5), read: .seconds(30))
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
-        let api = ConversationsAPI(
-            rest: TwilioRESTClient(
-                configuration: configuration.twilio, httpClient: http, timeout: .milliseconds(Int64(configuration.twilioTimeoutMilliseconds))))
-        let deliverer = ReplyDeliverer(
-            configuration: configuration, api: api, reconciler: ParticipantReconciler(api: api, store: store, logger: logger),
-            store: store, bus: bus, logger: logger,
+        let api = makeAPI(configuration: configuration, httpClient: http)
+        let deliverer = makeDeliverer(
+            configuration: configuration, api: api, store: store, bus: bus, logger: logger,
             owner: "\(configuration.common.instanceId)/\(UInt32.random(in: 0...UInt32.max))")
         let consumer = GroupConsumer(
             bus: bus, group: "outbound", consumer: configuration.common.instanceId, streams: [Streams.outbound],
@@ -44,9 +41,10 @@ struct Outbound {
         ) { event, entry in
             try await deliverer.deliver(event, entry: entry)
         }
-        let router = Router()
-        OperationalRoutes.add(to: router, health: health, readiness: DependencyProbe(redis: redis, postgres: postgres).check)
-        OutboundAPI(configuration: configuration, api: api, store: store, redis: redis, logger: logger).add(to: router)
+        let router = makeRouter(
+            configuration: configuration, api: api, store: store, keys: RedisIdempotencyRecords(redis: redis),
+            callTokens: RelayCallTokens(redis: redis), health: health, readiness: DependencyProbe(redis: redis, postgres: postgres).check,
+            logger: logger)
         let app = ServiceHTTPServer.make(router: router, common: configuration.common, name: "outbound", health: health, logger: logger)
         let lag = StreamLagReporter(bus: bus, group: "outbound", logger: logger) { [Streams.outbound] }
         return ServiceMain.group(
@@ -55,5 +53,36 @@ struct Outbound {
                 HTTPClientService(client: http), consumer, lag, app,
             ], health: health,
             logger: logger)
+    }
+
+    /// Twilio's REST APIs through `httpClient`, each call bounded by `TWILIO_HTTP_TIMEOUT_MS`.
+    static func makeAPI(configuration: OutboundConfiguration, httpClient: HTTPClient) -> ConversationsAPI {
+        ConversationsAPI(
+            rest: TwilioRESTClient(
+                configuration: configuration.twilio, httpClient: httpClient,
+                timeout: .milliseconds(Int64(configuration.twilioTimeoutMilliseconds))))
+    }
+
+    /// The `reply.ready` deliverer on `store` (``PostgresStore`` in the service, ``InMemoryStore`` in
+    /// tests), its participant reconciler on the same store; `owner` names this process on the rows it claims.
+    static func makeDeliverer(
+        configuration: OutboundConfiguration, api: ConversationsAPI, store: any OutboundStore, bus: any EventBus, logger: Logger, owner: String
+    ) -> ReplyDeliverer {
+        ReplyDeliverer(
+            configuration: configuration, api: api, reconciler: ParticipantReconciler(api: api, store: store, logger: logger), store: store,
+            bus: bus, logger: logger, owner: owner)
+    }
+
+    /// The routes: `/health/*` and `/metrics`, and the app-facing API on `store`, `keys` and
+    /// `callTokens` (PostgreSQL and Redis in the service, twins in tests).
+    /// - Parameter readiness: the dependency check behind `/health/ready` (Redis and PostgreSQL reachable).
+    static func makeRouter(
+        configuration: OutboundConfiguration, api: ConversationsAPI, store: any OutboundStore, keys: any IdempotencyRecords,
+        callTokens: any CallTokenIssuer, health: HealthState, readiness: (@Sendable () async -> Bool)?, logger: Logger
+    ) -> Router<BasicRequestContext> {
+        let router = Router()
+        OperationalRoutes.add(to: router, health: health, readiness: readiness)
+        OutboundAPI(configuration: configuration, api: api, store: store, keys: keys, callTokens: callTokens, logger: logger).add(to: router)
+        return router
     }
 }

@@ -43,14 +43,13 @@ extension OutboundAPI {
         if let configurationId = configuration.conversationConfigurationId { settings.set("conversationConfiguration", configurationId) }
         let socketBase = try Self.url(input["websocketURL"], scheme: "wss://", default: "wss://\(domain)/ws")
         let actionURL = try Self.url(input["actionURL"], scheme: "https://", default: "https://\(domain)/conversation-relay-callback")
-        let tokens = RelayCallTokens(redis: redis)
-        let token = try await tokens.mint(callSid: nil, conversationId: nil)
+        let token = try await callTokens.mint(callSid: nil, conversationId: nil)
         let twiml = TwiMLBuilder(
             settings: settings, actionURL: actionURL, websocketURL: socketBase + (socketBase.contains("?") ? "&" : "?") + "token=\(token)"
         ).build()
         let sid = try await api.createCall(to: to, from: from, twiml: twiml, options: options, idempotencyKey: "call:\(idempotencyKey)")
         do {
-            try await tokens.bind(token, callSid: sid)
+            try await callTokens.bind(token, callSid: sid)
         } catch {
             // The relay waits a few seconds for the binding, then refuses the socket: the call fails closed.
             logger.error("could not bind the call's socket token", metadata: ["call.sid": "\(sid)", "error": "\(error)"])

@@ -12,13 +12,21 @@ import TwilioKit
 /// The app-facing API: start a messaging conversation or place a call.
 ///
 /// Bearer-token protected (`OUTBOUND_API_TOKEN`; 401 without it). An `Idempotency-Key` header makes a
-/// retried request answer the first one's result instead of sending twice (remembered 24 h in Redis).
+/// retried request answer the first one's result instead of sending twice (remembered 24 h, in Redis
+/// in the service: ``IdempotencyRecords``).
 struct OutboundAPI: Sendable {
     let configuration: OutboundConfiguration
     let api: ConversationsAPI
-    let store: PostgresStore
-    let redis: RedisClient
+    /// Conversations, messages, delivery rows and opt-outs (``PostgresStore`` in the service).
+    let store: any OutboundStore
+    /// The `Idempotency-Key` records (Redis in the service).
+    let keys: any IdempotencyRecords
+    /// The placed calls' socket tokens (Redis in the service).
+    let callTokens: any CallTokenIssuer
     let logger: Logger
+
+    /// How long an `Idempotency-Key` is remembered: 24 h.
+    static let idempotencyTTLSeconds = 86_400
 
     func add<Context: RequestContext>(to router: Router<Context>) {
         router.post("/v1/conversations") { request, _ in await guarded(request, route: "conversations", startConversation) }
@@ -46,15 +54,15 @@ struct OutboundAPI: Sendable {
             return JSONResponse.error(.badRequest, "body must be a JSON object")
         }
         let idempotencyKey = request.headers[HTTPField.Name("Idempotency-Key")!]
-        let redisKey = idempotencyKey.map { RedisKeys.idempotency(route: route, key: $0) }
-        if let redisKey {
+        let recordKey = idempotencyKey.map { RedisKeys.idempotency(route: route, key: $0) }
+        if let recordKey {
             do {
-                let claimed = try await redis.command("SET", .string(redisKey), "pending", "NX", "EX", "86400")
-                if claimed != .status("OK") {
-                    let stored = try await redis.command("GET", .string(redisKey)).string ?? "pending"
-                    guard stored != "pending" else {
-                        return JSONResponse.error(.conflict, "a request with this Idempotency-Key is still in progress")
-                    }
+                switch try await keys.claim(recordKey, ttlSeconds: Self.idempotencyTTLSeconds) {
+                case .claimed:
+                    break
+                case .inProgress:
+                    return JSONResponse.error(.conflict, "a request with this Idempotency-Key is still in progress")
+                case .completed(let stored):
                     var response = JSONResponse.raw(.created, stored)
                     response.headers[HTTPField.Name("Idempotent-Replayed")!] = "true"
                     return response
@@ -66,10 +74,10 @@ struct OutboundAPI: Sendable {
         do {
             let result = try await body(input, idempotencyKey ?? UUID().uuidString)
             let bytes = try JSONEncoder().encode(result)
-            if let redisKey { _ = try? await redis.command("SET", .string(redisKey), .bytes(Array(bytes)), "EX", "86400") }
+            if let recordKey { try? await keys.complete(recordKey, response: Array(bytes), ttlSeconds: Self.idempotencyTTLSeconds) }
             return JSONResponse.bytes(.created, Array(bytes))
         } catch {
-            if let redisKey { _ = try? await redis.command("DEL", .string(redisKey)) }
+            if let recordKey { try? await keys.release(recordKey) }
             switch error {
             case let rejection as Rejection:
                 return JSONResponse.error(rejection.status, rejection.reason)

@@ -29,8 +29,9 @@ struct ReplyDeliverer: Sendable {
     let configuration: OutboundConfiguration
     let api: ConversationsAPI
     let reconciler: ParticipantReconciler
-    /// The delivery rows, and who opted out (STOP) of which sender.
-    let store: PostgresStore
+    /// The delivery rows, and who opted out (STOP) of which sender (``PostgresStore`` in the
+    /// service, ``InMemoryStore`` in tests).
+    let store: any OutboundStore
     let bus: any EventBus
     let logger: Logger
     /// This process, as the owner of the delivery rows it claims.

@@ -4,34 +4,70 @@ import PostgresNIO
 import Store
 import Testing
 
-@Suite("Delivery claim for a send, in one statement")
+/// The delivery rows' rules outbound relies on, as a contract: the same assertions against
+/// ``PostgresStore`` (its SQL on a migrated database) and against ``InMemoryStore``, the twin the
+/// in-process outbound tests run on.
+@Suite("Delivery claim for a send: PostgreSQL and its in-memory twin")
 struct DeliveryClaimTests {
-    func row(_ client: PostgresClient, _ replyId: String) async throws -> (attempts: Int, inDoubt: Bool, owner: String?) {
-        let rows = try await client.query(
-            "SELECT attempts, in_doubt_since IS NOT NULL, owner FROM deliveries WHERE reply_id = \(replyId)", logger: TestEnvironment.logger)
-        for try await found in rows.decode((Int, Bool, String?).self) { return (found.0, found.1, found.2) }
-        return (-1, false, nil)
+    enum Kind: String, CaseIterable, Sendable { case postgres, memory }
+
+    /// What the contract reads of a delivery row.
+    struct Row: Equatable {
+        var status: String
+        var attempts: Int
+        var inDoubt: Bool
+        var owner: String?
+        var providerId: String?
+    }
+
+    /// A store of `kind` and a way to read its rows.
+    func withStore(
+        _ kind: Kind, _ body: @escaping @Sendable (any OutboundStore, @escaping @Sendable (String) async throws -> Row?) async throws -> Void
+    ) async throws {
+        switch kind {
+        case .memory:
+            let store = InMemoryStore()
+            try await body(store) { replyId in
+                store.delivery(replyId: replyId).map {
+                    Row(
+                        status: $0.status.rawValue, attempts: $0.attempts, inDoubt: $0.inDoubtSince != nil, owner: $0.owner, providerId: $0.providerId
+                    )
+                }
+            }
+        case .postgres:
+            let database = try await TestDatabase.migrated()
+            try await database.withClient { client in
+                try await body(PostgresStore(client: client, logger: TestEnvironment.logger)) { replyId in
+                    let rows = try await client.query(
+                        "SELECT status, attempts, in_doubt_since IS NOT NULL, owner, provider_id FROM deliveries WHERE reply_id = \(replyId)",
+                        logger: TestEnvironment.logger)
+                    for try await found in rows.decode((String, Int, Bool, String?, String?).self) {
+                        return Row(status: found.0, attempts: found.1, inDoubt: found.2, owner: found.3, providerId: found.4)
+                    }
+                    return nil
+                }
+            }
+        }
     }
 
     func claim(
-        _ store: PostgresStore, _ replyId: String, owner: String = "a", optOut: (agent: String, customer: String)? = nil, targetKnown: Bool = true
+        _ store: any OutboundStore, _ replyId: String, owner: String = "a", lease: Int = 30_000, optOut: (agent: String, customer: String)? = nil,
+        targetKnown: Bool = true, textHash: String = "h"
     ) async throws -> SendingClaim {
         try await store.claimForSending(
-            replyId: replyId, conversationId: "conv-1", channel: .sms, textHash: "h", owner: owner, leaseMilliseconds: 30_000, optOut: optOut,
+            replyId: replyId, conversationId: "conv-1", channel: .sms, textHash: textHash, owner: owner, leaseMilliseconds: lease, optOut: optOut,
             targetKnown: targetKnown)
     }
 
-    @Test("a new reply's row is created with its send recorded; a second owner waits; a sent one is finished")
-    func newRow() async throws {
-        let database = try await TestDatabase.migrated()
-        try await database.withClient { client in
-            let store = PostgresStore(client: client, logger: TestEnvironment.logger)
+    @Test("a new reply's row is created with its send recorded; a second owner waits; a sent one is finished", arguments: Kind.allCases)
+    func newRow(kind: Kind) async throws {
+        try await withStore(kind) { store, row in
             let first = try await claim(store, "r1")
             #expect(first == SendingClaim(claim: .claimed(inDoubtSince: nil), sendRecorded: true, optedOut: false))
-            let recorded = try await row(client, "r1")
-            #expect(recorded.attempts == 1 && recorded.inDoubt && recorded.owner == "a")
+            #expect(try await row("r1") == Row(status: "pending", attempts: 1, inDoubt: true, owner: "a"))
             // Another owner while the lease is live: held elsewhere, nothing changed.
             #expect(try await claim(store, "r1", owner: "b").claim == .heldElsewhere)
+            #expect(try await !store.markSending(replyId: "r1", owner: "b", leaseMilliseconds: 30_000))
             // The same owner again (a redelivery in this process): taken over, the send in doubt reported.
             let again = try await claim(store, "r1")
             guard case .claimed(let since) = again.claim else {
@@ -40,36 +76,61 @@ struct DeliveryClaimTests {
             }
             #expect(since != nil && !again.sendRecorded)
             try await store.markDelivered(replyId: "r1", providerId: "SM1")
+            #expect(try await row("r1") == Row(status: "sent", attempts: 1, inDoubt: false, owner: nil, providerId: "SM1"))
             #expect(try await claim(store, "r1", owner: "b").claim == .finished(.sent))
+            #expect(try await store.isProviderIdRecorded("SM1"))
+            #expect(try await !store.isProviderIdRecorded("SM2"))
         }
     }
 
-    @Test("an opted-out customer's reply is claimed without a send recorded")
-    func optedOut() async throws {
-        let database = try await TestDatabase.migrated()
-        try await database.withClient { client in
-            let store = PostgresStore(client: client, logger: TestEnvironment.logger)
+    @Test("an expired lease is taken over without a send recorded; the new owner records it; the old one may not", arguments: Kind.allCases)
+    func expiredLease(kind: Kind) async throws {
+        try await withStore(kind) { store, row in
+            _ = try await claim(store, "r7", lease: 0)
+            let taken = try await claim(store, "r7", owner: "b")
+            guard case .claimed(let since) = taken.claim else {
+                Issue.record("expected a takeover, got \(taken.claim)")
+                return
+            }
+            #expect(since != nil && !taken.sendRecorded)
+            #expect(try await !store.markSending(replyId: "r7", owner: "a", leaseMilliseconds: 30_000))
+            // The new owner asks Twilio, finds nothing, clears the doubt and records its own send.
+            try await store.clearDoubt(replyId: "r7", owner: "b")
+            #expect(try await row("r7") == Row(status: "pending", attempts: 1, inDoubt: false, owner: "b"))
+            #expect(try await store.markSending(replyId: "r7", owner: "b", leaseMilliseconds: 30_000))
+            #expect(try await row("r7") == Row(status: "pending", attempts: 2, inDoubt: true, owner: "b"))
+            // A failure is final: the row is finished for every owner.
+            try await store.markDeliveryFailed(replyId: "r7", error: "refused")
+            #expect(try await row("r7") == Row(status: "failed", attempts: 3, inDoubt: true, owner: nil))
+            #expect(try await claim(store, "r7", owner: "c").claim == .finished(.failed))
+            #expect(try await !store.markSending(replyId: "r7", owner: "b", leaseMilliseconds: 30_000))
+        }
+    }
+
+    @Test("an opted-out customer's reply is claimed without a send recorded; opting back in clears it", arguments: Kind.allCases)
+    func optedOut(kind: Kind) async throws {
+        try await withStore(kind) { store, row in
             try await store.setOptedOut(true, agent: "+1555", customer: "+1666")
+            #expect(try await store.isOptedOut(agent: "+1555", customer: "+1666"))
             let claimed = try await claim(store, "r2", optOut: (agent: "+1555", customer: "+1666"))
             #expect(claimed.optedOut && !claimed.sendRecorded)
-            let recorded = try await row(client, "r2")
-            #expect(recorded.attempts == 0 && !recorded.inDoubt)
-            // Another sender of the same customer is not opted out.
+            #expect(try await row("r2") == Row(status: "pending", attempts: 0, inDoubt: false, owner: "a"))
+            // Another sender of the same customer is not opted out; no pair is never opted out.
             #expect(try await claim(store, "r3", optOut: (agent: "+1777", customer: "+1666")).optedOut == false)
+            #expect(try await claim(store, "r3b", optOut: nil).optedOut == false)
+            try await store.setOptedOut(false, agent: "+1555", customer: "+1666")
+            #expect(try await !store.isOptedOut(agent: "+1555", customer: "+1666"))
         }
     }
 
-    @Test("the conversation's participants come with the claim once reconciled")
-    func participants() async throws {
-        let database = try await TestDatabase.migrated()
-        try await database.withClient { client in
-            let store = PostgresStore(client: client, logger: TestEnvironment.logger)
+    @Test("the conversation's participants come with the claim once reconciled", arguments: Kind.allCases)
+    func participants(kind: Kind) async throws {
+        try await withStore(kind) { store, row in
             // Participants still to reconcile (calls to Twilio before the send, which may outlast the
             // lease): the send is not recorded with the claim, the caller records it after.
             let unknown = try await claim(store, "r4", targetKnown: false)
             #expect(unknown.participants == nil && !unknown.sendRecorded)
-            let notRecorded = try await row(client, "r4")
-            #expect(notRecorded.attempts == 0 && !notRecorded.inDoubt && notRecorded.owner == "a")
+            #expect(try await row("r4") == Row(status: "pending", attempts: 0, inDoubt: false, owner: "a"))
             try await store.upsertConversation(
                 ConversationRecord(id: "conv-1", channel: .sms, customerParticipantId: "PC1", agentParticipantId: "PA1"))
             #expect(try await claim(store, "r5", targetKnown: false).participants == nil)
@@ -77,6 +138,43 @@ struct DeliveryClaimTests {
             let claimed = try await claim(store, "r6", targetKnown: false)
             #expect(claimed.participants?.agentId == "PA1" && claimed.participants?.customerId == "PC1")
             #expect(claimed.sendRecorded)
+        }
+    }
+
+    @Test("other sent replies with the same text are counted since a time, this reply excluded", arguments: Kind.allCases)
+    func countSentLike(kind: Kind) async throws {
+        try await withStore(kind) { store, _ in
+            let before = Date().addingTimeInterval(-60)
+            for id in ["s1", "s2", "s3"] {
+                _ = try await claim(store, id, textHash: id == "s3" ? "other" : "same")
+            }
+            try await store.markDelivered(replyId: "s1", providerId: "SMa")
+            try await store.markDelivered(replyId: "s3", providerId: "SMc")
+            // s2 is not sent, s3 has another text, s1 is counted unless it is the one asking.
+            #expect(try await store.countSentLike(conversationId: "conv-1", textHash: "same", since: before, excluding: "s2") == 1)
+            #expect(try await store.countSentLike(conversationId: "conv-1", textHash: "same", since: before, excluding: "s1") == 0)
+            #expect(try await store.countSentLike(conversationId: "conv-2", textHash: "same", since: before, excluding: "s2") == 0)
+            #expect(
+                try await store.countSentLike(conversationId: "conv-1", textHash: "same", since: Date().addingTimeInterval(60), excluding: "s2") == 0)
+        }
+    }
+
+    @Test("when a customer last wrote on a channel, from the history (inbound only)", arguments: Kind.allCases)
+    func lastInbound(kind: Kind) async throws {
+        try await withStore(kind) { store, _ in
+            #expect(try await store.lastInboundMessageAt(customerAddress: "whatsapp:+1666", channel: .whatsapp) == nil)
+            let written = Date(timeIntervalSince1970: 1_800_000_000)
+            for (id, direction, author, offset) in [
+                ("m1", MessageRecord.Direction.inbound, "whatsapp:+1666", 0.0), ("m2", .inbound, "whatsapp:+1666", 60),
+                ("m3", .outbound, "whatsapp:+1666", 120), ("m4", .inbound, "whatsapp:+1777", 180),
+            ] {
+                _ = try await store.appendMessage(
+                    MessageRecord(
+                        id: id, conversationId: "wa", channel: .whatsapp, direction: direction, authorAddress: author, body: "hi",
+                        createdAt: written.addingTimeInterval(offset)))
+            }
+            #expect(try await store.lastInboundMessageAt(customerAddress: "whatsapp:+1666", channel: .whatsapp) == written.addingTimeInterval(60))
+            #expect(try await store.lastInboundMessageAt(customerAddress: "whatsapp:+1666", channel: .sms) == nil)
         }
     }
 }

@@ -8,7 +8,7 @@ import ServiceLifecycle
 
 /// Reads the inbound partitions this worker leases and runs each conversation's events in order.
 ///
-/// - Partitions are owned through ``PartitionLeases``. Reading, reclaiming, keeping work in flight
+/// - Partitions are owned through ``PartitionLeases`` (Redis leases in production). Reading, reclaiming, keeping work in flight
 ///   fresh and dead-lettering are ``StreamSource``'s: entries in flight here are never reclaimed by a
 ///   live peer, and only entries idle past the visibility timeout are reclaimed (a dead worker's, a
 ///   failed turn's).
@@ -24,7 +24,7 @@ struct InboundConsumer: Service {
     typealias Handler = @Sendable (BusEvent, BusEntry) async throws -> Void
 
     let bus: any EventBus
-    let leases: PartitionLeases
+    let leases: any PartitionLeases
     let group: String
     let options: ConsumerOptions
     /// Entries taken from Redis and not yet finished, at most.
@@ -78,7 +78,7 @@ struct InboundConsumer: Service {
                     do {
                         if ContinuousClock.now >= nextLeaseRefresh {
                             nextLeaseRefresh = .now + .milliseconds(leases.ttlMilliseconds / 3)
-                            let refresh: PartitionLeases.Refresh
+                            let refresh: LeaseRefresh
                             do {
                                 refresh = try await leases.refresh(active: active, leaving: Set(leaving.keys))
                                 lastRenewed = .now

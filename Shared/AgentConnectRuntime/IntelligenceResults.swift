@@ -10,7 +10,7 @@ import Store
 /// become observations. Ids are derived from the operator result, so a redelivered event writes nothing new.
 struct IntelligenceResults: Sendable {
     let configuration: TACConfiguration
-    let store: PostgresStore
+    let store: any ConversationStore & CustomerMemoryStore
     let logger: Logger
 
     /// What one event came to.

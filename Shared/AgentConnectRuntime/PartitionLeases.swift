@@ -1,13 +1,48 @@
 import AgentConnectCore
-import EventBus
+package import EventBus
 import Foundation
 
-/// Ownership of inbound partitions through Redis leases (`SET NX PX`, renewed), shared fairly
-/// between the live workers of a group.
+/// Ownership of inbound partitions, shared fairly between the live workers of a group: each worker
+/// holds at most ⌈partitions / live workers⌉; a worker that stops renewing loses its partitions to
+/// the others.
+package protocol PartitionLeases: Sendable {
+    /// This worker (the holder of its leases, and its consumer name in the group).
+    var worker: String { get }
+    /// How many inbound partitions there are.
+    var partitions: Int { get }
+    /// How long a lease lasts without renewal.
+    var ttlMilliseconds: Int { get }
+    /// Heartbeats, renews every partition held (`active` and those draining in `leaving`), moves the
+    /// surplus over the fair share out of `active`, and takes free partitions up to the share.
+    func refresh(active: Set<Int>, leaving: Set<Int>) async throws -> LeaseRefresh
+    /// Renews the leases held, taking nothing new (while draining at shutdown); returns those renewed.
+    func renew(_ held: Set<Int>) async throws -> Set<Int>
+    /// The fence a turn of `partition` publishes under: its lease, held by this worker.
+    func fence(_ partition: Int) -> LeaseFence
+    /// Gives partitions back (only those still held by this worker).
+    func release(_ partitionsToRelease: [Int]) async throws
+    /// Leaves the group: releases every partition and the heartbeat.
+    func leave(owned: Set<Int>) async
+}
+
+/// What one lease refresh found.
+package struct LeaseRefresh: Sendable, Equatable {
+    /// Partitions to read from now on.
+    package var active: Set<Int>
+    /// Active partitions over the fair share (more workers joined): stop reading them, drain their
+    /// lanes, then ``PartitionLeases/release(_:)`` them. They stay held (and renewed) until then.
+    package var surplus: Set<Int>
+    /// Partitions whose renewal failed (another worker has them): their turns must stop now.
+    package var lost: Set<Int>
+    /// Partitions newly taken.
+    package var acquired: Set<Int>
+}
+
+/// Partition leases in Redis (`SET NX PX`, renewed).
 ///
 /// Each worker heartbeats into a sorted set; its fair share is ⌈partitions / live workers⌉. A worker
 /// that dies stops renewing, its leases expire, and the others take the partitions over.
-struct PartitionLeases: Sendable {
+struct RedisPartitionLeases: PartitionLeases {
     let redis: RedisClient
     let group: String
     let worker: String
@@ -31,23 +66,10 @@ struct PartitionLeases: Sendable {
         return 0
         """
 
-    /// What one lease refresh found.
-    struct Refresh: Sendable, Equatable {
-        /// Partitions to read from now on.
-        var active: Set<Int>
-        /// Active partitions over the fair share (more workers joined): stop reading them, drain their
-        /// lanes, then ``release(_:)`` them. They stay held (and renewed) until then.
-        var surplus: Set<Int>
-        /// Partitions whose renewal failed (another worker has them): their turns must stop now.
-        var lost: Set<Int>
-        /// Partitions newly taken.
-        var acquired: Set<Int>
-    }
-
     /// Heartbeats, renews every partition held (`active` and those draining in `leaving`), moves the
     /// surplus over the fair share ⌈partitions / live workers⌉ out of `active`, and takes free
     /// partitions up to the share.
-    func refresh(active: Set<Int>, leaving: Set<Int>) async throws -> Refresh {
+    func refresh(active: Set<Int>, leaving: Set<Int>) async throws -> LeaseRefresh {
         let nowMs = Int(Date().timeIntervalSince1970 * 1000)
         let membership = try await redis.send(
             [
@@ -64,7 +86,7 @@ struct PartitionLeases: Sendable {
             let replies = try await redis.send(held.map(renewCommand), timeout: renewalDeadline)
             for (partition, reply) in zip(held, replies) where reply.integer == 1 { renewed.insert(partition) }
         }
-        var result = Refresh(active: active.intersection(renewed), surplus: [], lost: Set(held).subtracting(renewed), acquired: [])
+        var result = LeaseRefresh(active: active.intersection(renewed), surplus: [], lost: Set(held).subtracting(renewed), acquired: [])
         if result.active.count > share {
             // More workers joined: hand the surplus over once its turns are done (the new owner
             // redoes only what is left pending).

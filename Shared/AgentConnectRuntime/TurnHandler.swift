@@ -1,6 +1,6 @@
-import AgentConnect
-import AgentConnectCore
-import EventBus
+package import AgentConnect
+package import AgentConnectCore
+package import EventBus
 import Foundation
 import Logging
 import Metrics
@@ -11,18 +11,34 @@ import Tracing
 import TwilioKit
 
 /// Turns inbound events into the author's callbacks.
-struct TurnHandler: Sendable {
+package struct TurnHandler: Sendable {
     let tac: TAC
     let runtime: WorkerRuntime
     private var logger: Logger { runtime.logger }
 
-    func handle(_ event: BusEvent, entry: BusEntry) async throws {
+    package init(tac: TAC, runtime: WorkerRuntime) {
+        self.tac = tac
+        self.runtime = runtime
+    }
+
+    /// Runs one inbound event (the inbound consumer calls it in each conversation's order).
+    package func handle(_ event: BusEvent, entry: BusEntry) async throws {
         switch event.type {
         case EventType.messageReceived:
             let message = try event.decode(MessageReceived.self)
+            // The conversation's events run one at a time, so nothing answers it between the check and the mark.
+            guard runtime.answeredMessages[event.conversationId]?.contains(event.id) != true else {
+                logger.debug("message already answered", metadata: ["event.id": "\(event.id)", "conversation.id": "\(event.conversationId)"])
+                return
+            }
             // The `turn` span, a child of the hop that published the event (the webhook, a voice prompt).
             try await Traces.withSpan("turn", continuing: event.traceparent, kind: .consumer, attributes: ["channel": event.channel.rawValue]) { _ in
                 try await self.message(event, message)
+            }
+            // A turn cut short (an interrupt, the partition lost) is not answered: its redo must run.
+            if !Task.isCancelled {
+                runtime.answeredMessages[event.conversationId] = Array(
+                    ((runtime.answeredMessages[event.conversationId] ?? []) + [event.id]).suffix(32))
             }
         case EventType.voiceInterrupted:
             let interrupted = try event.decode(VoiceInterrupted.self)
@@ -155,6 +171,7 @@ struct TurnHandler: Sendable {
         runtime.conversations.forget(event.conversationId)
         runtime.onceMemory[event.conversationId] = nil
         runtime.lastVoiceReply[event.conversationId] = nil
+        runtime.answeredMessages[event.conversationId] = nil
         guard try await runtime.store.markEnded(conversationId: event.conversationId, channel: channel) else {
             logger.debug("conversation already ended", metadata: ["conversation.id": "\(event.conversationId)"])
             return

@@ -24,8 +24,13 @@ package final class WorkerBackend: TACBackend {
     /// Connects (lazily: the services connect when they run) and remembers the worker's runtime.
     func start(_ tac: TAC) throws -> WorkerRuntime {
         let runtime = try WorkerRuntime(configuration: tac.configuration, logger: tac.logger)
-        runtimeBox.withLockedValue { $0 = runtime }
+        attach(runtime)
         return runtime
+    }
+
+    /// Remembers the worker's runtime: the author's calls (`sendResponse`, `retrieveMemory`, …) go to it.
+    func attach(_ runtime: WorkerRuntime) {
+        runtimeBox.withLockedValue { $0 = runtime }
     }
 
     package func run(_ tac: TAC) async throws {
@@ -95,8 +100,18 @@ package final class WorkerBackend: TACBackend {
 extension TAC {
     /// The running worker's runtime (for the built-in agents); throws before `run()`.
     package func workerRuntime() throws -> WorkerRuntime {
+        try workerBackend().runtime()
+    }
+
+    /// Runs this TAC's author calls on `runtime` (tests: a runtime on in-memory parts, whose services
+    /// come from ``WorkerServices/turnServices(for:on:)``).
+    package func attachWorkerRuntime(_ runtime: WorkerRuntime) throws {
+        try workerBackend().attach(runtime)
+    }
+
+    func workerBackend() throws -> WorkerBackend {
         guard let backend = backend as? WorkerBackend else { throw TACError("this TAC does not run on the worker runtime") }
-        return try backend.runtime()
+        return backend
     }
 }
 

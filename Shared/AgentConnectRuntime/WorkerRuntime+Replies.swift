@@ -59,7 +59,7 @@ extension WorkerRuntime {
         let turnId = turn?.nextReplyId() ?? BusEvent.newID()
         let traceparent = turn?.event.traceparent ?? Traceparent.random().description
         var relay = turn?.relayInstance
-        if relay == nil { relay = try await relayInstance(of: conversationId) }
+        if relay == nil { relay = try await calls.relayInstance(of: conversationId) }
         guard let relay else {
             throw TACError("no live call for conversation \(conversationId)")
         }

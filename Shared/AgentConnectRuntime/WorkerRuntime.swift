@@ -1,54 +1,110 @@
-import AgentConnect
+package import AgentConnect
 import AgentConnectCore
-import EventBus
+package import EventBus
 import Hummingbird
-import Logging
+package import Logging
 import PostgresNIO
 import ServiceLifecycle
 import ServiceSupport
 package import Store
 import TwilioKit
 
-/// The connections a running worker uses: Redis (bus and leases) and PostgreSQL (history, memory),
-/// and the runtime's own settings, read from the author's ``TACConfiguration/environment``.
+/// What a running worker uses: the bus, the store, where calls are, the partition leases and the
+/// TwiML hook's requests, and the runtime's own settings, read from the author's
+/// ``TACConfiguration/environment``. In production they are Redis and PostgreSQL
+/// (``init(configuration:logger:)``); tests pass in-memory twins (``init(configuration:logger:parts:)``).
 package struct WorkerRuntime: Sendable {
+    /// The parts a worker runs on.
+    package struct Parts: Sendable {
+        package var bus: any EventBus
+        package var store: any AgentWorkerStore
+        package var calls: any CallRegistry
+        package var leases: any PartitionLeases
+        package var twimlHookRequests: any TwiMLHookRequests
+
+        package init(
+            bus: any EventBus, store: any AgentWorkerStore, calls: any CallRegistry, leases: any PartitionLeases,
+            twimlHookRequests: any TwiMLHookRequests
+        ) {
+            self.bus = bus
+            self.store = store
+            self.calls = calls
+            self.leases = leases
+            self.twimlHookRequests = twimlHookRequests
+        }
+    }
+
+    /// The production connections, run as services and probed for readiness.
+    struct Connections: Sendable {
+        let redis: RedisClient
+        let postgres: PostgresClient
+    }
+
     let configuration: TACConfiguration
     /// Bind address, port, Redis, PostgreSQL, instance id, partitions.
     let common: CommonConfiguration
     /// The agent's own addresses per channel.
     let senders: Senders
     let logger: Logger
-    let redis: RedisClient
-    let bus: RedisStreamsEventBus
-    let postgres: PostgresClient
-    package let store: PostgresStore
+    let bus: any EventBus
+    package let store: any AgentWorkerStore
+    let calls: any CallRegistry
+    let leases: any PartitionLeases
+    let twimlHookRequests: any TwiMLHookRequests
+    /// Nil with parts passed in (tests).
+    let connections: Connections?
     let conversations = ConversationCache()
     let onceMemory = ConversationValues<TACMemoryResponse>()
     /// The id of each call's last reply recorded whole: an interrupt that lands after the reply was
     /// recorded replaces its text with what the caller heard.
     let lastVoiceReply = ConversationValues<String>()
     let pendingHandoffs = PendingHandoffs()
+    /// The ids of each conversation's latest messages answered here: a message delivered again (a
+    /// duplicate publish, an entry reclaimed after its acknowledgement was lost) is not answered twice.
+    let answeredMessages = ConversationValues<[String]>()
 
+    /// The production worker: Redis (bus, calls, leases, TwiML hook) and PostgreSQL (the store),
+    /// connected when their services run.
     init(configuration: TACConfiguration, logger: Logger) throws {
+        let common = try CommonConfiguration(environment: configuration.environment, defaultPort: 8084)
+        let redis = RedisClient(configuration: common.redis, logger: logger)
+        let postgres = PostgresClient(configuration: common.database.clientConfiguration, backgroundLogger: logger)
+        let leases = RedisPartitionLeases(
+            redis: redis, group: "agents", worker: common.instanceId, partitions: common.inboundPartitions,
+            ttlMilliseconds: configuration.leaseTTLMilliseconds)
+        let parts = Parts(
+            bus: RedisStreamsEventBus(client: redis, retentionSeconds: common.streamRetentionSeconds),
+            store: PostgresStore(client: postgres, logger: logger), calls: RedisCallRegistry(redis: redis), leases: leases,
+            twimlHookRequests: RedisTwiMLHookRequests(redis: redis))
+        try self.init(
+            configuration: configuration, common: common, logger: logger, parts: parts, connections: Connections(redis: redis, postgres: postgres))
+    }
+
+    /// A worker on the given parts (tests: the in-memory twins).
+    package init(configuration: TACConfiguration, logger: Logger, parts: Parts) throws {
+        try self.init(
+            configuration: configuration, common: try CommonConfiguration(environment: configuration.environment, defaultPort: 8084),
+            logger: logger, parts: parts, connections: nil)
+    }
+
+    private init(configuration: TACConfiguration, common: CommonConfiguration, logger: Logger, parts: Parts, connections: Connections?) throws {
         self.configuration = configuration
+        self.common = common
         self.logger = logger
-        common = try CommonConfiguration(environment: configuration.environment, defaultPort: 8084)
         senders = try Senders(environment: configuration.environment)
-        redis = RedisClient(configuration: common.redis, logger: logger)
-        bus = RedisStreamsEventBus(client: redis, retentionSeconds: common.streamRetentionSeconds)
-        postgres = PostgresClient(configuration: common.database.clientConfiguration, backgroundLogger: logger)
-        store = PostgresStore(client: postgres, logger: logger)
+        bus = parts.bus
+        store = parts.store
+        calls = parts.calls
+        leases = parts.leases
+        twimlHookRequests = parts.twimlHookRequests
+        self.connections = connections
     }
 
-    /// `/health/*` and `/metrics` on the worker's port.
-    func httpServer(health: HealthState) -> some Service {
+    /// `/health/*` and `/metrics` on the worker's port, ready when Redis and PostgreSQL answer.
+    func httpServer(health: HealthState, connections: Connections) -> some Service {
         let router = Router()
-        OperationalRoutes.add(to: router, health: health, readiness: DependencyProbe(redis: redis, postgres: postgres).check)
+        OperationalRoutes.add(
+            to: router, health: health, readiness: DependencyProbe(redis: connections.redis, postgres: connections.postgres).check)
         return ServiceHTTPServer.make(router: router, common: common, name: "agent-worker", health: health, logger: logger)
-    }
-
-    /// The voice-relay instance holding a call's socket, from its registration in Redis.
-    func relayInstance(of conversationId: String) async throws -> String? {
-        try await redis.command("GET", .string(RedisKeys.call(conversationId))).string
     }
 }

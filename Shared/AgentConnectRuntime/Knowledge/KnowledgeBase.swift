@@ -35,10 +35,10 @@ package struct KnowledgeConfiguration: Sendable {
 /// full text and, with an embeddings endpoint, by vector similarity computed in SQL.
 package struct KnowledgeBase: Sendable {
     package let configuration: KnowledgeConfiguration
-    let store: PostgresStore
+    let store: any KnowledgeStore
     let http: HTTPClient
 
-    package init(configuration: KnowledgeConfiguration, store: PostgresStore, http: HTTPClient = .shared) {
+    package init(configuration: KnowledgeConfiguration, store: any KnowledgeStore, http: HTTPClient = .shared) {
         self.configuration = configuration
         self.store = store
         self.http = http

@@ -1,0 +1,118 @@
+import AgentConnect
+import AgentConnectCore
+import AgentConnectRuntime
+import EventBus
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import ServiceLifecycle
+import Store
+
+/// A worker on the in-memory twins: a real ``TAC`` (register callbacks on it as an author does), its
+/// ``TurnHandler``, the bus, the store and the call registry to inspect.
+struct WorkerHarness {
+    let tac: TAC
+    let bus = InMemoryEventBus()
+    let store = InMemoryWorkerStore()
+    let calls = InMemoryCallRegistry()
+    let leaseTable: InMemoryLeaseTable
+    let twimlHookRequests = InMemoryTwiMLHookRequests()
+    let runtime: WorkerRuntime
+    let handler: TurnHandler
+    let partitions = 4
+
+    init(_ environment: [String: String] = [:]) throws {
+        var logger = Logger(label: "agent-worker-tests")
+        logger.logLevel = .critical
+        let values = ["INSTANCE_ID": "worker-1", "TAC_INBOUND_PARTITIONS": "\(partitions)", "AGENT_LEASE_TTL_MS": "300"].merging(environment) { $1 }
+        let configuration = try TACConfiguration(environment: Environment(values))
+        tac = TAC(configuration: configuration, logger: logger)
+        leaseTable = InMemoryLeaseTable(bus: bus)
+        runtime = try WorkerRuntime(
+            configuration: configuration, logger: logger,
+            parts: WorkerRuntime.Parts(
+                bus: bus, store: store, calls: calls,
+                leases: InMemoryPartitionLeases(
+                    table: leaseTable, worker: "worker-1", partitions: partitions, ttlMilliseconds: configuration.leaseTTLMilliseconds),
+                twimlHookRequests: twimlHookRequests))
+        try tac.attachWorkerRuntime(runtime)
+        handler = TurnHandler(tac: tac, runtime: runtime)
+    }
+
+    /// Hands `event` to the turn handler, as the inbound consumer does.
+    func deliver(_ event: BusEvent) async throws {
+        let stream = Partitioner.inboundStream(for: event.conversationId, partitions: partitions)
+        try await handler.handle(event, entry: BusEntry(stream: stream, id: "0-1", event: event, raw: try event.encoded()))
+    }
+
+    /// Puts `event` on its conversation's inbound partition, for the inbound consumer.
+    func publishInbound(_ event: BusEvent) async throws {
+        _ = try await bus.publish(event, to: Partitioner.inboundStream(for: event.conversationId, partitions: partitions))
+    }
+
+    /// Runs the worker's turn services (the inbound consumer on the lease twin, the TwiML hook)
+    /// around `body`, then shuts them down gracefully.
+    func running(_ body: () async throws -> Void) async throws {
+        var logger = Logger(label: "agent-worker-tests")
+        logger.logLevel = .critical
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: WorkerServices.turnServices(for: tac, on: runtime).map { .init(service: $0) }, logger: logger))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            do {
+                try await body()
+            } catch {
+                await group.triggerGracefulShutdown()
+                throw error
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+    }
+
+    /// The replies on `tac:outbound`.
+    var replies: [BusEvent] { bus.events(on: Streams.outbound) }
+
+    /// The frames published to a relay's stream.
+    func frames(relay: String) throws -> [VoiceFrame] {
+        try bus.events(on: Streams.voice(instance: relay)).map { try $0.decode(VoiceFrame.self) }
+    }
+
+    /// A customer message on a messaging channel.
+    static func message(
+        _ text: String, conversationId: String, channel: ChannelKind = .sms, from: String = "+15550001111", optOut: String? = nil
+    ) throws -> BusEvent {
+        try BusEvent(
+            MessageReceived(mode: .orchestrator, text: text, authorAddress: from, agentAddress: "+15559990000", optOut: optOut),
+            conversationId: conversationId, channel: channel)
+    }
+
+    /// A caller's prompt on a call held by `relay`.
+    static func prompt(_ text: String, conversationId: String, relay: String = "relay-a", from: String = "+15550002222") throws -> BusEvent {
+        try BusEvent(
+            MessageReceived(
+                mode: .orchestrator, text: text, authorAddress: from, agentAddress: "+15559990000", relayInstance: relay,
+                callSid: "CA\(conversationId)"),
+            conversationId: conversationId, channel: .voice)
+    }
+}
+
+/// Counts and keeps what callbacks received (callbacks are `@Sendable`).
+final class Recorder<Value: Sendable>: Sendable {
+    private let values = NIOLockedValueBox<[Value]>([])
+
+    func append(_ value: Value) { values.withLockedValue { $0.append(value) } }
+    var all: [Value] { values.withLockedValue { $0 } }
+    var count: Int { all.count }
+}
+
+/// Waits until `condition` holds (checked every few milliseconds), at most `timeout`; returns whether it did.
+func eventually(timeout: Duration = .seconds(5), _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(2))
+    }
+    return try await condition()
+}

@@ -215,6 +215,12 @@ let package = Package(
             dependencies: serviceDeps + ["Outbound", httpClient, .product(name: "HummingbirdTesting", package: "hummingbird")],
             path: "Tests/OutboundTests", swiftSettings: swiftSettings),
         .testTarget(
+            name: "AgentWorkerTests",
+            dependencies: [
+                "AgentConnect", "AgentConnectRuntime", "AgentConnectCore", "EventBus", "Store", lifecycle, logging, nioConcurrency,
+            ],
+            path: "Tests/AgentWorkerTests", swiftSettings: swiftSettings),
+        .testTarget(
             name: "IntegrationTests",
             dependencies: serviceDeps + [
                 httpClient, wsClient, postgres, .product(name: "NIOHTTP1", package: "swift-nio"), "RelayCaller", "AgentConnectTesting",

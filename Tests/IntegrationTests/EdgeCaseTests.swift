@@ -1,13 +1,11 @@
 import AgentConnectCore
-import EventBus
 import Foundation
 import RelayCaller
 import Testing
 
-/// The relay's edges that need real processes: the orchestrator lookup, a drain on SIGTERM, DTMF through
-/// Redis. Limits, outages and callbacks of one service are tested in process (MessagingIngressTests,
-/// VoiceRelayTests).
-@Suite("Edges: orchestrated calls, draining, DTMF")
+/// The relay's edges that need real processes: the orchestrator lookup and a drain on SIGTERM. Limits,
+/// outages and callbacks of one service are tested in process (MessagingIngressTests, VoiceRelayTests).
+@Suite("Edges: orchestrated calls, draining")
 struct EdgeCaseTests {
     static let token = TestEnvironment.localEnv["TWILIO_AUTH_TOKEN"] ?? ""
 
@@ -50,23 +48,4 @@ struct EdgeCaseTests {
         }
     }
 
-    @Test("DTMF reaches the agent as voice.dtmf")
-    func dtmf() async throws {
-        try await withStack(VoiceAcceptanceTests.relayOnly(workers: 0)) { stack in
-            let caller = RelayCaller(relayURL: "http://127.0.0.1:\(stack.relayPorts[0])", authToken: Self.token)
-            let (url, _) = try await caller.fetchTwiML(callSid: "CAdtmf", from: "+15556660000", to: "+15550000001")
-            _ = try await caller.call(
-                publicURL: url, callSid: "CAdtmf", from: "+15556660000", to: "+15550000001", script: [.dtmf("7"), .pause(.milliseconds(200))])
-            let client = stack.redis.client()
-            defer { client.shutdown() }
-            let stream = Partitioner.inboundStream(for: "CAdtmf", partitions: 16)
-            func events() async throws -> [BusEvent] {
-                try await RedisStreamsEventBus(client: client).read(after: [stream: "0-0"], count: 100, blockMilliseconds: 0).compactMap(\.event)
-            }
-            // The end is published as the relay tears the socket down, just after the caller hung up.
-            #expect(await eventually { (try? await events().contains { $0.type == EventType.conversationEnded }) == true })
-            let dtmf = try await events().first { $0.type == EventType.voiceDTMF }
-            #expect(dtmf?.payload["digit"]?.string == "7")
-        }
-    }
 }

@@ -35,7 +35,7 @@ struct VoiceAcceptanceTests {
     }
 
     @Test(
-        "the TwiML points ConversationRelay at our socket and escapes configured attributes; each prompt streams several last:false tokens, then last:true, joined 'You said: <prompt>'; unknown frames are tolerated"
+        "the TwiML points ConversationRelay at our socket and escapes configured attributes; each prompt streams several last:false tokens, then last:true, joined 'You said: <prompt>'; unknown frames are tolerated; DTMF reaches the agent as voice.dtmf"
     )
     func streamedReplies() async throws {
         try await withStack(
@@ -53,10 +53,16 @@ struct VoiceAcceptanceTests {
             let unknown = (0..<10).map { _ in RelayCaller.Step.raw(["type": "mystery", "x": 1]) } + [.raw(["type": "info"])]
             let transcript = try await caller.call(
                 publicURL: url, callSid: sid, from: "+15556660000", to: "+15550000001",
-                script: unknown + [.say("hello there"), .say("what time is it")])
+                script: unknown + [.dtmf("7"), .say("hello there"), .say("what time is it")])
             #expect(transcript.turns.map(\.text) == ["You said: hello there", "You said: what time is it"])
             #expect(transcript.turns.map(\.tokens.count) == [4, 6])
             #expect(transcript.turns.allSatisfy { $0.completed != nil })
+            var dtmf: BusEvent?
+            _ = await eventually {
+                dtmf = try? await VoiceControlTests.inboundEvents(stack).first { $0.type == EventType.voiceDTMF && $0.conversationId == sid }
+                return dtmf != nil
+            }
+            #expect(dtmf?.payload["digit"]?.string == "7")
         }
     }
 

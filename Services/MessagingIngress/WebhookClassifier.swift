@@ -218,7 +218,19 @@ struct WebhookClassifier: Sendable {
     /// The event id for a dedup key: UUID-shaped, from its SHA-256, so a redelivered webhook's event
     /// (and every reply id derived from it, `<event id>:r<n>`) is the same.
     static func eventId(_ dedupKey: String) -> String {
-        let hex = Array(TwilioSignature.bodyHash(Array("tac:event|\(dedupKey)".utf8)).prefix(32))
-        return [hex[0..<8], hex[8..<12], hex[12..<16], hex[16..<20], hex[20..<32]].map { String($0) }.joined(separator: "-")
+        let hex = Array(TwilioSignature.bodyHash(Array("tac:event|\(dedupKey)".utf8)).utf8)
+        // 8-4-4-4-12 of the first 32 hex digits, written byte by byte (this runs for every webhook).
+        return String(unsafeUninitializedCapacity: 36) { out in
+            var count = 0
+            for index in 0..<32 {
+                if index == 8 || index == 12 || index == 16 || index == 20 {
+                    out[count] = UInt8(ascii: "-")
+                    count += 1
+                }
+                out[count] = hex[index]
+                count += 1
+            }
+            return count
+        }
     }
 }

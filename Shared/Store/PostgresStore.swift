@@ -8,10 +8,13 @@ package struct PostgresStore: Sendable {
     /// The pooled client.
     package let client: PostgresClient
     let logger: Logger
+    /// History rows and deliveries marked sent, written together when issued together.
+    let batchers: PostgresBatchers
 
     package init(client: PostgresClient, logger: Logger) {
         self.client = client
         self.logger = logger
+        batchers = PostgresBatchers(client: client, logger: logger)
     }
 
     /// Whether the error is a unique-constraint violation.
@@ -86,16 +89,10 @@ extension PostgresStore: ConversationStore {
 }
 
 extension PostgresStore: MessageStore {
+    /// Appends a history row, in one statement with the rows appended at the same time (a turn
+    /// writes two: the customer's message and the reply).
     package func appendMessage(_ message: MessageRecord) async throws -> Bool {
-        let rows = try await client.query(
-            """
-            INSERT INTO messages (id, conversation_id, channel, direction, author_address, body, created_at)
-            VALUES (\(message.id), \(message.conversationId), \(message.channel.rawValue), \(message.direction.rawValue),
-                \(message.authorAddress), \(message.body), \(message.createdAt))
-            ON CONFLICT (id) DO NOTHING RETURNING id
-            """, logger: logger)
-        for try await _ in rows { return true }
-        return false
+        try await batchers.appendMessage.run(message)
     }
 
     package func replaceMessageBody(id: String, body: String) async throws -> Bool {
@@ -141,12 +138,9 @@ extension PostgresStore: DeliveryStore {
         return nil
     }
 
+    /// Marks a reply's delivery sent, in one statement with the replies marked at the same time.
     package func markDelivered(replyId: String, providerId: String?) async throws {
-        try await client.query(
-            """
-            UPDATE deliveries SET status = 'sent', provider_id = \(providerId), sent_at = now(), owner = NULL, in_doubt_since = NULL
-            WHERE reply_id = \(replyId)
-            """, logger: logger)
+        try await batchers.markDelivered.run((replyId: replyId, providerId: providerId))
     }
 
     package func markDeliveryFailed(replyId: String, error: String) async throws {

@@ -37,15 +37,27 @@ package struct TwilioSignature: Sendable {
     /// covers the URL with no params, and the body hash must match.
     package func isValidJSON(_ signature: String, url: String, body: some Collection<UInt8>) -> Bool {
         guard let expectedHash = Self.queryItems(of: url).first(where: { $0.0 == "bodySHA256" })?.1 else { return false }
-        let actualHash = SHA256.hash(data: Data(body)).map { String(format: "%02x", $0) }.joined()
+        let actualHash = Self.bodyHash(body)
         let hashMatches = Self.constantTimeEquals(Array(actualHash.utf8), Array(expectedHash.lowercased().utf8))
         return isValid(signature, url: url) && hashMatches
     }
 
     /// The hex SHA-256 of a body, as Twilio puts in `bodySHA256`.
     package static func bodyHash(_ body: some Collection<UInt8>) -> String {
-        SHA256.hash(data: Data(body)).map { String(format: "%02x", $0) }.joined()
+        // Written digit by digit: `String(format:)` per byte was a fifth of messaging-ingress's CPU.
+        let digest = SHA256.hash(data: Data(body))
+        return String(unsafeUninitializedCapacity: SHA256.byteCount * 2) { out in
+            var index = 0
+            for byte in digest {
+                out[index] = hexDigits[Int(byte >> 4)]
+                out[index + 1] = hexDigits[Int(byte & 0x0f)]
+                index += 2
+            }
+            return index
+        }
     }
+
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     /// The URL as given, without its port, and with the scheme's default port added.
     static func portVariants(of url: String) -> [String] {

@@ -1,8 +1,12 @@
 import AgentConnectCore
+import EventBus
 import Foundation
 import PostgresNIO
 import Testing
 
+/// The app-facing API end to end, through real processes (the routes' rules — auth, validation,
+/// Idempotency-Key replay and conflicts, opt-outs, WhatsApp's window, call options — are tested in
+/// process in OutboundTests).
 @Suite("Outbound API: agent-started conversations and calls")
 struct OutboundAPITests {
     static let token = TestEnvironment.localEnv["OUTBOUND_API_TOKEN"] ?? ""
@@ -14,32 +18,6 @@ struct OutboundAPITests {
         if let token { headers.append(("Authorization", "Bearer \(token)")) }
         if let key { headers.append(("Idempotency-Key", key)) }
         return try await TestStack.request(.POST, "http://127.0.0.1:\(stack.outboundPort)\(path)", body: body, headers: headers)
-    }
-
-    @Test("no token → 401; a from that is not ours → 400 naming the allowed senders; bad bodies → 400")
-    func validation() async throws {
-        var options = TestStack.Options()
-        options.workers = 0
-        try await withStack(options) { stack in
-            let noToken = try await post(stack, "/v1/conversations", ["channel": "sms", "to": "+15558880000", "message": "hi"], token: nil)
-            #expect(noToken.status == 401)
-            let wrongToken = try await post(stack, "/v1/conversations", ["channel": "sms", "to": "+15558880000", "message": "hi"], token: "nope")
-            #expect(wrongToken.status == 401)
-            let badFrom = try await post(
-                stack, "/v1/conversations", ["channel": "sms", "to": "+15558880000", "from": "+19999999999", "message": "hi"])
-            #expect(badFrom.status == 400)
-            #expect(badFrom.body.contains(stack.environment["TWILIO_PHONE_NUMBER"] ?? "?"))
-            let noMessage = try await post(stack, "/v1/conversations", ["channel": "sms", "to": "+15558880000"])
-            #expect(noMessage.status == 400)
-            let tooMuch = try await post(
-                stack, "/v1/conversations",
-                [
-                    "channel": "sms", "to": "+15558880000", "message": "hi",
-                    "metadata": .object(Dictionary(uniqueKeysWithValues: (0..<9).map { ("k\($0)", JSONValue.string("v")) })),
-                ])
-            #expect(tooMuch.status == 400)
-            #expect(try await stack.simRequests(path: "/v2/Conversations").isEmpty)
-        }
     }
 
     @Test(
@@ -79,26 +57,6 @@ struct OutboundAPITests {
         }
     }
 
-    @Test("a retried POST with the same Idempotency-Key creates one conversation and sends once")
-    func idempotency() async throws {
-        var options = TestStack.Options()
-        options.workers = 0
-        try await withStack(options) { stack in
-            let body: JSONValue = ["channel": "sms", "to": "+15558880010", "message": "only once"]
-            let first = try await post(stack, "/v1/conversations", body, key: "order-77")
-            let second = try await post(stack, "/v1/conversations", body, key: "order-77")
-            #expect(first.status == 201 && second.status == 201)
-            #expect(first.json["conversationId"] == second.json["conversationId"])
-            // No agent-worker here: only the outbound stream has a reader.
-            #expect(await stack.settled(streams: [Streams.outbound]))
-            let creations = try await stack.simRequests(path: "/v2/Conversations").filter {
-                $0["method"]?.string == "POST" && $0["path"]?.string == "/v2/Conversations"
-            }
-            #expect(creations.count == 1)
-            #expect(try await stack.agentMessages(to: "+15558880010", waitMs: 0).count == 1)
-        }
-    }
-
     @Test("an outbound call: the sim answers, gets the welcome greeting, and the conversation flows")
     func outboundCall() async throws {
         var options = TestStack.Options()
@@ -119,5 +77,31 @@ struct OutboundAPITests {
             let request = try await stack.simRequests(path: "/Calls.json").first
             #expect(request?["form"]?["StatusCallback"]?.string?.hasSuffix("/twilio/call-events/status") == true)
         }
+    }
+}
+
+/// The Idempotency-Key records' rules as a contract: the same assertions against Redis (the service's)
+/// and the in-memory twin the in-process outbound tests run on.
+@Suite("Idempotency-Key records: Redis and its in-memory twin")
+struct IdempotencyRecordsTests {
+    enum Kind: String, CaseIterable, Sendable { case redis, memory }
+
+    @Test("a key is claimed once, in progress until completed, then answers its response; a release frees it", arguments: Kind.allCases)
+    func contract(kind: Kind) async throws {
+        var redis: RedisClient?
+        if kind == .redis { redis = try await TestRedis.make().client() }
+        defer { redis?.shutdown() }
+        let records: any IdempotencyRecords = redis.map { RedisIdempotencyRecords(redis: $0) } ?? InMemoryIdempotencyRecords()
+        let key = RedisKeys.idempotency(route: "conversations", key: "order-1")
+        #expect(try await records.claim(key, ttlSeconds: 60) == .claimed)
+        #expect(try await records.claim(key, ttlSeconds: 60) == .inProgress)
+        try await records.complete(key, response: Array(#"{"conversationId":"c1"}"#.utf8), ttlSeconds: 60)
+        #expect(try await records.claim(key, ttlSeconds: 60) == .completed(#"{"conversationId":"c1"}"#))
+        // Another route or key is another request.
+        #expect(try await records.claim(RedisKeys.idempotency(route: "calls", key: "order-1"), ttlSeconds: 60) == .claimed)
+        let failed = RedisKeys.idempotency(route: "conversations", key: "order-2")
+        #expect(try await records.claim(failed, ttlSeconds: 60) == .claimed)
+        try await records.release(failed)
+        #expect(try await records.claim(failed, ttlSeconds: 60) == .claimed)
     }
 }

@@ -13,31 +13,6 @@ import TwilioKit
 
 @testable import Outbound
 
-/// The `Idempotency-Key` records held in memory, with Redis's rules (``RedisIdempotencyRecords``):
-/// a key is claimed once, answers "in progress" until completed, and is freed by a release.
-final class InMemoryIdempotencyRecords: IdempotencyRecords {
-    /// Each key's response body, or nil while its request runs.
-    private let records = NIOLockedValueBox<[String: String?]>([:])
-
-    func claim(_ key: String, ttlSeconds: Int) async throws -> IdempotencyClaim {
-        records.withLockedValue { records in
-            guard let stored = records[key] else {
-                records[key] = .some(nil)
-                return .claimed
-            }
-            return stored.map { .completed($0) } ?? .inProgress
-        }
-    }
-
-    func complete(_ key: String, response: [UInt8], ttlSeconds: Int) async throws {
-        records.withLockedValue { $0[key] = .some(String(decoding: response, as: UTF8.self)) }
-    }
-
-    func release(_ key: String) async throws {
-        _ = records.withLockedValue { $0.removeValue(forKey: key) }
-    }
-}
-
 /// Relay call tokens held in memory: each minted token and the CallSid bound to it.
 final class InMemoryCallTokens: CallTokenIssuer {
     private let state = NIOLockedValueBox<(minted: [String], bound: [String: String])>(([], [:]))

@@ -191,4 +191,32 @@ struct OutboundAPIRoutesTests {
             }
         }
     }
+
+    @Test("a messaging handoff: 400 without a Studio flow; with one, a Studio execution with HandoffData and the conversation INACTIVE")
+    func handoff() async throws {
+        let conversation = ConversationRecord(
+            id: "conv-h", channel: .sms, customerAddress: Self.customer, agentAddress: Harness.agent, profileId: "MP1",
+            metadata: ["mode": "classic"])
+        try await Harness.run { harness in
+            try await harness.store.upsertConversation(conversation)
+            try await harness.withRoutes { client in
+                let refused = try await Harness.post(client, "/v1/handoffs", ["conversationId": "conv-h"])
+                #expect(refused.status == .badRequest && refused.body.contains("TWILIO_STUDIO_HANDOFF_FLOW_SID"))
+                #expect(try await Harness.post(client, "/v1/handoffs", [:]).status == .badRequest)
+            }
+        }
+        try await Harness.run(["TWILIO_STUDIO_HANDOFF_FLOW_SID": "FW1"]) { harness in
+            try await harness.store.upsertConversation(conversation)
+            try await harness.withRoutes { client in
+                #expect(try await Harness.post(client, "/v1/handoffs", ["conversationId": "unknown"]).status == .notFound)
+                let handed = try await Harness.post(client, "/v1/handoffs", ["conversationId": "conv-h", "attributes": ["reason": "billing"]])
+                #expect(handed.status == .created && handed.json["status"] == "handoff_initiated")
+            }
+            let execution = try #require(harness.twilio.requests.first { $0.path == "/v2/Flows/FW1/Executions" })
+            #expect(execution.field("To") == Self.customer && execution.field("From") == Harness.agent)
+            let data = try JSONDecoder().decode(JSONValue.self, from: Data((execution.field("Parameters") ?? "").utf8))
+            #expect(data["HandoffData"]?["profileId"]?.string == "MP1" && data["HandoffData"]?["attributes"]?["reason"]?.string == "billing")
+            #expect(try await harness.store.conversation(id: "conv-h")?.status == "INACTIVE")
+        }
+    }
 }

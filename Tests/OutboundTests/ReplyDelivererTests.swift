@@ -85,7 +85,7 @@ struct ReplyDelivererTests {
 
     @Test("a send that times out after Twilio took it: reconciled, not resent")
     func timeoutReconciled() async throws {
-        try await Harness.run(["TWILIO_HTTP_TIMEOUT_MS": "500"]) { harness in
+        try await Harness.run(["TWILIO_HTTP_TIMEOUT_MS": "1000"]) { harness in
             harness.twilio.fail(.hold)
             let (event, entry) = try replyEntry(classic("See you at 7"), id: "r-timeout")
             try await harness.deliverer().deliver(event, entry: entry)

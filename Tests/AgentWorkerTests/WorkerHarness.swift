@@ -11,32 +11,46 @@ import Store
 /// A worker on the in-memory twins: a real ``TAC`` (register callbacks on it as an author does), its
 /// ``TurnHandler``, the bus, the store and the call registry to inspect.
 struct WorkerHarness {
+    /// The worker's name (its instance id, its leases' holder).
+    let worker: String
     let tac: TAC
-    let bus = InMemoryEventBus()
-    let store = InMemoryWorkerStore()
-    let calls = InMemoryCallRegistry()
+    let bus: InMemoryEventBus
+    let store: InMemoryWorkerStore
+    let calls: InMemoryCallRegistry
     let leaseTable: InMemoryLeaseTable
     let twimlHookRequests = InMemoryTwiMLHookRequests()
     let runtime: WorkerRuntime
     let handler: TurnHandler
     let partitions = 4
 
-    init(_ environment: [String: String] = [:]) throws {
+    /// A worker named `worker`; on the bus, store, calls and leases of `peer` when given (a second
+    /// worker of the same deployment).
+    init(_ environment: [String: String] = [:], worker: String = "worker-1", sharing peer: WorkerHarness? = nil) throws {
+        self.worker = worker
         var logger = Logger(label: "agent-worker-tests")
         logger.logLevel = .critical
-        let values = ["INSTANCE_ID": "worker-1", "TAC_INBOUND_PARTITIONS": "\(partitions)", "AGENT_LEASE_TTL_MS": "300"].merging(environment) { $1 }
+        let values = ["INSTANCE_ID": worker, "TAC_INBOUND_PARTITIONS": "\(partitions)", "AGENT_LEASE_TTL_MS": "300"].merging(environment) { $1 }
         let configuration = try TACConfiguration(environment: Environment(values))
         tac = TAC(configuration: configuration, logger: logger)
-        leaseTable = InMemoryLeaseTable(bus: bus)
+        let bus = peer?.bus ?? InMemoryEventBus()
+        self.bus = bus
+        store = peer?.store ?? InMemoryWorkerStore()
+        calls = peer?.calls ?? InMemoryCallRegistry()
+        leaseTable = peer?.leaseTable ?? InMemoryLeaseTable(bus: bus)
         runtime = try WorkerRuntime(
             configuration: configuration, logger: logger,
             parts: WorkerRuntime.Parts(
                 bus: bus, store: store, calls: calls,
                 leases: InMemoryPartitionLeases(
-                    table: leaseTable, worker: "worker-1", partitions: partitions, ttlMilliseconds: configuration.leaseTTLMilliseconds),
+                    table: leaseTable, worker: worker, partitions: partitions, ttlMilliseconds: configuration.leaseTTLMilliseconds),
                 twimlHookRequests: twimlHookRequests))
         try tac.attachWorkerRuntime(runtime)
         handler = TurnHandler(tac: tac, runtime: runtime)
+    }
+
+    /// The partitions `worker` holds now.
+    func partitionsHeld(by worker: String) -> [Int] {
+        (0..<partitions).filter { leaseTable.holder(of: $0) == worker }
     }
 
     /// Hands `event` to the turn handler, as the inbound consumer does.

@@ -1,0 +1,49 @@
+import AgentConnect
+import AgentConnectCore
+import AgentConnectRuntime
+import EventBus
+import Foundation
+import Store
+import Testing
+
+@Suite("Agent worker in-process: partitions shared between workers")
+struct PartitionTests {
+    @Test("a second worker takes half the partitions over; every conversation is answered once; its partitions come back when it leaves")
+    func twoWorkers() async throws {
+        let a = try WorkerHarness(worker: "worker-a")
+        let b = try WorkerHarness(worker: "worker-b", sharing: a)
+        let answered = Recorder<String>()
+        for worker in [a, b] {
+            let name = worker.worker
+            worker.tac.onMessageReady { text, _, _ in
+                answered.append("\(name) \(text)")
+                return "ok"
+            }
+        }
+        // Two conversations on each partition.
+        var conversations: [String] = []
+        var index = 0
+        while conversations.count < 2 * a.partitions {
+            let id = "conv-p\(index)"
+            index += 1
+            let partition = Partitioner.partition(of: id, partitions: a.partitions)
+            if conversations.filter({ Partitioner.partition(of: $0, partitions: a.partitions) == partition }).count < 2 { conversations.append(id) }
+        }
+
+        try await a.running {
+            #expect(await eventually { a.partitionsHeld(by: "worker-a").count == a.partitions })
+            try await b.running {
+                #expect(await eventually { a.partitionsHeld(by: "worker-a").count == 2 && a.partitionsHeld(by: "worker-b").count == 2 })
+                for id in conversations { try await a.publishInbound(try WorkerHarness.message(id, conversationId: id)) }
+                #expect(await eventually { a.replies.count == conversations.count })
+            }
+            #expect(await eventually { a.partitionsHeld(by: "worker-a").count == a.partitions })
+        }
+
+        #expect(a.replies.count == conversations.count)
+        #expect(answered.all.map { String($0.split(separator: " ")[1]) }.sorted() == conversations.sorted())
+        // Each conversation was answered by the worker holding its partition: both workers answered.
+        #expect(Set(answered.all.map { String($0.split(separator: " ")[0]) }) == ["worker-a", "worker-b"])
+        #expect(a.partitionsHeld(by: "worker-a").isEmpty)
+    }
+}

@@ -120,6 +120,49 @@ struct MessagingTurnTests {
         #expect(ended.all.first?.authorInfo.address == "chat-customer")
     }
 
+    @Test("a message authored by the agent's own participant gets no callback and no reply")
+    func agentsOwnMessage() async throws {
+        let worker = try WorkerHarness()
+        let seen = Recorder<String>()
+        worker.tac.onMessageReady { text, _, _ in
+            seen.append(text)
+            return "ok"
+        }
+        try await worker.store.upsertConversation(ConversationRecord(id: "conv-9", channel: .chat, agentParticipantId: "agent-participant"))
+        let own = try BusEvent(
+            MessageReceived(mode: .orchestrator, text: "from the agent", authorAddress: "agent", authorParticipantId: "agent-participant"),
+            conversationId: "conv-9", channel: .chat)
+        try await worker.deliver(own)
+        try await worker.deliver(try WorkerHarness.message("from the customer", conversationId: "conv-9", channel: .chat, from: "customer"))
+        #expect(seen.all == ["from the customer"])
+        #expect(worker.replies.count == 1)
+    }
+
+    @Test("Twilio's delivery statuses reach onDeliveryStatus with the reply id, in order only; a failure also reaches onError with its code")
+    func deliveryStatuses() async throws {
+        let worker = try WorkerHarness()
+        let updates = Recorder<DeliveryStatusUpdate>()
+        let errors = Recorder<[String: String]>()
+        worker.tac.onDeliveryStatus { _, update in updates.append(update) }
+        worker.tac.onError { _, context in errors.append(context) }
+        worker.store.recordSent(replyId: "reply-1", providerId: "SM1")
+        func status(_ status: String, errorCode: String? = nil) throws -> BusEvent {
+            try BusEvent(
+                MessageStatus(messageSid: "SM1", status: status, errorCode: errorCode, agentAddress: "+15559990000", customerAddress: "+15550001111"),
+                conversationId: "conv-10", channel: .sms)
+        }
+        try await worker.deliver(try status("sent"))
+        try await worker.deliver(try status("queued"))  // overtaken: stale, not offered
+        try await worker.deliver(try status("undelivered", errorCode: "30003"))
+
+        #expect(updates.all.map(\.status) == ["sent", "undelivered"])
+        #expect(updates.all.allSatisfy { $0.replyId == "reply-1" && $0.messageSid == "SM1" })
+        #expect(updates.all.last?.errorCode == 30003)
+        #expect(errors.all.map { $0["error.code"] } == ["30003"])
+        #expect(errors.all.first?["reply.id"] == "reply-1")
+        #expect(worker.store.deliveryReport(providerId: "SM1") == "undelivered")
+    }
+
     @Test("the same event delivered twice through the inbound consumer: one callback, one reply; the next message is answered")
     func duplicateDelivery() async throws {
         let worker = try WorkerHarness()

@@ -11,9 +11,9 @@ import TwilioKit
 /// Plays Twilio's side of a ConversationRelay call against voice-relay: the signed voice webhook
 /// to `/twiml`, then the signed WebSocket with `setup`, prompts, DTMF and interrupts, timing each
 /// reply's tokens.
-public struct RelayCaller: Sendable {
+package struct RelayCaller: Sendable {
     /// One step of a call script.
-    public enum Step: Sendable {
+    package enum Step: Sendable {
         /// A final prompt; waits for the reply's `last: true`.
         case say(String)
         /// A prompt, interrupted after `afterTokens` tokens; then waits `settle` for stray tokens.
@@ -34,54 +34,54 @@ public struct RelayCaller: Sendable {
     }
 
     /// What happened to one prompt.
-    public struct Turn: Sendable {
-        public var prompt: String
-        public var tokens: [String] = []
+    package struct Turn: Sendable {
+        package var prompt: String
+        package var tokens: [String] = []
         /// Tokens that arrived after the interrupt was acknowledged (should be none).
-        public var lateTokens: [String] = []
-        public var interrupted = false
-        public var acknowledged = false
-        public var firstToken: Duration?
-        public var completed: Duration?
+        package var lateTokens: [String] = []
+        package var interrupted = false
+        package var acknowledged = false
+        package var firstToken: Duration?
+        package var completed: Duration?
         /// Whether the caller said the prompt again: nothing came back and the socket had been reconnected.
-        public var repeated = false
+        package var repeated = false
         /// The reply as spoken.
-        public var text: String { tokens.joined() }
+        package var text: String { tokens.joined() }
     }
 
     /// The outcome of a call.
-    public struct Transcript: Sendable {
-        public var callSid: String
-        public var turns: [Turn] = []
+    package struct Transcript: Sendable {
+        package var callSid: String
+        package var turns: [Turn] = []
         /// Frames other than text (`play`, `end`, …).
-        public var otherFrames: [JSONValue] = []
+        package var otherFrames: [JSONValue] = []
         /// How the relay closed the socket, when it did.
-        public var closeCode: Int?
-        public var closeReason: String?
+        package var closeCode: Int?
+        package var closeReason: String?
         /// How many times the socket was opened again after an unexpected drop (`applicationReconnect`).
-        public var reconnects = 0
+        package var reconnects = 0
         /// Caller events not sent because more than 500 waited for a reconnect.
-        public var droppedEvents = 0
+        package var droppedEvents = 0
     }
 
     /// voice-relay's base URL (`http://127.0.0.1:8081`), where requests go.
-    public let relayURL: String
+    package let relayURL: String
     /// The public base URL Twilio would call (`https://<TWILIO_VOICE_PUBLIC_DOMAIN>`), which the voice
     /// webhook's signature covers; by default `relayURL` over https (locally the domain is host:port).
-    public let publicBaseURL: String
+    package let publicBaseURL: String
     let signer: TwilioSignature
     let logger: Logger
     /// Longest wait for one reply.
-    public var replyTimeout: Duration = .seconds(10)
+    package var replyTimeout: Duration = .seconds(10)
     /// Whether a dropped socket is reconnected, as ConversationRelay does with `applicationReconnect="true"`.
-    public var applicationReconnect = false
+    package var applicationReconnect = false
     /// Where a reconnect may land (a load balancer's backends), tried in turn starting after the one
     /// the call was on; empty: `relayURL` only.
-    public var reconnectURLs: [String] = []
+    package var reconnectURLs: [String] = []
     /// How long a dropped call keeps trying to reconnect before it fails (not documented by Twilio; assumed).
-    public var reconnectWindow: Duration = .seconds(30)
+    package var reconnectWindow: Duration = .seconds(30)
 
-    public init(relayURL: String, authToken: String, publicBaseURL: String? = nil, logger: Logger = Logger(label: "relay-caller")) {
+    package init(relayURL: String, authToken: String, publicBaseURL: String? = nil, logger: Logger = Logger(label: "relay-caller")) {
         self.relayURL = relayURL
         self.publicBaseURL = publicBaseURL ?? relayURL.replacingOccurrences(of: "http://", with: "https://")
         self.signer = TwilioSignature(authToken: authToken)
@@ -91,7 +91,7 @@ public struct RelayCaller: Sendable {
     /// `POST /twiml` as Twilio would (signed for the public URL); returns the ConversationRelay `url`
     /// — with its per-call token, to be dialled exactly as given — and the TwiML. `query` is added to
     /// the webhook URL (a number's voice URL may carry one; the signature covers it).
-    public func fetchTwiML(
+    package func fetchTwiML(
         callSid: String, from: String, to: String, direction: String = "inbound", query: [(String, String)] = []
     ) async throws -> (url: String, twiml: String) {
         let fields = [
@@ -118,7 +118,7 @@ public struct RelayCaller: Sendable {
     /// unexpectedly is opened again at the same URL — through ``reconnectURLs``, the load balancer a
     /// reconnect may cross — for up to ``reconnectWindow``; the caller's events meanwhile are buffered
     /// (up to 500) and sent, after a new `setup`, on the new socket. See twilio-sim's README.
-    public func call(
+    package func call(
         publicURL: String, callSid: String, from: String, to: String, direction: String = "inbound", script: [Step],
         signature: String? = nil, sendSetup: Bool = true, customParameters: [String: String] = [:]
     ) async throws -> Transcript {
@@ -262,7 +262,7 @@ public struct RelayCaller: Sendable {
     /// relay closes. Returns the close code when the relay closed. With ``applicationReconnect`` a
     /// dropped socket is reopened as in ``call(publicURL:callSid:from:to:direction:script:signature:sendSetup:customParameters:)``,
     /// and `onReconnect` is told each time (with the count so far).
-    public func converse(
+    package func converse(
         publicURL: String, callSid: String, from: String, to: String, direction: String = "inbound",
         commands: AsyncStream<JSONValue>, onReconnect: (@Sendable (Int) -> Void)? = nil, onFrame: @escaping @Sendable (JSONValue) -> Void
     ) async throws -> Int? {
@@ -321,7 +321,7 @@ public struct RelayCaller: Sendable {
     }
 
     /// An attribute's value from the first element that has it, unescaped.
-    public static func attribute(_ name: String, in xml: String) -> String? {
+    package static func attribute(_ name: String, in xml: String) -> String? {
         guard let start = xml.range(of: " \(name)=\"") else { return nil }
         let rest = xml[start.upperBound...]
         guard let end = rest.firstIndex(of: "\"") else { return nil }
@@ -340,10 +340,10 @@ enum URLPath {
 }
 
 /// A call that did not go as Twilio's would.
-public struct CallerError: Error, CustomStringConvertible {
-    public var description: String
+package struct CallerError: Error, CustomStringConvertible {
+    package var description: String
 
-    public init(_ description: String) {
+    package init(_ description: String) {
         self.description = description
     }
 }

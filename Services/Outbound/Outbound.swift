@@ -31,7 +31,7 @@ struct Outbound {
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
         let api = makeAPI(configuration: configuration, httpClient: http)
         let deliverer = makeDeliverer(
-            configuration: configuration, api: api, store: store, bus: bus, logger: logger,
+            configuration: configuration, api: api, store: store, logger: logger,
             owner: "\(configuration.common.instanceId)/\(UInt32.random(in: 0...UInt32.max))")
         let consumer = GroupConsumer(
             bus: bus, group: "outbound", consumer: configuration.common.instanceId, streams: [Streams.outbound],
@@ -66,11 +66,11 @@ struct Outbound {
     /// The `reply.ready` deliverer on `store` (``PostgresStore`` in the service, ``InMemoryStore`` in
     /// tests), its participant reconciler on the same store; `owner` names this process on the rows it claims.
     static func makeDeliverer(
-        configuration: OutboundConfiguration, api: ConversationsAPI, store: any OutboundStore, bus: any EventBus, logger: Logger, owner: String
+        configuration: OutboundConfiguration, api: ConversationsAPI, store: any OutboundStore, logger: Logger, owner: String
     ) -> ReplyDeliverer {
         ReplyDeliverer(
             configuration: configuration, api: api, reconciler: ParticipantReconciler(api: api, store: store, logger: logger), store: store,
-            bus: bus, logger: logger, owner: owner)
+            logger: logger, owner: owner)
     }
 
     /// The routes: `/health/*` and `/metrics`, and the app-facing API on `store`, `keys` and

@@ -32,7 +32,6 @@ struct ReplyDeliverer: Sendable {
     /// The delivery rows, and who opted out (STOP) of which sender (``PostgresStore`` in the
     /// service, ``InMemoryStore`` in tests).
     let store: any OutboundStore
-    let bus: any EventBus
     let logger: Logger
     /// This process, as the owner of the delivery rows it claims.
     let owner: String

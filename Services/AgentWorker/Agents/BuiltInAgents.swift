@@ -1,13 +1,13 @@
-public import AgentConnect
+package import AgentConnect
 
 /// Agents that ship with the worker, chosen with `TAC_AGENT`.
-public enum BuiltInAgents {
+package enum BuiltInAgents {
     /// Names `TAC_AGENT` accepts.
-    public static let names = ["echo", "openai"]
+    package static let names = ["echo", "openai"]
 
     /// `echo`: replies `You said: <message>`; on voice it streams one token per word (the word and
     /// the space after it), so streaming, interruption and ordering are exercised end to end.
-    public static func installEcho(on tac: TAC) {
+    package static func installEcho(on tac: TAC) {
         let voice = registerAllChannels(on: tac)
         // ECHO_TOKEN_DELAY_MS spaces the tokens out, like a model writing (demos, interrupt tests).
         let delay = (try? tac.configuration.environment.int("ECHO_TOKEN_DELAY_MS", default: 0, range: 0...10_000)) ?? 0
@@ -35,7 +35,7 @@ public enum BuiltInAgents {
     }
 
     /// Splits text into tokens of one word plus the whitespace that follows it.
-    public static func wordTokens(_ text: String) -> [String] {
+    package static func wordTokens(_ text: String) -> [String] {
         var tokens: [String] = []
         var current = ""
         var inSpace = false

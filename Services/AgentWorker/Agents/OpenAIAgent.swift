@@ -1,7 +1,7 @@
-public import AgentConnect
-public import AgentConnectCore
+package import AgentConnect
+package import AgentConnectCore
 import AgentConnectRuntime
-public import AsyncHTTPClient
+package import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -10,29 +10,29 @@ import NIOHTTP1
 import Store
 
 /// One message of a Chat Completions request.
-public struct ChatMessage: Sendable, Codable, Equatable {
-    public var role: String
-    public var content: String
+package struct ChatMessage: Sendable, Codable, Equatable {
+    package var role: String
+    package var content: String
     /// The tools an `assistant` message asked for.
-    public var toolCalls: [ToolCallRequest]?
+    package var toolCalls: [ToolCallRequest]?
     /// The call a `tool` message answers.
-    public var toolCallId: String?
+    package var toolCallId: String?
 
-    public init(role: String, content: String, toolCalls: [ToolCallRequest]? = nil, toolCallId: String? = nil) {
+    package init(role: String, content: String, toolCalls: [ToolCallRequest]? = nil, toolCallId: String? = nil) {
         self.role = role
         self.content = content
         self.toolCalls = toolCalls
         self.toolCallId = toolCallId
     }
 
-    public static func system(_ content: String) -> ChatMessage { ChatMessage(role: "system", content: content) }
-    public static func user(_ content: String) -> ChatMessage { ChatMessage(role: "user", content: content) }
-    public static func assistant(_ content: String) -> ChatMessage { ChatMessage(role: "assistant", content: content) }
+    package static func system(_ content: String) -> ChatMessage { ChatMessage(role: "system", content: content) }
+    package static func user(_ content: String) -> ChatMessage { ChatMessage(role: "user", content: content) }
+    package static func assistant(_ content: String) -> ChatMessage { ChatMessage(role: "assistant", content: content) }
     /// A tool's result for the call `id`.
-    public static func tool(_ content: String, id: String) -> ChatMessage { ChatMessage(role: "tool", content: content, toolCallId: id) }
+    package static func tool(_ content: String, id: String) -> ChatMessage { ChatMessage(role: "tool", content: content, toolCallId: id) }
 
     /// The message as Chat Completions wants it.
-    public var json: JSONValue {
+    package var json: JSONValue {
         var members: [String: JSONValue] = ["role": .string(role), "content": .string(content)]
         if let toolCalls, !toolCalls.isEmpty {
             if content.isEmpty { members["content"] = .null }
@@ -47,12 +47,12 @@ public struct ChatMessage: Sendable, Codable, Equatable {
 }
 
 /// A tool call the model asked for: arguments are JSON text, as the model wrote it.
-public struct ToolCallRequest: Sendable, Codable, Equatable {
-    public var id: String
-    public var name: String
-    public var arguments: String
+package struct ToolCallRequest: Sendable, Codable, Equatable {
+    package var id: String
+    package var name: String
+    package var arguments: String
 
-    public init(id: String, name: String, arguments: String) {
+    package init(id: String, name: String, arguments: String) {
         self.id = id
         self.name = name
         self.arguments = arguments
@@ -61,34 +61,34 @@ public struct ToolCallRequest: Sendable, Codable, Equatable {
 
 /// What a streamed Chat Completions answer carries: text pieces as they are written, then the
 /// tool calls (assembled from their pieces) when the model asks for any.
-public enum ChatStreamEvent: Sendable, Equatable {
+package enum ChatStreamEvent: Sendable, Equatable {
     case text(String)
     case toolCalls([ToolCallRequest])
 }
 
 /// Settings of the `openai` agent: any OpenAI-compatible Chat Completions endpoint (OpenAI, Ollama, vLLM).
-public struct OpenAIConfiguration: Sendable {
+package struct OpenAIConfiguration: Sendable {
     /// `OPENAI_BASE_URL`, up to and including `/v1`.
-    public var baseURL: String
+    package var baseURL: String
     /// `OPENAI_API_KEY` (local servers often need none).
-    public var apiKey: String?
+    package var apiKey: String?
     /// `OPENAI_MODEL`.
-    public var model: String
+    package var model: String
     /// `OPENAI_SYSTEM_PROMPT`.
-    public var systemPrompt: String
+    package var systemPrompt: String
     /// `OPENAI_TIMEOUT_MS`: longest wait for the answer to start, and between two of its chunks.
-    public var timeoutMilliseconds: Int
+    package var timeoutMilliseconds: Int
     /// What the customer hears or reads when the model fails: never silence.
-    public var apology: String
+    package var apology: String
     /// `OPENAI_MAX_TOOL_ROUNDS`: model responses with tool calls in one turn before the model must answer.
-    public var maxToolRounds: Int
+    package var maxToolRounds: Int
     /// `OPENAI_TOOL_FILLER`: said on voice when tools are still running after `OPENAI_TOOL_FILLER_MS`
     /// and nothing was said yet (empty: never).
-    public var toolFiller: String
+    package var toolFiller: String
     /// `OPENAI_TOOL_FILLER_MS`.
-    public var toolFillerMilliseconds: Int
+    package var toolFillerMilliseconds: Int
 
-    public init(environment: Environment) throws {
+    package init(environment: Environment) throws {
         baseURL = try environment.url("OPENAI_BASE_URL", default: "https://api.openai.com/v1")
         apiKey = environment.string("OPENAI_API_KEY")
         model = environment.string("OPENAI_MODEL", default: "gpt-4o-mini")
@@ -102,18 +102,18 @@ public struct OpenAIConfiguration: Sendable {
 }
 
 /// A streaming Chat Completions client (server-sent events through AsyncHTTPClient).
-public struct OpenAIChatClient: Sendable {
-    public let configuration: OpenAIConfiguration
+package struct OpenAIChatClient: Sendable {
+    package let configuration: OpenAIConfiguration
     let http: HTTPClient
 
-    public init(configuration: OpenAIConfiguration, http: HTTPClient = .shared) {
+    package init(configuration: OpenAIConfiguration, http: HTTPClient = .shared) {
         self.configuration = configuration
         self.http = http
     }
 
     /// The answer's text pieces as the model writes them. Cancelling the consumer cancels the
     /// upstream request; a stall longer than the timeout ends the stream with an error.
-    public func stream(_ messages: [ChatMessage], maxTokens: Int? = nil) -> AsyncThrowingStream<String, any Error> {
+    package func stream(_ messages: [ChatMessage], maxTokens: Int? = nil) -> AsyncThrowingStream<String, any Error> {
         let events = events(messages, maxTokens: maxTokens)
         return AsyncThrowingStream { continuation in
             let task = Task {
@@ -132,7 +132,8 @@ public struct OpenAIChatClient: Sendable {
     /// written, then, if the model asks for tools, one ``ChatStreamEvent/toolCalls(_:)`` with every
     /// call assembled from its pieces. Cancelling the consumer cancels the upstream request; a stall
     /// longer than the timeout ends the stream with an error.
-    public func events(_ messages: [ChatMessage], tools: [JSONValue] = [], maxTokens: Int? = nil) -> AsyncThrowingStream<ChatStreamEvent, any Error> {
+    package func events(_ messages: [ChatMessage], tools: [JSONValue] = [], maxTokens: Int? = nil) -> AsyncThrowingStream<ChatStreamEvent, any Error>
+    {
         AsyncThrowingStream { continuation in
             let lastProgress = NIOLockedValueBox(ContinuousClock.now)
             let timeout = Duration.milliseconds(configuration.timeoutMilliseconds)
@@ -229,14 +230,14 @@ struct ToolCallAssembler {
 }
 
 /// Splits a `text/event-stream` body into the `data` of each event (multi-line data joined by `\n`).
-public struct ServerSentEvents: Sendable {
+package struct ServerSentEvents: Sendable {
     private var line: [UInt8] = []
     private var data: [String] = []
 
-    public init() {}
+    package init() {}
 
     /// Feeds bytes; returns the events completed by them.
-    public mutating func feed(_ bytes: some Sequence<UInt8>) -> [String] {
+    package mutating func feed(_ bytes: some Sequence<UInt8>) -> [String] {
         var events: [String] = []
         for byte in bytes {
             guard byte == UInt8(ascii: "\n") else {
@@ -268,7 +269,7 @@ extension BuiltInAgents {
     /// With tools it runs the tool loop (``ToolLoop``): `tools` are offered on every turn, and so
     /// are the `builtIn` tools made for the turn's session (plus the handoff tool whenever
     /// `TWILIO_STUDIO_HANDOFF_FLOW_SID` is set). `OPENAI_TOOLS` adds built-in tools by name.
-    public static func installOpenAI(on tac: TAC, tools: [AgentTool] = [], builtIn: [BuiltInTool] = []) throws {
+    package static func installOpenAI(on tac: TAC, tools: [AgentTool] = [], builtIn: [BuiltInTool] = []) throws {
         let client = OpenAIChatClient(configuration: try OpenAIConfiguration(environment: tac.configuration.environment))
         let voice = registerAllChannels(on: tac)
         let apology = client.configuration.apology

@@ -81,7 +81,7 @@ struct OutboundHarness: Sendable {
 
     /// The service's reply deliverer on the twins.
     func deliverer(owner: String = "outbound-test/1") -> ReplyDeliverer {
-        Outbound.makeDeliverer(configuration: configuration, api: api, store: store, bus: InMemoryEventBus(), logger: Self.logger, owner: owner)
+        Outbound.makeDeliverer(configuration: configuration, api: api, store: store, logger: Self.logger, owner: owner)
     }
 
     /// A POST to the app-facing API with the bearer token (or `token`) and an optional `Idempotency-Key`.

@@ -201,10 +201,7 @@ let package = Package(
             path: "Tests/CoreTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "VoiceRelayTests",
-            dependencies: serviceDeps + [
-                "VoiceRelay", .product(name: "HummingbirdTesting", package: "hummingbird"),
-                .product(name: "HummingbirdWSTesting", package: "hummingbird-websocket"), wsClient,
-            ],
+            dependencies: serviceDeps + ["VoiceRelay", .product(name: "HummingbirdTesting", package: "hummingbird")],
             path: "Tests/VoiceRelayTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "MessagingIngressTests",

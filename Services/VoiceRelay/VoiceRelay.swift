@@ -48,7 +48,10 @@ struct VoiceRelay {
             configuration: configuration, bus: bus, verifier: verifier, tokens: tokens, logger: logger, calls: calls, hookRedis: redis
         )
         .add(to: router)
-        addSocketRoute(to: router, registry: registry, sockets: sockets)
+        // A draining relay refuses the upgrade itself (no socket is opened), so a reconnect goes elsewhere.
+        router.ws("/ws", shouldUpgrade: { _, _ in registry.isAccepting ? .upgrade([:]) : .dontUpgrade }) { inbound, outbound, context in
+            await sockets.handle(inbound, outbound, context.request)
+        }
         let app = Application(
             router: router,
             server: webSocketServer(router: router, limits: configuration.httpLimits),
@@ -68,14 +71,6 @@ struct VoiceRelay {
 }
 
 extension VoiceRelay {
-    /// `/ws`, the ConversationRelay socket. A draining relay refuses the upgrade itself (no socket is
-    /// opened), so a reconnect goes elsewhere.
-    static func addSocketRoute(to router: Router<BasicWebSocketRequestContext>, registry: CallRegistry, sockets: RelaySocketHandler) {
-        router.ws("/ws", shouldUpgrade: { _, _ in registry.isAccepting ? .upgrade([:]) : .dontUpgrade }) { inbound, outbound, context in
-            await sockets.handle(inbound, outbound, context.request)
-        }
-    }
-
     /// HTTP/1 with the WebSocket upgrade; idle connections are closed (`HTTP_IDLE_TIMEOUT_SECONDS`),
     /// and so is one whose first request head is not complete within the same time.
     static func webSocketServer(router: Router<BasicWebSocketRequestContext>, limits: HTTPServerLimits) -> HTTPServerBuilder {

@@ -63,7 +63,7 @@ struct SecurityTests {
     }
 
     @Test(
-        "a setup frame for another callSid than the token's is refused with 1008, and the token is spent; so is a first frame that is not setup; a forged signature is counted"
+        "a setup frame for another callSid than the token's is refused with 1008, and the token is spent; so is a first frame that is not setup; a forged or missing signature is closed with 1008 and counted"
     )
     func setupForAnotherCall() async throws {
         try await withStack(VoiceAcceptanceTests.relayOnly()) { stack in
@@ -90,8 +90,15 @@ struct SecurityTests {
             let forged = try await caller.call(
                 publicURL: "wss://127.0.0.1:\(relay)/ws", callSid: Self.callSid(), from: "+1", to: "+2", script: [.pause(.milliseconds(300))],
                 signature: "Zm9yZ2Vk")
-            #expect(forged.closeCode == 1008 || forged.closeCode == nil)
-            #expect(try await stack.metric("agentconnect_voice_frames_total", port: relay, matching: "rejected_signature") == 1)
+            let unsigned = try await caller.call(
+                publicURL: "wss://127.0.0.1:\(relay)/ws", callSid: Self.callSid(), from: "+1", to: "+2", script: [.pause(.milliseconds(300))],
+                signature: "")
+            // Under heavy load the client sometimes sees the socket end without the close frame.
+            for rejected in [forged, unsigned] {
+                #expect(rejected.closeCode == 1008 || rejected.closeCode == nil)
+                #expect(rejected.turns.allSatisfy { $0.tokens.isEmpty })
+            }
+            #expect(try await stack.metric("agentconnect_voice_frames_total", port: relay, matching: "rejected_signature") == 2)
         }
     }
 

@@ -24,7 +24,37 @@ package enum FormCoding {
 
     /// Encodes pairs in order.
     package static func encode(_ pairs: [(String, String)]) -> String {
-        pairs.map { "\(percentEncode($0.0))=\(percentEncode($0.1))" }.joined(separator: "&")
+        String(decoding: encodeBytes(pairs), as: UTF8.self)
+    }
+
+    /// Encodes pairs in order, as the bytes of a request body (``encode(_:)`` without building strings).
+    package static func encodeBytes(_ pairs: [(String, String)]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(pairs.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 2 } * 5 / 4)
+        for (index, (name, value)) in pairs.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: "&")) }
+            percentEncode(name, into: &out)
+            out.append(UInt8(ascii: "="))
+            percentEncode(value, into: &out)
+        }
+        return out
+    }
+
+    private static let upperHex: [UInt8] = Array("0123456789ABCDEF".utf8)
+
+    /// Appends the percent-encoding of one name or value (unreserved bytes as they are, others `%XX`).
+    static func percentEncode(_ text: String, into out: inout [UInt8]) {
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+                out.append(byte)
+            default:
+                out.append(UInt8(ascii: "%"))
+                out.append(upperHex[Int(byte >> 4)])
+                out.append(upperHex[Int(byte & 0xf)])
+            }
+        }
     }
 
     static func percentDecode(_ text: Substring) -> String? {
@@ -45,17 +75,10 @@ package enum FormCoding {
 
     /// Percent-encodes one name or value.
     package static func percentEncode(_ text: String) -> String {
-        var out = ""
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
-                out.unicodeScalars.append(Unicode.Scalar(byte))
-            default:
-                out += "%" + String(byte >> 4, radix: 16, uppercase: true) + String(byte & 0xf, radix: 16, uppercase: true)
-            }
-        }
-        return out
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count)
+        percentEncode(text, into: &out)
+        return String(decoding: out, as: UTF8.self)
     }
 
     private static func hexValue(_ byte: UInt8) -> UInt8? {

@@ -56,8 +56,15 @@ package struct TwilioResponse: Sendable {
     package var headers: HTTPHeaders
     package var body: [UInt8]
 
-    /// The body parsed as JSON, when it is.
-    package var json: JSONValue? { try? JSONDecoder().decode(JSONValue.self, from: Data(body)) }
+    /// A response with this status, headers and body.
+    package init(status: Int, headers: HTTPHeaders, body: [UInt8]) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    /// The body parsed as JSON, when it is (read on its bytes, without Foundation's `JSONDecoder`).
+    package var json: JSONValue? { try? CompactJSON.decode(body) }
 }
 
 /// Calls Twilio's REST APIs over pooled keep-alive connections (AsyncHTTPClient), with Basic auth.
@@ -85,7 +92,7 @@ package struct TwilioRESTClient: Sendable {
         request.method = method
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
+            request.body = .bytes(ByteBuffer(bytes: try CompactJSON.encode(body)))
         }
         return try await send(request, extra: extra)
     }
@@ -97,7 +104,7 @@ package struct TwilioRESTClient: Sendable {
         var request = HTTPClientRequest(url: url)
         request.method = method
         request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
-        request.body = .bytes(ByteBuffer(string: FormCoding.encode(fields)))
+        request.body = .bytes(ByteBuffer(bytes: FormCoding.encodeBytes(fields)))
         return try await send(request, extra: extra)
     }
 

@@ -1,0 +1,87 @@
+import AgentConnectCore
+import Foundation
+import Testing
+
+/// `withTimeout`'s deadlines share one timer: a bound shorter than those already pending, one
+/// pending behind entries whose calls already finished, and many at once must each still fire
+/// after their own bound, cancel their body, and leave quick calls alone.
+@Suite("withTimeout: deadlines on one shared timer")
+struct TimeoutTests {
+    @Test("a shorter bound added while a longer one is pending times out on its own bound")
+    func shorterBoundAfterLonger() async throws {
+        let long = Task { try await withTimeout(.seconds(60), "long") { try await Task.sleep(for: .seconds(60)) } }
+        defer { long.cancel() }
+        let clock = ContinuousClock()
+        let started = clock.now
+        await #expect(throws: TimeoutError.self) {
+            try await withTimeout(.milliseconds(100), "short") { try await Task.sleep(for: .seconds(60)) }
+        }
+        let elapsed = clock.now - started
+        #expect(elapsed >= .milliseconds(100))
+        // Long before the 60 s bound, with room for a loaded machine.
+        #expect(elapsed < .seconds(20))
+    }
+
+    @Test("a bound pending behind finished calls' deadlines still fires")
+    func pendingBehindFinishedCalls() async throws {
+        for index in 0..<50 {
+            #expect(try await withTimeout(.milliseconds(150), "quick \(index)") { index } == index)
+        }
+        let clock = ContinuousClock()
+        let started = clock.now
+        await #expect(throws: TimeoutError.self) {
+            try await withTimeout(.milliseconds(400), "stuck") { try await Task.sleep(for: .seconds(60)) }
+        }
+        let elapsed = clock.now - started
+        #expect(elapsed >= .milliseconds(400))
+        #expect(elapsed < .seconds(20))
+    }
+
+    @Test("the body is cancelled when its bound passes")
+    func bodyCancelledOnTimeout() async throws {
+        let sawCancel = AsyncStream<Bool>.makeStream()
+        await #expect(throws: TimeoutError.self) {
+            try await withTimeout(.milliseconds(50), "cancelled on timeout") {
+                do { try await Task.sleep(for: .seconds(60)) } catch { sawCancel.continuation.yield(Task.isCancelled) }
+                return 0
+            }
+        }
+        var iterator = sawCancel.stream.makeAsyncIterator()
+        #expect(await iterator.next() == true)
+    }
+
+    @Test("many calls at once: each stuck one times out after its own bound, each quick one returns its result")
+    func manyAtOnce() async throws {
+        let clock = ContinuousClock()
+        let outcomes = await withTaskGroup(of: (bound: Int, quick: Bool, timedOut: Bool, value: Int?, elapsed: Duration).self) { group in
+            for index in 0..<200 {
+                let bound = 50 + (index * 37) % 250
+                let quick = index % 2 == 0
+                group.addTask {
+                    let started = clock.now
+                    do {
+                        let value = try await withTimeout(.milliseconds(bound), "call \(index)") {
+                            if !quick { try await Task.sleep(for: .seconds(60)) }
+                            return index
+                        }
+                        return (bound, quick, false, value, clock.now - started)
+                    } catch is TimeoutError {
+                        return (bound, quick, true, nil, clock.now - started)
+                    } catch {
+                        return (bound, quick, false, nil, clock.now - started)
+                    }
+                }
+            }
+            var outcomes: [(bound: Int, quick: Bool, timedOut: Bool, value: Int?, elapsed: Duration)] = []
+            for await outcome in group { outcomes.append(outcome) }
+            return outcomes
+        }
+        #expect(outcomes.count == 200)
+        for outcome in outcomes where !outcome.quick {
+            #expect(outcome.timedOut)
+            #expect(outcome.elapsed >= .milliseconds(outcome.bound))
+        }
+        // A quick body finishes long before its bound even on a loaded machine; none may time out.
+        #expect(outcomes.filter { $0.quick && $0.value == nil }.count == 0)
+    }
+}

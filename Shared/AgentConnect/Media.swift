@@ -1,4 +1,4 @@
-public import AgentConnectCore
+import AgentConnectCore
 import NIOConcurrencyHelpers
 
 /// A picture, voice note, video or document attached to a customer's message.

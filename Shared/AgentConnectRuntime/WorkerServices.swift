@@ -1,5 +1,5 @@
 package import AgentConnect
-package import AgentConnectCore
+import AgentConnectCore
 import EventBus
 package import ServiceLifecycle
 import ServiceSupport

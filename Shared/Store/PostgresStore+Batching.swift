@@ -7,82 +7,133 @@ import PostgresNIO
 /// Runs the statements of one kind that callers issue at the same time as one statement: a
 /// round trip and a transaction for the batch, instead of one each.
 ///
-/// Each ``run(_:)`` returns only once the statement holding its item was answered, with its own
-/// answer (or that statement's error), so a caller still sees its effect done before it goes on. No
-/// timer and no task of its own: the first caller with nothing in flight sends its item at once (no
-/// added latency when idle); callers that arrive meanwhile queue, and when a statement is answered
-/// the first of them sends what queued, up to `maxBatch` items.
+/// - Each ``run(_:)`` returns once the statement holding its item was answered, with its own answer,
+///   so a caller still sees its effect done before it goes on.
+/// - No timer: an item goes out at once when fewer than `maxInFlight` statements are out (no added
+///   latency when idle); items that arrive while they all are out queue, and go out together (up to
+///   `maxBatch`) when one is answered. A slow or stuck statement holds only its own lane.
+/// - A statement runs in a task of its own, so a caller that gives up (its task cancelled, as
+///   `withTimeout` does) fails only itself: it leaves the queue at once, or stops waiting for the
+///   statement it is in, whose other items go on.
+/// - A batch PostgreSQL refuses (one bad row fails a multi-row statement) is run again item by
+///   item, so each caller gets its own row's answer, not its neighbour's error.
 final class StatementBatcher<Item: Sendable, Answer: Sendable>: Sendable {
     /// Runs one batch: exactly one answer per item, in the items' order.
     typealias Send = @Sendable (_ items: [Item]) async throws -> [Answer]
 
-    private enum Turn {
-        case answered(Answer)
-        case send
-    }
-
     private struct Waiter {
         var item: Item
-        var continuation: CheckedContinuation<Turn, any Error>
+        var continuation: CheckedContinuation<Answer, any Error>
     }
 
     private struct State {
-        var queue: [Waiter] = []
-        var sending = false
+        var nextId: UInt64 = 0
+        /// Waiting to go out, in arrival order.
+        var queue: [UInt64] = []
+        /// Every caller still waiting, queued or in a statement; whoever removes one resumes it.
+        var waiters: [UInt64: Waiter] = [:]
+        var inFlight = 0
     }
 
     private let state = NIOLockedValueBox(State())
     private let maxBatch: Int
+    private let maxInFlight: Int
     private let send: Send
 
-    init(maxBatch: Int, send: @escaping Send) {
+    init(maxBatch: Int, maxInFlight: Int = 4, send: @escaping Send) {
         self.maxBatch = max(1, maxBatch)
+        self.maxInFlight = max(1, maxInFlight)
         self.send = send
     }
 
     /// Runs `item` in the next statement of its kind, with those issued at the same time.
     func run(_ item: Item) async throws -> Answer {
-        let turn: Turn = try await withCheckedThrowingContinuation { continuation in
-            let sendsNow = state.withLockedValue { state -> Bool in
-                if state.sending {
-                    state.queue.append(Waiter(item: item, continuation: continuation))
-                    return false
+        let id = state.withLockedValue { state -> UInt64 in
+            state.nextId += 1
+            return state.nextId
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Answer, any Error>) in
+                if Task.isCancelled {
+                    continuation.resume(throwing: CancellationError())
+                    return
                 }
-                state.sending = true
-                return true
+                let batch = state.withLockedValue { state -> [UInt64]? in
+                    state.waiters[id] = Waiter(item: item, continuation: continuation)
+                    state.queue.append(id)
+                    return takeBatch(&state)
+                }
+                if let batch { start(batch) }
             }
-            if sendsNow { continuation.resume(returning: .send) }
+        } onCancel: {
+            // Gone from the queue (never sent) or from its statement (its answer will be dropped).
+            let waiter = state.withLockedValue { state -> Waiter? in
+                state.queue.removeAll { $0 == id }
+                return state.waiters.removeValue(forKey: id)
+            }
+            waiter?.continuation.resume(throwing: CancellationError())
         }
-        if case .answered(let answer) = turn { return answer }
-        // This caller's turn: its item and what queued (up to `maxBatch`) go out as one statement.
-        let queued = state.withLockedValue { state -> [Waiter] in
-            let count = min(state.queue.count, maxBatch - 1)
-            defer { state.queue.removeFirst(count) }
-            return Array(state.queue.prefix(count))
+    }
+
+    /// The next batch to send, if a lane is free and anything waits (called under the lock).
+    private func takeBatch(_ state: inout State) -> [UInt64]? {
+        guard state.inFlight < maxInFlight, !state.queue.isEmpty else { return nil }
+        let count = min(state.queue.count, maxBatch)
+        defer { state.queue.removeFirst(count) }
+        state.inFlight += 1
+        return Array(state.queue.prefix(count))
+    }
+
+    /// Sends `ids` in a task of its own (no caller's cancellation reaches the statement), answers
+    /// each caller still waiting, then sends what queued meanwhile.
+    private func start(_ ids: [UInt64]) {
+        Task {
+            var batch: [UInt64]? = ids
+            while let ids = batch {
+                await self.answer(ids)
+                batch = state.withLockedValue { state -> [UInt64]? in
+                    state.inFlight -= 1
+                    return takeBatch(&state)
+                }
+            }
         }
-        let result: Result<[Answer], any Error>
+    }
+
+    private func answer(_ ids: [UInt64]) async {
+        // Callers that gave up before their statement went out are not in it.
+        let items = state.withLockedValue { state in ids.compactMap { id in state.waiters[id].map { (id, $0.item) } } }
+        guard !items.isEmpty else { return }
+        var results: [Result<Answer, any Error>]
         do {
-            result = .success(try await send([item] + queued.map(\.item)))
+            let answers = try await send(items.map(\.1))
+            guard answers.count == items.count else { throw BatchMismatch(items: items.count, answers: answers.count) }
+            results = answers.map { .success($0) }
         } catch {
-            result = .failure(error)
+            results = [.failure(error)]
+            if items.count > 1 {
+                // One refused row fails the whole statement: each item alone gets its own answer.
+                results = []
+                for (_, item) in items {
+                    do { results.append(.success(try await send([item])[0])) } catch { results.append(.failure(error)) }
+                }
+            }
         }
-        for (index, waiter) in queued.enumerated() {
+        let waiting = state.withLockedValue { state in items.map { state.waiters.removeValue(forKey: $0.0) } }
+        for (waiter, result) in zip(waiting, results) {
+            guard let waiter else { continue }
             switch result {
-            case .success(let answers): waiter.continuation.resume(returning: .answered(answers[index + 1]))
+            case .success(let answer): waiter.continuation.resume(returning: answer)
             case .failure(let error): waiter.continuation.resume(throwing: error)
             }
         }
-        // Whoever queued while this statement was out sends the next one.
-        let next = state.withLockedValue { state -> Waiter? in
-            guard !state.queue.isEmpty else {
-                state.sending = false
-                return nil
-            }
-            return state.queue.removeFirst()
-        }
-        next?.continuation.resume(returning: .send)
-        return try result.get()[0]
     }
+}
+
+/// A batch's statement answered for a different number of items than it was given.
+private struct BatchMismatch: Error, CustomStringConvertible {
+    var items: Int
+    var answers: Int
+    var description: String { "a statement for \(items) items gave \(answers) answers" }
 }
 
 /// The statements ``PostgresStore`` batches: history rows (two per messaging turn) and deliveries

@@ -73,3 +73,76 @@ struct StoreBatchingTests {
         }
     }
 }
+
+/// What one caller's refused row or one slow statement does to the others batched beside it
+/// (the cancellation cases are in CoreTests' StatementBatcherTests, on a scripted statement).
+extension StoreBatchingTests {
+    @Test("a row PostgreSQL refuses (NUL in the body) fails only its own caller, not the others in its batch")
+    func poisonRowFailsOnlyItsCaller() async throws {
+        let database = try await TestDatabase.migrated()
+        try await database.withClient { client in
+            let store = PostgresStore(client: client, logger: TestEnvironment.logger)
+            let results = await withTaskGroup(of: (Int, Bool).self) { group in
+                for index in 0..<200 {
+                    group.addTask {
+                        let body = index == 100 ? "a\u{0}b" : "text \(index)"
+                        let message = MessageRecord(
+                            id: "m\(index)", conversationId: "c\(index)", channel: .sms, direction: .inbound, authorAddress: nil,
+                            body: body)
+                        do { return (index, try await store.appendMessage(message)) } catch { return (index, false) }
+                    }
+                }
+                return await group.reduce(into: [Int: Bool]()) { $0[$1.0] = $1.1 }
+            }
+            let failedOthers = results.filter { $0.key != 100 && !$0.value }.count
+            #expect(failedOthers == 0, "\(failedOthers) unrelated history rows were lost with the refused one")
+        }
+    }
+
+    @Test("one slow history statement does not hold every other append of the process")
+    func slowStatementDoesNotHoldOthers() async throws {
+        let database = try await TestDatabase.migrated()
+        try await database.withClient { client in
+            let store = PostgresStore(client: client, logger: TestEnvironment.logger)
+            try await client.withConnection { connection in
+                try await connection.query("BEGIN", logger: TestEnvironment.logger)
+                try await connection.query(
+                    "INSERT INTO messages (id, conversation_id, channel, direction, body) VALUES ('held', 'c0', 'sms', 'inbound', 'x')",
+                    logger: TestEnvironment.logger)
+                // An append of the same id waits on the open transaction's row (a slow statement).
+                let held = Task {
+                    try await store.appendMessage(
+                        MessageRecord(id: "held", conversationId: "c0", channel: .sms, direction: .inbound, authorAddress: nil, body: "x"))
+                }
+                try await untilHolds(timeout: .seconds(10)) {
+                    let rows = try await client.query("SELECT count(*)::int FROM pg_locks WHERE NOT granted", logger: TestEnvironment.logger)
+                    for try await count in rows.decode(Int.self) { return count > 0 }
+                    return false
+                }
+                let other: Result<Bool, any Error>
+                do {
+                    other = .success(
+                        try await withTimeout(.seconds(3), "an unrelated append") {
+                            try await store.appendMessage(
+                                MessageRecord(id: "other", conversationId: "c1", channel: .sms, direction: .inbound, authorAddress: nil, body: "y"))
+                        })
+                } catch {
+                    other = .failure(error)
+                }
+                try await connection.query("ROLLBACK", logger: TestEnvironment.logger)
+                _ = try? await held.value
+                #expect((try? other.get()) == true, "an unrelated append waited behind the slow one: \(other)")
+            }
+        }
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+private func untilHolds(timeout: Duration, _ condition: @Sendable () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    Issue.record("condition not met within \(timeout)")
+}

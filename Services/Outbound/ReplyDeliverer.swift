@@ -37,6 +37,8 @@ struct ReplyDeliverer: Sendable {
     let owner: String
     /// Reply ids being delivered in this process right now.
     let active = ActiveReplies()
+    /// The metrics every sent reply records, made once (not looked up in the registry per reply).
+    let sentMetrics = SentMetrics()
 
     /// The longest a delivery-row read or write may take before PostgreSQL counts as unavailable
     /// (the delivery is then retried in place, not lost).
@@ -275,13 +277,11 @@ struct ReplyDeliverer: Sendable {
     /// in Twilio instead of sending again).
     private func markSent(_ event: BusEvent, providerId: String?, attempts: Int, started: ContinuousClock.Instant) async throws {
         try await bounded("marking the delivery sent") { try await store.markDelivered(replyId: event.id, providerId: providerId) }
-        Timer(label: "agentconnect_delivery_seconds", dimensions: [("channel", event.channel.rawValue)])
-            .recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+        sentMetrics.deliverySeconds[event.channel]?.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
         if let occurred = event.occurredDate {
-            Timer(label: "agentconnect_reply_end_to_end_seconds", dimensions: [("channel", event.channel.rawValue)])
-                .recordNanoseconds(Int64(max(0, Date().timeIntervalSince(occurred)) * 1e9))
+            sentMetrics.endToEndSeconds[event.channel]?.recordNanoseconds(Int64(max(0, Date().timeIntervalSince(occurred)) * 1e9))
         }
-        Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "sent")]).increment()
+        sentMetrics.sent.increment()
         logger.debug(
             "reply delivered",
             metadata: [
@@ -336,4 +336,23 @@ struct GivenUpPart: Error {}
 struct DeliveryLeaseLost: Error, CustomStringConvertible {
     var replyId: String
     var description: String { "delivery lease for reply \(replyId) lost to another owner" }
+}
+
+/// The metrics of a sent reply, one of each per channel, made when the deliverer is (after the
+/// metrics system is bootstrapped): a `Timer(label:dimensions:)` per reply asked the registry each time.
+struct SentMetrics: Sendable {
+    let deliverySeconds: [ChannelKind: Timer]
+    let endToEndSeconds: [ChannelKind: Timer]
+    let sent = Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "sent")])
+
+    init() {
+        deliverySeconds = Dictionary(
+            uniqueKeysWithValues: ChannelKind.allCases.map {
+                ($0, Timer(label: "agentconnect_delivery_seconds", dimensions: [("channel", $0.rawValue)]))
+            })
+        endToEndSeconds = Dictionary(
+            uniqueKeysWithValues: ChannelKind.allCases.map {
+                ($0, Timer(label: "agentconnect_reply_end_to_end_seconds", dimensions: [("channel", $0.rawValue)]))
+            })
+    }
 }

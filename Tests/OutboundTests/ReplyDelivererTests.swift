@@ -1,6 +1,10 @@
 import AgentConnectCore
 import EventBus
 import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOConcurrencyHelpers
+import NIOCore
 import Store
 import Testing
 import TwilioKit
@@ -138,10 +142,45 @@ struct ReplyDelivererTests {
             await #expect(throws: GiveUp.self) { try await harness.deliverer().deliver(event, entry: entry) }
             #expect(harness.twilio.messages.map(\.body) == [expected[0]])
             #expect(harness.store.delivery(replyId: "r-part")?.status == .sent && harness.store.delivery(replyId: "r-part:p2")?.status == .failed)
-            // Redelivered (the entry was not acknowledged before the process died): part 1 is skipped, part 2 stops the rest.
+            // Redelivered (the entry was not acknowledged before the process died): part 1 is skipped, part 2 stops the rest,
+            // both counted as duplicates on /metrics.
+            let duplicates = try await duplicateDeliveries(harness)
             try await harness.deliverer(owner: "outbound-test/2").deliver(event, entry: entry)
             #expect(harness.twilio.sendRequests.count == 2)
             #expect(harness.store.delivery(replyId: "r-part:p3") == nil)
+            #expect(try await duplicateDeliveries(harness) >= duplicates + 2)
+        }
+    }
+
+    /// `agentconnect_deliveries_total{outcome="duplicate"}` as outbound's `/metrics` renders it (0 before the first).
+    func duplicateDeliveries(_ harness: Harness) async throws -> Double {
+        let text = NIOLockedValueBox("")
+        try await harness.withRoutes { client in
+            let body = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
+            text.withLockedValue { $0 = body }
+        }
+        let line = text.withLockedValue { $0 }.split(separator: "\n").first { $0.hasPrefix(#"agentconnect_deliveries_total{outcome="duplicate"}"#) }
+        return line.flatMap { $0.split(separator: " ").last }.flatMap { Double($0) } ?? 0
+    }
+
+    @Test(
+        "an orchestrator reply to a message whose author is an agent participant (another AI agent) is not sent; its row is failed and the conversation names that participant as the agent"
+    )
+    func replyToAnAgentParticipant() async throws {
+        try await Harness.run { harness in
+            let other: JSONValue = ["id": "PA-other", "type": "AI_AGENT", "addresses": [["channel": "SMS", "address": "+15558882222"]]]
+            let agent: JSONValue = ["id": "PA-agent", "type": "AI_AGENT", "addresses": [["channel": "SMS", "address": .string(Harness.agent)]]]
+            harness.twilio.setParticipants("CO2", [other, agent])
+            let reply = ReplyReady(
+                text: "You said: hi", mode: .orchestrator, customerAddress: "+15558882222", customerParticipantId: "PA-other",
+                agentAddress: Harness.agent)
+            let (event, entry) = try replyEntry(reply, id: "r-agent-author", conversationId: "CO2")
+            try await harness.deliverer().deliver(event, entry: entry)
+            #expect(harness.twilio.sendRequests.isEmpty && harness.twilio.communications("CO2").isEmpty)
+            #expect(harness.twilio.requests.allSatisfy { $0.method == "GET" })
+            let row = try #require(harness.store.delivery(replyId: "r-agent-author"))
+            #expect(row.status == .failed && row.error?.contains("own message") == true)
+            #expect(try await harness.store.conversation(id: "CO2")?.agentParticipantId == "PA-other")
         }
     }
 

@@ -82,39 +82,6 @@ struct MessagingAcceptanceTests {
         }
     }
 
-    @Test("a message authored by the agent gets no reply")
-    func ownMessages() async throws {
-        try await withStack { stack in
-            let agent = try #require(stack.environment["TWILIO_PHONE_NUMBER"])
-            let own = try await stack.customerSays("echo of myself", from: agent, extra: ["to": "+15557770020"])
-            #expect(own["webhookStatus"]?.double == 200)
-            let typed = try await stack.customerSays("an AI agent elsewhere", from: "+15557770021", extra: ["participantType": "AI_AGENT"])
-            let typedConversation = try #require(typed["conversationId"]?.string)
-            // A normal message afterwards is answered, so the pipeline was live the whole time.
-            let normal = try await stack.customerSays("real customer", from: "+15557770022")
-            _ = try await stack.agentMessages(conversationId: normal["conversationId"]?.string, count: 1)
-            #expect(await stack.settled())
-            #expect(try await stack.agentMessages(to: "+15557770020", waitMs: 0).isEmpty)
-            #expect(try await stack.agentMessages(conversationId: typedConversation, waitMs: 0).isEmpty)
-        }
-    }
-
-    @Test("CLOSED ends the conversation once, even when the webhook comes twice")
-    func closedOnce() async throws {
-        try await withStack { stack in
-            let sent = try await stack.customerSays("bye soon", from: "+15557770030")
-            let conversationId = try #require(sent["conversationId"]?.string)
-            _ = try await stack.agentMessages(conversationId: conversationId)
-            _ = try await stack.sim(.POST, "/sim/conversations/\(conversationId)/close")
-            _ = try await stack.sim(.POST, "/sim/conversations/\(conversationId)/close")
-            let worker = try #require(stack.processes("agent-worker").first)
-            let ended = await eventually { (try? await stack.metric("agentconnect_conversations_ended_total", port: worker.port)) == 1 }
-            #expect(ended)
-            #expect(await stack.settled())
-            #expect(try await stack.metric("agentconnect_conversations_ended_total", port: worker.port) == 1)
-        }
-    }
-
     @Test("a classic Messaging form webhook gets one reply through the Messages API")
     func classicWebhook() async throws {
         try await withStack { stack in

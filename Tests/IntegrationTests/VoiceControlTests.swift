@@ -256,17 +256,17 @@ struct VoiceControlTests {
         }
     }
 
-    /// 500 ms between tokens: the reply (15 tokens) still streams when the interrupt reaches the
-    /// worker even on a loaded machine, so the turn is cut (it records nothing; the interrupt records
-    /// what was heard). 0 ms: the reply is usually published and recorded whole before the interrupt
-    /// lands (as with a real model, which writes faster than the caller listens): the interrupt then
-    /// replaces the recorded text. Either way the history holds only what the caller heard.
-    @Test("after an interrupt, the history keeps what the caller heard of the cut reply", arguments: ["500", "0"])
-    func interruptedReplyInHistory(tokenDelayMs: String) async throws {
+    /// What the caller heard travels from ConversationRelay's interrupt frame through voice-relay to the
+    /// worker's history. 500 ms between tokens: the reply (15 tokens) still streams when the interrupt
+    /// reaches the worker even on a loaded machine, so the turn is cut (it records nothing; the interrupt
+    /// records what was heard). The worker's two cases (a turn cut while streaming, a reply recorded
+    /// whole and then replaced) are tested in process in AgentWorkerTests' VoiceTurnTests.
+    @Test("after an interrupt, the history keeps what the caller heard of the cut reply")
+    func interruptedReplyInHistory() async throws {
         var options = TestStack.Options(workers: 1, relays: 1)
         options.ingress = false
         options.outbound = false
-        options.extra = ["TWILIO_CONVERSATION_CONFIGURATION_ID": "", "ECHO_TOKEN_DELAY_MS": tokenDelayMs]
+        options.extra = ["TWILIO_CONVERSATION_CONFIGURATION_ID": "", "ECHO_TOKEN_DELAY_MS": "500"]
         try await withStack(options) { stack in
             let sid = "CA" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
             let caller = stack.caller()
@@ -276,8 +276,7 @@ struct VoiceControlTests {
                 script: [.sayAndInterrupt("please tell me a very long story about the sea and the ships", afterTokens: 3)])
             let heard = try #require(transcript.turns.first?.text)
             #expect(!heard.isEmpty)
-            // With no token delay the whole reply may be recorded before the interrupt replaces it with what
-            // was heard: wait for the final state, not for the first row.
+            // Recorded when the worker handles the interrupt: wait for the final state, not for the first row.
             var bodies: [String] = []
             let replaced = await eventually {
                 bodies = (try? await stack.strings("SELECT body FROM messages WHERE conversation_id = '\(sid)' AND direction = 'outbound'")) ?? []

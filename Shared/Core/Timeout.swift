@@ -33,7 +33,8 @@ package func withTimeout<T: Sendable>(
             let whole = UInt64(clamping: seconds).multipliedReportingOverflow(by: 1_000_000_000)
             let nanoseconds = whole.partialValue.addingReportingOverflow(UInt64(clamping: attoseconds / 1_000_000_000))
             let bound = whole.overflow || nanoseconds.overflow ? UInt64.max : nanoseconds.partialValue
-            let deadline = Deadlines.shared.add(after: bound, race)
+            // A bound of decades is no bound (dispatch misreads deadlines that far out as "now").
+            let deadline = bound < Deadlines.never ? Deadlines.shared.add(after: bound, race) : nil
             race.arm(work: work, deadline: deadline)
         }
     } onCancel: {
@@ -70,16 +71,17 @@ private final class TimeoutRace<T: Sendable>: Expiring, @unchecked Sendable {
         state.withLockedValue { $0.continuation = continuation }
     }
 
-    /// Records the body's task and the deadline's entry; when the race is already over (the body
-    /// finished, or the caller was cancelled) the entry is dropped or the task cancelled at once.
-    func arm(work: Task<Void, Never>, deadline: UInt64) {
+    /// Records the body's task and the deadline's entry (nil: no bound). When the race is already over
+    /// (the body finished, or the deadline passed before this) the entry is dropped and the task
+    /// cancelled (a finished task ignores it); when the caller was cancelled, the task is cancelled.
+    func arm(work: Task<Void, Never>, deadline: UInt64?) {
         let (over, cancelled) = state.withLockedValue { state -> (Bool, Bool) in
             state.work = work
             state.deadline = deadline
             return (state.done, state.cancelled)
         }
-        if over { Deadlines.shared.remove(deadline) }
-        if cancelled { work.cancel() }
+        if over, let deadline { Deadlines.shared.remove(deadline) }
+        if over || cancelled { work.cancel() }
     }
 
     func expire() {
@@ -118,6 +120,8 @@ private final class TimeoutRace<T: Sendable>: Expiring, @unchecked Sendable {
 /// bound, not once per call).
 private final class Deadlines: @unchecked Sendable {
     static let shared = Deadlines()
+    /// Bounds of this many nanoseconds (about 73 years) or more never expire.
+    static let never: UInt64 = 1 << 61
 
     private struct State {
         /// Live entries by id.

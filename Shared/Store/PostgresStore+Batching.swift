@@ -16,7 +16,10 @@ import PostgresNIO
 ///   `withTimeout` does) fails only itself: it leaves the queue at once, or stops waiting for the
 ///   statement it is in, whose other items go on.
 /// - A batch PostgreSQL refuses (one bad row fails a multi-row statement) is run again item by
-///   item, so each caller gets its own row's answer, not its neighbour's error.
+///   item, so each caller gets its own row's answer, not its neighbour's error; a batch that failed
+///   because PostgreSQL is unreachable is not (its callers retry as they would any outage).
+/// - A statement holds its lane for at most `statementTimeout` (one stuck on a dead connection is
+///   left behind; its callers get the ``TimeoutError``).
 final class StatementBatcher<Item: Sendable, Answer: Sendable>: Sendable {
     /// Runs one batch: exactly one answer per item, in the items' order.
     typealias Send = @Sendable (_ items: [Item]) async throws -> [Answer]
@@ -38,13 +41,19 @@ final class StatementBatcher<Item: Sendable, Answer: Sendable>: Sendable {
     private let state = NIOLockedValueBox(State())
     private let maxBatch: Int
     private let maxInFlight: Int
+    /// The longest one statement holds its lane.
+    private let statementTimeout: Duration
     private let send: Send
 
-    init(maxBatch: Int, maxInFlight: Int = 4, send: @escaping Send) {
+    init(maxBatch: Int, maxInFlight: Int = 4, statementTimeout: Duration = .seconds(30), send: @escaping Send) {
         self.maxBatch = max(1, maxBatch)
         self.maxInFlight = max(1, maxInFlight)
+        self.statementTimeout = statementTimeout
         self.send = send
     }
+
+    /// How many items wait for a lane (for tests).
+    var queuedCount: Int { state.withLockedValue { $0.queue.count } }
 
     /// Runs `item` in the next statement of its kind, with those issued at the same time.
     func run(_ item: Item) async throws -> Answer {
@@ -54,16 +63,19 @@ final class StatementBatcher<Item: Sendable, Answer: Sendable>: Sendable {
         }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Answer, any Error>) in
-                if Task.isCancelled {
-                    continuation.resume(throwing: CancellationError())
-                    return
-                }
-                let batch = state.withLockedValue { state -> [UInt64]? in
+                // Checked under the lock the cancellation handler takes: a cancellation either finds
+                // the waiter registered, or is seen here (the flag is set before the handler runs).
+                let batch = state.withLockedValue { state -> [UInt64]?? in
+                    if Task.isCancelled { return .none }
                     state.waiters[id] = Waiter(item: item, continuation: continuation)
                     state.queue.append(id)
-                    return takeBatch(&state)
+                    return .some(takeBatch(&state))
                 }
-                if let batch { start(batch) }
+                switch batch {
+                case .none: continuation.resume(throwing: CancellationError())
+                case .some(let batch?): start(batch)
+                case .some(nil): break
+                }
             }
         } onCancel: {
             // Gone from the queue (never sent) or from its statement (its answer will be dropped).
@@ -84,16 +96,17 @@ final class StatementBatcher<Item: Sendable, Answer: Sendable>: Sendable {
         return Array(state.queue.prefix(count))
     }
 
-    /// Sends `ids` in a task of its own (no caller's cancellation reaches the statement), answers
-    /// each caller still waiting, then sends what queued meanwhile.
+    /// Sends `ids` in a task of its own (no caller's cancellation, priority or trace reaches a
+    /// statement that carries other callers' items), answers each caller still waiting, then sends
+    /// what queued meanwhile. The task is owned by its waiters: each awaits the answer it resumes.
     private func start(_ ids: [UInt64]) {
-        Task {
+        Task.detached {
             var batch: [UInt64]? = ids
             while let ids = batch {
                 await self.answer(ids)
-                batch = state.withLockedValue { state -> [UInt64]? in
+                batch = self.state.withLockedValue { state -> [UInt64]? in
                     state.inFlight -= 1
-                    return takeBatch(&state)
+                    return self.takeBatch(&state)
                 }
             }
         }
@@ -101,31 +114,48 @@ final class StatementBatcher<Item: Sendable, Answer: Sendable>: Sendable {
 
     private func answer(_ ids: [UInt64]) async {
         // Callers that gave up before their statement went out are not in it.
-        let items = state.withLockedValue { state in ids.compactMap { id in state.waiters[id].map { (id, $0.item) } } }
+        let items = stillWaiting(ids)
         guard !items.isEmpty else { return }
-        var results: [Result<Answer, any Error>]
+        var results: [(id: UInt64, result: Result<Answer, any Error>)]
         do {
-            let answers = try await send(items.map(\.1))
-            guard answers.count == items.count else { throw BatchMismatch(items: items.count, answers: answers.count) }
-            results = answers.map { .success($0) }
+            let answers = try await bounded(items.map(\.1))
+            results = zip(items, answers).map { ($0.0, .success($1)) }
         } catch {
-            results = [.failure(error)]
-            if items.count > 1 {
+            results = items.map { ($0.0, .failure(error)) }
+            if items.count > 1, !(error is BatchMismatch), !PostgresStore.isUnavailable(error) {
                 // One refused row fails the whole statement: each item alone gets its own answer.
                 results = []
-                for (_, item) in items {
-                    do { results.append(.success(try await send([item])[0])) } catch { results.append(.failure(error)) }
+                for (id, item) in stillWaiting(items.map(\.0)) {
+                    do {
+                        let answers = try await bounded([item])
+                        results.append((id, .success(answers[0])))
+                    } catch {
+                        results.append((id, .failure(error)))
+                    }
                 }
             }
         }
-        let waiting = state.withLockedValue { state in items.map { state.waiters.removeValue(forKey: $0.0) } }
-        for (waiter, result) in zip(waiting, results) {
+        let waiting = state.withLockedValue { state in results.map { (state.waiters.removeValue(forKey: $0.id), $0.result) } }
+        for (waiter, result) in waiting {
             guard let waiter else { continue }
             switch result {
             case .success(let answer): waiter.continuation.resume(returning: answer)
             case .failure(let error): waiter.continuation.resume(throwing: error)
             }
         }
+    }
+
+    /// The items of `ids` whose callers still wait.
+    private func stillWaiting(_ ids: [UInt64]) -> [(UInt64, Item)] {
+        state.withLockedValue { state in ids.compactMap { id in state.waiters[id].map { (id, $0.item) } } }
+    }
+
+    /// One statement, within `statementTimeout` (a statement stuck on a dead connection gives its
+    /// lane back; its callers get the ``TimeoutError``), with exactly one answer per item.
+    private func bounded(_ items: [Item]) async throws -> [Answer] {
+        let answers = try await withTimeout(statementTimeout, "a batched statement of \(items.count)") { try await self.send(items) }
+        guard answers.count == items.count else { throw BatchMismatch(items: items.count, answers: answers.count) }
+        return answers
     }
 }
 

@@ -56,7 +56,7 @@ struct StatementBatcherTests {
         let first = Task { try await batcher.run(1) }
         try await Self.until { script.heldCount == 1 }
         let others = (2...4).map { value in Task { try await batcher.run(value) } }
-        try await Task.sleep(for: .milliseconds(50))
+        try await Self.until { batcher.queuedCount == 3 }
         #expect(script.sent == [[1]], "nothing else goes out while the only lane is busy")
         script.release()
         #expect(try await first.value == 2)
@@ -72,11 +72,11 @@ struct StatementBatcherTests {
         let first = Task { try await batcher.run(1) }
         try await Self.until { script.heldCount == 1 }
         let gaveUp = Task { try await batcher.run(7) }
-        try await Task.sleep(for: .milliseconds(50))
+        try await Self.until { batcher.queuedCount == 1 }
         gaveUp.cancel()
         await #expect(throws: CancellationError.self) { try await gaveUp.value }
         let live = Task { try await batcher.run(3) }
-        try await Task.sleep(for: .milliseconds(50))
+        try await Self.until { batcher.queuedCount == 1 }
         script.release()
         #expect(try await first.value == 2)
         #expect(try await live.value == 6)
@@ -91,7 +91,7 @@ struct StatementBatcherTests {
         try await Self.until { script.heldCount == 1 }
         let cancelled = Task { try await batcher.run(8) }
         let neighbour = Task { try await batcher.run(9) }
-        try await Task.sleep(for: .milliseconds(50))
+        try await Self.until { batcher.queuedCount == 2 }
         // Let the first statement go, and hold the next (8 and 9 together).
         script.release(keepHolding: true)
         #expect(try await first.value == 2)
@@ -112,7 +112,7 @@ struct StatementBatcherTests {
         let good = Task { try await batcher.run(2) }
         let bad = Task { try await batcher.run(-1) }
         let alsoGood = Task { try await batcher.run(3) }
-        try await Task.sleep(for: .milliseconds(50))
+        try await Self.until { batcher.queuedCount == 3 }
         script.release()
         #expect(try await first.value == 2)
         #expect(try await good.value == 4)

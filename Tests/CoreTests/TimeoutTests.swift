@@ -24,8 +24,10 @@ struct TimeoutTests {
 
     @Test("a bound pending behind finished calls' deadlines still fires")
     func pendingBehindFinishedCalls() async throws {
+        // Quick calls whose deadlines sit ahead of the stuck one's (on a loaded machine one may
+        // time out itself; either way its entry is no longer live when the timer reaches it).
         for index in 0..<50 {
-            #expect(try await withTimeout(.milliseconds(150), "quick \(index)") { index } == index)
+            _ = try? await withTimeout(.milliseconds(150), "quick \(index)") { index }
         }
         let clock = ContinuousClock()
         let started = clock.now
@@ -55,8 +57,10 @@ struct TimeoutTests {
         let clock = ContinuousClock()
         let outcomes = await withTaskGroup(of: (bound: Int, quick: Bool, timedOut: Bool, value: Int?, elapsed: Duration).self) { group in
             for index in 0..<200 {
-                let bound = 50 + (index * 37) % 250
                 let quick = index % 2 == 0
+                // Stuck calls get bounds of 50-300 ms, in shuffled order; quick ones a bound no
+                // scheduling delay reaches (the pool is shared with every other test).
+                let bound = quick ? 30_000 : 50 + (index * 37) % 250
                 group.addTask {
                     let started = clock.now
                     do {
@@ -83,5 +87,36 @@ struct TimeoutTests {
         }
         // A quick body finishes long before its bound even on a loaded machine; none may time out.
         #expect(outcomes.filter { $0.quick && $0.value == nil }.count == 0)
+    }
+
+    @Test("a body is cancelled even when its bound passes before its task is recorded (bound zero, many times)")
+    func zeroBoundCancelsEveryBody() async throws {
+        let ended = AsyncStream<Bool>.makeStream()
+        for index in 0..<300 {
+            _ = try? await withTimeout(.zero, "zero \(index)") {
+                do {
+                    try await Task.sleep(for: .seconds(60))
+                    ended.continuation.yield(false)
+                } catch {
+                    ended.continuation.yield(Task.isCancelled)
+                }
+                return 0
+            }
+        }
+        var cancelled = 0
+        for await sawCancel in ended.stream {
+            #expect(sawCancel)
+            cancelled += 1
+            if cancelled == 300 { break }
+        }
+        #expect(cancelled == 300)
+    }
+
+    @Test("a bound of centuries is no bound: the body's result comes back, and the caller can still cancel")
+    func centuriesAreNoBound() async throws {
+        #expect(try await withTimeout(.seconds(Int64.max / 2), "forever") { 7 } == 7)
+        let call = Task { try await withTimeout(.seconds(Int64.max / 2), "forever") { try await Task.sleep(for: .seconds(60)) } }
+        call.cancel()
+        await #expect(throws: CancellationError.self) { try await call.value }
     }
 }

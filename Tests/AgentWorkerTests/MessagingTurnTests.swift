@@ -86,11 +86,7 @@ struct MessagingTurnTests {
     @Test("STOP records the opt-out and gets neither a callback nor a reply; START lifts it and is answered")
     func optOut() async throws {
         let worker = try WorkerHarness()
-        let seen = Recorder<String>()
-        worker.tac.onMessageReady { text, _, _ in
-            seen.append(text)
-            return "ok"
-        }
+        let seen = worker.recordingMessages()
         try await worker.deliver(try WorkerHarness.message("STOP", conversationId: "conv-5", optOut: "stop"))
         #expect(seen.all.isEmpty)
         #expect(worker.replies.isEmpty)
@@ -123,11 +119,7 @@ struct MessagingTurnTests {
     @Test("a message authored by the agent's own participant gets no callback and no reply")
     func agentsOwnMessage() async throws {
         let worker = try WorkerHarness()
-        let seen = Recorder<String>()
-        worker.tac.onMessageReady { text, _, _ in
-            seen.append(text)
-            return "ok"
-        }
+        let seen = worker.recordingMessages()
         try await worker.store.upsertConversation(ConversationRecord(id: "conv-9", channel: .chat, agentParticipantId: "agent-participant"))
         let own = try BusEvent(
             MessageReceived(mode: .orchestrator, text: "from the agent", authorAddress: "agent", authorParticipantId: "agent-participant"),
@@ -166,11 +158,7 @@ struct MessagingTurnTests {
     @Test("the same event delivered twice through the inbound consumer: one callback, one reply; the next message is answered")
     func duplicateDelivery() async throws {
         let worker = try WorkerHarness()
-        let seen = Recorder<String>()
-        worker.tac.onMessageReady { text, _, _ in
-            seen.append(text)
-            return "You said: \(text)"
-        }
+        let seen = worker.recordingMessages { "You said: \($0)" }
         let first = try WorkerHarness.message("one", conversationId: "conv-7")
         try await worker.running {
             try await worker.publishInbound(first)

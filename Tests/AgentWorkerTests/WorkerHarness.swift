@@ -110,6 +110,16 @@ struct WorkerHarness {
                 callSid: "CA\(conversationId)"),
             conversationId: conversationId, channel: .voice)
     }
+
+    /// Registers an `onMessageReady` that records each message's text and answers with `reply(text)`.
+    func recordingMessages(reply: @escaping @Sendable (String) -> String = { _ in "ok" }) -> Recorder<String> {
+        let seen = Recorder<String>()
+        tac.onMessageReady { text, _, _ in
+            seen.append(text)
+            return reply(text)
+        }
+        return seen
+    }
 }
 
 /// Counts and keeps what callbacks received (callbacks are `@Sendable`).

@@ -8,11 +8,17 @@ import Testing
 /// still gets its own answer, and what is stored is what one statement each would have stored.
 @Suite("PostgreSQL store: batched statements against a real PostgreSQL")
 struct StoreBatchingTests {
-    @Test("concurrent appends each get their own answer: new rows true, a repeated id true exactly once")
-    func concurrentAppends() async throws {
+    /// Runs `body` on a store over a freshly migrated database (and its client, for direct queries).
+    static func withStore(_ body: @escaping @Sendable (PostgresClient, PostgresStore) async throws -> Void) async throws {
         let database = try await TestDatabase.migrated()
         try await database.withClient { client in
-            let store = PostgresStore(client: client, logger: TestEnvironment.logger)
+            try await body(client, PostgresStore(client: client, logger: TestEnvironment.logger))
+        }
+    }
+
+    @Test("concurrent appends each get their own answer: new rows true, a repeated id true exactly once")
+    func concurrentAppends() async throws {
+        try await Self.withStore { client, store in
             let stored = MessageRecord(id: "old", conversationId: "c1", channel: .sms, direction: .inbound, authorAddress: "+1555", body: "before")
             #expect(try await store.appendMessage(stored))
             // 600 callers (more than one statement holds): 300 distinct ids, 299 repeats of "twice",
@@ -50,9 +56,7 @@ struct StoreBatchingTests {
 
     @Test("concurrent deliveries marked sent each record their own provider id")
     func concurrentMarkDelivered() async throws {
-        let database = try await TestDatabase.migrated()
-        try await database.withClient { client in
-            let store = PostgresStore(client: client, logger: TestEnvironment.logger)
+        try await Self.withStore { client, store in
             for index in 0..<300 { try await store.insertDelivery(replyId: "r\(index)", conversationId: "c1", channel: .sms) }
             try await store.insertDelivery(replyId: "untouched", conversationId: "c1", channel: .sms)
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -79,9 +83,7 @@ struct StoreBatchingTests {
 extension StoreBatchingTests {
     @Test("a row PostgreSQL refuses (NUL in the body) fails only its own caller, not the others in its batch")
     func poisonRowFailsOnlyItsCaller() async throws {
-        let database = try await TestDatabase.migrated()
-        try await database.withClient { client in
-            let store = PostgresStore(client: client, logger: TestEnvironment.logger)
+        try await Self.withStore { client, store in
             let results = await withTaskGroup(of: (Int, Bool).self) { group in
                 for index in 0..<200 {
                     group.addTask {
@@ -101,9 +103,7 @@ extension StoreBatchingTests {
 
     @Test("one slow history statement does not hold every other append of the process")
     func slowStatementDoesNotHoldOthers() async throws {
-        let database = try await TestDatabase.migrated()
-        try await database.withClient { client in
-            let store = PostgresStore(client: client, logger: TestEnvironment.logger)
+        try await Self.withStore { client, store in
             try await client.withConnection { connection in
                 try await connection.query("BEGIN", logger: TestEnvironment.logger)
                 try await connection.query(
@@ -114,11 +114,12 @@ extension StoreBatchingTests {
                     try await store.appendMessage(
                         MessageRecord(id: "held", conversationId: "c0", channel: .sms, direction: .inbound, authorAddress: nil, body: "x"))
                 }
-                try await untilHolds(timeout: .seconds(10)) {
+                let waiting = try await eventually {
                     let rows = try await client.query("SELECT count(*)::int FROM pg_locks WHERE NOT granted", logger: TestEnvironment.logger)
                     for try await count in rows.decode(Int.self) { return count > 0 }
                     return false
                 }
+                try #require(waiting, "the held append never waited on the open transaction's row")
                 let other: Result<Bool, any Error>
                 do {
                     other = .success(
@@ -135,14 +136,4 @@ extension StoreBatchingTests {
             }
         }
     }
-}
-
-/// Polls `condition` until it holds or `timeout` passes.
-private func untilHolds(timeout: Duration, _ condition: @Sendable () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    Issue.record("condition not met within \(timeout)")
 }

@@ -15,6 +15,9 @@ import TwilioKit
 /// Twilio that, like Twilio, does not deduplicate a resend.
 @Suite("Reply delivery")
 struct ReplyDelivererTests {
+    /// A reply of about 4,000 characters: three parts of at most 1,600.
+    static let longText = (1...60).map { "Sentence number \($0) of a long answer about your booking options." }.joined(separator: " ")
+
     typealias Harness = OutboundHarness
     static let customer = "+15558881111"
 
@@ -118,7 +121,7 @@ struct ReplyDelivererTests {
     @Test("a reply longer than 1,600 characters goes out as ordered parts, each with its row; redelivered, nothing is resent")
     func longReplySplit() async throws {
         try await Harness.run { harness in
-            let text = (1...60).map { "Sentence number \($0) of a long answer about your booking options." }.joined(separator: " ")
+            let text = Self.longText
             let expected = MessageSplitter.split(text, limit: 1600)
             #expect(expected.count >= 2)
             let (event, entry) = try replyEntry(classic(text), id: "r-long")
@@ -134,7 +137,7 @@ struct ReplyDelivererTests {
     @Test("a part refused by Twilio is given up (dead-lettered); the parts after it never go out, even redelivered")
     func longReplyGivenUpPart() async throws {
         try await Harness.run { harness in
-            let text = (1...60).map { "Sentence number \($0) of a long answer about your booking options." }.joined(separator: " ")
+            let text = Self.longText
             let expected = MessageSplitter.split(text, limit: 1600)
             #expect(expected.count >= 3)
             let (event, entry) = try replyEntry(classic(text), id: "r-part")

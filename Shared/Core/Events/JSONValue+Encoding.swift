@@ -138,20 +138,15 @@ struct UnkeyedNodeEncoder: UnkeyedEncodingContainer {
     }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type) -> KeyedEncodingContainer<NestedKey> {
-        let child = EncodingNode()
-        let path = codingPath + [nextKey]
-        append(.node(child))
-        return NodeEncoder(node: child, codingPath: path).container(keyedBy: keyType)
+        nextChild().container(keyedBy: keyType)
     }
 
-    mutating func nestedUnkeyedContainer() -> any UnkeyedEncodingContainer {
-        let child = EncodingNode()
-        let path = codingPath + [nextKey]
-        append(.node(child))
-        return NodeEncoder(node: child, codingPath: path).unkeyedContainer()
-    }
+    mutating func nestedUnkeyedContainer() -> any UnkeyedEncodingContainer { nextChild().unkeyedContainer() }
 
-    mutating func superEncoder() -> any Encoder {
+    mutating func superEncoder() -> any Encoder { nextChild() }
+
+    /// An encoder for a new element at the end (its path names the element's index).
+    private func nextChild() -> NodeEncoder {
         let child = EncodingNode()
         let path = codingPath + [nextKey]
         append(.node(child))

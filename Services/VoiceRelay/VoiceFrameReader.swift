@@ -85,11 +85,15 @@ struct VoiceFrameReader: Service {
         guard event.carries(VoiceFrame.self), let session = registry.session(event.conversationId), !session.isHandedOver,
             let frame = Self.voiceFrame(event, logger: logger)
         else { return [] }
-        let (forward, heldUntil) = session.admit(
-            VoiceTurnGate.Frame(
-                turnId: frame.turnId, sequence: frame.seq, generation: frame.gen, frame: frame.frame, entryId: entryId, adopted: adopted))
-        held[session.conversationId] = heldUntil
-        if forward.isEmpty { Counter(label: "agentconnect_voice_frames_dropped_total").increment() }
+        var forward: [VoiceTurnGate.Forward] = []
+        for (sequence, payload) in frame.frames {
+            let (admitted, heldUntil) = session.admit(
+                VoiceTurnGate.Frame(
+                    turnId: frame.turnId, sequence: sequence, generation: frame.gen, frame: payload, entryId: entryId, adopted: adopted))
+            held[session.conversationId] = heldUntil
+            if admitted.isEmpty { Counter(label: "agentconnect_voice_frames_dropped_total").increment() }
+            forward += admitted
+        }
         return forward.compactMap { outgoing($0, session: session) }
     }
 
@@ -133,7 +137,7 @@ struct VoiceFrameReader: Service {
         if frame.adopted { Counter(label: "agentconnect_voice_frames_adopted_total").increment() }
         if frame.isLast { session.promptSpans.end(frame.promptId, event: "last token") }
         if frame.frame["type"]?.string == "text" { session.relayState.forwarded(turnId: frame.turnId, isLast: frame.isLast) }
-        guard let text = try? String(decoding: JSONEncoderShared.encode(frame.frame), as: UTF8.self) else { return nil }
+        guard let text = try? String(decoding: CompactJSON.encode(frame.frame), as: UTF8.self) else { return nil }
         return Outgoing(
             session: session, text: text,
             sent: .init(
@@ -161,17 +165,4 @@ struct VoiceFrameReader: Service {
             }
         }
     }
-}
-
-/// Compact JSON for outbound frames.
-enum JSONEncoderShared {
-    static func encode(_ value: JSONValue) throws -> [UInt8] {
-        Array(try encoder.encode(value))
-    }
-
-    private static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        return encoder
-    }()
 }

@@ -30,15 +30,19 @@ enum ReplyPublisher {
         return try await bus.publish(event, to: stream)
     }
 
-    /// One ConversationRelay frame for a live call. `turnId` and `sequence` let the relay drop frames of
-    /// an interrupted turn and duplicates of a turn redone after a worker died.
-    static func publishFrame(
-        _ frame: JSONValue, turnId: String, sequence: Int, conversationId: String, relayInstance: String, traceparent: String,
+    /// ConversationRelay frames for a live call, in a row of one turn: the first is the turn's frame
+    /// `sequence`, the others follow it. `turnId` and the sequence let the relay drop frames of an
+    /// interrupted turn and duplicates of a turn redone after a worker died.
+    static func publishFrames(
+        _ frames: ArraySlice<JSONValue>, turnId: String, sequence: Int, conversationId: String, relayInstance: String, traceparent: String,
         bus: any EventBus
     ) async throws {
+        guard let first = frames.first else { return }
         // `gen`: the worker producing the turn (the relay keeps the first generation of a turn).
         let event = try BusEvent(
-            VoiceFrame(turnId: turnId, seq: sequence, frame: frame, gen: LeaseFence.current?.holder), id: "\(turnId):f\(sequence)",
+            VoiceFrame(
+                turnId: turnId, seq: sequence, frame: first, more: frames.count > 1 ? Array(frames.dropFirst()) : nil,
+                gen: LeaseFence.current?.holder), id: "\(turnId):f\(sequence)",
             conversationId: conversationId, channel: .voice, traceparent: traceparent)
         _ = try await publish(event, to: Streams.voice(instance: relayInstance), bus: bus)
     }

@@ -63,14 +63,24 @@ extension WorkerRuntime {
         guard let relay else {
             throw TACError("no live call for conversation \(conversationId)")
         }
-        var sequence = 0
         var spoken = ""
-        try await body { frame in
-            sequence += 1
-            if frame["type"]?.string == "text" { spoken += frame["token"]?.string ?? "" }
-            try await ReplyPublisher.publishFrame(
-                frame, turnId: turnId, sequence: sequence, conversationId: conversationId, relayInstance: relay,
-                traceparent: traceparent, bus: bus)
+        let outbox = FrameOutbox()
+        let bus = bus
+        // The author's stream does not wait for each frame's publish: frames that come while one is
+        // on the way go out together (``FrameOutbox``). The reply is done when the last is published.
+        try await withThrowingTaskGroup(of: Void.self) { publishers in
+            try await body { frame in
+                if frame["type"]?.string == "text" { spoken += frame["token"]?.string ?? "" }
+                guard try outbox.add(frame) else { return }
+                publishers.addTask {
+                    try await outbox.drain { frames, sequence in
+                        try await ReplyPublisher.publishFrames(
+                            frames, turnId: turnId, sequence: sequence, conversationId: conversationId, relayInstance: relay,
+                            traceparent: traceparent, bus: bus)
+                    }
+                }
+            }
+            try await publishers.waitForAll()
         }
         // A cancelled turn (an interrupt) is recorded from the interrupt: what the caller heard of it.
         if let session = turn?.session, !spoken.isEmpty, !Task.isCancelled {

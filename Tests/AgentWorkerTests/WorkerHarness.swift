@@ -88,9 +88,13 @@ struct WorkerHarness {
     /// The replies on `tac:outbound`.
     var replies: [BusEvent] { bus.events(on: Streams.outbound) }
 
-    /// The frames published to a relay's stream.
+    /// The frames published to a relay's stream, one per ConversationRelay frame (an event carrying
+    /// several in a row gives each with its own `seq`).
     func frames(relay: String) throws -> [VoiceFrame] {
-        try bus.events(on: Streams.voice(instance: relay)).map { try $0.decode(VoiceFrame.self) }
+        try bus.events(on: Streams.voice(instance: relay)).flatMap { event in
+            let carried = try event.decode(VoiceFrame.self)
+            return carried.frames.map { VoiceFrame(turnId: carried.turnId, seq: $0.sequence, frame: $0.frame, gen: carried.gen) }
+        }
     }
 
     /// A customer message on a messaging channel.

@@ -35,16 +35,24 @@ struct ReplyPublisherTests {
         #expect(try event.decode(ReplyReady.self).mode == .classic)
     }
 
-    @Test("voice.frame: the hand-built payload's bytes, with and without a lease holder")
+    @Test("voice.frame: the hand-built payload's bytes for one frame; frames in a row ride in `more`")
     func voiceFrame() async throws {
         let bus = InMemoryEventBus()
         let frame: JSONValue = ["type": "text", "token": "Hi", "last": true]
-        try await ReplyPublisher.publishFrame(
-            frame, turnId: "ev1:r1", sequence: 3, conversationId: "CA1", relayInstance: "relay-1", traceparent: Traceparent.random().description,
+        try await ReplyPublisher.publishFrames(
+            [frame], turnId: "ev1:r1", sequence: 3, conversationId: "CA1", relayInstance: "relay-1", traceparent: Traceparent.random().description,
             bus: bus)
         let event = try #require(bus.events(on: Streams.voice(instance: "relay-1")).first)
         let legacy: JSONValue = ["turnId": "ev1:r1", "seq": .number(3), "frame": frame, "gen": .null]
         #expect(event.id == "ev1:r1:f3" && event.type == EventType.voiceFrame)
         #expect(try CompactJSON.encode(event.payload) == CompactJSON.encode(withoutNulls(legacy)))
+
+        let words: [JSONValue] = ["a ", "b ", "c"].map { ["type": "text", "token": .string($0), "last": false] }
+        try await ReplyPublisher.publishFrames(
+            words[...], turnId: "ev1:r2", sequence: 4, conversationId: "CA1", relayInstance: "relay-1",
+            traceparent: Traceparent.random().description, bus: bus)
+        let batched = try #require(bus.events(on: Streams.voice(instance: "relay-1")).last).decode(VoiceFrame.self)
+        #expect(batched.frames.map(\.sequence) == [4, 5, 6])
+        #expect(batched.frames.map(\.frame) == words)
     }
 }

@@ -89,24 +89,37 @@ package struct VoiceCallStatus: BusEventPayload, Equatable {
     }
 }
 
-/// `voice.frame`: a frame for a live ConversationRelay socket (text token, play, end, …), on the
+/// `voice.frame`: frames for a live ConversationRelay socket (text token, play, end, …), on the
 /// stream of the relay holding the call. The envelope's id is `<turnId>:f<seq>`.
+///
+/// One event carries one frame, or several in a row of one turn (`more`): the frames a worker had
+/// ready while its previous publish of the turn was on the way go out together. Each keeps its own
+/// place in the turn (`seq`, `seq + 1`, …), so the relay drops and deduplicates frame by frame as
+/// before. A relay built before `more` existed would drop the frames in it: upgrade relays first.
 package struct VoiceFrame: BusEventPayload, Equatable {
     package static let type = EventType.voiceFrame
 
     /// The turn producing it: the relay drops frames of an interrupted turn.
     package var turnId: String
-    /// The frame's place in its turn (duplicates of a redone turn are dropped).
+    /// The place in its turn of `frame` (duplicates of a redone turn are dropped).
     package var seq: Int
     /// The ConversationRelay frame.
     package var frame: JSONValue
+    /// The frames that follow `frame` in the turn (`seq + 1`, …); absent when there are none.
+    package var more: [JSONValue]?
     /// The worker producing the turn (its partition lease holder): the relay keeps a turn's first.
     package var gen: String?
 
-    package init(turnId: String, seq: Int, frame: JSONValue, gen: String? = nil) {
+    package init(turnId: String, seq: Int, frame: JSONValue, more: [JSONValue]? = nil, gen: String? = nil) {
         self.turnId = turnId
         self.seq = seq
         self.frame = frame
+        self.more = more
         self.gen = gen
+    }
+
+    /// Every frame the event carries, in order, with its place in the turn.
+    package var frames: [(sequence: Int, frame: JSONValue)] {
+        [(seq, frame)] + (more ?? []).enumerated().map { (seq + 1 + $0.offset, $0.element) }
     }
 }

@@ -58,11 +58,12 @@ struct WebhookController: Sendable {
             guard verifier.verifyForm(request, params: fields) else { return forbidden("webhook") }
             decision = classifier.classifyClassicMessage(fields, traceparent: traceparent)
         } else {
-            guard verifier.verifyJSON(request, body: body) else { return forbidden("webhook") }
+            let bodyHash = TwilioSignature.bodyHash(body)
+            guard verifier.verifyJSON(request, bodyHash: bodyHash) else { return forbidden("webhook") }
             guard let json = try? CompactJSON.decode(body) else {
                 return JSONResponse.error(.badRequest, "body is not valid JSON")
             }
-            decision = classifier.classifyOrchestratorEvent(json, bodyHash: TwilioSignature.bodyHash(body), traceparent: traceparent)
+            decision = classifier.classifyOrchestratorEvent(json, bodyHash: bodyHash, traceparent: traceparent)
         }
         let response = await apply(decision)
         Timer(label: "agentconnect_webhook_accept_seconds", dimensions: [("route", "/webhook")])
@@ -91,7 +92,8 @@ struct WebhookController: Sendable {
         case .success(let bytes): body = bytes
         case .failure(let response): return response
         }
-        guard verifier.verifyJSON(request, body: body) else { return forbidden("ci-webhook") }
+        let bodyHash = TwilioSignature.bodyHash(body)
+        guard verifier.verifyJSON(request, bodyHash: bodyHash) else { return forbidden("ci-webhook") }
         guard let json = try? CompactJSON.decode(body), case .object = json else {
             return JSONResponse.error(.badRequest, "body must be a JSON object")
         }
@@ -101,7 +103,7 @@ struct WebhookController: Sendable {
         let traceparent = Traceparent.continuing(request.headers[HTTPField.Name("traceparent")!]).description
         return await apply(
             classifier.classifyIntelligenceResult(
-                json, conversationId: conversationId, bodyHash: TwilioSignature.bodyHash(body), traceparent: traceparent))
+                json, conversationId: conversationId, bodyHash: bodyHash, traceparent: traceparent))
     }
 
     private func apply(_ decision: WebhookDecision) async -> Response {

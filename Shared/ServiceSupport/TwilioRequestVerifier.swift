@@ -42,10 +42,11 @@ package struct TwilioRequestVerifier: Sendable {
         return candidateURLs(request).contains { signature.isValid(header, url: $0, params: params) }
     }
 
-    /// Verifies a JSON request through `bodySHA256`.
-    package func verifyJSON(_ request: Request, body: [UInt8]) -> Bool {
+    /// Verifies a JSON request through `bodySHA256`, given the body's hex SHA-256
+    /// (``TwilioSignature/bodyHash(_:)``, computed once per request).
+    package func verifyJSON(_ request: Request, bodyHash: String) -> Bool {
         guard let header = Self.signatureHeader(request) else { return false }
-        return candidateURLs(request).contains { signature.isValidJSON(header, url: $0, body: body) }
+        return candidateURLs(request).contains { signature.isValidJSON(header, url: $0, bodyHash: bodyHash) }
     }
 
     /// Verifies a WebSocket upgrade as Twilio signs it (the same scheme as a GET webhook): the full

@@ -36,9 +36,14 @@ package struct TwilioSignature: Sendable {
     /// Checks a JSON webhook: the URL carries `bodySHA256=<hex sha256 of the body>`, the signature
     /// covers the URL with no params, and the body hash must match.
     package func isValidJSON(_ signature: String, url: String, body: some Collection<UInt8>) -> Bool {
+        isValidJSON(signature, url: url, bodyHash: Self.bodyHash(body))
+    }
+
+    /// ``isValidJSON(_:url:body:)`` with the body's ``bodyHash(_:)`` already computed (once per request,
+    /// however many URLs are tried).
+    package func isValidJSON(_ signature: String, url: String, bodyHash: String) -> Bool {
         guard let expectedHash = Self.queryItems(of: url).first(where: { $0.0 == "bodySHA256" })?.1 else { return false }
-        let actualHash = Self.bodyHash(body)
-        let hashMatches = Self.constantTimeEquals(Array(actualHash.utf8), Array(expectedHash.lowercased().utf8))
+        let hashMatches = Self.constantTimeEquals(Array(bodyHash.utf8), Array(expectedHash.lowercased().utf8))
         return isValid(signature, url: url) && hashMatches
     }
 

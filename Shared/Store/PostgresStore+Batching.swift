@@ -166,16 +166,25 @@ private struct BatchMismatch: Error, CustomStringConvertible {
     var description: String { "a statement for \(items) items gave \(answers) answers" }
 }
 
-/// The statements ``PostgresStore`` batches: history rows (two per messaging turn) and deliveries
-/// marked sent (one per reply).
+/// The statements ``PostgresStore`` batches: history rows (two per messaging turn), delivery rows
+/// claimed for a send and deliveries marked sent (one each per reply).
 final class PostgresBatchers: Sendable {
     /// At most this many rows per statement (7 parameters each, far below PostgreSQL's 65,535).
     static let maxBatch = 256
 
     let appendMessage: StatementBatcher<MessageRecord, Bool>
+    /// The new-row step of ``PostgresStore/claimForSending(replyId:conversationId:channel:textHash:owner:leaseMilliseconds:optOut:targetKnown:)``,
+    /// on two lanes, not four: a claim's statement costs PostgreSQL several times what a row of it
+    /// costs (parsing, planning, commit), and replies arrive one by one, so claims queue (and share
+    /// a statement) only while every lane is out; two lanes still leave one free beside a stuck
+    /// statement.
+    let claimRows: StatementBatcher<ClaimRequest, ClaimedRow>
     let markDelivered: StatementBatcher<(replyId: String, providerId: String?), Void>
 
     init(client: PostgresClient, logger: Logger) {
+        claimRows = StatementBatcher(maxBatch: Self.maxBatch, maxInFlight: 2) { requests in
+            try await PostgresStore.claimRows(requests, client: client, logger: logger)
+        }
         appendMessage = StatementBatcher(maxBatch: Self.maxBatch) { messages in
             try await Self.appendMessages(messages, client: client, logger: logger)
         }

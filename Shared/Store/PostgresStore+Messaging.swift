@@ -85,7 +85,7 @@ extension PostgresStore {
     }
 }
 
-/// What ``PostgresStore/claimForSending(replyId:conversationId:channel:textHash:owner:leaseMilliseconds:optOut:)`` found, in one
+/// What ``PostgresStore/claimForSending(replyId:conversationId:channel:textHash:owner:leaseMilliseconds:optOut:targetKnown:)`` found, in one
 /// round trip on the common path.
 package struct SendingClaim: Sendable, Equatable {
     /// The claim, as ``DeliveryStore/claimDelivery(replyId:conversationId:channel:textHash:owner:leaseMilliseconds:)`` answers it.
@@ -122,6 +122,7 @@ extension PostgresStore {
     /// reply with its addresses, or the participants reconciled). Otherwise, as when a call to Twilio
     /// comes first (reconciling participants, which may outlast the lease), the caller records the send
     /// with ``markSending(replyId:owner:leaseMilliseconds:)``, which checks it still owns the row.
+    /// Claims issued at the same time share that statement (``claimRows(_:client:logger:)``).
     ///
     /// A row that already exists (a redelivered reply) is taken over as
     /// ``claimDelivery(replyId:conversationId:channel:textHash:owner:leaseMilliseconds:)`` does:
@@ -132,35 +133,10 @@ extension PostgresStore {
         replyId: String, conversationId: String, channel: ChannelKind, textHash: String, owner: String, leaseMilliseconds: Int,
         optOut: (agent: String, customer: String)?, targetKnown: Bool = false
     ) async throws -> SendingClaim {
-        // A plain (unnamed) statement, not a named prepared one: PgBouncer in transaction mode (README)
-        // hands each transaction any server connection, where a name prepared on another is unknown.
-        let rows = try await client.query(
-            """
-            WITH opted AS (
-                SELECT EXISTS (SELECT 1 FROM opt_outs WHERE agent_address = \(optOut?.agent) AND customer_address = \(optOut?.customer)) AS opted_out
-            ), parts AS (
-                SELECT c.agent_participant_id, c.customer_participant_id FROM conversations c
-                WHERE c.id = \(conversationId) AND c.metadata->>'participants_reconciled' = '1'
-                    AND c.agent_participant_id IS NOT NULL AND c.customer_participant_id IS NOT NULL
-            ), recorded AS (
-                SELECT NOT opted.opted_out AND (\(targetKnown) OR EXISTS (SELECT 1 FROM parts)) AS send_recorded FROM opted
-            ), inserted AS (
-                INSERT INTO deliveries (reply_id, conversation_id, channel, text_hash, owner, lease_until, in_doubt_since, attempts)
-                SELECT \(replyId), \(conversationId), \(channel.rawValue), \(textHash), \(owner),
-                    now() + \(leaseMilliseconds) * interval '1 millisecond',
-                    CASE WHEN recorded.send_recorded THEN now() END, CASE WHEN recorded.send_recorded THEN 1 ELSE 0 END
-                FROM recorded
-                ON CONFLICT (reply_id) DO NOTHING RETURNING reply_id
-            )
-            SELECT EXISTS (SELECT 1 FROM inserted), opted.opted_out, recorded.send_recorded, parts.agent_participant_id, parts.customer_participant_id
-            FROM opted CROSS JOIN recorded LEFT JOIN parts ON true
-            """, logger: logger)
-        var found: (inserted: Bool, optedOut: Bool, sendRecorded: Bool, participants: (agentId: String, customerId: String)?)?
-        for try await row in rows.decode((Bool, Bool, Bool, String?, String?).self) {
-            let participants = row.3.flatMap { agent in row.4.map { (agentId: agent, customerId: $0) } }
-            found = (row.0, row.1, row.2, participants)
-        }
-        guard let found else { throw StoreError(.unavailable, "claiming the delivery row of reply \(replyId) returned no row") }
+        let found = try await batchers.claimRows.run(
+            ClaimRequest(
+                replyId: replyId, conversationId: conversationId, channel: channel, textHash: textHash, owner: owner,
+                leaseMilliseconds: leaseMilliseconds, optOut: optOut, targetKnown: targetKnown))
         if found.inserted {
             return SendingClaim(
                 claim: .claimed(inDoubtSince: nil), sendRecorded: found.sendRecorded, optedOut: found.optedOut, participants: found.participants)

@@ -141,6 +141,109 @@ struct DeliveryClaimTests {
         }
     }
 
+    @Test(
+        "claims issued at the same time each get their own answer; of two owners claiming one reply at once exactly one wins",
+        arguments: Kind.allCases)
+    func concurrentClaims(kind: Kind) async throws {
+        try await withStore(kind) { store, row in
+            try await store.setOptedOut(true, agent: "+1555", customer: "+1666")
+            _ = try await claim(store, "stored", owner: "c")
+            // 200 replies, each claimed at once by owners "a" and "b" (far more callers than one
+            // statement's lanes: most share a statement), every fifth to an opted-out customer, and
+            // the reply stored before, claimed by "a" while "c" holds it.
+            let answers = try await withThrowingTaskGroup(of: (String, String, SendingClaim).self) { group in
+                for index in 0..<200 {
+                    for owner in ["a", "b"] {
+                        group.addTask {
+                            let optOut = index.isMultiple(of: 5) ? (agent: "+1555", customer: "+1666") : (agent: "+1555", customer: "+1777")
+                            return ("r\(index)", owner, try await claim(store, "r\(index)", owner: owner, optOut: optOut))
+                        }
+                    }
+                }
+                group.addTask { ("stored", "a", try await claim(store, "stored")) }
+                return try await group.reduce(into: [(String, String, SendingClaim)]()) { $0.append($1) }
+            }
+            for index in 0..<200 {
+                let copies = answers.filter { $0.0 == "r\(index)" }
+                let winners = copies.filter { $0.2.claim == .claimed(inDoubtSince: nil) }
+                try #require(winners.count == 1, "reply r\(index): \(copies.map { ($0.1, $0.2.claim) })")
+                #expect(copies.filter { $0.2.claim == .heldElsewhere }.count == 1)
+                let optedOut = index.isMultiple(of: 5)
+                #expect(copies.allSatisfy { $0.2.optedOut == optedOut })
+                #expect(winners[0].2.sendRecorded == !optedOut)
+                #expect(
+                    try await row("r\(index)") == Row(status: "pending", attempts: optedOut ? 0 : 1, inDoubt: !optedOut, owner: winners[0].1))
+            }
+            #expect(answers.filter { $0.0 == "stored" }.map(\.2.claim) == [.heldElsewhere])
+            #expect(try await row("stored")?.owner == "c")
+        }
+    }
+
+    @Test("claims in one statement: each request read and inserted as alone; a reply requested twice is inserted for its first copy only")
+    func claimsInOneStatement() async throws {
+        let database = try await TestDatabase.migrated()
+        try await database.withClient { client in
+            let store = PostgresStore(client: client, logger: TestEnvironment.logger)
+            try await store.setOptedOut(true, agent: "+1555", customer: "+1666")
+            try await store.upsertConversation(
+                ConversationRecord(
+                    id: "reconciled", channel: .sms, customerParticipantId: "PC1", agentParticipantId: "PA1",
+                    metadata: ["participants_reconciled": "1"]))
+            _ = try await store.claimForSending(
+                replyId: "stored", conversationId: "conv-1", channel: .sms, textHash: "h", owner: "c", leaseMilliseconds: 30_000, optOut: nil,
+                targetKnown: true)
+            func request(_ replyId: String, owner: String = "a", conversation: String = "conv-1", optOut: (String, String)? = nil, targetKnown: Bool)
+                -> ClaimRequest
+            {
+                ClaimRequest(
+                    replyId: replyId, conversationId: conversation, channel: .whatsapp, textHash: "h-\(replyId)", owner: owner,
+                    leaseMilliseconds: 30_000, optOut: optOut.map { (agent: $0.0, customer: $0.1) }, targetKnown: targetKnown)
+            }
+            let answers = try await PostgresStore.claimRows(
+                [
+                    request("known", targetKnown: true),
+                    request("opted", optOut: ("+1555", "+1666"), targetKnown: true),
+                    request("unknown", targetKnown: false),
+                    request("parts", conversation: "reconciled", optOut: ("+1555", "+1777"), targetKnown: false),
+                    request("stored", targetKnown: true),
+                    request("twice", owner: "b", targetKnown: true),
+                    request("twice", owner: "a", targetKnown: true),
+                ], client: client, logger: TestEnvironment.logger)
+            #expect(
+                answers == [
+                    ClaimedRow(inserted: true, optedOut: false, sendRecorded: true),
+                    ClaimedRow(inserted: true, optedOut: true, sendRecorded: false),
+                    ClaimedRow(inserted: true, optedOut: false, sendRecorded: false),
+                    ClaimedRow(inserted: true, optedOut: false, sendRecorded: true, participants: (agentId: "PA1", customerId: "PC1")),
+                    ClaimedRow(inserted: false, optedOut: false, sendRecorded: true),
+                    ClaimedRow(inserted: true, optedOut: false, sendRecorded: true),
+                    ClaimedRow(inserted: false, optedOut: false, sendRecorded: true),
+                ])
+            var rows: [String: (String, String, String, Int, Bool, Bool)] = [:]
+            let stored = try await client.query(
+                """
+                SELECT reply_id, channel, text_hash, owner, attempts, in_doubt_since IS NOT NULL,
+                    lease_until BETWEEN now() + interval '29 seconds' AND now() + interval '31 seconds'
+                FROM deliveries
+                """, logger: TestEnvironment.logger)
+            for try await found in stored.decode((String, String, String, String, Int, Bool, Bool).self) {
+                rows[found.0] = (found.1, found.2, found.3, found.4, found.5, found.6)
+            }
+            #expect(rows.count == 6)
+            for (replyId, recorded) in [("known", true), ("opted", false), ("unknown", false), ("parts", true), ("twice", true)] {
+                let found = try #require(rows[replyId])
+                #expect(found.0 == "whatsapp" && found.1 == "h-\(replyId)" && found.5, "\(replyId): \(found)")
+                #expect(found.2 == (replyId == "twice" ? "b" : "a") && found.3 == (recorded ? 1 : 0) && found.4 == recorded, "\(replyId): \(found)")
+            }
+            #expect(rows["stored"]?.2 == "c")
+            // The later copy of a reply goes on as a reply whose row exists: held by the first copy's owner.
+            let later = try await store.claimForSending(
+                replyId: "twice", conversationId: "conv-1", channel: .whatsapp, textHash: "h-twice", owner: "a", leaseMilliseconds: 30_000,
+                optOut: nil, targetKnown: true)
+            #expect(later.claim == .heldElsewhere)
+        }
+    }
+
     @Test("other sent replies with the same text are counted since a time, this reply excluded", arguments: Kind.allCases)
     func countSentLike(kind: Kind) async throws {
         try await withStore(kind) { store, _ in

@@ -4,8 +4,8 @@ import PostgresNIO
 import Store
 import Testing
 
-/// History rows and deliveries marked sent at the same time go out as one statement: each caller
-/// still gets its own answer, and what is stored is what one statement each would have stored.
+/// History rows, delivery claims and deliveries marked sent at the same time go out as one statement:
+/// each caller still gets its own answer, and what is stored is what one statement each would have stored.
 @Suite("PostgreSQL store: batched statements against a real PostgreSQL")
 struct StoreBatchingTests {
     /// Runs `body` on a store over a freshly migrated database (and its client, for direct queries).
@@ -98,6 +98,63 @@ extension StoreBatchingTests {
             }
             let failedOthers = results.filter { $0.key != 100 && !$0.value }.count
             #expect(failedOthers == 0, "\(failedOthers) unrelated history rows were lost with the refused one")
+        }
+    }
+
+    @Test("a claim PostgreSQL refuses (NUL in the reply id) fails only its own caller, not the others in its batch")
+    func poisonClaimFailsOnlyItsCaller() async throws {
+        try await Self.withStore { client, store in
+            let results = await withTaskGroup(of: (Int, Bool).self) { group in
+                for index in 0..<200 {
+                    group.addTask {
+                        do {
+                            let claimed = try await store.claimForSending(
+                                replyId: index == 100 ? "r\u{0}" : "r\(index)", conversationId: "c1", channel: .sms, textHash: "h", owner: "a",
+                                leaseMilliseconds: 30_000, optOut: nil, targetKnown: true)
+                            return (index, claimed.claim == .claimed(inDoubtSince: nil))
+                        } catch {
+                            return (index, false)
+                        }
+                    }
+                }
+                return await group.reduce(into: [Int: Bool]()) { $0[$1.0] = $1.1 }
+            }
+            #expect(results[100] == false)
+            let failedOthers = results.filter { $0.key != 100 && !$0.value }.count
+            #expect(failedOthers == 0, "\(failedOthers) unrelated claims failed with the refused one")
+        }
+    }
+
+    @Test("one slow claim statement does not hold every other claim of the process")
+    func slowClaimDoesNotHoldOthers() async throws {
+        try await Self.withStore { client, store in
+            @Sendable func claim(_ replyId: String) async throws -> SendingClaim {
+                try await store.claimForSending(
+                    replyId: replyId, conversationId: "c1", channel: .sms, textHash: "h", owner: "a", leaseMilliseconds: 30_000, optOut: nil,
+                    targetKnown: true)
+            }
+            try await client.withConnection { connection in
+                try await connection.query("BEGIN", logger: TestEnvironment.logger)
+                try await connection.query(
+                    "INSERT INTO deliveries (reply_id, conversation_id, channel) VALUES ('held', 'c0', 'sms')", logger: TestEnvironment.logger)
+                // A claim of the same reply waits on the open transaction's row (a slow statement).
+                let held = Task { try await claim("held") }
+                let waiting = try await eventually {
+                    let rows = try await client.query("SELECT count(*)::int FROM pg_locks WHERE NOT granted", logger: TestEnvironment.logger)
+                    for try await count in rows.decode(Int.self) { return count > 0 }
+                    return false
+                }
+                try #require(waiting, "the held claim never waited on the open transaction's row")
+                let other: Result<SendingClaim, any Error>
+                do {
+                    other = .success(try await withTimeout(.seconds(3), "an unrelated claim") { try await claim("other") })
+                } catch {
+                    other = .failure(error)
+                }
+                try await connection.query("ROLLBACK", logger: TestEnvironment.logger)
+                _ = try? await held.value
+                #expect((try? other.get())?.claim == .claimed(inDoubtSince: nil), "an unrelated claim waited behind the slow one: \(other)")
+            }
         }
     }
 

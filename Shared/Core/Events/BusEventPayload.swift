@@ -8,9 +8,34 @@ import Foundation
 /// properties' names; a `nil` optional is left out (except where a type writes `null` as its
 /// producers always did, e.g. ``MessageReceived/Media``), and a missing member and `null` read alike,
 /// so processes built before and after the typed events read each other's events.
+///
+/// The `Codable` conformance defines that format; the events on the bus's hot path (all but
+/// ``IntelligenceResult``) also convert to and from ``JSONValue`` directly (``PayloadWriter``,
+/// ``PayloadReader``), the same bytes and the same errors without a coder's cost (issue 18). A type
+/// that does not is converted through its `Codable` conformance (the default implementations).
 package protocol BusEventPayload: Codable, Sendable {
     /// The envelope's `type` (one of ``EventType``).
     static var type: String { get }
+
+    /// The envelope's `payload` for this event.
+    func busPayload() throws -> JSONValue
+
+    /// Reads the event from an envelope's `payload`.
+    /// - Throws: an error naming the member that is missing or of the wrong type, which
+    ///   ``BusEvent/decode(_:)`` reports as ``BusEventPayloadError/Code/invalidPayload``.
+    init(busPayload: JSONValue) throws
+}
+
+extension BusEventPayload {
+    /// Through the `Codable` conformance (``JSONValue/init(encoding:)``).
+    package func busPayload() throws -> JSONValue {
+        try JSONValue(encoding: self)
+    }
+
+    /// Through the `Codable` conformance (``JSONValue/decode(_:)``).
+    package init(busPayload: JSONValue) throws {
+        self = try busPayload.decode(Self.self)
+    }
 }
 
 extension BusEvent {
@@ -21,7 +46,7 @@ extension BusEvent {
     ) throws {
         self.init(
             id: id, type: Payload.type, conversationId: conversationId, channel: channel, occurredAt: occurredAt, traceparent: traceparent,
-            payload: try JSONValue(encoding: payload))
+            payload: try payload.busPayload())
     }
 
     /// Whether this envelope carries a `Payload` (its `type` is `Payload.type`).
@@ -37,7 +62,9 @@ extension BusEvent {
             throw BusEventPayloadError(.wrongType, "event \(id) is \(self.type), not \(Payload.type)")
         }
         do {
-            return try payload.decode(type)
+            return try Payload(busPayload: payload)
+        } catch let error as PayloadFieldError {
+            throw BusEventPayloadError(.invalidPayload, "\(self.type) event \(id): \(error)")
         } catch let error as DecodingError {
             throw BusEventPayloadError(.invalidPayload, "\(self.type) event \(id): \(BusEventPayloadError.describe(error))")
         }
@@ -67,8 +94,8 @@ package struct BusEventPayloadError: Error, CustomStringConvertible, Equatable {
 
     package var description: String { message }
 
-    /// A decoding error as `payload.<path>: <reason>`.
-    static func describe(_ error: DecodingError) -> String {
+    /// A decoding error as `payload.<path>: <reason>` (or `payload.<path> is missing`).
+    package static func describe(_ error: DecodingError) -> String {
         func path(_ codingPath: [any CodingKey]) -> String {
             codingPath.reduce("payload") { text, key in key.intValue.map { "\(text)[\($0)]" } ?? "\(text).\(key.stringValue)" }
         }

@@ -19,6 +19,23 @@ package struct ConversationStarted: BusEventPayload, Equatable {
         self.address = address
         self.profileId = profileId
     }
+
+    package func busPayload() -> JSONValue {
+        var writer = PayloadWriter(capacity: 4)
+        writer.set("participantId", participantId)
+        writer.set("participantType", participantType)
+        writer.set("address", address)
+        writer.set("profileId", profileId)
+        return writer.json
+    }
+
+    package init(busPayload: JSONValue) throws {
+        let reader = try PayloadReader(busPayload)
+        participantId = try reader.optionalScalar("participantId")
+        participantType = try reader.optionalScalar("participantType")
+        address = try reader.optionalScalar("address")
+        profileId = try reader.optionalScalar("profileId")
+    }
 }
 
 /// `conversation.inactive`: Conversation Orchestrator's conversation went `INACTIVE`. The webhook names
@@ -42,6 +59,23 @@ package struct ConversationInactive: BusEventPayload, Equatable {
         self.reason = reason
         self.channelKnown = channelKnown
         self.metadata = metadata
+    }
+
+    package func busPayload() -> JSONValue {
+        var writer = PayloadWriter(capacity: 4)
+        writer.set("status", status)
+        writer.set("reason", reason)
+        writer.set("channelKnown", channelKnown)
+        writer.set("metadata", metadata)
+        return writer.json
+    }
+
+    package init(busPayload: JSONValue) throws {
+        let reader = try PayloadReader(busPayload)
+        status = try reader.scalar("status")
+        reason = try reader.rawValue("reason")
+        channelKnown = try reader.optionalScalar("channelKnown")
+        metadata = reader.optionalValue("metadata")
     }
 }
 
@@ -90,6 +124,29 @@ package struct ConversationEnded: BusEventPayload, Equatable {
         self.status = status
         self.channelKnown = channelKnown
         self.metadata = metadata
+    }
+
+    package func busPayload() -> JSONValue {
+        var writer = PayloadWriter(capacity: 4)
+        writer.set("reason", reason)
+        writer.set("callSid", callSid)
+        writer.set("relayInstance", relayInstance)
+        writer.set("handoffData", handoffData)
+        writer.set("status", status)
+        writer.set("channelKnown", channelKnown)
+        writer.set("metadata", metadata)
+        return writer.json
+    }
+
+    package init(busPayload: JSONValue) throws {
+        let reader = try PayloadReader(busPayload)
+        reason = try reader.rawValue("reason")
+        callSid = try reader.optionalScalar("callSid")
+        relayInstance = try reader.optionalScalar("relayInstance")
+        handoffData = try reader.optionalScalar("handoffData")
+        status = try reader.optionalScalar("status")
+        channelKnown = try reader.optionalScalar("channelKnown")
+        metadata = reader.optionalValue("metadata")
     }
 
     /// How long a conversation's end is remembered for deduplication.

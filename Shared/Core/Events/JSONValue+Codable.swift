@@ -1,5 +1,6 @@
-/// `Codable` values to and from ``JSONValue`` directly, without bytes or Foundation's coders: how a
-/// typed bus event (``BusEventPayload``) becomes an envelope's `payload` and is read back from it.
+/// `Codable` values to and from ``JSONValue`` directly, without bytes or Foundation's coders: the
+/// wire format of a typed bus event (``BusEventPayload``) as its `Codable` conformance states it, the
+/// conversion of a payload type without a direct one, and what the direct ones must match.
 ///
 /// Encoding: a `nil` optional is left out (``JSONValue``'s readers take a missing member and `null`
 /// alike); numbers become `.number`; a ``JSONValue`` is carried as it is. Decoding reads what the

@@ -28,6 +28,19 @@ package struct MessageReceived: BusEventPayload, Equatable {
             try container.encode(contentType, forKey: .contentType)
             try container.encode(size, forKey: .size)
         }
+
+        /// As ``encode(to:)`` writes it.
+        var json: JSONValue {
+            .object(["url": .string(url), "contentType": JSONValue(contentType), "size": size.map { .number(Double($0)) } ?? .null])
+        }
+
+        /// As the `Codable` conformance reads it.
+        init(json: JSONValue) throws {
+            let reader = try PayloadReader(json)
+            url = try reader.scalar("url")
+            contentType = try reader.optionalScalar("contentType")
+            size = try reader.optionalScalar("size")
+        }
     }
 
     /// How the conversation reaches Twilio (replies go back the same way).
@@ -92,6 +105,51 @@ package struct MessageReceived: BusEventPayload, Equatable {
         self.callSetup = callSetup
         self.supersedes = supersedes
     }
+
+    package func busPayload() -> JSONValue {
+        var writer = PayloadWriter(capacity: 10)
+        writer.set("mode", mode)
+        writer.set("text", text)
+        writer.set("authorAddress", authorAddress)
+        writer.set("media", media.map { .array($0.map(\.json)) })
+        writer.set("authorParticipantId", authorParticipantId)
+        writer.set("agentAddress", agentAddress)
+        writer.set("agentParticipantId", agentParticipantId)
+        writer.set("channelId", channelId)
+        writer.set("communicationId", communicationId)
+        writer.set("messageSid", messageSid)
+        writer.set("optOut", optOut)
+        writer.set("relayInstance", relayInstance)
+        writer.set("callSid", callSid)
+        writer.set("direction", direction)
+        writer.set("lang", lang)
+        writer.set("customParameters", customParameters)
+        writer.set("callSetup", callSetup)
+        writer.set("supersedes", supersedes)
+        return writer.json
+    }
+
+    package init(busPayload: JSONValue) throws {
+        let reader = try PayloadReader(busPayload)
+        mode = try reader.rawValue("mode")
+        text = try reader.scalar("text")
+        authorAddress = try reader.scalar("authorAddress")
+        media = try reader.optionalArray("media", Media.init(json:))
+        authorParticipantId = try reader.optionalScalar("authorParticipantId")
+        agentAddress = try reader.optionalScalar("agentAddress")
+        agentParticipantId = try reader.optionalScalar("agentParticipantId")
+        channelId = try reader.optionalScalar("channelId")
+        communicationId = try reader.optionalScalar("communicationId")
+        messageSid = try reader.optionalScalar("messageSid")
+        optOut = try reader.optionalScalar("optOut")
+        relayInstance = try reader.optionalScalar("relayInstance")
+        callSid = try reader.optionalScalar("callSid")
+        direction = try reader.optionalScalar("direction")
+        lang = try reader.optionalScalar("lang")
+        customParameters = try reader.optionalStringMap("customParameters")
+        callSetup = try reader.optionalStringMap("callSetup")
+        supersedes = try reader.optionalScalar("supersedes")
+    }
 }
 
 /// `reply.ready`: an agent reply for outbound to deliver on a messaging channel (on `tac:outbound`;
@@ -139,6 +197,37 @@ package struct ReplyReady: BusEventPayload, Equatable {
         self.contentVariables = contentVariables
         self.part = part
     }
+
+    package func busPayload() -> JSONValue {
+        var writer = PayloadWriter(capacity: 8)
+        writer.set("text", text)
+        writer.set("mode", mode)
+        writer.set("customerAddress", customerAddress)
+        writer.set("customerParticipantId", customerParticipantId)
+        writer.set("agentAddress", agentAddress)
+        writer.set("agentParticipantId", agentParticipantId)
+        writer.set("channelId", channelId)
+        writer.set("media", media.map { .array($0.map(JSONValue.string)) })
+        writer.set("contentSid", contentSid)
+        writer.set("contentVariables", contentVariables)
+        writer.set("part", part)
+        return writer.json
+    }
+
+    package init(busPayload: JSONValue) throws {
+        let reader = try PayloadReader(busPayload)
+        text = try reader.scalar("text")
+        mode = try reader.rawValue("mode")
+        customerAddress = try reader.optionalScalar("customerAddress")
+        customerParticipantId = try reader.optionalScalar("customerParticipantId")
+        agentAddress = try reader.optionalScalar("agentAddress")
+        agentParticipantId = try reader.optionalScalar("agentParticipantId")
+        channelId = try reader.optionalScalar("channelId")
+        media = try reader.optionalArray("media") { try PayloadReader.scalar($0) as String }
+        contentSid = try reader.optionalScalar("contentSid")
+        contentVariables = try reader.optionalStringMap("contentVariables")
+        part = try reader.optionalScalar("part")
+    }
 }
 
 /// `message.status`: Twilio's delivery status of a reply sent through the Messages API (a status
@@ -169,10 +258,32 @@ package struct MessageStatus: BusEventPayload, Equatable {
         self.agentAddress = agentAddress
         self.customerAddress = customerAddress
     }
+
+    package func busPayload() -> JSONValue {
+        var writer = PayloadWriter(capacity: 6)
+        writer.set("messageSid", messageSid)
+        writer.set("status", status)
+        writer.set("errorCode", errorCode)
+        writer.set("errorMessage", errorMessage)
+        writer.set("agentAddress", agentAddress)
+        writer.set("customerAddress", customerAddress)
+        return writer.json
+    }
+
+    package init(busPayload: JSONValue) throws {
+        let reader = try PayloadReader(busPayload)
+        messageSid = try reader.scalar("messageSid")
+        status = try reader.scalar("status")
+        errorCode = try reader.optionalScalar("errorCode")
+        errorMessage = try reader.optionalScalar("errorMessage")
+        agentAddress = try reader.scalar("agentAddress")
+        customerAddress = try reader.scalar("customerAddress")
+    }
 }
 
 /// `intelligence.result`: a Conversation Intelligence webhook, carried whole (its `operatorResults`,
-/// `intelligenceConfiguration`, … as Twilio sent them).
+/// `intelligenceConfiguration`, … as Twilio sent them). Rare and already a single ``JSONValue``: it
+/// goes through its `Codable` conformance (``BusEventPayload``'s default conversion).
 package struct IntelligenceResult: BusEventPayload, Equatable {
     package static let type = EventType.intelligenceResult
 

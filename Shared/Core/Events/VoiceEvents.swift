@@ -17,6 +17,23 @@ package struct VoiceInterrupted: BusEventPayload, Equatable {
         self.callSid = callSid
         self.relayInstance = relayInstance
     }
+
+    package func busPayload() -> JSONValue {
+        var writer = PayloadWriter(capacity: 4)
+        writer.set("utteranceUntilInterrupt", utteranceUntilInterrupt)
+        writer.set("durationUntilInterruptMs", durationUntilInterruptMs)
+        writer.set("callSid", callSid)
+        writer.set("relayInstance", relayInstance)
+        return writer.json
+    }
+
+    package init(busPayload: JSONValue) throws {
+        let reader = try PayloadReader(busPayload)
+        utteranceUntilInterrupt = try reader.scalar("utteranceUntilInterrupt")
+        durationUntilInterruptMs = try reader.scalar("durationUntilInterruptMs")
+        callSid = try reader.scalar("callSid")
+        relayInstance = try reader.scalar("relayInstance")
+    }
 }
 
 /// `voice.dtmf`: the caller pressed a key.
@@ -34,6 +51,21 @@ package struct VoiceDTMF: BusEventPayload, Equatable {
         self.digit = digit
         self.callSid = callSid
         self.relayInstance = relayInstance
+    }
+
+    package func busPayload() -> JSONValue {
+        var writer = PayloadWriter(capacity: 3)
+        writer.set("digit", digit)
+        writer.set("callSid", callSid)
+        writer.set("relayInstance", relayInstance)
+        return writer.json
+    }
+
+    package init(busPayload: JSONValue) throws {
+        let reader = try PayloadReader(busPayload)
+        digit = try reader.scalar("digit")
+        callSid = try reader.scalar("callSid")
+        relayInstance = try reader.scalar("relayInstance")
     }
 }
 
@@ -56,6 +88,23 @@ package struct VoiceRelayMessage: BusEventPayload, Equatable {
         self.frame = frame
         self.callSid = callSid
         self.relayInstance = relayInstance
+    }
+
+    package func busPayload() -> JSONValue {
+        var writer = PayloadWriter(capacity: 4)
+        writer.set("frameType", frameType)
+        writer.set("frame", frame)
+        writer.set("callSid", callSid)
+        writer.set("relayInstance", relayInstance)
+        return writer.json
+    }
+
+    package init(busPayload: JSONValue) throws {
+        let reader = try PayloadReader(busPayload)
+        frameType = try reader.scalar("frameType")
+        frame = try reader.value("frame")
+        callSid = try reader.scalar("callSid")
+        relayInstance = try reader.scalar("relayInstance")
     }
 }
 
@@ -86,6 +135,21 @@ package struct VoiceCallStatus: BusEventPayload, Equatable {
         self.kind = kind
         self.callSid = callSid
         self.fields = fields
+    }
+
+    package func busPayload() -> JSONValue {
+        var writer = PayloadWriter(capacity: 3)
+        writer.set("kind", kind)
+        writer.set("callSid", callSid)
+        writer.set("fields", fields)
+        return writer.json
+    }
+
+    package init(busPayload: JSONValue) throws {
+        let reader = try PayloadReader(busPayload)
+        kind = try reader.rawValue("kind")
+        callSid = try reader.scalar("callSid")
+        fields = try reader.stringMap("fields")
     }
 }
 
@@ -121,5 +185,24 @@ package struct VoiceFrame: BusEventPayload, Equatable {
     /// Every frame the event carries, in order, with its place in the turn.
     package var frames: [(sequence: Int, frame: JSONValue)] {
         [(seq, frame)] + (more ?? []).enumerated().map { (seq + 1 + $0.offset, $0.element) }
+    }
+
+    package func busPayload() -> JSONValue {
+        var writer = PayloadWriter(capacity: 5)
+        writer.set("turnId", turnId)
+        writer.set("seq", seq)
+        writer.set("frame", frame)
+        writer.set("more", more.map(JSONValue.array))
+        writer.set("gen", gen)
+        return writer.json
+    }
+
+    package init(busPayload: JSONValue) throws {
+        let reader = try PayloadReader(busPayload)
+        turnId = try reader.scalar("turnId")
+        seq = try reader.scalar("seq")
+        frame = try reader.value("frame")
+        more = try reader.optionalArray("more") { $0 }
+        gen = try reader.optionalScalar("gen")
     }
 }

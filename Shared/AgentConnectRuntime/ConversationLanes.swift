@@ -24,15 +24,10 @@ struct LaneWork: Sendable {
                 || (event.type == EventType.messageReceived && Self.supersedes(event)))
     }
 
-    /// A prompt's ``MessageReceived/supersedes``, read alone (the turn decodes the whole event):
-    /// absent or unreadable reads as true.
+    /// A prompt's ``MessageReceived/supersedes``, read alone (the turn decodes the whole event) and
+    /// as leniently (`"false"` too): absent or unreadable reads as true.
     private static func supersedes(_ event: BusEvent) -> Bool {
-        (try? event.payload.decode(Supersedes.self))?.supersedes != false
-    }
-
-    /// The one member of `message.received` the lanes read.
-    private struct Supersedes: Decodable {
-        var supersedes: Bool?
+        event.payload["supersedes"]?.bool != false
     }
 }
 

@@ -13,6 +13,21 @@ struct ConversationLanesTests {
         return LaneWork(entry: BusEntry(stream: "s", id: "\(n)-0", event: event, raw: []), event: event)
     }
 
+    @Test("a voice prompt supersedes the running turn unless it says supersedes false (the string too); absent or unreadable reads as true")
+    func promptSupersedes() {
+        func supersedes(_ payload: JSONValue) -> Bool {
+            let event = BusEvent(type: EventType.messageReceived, conversationId: "c", channel: .voice, payload: payload)
+            return LaneWork(entry: BusEntry(stream: "s", id: "1-0", event: event, raw: []), event: event).supersedesVoiceTurn
+        }
+        #expect(!supersedes(["text": "hi", "supersedes": false]))
+        #expect(!supersedes(["text": "hi", "supersedes": "false"]))
+        #expect(supersedes(["text": "hi", "supersedes": true]))
+        #expect(supersedes(["text": "hi"]))
+        #expect(supersedes(["text": "hi", "supersedes": .null]))
+        #expect(supersedes(["text": "hi", "supersedes": 0]))
+        #expect(supersedes(.array([])))
+    }
+
     @Test("events of one conversation run in order, one at a time")
     func ordering() async {
         let lanes = ConversationLanes()

@@ -274,7 +274,7 @@ struct RelaySocketHandler: Sendable {
             mode: lookup == nil ? .relay : .orchestrator, text: frame["voicePrompt"]?.string ?? "", authorAddress: session.caller,
             agentAddress: agent, relayInstance: registry.instance, callSid: session.callSid, direction: session.direction,
             lang: frame["lang"]?.string, customParameters: session.customParameters.isEmpty ? nil : session.customParameters,
-            callSetup: setup.isEmpty ? nil : setup, supersedes: supersedes)
+            callSetup: setup.isEmpty ? nil : setup, supersedes: supersedes, framesInRow: true)
         var event: BusEvent
         do {
             event = try BusEvent(received, conversationId: session.conversationId, channel: .voice)

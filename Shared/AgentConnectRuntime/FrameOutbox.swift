@@ -7,8 +7,11 @@ import NIOConcurrencyHelpers
 /// (the first token is not held back); frames that come while one is under way go out together next.
 /// Under load this turns a reply's tokens into a few events instead of one each.
 final class FrameOutbox: Sendable {
-    /// The most frames one event carries.
-    static let framesPerEvent = 64
+    /// The most frames one event carries, when the relay reads several (``MessageReceived/framesInRow``).
+    static let maxFramesPerEvent = 64
+
+    /// The most frames one event carries here: 1 for a relay that reads one frame per event.
+    let framesPerEvent: Int
 
     private struct State {
         var waiting: [JSONValue] = []
@@ -19,6 +22,10 @@ final class FrameOutbox: Sendable {
     }
 
     private let state = NIOLockedValueBox(State())
+
+    init(framesPerEvent: Int = FrameOutbox.maxFramesPerEvent) {
+        self.framesPerEvent = max(1, framesPerEvent)
+    }
 
     /// Queues a frame; true when no publisher is running and the caller must start one (``drain(_:)``).
     /// - Throws: the error an earlier publish of this reply failed with.
@@ -54,7 +61,7 @@ final class FrameOutbox: Sendable {
                 state.publishing = false
                 return nil
             }
-            let count = min(Self.framesPerEvent, state.waiting.count)
+            let count = min(framesPerEvent, state.waiting.count)
             let batch = state.waiting[..<count]
             state.waiting.removeFirst(count)
             defer { state.nextSequence += count }

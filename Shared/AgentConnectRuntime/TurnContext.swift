@@ -12,13 +12,16 @@ package struct TurnContext: Sendable {
     let mode: ConversationMode
     /// The relay instance holding the call's socket (voice).
     let relayInstance: String?
+    /// Whether that relay reads several frames from one event (``MessageReceived/framesInRow``).
+    package let framesInRow: Bool
     private let counter = NIOLockedValueBox(0)
 
-    init(event: BusEvent, session: ConversationSession, mode: ConversationMode, relayInstance: String?) {
+    init(event: BusEvent, session: ConversationSession, mode: ConversationMode, relayInstance: String?, framesInRow: Bool = false) {
         self.event = event
         self.session = session
         self.mode = mode
         self.relayInstance = relayInstance
+        self.framesInRow = framesInRow
     }
 
     /// A reply id that is the same when the turn is redone: `<event id>:r<n>`.

@@ -125,7 +125,8 @@ package struct TurnHandler: Sendable {
                 return
             }
         }
-        let context = TurnContext(event: event, session: session, mode: message.mode, relayInstance: message.relayInstance)
+        let context = TurnContext(
+            event: event, session: session, mode: message.mode, relayInstance: message.relayInstance, framesInRow: message.framesInRow == true)
         let callback = tac.callbacks.withLockedValue(\.messageReady)
         logger.info(
             "turn",

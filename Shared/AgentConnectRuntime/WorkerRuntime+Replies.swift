@@ -64,11 +64,14 @@ extension WorkerRuntime {
             throw TACError("no live call for conversation \(conversationId)")
         }
         var spoken = ""
-        let outbox = FrameOutbox()
-        let bus = bus
         // The author's stream does not wait for each frame's publish: frames that come while one is
-        // on the way go out together (``FrameOutbox``). The reply is done when the last is published.
-        try await withThrowingTaskGroup(of: Void.self) { publishers in
+        // on the way go out together (``FrameOutbox``), when the relay that sent the prompt reads
+        // several from one event; outside a turn (no prompt to tell) one frame per event. The reply
+        // is done when the last is published; after a failed publish the next frame handed in, and
+        // the reply, fail with its error.
+        let outbox = FrameOutbox(framesPerEvent: turn?.framesInRow == true ? FrameOutbox.maxFramesPerEvent : 1)
+        let bus = bus
+        try await withThrowingDiscardingTaskGroup { publishers in
             try await body { frame in
                 if frame["type"]?.string == "text" { spoken += frame["token"]?.string ?? "" }
                 guard try outbox.add(frame) else { return }
@@ -80,7 +83,6 @@ extension WorkerRuntime {
                     }
                 }
             }
-            try await publishers.waitForAll()
         }
         // A cancelled turn (an interrupt) is recorded from the interrupt: what the caller heard of it.
         if let session = turn?.session, !spoken.isEmpty, !Task.isCancelled {

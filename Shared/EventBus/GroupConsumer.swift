@@ -34,7 +34,7 @@ package struct GroupConsumer: Service {
 
     package func run() async throws {
         let stopping = NIOLockedValueBox(false)
-        try await withGracefulShutdownHandler {
+        await withGracefulShutdownHandler {
             // Entries are handled as they arrive, up to `batchSize` at once: a slow one (Twilio taking
             // its time) does not hold back the others.
             await withDiscardingTaskGroup { tasks in

@@ -30,6 +30,19 @@ struct VoiceTurnTests {
         #expect(history.map(\.body) == ["hello", "You said: hello"])
     }
 
+    @Test("a turn batches its frames only for a relay that said it reads several from one event")
+    func framesInRowFromThePrompt() async throws {
+        let worker = try WorkerHarness()
+        let seen = Recorder<Bool>()
+        worker.tac.onMessageReady { _, _, _ in
+            seen.append(TurnContext.current?.framesInRow ?? false)
+            return "ok"
+        }
+        try await worker.deliver(try WorkerHarness.prompt("new relay", conversationId: "conv-v9"))
+        try await worker.deliver(try WorkerHarness.prompt("old relay", conversationId: "conv-v10", framesInRow: nil))
+        #expect(seen.all == [true, false])
+    }
+
     @Test("outside a turn, a reply goes to the relay the call registry names; no live call throws")
     func replyOutsideATurn() async throws {
         let worker = try WorkerHarness()

@@ -107,11 +107,14 @@ struct WorkerHarness {
     }
 
     /// A caller's prompt on a call held by `relay`.
-    static func prompt(_ text: String, conversationId: String, relay: String = "relay-a", from: String = "+15550002222") throws -> BusEvent {
+    /// `framesInRow`: the relay reads several frames from one event (relays from before that send nil).
+    static func prompt(
+        _ text: String, conversationId: String, relay: String = "relay-a", from: String = "+15550002222", framesInRow: Bool? = true
+    ) throws -> BusEvent {
         try BusEvent(
             MessageReceived(
                 mode: .orchestrator, text: text, authorAddress: from, agentAddress: "+15559990000", relayInstance: relay,
-                callSid: "CA\(conversationId)"),
+                callSid: "CA\(conversationId)", framesInRow: framesInRow),
             conversationId: conversationId, channel: .voice)
     }
 

@@ -15,7 +15,7 @@ struct BusEventPayloadConversionTests {
             media: [.init(url: "https://m/1", contentType: "image/png", size: 42), .init(url: "https://m/2")], authorParticipantId: "PC1",
             agentAddress: "+15550002222", agentParticipantId: "PA1", channelId: "CH1", communicationId: "comm1", messageSid: "SM1", optOut: "stop",
             relayInstance: "relay-1", callSid: "CA1", direction: "inbound", lang: "en-US", customParameters: ["tier": "gold", "": "empty"],
-            callSetup: ["callType": "PSTN"], supersedes: false),
+            callSetup: ["callType": "PSTN"], supersedes: false, framesInRow: true),
         ReplyReady(
             text: "a\tb", mode: .classic, customerAddress: "+1", customerParticipantId: "PC1", agentAddress: "+2", agentParticipantId: "PA1",
             channelId: "CH1", media: ["https://m/1", "https://m/2"], contentSid: "HX1", contentVariables: ["1": "a", "2": "b"], part: 2),

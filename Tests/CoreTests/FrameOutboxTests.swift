@@ -65,6 +65,16 @@ struct FrameOutboxTests {
         #expect(batches.withLockedValue { $0.map(\.1) } == [64, 64, 22])
     }
 
+    @Test("for a relay that reads one frame per event, each frame is an event of its own")
+    func oneFramePerEvent() async throws {
+        let outbox = FrameOutbox(framesPerEvent: 1)
+        for index in 0..<3 { _ = try outbox.add(Self.token("\(index)")) }
+        let batches = NIOLockedValueBox<[(Int, Int)]>([])
+        try await outbox.drain { frames, sequence in batches.withLockedValue { $0.append((sequence, frames.count)) } }
+        #expect(batches.withLockedValue { $0.map(\.0) } == [1, 2, 3])
+        #expect(batches.withLockedValue { $0.map(\.1) } == [1, 1, 1])
+    }
+
     @Test("a failed publish fails the reply: the next frame is refused with its error")
     func failure() async throws {
         struct Down: Error, Equatable {}

@@ -79,12 +79,17 @@ package struct MessageReceived: BusEventPayload, Equatable {
     package var callSetup: [String: String]?
     /// Voice: whether this prompt cuts the reply in progress (absent reads as true).
     package var supersedes: Bool?
+    /// Voice: the relay reads several frames from one `voice.frame` event (``VoiceFrame/more``), so
+    /// the reply's frames may go out batched. Absent from relays built before `more`: their prompts'
+    /// replies go out one frame per event, so no frame is lost while old and new relays run side by side.
+    package var framesInRow: Bool?
 
     package init(
         mode: ConversationMode, text: String, authorAddress: String, media: [Media]? = nil, authorParticipantId: String? = nil,
         agentAddress: String? = nil, agentParticipantId: String? = nil, channelId: String? = nil, communicationId: String? = nil,
         messageSid: String? = nil, optOut: String? = nil, relayInstance: String? = nil, callSid: String? = nil, direction: String? = nil,
-        lang: String? = nil, customParameters: [String: String]? = nil, callSetup: [String: String]? = nil, supersedes: Bool? = nil
+        lang: String? = nil, customParameters: [String: String]? = nil, callSetup: [String: String]? = nil, supersedes: Bool? = nil,
+        framesInRow: Bool? = nil
     ) {
         self.mode = mode
         self.text = text
@@ -104,6 +109,7 @@ package struct MessageReceived: BusEventPayload, Equatable {
         self.customParameters = customParameters
         self.callSetup = callSetup
         self.supersedes = supersedes
+        self.framesInRow = framesInRow
     }
 
     package func busPayload() -> JSONValue {
@@ -126,6 +132,7 @@ package struct MessageReceived: BusEventPayload, Equatable {
         writer.set("customParameters", customParameters)
         writer.set("callSetup", callSetup)
         writer.set("supersedes", supersedes)
+        writer.set("framesInRow", framesInRow)
         return writer.json
     }
 
@@ -149,6 +156,7 @@ package struct MessageReceived: BusEventPayload, Equatable {
         customParameters = try reader.optionalStringMap("customParameters")
         callSetup = try reader.optionalStringMap("callSetup")
         supersedes = try reader.optionalScalar("supersedes")
+        framesInRow = try reader.optionalScalar("framesInRow")
     }
 }
 

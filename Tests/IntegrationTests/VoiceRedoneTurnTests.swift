@@ -37,7 +37,9 @@ struct VoiceRedoneTurnTests {
         let frames: [JSONValue] = tokens.enumerated().map { index, token in
             ["type": "text", "token": .string(token), "last": .bool(last && index == tokens.count - 1)]
         }
-        var payload: [String: JSONValue] = ["turnId": .string(turnId), "seq": .number(Double(sequence)), "gen": .string(generation), "frame": frames[0]]
+        var payload: [String: JSONValue] = [
+            "turnId": .string(turnId), "seq": .number(Double(sequence)), "gen": .string(generation), "frame": frames[0],
+        ]
         if frames.count > 1 { payload["more"] = .array(Array(frames.dropFirst())) }
         return BusEvent(id: "\(turnId):f\(sequence)", type: EventType.voiceFrame, conversationId: "", channel: .voice, payload: .object(payload))
     }

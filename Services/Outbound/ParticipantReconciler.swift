@@ -2,12 +2,6 @@ import AgentConnectCore
 import Logging
 import Store
 
-/// The agent and customer participant ids of a conversation.
-struct ResolvedParticipants: Sendable, Equatable {
-    var agentId: String
-    var customerId: String
-}
-
 /// Participant reconciliation as TAC does it (docs/architecture.md §6.1), done once per
 /// conversation and remembered in PostgreSQL instead of listing participants on every reply.
 struct ParticipantReconciler: Sendable {
@@ -21,13 +15,13 @@ struct ParticipantReconciler: Sendable {
     /// from the stored conversation once reconciled, else reconciled now against Twilio.
     func resolve(
         conversationId: String, channel: ChannelKind, agentAddress: String, customerAddress: String?, authorParticipantId: String?,
-        known: ResolvedParticipants? = nil
-    ) async throws -> ResolvedParticipants {
+        known: ParticipantIds? = nil
+    ) async throws -> ParticipantIds {
         if let known { return known }
         if let record = try await store.conversation(id: conversationId), record.metadata[Self.reconciledKey] == "1",
             let agent = record.agentParticipantId, let customer = record.customerParticipantId
         {
-            return ResolvedParticipants(agentId: agent, customerId: customer)
+            return ParticipantIds(agentId: agent, customerId: customer)
         }
         let participants = try await api.participants(conversationId: conversationId)
         if let authorParticipantId, let author = participants.first(where: { $0.id == authorParticipantId }), author.isAgent {
@@ -55,7 +49,7 @@ struct ParticipantReconciler: Sendable {
                 id: conversationId, channel: channel, customerAddress: customerAddress, agentAddress: agentAddress,
                 customerParticipantId: customer.id, agentParticipantId: agentId, profileId: customer.profileId,
                 metadata: [Self.reconciledKey: "1"]))
-        return ResolvedParticipants(agentId: agentId, customerId: customer.id)
+        return ParticipantIds(agentId: agentId, customerId: customer.id)
     }
 
     private func reconcileAgent(_ participants: [Participant], conversationId: String, channel: ChannelKind, address: String) async throws -> String {

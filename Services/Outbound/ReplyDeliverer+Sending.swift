@@ -2,6 +2,7 @@ import AgentConnectCore
 import Foundation
 import Logging
 import Metrics
+import Store
 import TwilioKit
 
 /// Where a reply goes and how it is sent: the Messages API (classic) or an Orchestrator
@@ -17,7 +18,7 @@ extension ReplyDeliverer {
     }
 
     /// Where the reply goes; `known`: the conversation's reconciled participants, read with the claim.
-    func resolveTarget(_ event: BusEvent, reply: ReplyReady, known: (agentId: String, customerId: String)?) async throws -> Target {
+    func resolveTarget(_ event: BusEvent, reply: ReplyReady, known: ParticipantIds?) async throws -> Target {
         if reply.mode == .classic {
             guard let target = classicTarget(event, reply: reply) else { throw ReconciliationError("classic reply without addresses") }
             return target
@@ -28,7 +29,7 @@ extension ReplyDeliverer {
         let participants = try await reconciler.resolve(
             conversationId: event.conversationId, channel: event.channel, agentAddress: agentAddress,
             customerAddress: reply.customerAddress, authorParticipantId: reply.customerParticipantId,
-            known: known.map { ResolvedParticipants(agentId: $0.agentId, customerId: $0.customerId) })
+            known: known)
         let channelId = reply.channelId
         if event.channel == .chat && channelId == nil { throw ReconciliationError("chat reply without channelId") }
         return .orchestrated(participants: participants, agentAddress: agentAddress, channelId: channelId)

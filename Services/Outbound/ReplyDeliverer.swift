@@ -53,7 +53,7 @@ struct ReplyDeliverer: Sendable {
     /// Where a reply goes: a classic Messages API send, or a Conversation Orchestrator action.
     enum Target: Sendable {
         case classic(from: String, to: String)
-        case orchestrated(participants: ResolvedParticipants, agentAddress: String, channelId: String?)
+        case orchestrated(participants: ParticipantIds, agentAddress: String, channelId: String?)
     }
 
     /// Delivers one `reply.ready` in a `delivery` span, a child of the reply's `traceparent` (the turn).

@@ -197,11 +197,9 @@ extension InMemoryStore: SendingClaimStore {
         state.withLockedValue { state in
             let now = Date()
             let optedOut = optOut.map { state.optOuts.contains(Self.optOutKey(agent: $0.agent, customer: $0.customer)) } ?? false
-            var participants: (agentId: String, customerId: String)?
-            if let conversation = state.conversations[conversationId], conversation.metadata["participants_reconciled"] == "1",
-                let agent = conversation.agentParticipantId, let customer = conversation.customerParticipantId
-            {
-                participants = (agent, customer)
+            var participants: ParticipantIds?
+            if let conversation = state.conversations[conversationId], conversation.metadata["participants_reconciled"] == "1" {
+                participants = ParticipantIds(agentId: conversation.agentParticipantId, customerId: conversation.customerParticipantId)
             }
             guard state.deliveries[replyId] != nil else {
                 let sendRecorded = !optedOut && (targetKnown || participants != nil)

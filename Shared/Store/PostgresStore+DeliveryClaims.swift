@@ -32,6 +32,23 @@ package struct ClaimRequest: Sendable {
     }
 }
 
+/// A conversation's reconciled Orchestrator participants: the agent's and the customer's ids.
+package struct ParticipantIds: Sendable, Equatable {
+    package var agentId: String
+    package var customerId: String
+
+    package init(agentId: String, customerId: String) {
+        self.agentId = agentId
+        self.customerId = customerId
+    }
+
+    /// Both ids as a row reads them, or nil when either is missing.
+    init?(agentId: String?, customerId: String?) {
+        guard let agentId, let customerId else { return nil }
+        self.init(agentId: agentId, customerId: customerId)
+    }
+}
+
 /// What the claim statement found for one ``ClaimRequest``.
 package struct ClaimedRow: Sendable, Equatable {
     /// Whether this request created the row (false: it existed, or an earlier copy of the reply in
@@ -42,18 +59,13 @@ package struct ClaimedRow: Sendable, Equatable {
     /// Whether the row was created with its send recorded (meaningful only when `inserted`).
     package var sendRecorded: Bool
     /// The conversation's agent and customer participant ids, when its participants were reconciled.
-    package var participants: (agentId: String, customerId: String)?
+    package var participants: ParticipantIds?
 
-    package init(inserted: Bool, optedOut: Bool, sendRecorded: Bool, participants: (agentId: String, customerId: String)? = nil) {
+    package init(inserted: Bool, optedOut: Bool, sendRecorded: Bool, participants: ParticipantIds? = nil) {
         self.inserted = inserted
         self.optedOut = optedOut
         self.sendRecorded = sendRecorded
         self.participants = participants
-    }
-
-    package static func == (lhs: ClaimedRow, rhs: ClaimedRow) -> Bool {
-        lhs.inserted == rhs.inserted && lhs.optedOut == rhs.optedOut && lhs.sendRecorded == rhs.sendRecorded
-            && lhs.participants?.agentId == rhs.participants?.agentId && lhs.participants?.customerId == rhs.participants?.customerId
     }
 }
 
@@ -116,8 +128,8 @@ extension PostgresStore {
         var answers = [ClaimedRow?](repeating: nil, count: requests.count)
         for try await row in rows.decode((Int, Bool, Bool, Bool, String?, String?).self) {
             guard answers.indices.contains(row.0 - 1) else { continue }
-            let participants = row.4.flatMap { agent in row.5.map { (agentId: agent, customerId: $0) } }
-            answers[row.0 - 1] = ClaimedRow(inserted: row.1, optedOut: row.2, sendRecorded: row.3, participants: participants)
+            answers[row.0 - 1] = ClaimedRow(
+                inserted: row.1, optedOut: row.2, sendRecorded: row.3, participants: ParticipantIds(agentId: row.4, customerId: row.5))
         }
         return try answers.enumerated().map { index, answer in
             guard let answer else {
@@ -153,8 +165,7 @@ extension PostgresStore {
             FROM opted CROSS JOIN recorded LEFT JOIN parts ON true
             """, logger: logger)
         for try await row in rows.decode((Bool, Bool, Bool, String?, String?).self) {
-            let participants = row.3.flatMap { agent in row.4.map { (agentId: agent, customerId: $0) } }
-            return ClaimedRow(inserted: row.0, optedOut: row.1, sendRecorded: row.2, participants: participants)
+            return ClaimedRow(inserted: row.0, optedOut: row.1, sendRecorded: row.2, participants: ParticipantIds(agentId: row.3, customerId: row.4))
         }
         throw StoreError(.unavailable, "claiming the delivery row of reply \(request.replyId) returned no row")
     }

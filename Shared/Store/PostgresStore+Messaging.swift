@@ -98,18 +98,13 @@ package struct SendingClaim: Sendable, Equatable {
     /// Whether the customer opted out (STOP) of the sender.
     package var optedOut: Bool
     /// The conversation's agent and customer participant ids, when its participants were reconciled.
-    package var participants: (agentId: String, customerId: String)?
+    package var participants: ParticipantIds?
 
-    package init(claim: DeliveryClaim, sendRecorded: Bool, optedOut: Bool, participants: (agentId: String, customerId: String)? = nil) {
+    package init(claim: DeliveryClaim, sendRecorded: Bool, optedOut: Bool, participants: ParticipantIds? = nil) {
         self.claim = claim
         self.sendRecorded = sendRecorded
         self.optedOut = optedOut
         self.participants = participants
-    }
-
-    package static func == (lhs: SendingClaim, rhs: SendingClaim) -> Bool {
-        lhs.claim == rhs.claim && lhs.sendRecorded == rhs.sendRecorded && lhs.optedOut == rhs.optedOut
-            && lhs.participants?.agentId == rhs.participants?.agentId && lhs.participants?.customerId == rhs.participants?.customerId
     }
 }
 

@@ -214,7 +214,7 @@ struct DeliveryClaimTests {
                     ClaimedRow(inserted: true, optedOut: false, sendRecorded: true),
                     ClaimedRow(inserted: true, optedOut: true, sendRecorded: false),
                     ClaimedRow(inserted: true, optedOut: false, sendRecorded: false),
-                    ClaimedRow(inserted: true, optedOut: false, sendRecorded: true, participants: (agentId: "PA1", customerId: "PC1")),
+                    ClaimedRow(inserted: true, optedOut: false, sendRecorded: true, participants: ParticipantIds(agentId: "PA1", customerId: "PC1")),
                     ClaimedRow(inserted: false, optedOut: false, sendRecorded: true),
                     ClaimedRow(inserted: true, optedOut: false, sendRecorded: true),
                     ClaimedRow(inserted: false, optedOut: false, sendRecorded: true),

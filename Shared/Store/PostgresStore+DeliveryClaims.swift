@@ -84,6 +84,10 @@ extension PostgresStore {
     ///   form's parsing, planning and commit are paid once per statement, not per row.
     /// - Plain (unnamed) statements, not named prepared ones: PgBouncer in transaction mode (README)
     ///   hands each transaction any server connection, where a name prepared on another is unknown.
+    /// - A statement commits all its rows or none: one row waiting on another transaction's lock (a
+    ///   second outbound claiming the same reply) keeps the others uncommitted meanwhile. Their callers
+    ///   may time out and retry; the rows then exist with the send recorded, so the retry asks Twilio
+    ///   before sending (in doubt), never sends twice.
     package static func claimRows(_ requests: [ClaimRequest], client: PostgresClient, logger: Logger) async throws -> [ClaimedRow] {
         if requests.count == 1 { return [try await claimOneRow(requests[0], client: client, logger: logger)] }
         var seen = Set<String>()

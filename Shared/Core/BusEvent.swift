@@ -49,7 +49,25 @@ package struct BusEvent: Sendable, Codable, Hashable {
     }
 
     /// A new random event id.
-    package static func newID() -> String { UUID().uuidString.lowercased() }
+    package static func newID() -> String {
+        // `UUID().uuidString.lowercased()`, formatted directly (`uuidString` goes through `snprintf`).
+        let hexDigits = "0123456789abcdef" as StaticString
+        return withUnsafeBytes(of: UUID().uuid) { bytes in
+            String(unsafeUninitializedCapacity: 36) { out in
+                var index = 0
+                for (offset, byte) in bytes.enumerated() {
+                    if offset == 4 || offset == 6 || offset == 8 || offset == 10 {
+                        out[index] = UInt8(ascii: "-")
+                        index += 1
+                    }
+                    out[index] = hexDigits.utf8Start[Int(byte >> 4)]
+                    out[index + 1] = hexDigits.utf8Start[Int(byte & 0x0F)]
+                    index += 2
+                }
+                return index
+            }
+        }
+    }
 
     /// The event as compact JSON bytes: byte for byte what `JSONEncoder` with
     /// `[.sortedKeys, .withoutEscapingSlashes]` writes, without its cost (``CompactJSON``).
@@ -59,7 +77,10 @@ package struct BusEvent: Sendable, Codable, Hashable {
 
     /// Decodes an event from JSON bytes, with the checks `Decodable` makes (``CompactJSON``).
     package static func decode(_ bytes: some Collection<UInt8>) throws -> BusEvent {
-        try readJSON(CompactJSON.decode(bytes))
+        if let event = try bytes.withContiguousStorageIfAvailable({ try readJSON(UnsafeRawBufferPointer($0)) }) {
+            return event
+        }
+        return try Array(bytes).withUnsafeBytes { try readJSON($0) }
     }
 
     /// `occurredAt` as a date, when it parses.

@@ -4,6 +4,8 @@ extension CompactJSON {
     struct Parser {
         let bytes: UnsafeRawBufferPointer
         var index = 0
+        /// The members read so far of the objects being read, innermost last (one buffer for all).
+        var pendingMembers: [(key: String, value: JSONValue)] = []
         static let maxDepth = 512
 
         init(bytes: UnsafeRawBufferPointer) {
@@ -55,20 +57,40 @@ extension CompactJSON {
         }
 
         mutating func object(depth: Int) throws -> JSONValue {
+            // The members go on `pendingMembers` (shared with the objects inside), then into a
+            // dictionary made at its final size: no rehashing as it grows.
+            let base = pendingMembers.count
+            if pendingMembers.capacity == 0 { pendingMembers.reserveCapacity(16) }
+            try members(depth: depth) { parser, key in
+                let value = try parser.value(depth: depth)
+                parser.pendingMembers.append((key, value))
+            }
+            var members: [String: JSONValue] = .init(minimumCapacity: pendingMembers.count - base)
+            for index in base..<pendingMembers.count {
+                // A repeated name keeps its last value.
+                members[pendingMembers[index].key] = pendingMembers[index].value
+            }
+            pendingMembers.removeLast(pendingMembers.count - base)
+            return .object(members)
+        }
+
+        /// Reads an object at the current `{`, calling `member` with each member's name; `member`
+        /// reads the value.
+        mutating func members(depth: Int, _ member: (inout Parser, String) throws -> Void) throws {
             guard depth <= Self.maxDepth else { throw error("JSON nested too deeply") }
             index += 1
-            var members: [String: JSONValue] = [:]
             skipWhitespace()
             if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
                 index += 1
-                return .object(members)
+                return
             }
+            var any = false
             while true {
                 skipWhitespace()
                 // A trailing comma is accepted, as JSONDecoder accepts it.
-                if members.count > 0, index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+                if any, index < bytes.count, bytes[index] == UInt8(ascii: "}") {
                     index += 1
-                    return .object(members)
+                    return
                 }
                 guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a member name") }
                 let key = try string()
@@ -76,7 +98,8 @@ extension CompactJSON {
                 guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
                 index += 1
                 skipWhitespace()
-                members[key] = try value(depth: depth)
+                try member(&self, key)
+                any = true
                 skipWhitespace()
                 guard index < bytes.count else { throw error("unexpected end of JSON") }
                 if bytes[index] == UInt8(ascii: ",") {
@@ -85,7 +108,7 @@ extension CompactJSON {
                 }
                 guard bytes[index] == UInt8(ascii: "}") else { throw error("expected ',' or '}'") }
                 index += 1
-                return .object(members)
+                return
             }
         }
 

@@ -16,15 +16,32 @@ extension CompactJSON {
         case .object(let members):
             out.append(UInt8(ascii: "{"))
             var first = true
-            for key in members.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
+            // The members' positions sorted by key: each value is then read at its position, not
+            // looked up again by hashing its key (and the sort moves positions, not values).
+            for position in members.indices.sorted(by: { utf8Precedes(members.keys[$0], members.keys[$1]) }) {
                 if !first { out.append(UInt8(ascii: ",")) }
                 first = false
-                write(string: key, to: &out)
+                write(string: members.keys[position], to: &out)
                 out.append(UInt8(ascii: ":"))
-                // The key came from `members`: the lookup cannot miss.
-                try write(members[key] ?? .null, to: &out)
+                try write(members.values[position], to: &out)
             }
             out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    /// Whether `left` comes before `right` in UTF-8 byte order (as `left.utf8.lexicographicallyPrecedes(right.utf8)`,
+    /// comparing the contiguous bytes directly).
+    static func utf8Precedes(_ left: String, _ right: String) -> Bool {
+        var left = left
+        var right = right
+        return left.withUTF8 { left in
+            right.withUTF8 { right in
+                let common = min(left.count, right.count)
+                for index in 0..<common where left[index] != right[index] {
+                    return left[index] < right[index]
+                }
+                return left.count < right.count
+            }
         }
     }
 

@@ -78,22 +78,68 @@ extension BusEvent {
         return out
     }
 
-    /// Reads the envelope from parsed JSON, with the checks `Decodable` makes: every field present
-    /// and of its type (`payload` any JSON), the channel one of ``ChannelKind``; other members ignored.
-    static func readJSON(_ value: JSONValue) throws -> BusEvent {
-        guard case .object(let members) = value else { throw CompactJSONError(message: "an event must be a JSON object") }
-        func text(_ key: String) throws -> String {
-            guard case .string(let value)? = members[key] else { throw CompactJSONError(message: "event field '\(key)' missing or not a string") }
+    /// Reads an envelope from JSON bytes, with the checks `Decodable` makes: every field present and
+    /// of its type (`payload` any JSON), the channel one of ``ChannelKind``; other members ignored (a
+    /// repeated one counts with its last value). The fields are taken as the members are read, without
+    /// a dictionary of the members; the JSON is read whole (and refused when invalid) before they are
+    /// checked.
+    static func readJSON(_ buffer: UnsafeRawBufferPointer) throws -> BusEvent {
+        var parser = CompactJSON.Parser(bytes: buffer)
+        parser.skipWhitespace()
+        var fields = Fields()
+        let isObject = parser.index < buffer.count && buffer[parser.index] == UInt8(ascii: "{")
+        if isObject {
+            try parser.members(depth: 1) { parser, key in
+                let value = try parser.value(depth: 1)
+                fields.set(key, value)
+            }
+        } else {
+            _ = try parser.value(depth: 0)
+        }
+        parser.skipWhitespace()
+        guard parser.index == buffer.count else { throw parser.error("unexpected bytes after the JSON value") }
+        guard isObject else { throw CompactJSONError(message: "an event must be a JSON object") }
+        func text(_ value: JSONValue?, _ key: String) throws -> String {
+            guard case .string(let value)? = value else { throw CompactJSONError(message: "event field '\(key)' missing or not a string") }
             return value
         }
-        guard case .number(let versionNumber)? = members["version"], let version = Int(exactly: versionNumber) else {
+        guard case .number(let versionNumber)? = fields.version, let version = Int(exactly: versionNumber) else {
             throw CompactJSONError(message: "event field 'version' missing or not an integer")
         }
-        let channelName = try text("channel")
+        let channelName = try text(fields.channel, "channel")
         guard let channel = ChannelKind(rawValue: channelName) else { throw CompactJSONError(message: "unknown channel '\(channelName)'") }
-        guard let payload = members["payload"] else { throw CompactJSONError(message: "event field 'payload' missing") }
+        guard let payload = fields.payload else { throw CompactJSONError(message: "event field 'payload' missing") }
         return BusEvent(
-            id: try text("id"), type: try text("type"), version: version, conversationId: try text("conversationId"), channel: channel,
-            occurredAtText: try text("occurredAt"), traceparent: try text("traceparent"), payload: payload)
+            id: try text(fields.id, "id"), type: try text(fields.type, "type"), version: version,
+            conversationId: try text(fields.conversationId, "conversationId"), channel: channel,
+            occurredAtText: try text(fields.occurredAt, "occurredAt"), traceparent: try text(fields.traceparent, "traceparent"),
+            payload: payload)
+    }
+
+    /// The envelope's members as read, before they are checked.
+    private struct Fields {
+        var channel: JSONValue?
+        var conversationId: JSONValue?
+        var id: JSONValue?
+        var occurredAt: JSONValue?
+        var payload: JSONValue?
+        var traceparent: JSONValue?
+        var type: JSONValue?
+        var version: JSONValue?
+
+        /// Keeps `value` when `key` names a field; other members are ignored.
+        mutating func set(_ key: String, _ value: JSONValue) {
+            switch key {
+            case "channel": channel = value
+            case "conversationId": conversationId = value
+            case "id": id = value
+            case "occurredAt": occurredAt = value
+            case "payload": payload = value
+            case "traceparent": traceparent = value
+            case "type": type = value
+            case "version": version = value
+            default: break
+            }
+        }
     }
 }

@@ -96,6 +96,30 @@ struct CompactJSONTests {
         #expect(event.payload["x"]?.array?.count == 2)
     }
 
+    @Test("an envelope member given twice counts with its last value, as the JSON value reader keeps it")
+    func repeatedMembers() throws {
+        let text = #"{"id":5,"channel":"sms","conversationId":"c","id":"i","occurredAt":"o","payload":{"a":1,"a":{"b":2,"b":3}},"traceparent":"t","type":"x","version":"1","version":1}"#
+        let event = try BusEvent.decode(Array(text.utf8))
+        #expect(event.id == "i" && event.version == 1)
+        #expect(event.payload == ["a": ["b": 3]])
+        #expect(event.payload == (try JSONValue.parse(Array(text.utf8)))["payload"])
+        for notAnObject in ["[]", "\"event\"", "1", "null"] {
+            #expect(throws: CompactJSONError.self, "\(notAnObject)") { try BusEvent.decode(Array(notAnObject.utf8)) }
+        }
+    }
+
+    @Test("event ids are lower-case UUIDs, as UUID's uuidString lower-cased writes them")
+    func eventIDs() throws {
+        var seen = Set<String>()
+        for _ in 0..<200 {
+            let id = BusEvent.newID()
+            let uuid = try #require(UUID(uuidString: id))
+            #expect(uuid.uuidString.lowercased() == id)
+            seen.insert(id)
+        }
+        #expect(seen.count == 200)
+    }
+
     @Test("malformed JSON and incomplete envelopes are refused, as JSONDecoder refuses them")
     func refusals() throws {
         let malformed = [

@@ -14,18 +14,21 @@ package struct Traceparent: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses a header value, or returns `nil` when it is malformed.
     package init?(_ header: String) {
-        // `00-` + 32 hex + `-` + 16 hex + `-` + 2 hex, checked on the UTF-8 bytes (this runs for
-        // every event on every hop).
-        let bytes = Array(header.utf8)
-        guard bytes.count == 55, bytes[0] == UInt8(ascii: "0"), bytes[1] == UInt8(ascii: "0"), bytes[2] == UInt8(ascii: "-"),
-            bytes[35] == UInt8(ascii: "-"), bytes[52] == UInt8(ascii: "-")
-        else { return nil }
-        for index in 3..<55 where index != 35 && index != 52 {
-            guard Self.isHexDigit(bytes[index]) else { return nil }
+        // `00-` + 32 hex + `-` + 16 hex + `-` + 2 hex, checked on the UTF-8 bytes in place (this runs
+        // for every event on every hop).
+        var header = header
+        let parts = header.withUTF8 { bytes -> (traceID: String, spanID: String, flags: String)? in
+            guard bytes.count == 55, bytes[0] == UInt8(ascii: "0"), bytes[1] == UInt8(ascii: "0"), bytes[2] == UInt8(ascii: "-"),
+                bytes[35] == UInt8(ascii: "-"), bytes[52] == UInt8(ascii: "-")
+            else { return nil }
+            for index in 3..<55 where index != 35 && index != 52 {
+                guard Self.isHexDigit(bytes[index]) else { return nil }
+            }
+            func text(_ range: Range<Int>) -> String { String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self) }
+            return (text(3..<35), text(36..<52), text(53..<55))
         }
-        self.init(
-            traceID: String(decoding: bytes[3..<35], as: UTF8.self), spanID: String(decoding: bytes[36..<52], as: UTF8.self),
-            flags: String(decoding: bytes[53..<55], as: UTF8.self))
+        guard let parts else { return nil }
+        self.init(traceID: parts.traceID, spanID: parts.spanID, flags: parts.flags)
     }
 
     private static func isHexDigit(_ byte: UInt8) -> Bool {
@@ -49,7 +52,32 @@ package struct Traceparent: Sendable, Hashable, CustomStringConvertible {
         header.flatMap(Traceparent.init)?.child() ?? .random()
     }
 
-    package var description: String { "00-\(traceID)-\(spanID)-\(flags)" }
+    /// `00-<trace id>-<span id>-<flags>`, the parts' bytes copied in directly (this runs for every
+    /// event published).
+    package var description: String {
+        var traceID = traceID
+        var spanID = spanID
+        var flags = flags
+        return String(unsafeUninitializedCapacity: 6 + traceID.utf8.count + spanID.utf8.count + flags.utf8.count) { out in
+            var index = 0
+            func put(_ text: inout String, after prefix: StaticString) {
+                for offset in 0..<prefix.utf8CodeUnitCount {
+                    out[index] = prefix.utf8Start[offset]
+                    index += 1
+                }
+                text.withUTF8 { bytes in
+                    for byte in bytes {
+                        out[index] = byte
+                        index += 1
+                    }
+                }
+            }
+            put(&traceID, after: "00-")
+            put(&spanID, after: "-")
+            put(&flags, after: "-")
+            return index
+        }
+    }
 
     private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 

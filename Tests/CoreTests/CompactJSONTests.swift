@@ -175,6 +175,7 @@ struct CompactJSONTests {
         let parsed = try #require(Traceparent(header))
         #expect(parsed.description == header)
         #expect(parsed.traceID == "0af7651916cd43dd8448eb211c80319c" && parsed.spanID == "b7ad6b7169203331" && parsed.flags == "01")
+        #expect(Traceparent(traceID: "é😀", spanID: "", flags: "x").description == "00-é😀--x")
         for broken in [
             "", "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", header + "-", "00-0af7651916cd43dd8448eb211c80319g-b7ad6b7169203331-01",
             "00_0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",

@@ -98,7 +98,8 @@ struct CompactJSONTests {
 
     @Test("an envelope member given twice counts with its last value, as the JSON value reader keeps it")
     func repeatedMembers() throws {
-        let text = #"{"id":5,"channel":"sms","conversationId":"c","id":"i","occurredAt":"o","payload":{"a":1,"a":{"b":2,"b":3}},"traceparent":"t","type":"x","version":"1","version":1}"#
+        let text =
+            #"{"id":5,"channel":"sms","conversationId":"c","id":"i","occurredAt":"o","payload":{"a":1,"a":{"b":2,"b":3}},"traceparent":"t","type":"x","version":"1","version":1}"#
         let event = try BusEvent.decode(Array(text.utf8))
         #expect(event.id == "i" && event.version == 1)
         #expect(event.payload == ["a": ["b": 3]])

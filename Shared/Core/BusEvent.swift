@@ -50,9 +50,8 @@ package struct BusEvent: Sendable, Codable, Hashable {
 
     /// A new random event id.
     package static func newID() -> String {
-        // `UUID().uuidString.lowercased()`, formatted directly (`uuidString` goes through `snprintf`).
-        let hexDigits = "0123456789abcdef" as StaticString
-        return withUnsafeBytes(of: UUID().uuid) { bytes in
+        // `UUID().uuidString.lowercased()`, formatted directly (``Hex``).
+        withUnsafeBytes(of: UUID().uuid) { bytes in
             String(unsafeUninitializedCapacity: 36) { out in
                 var index = 0
                 for (offset, byte) in bytes.enumerated() {
@@ -60,8 +59,8 @@ package struct BusEvent: Sendable, Codable, Hashable {
                         out[index] = UInt8(ascii: "-")
                         index += 1
                     }
-                    out[index] = hexDigits.utf8Start[Int(byte >> 4)]
-                    out[index + 1] = hexDigits.utf8Start[Int(byte & 0x0F)]
+                    out[index] = Hex.digits[Int(byte >> 4)]
+                    out[index + 1] = Hex.digits[Int(byte & 0x0F)]
                     index += 2
                 }
                 return index

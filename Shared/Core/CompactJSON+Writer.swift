@@ -66,8 +66,6 @@ extension CompactJSON {
         out.append(contentsOf: String(integer).utf8)
     }
 
-    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
-
     static func write(string: String, to out: inout [UInt8]) {
         var string = string
         string.withUTF8 { bytes in
@@ -88,7 +86,7 @@ extension CompactJSON {
                 case 0x0D: out.append(UInt8(ascii: "r"))
                 default:
                     out.append(contentsOf: [
-                        UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hexDigits[Int(byte >> 4)], hexDigits[Int(byte & 0xF)],
+                        UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), Hex.digits[Int(byte >> 4)], Hex.digits[Int(byte & 0xF)],
                     ])
                 }
             }

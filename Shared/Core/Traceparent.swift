@@ -79,8 +79,6 @@ package struct Traceparent: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
-
     private static func hex(bytes: Int) -> String {
         var generator = SystemRandomNumberGenerator()
         return String(unsafeUninitializedCapacity: bytes * 2) { buffer in
@@ -91,8 +89,8 @@ package struct Traceparent: Sendable, Hashable, CustomStringConvertible {
                 for _ in 0..<min(8, remaining) {
                     let byte = UInt8(truncatingIfNeeded: random)
                     random >>= 8
-                    buffer[index] = hexDigits[Int(byte >> 4)]
-                    buffer[index + 1] = hexDigits[Int(byte & 0x0f)]
+                    buffer[index] = Hex.digits[Int(byte >> 4)]
+                    buffer[index + 1] = Hex.digits[Int(byte & 0x0f)]
                     index += 2
                     remaining -= 1
                 }

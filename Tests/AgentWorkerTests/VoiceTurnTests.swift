@@ -30,17 +30,28 @@ struct VoiceTurnTests {
         #expect(history.map(\.body) == ["hello", "You said: hello"])
     }
 
-    @Test("a turn batches its frames only for a relay that said it reads several from one event")
+    @Test("a turn batches its frames only for a relay that said it reads several from one event; an older relay gets one per event")
     func framesInRowFromThePrompt() async throws {
         let worker = try WorkerHarness()
+        let voice = VoiceChannel(worker.tac)
         let seen = Recorder<Bool>()
-        worker.tac.onMessageReady { _, _, _ in
+        let words = (1...40).map { "w\($0) " }
+        worker.tac.onMessageReady { _, session, _ in
             seen.append(TurnContext.current?.framesInRow ?? false)
-            return "ok"
+            try await voice.sendResponse(conversationId: session.conversationId, tokens: words)
+            return nil
         }
-        try await worker.deliver(try WorkerHarness.prompt("new relay", conversationId: "conv-v9"))
-        try await worker.deliver(try WorkerHarness.prompt("old relay", conversationId: "conv-v10", framesInRow: nil))
+        try await worker.deliver(try WorkerHarness.prompt("new relay", conversationId: "conv-v9", relay: "relay-new"))
+        try await worker.deliver(try WorkerHarness.prompt("old relay", conversationId: "conv-v10", relay: "relay-old", framesInRow: nil))
         #expect(seen.all == [true, false])
+        // What an older relay reads: one frame per event (it would drop any in `more`), all of them, in order.
+        let old = try worker.bus.events(on: Streams.voice(instance: "relay-old")).map { try $0.decode(VoiceFrame.self) }
+        #expect(old.allSatisfy { $0.more == nil })
+        #expect(old.map(\.seq) == Array(1...41))
+        // A relay that reads `more` gets the same frames, however they were batched.
+        let new = try worker.frames(relay: "relay-new")
+        #expect(new.map(\.seq) == Array(1...41))
+        #expect(new.compactMap { $0.frame["token"]?.string } == words + [""])
     }
 
     @Test("outside a turn, a reply goes to the relay the call registry names; no live call throws")

@@ -159,7 +159,8 @@ package struct VoiceCallStatus: BusEventPayload, Equatable {
 /// One event carries one frame, or several in a row of one turn (`more`): the frames a worker had
 /// ready while its previous publish of the turn was on the way go out together. Each keeps its own
 /// place in the turn (`seq`, `seq + 1`, …), so the relay drops and deduplicates frame by frame as
-/// before. A relay built before `more` existed would drop the frames in it: upgrade relays first.
+/// before. A relay built before `more` existed would drop the frames in it, so a worker batches only
+/// the turns of prompts whose relay says it reads them (``MessageReceived/framesInRow``).
 package struct VoiceFrame: BusEventPayload, Equatable {
     package static let type = EventType.voiceFrame
 

@@ -88,6 +88,34 @@ remove_project() {
   podman network rm -f "${project}_default" >/dev/null 2>&1
   return 0
 }
+# What failed, compactly and last (a CI log keeps only its end): the failed exchanges, what is still
+# pending on each stream and who holds the partitions, and the services' latest warnings and errors.
+diagnose() {
+  local redis_name name
+  echo "--- diagnosis ---"
+  [ -s .run/test-deploy-failures.log ] && tail -c 1200 .run/test-deploy-failures.log
+  redis_name=$(containers_of redis | head -1)
+  # Per stream and group: entries taken and not acknowledged (pending) and not read yet (unread);
+  # the live workers and who holds each inbound partition.
+  [ -z "$redis_name" ] || podman exec -i "$redis_name" sh -s <<'EOF' 2>&1 | cut -c1-300
+for s in $(redis-cli --scan --pattern "tac:*" | sort); do
+  [ "$(redis-cli type "$s")" = stream ] || continue
+  redis-cli xinfo groups "$s" | awk -v s="$s" '
+    function out() { if (p > 0 || l > 0) print s "/" g ": pending " p ", unread " l }
+    NR % 2 == 1 { k = $0; next }
+    k == "name" { if (g != "") out(); g = $0; p = 0; l = 0 }
+    k == "pending" { p = $0 }
+    k == "lag" { l = $0 }
+    END { if (g != "") out() }'
+done
+echo "workers: $(redis-cli zrange tac:workers:agents 0 -1 | paste -sd " ")"
+echo "leases: $(for k in $(redis-cli --scan --pattern "tac:lease:agents:*" | sort -t: -k4 -n); do printf "%s=%s " "${k##*:}" "$(redis-cli get "$k")"; done)"
+EOF
+  for name in $(podman ps -a --filter "label=com.docker.compose.project=$project" --format '{{.Names}}'); do
+    case $name in *agent-worker* | *outbound* | *messaging-ingress* | *twilio-sim*) ;; *) continue ;; esac
+    podman logs "$name" 2>&1 | grep -E '"level":"(warning|error|critical)"' | tail -4 | cut -c1-300 | sed "s/^/${name#"${project}"_}: /"
+  done
+}
 teardown() {
   local status=$?
   set +e
@@ -99,6 +127,7 @@ teardown() {
       echo "--- $name ($(podman inspect -f '{{.State.Status}} exit={{.State.ExitCode}}' "$name" 2>/dev/null))"
       podman logs --tail 40 "$name" 2>&1
     done
+    diagnose
   fi
   if [ "${AC_DEPLOY_KEEP:-0}" != "1" ] && [ -n "$compose_bin" ]; then
     local down_started
@@ -174,6 +203,19 @@ ready() { # every container of the service answers /health/ready (Redis and Post
     podman exec "$name" curl -fsS "http://127.0.0.1:8080/health/ready" >/dev/null 2>&1 || return 1
   done
 }
+# The inbound partitions each agent-worker holds, from its /metrics.
+worker_partitions() {
+  podman exec "$1" curl -fsS http://127.0.0.1:8080/metrics 2>/dev/null | awk '/^agentconnect_worker_partitions[ {]/ { n = $NF } END { print n + 0 }'
+}
+serving() { # every container of the service holds at least one inbound partition
+  local name
+  for name in $(containers_of "$1"); do [ "$(worker_partitions "$name")" -gt 0 ] || return 1; done
+}
+partitions_split() {
+  local name split=""
+  for name in $(containers_of agent-worker); do split="${split:+$split/}$(worker_partitions "$name")"; done
+  echo "$split"
+}
 migrated() {
   local name
   name=$(containers_of migrate | head -1)
@@ -189,6 +231,7 @@ done_step "$(grep -q building .run/test-deploy-standins.log && echo built || ech
 
 begin "compose up (dev profile, no .env)"
 : >.run/test-deploy-compose.log
+: >.run/test-deploy-failures.log
 remove_project
 up redis
 up postgres
@@ -218,24 +261,30 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -d 'x=1' "http://127.0.0.1
 done_step "404 /metrics /health, 403 unsigned"
 
 sms_rounds=0
+slowest_ms=0
 sim() { podman exec "$(containers_of twilio-sim | head -1)" twilio-sim "$@"; }
 # sms_round N TAG: N new customers (a number per round and customer: the sim's CLI reads a
 # conversation's first reply) text the agent through the sim and the edge; each gets the echo.
+# `slowest_ms` keeps the round's slowest reply (the CLI prints each one's time). The wait is long
+# enough for the slowest designed path (a turn retried after the visibility timeout, 15 s).
 sms_round() {
-  local n=$1 tag=$2 i reply pids=() failed=0 out
+  local n=$1 tag=$2 i reply pids=() failed=0 out ms
   out=$(mktemp -d)
   sms_rounds=$((sms_rounds + 1))
+  slowest_ms=0
   for i in $(seq 1 "$n"); do
-    sim sms --timeout 30 --from "+15557$(printf '%02d%04d' "$sms_rounds" "$i")" "deploy $tag sms $i" >"$out/$i" 2>"$out/$i.err" &
+    sim sms --timeout 45 --from "+15557$(printf '%02d%04d' "$sms_rounds" "$i")" "deploy $tag sms $i" >"$out/$i" 2>"$out/$i.err" &
     pids+=($!)
   done
   for i in $(seq 1 "$n"); do
     wait "${pids[$((i - 1))]}" || failed=1
     reply=$(head -1 "$out/$i")
     if [ "$reply" != "You said: deploy $tag sms $i" ]; then
-      echo "sms $i: unexpected reply: $(cat "$out/$i" "$out/$i.err")"
+      echo "sms $i ($(date -u +%T)): unexpected reply: $(head -1 "$out/$i") $(head -1 "$out/$i.err")" | tee -a .run/test-deploy-failures.log
       failed=1
     fi
+    ms=$(sed -n 's/^(\([0-9]*\) ms)$/\1/p' "$out/$i.err" | head -1)
+    [ "${ms:-0}" -le "$slowest_ms" ] || slowest_ms=$ms
   done
   rm -rf "$out"
   return "$failed"
@@ -252,7 +301,7 @@ call_round() {
   for i in $(seq 1 "$n"); do
     wait "${pids[$((i - 1))]}" || failed=1
     if ! grep -q "^< You said: deploy $tag call $i " "$out/$i" || ! grep -q "^< You said: goodbye $i " "$out/$i"; then
-      echo "call $i: unexpected replies: $(cat "$out/$i" "$out/$i.err")"
+      echo "call $i ($(date -u +%T)): unexpected replies: $(cat "$out/$i" "$out/$i.err")" | tee -a .run/test-deploy-failures.log
       failed=1
     fi
   done
@@ -262,7 +311,7 @@ call_round() {
 
 begin "SMS through the edge (1 replica each)"
 sms_round 3 one
-done_step "3/3 replies"
+done_step "3/3 replies, slowest ${slowest_ms} ms"
 begin "call through the edge (1 replica each)"
 call_round 2 one
 done_step "2/2 calls, 4/4 replies"
@@ -275,11 +324,14 @@ wait_for 90 "2 agent-workers" test "$(containers_of agent-worker | wc -l)" -eq 2
 wait_for 90 "2 voice-relays" test "$(containers_of voice-relay | wc -l)" -eq 2
 wait_for 90 "agent-workers ready" ready agent-worker
 wait_for 90 "voice-relays ready" ready voice-relay
-done_step "2 + 2 running"
+# Ready means Redis and PostgreSQL answer; serving means holding inbound partitions (the first
+# worker hands half of them over within a few lease refreshes).
+wait_for 60 "both agent-workers holding partitions" serving agent-worker
+done_step "2 + 2 running, partitions $(partitions_split)"
 
 begin "SMS through the edge (2 workers)"
 sms_round 8 two
-done_step "8/8 replies"
+done_step "8/8 replies, slowest ${slowest_ms} ms"
 begin "calls through the edge (2 relays)"
 call_round 6 two
 # Which relay ended how many calls (the edge resolves the service name per request; informational).

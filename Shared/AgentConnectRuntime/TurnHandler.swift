@@ -128,7 +128,7 @@ package struct TurnHandler: Sendable {
         let context = TurnContext(
             event: event, session: session, mode: message.mode, relayInstance: message.relayInstance, framesInRow: message.framesInRow == true)
         let callback = tac.callbacks.withLockedValue(\.messageReady)
-        logger.info(
+        logger.debug(
             "turn",
             metadata: [
                 "event.id": "\(event.id)", "conversation.id": "\(event.conversationId)", "channel": "\(event.channel.rawValue)",

@@ -41,9 +41,10 @@ struct ObservabilityTests {
     func traceparent() async throws {
         var options = TestStack.Options(outbound: false)
         options.extra["LOG_FORMAT"] = "json"
+        // The per-message lines (webhook accepted, turn, reply delivered) are debug.
+        options.extra["LOG_LEVEL"] = "debug"
         try await withStack(options) { stack in
-            // outbound logs a delivery ("reply delivered") at debug.
-            try await stack.launch("outbound", port: stack.outboundPort, extra: ["LOG_LEVEL": "debug"])
+            try await stack.launch("outbound", port: stack.outboundPort)
             let sent = try await stack.customerSays("trace me", from: "+15557771001")
             let conversationId = try #require(sent["conversationId"]?.string)
             _ = try await stack.agentMessages(conversationId: conversationId)

@@ -18,6 +18,8 @@ struct TracingTests {
         // Nothing is exported on a timer during the test: the spans arrive because shutdown flushes them.
         options.extra["OTEL_BSP_SCHEDULE_DELAY"] = "600000"
         options.extra["LOG_FORMAT"] = "json"
+        // The per-message lines (webhook accepted, turn) are debug.
+        options.extra["LOG_LEVEL"] = "debug"
         try await withStack(options) { stack in
             let sent = try await stack.customerSays("trace me", from: "+15557772001")
             let conversationId = try #require(sent["conversationId"]?.string)
@@ -95,6 +97,8 @@ struct TracingTests {
         options.extra["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://127.0.0.1:\(collector.port)"
         options.extra["OTEL_TRACES_EXPORTER"] = "none"
         options.extra["LOG_FORMAT"] = "json"
+        // The per-message lines (webhook accepted, turn) are debug.
+        options.extra["LOG_LEVEL"] = "debug"
         try await withStack(options) { stack in
             let sent = try await stack.customerSays("do not trace me", from: "+15557772002")
             let conversationId = try #require(sent["conversationId"]?.string)

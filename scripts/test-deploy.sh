@@ -211,6 +211,9 @@ serving() { # every container of the service holds at least one inbound partitio
   local name
   for name in $(containers_of "$1"); do [ "$(worker_partitions "$name")" -gt 0 ] || return 1; done
 }
+edge_path_answers() { # from inside the network, as twilio-sim's webhooks go: sim -> edge -> messaging-ingress
+  [ "$(podman exec "$(containers_of twilio-sim | head -1)" curl -s -o /dev/null -m 3 -w '%{http_code}' -X POST http://edge:8080/webhook)" = 403 ]
+}
 partitions_split() {
   local name split=""
   for name in $(containers_of agent-worker); do split="${split:+$split/}$(worker_partitions "$name")"; done
@@ -327,7 +330,13 @@ wait_for 90 "voice-relays ready" ready voice-relay
 # Ready means Redis and PostgreSQL answer; serving means holding inbound partitions (the first
 # worker hands half of them over within a few lease refreshes).
 wait_for 60 "both agent-workers holding partitions" serving agent-worker
-done_step "2 + 2 running, partitions $(partitions_split)"
+# New containers on the network make podman's DNS (aardvark-dns) reload; on podman 4.3 (Debian 12)
+# it sometimes stops answering names inside the network for about half a minute, which the sim
+# (resolving edge) and the edge (resolving messaging-ingress) both wait on. Wait until a request
+# from inside the network gets through the edge to messaging-ingress (403: unsigned) again.
+settle_started=$(date +%s)
+wait_for 90 "the sim reaching messaging-ingress through the edge again" edge_path_answers
+done_step "2 + 2 up, partitions $(partitions_split), edge after $(($(date +%s) - settle_started)) s"
 
 begin "SMS through the edge (2 workers)"
 sms_round 8 two

@@ -109,6 +109,8 @@ package struct InMemoryPartitionLeases: PartitionLeases {
                 }
             }
         }
+        result.live = live
+        result.underShare = result.active.count < share
         return result
     }
 

@@ -49,6 +49,8 @@ struct InboundConsumer: Service {
                 var abandoned = Set<Int>()
                 var lastRenewed = ContinuousClock.now
                 var nextLeaseRefresh = ContinuousClock.now
+                var groupSize = 0
+                var groupChanged = ContinuousClock.now
                 var nextReclaim = ContinuousClock.now
                 var backoff = Backoff()
 
@@ -91,6 +93,14 @@ struct InboundConsumer: Service {
                                 }
                                 throw error
                             }
+                            if refresh.live != groupSize {
+                                groupSize = refresh.live
+                                groupChanged = .now
+                            }
+                            nextLeaseRefresh =
+                                .now
+                                + refresh.nextRefresh(
+                                    ttlMilliseconds: leases.ttlMilliseconds, sinceGroupChanged: .now - groupChanged)
                             abandon(refresh.lost, reason: "lease lost")
                             for partition in refresh.lost { leaving[partition] = nil }
                             for partition in refresh.surplus {

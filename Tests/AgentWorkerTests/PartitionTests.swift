@@ -47,3 +47,34 @@ struct PartitionTests {
         #expect(a.partitionsHeld(by: "worker-a").isEmpty)
     }
 }
+
+@Suite("Partition leases: how soon a worker asks again")
+struct LeaseRefreshPaceTests {
+    @Test("a worker that joins is under its share until the holder hands over, and says so with the group's size")
+    func joiningWorkerIsUnderShare() async throws {
+        let table = InMemoryLeaseTable()
+        let a = InMemoryPartitionLeases(table: table, worker: "a", partitions: 8, ttlMilliseconds: 6000)
+        let b = InMemoryPartitionLeases(table: table, worker: "b", partitions: 8, ttlMilliseconds: 6000)
+        let alone = try await a.refresh(active: [], leaving: [])
+        #expect(alone.active.count == 8 && alone.live == 1 && !alone.underShare)
+        let joined = try await b.refresh(active: [], leaving: [])
+        #expect(joined.active.isEmpty && joined.live == 2 && joined.underShare)
+        let handing = try await a.refresh(active: alone.active, leaving: [])
+        #expect(handing.surplus.count == 4 && handing.active.count == 4 && !handing.underShare)
+        try await a.release(handing.surplus.sorted())
+        let taken = try await b.refresh(active: [], leaving: [])
+        #expect(taken.active == handing.surplus && !taken.underShare)
+    }
+
+    @Test("under its share just after the group changed: a quarter second; otherwise, or two TTLs later: a third of the TTL")
+    func pace() {
+        var refresh = LeaseRefresh(active: [], live: 2, underShare: true)
+        #expect(refresh.nextRefresh(ttlMilliseconds: 10_000, sinceGroupChanged: Duration.seconds(1)) == .milliseconds(250))
+        #expect(refresh.nextRefresh(ttlMilliseconds: 10_000, sinceGroupChanged: Duration.seconds(19)) == .milliseconds(250))
+        #expect(refresh.nextRefresh(ttlMilliseconds: 10_000, sinceGroupChanged: Duration.seconds(20)) == .milliseconds(3333))
+        // A short TTL's third is already quicker than a quarter second.
+        #expect(refresh.nextRefresh(ttlMilliseconds: 300, sinceGroupChanged: Duration.zero) == .milliseconds(100))
+        refresh.underShare = false
+        #expect(refresh.nextRefresh(ttlMilliseconds: 10_000, sinceGroupChanged: Duration.zero) == .milliseconds(3333))
+    }
+}

@@ -211,8 +211,15 @@ serving() { # every container of the service holds at least one inbound partitio
   local name
   for name in $(containers_of "$1"); do [ "$(worker_partitions "$name")" -gt 0 ] || return 1; done
 }
-edge_path_answers() { # from inside the network, as twilio-sim's webhooks go: sim -> edge -> messaging-ingress
-  [ "$(podman exec "$(containers_of twilio-sim | head -1)" curl -s -o /dev/null -m 3 -w '%{http_code}' -X POST http://edge:8080/webhook)" = 403 ]
+# From inside the network, as twilio-sim's webhooks go (sim -> edge -> messaging-ingress, each name
+# looked up again), three times in a row a second apart: the DNS answers flakily before it recovers.
+edge_path_answers() {
+  local sim_name i
+  sim_name=$(containers_of twilio-sim | head -1)
+  for i in 1 2 3; do
+    [ "$(podman exec "$sim_name" curl -s -o /dev/null -m 3 -w '%{http_code}' -X POST http://edge:8080/webhook)" = 403 ] || return 1
+    [ "$i" = 3 ] || sleep 1
+  done
 }
 partitions_split() {
   local name split=""
@@ -330,10 +337,10 @@ wait_for 90 "voice-relays ready" ready voice-relay
 # Ready means Redis and PostgreSQL answer; serving means holding inbound partitions (the first
 # worker hands half of them over within a few lease refreshes).
 wait_for 60 "both agent-workers holding partitions" serving agent-worker
-# New containers on the network make podman's DNS (aardvark-dns) reload; on podman 4.3 (Debian 12)
-# it sometimes stops answering names inside the network for about half a minute, which the sim
-# (resolving edge) and the edge (resolving messaging-ingress) both wait on. Wait until a request
-# from inside the network gets through the edge to messaging-ingress (403: unsigned) again.
+# New containers on the network make podman's DNS (aardvark-dns 1.4, Debian 12) reload; it then
+# sometimes leaves names inside the network unanswered for up to half a minute, which the sim
+# (resolving edge) and the edge (resolving messaging-ingress) both wait on. Wait until requests from
+# inside the network get through the edge to messaging-ingress (403: unsigned) again.
 settle_started=$(date +%s)
 wait_for 90 "the sim reaching messaging-ingress through the edge again" edge_path_answers
 done_step "2 + 2 up, partitions $(partitions_split), edge after $(($(date +%s) - settle_started)) s"

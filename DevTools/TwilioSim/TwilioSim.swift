@@ -76,7 +76,7 @@ struct SMS: AsyncParsableCommand {
     @Option(help: "sms, whatsapp, rcs or chat.") var channel: String = "sms"
     @Option(help: "Use a classic Messaging webhook instead of Conversation Orchestrator.") var classic: Bool = false
     @Option(help: "The running simulator.") var sim: String = "http://127.0.0.1:8090"
-    @Option(help: "Seconds to wait for the reply.") var timeout: Int = 10
+    @Option(help: "Seconds to wait for the reply (and for the webhook, which the sim retries as Twilio would).") var timeout: Int = 10
     @Argument(help: "The message text.") var text: String
 
     func run() async throws {
@@ -84,7 +84,8 @@ struct SMS: AsyncParsableCommand {
         let before = classic ? try await messages(http, query: "to=\(FormCoding.percentEncode(from))", count: 0, waitMs: 0).count : 0
         let started = ContinuousClock.now
         let sent = try await post(
-            http, "\(sim)/sim/messages", ["channel": .string(channel), "from": .string(from), "text": .string(text), "classic": .bool(classic)])
+            http, "\(sim)/sim/messages", ["channel": .string(channel), "from": .string(from), "text": .string(text), "classic": .bool(classic)],
+            timeout: .seconds(Int64(max(30, timeout))))
         guard let status = sent["webhookStatus"]?.double, status == 200 else {
             throw ValidationError("the webhook was not accepted: \(sent)")
         }
@@ -106,12 +107,12 @@ struct SMS: AsyncParsableCommand {
         return body["messages"]?.array ?? []
     }
 
-    private func post(_ http: HTTPClient, _ url: String, _ body: JSONValue) async throws -> JSONValue {
+    private func post(_ http: HTTPClient, _ url: String, _ body: JSONValue, timeout: TimeAmount) async throws -> JSONValue {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
-        let response = try await http.execute(request, timeout: .seconds(30))
+        let response = try await http.execute(request, timeout: timeout)
         return try JSONDecoder().decode(JSONValue.self, from: Data(buffer: try await response.body.collect(upTo: 1 << 20)))
     }
 }

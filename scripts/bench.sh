@@ -78,8 +78,9 @@ TWILIO_CONVERSATIONS_BASE_URL=http://127.0.0.1:19190
 TWILIO_API_BASE_URL=http://127.0.0.1:19190
 TWILIO_CONVERSATION_CONFIGURATION_ID=
 TWILIO_VOICE_PUBLIC_DOMAIN=127.0.0.1:18081
-# The level compose.yaml and .env.example ship (per-message lines are debug).
+# The level and format compose.yaml ships (per-message lines are debug).
 LOG_LEVEL=info
+LOG_FORMAT=json
 set +a
 "$bin/migrate" >/dev/null 2>&1
 HTTP_PORT=18082 "$bin/messaging-ingress" >"$out/messaging-ingress.log" 2>&1 & pids+=($!)

@@ -18,6 +18,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export DEBIAN_FRONTEND=noninteractive
 mkdir -p .run
+: >.run/test-deploy-failures.log
 
 project=agentconnect-deploy-test
 image=${AC_DEPLOY_IMAGE:-localhost/agentconnect:local}
@@ -29,14 +30,14 @@ current_started=0
 begin() { current=$1; current_started=$(date +%s); echo "==> $1"; }
 done_step() { rows+=("$current|${1:-ok}|$(($(date +%s) - current_started))"); current=""; }
 table() {
-  printf '\n%-52s %-38s %7s\n' "step" "result" "seconds"
-  printf '%-52s %-38s %7s\n' "----" "------" "-------"
+  printf '\n%-52s %-44s %7s\n' "step" "result" "seconds"
+  printf '%-52s %-44s %7s\n' "----" "------" "-------"
   local row
   for row in ${rows[@]+"${rows[@]}"}; do
     IFS='|' read -r name result seconds <<<"$row"
-    printf '%-52s %-38s %7s\n' "$name" "$result" "$seconds"
+    printf '%-52s %-44s %7s\n' "$name" "$result" "$seconds"
   done
-  printf '%-52s %-38s %7s\n' "total" "" "$(($(date +%s) - started_all))"
+  printf '%-52s %-44s %7s\n' "total" "" "$(($(date +%s) - started_all))"
 }
 
 # --- Tools ---------------------------------------------------------------------------------------
@@ -97,7 +98,7 @@ diagnose() {
   redis_name=$(containers_of redis | head -1)
   # Per stream and group: entries taken and not acknowledged (pending) and not read yet (unread);
   # the live workers and who holds each inbound partition.
-  [ -z "$redis_name" ] || podman exec -i "$redis_name" sh -s <<'EOF' 2>&1 | cut -c1-300
+  [ -z "$redis_name" ] || timeout 30 podman exec -i "$redis_name" sh -s <<'EOF' 2>&1 | cut -c1-300
 for s in $(redis-cli --scan --pattern "tac:*" | sort); do
   [ "$(redis-cli type "$s")" = stream ] || continue
   redis-cli xinfo groups "$s" | awk -v s="$s" '
@@ -111,9 +112,12 @@ done
 echo "workers: $(redis-cli zrange tac:workers:agents 0 -1 | paste -sd " ")"
 echo "leases: $(for k in $(redis-cli --scan --pattern "tac:lease:agents:*" | sort -t: -k4 -n); do printf "%s=%s " "${k##*:}" "$(redis-cli get "$k")"; done)"
 EOF
+  # The services' warnings and errors (not the test's own unsigned probes), the sim's webhook
+  # retries, and the edge's errors (a name its resolver could not get, an upstream timing out).
   for name in $(podman ps -a --filter "label=com.docker.compose.project=$project" --format '{{.Names}}'); do
-    case $name in *agent-worker* | *outbound* | *messaging-ingress* | *twilio-sim*) ;; *) continue ;; esac
-    podman logs "$name" 2>&1 | grep -E '"level":"(warning|error|critical)"' | tail -4 | cut -c1-300 | sed "s/^/${name#"${project}"_}: /"
+    case $name in *agent-worker* | *outbound* | *messaging-ingress* | *twilio-sim* | *edge*) ;; *) continue ;; esac
+    podman logs "$name" 2>&1 | grep -E '"level":"(warning|error|critical)"|webhook not accepted|\[(warn|error|crit)\]' \
+      | grep -v 'invalid or missing Twilio signature' | tail -4 | cut -c1-300 | sed "s/^/${name#"${project}"_}: /"
   done
 }
 teardown() {
@@ -209,6 +213,7 @@ worker_partitions() {
 }
 serving() { # every container of the service holds at least one inbound partition
   local name
+  [ -n "$(containers_of "$1")" ] || return 1
   for name in $(containers_of "$1"); do [ "$(worker_partitions "$name")" -gt 0 ] || return 1; done
 }
 # From inside the network, as twilio-sim's webhooks go (sim -> edge -> messaging-ingress, each name
@@ -241,7 +246,6 @@ done_step "$(grep -q building .run/test-deploy-standins.log && echo built || ech
 
 begin "compose up (dev profile, no .env)"
 : >.run/test-deploy-compose.log
-: >.run/test-deploy-failures.log
 remove_project
 up redis
 up postgres

@@ -76,21 +76,23 @@ struct SMS: AsyncParsableCommand {
     @Option(help: "sms, whatsapp, rcs or chat.") var channel: String = "sms"
     @Option(help: "Use a classic Messaging webhook instead of Conversation Orchestrator.") var classic: Bool = false
     @Option(help: "The running simulator.") var sim: String = "http://127.0.0.1:8090"
-    @Option(help: "Seconds to wait for the reply (and for the webhook, which the sim retries as Twilio would).") var timeout: Int = 10
+    @Option(help: "Seconds to wait for the reply, the webhook (which the sim retries as Twilio would) included.") var timeout: Int = 10
     @Argument(help: "The message text.") var text: String
 
     func run() async throws {
         let http = HTTPClient.shared
         let before = classic ? try await messages(http, query: "to=\(FormCoding.percentEncode(from))", count: 0, waitMs: 0).count : 0
         let started = ContinuousClock.now
+        let budget = Duration.seconds(max(1, timeout))
         let sent = try await post(
             http, "\(sim)/sim/messages", ["channel": .string(channel), "from": .string(from), "text": .string(text), "classic": .bool(classic)],
-            timeout: .seconds(Int64(max(30, timeout))))
+            timeout: .milliseconds(budget.milliseconds))
         guard let status = sent["webhookStatus"]?.double, status == 200 else {
             throw ValidationError("the webhook was not accepted: \(sent)")
         }
         let query = classic ? "to=\(FormCoding.percentEncode(from))" : "conversationId=\(sent["conversationId"]?.string ?? "")"
-        let replies = try await messages(http, query: query, count: before + 1, waitMs: timeout * 1000)
+        let left = budget - (ContinuousClock.now - started)
+        let replies = try await messages(http, query: query, count: before + 1, waitMs: max(0, Int(left.milliseconds)))
         guard replies.count > before, let reply = replies.last?["text"]?.string else {
             throw ValidationError("no reply within \(timeout) s")
         }

@@ -100,7 +100,8 @@ struct InboundConsumer: Service {
                             nextLeaseRefresh =
                                 .now
                                 + refresh.nextRefresh(
-                                    ttlMilliseconds: leases.ttlMilliseconds, sinceGroupChanged: .now - groupChanged)
+                                    ttlMilliseconds: leases.ttlMilliseconds, handoverDrainMilliseconds: handoverDrainMilliseconds,
+                                    sinceGroupChanged: .now - groupChanged)
                             abandon(refresh.lost, reason: "lease lost")
                             for partition in refresh.lost { leaving[partition] = nil }
                             for partition in refresh.surplus {
@@ -141,7 +142,10 @@ struct InboundConsumer: Service {
                             nextReclaim = .now + .milliseconds(max(100, options.visibilityTimeoutMilliseconds / 4))
                             entries = try await source.reclaimStale(streams: streams, room: room)
                         }
-                        let block = min(options.blockMilliseconds, leases.ttlMilliseconds / 3, Int(source.refreshInterval.milliseconds))
+                        // A read waits no longer than the next lease refresh is due (at least 1 ms: 0 blocks forever).
+                        let untilRefresh = max(1, Int((nextLeaseRefresh - .now).milliseconds))
+                        let block = min(
+                            options.blockMilliseconds, leases.ttlMilliseconds / 3, Int(source.refreshInterval.milliseconds), untilRefresh)
                         entries += try await source.readNew(streams: streams, room: room - entries.count, blockMilliseconds: block)
                         dispatch(entries, source: source, lanes: lanes, permits: permits, tasks: &tasks)
                         backoff.reset()

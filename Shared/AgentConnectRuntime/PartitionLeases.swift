@@ -39,7 +39,7 @@ package struct LeaseRefresh: Sendable, Equatable {
     /// Live workers in the group, this one included.
     package var live: Int
     /// Fewer partitions than the fair share are held: the rest are held by workers that will hand
-    /// them over (a worker just joined), or by nobody after a worker left.
+    /// them over (a worker just joined), or by a worker whose leases have not expired yet (it died).
     package var underShare: Bool
 
     package init(
@@ -54,13 +54,17 @@ package struct LeaseRefresh: Sendable, Equatable {
     }
 
     /// When to refresh next: every third of the TTL, and every quarter second while this worker is
-    /// under its share within two TTLs of the group's size changing, so that partitions a peer
-    /// hands over are read again within a quarter second instead of up to a third of the TTL
-    /// (a worker that stays under its share, as the last of three holding 16, is back to the slow
-    /// pace after two TTLs).
-    package func nextRefresh(ttlMilliseconds: Int, sinceGroupChanged: Duration) -> Duration {
+    /// under its share within two TTLs plus the handover drain of the group's size changing. A
+    /// worker that joins sees its share at once; the holders see it at their next refresh (up to a
+    /// third of the TTL), then drain what they hand over (up to `AGENT_HANDOVER_DRAIN_MS`): the
+    /// joiner takes each partition within a quarter second of its release, not up to a third of
+    /// the TTL later. The same holds for a crashed peer's partitions, once its leases expire. A
+    /// worker that stays under its share (the last of three holding 16) is back to the slow pace
+    /// when the window ends. (After a graceful leave the others see the smaller group and the
+    /// released partitions in the same refresh.)
+    package func nextRefresh(ttlMilliseconds: Int, handoverDrainMilliseconds: Int, sinceGroupChanged: Duration) -> Duration {
         let slow = Duration.milliseconds(ttlMilliseconds / 3)
-        guard underShare, sinceGroupChanged < .milliseconds(2 * ttlMilliseconds) else { return slow }
+        guard underShare, sinceGroupChanged < .milliseconds(2 * ttlMilliseconds + handoverDrainMilliseconds) else { return slow }
         return min(slow, .milliseconds(250))
     }
 }

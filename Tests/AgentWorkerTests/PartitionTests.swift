@@ -50,6 +50,32 @@ struct PartitionTests {
 
 @Suite("Partition leases: how soon a worker asks again")
 struct LeaseRefreshPaceTests {
+    @Test("a joining worker takes the partitions handed to it within a fraction of a second, not at its next slow refresh")
+    func joinerPicksUpAtOnce() async throws {
+        // Slow refreshes every 3 s. The joiner starts 1.5 s after the holder's refresh: the holder
+        // hands over at its next one, 1.5 s later, when the joiner's next slow refresh is still
+        // 1.5 s away.
+        let ttl = ["AGENT_LEASE_TTL_MS": "9000"]
+        let a = try WorkerHarness(ttl, worker: "worker-a")
+        let b = try WorkerHarness(ttl, worker: "worker-b", sharing: a)
+        try await a.running {
+            #expect(await eventually { a.partitionsHeld(by: "worker-a").count == a.partitions })
+            try await Task.sleep(for: .milliseconds(1500))
+            try await b.running {
+                var released: ContinuousClock.Instant?
+                var taken: ContinuousClock.Instant?
+                let deadline = ContinuousClock.now + .seconds(10)
+                while taken == nil, ContinuousClock.now < deadline {
+                    if released == nil, a.partitionsHeld(by: "worker-a").count < a.partitions { released = .now }
+                    if !a.partitionsHeld(by: "worker-b").isEmpty { taken = .now }
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                let gap = try #require(taken.flatMap { taken in released.map { taken - $0 } }, "no handover")
+                #expect(gap < .milliseconds(900), "taken \(gap) after the release")
+            }
+        }
+    }
+
     @Test("a worker that joins is under its share until the holder hands over, and says so with the group's size")
     func joiningWorkerIsUnderShare() async throws {
         let table = InMemoryLeaseTable()
@@ -66,15 +92,22 @@ struct LeaseRefreshPaceTests {
         #expect(taken.active == handing.surplus && !taken.underShare)
     }
 
-    @Test("under its share just after the group changed: a quarter second; otherwise, or two TTLs later: a third of the TTL")
+    @Test("under its share just after the group changed: a quarter second; otherwise, or two TTLs and a drain later: a third of the TTL")
     func pace() {
         var refresh = LeaseRefresh(active: [], live: 2, underShare: true)
-        #expect(refresh.nextRefresh(ttlMilliseconds: 10_000, sinceGroupChanged: Duration.seconds(1)) == .milliseconds(250))
-        #expect(refresh.nextRefresh(ttlMilliseconds: 10_000, sinceGroupChanged: Duration.seconds(19)) == .milliseconds(250))
-        #expect(refresh.nextRefresh(ttlMilliseconds: 10_000, sinceGroupChanged: Duration.seconds(20)) == .milliseconds(3333))
+        #expect(
+            refresh.nextRefresh(ttlMilliseconds: 10_000, handoverDrainMilliseconds: 10_000, sinceGroupChanged: Duration.seconds(1))
+                == .milliseconds(250))
+        #expect(
+            refresh.nextRefresh(ttlMilliseconds: 10_000, handoverDrainMilliseconds: 10_000, sinceGroupChanged: Duration.seconds(29))
+                == .milliseconds(250))
+        #expect(
+            refresh.nextRefresh(ttlMilliseconds: 10_000, handoverDrainMilliseconds: 10_000, sinceGroupChanged: Duration.seconds(30))
+                == .milliseconds(3333))
         // A short TTL's third is already quicker than a quarter second.
-        #expect(refresh.nextRefresh(ttlMilliseconds: 300, sinceGroupChanged: Duration.zero) == .milliseconds(100))
+        #expect(refresh.nextRefresh(ttlMilliseconds: 300, handoverDrainMilliseconds: 10_000, sinceGroupChanged: Duration.zero) == .milliseconds(100))
         refresh.underShare = false
-        #expect(refresh.nextRefresh(ttlMilliseconds: 10_000, sinceGroupChanged: Duration.zero) == .milliseconds(3333))
+        #expect(
+            refresh.nextRefresh(ttlMilliseconds: 10_000, handoverDrainMilliseconds: 10_000, sinceGroupChanged: Duration.zero) == .milliseconds(3333))
     }
 }

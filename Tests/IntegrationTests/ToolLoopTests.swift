@@ -159,7 +159,11 @@ struct TextCustomerFaultTests {
         }
         defer { model.stop() }
         var options = TestStack.Options(workers: 2, relays: 1)
-        options.extra = ["TAC_AGENT": "openai", "OPENAI_BASE_URL": model.baseURL, "OPENAI_TIMEOUT_MS": "6000", "OPENAI_TOOLS": "text_customer"]
+        // LOG_LEVEL debug: the worker running the turn is found by its `turn` line, which is debug.
+        options.extra = [
+            "TAC_AGENT": "openai", "OPENAI_BASE_URL": model.baseURL, "OPENAI_TIMEOUT_MS": "6000", "OPENAI_TOOLS": "text_customer",
+            "LOG_LEVEL": "debug",
+        ]
         try await withFaultStack(options) { stack in
             let caller = "+15557770003"
             // Twilio accepts the SMS but answers late: the worker is killed while the tool waits.

@@ -342,11 +342,11 @@ wait_for 90 "voice-relays ready" ready voice-relay
 # worker hands half of them over within a few lease refreshes).
 wait_for 60 "both agent-workers holding partitions" serving agent-worker
 # New containers on the network make podman's DNS (aardvark-dns 1.4, Debian 12) reload; it then
-# sometimes leaves names inside the network unanswered for up to half a minute, which the sim
+# sometimes leaves names inside the network unanswered for up to a minute (49 s seen), which the sim
 # (resolving edge) and the edge (resolving messaging-ingress) both wait on. Wait until requests from
 # inside the network get through the edge to messaging-ingress (403: unsigned) again.
 settle_started=$(date +%s)
-wait_for 90 "the sim reaching messaging-ingress through the edge again" edge_path_answers
+wait_for 120 "the sim reaching messaging-ingress through the edge again" edge_path_answers
 done_step "2 + 2 up, partitions $(partitions_split), edge after $(($(date +%s) - settle_started)) s"
 
 begin "SMS through the edge (2 workers)"

@@ -16,6 +16,15 @@ struct StoreBatchingTests {
         }
     }
 
+    /// Whether, within a few seconds, some statement waits on another transaction's lock.
+    static func someoneWaitsOnALock(_ client: PostgresClient) async throws -> Bool {
+        try await eventually {
+            let rows = try await client.query("SELECT count(*)::int FROM pg_locks WHERE NOT granted", logger: TestEnvironment.logger)
+            for try await count in rows.decode(Int.self) { return count > 0 }
+            return false
+        }
+    }
+
     @Test("concurrent appends each get their own answer: new rows true, a repeated id true exactly once")
     func concurrentAppends() async throws {
         try await Self.withStore { client, store in
@@ -139,11 +148,7 @@ extension StoreBatchingTests {
                     "INSERT INTO deliveries (reply_id, conversation_id, channel) VALUES ('held', 'c0', 'sms')", logger: TestEnvironment.logger)
                 // A claim of the same reply waits on the open transaction's row (a slow statement).
                 let held = Task { try await claim("held") }
-                let waiting = try await eventually {
-                    let rows = try await client.query("SELECT count(*)::int FROM pg_locks WHERE NOT granted", logger: TestEnvironment.logger)
-                    for try await count in rows.decode(Int.self) { return count > 0 }
-                    return false
-                }
+                let waiting = try await Self.someoneWaitsOnALock(client)
                 try #require(waiting, "the held claim never waited on the open transaction's row")
                 let other: Result<SendingClaim, any Error>
                 do {
@@ -171,11 +176,7 @@ extension StoreBatchingTests {
                     try await store.appendMessage(
                         MessageRecord(id: "held", conversationId: "c0", channel: .sms, direction: .inbound, authorAddress: nil, body: "x"))
                 }
-                let waiting = try await eventually {
-                    let rows = try await client.query("SELECT count(*)::int FROM pg_locks WHERE NOT granted", logger: TestEnvironment.logger)
-                    for try await count in rows.decode(Int.self) { return count > 0 }
-                    return false
-                }
+                let waiting = try await Self.someoneWaitsOnALock(client)
                 try #require(waiting, "the held append never waited on the open transaction's row")
                 let other: Result<Bool, any Error>
                 do {

@@ -24,7 +24,7 @@ struct Outbound {
         let redis = RedisClient(configuration: configuration.common.redis, logger: logger)
         let bus = RedisStreamsEventBus(client: redis, retentionSeconds: configuration.common.streamRetentionSeconds)
         let postgres = PostgresClient(configuration: configuration.common.database.clientConfiguration, backgroundLogger: logger)
-        let store = PostgresStore(client: postgres, logger: logger)
+        let store = PostgresStore(client: postgres, logger: logger, preparedStatements: configuration.common.database.preparedStatements)
         var httpConfiguration = HTTPClient.Configuration()
         httpConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
         httpConfiguration.timeout = .init(connect: .seconds(5), read: .seconds(30))

@@ -74,7 +74,8 @@ package struct WorkerRuntime: Sendable {
             ttlMilliseconds: configuration.leaseTTLMilliseconds)
         let parts = Parts(
             bus: RedisStreamsEventBus(client: redis, retentionSeconds: common.streamRetentionSeconds),
-            store: PostgresStore(client: postgres, logger: logger), calls: RedisCallRegistry(redis: redis), leases: leases,
+            store: PostgresStore(client: postgres, logger: logger, preparedStatements: common.database.preparedStatements),
+            calls: RedisCallRegistry(redis: redis), leases: leases,
             twimlHookRequests: RedisTwiMLHookRequests(redis: redis))
         try self.init(
             configuration: configuration, common: common, logger: logger, parts: parts, connections: Connections(redis: redis, postgres: postgres))

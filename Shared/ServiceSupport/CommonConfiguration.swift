@@ -11,7 +11,7 @@ package struct CommonConfiguration: Sendable {
     package var port: Int
     /// `REDIS_URL`, `REDIS_TLS_CA_FILE`, `REDIS_COMMAND_TIMEOUT_MS`, `REDIS_CONNECT_TIMEOUT_MS`.
     package var redis: RedisConfiguration
-    /// `DATABASE_URL` (with `sslmode`/`sslrootcert`) and `DATABASE_POOL_SIZE`.
+    /// `DATABASE_URL` (with `sslmode`/`sslrootcert`), `DATABASE_POOL_SIZE` and `DATABASE_PREPARED_STATEMENTS`.
     package var database: DatabaseConfiguration
     /// This replica's name (`INSTANCE_ID`, default hostname-pid): consumer names, voice routing.
     package var instanceId: String
@@ -30,6 +30,7 @@ package struct CommonConfiguration: Sendable {
         database = try DatabaseConfiguration(
             url: environment.string("DATABASE_URL") ?? "postgres://agentconnect:agentconnect@127.0.0.1:5432/agentconnect")
         database.poolSize = try environment.int("DATABASE_POOL_SIZE", default: 10, range: 1...1000)
+        database.preparedStatements = try environment.bool("DATABASE_PREPARED_STATEMENTS", default: true)
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "local"
         instanceId = environment.string("INSTANCE_ID") ?? "\(host)-\(ProcessInfo.processInfo.processIdentifier)"
         guard instanceId.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }) else {

@@ -40,6 +40,9 @@ package struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertib
     package var poolSize: Int
     /// Bound on TCP connect (`connect_timeout`, seconds in the URL).
     package var connectTimeout: Duration
+    /// Whether frequent statements go as named prepared statements (`DATABASE_PREPARED_STATEMENTS`,
+    /// on by default); see ``PreparedStatements``.
+    package var preparedStatements = true
 
     /// A configuration built in code: TLS off unless `sslMode` says otherwise.
     package init(

@@ -117,7 +117,7 @@ extension PostgresStore {
     /// reply with its addresses, or the participants reconciled). Otherwise, as when a call to Twilio
     /// comes first (reconciling participants, which may outlast the lease), the caller records the send
     /// with ``markSending(replyId:owner:leaseMilliseconds:)``, which checks it still owns the row.
-    /// Claims issued at the same time share that statement (``claimRows(_:client:logger:)``).
+    /// Claims issued at the same time share that statement (``claimRows(_:statements:)``).
     ///
     /// A row that already exists (a redelivered reply) is taken over as
     /// ``claimDelivery(replyId:conversationId:channel:textHash:owner:leaseMilliseconds:)`` does:

@@ -8,13 +8,18 @@ package struct PostgresStore: Sendable {
     /// The pooled client.
     package let client: PostgresClient
     let logger: Logger
+    /// The frequent statements, prepared once per connection (``PreparedStatements``).
+    package let statements: PreparedStatements
     /// History rows and deliveries marked sent, written together when issued together.
     let batchers: PostgresBatchers
 
-    package init(client: PostgresClient, logger: Logger) {
+    /// - Parameter preparedStatements: whether frequent statements go as named prepared statements
+    ///   (`DATABASE_PREPARED_STATEMENTS`); off, or after a pooler refuses a name, they go plain.
+    package init(client: PostgresClient, logger: Logger, preparedStatements: Bool = true) {
         self.client = client
         self.logger = logger
-        batchers = PostgresBatchers(client: client, logger: logger)
+        statements = PreparedStatements(client: client, logger: logger, named: preparedStatements)
+        batchers = PostgresBatchers(statements: statements)
     }
 
     /// Whether the error is a unique-constraint violation.
@@ -34,40 +39,16 @@ package struct PostgresStore: Sendable {
 
 extension PostgresStore: ConversationStore {
     package func upsertConversation(_ record: ConversationRecord) async throws {
-        try await client.query(
-            """
-            INSERT INTO conversations (id, channel, status, direction, customer_address, agent_address,
-                customer_participant_id, agent_participant_id, profile_id, metadata)
-            VALUES (\(record.id), \(record.channel.rawValue), \(record.status), \(record.direction), \(record.customerAddress),
-                \(record.agentAddress), \(record.customerParticipantId), \(record.agentParticipantId), \(record.profileId),
-                \(Self.json(record.metadata))::jsonb)
-            ON CONFLICT (id) DO UPDATE SET
-                customer_address = COALESCE(EXCLUDED.customer_address, conversations.customer_address),
-                agent_address = COALESCE(EXCLUDED.agent_address, conversations.agent_address),
-                customer_participant_id = COALESCE(EXCLUDED.customer_participant_id, conversations.customer_participant_id),
-                agent_participant_id = COALESCE(EXCLUDED.agent_participant_id, conversations.agent_participant_id),
-                profile_id = COALESCE(EXCLUDED.profile_id, conversations.profile_id),
-                metadata = conversations.metadata || EXCLUDED.metadata,
-                updated_at = now()
-            """, logger: logger)
+        try await statements.run(UpsertConversation(record: record))
     }
 
     package func conversation(id: String) async throws -> ConversationRecord? {
-        let rows = try await client.query(
-            """
-            SELECT id, channel, status, direction, customer_address, agent_address, customer_participant_id,
-                agent_participant_id, profile_id, metadata::text
-            FROM conversations WHERE id = \(id)
-            """, logger: logger)
-        for try await row in rows.decode(
-            (String, String, String, String, String?, String?, String?, String?, String?, String).self)
-        {
-            return ConversationRecord(
+        try await statements.rows(ConversationById(id: id)).first.map { row in
+            ConversationRecord(
                 id: row.0, channel: ChannelKind(rawValue: row.1) ?? .sms, status: row.2, direction: row.3, customerAddress: row.4,
                 agentAddress: row.5, customerParticipantId: row.6, agentParticipantId: row.7, profileId: row.8,
                 metadata: Self.map(fromJSON: row.9))
         }
-        return nil
     }
 
     package func setStatus(conversationId: String, status: String) async throws {
@@ -76,16 +57,89 @@ extension PostgresStore: ConversationStore {
     }
 
     package func markEnded(conversationId: String, channel: ChannelKind) async throws -> Bool {
-        let rows = try await client.query(
-            """
-            INSERT INTO conversations (id, channel, status, ended_at) VALUES (\(conversationId), \(channel.rawValue), 'CLOSED', now())
-            ON CONFLICT (id) DO UPDATE SET ended_at = now(), status = 'CLOSED', updated_at = now()
-                WHERE conversations.ended_at IS NULL
-            RETURNING id
-            """, logger: logger)
-        for try await _ in rows { return true }
-        return false
+        try await !statements.rows(MarkEnded(conversationId: conversationId, channel: channel)).isEmpty
     }
+}
+
+/// A conversation's row created, or its known fields filled in and its metadata merged (once per
+/// conversation and voice call: prepared).
+struct UpsertConversation: PostgresPreparedStatement {
+    static let sql = """
+        INSERT INTO conversations (id, channel, status, direction, customer_address, agent_address,
+            customer_participant_id, agent_participant_id, profile_id, metadata)
+        VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text, $9::text, $10::text::jsonb)
+        ON CONFLICT (id) DO UPDATE SET
+            customer_address = COALESCE(EXCLUDED.customer_address, conversations.customer_address),
+            agent_address = COALESCE(EXCLUDED.agent_address, conversations.agent_address),
+            customer_participant_id = COALESCE(EXCLUDED.customer_participant_id, conversations.customer_participant_id),
+            agent_participant_id = COALESCE(EXCLUDED.agent_participant_id, conversations.agent_participant_id),
+            profile_id = COALESCE(EXCLUDED.profile_id, conversations.profile_id),
+            metadata = conversations.metadata || EXCLUDED.metadata,
+            updated_at = now()
+        """
+    typealias Row = Void
+
+    var record: ConversationRecord
+
+    func makeBindings() -> PostgresBindings {
+        var binds = PostgresBindings(capacity: 10)
+        binds.append(record.id)
+        binds.append(record.channel.rawValue)
+        binds.append(record.status)
+        binds.append(record.direction)
+        binds.append(record.customerAddress)
+        binds.append(record.agentAddress)
+        binds.append(record.customerParticipantId)
+        binds.append(record.agentParticipantId)
+        binds.append(record.profileId)
+        binds.append(PostgresStore.json(record.metadata))
+        return binds
+    }
+
+    func decodeRow(_ row: PostgresRow) throws {}
+}
+
+/// One conversation's row.
+struct ConversationById: PostgresPreparedStatement {
+    static let sql = """
+        SELECT id, channel, status, direction, customer_address, agent_address, customer_participant_id,
+            agent_participant_id, profile_id, metadata::text
+        FROM conversations WHERE id = $1::text
+        """
+    typealias Row = (String, String, String, String, String?, String?, String?, String?, String?, String)
+
+    var id: String
+
+    func makeBindings() -> PostgresBindings {
+        var binds = PostgresBindings(capacity: 1)
+        binds.append(id)
+        return binds
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+/// A conversation closed, once: a row only when this call ended it (created closed, or open until now).
+struct MarkEnded: PostgresPreparedStatement {
+    static let sql = """
+        INSERT INTO conversations (id, channel, status, ended_at) VALUES ($1::text, $2::text, 'CLOSED', now())
+        ON CONFLICT (id) DO UPDATE SET ended_at = now(), status = 'CLOSED', updated_at = now()
+            WHERE conversations.ended_at IS NULL
+        RETURNING id
+        """
+    typealias Row = String
+
+    var conversationId: String
+    var channel: ChannelKind
+
+    func makeBindings() -> PostgresBindings {
+        var binds = PostgresBindings(capacity: 2)
+        binds.append(conversationId)
+        binds.append(channel.rawValue)
+        return binds
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> String { try row.decode(String.self) }
 }
 
 extension PostgresStore: MessageStore {

@@ -5,11 +5,15 @@ import Store
 import Testing
 
 /// The delivery rows' rules outbound relies on, as a contract: the same assertions against
-/// ``PostgresStore`` (its SQL on a migrated database) and against ``InMemoryStore``, the twin the
-/// in-process outbound tests run on.
+/// ``PostgresStore`` (its SQL on a migrated database, as prepared statements and as plain ones) and
+/// against ``InMemoryStore``, the twin the in-process outbound tests run on.
 @Suite("Delivery claim for a send: PostgreSQL and its in-memory twin")
 struct DeliveryClaimTests {
-    enum Kind: String, CaseIterable, Sendable { case postgres, memory }
+    enum Kind: String, CaseIterable, Sendable {
+        case postgres
+        case postgresPlain = "postgres, plain statements"
+        case memory
+    }
 
     /// What the contract reads of a delivery row.
     struct Row: Equatable {
@@ -34,10 +38,11 @@ struct DeliveryClaimTests {
                     )
                 }
             }
-        case .postgres:
+        case .postgres, .postgresPlain:
             let database = try await TestDatabase.migrated()
             try await database.withClient { client in
-                try await body(PostgresStore(client: client, logger: TestEnvironment.logger)) { replyId in
+                let store = PostgresStore(client: client, logger: TestEnvironment.logger, preparedStatements: kind == .postgres)
+                try await body(store) { replyId in
                     let rows = try await client.query(
                         "SELECT status, attempts, in_doubt_since IS NOT NULL, owner, provider_id FROM deliveries WHERE reply_id = \(replyId)",
                         logger: TestEnvironment.logger)
@@ -208,7 +213,7 @@ struct DeliveryClaimTests {
                     request("stored", targetKnown: true),
                     request("twice", owner: "b", targetKnown: true),
                     request("twice", owner: "a", targetKnown: true),
-                ], client: client, logger: TestEnvironment.logger)
+                ], statements: store.statements)
             #expect(
                 answers == [
                     ClaimedRow(inserted: true, optedOut: false, sendRecorded: true),

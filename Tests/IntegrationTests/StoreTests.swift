@@ -1,7 +1,8 @@
 import AgentConnectCore
 import PostgresNIO
-import Store
 import Testing
+
+@testable import Store
 
 @Suite("PostgreSQL store against a real PostgreSQL")
 struct StoreTests {
@@ -33,6 +34,42 @@ struct StoreTests {
             let history = try await store.history(conversationId: "c1", limit: 10)
             #expect(first && !second)
             #expect(history.map(\.body) == ["hi"])
+        }
+    }
+
+    /// What a pooler in transaction mode does to a name prepared on one server connection: the next
+    /// connection does not know it, or already has it from another client.
+    enum RefusedName: String, CaseIterable, Sendable {
+        case unknown = "unknown (26000)"
+        case taken = "already taken (42P05)"
+    }
+
+    @Test("a prepared statement's name the server refuses: that statement and every later one run plain", arguments: RefusedName.allCases)
+    func preparedNameRefused(_ refusal: RefusedName) async throws {
+        let database = try await TestDatabase.migrated()
+        try await database.withClient(poolSize: 1) { client in
+            let store = PostgresStore(client: client, logger: TestEnvironment.logger)
+            let record = ConversationRecord(id: "c1", channel: .sms, customerAddress: "+1555")
+            switch refusal {
+            case .unknown:
+                // Prepared on the one connection, then dropped behind the client's back.
+                try await store.upsertConversation(record)
+                #expect(try await store.conversation(id: "c1")?.customerAddress == "+1555")
+                try await client.query("DEALLOCATE ALL", logger: TestEnvironment.logger)
+            case .taken:
+                try await client.query(
+                    PostgresQuery(unsafeSQL: "PREPARE \"\(String(reflecting: ConversationById.self))\" AS SELECT 1"), logger: TestEnvironment.logger)
+                try await store.upsertConversation(record)
+            }
+            #expect(store.statements.areNamed)
+            #expect(try await store.conversation(id: "c1")?.customerAddress == "+1555")
+            #expect(!store.statements.areNamed)
+            // Later statements, of other kinds, go plain too.
+            let message = MessageRecord(id: "m1", conversationId: "c1", channel: .sms, direction: .outbound, authorAddress: nil, body: "hi")
+            #expect(try await store.appendMessage(message))
+            #expect(try await store.history(conversationId: "c1", limit: 5).map(\.authorAddress) == [nil])
+            #expect(try await store.markEnded(conversationId: "c1", channel: .sms))
+            #expect(try await !store.markEnded(conversationId: "c1", channel: .sms))
         }
     }
 

@@ -134,10 +134,13 @@ struct TestDatabase: Sendable {
 
     /// Runs `body` with a running `PostgresClient` on this database. Bounded: a lease that never gets
     /// a connection (the pool retries a failing connect forever) or a client that does not shut down
-    /// fails the test after `timeout` instead of hanging the whole run.
+    /// fails the test after `timeout` instead of hanging the whole run. `poolSize` 1 puts every
+    /// statement on one connection.
     func withClient<T: Sendable>(
-        timeout: Duration = .seconds(60), _ body: @escaping @Sendable (PostgresClient) async throws -> T
+        timeout: Duration = .seconds(60), poolSize: Int? = nil, _ body: @escaping @Sendable (PostgresClient) async throws -> T
     ) async throws -> T {
+        var configuration = configuration
+        if let poolSize { configuration.poolSize = poolSize }
         let clientConfiguration = configuration.clientConfiguration
         return try await withTimeout(timeout, "PostgreSQL client on database \(name) (query or shutdown)") {
             let client = PostgresClient(configuration: clientConfiguration, backgroundLogger: TestEnvironment.logger)

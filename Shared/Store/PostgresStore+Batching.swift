@@ -206,7 +206,7 @@ final class PostgresBatchers: Sendable {
     /// autovacuum analyzes it and so replaces the plan. Measured on the benchmark's fresh database: 8,826
     /// sequential scans of `deliveries` (78 M rows read) in one run prepared, 29 plain. The
     /// statements that are prepared find their rows through a unique index's conflict check, or read
-    /// tables that grow by a conversation or an opt-out, not by a message.
+    /// by key tables that grow by a conversation or an opt-out (``PreparedStatements``).
     static func markDelivered(_ deliveries: [(replyId: String, providerId: String?)], client: PostgresClient, logger: Logger) async throws {
         var sql = "UPDATE deliveries SET status = 'sent', provider_id = sent.provider_id, sent_at = now(), owner = NULL, in_doubt_since = NULL "
         sql += "FROM (VALUES "
@@ -226,6 +226,7 @@ final class PostgresBatchers: Sendable {
 /// already stored, or appears earlier in the batch, is left as it was (no answer). One statement text
 /// for any number of rows (arrays, not a `VALUES` list per size), so it is prepared once.
 struct AppendMessages: PostgresPreparedStatement {
+    static let name = PreparedStatements.name(Self.self)
     static let sql = """
         INSERT INTO messages (id, conversation_id, channel, direction, author_address, body, created_at)
         SELECT id, conversation_id, channel, direction, CASE WHEN has_author THEN author END, body, created_at

@@ -115,6 +115,7 @@ extension PostgresStore {
 
 /// The claim of several replies' rows: one row per request, numbered from 1 in the requests' order.
 struct ClaimRows: PostgresPreparedStatement {
+    static let name = PreparedStatements.name(Self.self)
     // The rows are inserted in reply id order, so two statements claiming the same new replies
     // wait on each other in one order (no deadlock).
     static let sql = """
@@ -166,6 +167,7 @@ struct ClaimRows: PostgresPreparedStatement {
 
 /// The claim of one reply's row (``ClaimRows`` shaped for one).
 struct ClaimOneRow: PostgresPreparedStatement {
+    static let name = PreparedStatements.name(Self.self)
     static let sql = """
         WITH opted AS (
             SELECT EXISTS (SELECT 1 FROM opt_outs WHERE agent_address = $1::text AND customer_address = $2::text) AS opted_out

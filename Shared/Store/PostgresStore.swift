@@ -64,6 +64,7 @@ extension PostgresStore: ConversationStore {
 /// A conversation's row created, or its known fields filled in and its metadata merged (once per
 /// conversation and voice call: prepared).
 struct UpsertConversation: PostgresPreparedStatement {
+    static let name = PreparedStatements.name(Self.self)
     static let sql = """
         INSERT INTO conversations (id, channel, status, direction, customer_address, agent_address,
             customer_participant_id, agent_participant_id, profile_id, metadata)
@@ -101,6 +102,7 @@ struct UpsertConversation: PostgresPreparedStatement {
 
 /// One conversation's row.
 struct ConversationById: PostgresPreparedStatement {
+    static let name = PreparedStatements.name(Self.self)
     static let sql = """
         SELECT id, channel, status, direction, customer_address, agent_address, customer_participant_id,
             agent_participant_id, profile_id, metadata::text
@@ -121,6 +123,7 @@ struct ConversationById: PostgresPreparedStatement {
 
 /// A conversation closed, once: a row only when this call ended it (created closed, or open until now).
 struct MarkEnded: PostgresPreparedStatement {
+    static let name = PreparedStatements.name(Self.self)
     static let sql = """
         INSERT INTO conversations (id, channel, status, ended_at) VALUES ($1::text, $2::text, 'CLOSED', now())
         ON CONFLICT (id) DO UPDATE SET ended_at = now(), status = 'CLOSED', updated_at = now()

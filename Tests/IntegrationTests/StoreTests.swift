@@ -44,32 +44,46 @@ struct StoreTests {
         case taken = "already taken (42P05)"
     }
 
-    @Test("a prepared statement's name the server refuses: that statement and every later one run plain", arguments: RefusedName.allCases)
+    @Test(
+        "a prepared statement's name the server refuses: that statement runs once, plain, and so does every later one",
+        arguments: RefusedName.allCases)
     func preparedNameRefused(_ refusal: RefusedName) async throws {
         let database = try await TestDatabase.migrated()
         try await database.withClient(poolSize: 1) { client in
             let store = PostgresStore(client: client, logger: TestEnvironment.logger)
-            let record = ConversationRecord(id: "c1", channel: .sms, customerAddress: "+1555")
             switch refusal {
             case .unknown:
                 // Prepared on the one connection, then dropped behind the client's back.
-                try await store.upsertConversation(record)
-                #expect(try await store.conversation(id: "c1")?.customerAddress == "+1555")
+                #expect(try await store.markEnded(conversationId: "c0", channel: .sms))
                 try await client.query("DEALLOCATE ALL", logger: TestEnvironment.logger)
             case .taken:
-                try await client.query(
-                    PostgresQuery(unsafeSQL: "PREPARE \"\(String(reflecting: ConversationById.self))\" AS SELECT 1"), logger: TestEnvironment.logger)
-                try await store.upsertConversation(record)
+                try await client.query(PostgresQuery(unsafeSQL: "PREPARE \"\(MarkEnded.name)\" AS SELECT 1"), logger: TestEnvironment.logger)
             }
             #expect(store.statements.areNamed)
-            #expect(try await store.conversation(id: "c1")?.customerAddress == "+1555")
+            // Refused, then run plain: once (a second run finds the conversation already ended).
+            #expect(try await store.markEnded(conversationId: "c1", channel: .sms))
             #expect(!store.statements.areNamed)
+            #expect(try await !store.markEnded(conversationId: "c1", channel: .sms))
             // Later statements, of other kinds, go plain too.
+            try await store.upsertConversation(ConversationRecord(id: "c1", channel: .sms, customerAddress: "+1555"))
+            #expect(try await store.conversation(id: "c1")?.customerAddress == "+1555")
             let message = MessageRecord(id: "m1", conversationId: "c1", channel: .sms, direction: .outbound, authorAddress: nil, body: "hi")
             #expect(try await store.appendMessage(message))
             #expect(try await store.history(conversationId: "c1", limit: 5).map(\.authorAddress) == [nil])
-            #expect(try await store.markEnded(conversationId: "c1", channel: .sms))
-            #expect(try await !store.markEnded(conversationId: "c1", channel: .sms))
+        }
+    }
+
+    @Test("a prepared statement whose cached plan no longer fits its table (a column's type changed) runs plain; the rest stay prepared")
+    func preparedPlanStale() async throws {
+        let database = try await TestDatabase.migrated()
+        try await database.withClient(poolSize: 1) { client in
+            let store = PostgresStore(client: client, logger: TestEnvironment.logger)
+            try await store.upsertConversation(ConversationRecord(id: "c1", channel: .sms, customerAddress: "+1555"))
+            #expect(try await store.conversation(id: "c1")?.status == "ACTIVE")
+            try await client.query("ALTER TABLE conversations ALTER COLUMN status TYPE varchar(64)", logger: TestEnvironment.logger)
+            #expect(try await store.conversation(id: "c1")?.status == "ACTIVE")
+            #expect(try await store.conversation(id: "c1")?.customerAddress == "+1555")
+            #expect(store.statements.areNamed)
         }
     }
 

@@ -3,7 +3,8 @@
 # ports, drives them with agentconnect-bench, and prints one table of figures next to this
 # machine's ceilings measured in the same run. The table is also written to bench-results/latest.md,
 # with each service's CPU time per message and per voice turn (from /proc/<pid>/stat) and the bus hot
-# path's instructions per message under callgrind (scripts/bench_callgrind.sh); a sweep of offered
+# path's instructions per message under callgrind (scripts/bench_callgrind.sh), the PostgreSQL client's
+# CPU per statement (`agentconnect-bench pool`, with the bus); a sweep of offered
 # load (messaging 100 → 4,000 messages/s, voice 100 → 2,000 calls) is drawn as bench-results/sweep.svg.
 #
 # BENCH_QUICK=1: a shorter run for development (fewer seconds per step, voice up to 1,000 calls, 2,000
@@ -60,6 +61,10 @@ if part bus; then
 echo "== bus"
 redis-cli -p "$redis_port" -n "$bus_db" FLUSHDB >/dev/null
 "$bin/agentconnect-bench" bus --redis-url "redis://127.0.0.1:$redis_port/$bus_db" | tee -a "$rows" | grep ROW || true
+fi
+if part bus; then
+echo "== PostgreSQL client per statement"
+"$bin/agentconnect-bench" pool --database-url "postgres://agentconnect@127.0.0.1:$pg_port/postgres" | tee -a "$rows" | grep ROW || true
 fi
 if part callgrind; then
 echo "== bus hot path under callgrind"

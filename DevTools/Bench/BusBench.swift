@@ -32,17 +32,21 @@ struct BusBench: AsyncParsableCommand {
         let latencies = NIOLockedValueBox(Samples())
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                var received = 0
-                while received < total {
-                    let entries = try await consumer.readGroup("g", consumer: "c", streams: [stream], count: 512, blockMilliseconds: 1000)
-                    let now = clock.now - origin
-                    for entry in entries {
-                        if let sent = entry.event?.payload["t"]?.double {
-                            latencies.withLockedValue { $0.add(milliseconds: now.inMilliseconds - sent) }
+                // As the services consume: the next read does not wait for the previous batch's XACK.
+                try await withThrowingDiscardingTaskGroup { acks in
+                    var received = 0
+                    while received < total {
+                        let entries = try await consumer.readGroup("g", consumer: "c", streams: [stream], count: 512, blockMilliseconds: 1000)
+                        let now = clock.now - origin
+                        for entry in entries {
+                            if let sent = entry.event?.payload["t"]?.double {
+                                latencies.withLockedValue { $0.add(milliseconds: now.inMilliseconds - sent) }
+                            }
                         }
+                        received += entries.count
+                        let ids = entries.map(\.id)
+                        if !ids.isEmpty { acks.addTask { try await consumer.ack("g", stream: stream, ids: ids) } }
                     }
-                    received += entries.count
-                    if !entries.isEmpty { try await consumer.ack("g", stream: stream, ids: entries.map(\.id)) }
                 }
             }
             group.addTask {

@@ -126,7 +126,7 @@ struct RelaySocketHandler: Sendable {
                 for try await message in inbound.messages(maxSize: configuration.maxFrameBytes) {
                     lastFrame.withLockedValue { $0 = .now }
                     guard case .text(let text) = message,
-                        let frame = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)), let type = frame["type"]?.string
+                        let frame = try? JSONValue.parse(text.utf8), let type = frame["type"]?.string
                     else {
                         count("malformed")
                         continue

@@ -61,8 +61,6 @@ if part bus; then
 echo "== bus"
 redis-cli -p "$redis_port" -n "$bus_db" FLUSHDB >/dev/null
 "$bin/agentconnect-bench" bus --redis-url "redis://127.0.0.1:$redis_port/$bus_db" | tee -a "$rows" | grep ROW || true
-fi
-if part bus; then
 echo "== PostgreSQL client per statement"
 "$bin/agentconnect-bench" pool --database-url "postgres://agentconnect@127.0.0.1:$pg_port/postgres" | tee -a "$rows" | grep ROW || true
 fi

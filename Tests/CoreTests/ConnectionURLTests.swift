@@ -72,6 +72,11 @@ struct ConnectionURLTests {
         // No startup parameters (PgBouncer refuses unknown ones).
         #expect(byDefault.clientConfiguration.options.additionalStartupParameters.isEmpty)
         #expect(byDefault.clientConfiguration.options.maximumConnections == 10)
+        // No keep-alive query (its timer cost every statement): connections close after 60 s unused
+        // instead, all of them (none is kept open as a minimum).
+        #expect(byDefault.clientConfiguration.options.keepAliveBehavior == nil)
+        #expect(byDefault.clientConfiguration.options.connectionIdleTimeout <= .seconds(60))
+        #expect(byDefault.clientConfiguration.options.minimumConnections == 0)
     }
 
     @Test("sslrootcert is loaded at parse time: a missing or non-PEM file is an error naming DATABASE_URL")
@@ -110,6 +115,15 @@ struct ConnectionURLTests {
         let common = try CommonConfiguration(
             environment: Environment(["DATABASE_URL": "postgres://a@h/d?sslmode=require", "DATABASE_POOL_SIZE": "25"]), defaultPort: 1)
         #expect(common.database.poolSize == 25 && common.database.clientConfiguration.options.maximumConnections == 25)
+        #expect(common.database.preparedStatements)
+        let plain = try CommonConfiguration(
+            environment: Environment(["DATABASE_URL": "postgres://a@h/d", "DATABASE_PREPARED_STATEMENTS": "off"]), defaultPort: 1)
+        #expect(!plain.database.preparedStatements)
+        let refused = try #require(throws: ConfigurationError.self) {
+            try CommonConfiguration(
+                environment: Environment(["DATABASE_URL": "postgres://a@h/d", "DATABASE_PREPARED_STATEMENTS": "maybe"]), defaultPort: 1)
+        }
+        #expect(refused.variable == "DATABASE_PREPARED_STATEMENTS")
     }
 
     @Test("blocking commands get their wait on top of the deadline")

@@ -37,7 +37,7 @@ final class CallRegistry: Sendable {
     private let logger: Logger
     private let calls = NIOLockedValueBox<[String: CallSession]>([:])
     private let accepting = NIOLockedValueBox(true)
-    private let adoptions = NIOLockedValueBox<[String: (position: String, until: ContinuousClock.Instant)]>([:])
+    private let adoptions = NIOLockedValueBox(AdoptedStreams())
     private let handedOverAny = NIOLockedValueBox(false)
     /// Batches of frames being admitted and written right now (``sendingBatch(_:)``).
     private let batchesInFlight = NIOLockedValueBox(0)
@@ -164,13 +164,18 @@ final class CallRegistry: Sendable {
     /// read for the turn in progress.
     private func adopt(_ session: CallSession, state: [String: String], from holder: String) {
         let id = session.conversationId
+        // Seeded before the frame reader can find the session, so no frame meets an empty turn state.
+        session.resume(
+            prompt: state["prompt"], turnId: state["turn"], sequence: state["seq"].flatMap { Int($0) }, generation: state["gen"],
+            lastSent: state["last"] == "1")
         let previous = calls.withLockedValue { calls -> CallSession? in
             defer { calls[id] = session }
             return calls[id]
         }
         // A reconnect to this same relay after a restart: the old socket is gone; its end must not end the call.
         previous?.handOver()
-        session.resume(prompt: state["prompt"], turnId: state["turn"], sequence: state["seq"].flatMap { Int($0) }, generation: state["gen"])
+        // The rest of the prompt's replies are on the previous holder's stream (a reply that ended there
+        // may be followed by another of the same prompt).
         if let stream = state["stream"], state["prompt"] != nil, state["prompt"] != "-" {
             let position = state["pos"] ?? state["promptAt"].flatMap { Int($0) }.map { "\(max(0, $0 - 2_000))-0" } ?? "0-0"
             adopt(stream: stream, after: position)
@@ -200,7 +205,7 @@ final class CallRegistry: Sendable {
         let key = RedisKeys.callState(session.conversationId)
         let now = Int(Date().timeIntervalSince1970 * 1000)
         _ = try? await redis.send([
-            ["HDEL", .string(key), "pos", "turn", "seq", "gen"],
+            ["HDEL", .string(key), "pos", "turn", "seq", "gen", "last"],
             [
                 "HSET", .string(key), "prompt", .string(eventId), "stream", .string(Streams.voice(instance: instance)), "promptAt",
                 .string(String(now)),
@@ -221,6 +226,8 @@ final class CallRegistry: Sendable {
         var sequence: Int
         var generation: String?
         var entryId: String
+        /// Whether the frame ends its turn (`last: true`).
+        var isLast = false
     }
 
     /// Records, per call, the last frame about to be sent (one round trip per batch, before the writes:
@@ -233,7 +240,7 @@ final class CallRegistry: Sendable {
             var command: [RedisArgument] = [
                 "HSET", .string(RedisKeys.callState(frame.conversationId)), "turn", .string(frame.turnId), "seq", .string(String(frame.sequence)),
                 "pos",
-                .string(frame.entryId),
+                .string(frame.entryId), "last", frame.isLast ? "1" : "0",
             ]
             if let generation = frame.generation { command += ["gen", .string(generation)] }
             return command
@@ -252,39 +259,18 @@ final class CallRegistry: Sendable {
 
     private func adopt(stream: String, after position: String) {
         guard stream != Streams.voice(instance: instance) else { return }
-        adoptions.withLockedValue { adoptions in
-            let until = ContinuousClock.now + adoptionTime
-            if let existing = adoptions[stream] {
-                adoptions[stream] = (Self.earlier(existing.position, position), until)
-            } else {
-                adoptions[stream] = (position, until)
-            }
-        }
+        adoptions.withLockedValue { $0.adopt(stream, after: position, until: .now + adoptionTime) }
     }
 
     /// The streams of relays whose calls this one took over, with the position to read after; each is
-    /// read for ``adoptionTime`` after the last takeover from it.
+    /// read for ``adoptionTime`` after the last takeover from it (``AdoptedStreams/beginRead(now:)``).
     func adoptedPositions() -> [String: String] {
-        adoptions.withLockedValue { adoptions in
-            adoptions = adoptions.filter { $0.value.until > .now }
-            return adoptions.mapValues(\.position)
-        }
+        adoptions.withLockedValue { $0.beginRead(now: .now) }
     }
 
-    /// Moves an adopted stream's read position on.
-    func advance(_ stream: String, to id: String) {
-        adoptions.withLockedValue { adoptions in
-            if let existing = adoptions[stream] { adoptions[stream] = (id, existing.until) }
-        }
-    }
-
-    /// The earlier of two stream entry ids.
-    static func earlier(_ a: String, _ b: String) -> String {
-        func parts(_ id: String) -> (Int, Int) {
-            let split = id.split(separator: "-")
-            return (Int(split.first ?? "0") ?? 0, Int(split.dropFirst().first ?? "0") ?? 0)
-        }
-        return parts(a) <= parts(b) ? a : b
+    /// Moves adopted streams' read positions on to the last entry read from each (``AdoptedStreams/advance(_:)``).
+    func advance(_ read: [String: String]) {
+        adoptions.withLockedValue { $0.advance(read) }
     }
 
     // MARK: ending and handing over

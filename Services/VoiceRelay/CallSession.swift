@@ -34,8 +34,10 @@ final class CallSession: Sendable {
 
     /// Seeds the turn state from what the previous relay recorded (``CallRegistry``): the prompt in
     /// progress, and the last frame of its turn the caller was sent, so nothing is sent twice.
-    func resume(prompt: String?, turnId: String?, sequence: Int?, generation: String?) {
-        turns.withLockedValue { $0.resume(prompt: prompt, turnId: turnId, sequence: sequence, generation: generation, now: .now) }
+    func resume(prompt: String?, turnId: String?, sequence: Int?, generation: String?, lastSent: Bool) {
+        turns.withLockedValue {
+            $0.resume(prompt: prompt, turnId: turnId, sequence: sequence, generation: generation, lastSent: lastSent, now: .now)
+        }
     }
 
     init(

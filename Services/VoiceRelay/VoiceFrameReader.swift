@@ -37,8 +37,9 @@ struct VoiceFrameReader: Service {
                     let positions = registry.adoptedPositions().merging([stream: position]) { _, own in own }
                     // The read waits no longer than the earliest held turn's takeover (a timer per held turn).
                     let entries = try await bus.read(after: positions, count: 256, blockMilliseconds: Self.block(until: held.values.min()))
+                    var adoptedRead: [String: String] = [:]
                     for entry in entries {
-                        if entry.stream == stream { position = entry.id } else { registry.advance(entry.stream, to: entry.id) }
+                        if entry.stream == stream { position = entry.id } else { adoptedRead[entry.stream] = entry.id }
                     }
                     held = await registry.sendingBatch {
                         var batch: [Outgoing] = []
@@ -51,6 +52,8 @@ struct VoiceFrameReader: Service {
                         await send(batch)
                         return held
                     }
+                    // After the batch: a call taken over meanwhile has its frames in it read again.
+                    if !adoptedRead.isEmpty { registry.advance(adoptedRead) }
                     if ContinuousClock.now - lastTrim > .seconds(5) {
                         lastTrim = .now
                         try await redis.command("XTRIM", .string(stream), "MAXLEN", "~", "10000")
@@ -142,7 +145,7 @@ struct VoiceFrameReader: Service {
             session: session, text: text,
             sent: .init(
                 conversationId: session.conversationId, turnId: frame.turnId, sequence: frame.sequence, generation: frame.generation,
-                entryId: frame.entryId))
+                entryId: frame.entryId, isLast: frame.isLast))
     }
 
     /// How long a read may wait: 500 ms, or less when a held turn's takeover comes sooner (at least 1 ms:

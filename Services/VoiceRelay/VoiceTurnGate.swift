@@ -133,14 +133,21 @@ struct VoiceTurnGate {
     }
 
     /// Seeds the state from what the previous relay recorded: the prompt in progress, and the last
-    /// frame of its turn the caller was sent (its sequence and generation).
-    mutating func resume(prompt: String?, turnId: String?, sequence: Int?, generation: String?, now: ContinuousClock.Instant) {
+    /// frame of its turn the caller was sent (its sequence and generation, and whether it ended the
+    /// turn: then the turn is done, and its frames read again from the old stream send nothing).
+    mutating func resume(
+        prompt: String?, turnId: String?, sequence: Int?, generation: String?, lastSent: Bool = false, now: ContinuousClock.Instant
+    ) {
         resumedPrompt = prompt ?? "-"
         if let prompt, prompt != "-" { prompts.append((prompt, now)) }
         guard let turnId else { return }
         var turn = newOrExisting(turnId, now: now)
         if let sequence { turn.lastSequence = sequence }
         if let generation { turn.owner = generation }
+        if lastSent {
+            turn.lastSent = true
+            turn.done = true
+        }
         store(turn, as: turnId)
     }
 

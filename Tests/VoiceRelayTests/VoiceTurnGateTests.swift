@@ -178,6 +178,28 @@ struct VoiceTurnGateTests {
         #expect(tokens(gate.admit(frame(5, "B", last: true, adopted: true), now: at(3_020))) == ["B5!"])
     }
 
+    @Test("after a takeover, the old relay's frames of a turn the caller heard to its end send nothing when read again")
+    func resumedFinishedTurn() {
+        var gate = VoiceTurnGate(takeover: takeover)
+        gate.resume(prompt: "p1", turnId: "p1:r1", sequence: 3, generation: "A", lastSent: true, now: at(0))
+        for sequence in 1...2 { #expect(gate.admit(frame(sequence, "A", adopted: true), now: at(10)).isEmpty) }
+        // Not an empty `last: true`: the caller would take it for the end of its next turn.
+        #expect(gate.admit(frame(3, "A", last: true, adopted: true), now: at(20)).isEmpty)
+        // A redo by a later generation is refused: the turn is over.
+        #expect(gate.admit(frame(1, "B", adopted: true), now: at(3_500)).isEmpty)
+        #expect(gate.nextDeadline == nil)
+        // The prompt's next reply goes on.
+        #expect(tokens(gate.admit(frame(1, "A", turn: "p1:r2", adopted: true), now: at(30))) == ["A1"])
+    }
+
+    @Test("after a takeover mid-turn, the owner's last frame at the sequence recorded still ends the turn once")
+    func resumedUnfinishedTurn() {
+        var gate = VoiceTurnGate(takeover: takeover)
+        gate.resume(prompt: "p1", turnId: "p1:r1", sequence: 3, generation: "A", lastSent: false, now: at(0))
+        #expect(tokens(gate.admit(frame(3, "A", last: true, adopted: true), now: at(10))) == ["A3!"])
+        #expect(gate.admit(frame(3, "A", last: true, adopted: true), now: at(20)).isEmpty)
+    }
+
     @Test("a resumed call whose turn had been interrupted reads nothing from the old relay's stream")
     func resumedInterrupted() {
         var gate = VoiceTurnGate(takeover: takeover)

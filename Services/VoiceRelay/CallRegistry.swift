@@ -15,7 +15,7 @@ import ServiceSupport
 /// and `tac:relay:resume:<token>` lets the socket URL, consumed on the first upgrade, open the call's
 /// socket again. A reconnect that lands on any relay takes the call over (``register(_:token:)``)
 /// once the previous holder handed it over or stopped beating, and reads the previous holder's frame
-/// stream for the turn in progress (``adoptedPositions()``).
+/// stream for the turn in progress (``beginRead()``).
 final class CallRegistry: Sendable {
     static let registrationSeconds = 4 * 3600
 
@@ -37,7 +37,7 @@ final class CallRegistry: Sendable {
     private let logger: Logger
     private let calls = NIOLockedValueBox<[String: CallSession]>([:])
     private let accepting = NIOLockedValueBox(true)
-    private let adoptions = NIOLockedValueBox(AdoptedStreams())
+    private let adoptions: NIOLockedValueBox<AdoptedStreams>
     private let handedOverAny = NIOLockedValueBox(false)
     /// Batches of frames being admitted and written right now (``sendingBatch(_:)``).
     private let batchesInFlight = NIOLockedValueBox(0)
@@ -51,6 +51,7 @@ final class CallRegistry: Sendable {
         self.reconnect = reconnect
         self.livenessTTLMilliseconds = livenessTTLMilliseconds
         self.staleAfter = .milliseconds(min(2_500, livenessTTLMilliseconds / 2))
+        self.adoptions = NIOLockedValueBox(AdoptedStreams(own: Streams.voice(instance: instance)))
         self.logger = logger
     }
 
@@ -167,18 +168,23 @@ final class CallRegistry: Sendable {
         // Seeded before the frame reader can find the session, so no frame meets an empty turn state.
         session.resume(
             prompt: state["prompt"], turnId: state["turn"], sequence: state["seq"].flatMap { Int($0) }, generation: state["gen"],
-            lastSent: state["last"] == "1")
+            lastSent: state["last"] == "1", position: state["pos"])
+        // The rest of the prompt's replies are on the previous holder's stream (a reply that ended there
+        // may be followed by another of the same prompt).
+        let stream = state["prompt"].flatMap { $0 == "-" ? nil : state["stream"] }
+        if let stream { session.beginAdoption(from: stream) }
         let previous = calls.withLockedValue { calls -> CallSession? in
             defer { calls[id] = session }
             return calls[id]
         }
         // A reconnect to this same relay after a restart: the old socket is gone; its end must not end the call.
         previous?.handOver()
-        // The rest of the prompt's replies are on the previous holder's stream (a reply that ended there
-        // may be followed by another of the same prompt).
-        if let stream = state["stream"], state["prompt"] != nil, state["prompt"] != "-" {
+        if let stream {
             let position = state["pos"] ?? state["promptAt"].flatMap { Int($0) }.map { "\(max(0, $0 - 2_000))-0" } ?? "0-0"
-            adopt(stream: stream, after: position)
+            // Stamped under the same lock as the rewind, so no read falls between them.
+            adoptions.withLockedValue { adoptions in
+                session.adopted(read: adoptions.adopt(stream, after: position, until: .now + adoptionTime))
+            }
         }
         Gauge(label: "agentconnect_live_calls").record(count)
         Counter(label: "agentconnect_voice_calls_taken_over_total").increment()
@@ -257,14 +263,10 @@ final class CallRegistry: Sendable {
 
     // MARK: streams of calls taken over
 
-    private func adopt(stream: String, after position: String) {
-        guard stream != Streams.voice(instance: instance) else { return }
-        adoptions.withLockedValue { $0.adopt(stream, after: position, until: .now + adoptionTime) }
-    }
-
-    /// The streams of relays whose calls this one took over, with the position to read after; each is
-    /// read for ``adoptionTime`` after the last takeover from it (``AdoptedStreams/beginRead(now:)``).
-    func adoptedPositions() -> [String: String] {
+    /// A read of the voice streams begins: the streams of relays whose calls this one took over, with
+    /// the position to read after (each is read for ``adoptionTime`` after the last takeover from it),
+    /// where to read this relay's own stream again from, and the read's number (``AdoptedStreams``).
+    func beginRead() -> (positions: [String: String], ownRewind: String?, number: Int) {
         adoptions.withLockedValue { $0.beginRead(now: .now) }
     }
 

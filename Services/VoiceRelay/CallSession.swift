@@ -34,9 +34,40 @@ final class CallSession: Sendable {
 
     /// Seeds the turn state from what the previous relay recorded (``CallRegistry``): the prompt in
     /// progress, and the last frame of its turn the caller was sent, so nothing is sent twice.
-    func resume(prompt: String?, turnId: String?, sequence: Int?, generation: String?, lastSent: Bool) {
+    func resume(prompt: String?, turnId: String?, sequence: Int?, generation: String?, lastSent: Bool, position: String?) {
         turns.withLockedValue {
-            $0.resume(prompt: prompt, turnId: turnId, sequence: sequence, generation: generation, lastSent: lastSent, now: .now)
+            $0.resume(
+                prompt: prompt, turnId: turnId, sequence: sequence, generation: generation, lastSent: lastSent, position: position, now: .now)
+        }
+    }
+
+    /// The stream the call was taken over from, and the frame reader's latest read when it was
+    /// (``AdoptedStreams``); `Int.max` until the takeover is complete.
+    private let adoption = NIOLockedValueBox<(stream: String, read: Int)?>(nil)
+
+    /// The call is being taken over from `stream`: none of its frames from it are admitted until
+    /// ``adopted(read:)`` says from which read on.
+    func beginAdoption(from stream: String) {
+        adoption.withLockedValue { $0 = (stream, Int.max) }
+    }
+
+    /// The takeover is complete: frames from reads after `read` are admitted.
+    func adopted(read: Int) {
+        adoption.withLockedValue { $0?.read = read }
+    }
+
+    /// Whether the call was taken over from `stream` (its frames from it are checked against what the
+    /// previous holder sent).
+    func isResumed(from stream: String) -> Bool {
+        adoption.withLockedValue { $0?.stream == stream }
+    }
+
+    /// Whether the call's frames from `stream` in read number `read` must wait to be read again: the
+    /// call was taken over from that stream while the read ran.
+    func adoptedDuring(read: Int, from stream: String) -> Bool {
+        adoption.withLockedValue { adoption in
+            guard let adoption, adoption.stream == stream else { return false }
+            return adoption.read >= read
         }
     }
 

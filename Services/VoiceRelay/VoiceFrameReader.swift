@@ -10,7 +10,7 @@ import ServiceSupport
 /// Reads this relay's own stream (`tac:voice:<instance>`) and writes each reply frame to the socket
 /// of its call, dropping frames of interrupted or superseded turns and replays of a redone turn. For
 /// calls taken over from another relay it also reads that relay's stream, where their turns in
-/// progress go on (``CallRegistry/adoptedPositions()``).
+/// progress go on (``CallRegistry/beginRead()``).
 struct VoiceFrameReader: Service {
     let bus: any EventBus
     let redis: RedisClient
@@ -34,7 +34,10 @@ struct VoiceFrameReader: Service {
                         position = last.array?.first?.array?.first?.string ?? "0-0"
                     }
                     // The streams of relays whose calls were taken over here carry the rest of their turns in progress.
-                    let positions = registry.adoptedPositions().merging([stream: position]) { _, own in own }
+                    let read = registry.beginRead()
+                    // A call taken over by this same instance (restarted with its id) is read again from its position.
+                    if let rewind = read.ownRewind { position = AdoptedStreams.earlier(position, rewind) }
+                    let positions = read.positions.merging([stream: position]) { _, own in own }
                     // The read waits no longer than the earliest held turn's takeover (a timer per held turn).
                     let entries = try await bus.read(after: positions, count: 256, blockMilliseconds: Self.block(until: held.values.min()))
                     var adoptedRead: [String: String] = [:]
@@ -46,7 +49,7 @@ struct VoiceFrameReader: Service {
                         var held = held
                         for entry in entries {
                             guard let event = entry.event else { continue }
-                            batch += admit(event, entryId: entry.id, adopted: entry.stream != stream, held: &held)
+                            batch += admit(event, entry: entry, own: stream, read: read.number, held: &held)
                         }
                         batch += expireHeld(&held)
                         await send(batch)
@@ -83,11 +86,16 @@ struct VoiceFrameReader: Service {
 
     /// The frames to write for one read from a voice stream (see ``VoiceTurnGate``); a call that now
     /// holds a later generation's frames is noted in `held` with when they may take their turn over.
-    private func admit(_ event: BusEvent, entryId: String, adopted: Bool, held: inout [String: ContinuousClock.Instant]) -> [Outgoing] {
+    private func admit(
+        _ event: BusEvent, entry: BusEntry, own: String, read: Int, held: inout [String: ContinuousClock.Instant]
+    ) -> [Outgoing] {
         // A call being handed over gets nothing more here: the relay that takes it over sends the rest.
         guard event.carries(VoiceFrame.self), let session = registry.session(event.conversationId), !session.isHandedOver,
-            let frame = Self.voiceFrame(event, logger: logger)
+            // Taken over while this read ran: its frames from the old stream come again, in order, next read.
+            !session.adoptedDuring(read: read, from: entry.stream), let frame = Self.voiceFrame(event, logger: logger)
         else { return [] }
+        let entryId = entry.id
+        let adopted = entry.stream != own || session.isResumed(from: own)
         var forward: [VoiceTurnGate.Forward] = []
         for (sequence, payload) in frame.frames {
             let (admitted, heldUntil) = session.admit(

@@ -103,9 +103,9 @@ struct VoiceTurnGate {
     private var cancelled: Set<String> = []
     /// The prompt events sent, newest last, with when each was sent.
     private var prompts: [(id: String, at: ContinuousClock.Instant)] = []
-    /// After a takeover: the prompt whose turn was in progress on the previous relay; frames read
-    /// from that relay's stream count only for it ("-" when it had been interrupted).
-    private var resumedPrompt: String?
+    /// After a takeover: the entry, on the stream of the relay that held the call, of the last frame
+    /// the caller was sent; frames read from that stream up to it were dealt with there.
+    private var resumedPosition: String?
 
     init(takeover: Duration, heldLimit: Int = 2048, turnLimit: Int = 1024) {
         self.takeover = takeover
@@ -133,12 +133,13 @@ struct VoiceTurnGate {
     }
 
     /// Seeds the state from what the previous relay recorded: the prompt in progress, and the last
-    /// frame of its turn the caller was sent (its sequence and generation, and whether it ended the
-    /// turn: then the turn is done, and its frames read again from the old stream send nothing).
+    /// frame of its turn the caller was sent (its sequence and generation; whether it ended the turn,
+    /// which is then done; and its stream entry, at or before which nothing is sent again).
     mutating func resume(
-        prompt: String?, turnId: String?, sequence: Int?, generation: String?, lastSent: Bool = false, now: ContinuousClock.Instant
+        prompt: String?, turnId: String?, sequence: Int?, generation: String?, lastSent: Bool = false, position: String? = nil,
+        now: ContinuousClock.Instant
     ) {
-        resumedPrompt = prompt ?? "-"
+        resumedPosition = position
         if let prompt, prompt != "-" { prompts.append((prompt, now)) }
         guard let turnId else { return }
         var turn = newOrExisting(turnId, now: now)
@@ -169,7 +170,12 @@ struct VoiceTurnGate {
             }
             return []
         }
-        if frame.adopted, resumedPrompt != frame.promptId { return [] }
+        if frame.adopted {
+            // From the previous holder's stream: only replies to prompts the caller made (the one in
+            // progress there, or one since), after the last frame the caller was sent from it.
+            guard prompts.contains(where: { $0.id == frame.promptId }) else { return [] }
+            if let resumedPosition, AdoptedStreams.isAtOrBefore(frame.entryId, resumedPosition) { return [] }
+        }
         var turn = newOrExisting(frame.turnId, now: now)
         turn.touched = now
         defer { store(turn, as: frame.turnId) }

@@ -155,6 +155,57 @@ struct RelayReconnectFaultTests {
         }
     }
 
+    @Test(
+        "kill -9 the only relay mid-reply and start it again with the same instance id (a pod's container restart): every turn reaches its last:true"
+    )
+    func restartSameInstance() async throws {
+        try await withFaultStack(Self.options()) { stack in
+            let port = TestEnvironment.freePort()
+            let first = try await Self.startRelay(stack, id: "relay-0", port: port)
+            let restarted = NIOLockedValueBox(false)
+            let restart: @Sendable () async -> Void = {
+                guard
+                    restarted.withLockedValue({ done in
+                        defer { done = true }
+                        return !done
+                    })
+                else { return }
+                _ = await first.signal(SIGKILL, timeout: .seconds(5))
+                _ = try? await Self.startRelay(stack, id: "relay-0", port: port)
+            }
+            let calls = 6
+            let transcripts = await withTaskGroup(of: RelayCaller.Transcript?.self) { group in
+                for index in 0..<calls {
+                    var script = Self.turns(0..<6)
+                    if index == 0 { script[4] = .sayWithAction("turn number 2", afterTokens: 2, action: restart) }
+                    group.addTask { await Self.place(stack, port: port, ports: [port], sid: "CAsame\(index)x", script: script) }
+                }
+                return await group.reduce(into: [RelayCaller.Transcript?]()) { $0.append($1) }
+            }
+            #expect(restarted.withLockedValue { $0 })
+            let placed = transcripts.compactMap { $0 }
+            #expect(placed.count == calls)
+            let expected = Self.expected(0..<6)
+            for transcript in placed where !Self.withinKillWindow(transcript, expected: expected) {
+                Issue.record("\(transcript.callSid): \(transcript.turns.map(\.tokens)) (reconnects \(transcript.reconnects))")
+            }
+            // The rest of the turn cut short was published while no relay read the stream; the restarted
+            // relay reads it from where the call was, so the turn still ends (no 20 s wait for `last`).
+            for transcript in placed where transcript.turns.contains(where: { $0.completed == nil }) {
+                Issue.record("\(transcript.callSid): a turn never ended: \(transcript.turns.map(\.tokens))")
+            }
+            #expect(placed.allSatisfy { $0.reconnects >= 1 })
+            let relay = try #require(stack.processes("voice-relay").last)
+            #expect(try await stack.metric("agentconnect_voice_calls_taken_over_total", port: relay.port) >= Double(calls))
+            let damage = Self.damage(placed, expected: expected)
+            #expect(damage.repeated == 0 && damage.missing <= calls, "\(damage)")
+            Self.row(
+                "kill -9 the relay, same id back (6 calls)", calls: calls,
+                completed: placed.filter { $0.turns.map(\.text) == expected }.count, reconnected: placed.filter { $0.reconnects >= 1 }.count,
+                damage: damage, ended: 0)
+        }
+    }
+
     @Test("rolling restart of both relays during calls with applicationReconnect: the calls are handed over and none ends")
     func rollingRestart() async throws {
         try await withFaultStack(Self.options()) { stack in

@@ -192,6 +192,37 @@ struct VoiceTurnGateTests {
         #expect(tokens(gate.admit(frame(1, "A", turn: "p1:r2", adopted: true), now: at(30))) == ["A1"])
     }
 
+    @Test("after a takeover, frames of the old stream at or before the last one the caller was sent are not sent again")
+    func resumedPosition() {
+        var gate = VoiceTurnGate(takeover: takeover)
+        // The caller heard all of p1:r1 (entries 1-0…3-0) and p1:r2 to its frame at entry 5-0.
+        gate.resume(prompt: "p1", turnId: "p1:r2", sequence: 2, generation: "A", position: "5-0", now: at(0))
+        // Read again from an earlier position (another call's): the earlier reply is not spoken twice.
+        #expect(gate.admit(frame(1, "A", adopted: true), now: at(10)).isEmpty)
+        #expect(gate.admit(frame(3, "A", last: true, adopted: true), now: at(10)).isEmpty)
+        // A later generation redoing the prompt, published before the takeover, is not spoken either.
+        var redo = frame(1, "B", adopted: true)
+        redo.entryId = "4-0"
+        #expect(gate.admit(redo, now: at(10)).isEmpty)
+        // p1:r2 goes on after its last frame sent.
+        var next = frame(3, "A", turn: "p1:r2", adopted: true)
+        next.entryId = "6-0"
+        #expect(tokens(gate.admit(next, now: at(20))) == ["A3"])
+    }
+
+    @Test("after a takeover by the same relay (restarted with its id), replies to prompts made since pass, older ones do not")
+    func resumedSameRelay() {
+        var gate = VoiceTurnGate(takeover: takeover)
+        gate.resume(prompt: "p1", turnId: "p1:r1", sequence: 2, generation: "A", position: "5-0", now: at(0))
+        gate.promptSent("p2", now: at(10))
+        var old = frame(1, "A", turn: "p0:r1", adopted: true)
+        old.entryId = "6-0"
+        #expect(gate.admit(old, now: at(20)).isEmpty)
+        var reply = frame(1, "A", turn: "p2:r1", adopted: true)
+        reply.entryId = "7-0"
+        #expect(tokens(gate.admit(reply, now: at(20))) == ["A1"])
+    }
+
     @Test("after a takeover mid-turn, the owner's last frame at the sequence recorded still ends the turn once")
     func resumedUnfinishedTurn() {
         var gate = VoiceTurnGate(takeover: takeover)

@@ -5,7 +5,7 @@
 /// either found no session here or came ahead of frames the read skipped. So a takeover moves the
 /// stream's position back to the call's own (for the next read); a read that ends does not move it
 /// past a call taken over while it ran; and the call's frames in that read are not admitted
-/// (``CallSession/adoptedDuring(read:from:)``): they are read again, in order, and the turn gate drops
+/// (``CallSession/fromResumedStream(_:read:)``): they are read again, in order, and the turn gate drops
 /// what the caller already heard. A call taken over by the same relay instance (restarted with the
 /// same id, as a Kubernetes pod is) is read again from its own stream the same way (``ownRewind``).
 struct AdoptedStreams {

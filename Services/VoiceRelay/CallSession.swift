@@ -56,18 +56,14 @@ final class CallSession: Sendable {
         adoption.withLockedValue { $0?.read = read }
     }
 
-    /// Whether the call was taken over from `stream` (its frames from it are checked against what the
+    /// How the call's frame read from `stream` by read number `read` is taken: nil when it must wait
+    /// for the next read (the call was taken over from that stream while the read ran), else whether
+    /// `stream` is the one the call was taken over from (its frames are checked against what the
     /// previous holder sent).
-    func isResumed(from stream: String) -> Bool {
-        adoption.withLockedValue { $0?.stream == stream }
-    }
-
-    /// Whether the call's frames from `stream` in read number `read` must wait to be read again: the
-    /// call was taken over from that stream while the read ran.
-    func adoptedDuring(read: Int, from stream: String) -> Bool {
+    func fromResumedStream(_ stream: String, read: Int) -> Bool? {
         adoption.withLockedValue { adoption in
             guard let adoption, adoption.stream == stream else { return false }
-            return adoption.read >= read
+            return adoption.read >= read ? nil : true
         }
     }
 

@@ -91,11 +91,11 @@ struct VoiceFrameReader: Service {
     ) -> [Outgoing] {
         // A call being handed over gets nothing more here: the relay that takes it over sends the rest.
         guard event.carries(VoiceFrame.self), let session = registry.session(event.conversationId), !session.isHandedOver,
-            // Taken over while this read ran: its frames from the old stream come again, in order, next read.
-            !session.adoptedDuring(read: read, from: entry.stream), let frame = Self.voiceFrame(event, logger: logger)
+            // Nil: taken over while this read ran; its frames from the old stream come again, in order, next read.
+            let resumed = session.fromResumedStream(entry.stream, read: read), let frame = Self.voiceFrame(event, logger: logger)
         else { return [] }
         let entryId = entry.id
-        let adopted = entry.stream != own || session.isResumed(from: own)
+        let adopted = entry.stream != own || resumed
         var forward: [VoiceTurnGate.Forward] = []
         for (sequence, payload) in frame.frames {
             let (admitted, heldUntil) = session.admit(

@@ -58,8 +58,7 @@ final class CallSession: Sendable {
 
     /// How the call's frame read from `stream` by read number `read` is taken: nil when it must wait
     /// for the next read (the call was taken over from that stream while the read ran), else whether
-    /// `stream` is the one the call was taken over from (its frames are checked against what the
-    /// previous holder sent).
+    /// `stream` is the one the call was taken over from.
     func fromResumedStream(_ stream: String, read: Int) -> Bool? {
         adoption.withLockedValue { adoption in
             guard let adoption, adoption.stream == stream else { return false }

@@ -22,6 +22,9 @@ struct VoiceFrameReader: Service {
         let stopping = NIOLockedValueBox(false)
         await withGracefulShutdownHandler {
             var position = "$"
+            // The own stream's newest entry when this process began reading it: what lies at or before
+            // it was sent (or not) by a previous process with this instance id.
+            var started = "0-0"
             var backoff = Backoff()
             var lastTrim = ContinuousClock.now
             // Calls holding a later generation's frames, and when those may take their turn over.
@@ -32,6 +35,7 @@ struct VoiceFrameReader: Service {
                         // Start after the newest entry: frames for calls we no longer hold are of no use.
                         let last = try await redis.command("XREVRANGE", .string(stream), "+", "-", "COUNT", "1")
                         position = last.array?.first?.array?.first?.string ?? "0-0"
+                        started = position
                     }
                     // The streams of relays whose calls were taken over here carry the rest of their turns in progress.
                     let read = registry.beginRead()
@@ -49,7 +53,7 @@ struct VoiceFrameReader: Service {
                         var held = held
                         for entry in entries {
                             guard let event = entry.event else { continue }
-                            batch += admit(event, entry: entry, own: stream, read: read.number, held: &held)
+                            batch += admit(event, entry: entry, own: (stream, started), read: read.number, held: &held)
                         }
                         batch += expireHeld(&held)
                         await send(batch)
@@ -87,7 +91,7 @@ struct VoiceFrameReader: Service {
     /// The frames to write for one read from a voice stream (see ``VoiceTurnGate``); a call that now
     /// holds a later generation's frames is noted in `held` with when they may take their turn over.
     private func admit(
-        _ event: BusEvent, entry: BusEntry, own: String, read: Int, held: inout [String: ContinuousClock.Instant]
+        _ event: BusEvent, entry: BusEntry, own: (stream: String, started: String), read: Int, held: inout [String: ContinuousClock.Instant]
     ) -> [Outgoing] {
         // A call being handed over gets nothing more here: the relay that takes it over sends the rest.
         guard event.carries(VoiceFrame.self), let session = registry.session(event.conversationId), !session.isHandedOver,
@@ -95,7 +99,7 @@ struct VoiceFrameReader: Service {
             let resumed = session.fromResumedStream(entry.stream, read: read), let frame = Self.voiceFrame(event, logger: logger)
         else { return [] }
         let entryId = entry.id
-        let adopted = entry.stream != own || resumed
+        guard let adopted = Self.isAdopted(entry, own: own, resumed: resumed) else { return [] }
         var forward: [VoiceTurnGate.Forward] = []
         for (sequence, payload) in frame.frames {
             let (admitted, heldUntil) = session.admit(
@@ -106,6 +110,16 @@ struct VoiceFrameReader: Service {
             forward += admitted
         }
         return forward.compactMap { outgoing($0, session: session) }
+    }
+
+    /// Whether a call's frame is checked against what the previous holder sent it (``VoiceTurnGate``):
+    /// one from another relay's stream, or from this one's from before this process read it (read again
+    /// for a call taken back after a restart with the same id: `resumed`); nil when it is of no use —
+    /// the previous process's frames for any other call.
+    static func isAdopted(_ entry: BusEntry, own: (stream: String, started: String), resumed: Bool) -> Bool? {
+        guard entry.stream == own.stream else { return true }
+        guard AdoptedStreams.isAtOrBefore(entry.id, own.started) else { return false }
+        return resumed ? true : nil
     }
 
     /// The reply frame an event carries, or nil (logged at warning, once per event) when its payload

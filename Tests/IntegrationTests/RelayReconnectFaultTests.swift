@@ -163,6 +163,7 @@ struct RelayReconnectFaultTests {
             let port = TestEnvironment.freePort()
             let first = try await Self.startRelay(stack, id: "relay-0", port: port)
             let restarted = NIOLockedValueBox(false)
+            let calls = 6
             let restart: @Sendable () async -> Void = {
                 guard
                     restarted.withLockedValue({ done in
@@ -170,10 +171,13 @@ struct RelayReconnectFaultTests {
                         return !done
                     })
                 else { return }
+                // Every call is up before the kill (a late one would find no relay to dial).
+                _ = await eventually(timeout: .seconds(30)) {
+                    ((try? await stack.metric("agentconnect_live_calls", port: port)) ?? 0) >= Double(calls)
+                }
                 _ = await first.signal(SIGKILL, timeout: .seconds(5))
                 _ = try? await Self.startRelay(stack, id: "relay-0", port: port)
             }
-            let calls = 6
             let transcripts = await withTaskGroup(of: RelayCaller.Transcript?.self) { group in
                 for index in 0..<calls {
                     var script = Self.turns(0..<6)

@@ -1,3 +1,4 @@
+import EventBus
 import Testing
 
 @testable import VoiceRelay
@@ -49,6 +50,20 @@ struct AdoptedStreamsTests {
         #expect(read.positions.isEmpty)
         #expect(read.ownRewind == "4-0")
         #expect(streams.beginRead(now: at(1)).ownRewind == nil)
+    }
+
+    @Test("frames of this relay's stream from before the process read it go only to a call taken back from it")
+    func ownStreamBeforeStart() {
+        let own = (stream: "tac:voice:relay-0", started: "10-0")
+        func entry(_ stream: String, _ id: String) -> BusEntry { BusEntry(stream: stream, id: id, event: nil, raw: []) }
+        // Another relay's stream: checked against what the previous holder sent.
+        #expect(VoiceFrameReader.isAdopted(entry(stream, "3-0"), own: own, resumed: false) == true)
+        // Own stream, since this process reads it: as any frame (a DTMF reply, a proactive `speak`).
+        #expect(VoiceFrameReader.isAdopted(entry(own.stream, "11-0"), own: own, resumed: true) == false)
+        #expect(VoiceFrameReader.isAdopted(entry(own.stream, "11-0"), own: own, resumed: false) == false)
+        // Own stream, before: only a call taken back from it, checked; any other call gets none of it.
+        #expect(VoiceFrameReader.isAdopted(entry(own.stream, "10-0"), own: own, resumed: true) == true)
+        #expect(VoiceFrameReader.isAdopted(entry(own.stream, "9-0"), own: own, resumed: false) == nil)
     }
 
     @Test("a stream is read until the last takeover from it is old; entry ids compare as numbers")

@@ -40,6 +40,14 @@ struct RelayReconnectFaultTests {
         return try? await caller.call(publicURL: url, callSid: callSid, from: from, to: "+15550000001", script: script)
     }
 
+    /// True the first time only (a fault action some call's script triggers runs once).
+    static func first(_ done: NIOLockedValueBox<Bool>) -> Bool {
+        done.withLockedValue { done in
+            defer { done = true }
+            return !done
+        }
+    }
+
     static func turns(_ range: Range<Int>) -> [RelayCaller.Step] {
         range.flatMap { n -> [RelayCaller.Step] in [.say("turn number \(n)"), .pause(.milliseconds(150))] }
     }
@@ -102,12 +110,7 @@ struct RelayReconnectFaultTests {
             let survivor = try await Self.startRelay(stack, id: "relay-1", port: ports[1])
             let killed = NIOLockedValueBox(false)
             let kill: @Sendable () async -> Void = {
-                guard
-                    killed.withLockedValue({ done in
-                        defer { done = true }
-                        return !done
-                    })
-                else { return }
+                guard Self.first(killed) else { return }
                 _ = await victim.signal(SIGKILL, timeout: .seconds(5))
             }
             let calls = 12
@@ -165,12 +168,7 @@ struct RelayReconnectFaultTests {
             let restarted = NIOLockedValueBox(false)
             let calls = 6
             let restart: @Sendable () async -> Void = {
-                guard
-                    restarted.withLockedValue({ done in
-                        defer { done = true }
-                        return !done
-                    })
-                else { return }
+                guard Self.first(restarted) else { return }
                 // Every call is up before the kill (a late one would find no relay to dial).
                 _ = await eventually(timeout: .seconds(30)) {
                     ((try? await stack.metric("agentconnect_live_calls", port: port)) ?? 0) >= Double(calls)

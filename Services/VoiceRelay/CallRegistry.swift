@@ -15,7 +15,7 @@ import ServiceSupport
 /// and `tac:relay:resume:<token>` lets the socket URL, consumed on the first upgrade, open the call's
 /// socket again. A reconnect that lands on any relay takes the call over (``register(_:token:)``)
 /// once the previous holder handed it over or stopped beating, and reads the previous holder's frame
-/// stream for the turn in progress (``beginRead()``).
+/// stream for the turn in progress (``readPositions(_:)``).
 final class CallRegistry: Sendable {
     static let registrationSeconds = 4 * 3600
 
@@ -37,7 +37,7 @@ final class CallRegistry: Sendable {
     private let logger: Logger
     private let calls = NIOLockedValueBox<[String: CallSession]>([:])
     private let accepting = NIOLockedValueBox(true)
-    private let adoptions: NIOLockedValueBox<AdoptedStreams>
+    private let positions: NIOLockedValueBox<VoiceReadPositions>
     private let handedOverAny = NIOLockedValueBox(false)
     /// Batches of frames being admitted and written right now (``sendingBatch(_:)``).
     private let batchesInFlight = NIOLockedValueBox(0)
@@ -51,7 +51,7 @@ final class CallRegistry: Sendable {
         self.reconnect = reconnect
         self.livenessTTLMilliseconds = livenessTTLMilliseconds
         self.staleAfter = .milliseconds(min(2_500, livenessTTLMilliseconds / 2))
-        self.adoptions = NIOLockedValueBox(AdoptedStreams(own: Streams.voice(instance: instance)))
+        self.positions = NIOLockedValueBox(VoiceReadPositions(own: Streams.voice(instance: instance)))
         self.logger = logger
     }
 
@@ -182,8 +182,8 @@ final class CallRegistry: Sendable {
         if let stream {
             let position = state["pos"] ?? state["promptAt"].flatMap { Int($0) }.map { "\(max(0, $0 - 2_000))-0" } ?? "0-0"
             // Stamped under the same lock as the rewind, so no read falls between them.
-            adoptions.withLockedValue { adoptions in
-                session.adopted(read: adoptions.adopt(stream, after: position, until: .now + adoptionTime))
+            positions.withLockedValue { positions in
+                session.adopted(read: positions.adopt(stream, after: position, until: .now + adoptionTime))
             }
         }
         Gauge(label: "agentconnect_live_calls").record(count)
@@ -261,18 +261,13 @@ final class CallRegistry: Sendable {
         return await body()
     }
 
-    // MARK: streams of calls taken over
+    // MARK: where the voice streams are read
 
-    /// A read of the voice streams begins: the streams of relays whose calls this one took over, with
-    /// the position to read after (each is read for ``adoptionTime`` after the last takeover from it),
-    /// where to read this relay's own stream again from, and the read's number (``AdoptedStreams``).
-    func beginRead() -> (positions: [String: String], ownRewind: String?, number: Int) {
-        adoptions.withLockedValue { $0.beginRead(now: .now) }
-    }
-
-    /// Moves adopted streams' read positions on to the last entry read from each (``AdoptedStreams/advance(_:)``).
-    func advance(_ read: [String: String]) {
-        adoptions.withLockedValue { $0.advance(read) }
+    /// The frame reader's positions on the voice streams — its own, and those of relays whose calls
+    /// were taken over here, each read for ``adoptionTime`` after the last takeover from it — under
+    /// their lock (``VoiceReadPositions``).
+    func readPositions<Result>(_ body: (inout VoiceReadPositions) -> Result) -> Result {
+        positions.withLockedValue { body(&$0) }
     }
 
     // MARK: ending and handing over

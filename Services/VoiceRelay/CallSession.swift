@@ -42,7 +42,7 @@ final class CallSession: Sendable {
     }
 
     /// The stream the call was taken over from, and the frame reader's latest read when it was
-    /// (``AdoptedStreams``); `Int.max` until the takeover is complete.
+    /// (``VoiceReadPositions``); `Int.max` until the takeover is complete.
     private let adoption = NIOLockedValueBox<(stream: String, read: Int)?>(nil)
 
     /// The call is being taken over from `stream`: none of its frames from it are admitted until

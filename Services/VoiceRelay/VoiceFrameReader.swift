@@ -10,7 +10,7 @@ import ServiceSupport
 /// Reads this relay's own stream (`tac:voice:<instance>`) and writes each reply frame to the socket
 /// of its call, dropping frames of interrupted or superseded turns and replays of a redone turn. For
 /// calls taken over from another relay it also reads that relay's stream, where their turns in
-/// progress go on (``CallRegistry/beginRead()``).
+/// progress go on (``CallRegistry/readPositions(_:)``).
 struct VoiceFrameReader: Service {
     let bus: any EventBus
     let redis: RedisClient
@@ -21,46 +21,39 @@ struct VoiceFrameReader: Service {
         let stream = Streams.voice(instance: registry.instance)
         let stopping = NIOLockedValueBox(false)
         await withGracefulShutdownHandler {
-            var position = "$"
-            // The own stream's newest entry when this process began reading it: what lies at or before
-            // it was sent (or not) by a previous process with this instance id.
-            var started = "0-0"
+            var started = false
             var backoff = Backoff()
             var lastTrim = ContinuousClock.now
             // Calls holding a later generation's frames, and when those may take their turn over.
             var held: [String: ContinuousClock.Instant] = [:]
             while !stopping.withLockedValue({ $0 }) {
                 do {
-                    if position == "$" {
+                    if !started {
                         // Start after the newest entry: frames for calls we no longer hold are of no use.
                         let last = try await redis.command("XREVRANGE", .string(stream), "+", "-", "COUNT", "1")
-                        position = last.array?.first?.array?.first?.string ?? "0-0"
-                        started = position
+                        registry.readPositions { $0.start(after: last.array?.first?.array?.first?.string ?? "0-0") }
+                        started = true
                     }
-                    // The streams of relays whose calls were taken over here carry the rest of their turns in progress.
-                    let read = registry.beginRead()
-                    // A call taken over by this same instance (restarted with its id) is read again from its position.
-                    if let rewind = read.ownRewind { position = AdoptedStreams.earlier(position, rewind) }
-                    let positions = read.positions.merging([stream: position]) { _, own in own }
+                    // The own stream, and those of relays whose calls were taken over here (the rest of their turns).
+                    let read = registry.readPositions { $0.beginRead(now: .now) }
                     // The read waits no longer than the earliest held turn's takeover (a timer per held turn).
-                    let entries = try await bus.read(after: positions, count: 256, blockMilliseconds: Self.block(until: held.values.min()))
-                    var adoptedRead: [String: String] = [:]
-                    for entry in entries {
-                        if entry.stream == stream { position = entry.id } else { adoptedRead[entry.stream] = entry.id }
-                    }
+                    let entries = try await bus.read(
+                        after: read.positions, count: 256, blockMilliseconds: Self.block(until: held.values.min()))
                     held = await registry.sendingBatch {
                         var batch: [Outgoing] = []
                         var held = held
                         for entry in entries {
                             guard let event = entry.event else { continue }
-                            batch += admit(event, entry: entry, own: (stream, started), read: read.number, held: &held)
+                            batch += admit(event, entry: entry, read: read, held: &held)
                         }
                         batch += expireHeld(&held)
                         await send(batch)
                         return held
                     }
                     // After the batch: a call taken over meanwhile has its frames in it read again.
-                    if !adoptedRead.isEmpty { registry.advance(adoptedRead) }
+                    var last: [String: String] = [:]
+                    for entry in entries { last[entry.stream] = entry.id }
+                    if !last.isEmpty { registry.readPositions { $0.advance(last) } }
                     if ContinuousClock.now - lastTrim > .seconds(5) {
                         lastTrim = .now
                         try await redis.command("XTRIM", .string(stream), "MAXLEN", "~", "10000")
@@ -91,35 +84,24 @@ struct VoiceFrameReader: Service {
     /// The frames to write for one read from a voice stream (see ``VoiceTurnGate``); a call that now
     /// holds a later generation's frames is noted in `held` with when they may take their turn over.
     private func admit(
-        _ event: BusEvent, entry: BusEntry, own: (stream: String, started: String), read: Int, held: inout [String: ContinuousClock.Instant]
+        _ event: BusEvent, entry: BusEntry, read: VoiceReadPositions.Read, held: inout [String: ContinuousClock.Instant]
     ) -> [Outgoing] {
         // A call being handed over gets nothing more here: the relay that takes it over sends the rest.
         guard event.carries(VoiceFrame.self), let session = registry.session(event.conversationId), !session.isHandedOver,
             // Nil: taken over while this read ran; its frames from the old stream come again, in order, next read.
-            let resumed = session.fromResumedStream(entry.stream, read: read), let frame = Self.voiceFrame(event, logger: logger)
+            let resumed = session.fromResumedStream(entry.stream, read: read.number), let frame = Self.voiceFrame(event, logger: logger)
         else { return [] }
-        let entryId = entry.id
-        guard let adopted = Self.isAdopted(entry, own: own, resumed: resumed) else { return [] }
+        guard let adopted = read.isAdopted(stream: entry.stream, id: entry.id, resumed: resumed) else { return [] }
         var forward: [VoiceTurnGate.Forward] = []
         for (sequence, payload) in frame.frames {
             let (admitted, heldUntil) = session.admit(
                 VoiceTurnGate.Frame(
-                    turnId: frame.turnId, sequence: sequence, generation: frame.gen, frame: payload, entryId: entryId, adopted: adopted))
+                    turnId: frame.turnId, sequence: sequence, generation: frame.gen, frame: payload, entryId: entry.id, adopted: adopted))
             held[session.conversationId] = heldUntil
             if admitted.isEmpty { Counter(label: "agentconnect_voice_frames_dropped_total").increment() }
             forward += admitted
         }
         return forward.compactMap { outgoing($0, session: session) }
-    }
-
-    /// Whether a call's frame is checked against what the previous holder sent it (``VoiceTurnGate``):
-    /// one from another relay's stream, or from this one's from before this process read it (read again
-    /// for a call taken back after a restart with the same id: `resumed`); nil when it is of no use —
-    /// the previous process's frames for any other call.
-    static func isAdopted(_ entry: BusEntry, own: (stream: String, started: String), resumed: Bool) -> Bool? {
-        guard entry.stream == own.stream else { return true }
-        guard AdoptedStreams.isAtOrBefore(entry.id, own.started) else { return false }
-        return resumed ? true : nil
     }
 
     /// The reply frame an event carries, or nil (logged at warning, once per event) when its payload

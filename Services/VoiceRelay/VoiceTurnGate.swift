@@ -174,7 +174,7 @@ struct VoiceTurnGate {
             // From the previous holder's stream: only replies to prompts the caller made (the one in
             // progress there, or one since), after the last frame the caller was sent from it.
             guard prompts.contains(where: { $0.id == frame.promptId }) else { return [] }
-            if let resumedPosition, AdoptedStreams.isAtOrBefore(frame.entryId, resumedPosition) { return [] }
+            if let resumedPosition, VoiceReadPositions.isAtOrBefore(frame.entryId, resumedPosition) { return [] }
         }
         var turn = newOrExisting(frame.turnId, now: now)
         turn.touched = now

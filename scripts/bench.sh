@@ -55,6 +55,8 @@ rb1=$(redis-benchmark -p "$redis_port" -q -n 30000 -c 1 XADD bench:rb '*' f v | 
 redis-cli -p "$redis_port" DEL bench:rb >/dev/null
 echo "ROW|ceiling: redis-benchmark XADD, 50 clients (ops/s)|${rb50%.*}|" >>"$rows"
 echo "ROW|ceiling: redis-benchmark XADD, 1 client (ops/s)|${rb1%.*}|" >>"$rows"
+echo "== ceilings: CPU per thread wake-up"
+"$bin/agentconnect-bench" wakeup | tee -a "$rows" | grep ROW || true
 fi
 
 if part bus; then

@@ -6,7 +6,7 @@ import Foundation
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agentconnect-bench", abstract: "Measure AgentConnect on this machine.",
-        subcommands: [BusBench.self, MessagingBench.self, VoiceBench.self, CeilingBench.self, HotPathBench.self, PoolBench.self])
+        subcommands: [BusBench.self, MessagingBench.self, VoiceBench.self, CeilingBench.self, HotPathBench.self, PoolBench.self, WakeupBench.self])
 }
 
 /// A synchronous entry point that waits on a semaphore while the command runs as a task. Swift's

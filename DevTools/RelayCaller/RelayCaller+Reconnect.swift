@@ -55,7 +55,7 @@ struct Connection: Sendable {
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         group.addTask {
                             for try await message in inbound.messages(maxSize: 1 << 20) {
-                                if case .text(let text) = message, let frame = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) {
+                                if case .text(let text) = message, let frame = try? CompactJSON.decode(text.utf8) {
                                     framesSeen.withLockedValue { $0 += 1 }
                                     queue.push(frame)
                                 }
@@ -194,7 +194,7 @@ actor CallLink {
     }
 
     private static func text(_ frame: JSONValue) -> String? {
-        (try? JSONEncoder().encode(frame)).map { String(decoding: $0, as: UTF8.self) }
+        (try? CompactJSON.encode(frame)).map { String(decoding: $0, as: UTF8.self) }
     }
 }
 

@@ -16,9 +16,9 @@ package struct RelayCaller: Sendable {
     package enum Step: Sendable {
         /// A final prompt; waits for the reply's `last: true`.
         case say(String)
-        /// A prompt, interrupted after `afterTokens` tokens; then waits `settle` for stray tokens.
+        /// A prompt, interrupted after `afterTokens` words; then waits `settle` for stray tokens.
         case sayAndInterrupt(String, afterTokens: Int, settle: Duration = .milliseconds(300))
-        /// A prompt; after `afterTokens` tokens `action` runs (e.g. kill a worker), then the reply is awaited.
+        /// A prompt; after `afterTokens` words `action` runs (e.g. kill a worker), then the reply is awaited.
         case sayWithAction(String, afterTokens: Int, action: @Sendable () async -> Void)
         /// A key press.
         case dtmf(String)
@@ -26,9 +26,12 @@ package struct RelayCaller: Sendable {
         case raw(JSONValue)
         /// Waits.
         case pause(Duration)
-        /// Waits until `count` text frames have arrived since the last step (kept like `pause` keeps
-        /// them), or `timeout` passes: "while the reply is streaming", whatever the machine's load.
+        /// Waits until `count` words of text (an empty token counts as one) have arrived since the last
+        /// step (frames kept like `pause` keeps them), or `timeout` passes: "while the reply is
+        /// streaming", whatever the machine's load and however the relay framed the tokens.
         case waitForTokens(Int, timeout: Duration)
+        /// Waits until a text frame with `last: true` arrives (kept like `pause` keeps it), or `timeout` passes.
+        case waitForLast(timeout: Duration)
         /// Runs `action` between two utterances (the socket stays up, and reconnects, meanwhile).
         case action(@Sendable () async -> Void)
     }
@@ -36,6 +39,8 @@ package struct RelayCaller: Sendable {
     /// What happened to one prompt.
     package struct Turn: Sendable {
         package var prompt: String
+        /// The reply's tokens as they came, one per message: a relay may send several tokens that it read
+        /// together as one message (their text joined), so count ``words`` rather than these.
         package var tokens: [String] = []
         /// Tokens that arrived after the interrupt was acknowledged (should be none).
         package var lateTokens: [String] = []
@@ -47,6 +52,8 @@ package struct RelayCaller: Sendable {
         package var repeated = false
         /// The reply as spoken.
         package var text: String { tokens.joined() }
+        /// The reply's words (split on whitespace), however its tokens were framed.
+        package var words: [String] { RelayCaller.words(text) }
     }
 
     /// The outcome of a call.
@@ -170,8 +177,14 @@ package struct RelayCaller: Sendable {
                     let until = ContinuousClock.now + timeout
                     var seen = 0
                     while seen < count, ContinuousClock.now < until, let frame = await next(timeout: until - ContinuousClock.now) {
-                        if frame["type"]?.string == "text" { seen += 1 }
+                        if frame["type"]?.string == "text" { seen += max(1, Self.words(frame["token"]?.string ?? "").count) }
                         session.other(frame)
+                    }
+                case .waitForLast(let timeout):
+                    let until = ContinuousClock.now + timeout
+                    while ContinuousClock.now < until, let frame = await next(timeout: until - ContinuousClock.now) {
+                        session.other(frame)
+                        if frame["type"]?.string == "text", frame["last"]?.bool == true { break }
                     }
                 case .action(let action):
                     await action()
@@ -209,7 +222,7 @@ package struct RelayCaller: Sendable {
                             if turn.firstToken == nil { turn.firstToken = ContinuousClock.now - started }
                             turn.tokens.append(token)
                         }
-                        if !acted, turn.tokens.count >= actionAfter, let action {
+                        if !acted, turn.words.count >= actionAfter, let action {
                             acted = true
                             await action()
                         }
@@ -223,7 +236,7 @@ package struct RelayCaller: Sendable {
                     var turn = Turn(prompt: text)
                     let started = ContinuousClock.now
                     await send(["type": "prompt", "voicePrompt": .string(text), "lang": "en-US", "last": true])
-                    while turn.tokens.count < afterTokens, let frame = await next(timeout: replyTimeout) {
+                    while turn.words.count < afterTokens, let frame = await next(timeout: replyTimeout) {
                         guard frame["type"]?.string == "text", let token = frame["token"]?.string, !token.isEmpty else { continue }
                         if turn.firstToken == nil { turn.firstToken = ContinuousClock.now - started }
                         turn.tokens.append(token)
@@ -255,6 +268,11 @@ package struct RelayCaller: Sendable {
         transcript.reconnects = await link.reconnects
         transcript.droppedEvents = await link.dropped
         return transcript
+    }
+
+    /// Text as words, split on whitespace.
+    package static func words(_ text: String) -> [String] {
+        text.split(whereSeparator: \.isWhitespace).map(String.init)
     }
 
     /// An open-ended call (the dev phone): sends `setup`, then each frame of `commands` as it comes,

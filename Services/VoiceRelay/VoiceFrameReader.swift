@@ -75,9 +75,9 @@ struct VoiceFrameReader: Service {
     }
 
     /// A frame admitted for a caller, ready to write.
-    private struct Outgoing {
+    struct Outgoing {
         var session: CallSession
-        var text: String
+        var frame: JSONValue
         var sent: CallRegistry.SentFrame
     }
 
@@ -101,7 +101,7 @@ struct VoiceFrameReader: Service {
             if admitted.isEmpty { Counter(label: "agentconnect_voice_frames_dropped_total").increment() }
             forward += admitted
         }
-        return forward.compactMap { outgoing($0, session: session) }
+        return forward.map { outgoing($0, session: session) }
     }
 
     /// The reply frame an event carries, or nil (logged at warning, once per event) when its payload
@@ -129,13 +129,13 @@ struct VoiceFrameReader: Service {
             }
             let (forward, heldUntil) = session.expireHeld(now: now)
             held[conversationId] = heldUntil
-            batch += forward.compactMap { outgoing($0, session: session) }
+            batch += forward.map { outgoing($0, session: session) }
         }
         return batch
     }
 
     /// A frame the gate let through, with its metrics and spans, ready to write.
-    private func outgoing(_ forward: VoiceTurnGate.Forward, session: CallSession) -> Outgoing? {
+    private func outgoing(_ forward: VoiceTurnGate.Forward, session: CallSession) -> Outgoing {
         let frame = forward.frame
         if let sincePrompt = forward.sincePrompt {
             Timer(label: "agentconnect_voice_first_token_seconds").recordNanoseconds(sincePrompt.nanoseconds)
@@ -144,9 +144,8 @@ struct VoiceFrameReader: Service {
         if frame.adopted { Counter(label: "agentconnect_voice_frames_adopted_total").increment() }
         if frame.isLast { session.promptSpans.end(frame.promptId, event: "last token") }
         if frame.frame["type"]?.string == "text" { session.relayState.forwarded(turnId: frame.turnId, isLast: frame.isLast) }
-        guard let text = try? String(decoding: CompactJSON.encode(frame.frame), as: UTF8.self) else { return nil }
         return Outgoing(
-            session: session, text: text,
+            session: session, frame: frame.frame,
             sent: .init(
                 conversationId: session.conversationId, turnId: frame.turnId, sequence: frame.sequence, generation: frame.generation,
                 entryId: frame.entryId, isLast: frame.isLast))
@@ -164,12 +163,47 @@ struct VoiceFrameReader: Service {
     private func send(_ batch: [Outgoing]) async {
         guard !batch.isEmpty else { return }
         await registry.recordSent(batch.map(\.sent))
-        for outgoing in batch {
+        let sessions = Dictionary(batch.map { (ObjectIdentifier($0.session), $0.session) }, uniquingKeysWith: { first, _ in first })
+        for (call, frame) in Self.messages(batch.map { (ObjectIdentifier($0.session), $0.sent.turnId, $0.frame) }) {
+            guard let session = sessions[call], let text = try? String(decoding: CompactJSON.encode(frame), as: UTF8.self) else { continue }
             do {
-                try await outgoing.session.writer.write(.text(outgoing.text))
+                try await session.writer.write(.text(text))
             } catch {
-                logger.debug("frame for a closed socket", metadata: ["call.sid": "\(outgoing.session.callSid)"])
+                logger.debug("frame for a closed socket", metadata: ["call.sid": "\(session.callSid)"])
             }
         }
+    }
+
+    /// A batch's frames as the messages to write, each call's in order: text tokens of one turn that
+    /// follow each other for a call go out as one message (tokens joined, the last one's `last`). Tokens
+    /// read together reach the caller together anyway, and each message costs a write and a flush here
+    /// and a read on the caller's side (a reply read at once goes out as one message, not one per word).
+    static func messages<Call: Hashable>(_ frames: [(call: Call, turnId: String, frame: JSONValue)]) -> [(call: Call, frame: JSONValue)] {
+        var messages: [(call: Call, turnId: String, frame: JSONValue)] = []
+        var lastOfCall: [Call: Int] = [:]
+        for item in frames {
+            if let index = lastOfCall[item.call], messages[index].turnId == item.turnId, let joined = joined(messages[index].frame, item.frame) {
+                messages[index].frame = joined
+            } else {
+                lastOfCall[item.call] = messages.count
+                messages.append(item)
+            }
+        }
+        return messages.map { ($0.call, $0.frame) }
+    }
+
+    /// Two text frames as one (tokens joined, the second's `last`) when the first does not end the
+    /// reply and nothing else (language, interruptibility) tells them apart; nil otherwise.
+    static func joined(_ first: JSONValue, _ second: JSONValue) -> JSONValue? {
+        guard case .object(var head) = first, case .object(var tail) = second, head["type"] == "text", tail["type"] == "text",
+            head["last"]?.bool != true, let headToken = head.removeValue(forKey: "token")?.string,
+            let tailToken = tail.removeValue(forKey: "token")?.string
+        else { return nil }
+        head["last"] = nil
+        let last = tail.removeValue(forKey: "last")
+        guard head == tail else { return nil }
+        head["token"] = .string(headToken + tailToken)
+        head["last"] = last
+        return .object(head)
     }
 }

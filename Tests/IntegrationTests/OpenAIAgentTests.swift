@@ -59,7 +59,8 @@ struct OpenAIAgentTests {
         try await withStack(options) { stack in
             let streamed = try await stack.call([.say("can you help me?")])
             let turn = try #require(streamed.turns.first)
-            #expect(turn.tokens == words)
+            // Tokens the relay reads together may reach the caller as one message: the text, and when it came, count.
+            #expect(turn.text == words.joined())
             let first = try #require(turn.firstToken)
             let done = try #require(turn.completed)
             // The first word is spoken while the model still has ~1 s of writing left.

@@ -60,9 +60,8 @@ struct RelayReconnectFaultTests {
         var repeated = 0
         for transcript in transcripts {
             for (index, want) in expected.enumerated() {
-                let got = index < transcript.turns.count ? transcript.turns[index].tokens : []
+                let gotWords = index < transcript.turns.count ? transcript.turns[index].words : []
                 let wanted = want.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
-                let gotWords = got.map { $0.trimmingCharacters(in: .whitespaces) }
                 missing += max(0, wanted.count - gotWords.count)
                 repeated += max(0, gotWords.count - wanted.count)
                 if gotWords.count == wanted.count, gotWords != wanted { missing += 1 }
@@ -78,7 +77,7 @@ struct RelayReconnectFaultTests {
         guard differing.count <= 1 else { return false }
         guard let index = differing.first else { return true }
         var wanted = expected[index].split(separator: " ").map(String.init)[...]
-        for word in transcript.turns[index].tokens.map({ $0.trimmingCharacters(in: .whitespaces) }) where !word.isEmpty {
+        for word in transcript.turns[index].words {
             guard let found = wanted.firstIndex(of: word) else { return false }
             wanted = wanted[(found + 1)...]
         }

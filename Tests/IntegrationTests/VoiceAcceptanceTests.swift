@@ -55,7 +55,7 @@ struct VoiceAcceptanceTests {
                 publicURL: url, callSid: sid, from: "+15556660000", to: "+15550000001",
                 script: unknown + [.dtmf("7"), .say("hello there"), .say("what time is it")])
             #expect(transcript.turns.map(\.text) == ["You said: hello there", "You said: what time is it"])
-            #expect(transcript.turns.map(\.tokens.count) == [4, 6])
+            #expect(transcript.turns.map(\.words.count) == [4, 6])
             #expect(transcript.turns.allSatisfy { $0.completed != nil })
             var dtmf: BusEvent?
             _ = await eventually {
@@ -114,7 +114,7 @@ struct VoiceAcceptanceTests {
                 switch results[index] {
                 case .success(let transcript)?:
                     let turns = transcript.turns.map {
-                        "\($0.prompt) -> \($0.text.debugDescription) tokens \($0.tokens.count) late \($0.lateTokens) repeated \($0.repeated)"
+                        "\($0.prompt) -> \($0.text.debugDescription) words \($0.words.count) late \($0.lateTokens) repeated \($0.repeated)"
                     }
                     return
                         "call \(index): turns \(turns), other frames \(transcript.otherFrames), close \(transcript.closeCode.map(String.init) ?? "none") \(transcript.closeReason ?? ""), reconnects \(transcript.reconnects)"

@@ -15,12 +15,12 @@ package enum BuiltInAgents {
             let reply = "You said: \(message)"
             guard session.channel == .voice else { return reply }
             let tokens = wordTokens(reply)
-            try await voice.sendResponse(
-                conversationId: session.conversationId,
-                response: AsyncThrowingStream<String, any Error> { continuation in
-                    for token in tokens { continuation.yield(token) }
-                    continuation.finish()
-                }.paced(milliseconds: delay))
+            let stream = AsyncThrowingStream<String, any Error> { continuation in
+                for token in tokens { continuation.yield(token) }
+                continuation.finish()
+            }
+            // Unpaced, the tokens are read straight from the stream (no task relaying them one by one).
+            try await voice.sendResponse(conversationId: session.conversationId, response: delay > 0 ? stream.paced(milliseconds: delay) : stream)
             return nil
         }
     }

@@ -20,18 +20,25 @@ package struct JSONLogHandler: LogHandler {
     }
 
     package func log(event: LogEvent) {
-        var object: [String: String] = [
-            "ts": Timestamp.iso8601(Date()), "level": event.level.rawValue, "service": label, "msg": "\(event.message)",
+        FileHandle.standardError.write(Data(line(event, at: Date())))
+    }
+
+    /// The line for `event`: one JSON object, keys sorted, then a newline (written with
+    /// ``CompactJSON``: Foundation's `JSONSerialization` with sorted keys took about 7% of a worker's
+    /// CPU at 1,000 calls, for a few lines a call).
+    func line(_ event: LogEvent, at date: Date) -> [UInt8] {
+        var object: [String: JSONValue] = [
+            "ts": .string(Timestamp.iso8601(date)), "level": .string(event.level.rawValue), "service": .string(label),
+            "msg": .string("\(event.message)"),
         ]
         // `trace_id` and `span_id` of the active span, when tracing is on and one is.
-        for (key, value) in Traces.logMetadata() { object[key] = "\(value)" }
+        for (key, value) in Traces.logMetadata() { object[key] = .string("\(value)") }
         for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { _, new in new }) {
-            object[key] = "\(value)"
+            object[key] = .string("\(value)")
         }
-        guard var line = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else {
-            return
-        }
+        // Strings only: nothing here can fail to encode.
+        var line = (try? CompactJSON.encode(.object(object))) ?? []
         line.append(0x0a)
-        FileHandle.standardError.write(line)
+        return line
     }
 }

@@ -29,11 +29,18 @@ package struct PostgresStore: Sendable {
 
     /// Encodes a string map as JSON text for a `jsonb` parameter.
     static func json(_ map: [String: String]) -> String {
-        (try? String(decoding: JSONEncoder().encode(map), as: UTF8.self)) ?? "{}"
+        (try? String(decoding: CompactJSON.encode(.object(map.mapValues { .string($0) })), as: UTF8.self)) ?? "{}"
     }
 
+    /// A string map from JSON text; empty when the text is not an object of strings.
     static func map(fromJSON text: String) -> [String: String] {
-        (try? JSONDecoder().decode([String: String].self, from: Data(text.utf8))) ?? [:]
+        guard case .object(let members)? = try? CompactJSON.decode(text.utf8) else { return [:] }
+        var map: [String: String] = [:]
+        for (key, value) in members {
+            guard case .string(let string) = value else { return [:] }
+            map[key] = string
+        }
+        return map
     }
 }
 

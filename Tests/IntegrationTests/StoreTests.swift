@@ -23,6 +23,15 @@ struct StoreTests {
         }
     }
 
+    @Test("a string map goes to jsonb as JSON text and comes back; text that is not an object of strings reads as empty")
+    func stringMaps() {
+        let map = ["campaign": "renewals", "quote": "say \"hi\"/é", "": "empty key"]
+        #expect(PostgresStore.map(fromJSON: PostgresStore.json(map)) == map)
+        #expect(PostgresStore.map(fromJSON: #"{"a": "b", "n": 1}"#) == [:])
+        #expect(PostgresStore.map(fromJSON: "[]") == [:])
+        #expect(PostgresStore.map(fromJSON: "not json") == [:])
+    }
+
     @Test("appending the same message event twice stores it once")
     func messageOnce() async throws {
         let database = try await TestDatabase.migrated()

@@ -4,7 +4,8 @@
 # machine's ceilings measured in the same run. The table is also written to bench-results/latest.md,
 # with each service's CPU time per message and per voice turn (from /proc/<pid>/stat) and the bus hot
 # path's instructions per message under callgrind (scripts/bench_callgrind.sh), the PostgreSQL client's
-# CPU per statement (`agentconnect-bench pool`, with the bus); a sweep of offered
+# CPU per statement (`agentconnect-bench pool`, with the bus), the machine's CPU per thread wake-up
+# (`agentconnect-bench wakeup`, with the ceilings); a sweep of offered
 # load (messaging 100 → 4,000 messages/s, voice 100 → 2,000 calls) is drawn as bench-results/sweep.svg.
 #
 # BENCH_QUICK=1: a shorter run for development (fewer seconds per step, voice up to 1,000 calls, 2,000

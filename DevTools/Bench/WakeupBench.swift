@@ -32,22 +32,37 @@ struct WakeupBench: ParsableCommand {
         var ping: [Int32] = [0, 0]
         var pong: [Int32] = [0, 0]
         guard pipe(&ping) == 0, pipe(&pong) == 0 else { throw CleanExit.message("pipe failed: errno \(errno)") }
-        defer { for fd in ping + pong { close(fd) } }
+        // The answering thread owns the write end of `pong` and closes it when it stops, for whatever
+        // reason: this thread's read then ends rather than waiting forever.
+        defer { for fd in [ping[0], ping[1], pong[0]] { close(fd) } }
         let (pingRead, pongWrite) = (ping[0], pong[1])
         let answerer = Thread {
+            defer { close(pongWrite) }
             var byte: UInt8 = 0
             for _ in 0..<count {
-                guard read(pingRead, &byte, 1) == 1, write(pongWrite, &byte, 1) == 1 else { return }
+                guard transfer(reading: true, pingRead, &byte), transfer(reading: false, pongWrite, &byte) else { return }
             }
         }
         answerer.start()
         var byte: UInt8 = 1
         let before = processCPUSeconds()
         for _ in 0..<count {
-            guard write(ping[1], &byte, 1) == 1, read(pong[0], &byte, 1) == 1 else { throw CleanExit.message("pipe round trip failed") }
+            guard transfer(reading: false, ping[1], &byte), transfer(reading: true, pong[0], &byte) else {
+                throw CleanExit.message("pipe round trip failed")
+            }
             if gapMicroseconds > 0 { usleep(UInt32(gapMicroseconds)) }
         }
         return (processCPUSeconds() - before) * 1e6 / Double(count)
+    }
+
+    /// One byte read or written, retried when a signal interrupts the call; false on any other failure.
+    static func transfer(reading: Bool, _ fd: Int32, _ byte: inout UInt8) -> Bool {
+        while true {
+            let done = reading ? read(fd, &byte, 1) : write(fd, &byte, 1)
+            if done == 1 { return true }
+            if done < 0 && errno == EINTR { continue }
+            return false
+        }
     }
 
     /// CPU time (user + system) of this whole process so far.

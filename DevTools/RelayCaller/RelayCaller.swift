@@ -42,6 +42,9 @@ package struct RelayCaller: Sendable {
         /// The reply's tokens as they came, one per message: a relay may send several tokens that it read
         /// together as one message (their text joined), so count ``words`` rather than these.
         package var tokens: [String] = []
+        /// Tokens that arrived after the interrupt was sent and before its acknowledgement (already on
+        /// their way; not part of `tokens`, which is what the caller heard when it spoke).
+        package var inFlightTokens: [String] = []
         /// Tokens that arrived after the interrupt was acknowledged (should be none).
         package var lateTokens: [String] = []
         package var interrupted = false
@@ -52,8 +55,8 @@ package struct RelayCaller: Sendable {
         package var repeated = false
         /// The reply as spoken.
         package var text: String { tokens.joined() }
-        /// The reply's words (split on whitespace), however its tokens were framed.
-        package var words: [String] { RelayCaller.words(text) }
+        /// The reply's words (each token split on whitespace), however the relay framed its tokens.
+        package var words: [String] { tokens.flatMap(RelayCaller.words) }
     }
 
     /// The outcome of a call.
@@ -236,19 +239,37 @@ package struct RelayCaller: Sendable {
                     var turn = Turn(prompt: text)
                     let started = ContinuousClock.now
                     await send(["type": "prompt", "voicePrompt": .string(text), "lang": "en-US", "last": true])
+                    var ended = false
                     while turn.words.count < afterTokens, let frame = await next(timeout: replyTimeout) {
-                        guard frame["type"]?.string == "text", let token = frame["token"]?.string, !token.isEmpty else { continue }
-                        if turn.firstToken == nil { turn.firstToken = ContinuousClock.now - started }
-                        turn.tokens.append(token)
+                        guard frame["type"]?.string == "text" else { continue }
+                        if let token = frame["token"]?.string, !token.isEmpty {
+                            if turn.firstToken == nil { turn.firstToken = ContinuousClock.now - started }
+                            turn.tokens.append(token)
+                        }
+                        if frame["last"]?.bool == true {
+                            ended = true
+                            break
+                        }
+                    }
+                    if ended {
+                        // The reply ended before the caller spoke over it: there is nothing to interrupt.
+                        turn.completed = ContinuousClock.now - started
+                        session.append(turn)
+                        continue
                     }
                     await send([
                         "type": "interrupt", "utteranceUntilInterrupt": .string(turn.text), "durationUntilInterruptMs": .string("420"),
                     ])
                     turn.interrupted = true
-                    // Tokens already in flight may arrive before the acknowledgement; after it, none may.
+                    // Tokens already in flight may arrive before the acknowledgement (an empty `last: true`);
+                    // after it, none may. A `last: true` with a token is the reply's own end: it finished
+                    // before the relay read the interrupt, and nothing acknowledges it.
                     while let frame = await next(timeout: replyTimeout) {
-                        if frame["type"]?.string == "text", frame["token"]?.string == "", frame["last"]?.bool == true {
-                            turn.acknowledged = true
+                        guard frame["type"]?.string == "text" else { continue }
+                        let token = frame["token"]?.string ?? ""
+                        if !token.isEmpty { turn.inFlightTokens.append(token) }
+                        if frame["last"]?.bool == true {
+                            turn.acknowledged = token.isEmpty
                             break
                         }
                     }

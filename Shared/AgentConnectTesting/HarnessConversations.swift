@@ -32,7 +32,8 @@ public final class HarnessCall: Sendable {
         try await replyTokens().joined()
     }
 
-    /// The agent's next spoken reply, token by token as it streamed.
+    /// The agent's next spoken reply, token by token as it reached the caller: tokens the relay read
+    /// together (a reply handed over faster than the relay reads) arrive joined in one message.
     public func replyTokens() async throws -> [String] {
         var tokens: [String] = []
         let start = cursor.withLockedValue { $0 }
@@ -45,20 +46,25 @@ public final class HarnessCall: Sendable {
         return tokens
     }
 
-    /// Interrupts the reply being spoken after `afterTokens` tokens (as ConversationRelay does when
+    /// Interrupts the reply being spoken after `afterTokens` words (as ConversationRelay does when
     /// the caller talks over it); returns what the caller heard.
     @discardableResult
     public func interrupt(afterTokens: Int = 1) async throws -> String {
         var heard: [String] = []
+        var ended = false
         let start = cursor.withLockedValue { $0 }
         let end = try await events.waitFor(from: start, timeout: harness.options.replyTimeout, "\(afterTokens) tokens on call \(callSid)") { event in
-            guard let frame = self.frame(event), frame["type"]?.string == "text", let token = frame["token"]?.string, !token.isEmpty else {
-                return false
-            }
-            heard.append(token)
-            return heard.count >= afterTokens
+            guard let frame = self.frame(event), frame["type"]?.string == "text" else { return false }
+            if let token = frame["token"]?.string, !token.isEmpty { heard.append(token) }
+            ended = frame["last"]?.bool == true
+            return ended || heard.joined().split(whereSeparator: \.isWhitespace).count >= afterTokens
         }
         let text = heard.joined()
+        if ended {
+            // The reply ended before the caller spoke over it: there is nothing to interrupt.
+            cursor.withLockedValue { $0 = end + 1 }
+            return text
+        }
         _ = try await harness.post("/sim/phone/calls/\(callSid)/interrupt", ["heard": .string(text), "durationMs": .string("\(heard.count * 200)")])
         // The relay acknowledges with an empty `last: true`; the next reply starts after it.
         let acknowledged = try? await events.waitFor(from: end + 1, timeout: .seconds(3), "the interrupt's acknowledgement") { event in

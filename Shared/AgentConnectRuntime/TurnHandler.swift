@@ -134,6 +134,26 @@ package struct TurnHandler: Sendable {
                 "event.id": "\(event.id)", "conversation.id": "\(event.conversationId)", "channel": "\(event.channel.rawValue)",
                 "traceparent": "\(event.traceparent)",
             ])
+        do {
+            try await answer(event, text: text, session: session, context: context, callback: callback)
+        } catch {
+            // Replies already sent are in the history whatever happens to the rest of the turn.
+            let replies = context.takeReplies()
+            await Uncancellable.run { await runtime.recordOutbound(replies) }
+            throw error
+        }
+        Timer(label: "agentconnect_agent_seconds", dimensions: [("channel", event.channel.rawValue)])
+            .recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+        // History is written after the reply went out (the customer's message and the turn's replies
+        // in one statement), and a hang-up must not cut it short.
+        let replies = context.takeReplies()
+        await Uncancellable.run { await recordInbound(event, message, session: session, stored: stored, replies: replies) }
+    }
+
+    /// Runs the author's callback for the turn and sends what it returns.
+    private func answer(
+        _ event: BusEvent, text: String, session: ConversationSession, context: TurnContext, callback: TAC.MessageReadyCallback?
+    ) async throws {
         let reply: String?
         do {
             reply = try await TurnContext.$current.withValue(context) { () async throws -> String? in
@@ -160,10 +180,6 @@ package struct TurnHandler: Sendable {
             // A handoff during the turn: the `end` frame goes after the goodbye.
             try await TurnContext.$current.withValue(context) { try await runtime.finishHandoff(session) }
         }
-        Timer(label: "agentconnect_agent_seconds", dimensions: [("channel", event.channel.rawValue)])
-            .recordNanoseconds((ContinuousClock.now - started).nanoseconds)
-        // History is written after the reply went out, and a hang-up must not cut it short.
-        await Uncancellable.run { await recordInbound(event, message, session: session, stored: stored) }
     }
 
     private func ended(_ event: BusEvent, _ ended: ConversationEnded) async throws {
@@ -308,17 +324,21 @@ package struct TurnHandler: Sendable {
     }
 
     /// History and the conversation row, written after the reply went out.
-    private func recordInbound(_ event: BusEvent, _ message: MessageReceived, session: ConversationSession, stored: ConversationRecord?) async {
+    private func recordInbound(
+        _ event: BusEvent, _ message: MessageReceived, session: ConversationSession, stored: ConversationRecord?, replies: [MessageRecord] = []
+    ) async {
         do {
             try await withTimeout(.seconds(10), "recording the inbound message") {
-                try await writeInbound(event, message, session: session, stored: stored)
+                try await writeInbound(event, message, session: session, stored: stored, replies: replies)
             }
         } catch {
             logger.warning("could not record inbound message", metadata: ["conversation.id": "\(event.conversationId)", "error": "\(error)"])
         }
     }
 
-    private func writeInbound(_ event: BusEvent, _ message: MessageReceived, session: ConversationSession, stored: ConversationRecord?) async throws {
+    private func writeInbound(
+        _ event: BusEvent, _ message: MessageReceived, session: ConversationSession, stored: ConversationRecord?, replies: [MessageRecord]
+    ) async throws {
         if stored == nil || stored?.customerAddress == nil {
             var metadata = session.metadata
             metadata["mode"] = message.mode.rawValue
@@ -331,10 +351,9 @@ package struct TurnHandler: Sendable {
             try await runtime.store.upsertConversation(record)
             runtime.conversations.store(event.conversationId, record)
         }
-        _ = try await runtime.store.appendMessage(
-            MessageRecord(
-                id: event.id, conversationId: event.conversationId, channel: event.channel, direction: .inbound,
-                authorAddress: session.authorInfo.address, body: message.text,
-                createdAt: event.occurredDate ?? session.startedAt))
+        let inbound = MessageRecord(
+            id: event.id, conversationId: event.conversationId, channel: event.channel, direction: .inbound,
+            authorAddress: session.authorInfo.address, body: message.text, createdAt: event.occurredDate ?? session.startedAt)
+        _ = try await runtime.store.appendMessages([inbound] + replies)
     }
 }

@@ -48,8 +48,13 @@ extension WorkerRuntime {
             response, replyId: replyId, session: session, mode: mode, traceparent: traceparent, bus: bus, media: media.isEmpty ? nil : media,
             contentSid: template?.contentSid, contentVariables: template.flatMap { $0.variables.isEmpty ? nil : $0.variables })
         let recorded = template.map { response.isEmpty ? "[template \($0.contentSid)]" : response } ?? response
-        let runtime = self
-        await Uncancellable.run { await runtime.recordOutbound(recorded, replyId: replyId, session: session) }
+        let record = Self.outboundRecord(recorded, replyId: replyId, session: session)
+        // A reply of the turn being answered goes in the history with the customer's message, at the
+        // turn's end (one statement for both); any other is recorded now.
+        if turn?.recordAfterTurn(record) != true {
+            let runtime = self
+            await Uncancellable.run { await runtime.recordOutbound([record]) }
+        }
     }
 
     /// Publishes the ConversationRelay frames `body` emits as one reply of the current turn (or a

@@ -166,7 +166,7 @@ private struct BatchMismatch: Error, CustomStringConvertible {
     var description: String { "a statement for \(items) items gave \(answers) answers" }
 }
 
-/// The statements ``PostgresStore`` batches: history rows (two per messaging turn), delivery rows
+/// The statements ``PostgresStore`` batches: history rows (a messaging turn's two in one group), delivery rows
 /// claimed for a send and deliveries marked sent (one each per reply).
 ///
 /// Each kind on two lanes: a statement costs PostgreSQL several times what a row of it costs (its
@@ -178,7 +178,8 @@ final class PostgresBatchers: Sendable {
     /// At most this many rows per statement (each column goes as one array parameter).
     static let maxBatch = 256
 
-    let appendMessage: StatementBatcher<MessageRecord, Bool>
+    /// History rows, a group at a time (a turn's message and its replies go in one statement).
+    let appendMessages: StatementBatcher<[MessageRecord], [Bool]>
     /// The new-row step of ``PostgresStore/claimForSending(replyId:conversationId:channel:textHash:owner:leaseMilliseconds:optOut:targetKnown:)``.
     let claimRows: StatementBatcher<ClaimRequest, ClaimedRow>
     let markDelivered: StatementBatcher<(replyId: String, providerId: String?), Void>
@@ -187,10 +188,10 @@ final class PostgresBatchers: Sendable {
         claimRows = StatementBatcher(maxBatch: Self.maxBatch) { requests in
             try await PostgresStore.claimRows(requests, statements: statements)
         }
-        appendMessage = StatementBatcher(maxBatch: Self.maxBatch) { messages in
-            var inserted = Set(try await statements.rows(AppendMessages(messages)))
+        appendMessages = StatementBatcher(maxBatch: Self.maxBatch) { groups in
+            var inserted = Set(try await statements.rows(AppendMessages(groups.flatMap { $0 })))
             // The first item of an id takes its row; a repeat in the same batch finds it there.
-            return messages.map { inserted.remove($0.id) != nil }
+            return groups.map { group in group.map { inserted.remove($0.id) != nil } }
         }
         markDelivered = StatementBatcher(maxBatch: Self.maxBatch) { deliveries in
             try await Self.markDelivered(deliveries, client: statements.client, logger: statements.logger)

@@ -153,10 +153,16 @@ struct MarkEnded: PostgresPreparedStatement {
 }
 
 extension PostgresStore: MessageStore {
-    /// Appends a history row, in one statement with the rows appended at the same time (a turn
-    /// writes two: the customer's message and the reply).
+    /// Appends a history row, in one statement with the rows appended at the same time.
     package func appendMessage(_ message: MessageRecord) async throws -> Bool {
-        try await batchers.appendMessage.run(message)
+        try await appendMessages([message])[0]
+    }
+
+    /// Appends history rows in one statement (with the rows appended at the same time): a messaging
+    /// turn writes the customer's message and its replies together.
+    package func appendMessages(_ messages: [MessageRecord]) async throws -> [Bool] {
+        guard !messages.isEmpty else { return [] }
+        return try await batchers.appendMessages.run(messages)
     }
 
     package func replaceMessageBody(id: String, body: String) async throws -> Bool {

@@ -18,12 +18,24 @@ package protocol MessageStore: Sendable {
     /// Appends a message; returns false when a message with that id is already stored.
     @discardableResult
     func appendMessage(_ message: MessageRecord) async throws -> Bool
+    /// Appends messages together (one statement where the store has them); for each, whether it was new.
+    @discardableResult
+    func appendMessages(_ messages: [MessageRecord]) async throws -> [Bool]
     /// The latest `limit` messages of a conversation, oldest first.
     func history(conversationId: String, limit: Int) async throws -> [MessageRecord]
     /// Replaces the body of message `id` (what the caller actually heard of an interrupted reply);
     /// returns false when there is no such message.
     @discardableResult
     func replaceMessageBody(id: String, body: String) async throws -> Bool
+}
+
+extension MessageStore {
+    /// One at a time, in order, where the store has no statement for several.
+    package func appendMessages(_ messages: [MessageRecord]) async throws -> [Bool] {
+        var appended: [Bool] = []
+        for message in messages { appended.append(try await appendMessage(message)) }
+        return appended
+    }
 }
 
 /// One row per reply, so a reply is sent once.

@@ -203,4 +203,42 @@ struct MessagingTurnTests {
         #expect(recalled.summaries.map { "\($0.content)|\($0.source)" } == ["Customer wants to change their plan|conversation-intelligence"])
         #expect(recalled.observations.map(\.content) == ["Is price sensitive"])
     }
+
+    @Test(
+        "a turn's replies go in the history with its message; a reply sent before the callback failed, or by a task it left running, is recorded too")
+    func repliesInTheHistory() async throws {
+        let worker = try WorkerHarness()
+        let sms = SMSChannel(worker.tac)
+        worker.tac.onMessageReady { text, session, _ in
+            switch text {
+            case "fail":
+                try await sms.sendResponse(conversationId: session.conversationId, response: "sent before failing")
+                throw TACError("the agent failed")
+            case "later":
+                Task {
+                    try? await Task.sleep(for: .milliseconds(50))
+                    try? await sms.sendResponse(conversationId: session.conversationId, response: "sent after the turn")
+                }
+                return "answered"
+            default:
+                try await sms.sendResponse(conversationId: session.conversationId, response: "one")
+                return "two"
+            }
+        }
+        try await worker.deliver(try WorkerHarness.message("hi", conversationId: "conv-h1"))
+        let history = try await worker.store.history(conversationId: "conv-h1", limit: 10)
+        #expect(history.map(\.body) == ["hi", "one", "two"])
+
+        await #expect(throws: (any Error).self) { try await worker.deliver(try WorkerHarness.message("fail", conversationId: "conv-h2")) }
+        // The customer's message waits for the redelivered turn; the reply that went out is recorded now.
+        #expect(try await worker.store.history(conversationId: "conv-h2", limit: 10).map(\.body) == ["sent before failing"])
+
+        try await worker.deliver(try WorkerHarness.message("later", conversationId: "conv-h3"))
+        let recorded = await eventually {
+            (try? await worker.store.history(conversationId: "conv-h3", limit: 10).count) == 3
+        }
+        #expect(recorded)
+        #expect(
+            Set(try await worker.store.history(conversationId: "conv-h3", limit: 10).map(\.body)) == ["later", "answered", "sent after the turn"])
+    }
 }

@@ -160,9 +160,26 @@ extension PostgresStore: MessageStore {
 
     /// Appends history rows in one statement (with the rows appended at the same time): a messaging
     /// turn writes the customer's message and its replies together.
+    /// A row PostgreSQL refuses (a NUL in a body) fails the group's statement: the rows then go one
+    /// by one, so the others are kept, and the refusal is thrown after them.
     package func appendMessages(_ messages: [MessageRecord]) async throws -> [Bool] {
         guard !messages.isEmpty else { return [] }
-        return try await batchers.appendMessages.run(messages)
+        do {
+            return try await batchers.appendMessages.run(messages)
+        } catch let error where messages.count > 1 && !Self.isUnavailable(error) && !(error is CancellationError) {
+            var appended: [Bool] = []
+            var refusal: (any Error)?
+            for message in messages {
+                do {
+                    appended.append(try await batchers.appendMessages.run([message])[0])
+                } catch {
+                    refusal = refusal ?? error
+                    appended.append(false)
+                }
+            }
+            if let refusal { throw refusal }
+            return appended
+        }
     }
 
     package func replaceMessageBody(id: String, body: String) async throws -> Bool {

@@ -110,6 +110,23 @@ extension StoreBatchingTests {
         }
     }
 
+    @Test("a turn's rows appended together: one PostgreSQL refuses (NUL in the body) is reported, the others are kept")
+    func poisonRowInAGroup() async throws {
+        try await Self.withStore { client, store in
+            func row(_ id: String, _ body: String) -> MessageRecord {
+                MessageRecord(id: id, conversationId: "cg", channel: .sms, direction: .inbound, authorAddress: nil, body: body)
+            }
+            #expect(try await store.appendMessages([row("g1", "hello"), row("g2", "reply")]) == [true, true])
+            await #expect(throws: (any Error).self) {
+                try await store.appendMessages([row("g3", "a\u{0}b"), row("g4", "kept"), row("g1", "again")])
+            }
+            let rows = try await client.query("SELECT id FROM messages WHERE conversation_id = 'cg' ORDER BY id", logger: TestEnvironment.logger)
+            var ids: [String] = []
+            for try await id in rows.decode(String.self) { ids.append(id) }
+            #expect(ids == ["g1", "g2", "g4"])
+        }
+    }
+
     @Test("a claim PostgreSQL refuses (NUL in the reply id) fails only its own caller, not the others in its batch")
     func poisonClaimFailsOnlyItsCaller() async throws {
         try await Self.withStore { client, store in

@@ -75,7 +75,7 @@ struct VoiceFrameReader: Service {
     }
 
     /// A frame admitted for a caller, ready to write.
-    struct Outgoing {
+    private struct Outgoing {
         var session: CallSession
         var frame: JSONValue
         var sent: CallRegistry.SentFrame
@@ -163,9 +163,9 @@ struct VoiceFrameReader: Service {
     private func send(_ batch: [Outgoing]) async {
         guard !batch.isEmpty else { return }
         await registry.recordSent(batch.map(\.sent))
-        let sessions = Dictionary(batch.map { (ObjectIdentifier($0.session), $0.session) }, uniquingKeysWith: { first, _ in first })
-        for (call, frame) in Self.messages(batch.map { (ObjectIdentifier($0.session), $0.sent.turnId, $0.frame) }) {
-            guard let session = sessions[call], let text = try? String(decoding: CompactJSON.encode(frame), as: UTF8.self) else { continue }
+        for (first, frame) in Self.messages(batch.map { (ObjectIdentifier($0.session), $0.sent.turnId, $0.frame) }) {
+            let session = batch[first].session
+            guard let text = try? String(decoding: CompactJSON.encode(frame), as: UTF8.self) else { continue }
             do {
                 try await session.writer.write(.text(text))
             } catch {
@@ -178,18 +178,21 @@ struct VoiceFrameReader: Service {
     /// follow each other for a call go out as one message (tokens joined, the last one's `last`). Tokens
     /// read together reach the caller together anyway, and each message costs a write and a flush here
     /// and a read on the caller's side (a reply read at once goes out as one message, not one per word).
-    static func messages<Call: Hashable>(_ frames: [(call: Call, turnId: String, frame: JSONValue)]) -> [(call: Call, frame: JSONValue)] {
-        var messages: [(call: Call, turnId: String, frame: JSONValue)] = []
+    /// Each message is returned with the place in `frames` of its first frame (its call's).
+    static func messages<Call: Hashable>(_ frames: [(call: Call, turnId: String, frame: JSONValue)]) -> [(first: Int, frame: JSONValue)] {
+        var messages: [(first: Int, frame: JSONValue)] = []
         var lastOfCall: [Call: Int] = [:]
-        for item in frames {
-            if let index = lastOfCall[item.call], messages[index].turnId == item.turnId, let joined = joined(messages[index].frame, item.frame) {
-                messages[index].frame = joined
+        for (index, item) in frames.enumerated() {
+            if let open = lastOfCall[item.call], frames[messages[open].first].turnId == item.turnId,
+                let joined = joined(messages[open].frame, item.frame)
+            {
+                messages[open].frame = joined
             } else {
                 lastOfCall[item.call] = messages.count
-                messages.append(item)
+                messages.append((index, item.frame))
             }
         }
-        return messages.map { ($0.call, $0.frame) }
+        return messages
     }
 
     /// Two text frames as one (tokens joined, the second's `last`) when the first does not end the

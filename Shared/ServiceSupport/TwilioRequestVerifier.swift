@@ -39,14 +39,14 @@ package struct TwilioRequestVerifier: Sendable {
     /// Verifies a form-encoded request (params = the form fields).
     package func verifyForm(_ request: Request, params: [(String, String)]) -> Bool {
         guard let header = Self.signatureHeader(request) else { return false }
-        return candidateURLs(request).contains { signature.isValid(header, url: $0, params: params) }
+        return signature.isValid(header, urls: candidateURLs(request), params: params)
     }
 
     /// Verifies a JSON request through `bodySHA256`, given the body's hex SHA-256
     /// (``TwilioSignature/bodyHash(_:)``, computed once per request).
     package func verifyJSON(_ request: Request, bodyHash: String) -> Bool {
         guard let header = Self.signatureHeader(request) else { return false }
-        return candidateURLs(request).contains { signature.isValidJSON(header, url: $0, bodyHash: bodyHash) }
+        return signature.isValidJSON(header, urls: candidateURLs(request), bodyHash: bodyHash)
     }
 
     /// Verifies a WebSocket upgrade as Twilio signs it (the same scheme as a GET webhook): the full
@@ -56,14 +56,13 @@ package struct TwilioRequestVerifier: Sendable {
     package func verifyWebSocket(_ request: Request) -> Bool {
         guard let header = Self.signatureHeader(request) else { return false }
         let urls = candidateURLs(request, websocket: true)
-        if urls.contains(where: { signature.isValid(header, url: $0) }) { return true }
+        if signature.isValid(header, urls: urls) { return true }
         guard let query = request.uri.query, !query.isEmpty else { return false }
         var params: [(String, String)] = []
         var seen = Set<String>()
         for (name, value) in FormCoding.decode(query) where seen.insert(name).inserted {
             params.append((name, value))
         }
-        return urls.compactMap { $0.split(separator: "?", maxSplits: 1).first.map(String.init) }
-            .contains { signature.isValid(header, url: $0, params: params) }
+        return signature.isValid(header, urls: urls.compactMap { $0.split(separator: "?", maxSplits: 1).first.map(String.init) }, params: params)
     }
 }

@@ -88,25 +88,25 @@ package struct TwilioRESTClient: Sendable {
     package func json(_ method: HTTPMethod, _ url: String, body: JSONValue? = nil, headers extra: [(String, String)] = []) async throws
         -> TwilioResponse
     {
-        var request = HTTPClientRequest(url: url)
-        request.method = method
+        var headers = HTTPHeaders()
+        var payload: ByteBuffer?
         if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(bytes: try CompactJSON.encode(body)))
+            headers.add(name: "Content-Type", value: "application/json")
+            payload = ByteBuffer(bytes: try CompactJSON.encode(body))
         }
-        return try await send(request, extra: extra)
+        return try await send(method, url, headers: headers, body: payload, extra: extra)
     }
 
     /// Sends a form body and returns the 2xx response.
     package func form(_ method: HTTPMethod, _ url: String, fields: [(String, String)], headers extra: [(String, String)] = []) async throws
         -> TwilioResponse
     {
-        var request = HTTPClientRequest(url: url)
-        request.method = method
-        request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
-        request.body = .bytes(ByteBuffer(bytes: FormCoding.encodeBytes(fields)))
-        return try await send(request, extra: extra)
+        let headers: HTTPHeaders = ["Content-Type": "application/x-www-form-urlencoded"]
+        return try await send(method, url, headers: headers, body: ByteBuffer(bytes: FormCoding.encodeBytes(fields)), extra: extra)
     }
+
+    /// The largest response body read (Twilio's are a few KiB; a page of a list is the largest).
+    static let maxResponseBytes = 4 << 20
 
     /// Failures that happen before a connection exists, so the request cannot have reached Twilio.
     static func isConnectFailure(_ error: any Error) -> Bool {
@@ -117,22 +117,41 @@ package struct TwilioRESTClient: Sendable {
         return text.contains("connectTimeout") || text.contains("Connection refused") || text.contains("connectionRefused")
     }
 
-    private func send(_ request: HTTPClientRequest, extra: [(String, String)]) async throws -> TwilioResponse {
-        var request = request
-        request.headers.add(name: "Authorization", value: authorization)
-        request.headers.add(name: "User-Agent", value: "agentconnect-swift/0.1")
-        for (name, value) in extra { request.headers.add(name: name, value: value) }
-        let response: HTTPClientResponse
-        let body: ByteBuffer
+    /// One request, answered whole: AsyncHTTPClient's request-and-future form collects the body on
+    /// the connection's event loop and resumes the caller once (its async form resumed the caller for
+    /// the head, then again for each part of the body). Cancelling the caller cancels the request.
+    private func send(_ method: HTTPMethod, _ url: String, headers: HTTPHeaders, body: ByteBuffer?, extra: [(String, String)]) async throws
+        -> TwilioResponse
+    {
+        var headers = headers
+        headers.add(name: "Authorization", value: authorization)
+        headers.add(name: "User-Agent", value: "agentconnect-swift/0.1")
+        for (name, value) in extra { headers.add(name: name, value: value) }
+        let request: HTTPClient.Request
         do {
-            response = try await http.execute(request, timeout: timeout)
-            body = try await response.body.collect(upTo: 4 << 20)
+            request = try HTTPClient.Request(url: url, method: method, headers: headers, body: body.map { .byteBuffer($0) })
+        } catch {
+            var failure = TwilioAPIError(status: 0, message: "bad request URL: \(error)")
+            failure.neverSent = true
+            throw failure
+        }
+        let response: HTTPClient.Response
+        do {
+            let task = http.execute(
+                request: request, delegate: ResponseAccumulator(request: request, maxBodySize: Self.maxResponseBytes),
+                deadline: .now() + timeout)
+            response = try await withTaskCancellationHandler {
+                try await task.futureResult.get()
+            } onCancel: {
+                task.cancel()
+            }
         } catch {
             Counter(label: "agentconnect_twilio_api_errors_total", dimensions: [("status", "0"), ("code", "transport")]).increment()
             var failure = TwilioAPIError(status: 0, message: "request failed: \(error)")
             failure.neverSent = Self.isConnectFailure(error)
             throw failure
         }
+        let body = response.body ?? ByteBuffer()
         let result = TwilioResponse(status: Int(response.status.code), headers: response.headers, body: Array(buffer: body))
         guard (200..<300).contains(result.status) else {
             let json = result.json

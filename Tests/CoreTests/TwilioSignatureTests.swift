@@ -24,6 +24,18 @@ struct TwilioSignatureTests {
         #expect(!signer.isValid("", url: url, params: params))
     }
 
+    @Test("one check covers every candidate URL; only the signature as Twilio writes it matches")
+    func candidatesAndEncoding() {
+        let good = "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+        #expect(signer.isValid(good, urls: ["https://proxy.internal/myapp.php?foo=1&bar=2", url], params: params))
+        #expect(!signer.isValid(good, urls: ["https://proxy.internal/myapp.php?foo=1&bar=2"], params: params))
+        #expect(!signer.isValid(good, urls: [], params: params))
+        // The same 20 bytes written with different unused bits, or without padding: refused.
+        #expect(!signer.isValid("0/KCTR6DLpKmkAf8muzZqo1nDgR=", url: url, params: params))
+        #expect(!signer.isValid("0/KCTR6DLpKmkAf8muzZqo1nDgQ", url: url, params: params))
+        #expect(!signer.isValid(String(good.dropLast(4)) + "AAA=", url: url, params: params))
+    }
+
     @Test("accepts the URL signed with or without its port")
     func portVariants() {
         let withPort = signer.compute(url: "https://example.com:443/webhook", params: [])

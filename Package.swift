@@ -100,6 +100,7 @@ let package = Package(
             name: "ServiceSupport",
             dependencies: [
                 "AgentConnectCore", "EventBus", "Store", "TwilioKit", hummingbird, lifecycle, logging, metrics, httpTypes, httpClient, postgres,
+                nioCore, nioPosix,
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "OTel", package: "swift-otel"), .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],

@@ -39,6 +39,31 @@ struct ServiceLifecycleTests {
         #expect(third.log.contains("REDIS_URL"))
     }
 
+    @Test("SERVICE_THREADS sets the threads a service runs on (one by default) and a bad value stops it naming the variable")
+    func threads() async throws {
+        let redis = try await TestRedis.make()
+        let database = try await TestDatabase.migrated()
+        var environment = TestEnvironment.localEnv
+        environment["REDIS_URL"] = redis.url
+        environment["DATABASE_URL"] = database.url
+        for (setting, expected) in [(nil, 1), ("3", 3)] as [(String?, Int)] {
+            environment["SERVICE_THREADS"] = setting
+            let process = try ServiceProcess(
+                "outbound", port: TestEnvironment.freePort(), environment: environment, logDirectory: NSTemporaryDirectory())
+            try await process.waitReady()
+            // A delivery's work runs on them: the event-loop threads are the only ones doing it.
+            let names = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(process.pid)/task").map { task in
+                (try? String(contentsOfFile: "/proc/\(process.pid)/task/\(task)/comm", encoding: .utf8)) ?? ""
+            }
+            #expect(names.filter { $0.hasPrefix("NIO-SGLTN") }.count == expected, "SERVICE_THREADS=\(setting ?? "unset"): \(names)")
+            #expect(await process.terminate() == 0, "\(process.log)")
+        }
+        environment["SERVICE_THREADS"] = "0"
+        let refused = try ServiceProcess("outbound", port: TestEnvironment.freePort(), environment: environment, logDirectory: NSTemporaryDirectory())
+        #expect(await refused.waitForExit(timeout: .seconds(10)) == 2)
+        #expect(refused.log.contains("SERVICE_THREADS"))
+    }
+
     @Test("migrate applies the schema and exits 0, twice")
     func migrate() async throws {
         let database = try await TestDatabase.make()

@@ -13,7 +13,7 @@ import TwilioKit
 @main
 struct VoiceRelay {
     static func main() async {
-        await ServiceMain.run(service: "voice-relay") { environment, logger in
+        await ServiceMain.run(service: "voice-relay", defaultThreads: nil) { environment, logger in
             try buildServiceGroup(configuration: VoiceConfiguration(environment: environment), logger: logger)
         }
     }

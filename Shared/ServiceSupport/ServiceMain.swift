@@ -9,15 +9,19 @@ import ServiceLifecycle
 /// runs it until SIGTERM or SIGINT and exits 0 after draining; a configuration error is printed and
 /// exits 2 before anything starts.
 package enum ServiceMain {
+    /// Isolated to the main actor so that its first steps (``configureThreads(_:)``) run on the main
+    /// thread, before any other task is started; what it awaits (the build, the group) runs on the
+    /// global executor as before.
+    @MainActor
     package static func run(
-        service name: String, build: @Sendable (Environment, Logger) async throws -> ServiceGroup
+        service name: String, defaultThreads: Int? = 1, build: @Sendable (Environment, Logger) async throws -> ServiceGroup
     ) async -> Never {
         unblockTerminationSignals()
         let environment = Environment.process()
         let logger: Logger
         let threads: Threads
         do {
-            threads = try configureThreads(environment)
+            threads = try configureThreads(environment, default: defaultThreads)
             logger = try bootstrap(service: name, environment: environment)
         } catch {
             fail(name, error)
@@ -53,9 +57,18 @@ package enum ServiceMain {
     /// about 10% less CPU per message at 1,000 messages/s and per voice turn, 15% at 2,000 offered.
     /// One thread per process is the default because replicas are how a service scales; an agent
     /// whose callbacks compute (rather than await) should raise it to the cores a replica may use.
-    /// Called once, first thing, from the main thread, before anything uses SwiftNIO.
-    static func configureThreads(_ environment: Environment) throws -> Threads {
-        let count = try environment.int("SERVICE_THREADS", default: 1, range: 1...256)
+    /// `defaultThreads` nil (voice-relay): unset keeps SwiftNIO's and Swift's own threads (one event
+    /// loop per core, tasks on Swift's pool). The relay holds thousands of idle calls, and with them
+    /// all on one event loop its memory per idle call measured 41–48 KiB instead of 23 (the heap
+    /// fragments in one malloc arena; MALLOC_ARENA_MAX=1 alone gave 36).
+    /// Called once, first thing, from the main thread (SwiftNIO requires it), before anything uses
+    /// SwiftNIO. Only the services' own executables: a program that runs `tac.run()` itself keeps
+    /// Swift's and SwiftNIO's defaults (it may have used both before).
+    static func configureThreads(_ environment: Environment, default defaultCount: Int?) throws -> Threads {
+        guard environment.string("SERVICE_THREADS") != nil || defaultCount != nil else {
+            return Threads(count: NIOSingletons.groupLoopCountSuggestion, tasksOnEventLoops: false)
+        }
+        let count = try environment.int("SERVICE_THREADS", default: defaultCount ?? 1, range: 1...256)
         NIOSingletons.groupLoopCountSuggestion = count
         return Threads(count: count, tasksOnEventLoops: NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor())
     }

@@ -131,6 +131,7 @@ package struct TwilioRESTClient: Sendable {
         do {
             request = try HTTPClient.Request(url: url, method: method, headers: headers, body: body.map { .byteBuffer($0) })
         } catch {
+            Counter(label: "agentconnect_twilio_api_errors_total", dimensions: [("status", "0"), ("code", "bad_url")]).increment()
             var failure = TwilioAPIError(status: 0, message: "bad request URL: \(error)")
             failure.neverSent = true
             throw failure

@@ -1,5 +1,6 @@
 import AgentConnectCore
 import Foundation
+import NIOCore
 import Testing
 
 @Suite("Every service boots, reports health and metrics, and drains on SIGTERM", .serialized)
@@ -39,23 +40,26 @@ struct ServiceLifecycleTests {
         #expect(third.log.contains("REDIS_URL"))
     }
 
-    @Test("SERVICE_THREADS sets the threads a service runs on (one by default) and a bad value stops it naming the variable")
+    @Test("SERVICE_THREADS sets the threads a service runs on (one by default, voice-relay one per core) and a bad value stops it naming the variable")
     func threads() async throws {
         let redis = try await TestRedis.make()
         let database = try await TestDatabase.migrated()
         var environment = TestEnvironment.localEnv
         environment["REDIS_URL"] = redis.url
         environment["DATABASE_URL"] = database.url
-        for (setting, expected) in [(nil, 1), ("3", 3)] as [(String?, Int)] {
+        // voice-relay keeps one event loop per core unless told (the memory of idle calls).
+        let cases: [(service: String, setting: String?, threads: Int)] = [
+            ("outbound", nil, 1), ("outbound", "3", 3), ("voice-relay", nil, System.coreCount), ("voice-relay", "1", 1),
+        ]
+        for (service, setting, expected) in cases {
             environment["SERVICE_THREADS"] = setting
             let process = try ServiceProcess(
-                "outbound", port: TestEnvironment.freePort(), environment: environment, logDirectory: NSTemporaryDirectory())
+                service, port: TestEnvironment.freePort(), environment: environment, logDirectory: NSTemporaryDirectory())
             try await process.waitReady()
-            // A delivery's work runs on them: the event-loop threads are the only ones doing it.
             let names = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(process.pid)/task").map { task in
                 (try? String(contentsOfFile: "/proc/\(process.pid)/task/\(task)/comm", encoding: .utf8)) ?? ""
             }
-            #expect(names.filter { $0.hasPrefix("NIO-SGLTN") }.count == expected, "SERVICE_THREADS=\(setting ?? "unset"): \(names)")
+            #expect(names.filter { $0.hasPrefix("NIO-SGLTN") }.count == expected, "\(service) SERVICE_THREADS=\(setting ?? "unset"): \(names)")
             #expect(await process.terminate() == 0, "\(process.log)")
         }
         environment["SERVICE_THREADS"] = "0"

@@ -40,7 +40,7 @@ struct ServiceLifecycleTests {
         #expect(third.log.contains("REDIS_URL"))
     }
 
-    @Test("SERVICE_THREADS sets the threads a service runs on (one by default, voice-relay one per core) and a bad value stops it naming the variable")
+    @Test("SERVICE_THREADS sets a service's threads (one by default, voice-relay one per core); a bad value stops it naming the variable")
     func threads() async throws {
         let redis = try await TestRedis.make()
         let database = try await TestDatabase.migrated()

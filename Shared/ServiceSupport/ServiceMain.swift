@@ -9,7 +9,7 @@ import ServiceLifecycle
 /// runs it until SIGTERM or SIGINT and exits 0 after draining; a configuration error is printed and
 /// exits 2 before anything starts.
 package enum ServiceMain {
-    /// Isolated to the main actor so that its first steps (``configureThreads(_:)``) run on the main
+    /// Isolated to the main actor so that its first steps (``configureThreads(_:default:)``) run on the main
     /// thread, before any other task is started; what it awaits (the build, the group) runs on the
     /// global executor as before.
     @MainActor
@@ -43,7 +43,7 @@ package enum ServiceMain {
         }
     }
 
-    /// The threads a service runs on (``configureThreads(_:)``).
+    /// The threads a service runs on (``configureThreads(_:default:)``).
     package struct Threads: Sendable {
         package var count: Int
         /// Whether Swift's tasks run on the event loops (false: the runtime refused the hook).

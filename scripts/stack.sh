@@ -8,7 +8,11 @@
 #   stack.sh restart-postgres [down-seconds]  fast stop, wait, start (the fault suite)
 #   stack.sh kill-redis [down-seconds]        kill -9 (a crash: only what the append-only file holds survives), wait, start
 #   stack.sh kill-postgres [down-seconds]     kill -9 of the postmaster (crash recovery on start), wait, start
-# Data: AC_RUN_DIR (.run). Ports: AC_REDIS_PORT (16379), AC_PG_PORT (15432): our own servers on our own ports, never a server
+# Durability: AC_STACK_SYNC=durable (default: Redis appendfsync always, PostgreSQL fsync on, as in
+# production) or fast (`make test`: no fsync; Redis still writes each command to its append-only file
+# before it answers, so a killed Redis or PostgreSQL loses nothing, only a machine crash would).
+# Under a test run's disk traffic one fsync of Redis's took 0.8 s here and over 5 s on a CI runner,
+# past the services' command deadline. Data: AC_RUN_DIR (.run). Ports: AC_REDIS_PORT (16379), AC_PG_PORT (15432): our own servers on our own ports, never a server
 # this project did not start (a Debian host's own PostgreSQL on 5432 or Redis on 6379 is left alone).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,6 +21,11 @@ redis_port=${AC_REDIS_PORT:-16379}
 pg_port=${AC_PG_PORT:-15432}
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
 pg_user=agentconnect
+case "${AC_STACK_SYNC:-durable}" in
+  durable) redis_fsync=always pg_fsync=on ;;
+  fast) redis_fsync=no pg_fsync=off ;;
+  *) echo "AC_STACK_SYNC must be durable or fast" >&2; exit 2 ;;
+esac
 mkdir -p "$run"
 
 # A parent may hand us signals blocked (test runners do, and the mask survives exec); the daemons
@@ -53,7 +62,7 @@ start_redis() {
   redis_up && return 0
   redis_answers && { foreign "$redis_port" redis AC_REDIS_PORT; return 1; }
   mkdir -p "$run/redis"
-  "${unblock[@]}" redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync always \
+  "${unblock[@]}" redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync "$redis_fsync" \
     --dir "$run/redis" --databases 1024 --daemonize yes --pidfile "$run/redis/redis.pid" --logfile "$run/redis/redis.log"
   for _ in $(seq 1 50); do redis_up && return 0; sleep 0.1; done
   echo "redis did not start; see $run/redis/redis.log" >&2; return 1
@@ -69,7 +78,7 @@ start_pg() {
     as_pg "$pg_bin/initdb" -D "$dir/data" -U "$pg_user" --auth=trust -E UTF8 --no-locale >"$dir/initdb.log" 2>&1
   fi
   as_pg "${unblock[@]}" "$pg_bin/pg_ctl" -D "$dir/data" -l "$dir/pg.log" -w -t 30 \
-    -o "-p $pg_port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=on" start >/dev/null
+    -o "-p $pg_port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=$pg_fsync" start >/dev/null
   psql -h 127.0.0.1 -p "$pg_port" -U "$pg_user" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='agentconnect'" | grep -q 1 ||
     psql -h 127.0.0.1 -p "$pg_port" -U "$pg_user" -d postgres -qc "CREATE DATABASE agentconnect" >/dev/null
 }

@@ -6,6 +6,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/deps.sh test
 started=0
+# A stack started here skips fsync (see stack.sh), except for the fault suite, which kills Redis and
+# PostgreSQL as configured in production.
+if [ -z "${AGENTCONNECT_FAULTS:-}" ]; then export AC_STACK_SYNC=${AC_STACK_SYNC:-fast}; fi
 if ! bash scripts/stack.sh status; then
   bash scripts/stack.sh start
   started=1

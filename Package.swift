@@ -222,6 +222,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: serviceDeps + [
                 httpClient, wsClient, postgres, .product(name: "NIOHTTP1", package: "swift-nio"), "RelayCaller", "AgentConnectTesting",
+                "VoiceRelay",
             ],
             path: "Tests/IntegrationTests", swiftSettings: swiftSettings),
     ]

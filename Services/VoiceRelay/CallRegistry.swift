@@ -103,7 +103,11 @@ final class CallRegistry: Sendable {
         guard replies.first == .status("OK") else { return false }
         calls.withLockedValue { $0[session.conversationId] = session }
         Gauge(label: "agentconnect_live_calls").record(count)
-        var commands: [[RedisArgument]] = [["SADD", .string(RedisKeys.relayCalls(instance)), .string(session.conversationId)]]
+        var commands: [[RedisArgument]] = [
+            ["SADD", .string(RedisKeys.relayCalls(instance)), .string(session.conversationId)],
+            // Peers find this relay's call list through the set (also before its first heartbeat).
+            ["SADD", .string(RedisKeys.relayInstances), .string(instance)],
+        ]
         if reconnect, let token {
             let state = RedisKeys.callState(session.conversationId)
             var grant: [String: JSONValue] = ["callSid": .string(session.callSid)]

@@ -8,12 +8,15 @@ import ServiceLifecycle
 ///
 /// Every relay keeps `tac:relay:alive:<instance>` alive (a beat a second, expiring after
 /// `VOICE_RELAY_LIVENESS_TTL_MS`, 15 s: a relay that stalls a few seconds is not dead) and lists its calls in
-/// `tac:relay:calls:<instance>`. Each relay also looks for call lists whose owner stopped beating:
-/// their conversations get `conversation.ended` (reason `relay_lost`, with the same dedup key a normal
-/// hang-up uses, so it is published once whoever notices first), and the list is removed. A call that
-/// another relay took over meanwhile (a reconnect) is left alone: each call is first claimed for
-/// ending atomically (its registration must still name the dead relay; it then holds a tombstone no
-/// takeover accepts), and only then ended.
+/// `tac:relay:calls:<instance>`, and names itself in `tac:relay:instances`. Every two seconds each
+/// relay reads that set (a few members, whatever the size of the keyspace: no `SCAN`) for relays that
+/// stopped beating: their conversations get `conversation.ended` (reason `relay_lost`, with the same
+/// dedup key a normal hang-up uses, so it is published once whoever notices first), the list is
+/// removed, and then the relay leaves the set. A call that another relay took over meanwhile (a
+/// reconnect) is left alone: each call is first claimed for ending atomically (its registration must
+/// still name the dead relay; it then holds a tombstone no takeover accepts), and only then ended.
+/// A relay's first sweep also scans once for call lists of relays that never joined the set (a
+/// version before it, during a rolling upgrade).
 struct RelayLiveness: Service {
     let instance: String
     let redis: RedisClient
@@ -29,11 +32,16 @@ struct RelayLiveness: Service {
 
     func run() async throws {
         var sinceSweep = Duration.zero
+        var scanned = false
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             do {
-                try await redis.command("SET", .string(RedisKeys.relayAlive(instance)), "1", "PX", .string(String(ttlMilliseconds)))
+                try await beatOnce()
                 if sinceSweep >= .seconds(2) {
                     sinceSweep = .zero
+                    if !scanned {
+                        try await joinUnlistedRelays()
+                        scanned = true
+                    }
                     try await sweep()
                 }
             } catch {
@@ -42,28 +50,64 @@ struct RelayLiveness: Service {
             try? await Task.sleep(for: beat)
             sinceSweep += beat
         }
-        // A relay that drained its calls leaves nothing to sweep; stop beating.
-        if !keepHeartbeatOnExit() { _ = try? await redis.command("DEL", .string(RedisKeys.relayAlive(instance))) }
+        // A relay that drained its calls leaves nothing to sweep; stop beating, and leave the set.
+        if !keepHeartbeatOnExit() {
+            _ = try? await redis.send([["DEL", .string(RedisKeys.relayAlive(instance))], Self.leaveCommand(instance)])
+        }
     }
 
-    /// Ends the calls of relays that stopped beating.
+    /// The heartbeat, and this relay's name in the set of relays (one round trip).
+    func beatOnce() async throws {
+        let replies = try await redis.send([
+            ["SET", .string(RedisKeys.relayAlive(instance)), "1", "PX", .string(String(ttlMilliseconds))],
+            ["SADD", .string(RedisKeys.relayInstances), .string(instance)],
+        ])
+        if let error = replies.first(where: \.isError) { throw BusError(.server, "relay heartbeat refused: \(error)") }
+    }
+
+    /// Ends the calls of relays that stopped beating, and drops them from the set once their call
+    /// list is gone.
     func sweep() async throws {
+        let members = try await redis.command("SMEMBERS", .string(RedisKeys.relayInstances)).array?.compactMap(\.string) ?? []
+        for owner in members where owner != instance {
+            if try await redis.command("EXISTS", .string(RedisKeys.relayAlive(owner))).integer == 1 { continue }
+            try await endCalls(of: owner, key: RedisKeys.relayCalls(owner))
+            try await redis.command(Self.leaveCommand(owner))
+        }
+    }
+
+    /// Adds to the set the owners of call lists that are not in it: lists written by relays of a
+    /// version before the set. Scans the keyspace, so it runs once, on a relay's first sweep.
+    func joinUnlistedRelays() async throws {
         var cursor = "0"
+        var owners: Set<String> = []
         repeat {
-            let reply = try await redis.command("SCAN", .string(cursor), "MATCH", .string(RedisKeys.relayCallsPrefix + "*"), "COUNT", "200")
+            let reply = try await redis.command("SCAN", .string(cursor), "MATCH", .string(RedisKeys.relayCallsPrefix + "*"), "COUNT", "1000")
             guard case .array(let parts) = reply, parts.count == 2 else { return }
             cursor = parts[0].string ?? "0"
-            for key in parts[1].array?.compactMap(\.string) ?? [] {
-                let owner = String(key.dropFirst(RedisKeys.relayCallsPrefix.count))
-                guard owner != instance else { continue }
-                if try await redis.command("EXISTS", .string(RedisKeys.relayAlive(owner))).integer == 1 { continue }
-                try await endCalls(of: owner, key: key)
-            }
+            for key in parts[1].array?.compactMap(\.string) ?? [] { owners.insert(String(key.dropFirst(RedisKeys.relayCallsPrefix.count))) }
         } while cursor != "0"
+        guard !owners.isEmpty else { return }
+        try await redis.command(["SADD", .string(RedisKeys.relayInstances)] + owners.sorted().map { .string($0) })
     }
+
+    /// Removes `owner` from the set of relays, only while it has no heartbeat and no call list (a
+    /// relay that came back, or listed a call meanwhile, stays).
+    static func leaveCommand(_ owner: String) -> [RedisArgument] {
+        [
+            "EVAL", .string(leaveScript), "3", .string(RedisKeys.relayAlive(owner)), .string(RedisKeys.relayCalls(owner)),
+            .string(RedisKeys.relayInstances), .string(owner),
+        ]
+    }
+
+    static let leaveScript = """
+        if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+        return redis.call('SREM', KEYS[3], ARGV[1])
+        """
 
     private func endCalls(of owner: String, key: String) async throws {
         let members = try await redis.command("SMEMBERS", .string(key)).array?.compactMap(\.string) ?? []
+        guard !members.isEmpty else { return }
         var ended = 0
         for conversationId in members {
             let claimed = try await redis.command(

@@ -30,6 +30,11 @@ package enum RedisKeys {
     /// A relay instance's heartbeat.
     package static func relayAlive(_ instance: String) -> String { "tac:relay:alive:\(instance)" }
 
+    /// The set of relay instances that may hold calls: each relay adds itself as it beats and lists a
+    /// call; a peer removes one whose heartbeat expired once its call list is gone. The sweep for dead
+    /// relays reads this set instead of scanning the keyspace.
+    package static let relayInstances = "tac:relay:instances"
+
     /// The prefix of ``relayResume(_:)`` (for scripts).
     package static let relayResumePrefix = "tac:relay:resume:"
 

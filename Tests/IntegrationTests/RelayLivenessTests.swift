@@ -1,0 +1,75 @@
+import AgentConnectCore
+import EventBus
+import Testing
+
+@testable import VoiceRelay
+
+/// The sweep for relays that died, against a real Redis: it finds them through the set of relays
+/// (and, once, through the call lists of relays that never joined it), ends their calls once, and
+/// leaves live peers alone.
+@Suite("Relay liveness against a real Redis")
+struct RelayLivenessTests {
+    @Test("a dead relay's calls end once, a live peer's stay, a relay from before the set is found by the first sweep")
+    func sweep() async throws {
+        let redis = try await TestRedis.make()
+        let client = redis.client()
+        defer { client.shutdown() }
+        let bus = RedisStreamsEventBus(client: client)
+        // relay-dead listed two calls and stopped beating; relay-peer beats and holds a call;
+        // relay-old (a version before the set) listed a call and died; relay-gone left cleanly.
+        func listCall(_ conversationId: String, on relay: String) -> [[RedisArgument]] {
+            [
+                ["SET", .string(RedisKeys.call(conversationId)), .string(relay)],
+                ["SADD", .string(RedisKeys.relayCalls(relay)), .string(conversationId)],
+            ]
+        }
+        let setup: [[RedisArgument]] =
+            listCall("conv-a", on: "relay-dead") + listCall("conv-b", on: "relay-dead") + listCall("conv-c", on: "relay-peer")
+            + listCall("conv-d", on: "relay-old") + [
+                ["SADD", .string(RedisKeys.relayInstances), "relay-dead", "relay-peer", "relay-gone"],
+                ["SET", .string(RedisKeys.relayAlive("relay-peer")), "1", "PX", "60000"],
+            ]
+        let replies = try await client.send(setup)
+        #expect(!replies.contains { $0.isError })
+
+        let liveness = RelayLiveness(
+            instance: "relay-me", redis: client, bus: bus, partitions: 1, relayOnly: true, logger: TestEnvironment.logger)
+        try await liveness.beatOnce()
+        #expect(try await client.command("EXISTS", .string(RedisKeys.relayAlive("relay-me"))).integer == 1)
+        try await liveness.joinUnlistedRelays()
+        try await liveness.sweep()
+
+        let stream = Partitioner.inboundStream(for: "conv-a", partitions: 1)
+        func ended() async throws -> [String: ConversationEnded.Reason] {
+            let entries = try await bus.read(after: [stream: "0"], count: 100, blockMilliseconds: 1)
+            var result: [String: ConversationEnded.Reason] = [:]
+            for entry in entries {
+                let event = try #require(entry.event)
+                #expect(event.type == EventType.conversationEnded)
+                result[event.conversationId] = try event.decode(ConversationEnded.self).reason
+            }
+            #expect(entries.count == result.count, "each call ended once")
+            return result
+        }
+        #expect(try await ended() == ["conv-a": .relayLost, "conv-b": .relayLost, "conv-d": .relayLost])
+        // The live peer's call is untouched; the dead relays' lists are gone and so are they from the set.
+        #expect(try await client.command("GET", .string(RedisKeys.call("conv-c"))).string == "relay-peer")
+        for relay in ["relay-dead", "relay-old"] {
+            #expect(try await client.command("EXISTS", .string(RedisKeys.relayCalls(relay))).integer == 0)
+        }
+        let members = try await client.command("SMEMBERS", .string(RedisKeys.relayInstances)).array?.compactMap(\.string) ?? []
+        #expect(Set(members) == ["relay-me", "relay-peer"])
+
+        // A second sweep ends nothing more.
+        try await liveness.sweep()
+        #expect(try await ended().count == 3)
+
+        // The peer stops beating: it stays in the set while its call is listed, and is swept then.
+        try await client.command("DEL", .string(RedisKeys.relayAlive("relay-peer")))
+        #expect(try await client.command(RelayLiveness.leaveCommand("relay-peer")).integer == 0)
+        try await liveness.sweep()
+        #expect(try await ended()["conv-c"] == .relayLost)
+        let left = try await client.command("SMEMBERS", .string(RedisKeys.relayInstances)).array?.compactMap(\.string) ?? []
+        #expect(left == ["relay-me"])
+    }
+}

@@ -21,12 +21,21 @@ redis_port=${AC_REDIS_PORT:-16379}
 pg_port=${AC_PG_PORT:-15432}
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
 pg_user=agentconnect
-case "${AC_STACK_SYNC:-durable}" in
-  durable) redis_fsync=always pg_fsync=on ;;
-  fast) redis_fsync=no pg_fsync=off ;;
-  *) echo "AC_STACK_SYNC must be durable or fast" >&2; exit 2 ;;
-esac
 mkdir -p "$run"
+
+# The durability mode: AC_STACK_SYNC when set; for a restart, the mode the stack was started in
+# (recorded in $run/sync); else durable.
+sync_mode() {
+  local mode=${AC_STACK_SYNC:-}
+  if [ -z "$mode" ] && [ "$1" = restart ]; then mode=$(cat "$run/sync" 2>/dev/null || true); fi
+  mode=${mode:-durable}
+  case "$mode" in
+    durable) redis_fsync=always pg_fsync=on ;;
+    fast) redis_fsync=no pg_fsync=off ;;
+    *) echo "AC_STACK_SYNC must be durable or fast" >&2; exit 2 ;;
+  esac
+  echo "$mode" >"$run/sync"
+}
 
 # A parent may hand us signals blocked (test runners do, and the mask survives exec); the daemons
 # started here must still stop on SIGTERM/SIGINT, so they start with an empty mask.
@@ -90,26 +99,30 @@ stop_all() {
 }
 
 case "${1:-}" in
-  start) start_redis; start_pg ;;
+  start) bash "$0" status >/dev/null 2>&1 || sync_mode start; start_redis; start_pg ;;
   stop) stop_all ;;
   status) redis_up && pg_up ;;
   restart-redis)
+    sync_mode restart
     redis-cli -p "$redis_port" shutdown >/dev/null 2>&1 || true
     for _ in $(seq 1 50); do redis_answers || break; sleep 0.1; done
     sleep "${2:-1}"
     start_redis ;;
   restart-postgres)
+    sync_mode restart
     dir=$(pg_dir)
     as_pg "$pg_bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
     sleep "${2:-1}"
     start_pg ;;
   kill-redis)
+    sync_mode restart
     [ -f "$run/redis/redis.pid" ] && kill -9 "$(cat "$run/redis/redis.pid")" 2>/dev/null || true
     for _ in $(seq 1 50); do redis_answers || break; sleep 0.1; done
     rm -f "$run/redis/redis.pid"
     sleep "${2:-1}"
     start_redis ;;
   kill-postgres)
+    sync_mode restart
     dir=$(pg_dir)
     if [ -f "$dir/data/postmaster.pid" ]; then kill -9 "$(head -n1 "$dir/data/postmaster.pid")" 2>/dev/null || true; fi
     for _ in $(seq 1 100); do pg_answers || break; sleep 0.1; done

@@ -8,8 +8,12 @@ bash scripts/deps.sh test
 started=0
 # A stack started here skips fsync (see stack.sh), except for the fault suite, which kills Redis and
 # PostgreSQL as configured in production.
-if [ -z "${AGENTCONNECT_FAULTS:-}" ]; then export AC_STACK_SYNC=${AC_STACK_SYNC:-fast}; fi
-if ! bash scripts/stack.sh status; then
+if [ "${AGENTCONNECT_FAULTS:-}" != 1 ]; then export AC_STACK_SYNC=${AC_STACK_SYNC:-fast}; fi
+if bash scripts/stack.sh status; then
+  if [ "${AGENTCONNECT_FAULTS:-}" = 1 ] && [ "$(cat "${AC_RUN_DIR:-$root/.run}/sync" 2>/dev/null)" = fast ]; then
+    echo "warning: the running stack skips fsync (AC_STACK_SYNC=fast); the fault suite then checks less than production's settings (stop it first: bash scripts/stack.sh stop)" >&2
+  fi
+else
   bash scripts/stack.sh start
   started=1
 fi

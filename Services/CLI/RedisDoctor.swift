@@ -68,16 +68,18 @@ struct RedisDoctor: Sendable {
         let waitAOFSupported = (parts.first ?? 0, parts.count > 1 ? parts[1] : 0) >= (7, 2)
         let aof = info["aof_enabled"] == "1"
         let fsync = info["appendfsync"]
-        let waitAOFMissing = !waitAOFSupported ? "Redis 7.2 or later" : "appendonly yes"
+        // Redis never fsyncs under `appendfsync no`, so WAITAOF never confirms an append there.
+        let fsyncsItself = fsync != "no"
+        let waitAOFMissing = !waitAOFSupported ? "Redis 7.2 or later" : !aof ? "appendonly yes" : "appendfsync everysec or always"
         switch durability {
         case .waitAOF:
-            guard waitAOFSupported && aof else {
+            guard waitAOFSupported && aof && fsyncsItself else {
                 return .fail(
                     name, "BUS_DURABILITY=waitaof but WAITAOF needs \(waitAOFMissing)",
-                    fix: "turn on appendonly on Redis 7.2+, or set BUS_DURABILITY=auto")
+                    fix: "turn on appendonly (appendfsync everysec or always) on Redis 7.2+, or set BUS_DURABILITY=auto")
             }
             return .ok(name, "WAITAOF: an accepted webhook is on disk before Twilio gets 200")
-        case .auto where waitAOFSupported && aof:
+        case .auto where waitAOFSupported && aof && fsyncsItself:
             return .ok(name, "WAITAOF (BUS_DURABILITY=auto): an accepted webhook is on disk before Twilio gets 200")
         default:
             if aof && fsync == "always" { return .ok(name, "appendonly with appendfsync always") }

@@ -195,12 +195,14 @@ final class CallRegistry: Sendable {
         logger.info("call taken over", metadata: ["conversation.id": "\(id)", "relay.previous": "\(holder)"])
     }
 
-    /// Moves a call's registration from `ARGV[1]` (still its holder) to `ARGV[2]`.
+    /// Moves a call's registration from `ARGV[1]` (still its holder) to `ARGV[2]`, listing it there
+    /// (and `ARGV[2]` among the relays peers sweep).
     static let takeoverScript = """
         if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
         redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[4])
         if ARGV[1] ~= ARGV[2] then redis.call('SREM', '\(RedisKeys.relayCallsPrefix)' .. ARGV[1], ARGV[3]) end
         redis.call('SADD', KEYS[2], ARGV[3])
+        redis.call('SADD', '\(RedisKeys.relayInstances)', ARGV[2])
         redis.call('HSET', KEYS[3], 'owner', ARGV[2])
         redis.call('HDEL', KEYS[3], 'handedOver')
         redis.call('EXPIRE', KEYS[3], ARGV[4])

@@ -15,8 +15,8 @@ import ServiceLifecycle
 /// removed, and then the relay leaves the set. A call that another relay took over meanwhile (a
 /// reconnect) is left alone: each call is first claimed for ending atomically (its registration must
 /// still name the dead relay; it then holds a tombstone no takeover accepts), and only then ended.
-/// A relay's first sweep also scans once for call lists of relays that never joined the set (a
-/// version before it, during a rolling upgrade).
+/// A relay's first sweep, and one every ``legacyScanInterval`` after, also scans the keyspace for
+/// relays that never joined the set (a version before it, during a rolling upgrade).
 struct RelayLiveness: Service {
     let instance: String
     let redis: RedisClient
@@ -29,18 +29,21 @@ struct RelayLiveness: Service {
     /// Whether to leave the heartbeat to expire on exit instead of deleting it (calls were handed over:
     /// their reconnects get the heartbeat's lifetime before a peer's sweep ends the ones not taken over).
     var keepHeartbeatOnExit: @Sendable () -> Bool = { false }
+    /// How often the keyspace is scanned for relays of a version before the set (the first sweep
+    /// scans too).
+    var legacyScanInterval: Duration = .seconds(600)
 
     func run() async throws {
         var sinceSweep = Duration.zero
-        var scanned = false
+        var nextScan = ContinuousClock.now
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             do {
                 try await beatOnce()
                 if sinceSweep >= .seconds(2) {
                     sinceSweep = .zero
-                    if !scanned {
+                    if ContinuousClock.now >= nextScan {
                         try await joinUnlistedRelays()
-                        scanned = true
+                        nextScan = .now + legacyScanInterval
                     }
                     try await sweep()
                 }
@@ -76,17 +79,20 @@ struct RelayLiveness: Service {
         }
     }
 
-    /// Adds to the set the owners of call lists that are not in it: lists written by relays of a
-    /// version before the set. Scans the keyspace, so it runs once, on a relay's first sweep.
+    /// Adds to the set the relays that are not in it: call lists and heartbeats written by relays of a
+    /// version before the set (a live one, idle now, is swept when it dies). Scans the keyspace, so
+    /// it runs rarely (``legacyScanInterval``).
     func joinUnlistedRelays() async throws {
-        var cursor = "0"
         var owners: Set<String> = []
-        repeat {
-            let reply = try await redis.command("SCAN", .string(cursor), "MATCH", .string(RedisKeys.relayCallsPrefix + "*"), "COUNT", "1000")
-            guard case .array(let parts) = reply, parts.count == 2 else { return }
-            cursor = parts[0].string ?? "0"
-            for key in parts[1].array?.compactMap(\.string) ?? [] { owners.insert(String(key.dropFirst(RedisKeys.relayCallsPrefix.count))) }
-        } while cursor != "0"
+        for prefix in [RedisKeys.relayCallsPrefix, RedisKeys.relayAlive("")] {
+            var cursor = "0"
+            repeat {
+                let reply = try await redis.command("SCAN", .string(cursor), "MATCH", .string(prefix + "*"), "COUNT", "1000")
+                guard case .array(let parts) = reply, parts.count == 2 else { return }
+                cursor = parts[0].string ?? "0"
+                for key in parts[1].array?.compactMap(\.string) ?? [] { owners.insert(String(key.dropFirst(prefix.count))) }
+            } while cursor != "0"
+        }
         guard !owners.isEmpty else { return }
         try await redis.command(["SADD", .string(RedisKeys.relayInstances)] + owners.sorted().map { .string($0) })
     }
@@ -111,7 +117,8 @@ struct RelayLiveness: Service {
         var ended = 0
         for conversationId in members {
             let claimed = try await redis.command(
-                "EVAL", .string(Self.claimScript), "2", .string(RedisKeys.call(conversationId)), .string(key), .string(owner),
+                "EVAL", .string(Self.claimScript), "3", .string(RedisKeys.call(conversationId)), .string(key),
+                .string(RedisKeys.relayAlive(owner)), .string(owner),
                 .string(CallRegistry.tombstone(owner)), .string(conversationId))
             guard claimed.integer == 1 else { continue }
             ended += 1
@@ -129,9 +136,11 @@ struct RelayLiveness: Service {
     }
 
     /// Claims a dead relay's call for ending: its registration must still name the relay (or hold the
-    /// tombstone of an earlier, unfinished claim); a call that moved on is only dropped from the list.
+    /// tombstone of an earlier, unfinished claim) and the relay must still have no heartbeat (it may
+    /// have come back between the check and the claim); a call that moved on is only dropped from the list.
     static let claimScript = """
         local holder = redis.call('GET', KEYS[1])
+        if holder == ARGV[1] and redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
         if holder == ARGV[1] or holder == ARGV[2] then
             redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
             return 1

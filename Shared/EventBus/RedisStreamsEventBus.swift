@@ -232,7 +232,8 @@ package enum BusDurability: Sendable {
     case none
     /// `WAITAOF 1 0` after the append: the entry is fsynced to the local append-only file.
     case waitAOF
-    /// `WAITAOF` when the server supports it (7.2+) and has the append-only file on; else `.none`.
+    /// `WAITAOF` when the server supports it (7.2+) and has the append-only file on, fsynced by
+    /// Redis (`appendfsync` not `no`, which never confirms a `WAITAOF`); else `.none`.
     case auto(AutoDetected)
 
     /// How long `WAITAOF` may wait for the fsync.
@@ -256,7 +257,8 @@ package enum BusDurability: Sendable {
         }
     }
 
-    /// The server's support for `WAITAOF`, read once from `INFO`.
+    /// The server's support for `WAITAOF`, read once from `INFO` (and `CONFIG GET appendfsync`
+    /// where `CONFIG` is allowed).
     package final class AutoDetected: Sendable {
         private let known = NIOLockedValueBox<Bool?>(nil)
 
@@ -266,6 +268,17 @@ package enum BusDurability: Sendable {
             if let known = known.withLockedValue({ $0 }) { return known }
             let info = try await client.command("INFO", "server").string ?? ""
             let persistence = try await client.command("INFO", "persistence").string ?? ""
+            // With `appendfsync no` Redis never fsyncs on its own account, so `WAITAOF` would time out
+            // on every publish. Managed services often refuse CONFIG: then the setting stays unknown.
+            let fsyncReply = try await client.send([["CONFIG", "GET", "appendfsync"]])[0]
+            let result = Self.decide(info: info, persistence: persistence, appendfsync: fsyncReply.array?.dropFirst().first?.string)
+            known.withLockedValue { $0 = result }
+            return result
+        }
+
+        /// Whether `WAITAOF` can confirm appends on this server: 7.2+, append-only file on, and
+        /// `appendfsync` anything but `no` (`nil`: unknown).
+        static func decide(info: String, persistence: String, appendfsync: String?) -> Bool {
             func value(_ key: String, in text: String) -> String? {
                 text.split(whereSeparator: \.isNewline).first { $0.hasPrefix(key + ":") }.map {
                     String($0.dropFirst(key.count + 1)).trimmingCharacters(in: .whitespaces)
@@ -274,9 +287,7 @@ package enum BusDurability: Sendable {
             let version = (value("redis_version", in: info) ?? "0").split(separator: ".").compactMap { Int($0) }
             let supported = version.count >= 2 && (version[0] > 7 || (version[0] == 7 && version[1] >= 2))
             let aofOn = value("aof_enabled", in: persistence) == "1"
-            let result = supported && aofOn
-            known.withLockedValue { $0 = result }
-            return result
+            return supported && aofOn && appendfsync?.lowercased() != "no"
         }
     }
 }

@@ -23,11 +23,13 @@ struct RelayLivenessTests {
                 ["SADD", .string(RedisKeys.relayCalls(relay)), .string(conversationId)],
             ]
         }
+        // relay-idle (also from before the set) beats and holds no call yet.
         let setup: [[RedisArgument]] =
             listCall("conv-a", on: "relay-dead") + listCall("conv-b", on: "relay-dead") + listCall("conv-c", on: "relay-peer")
             + listCall("conv-d", on: "relay-old") + [
                 ["SADD", .string(RedisKeys.relayInstances), "relay-dead", "relay-peer", "relay-gone"],
                 ["SET", .string(RedisKeys.relayAlive("relay-peer")), "1", "PX", "60000"],
+                ["SET", .string(RedisKeys.relayAlive("relay-idle")), "1", "PX", "60000"],
             ]
         let replies = try await client.send(setup)
         #expect(!replies.contains { $0.isError })
@@ -52,24 +54,42 @@ struct RelayLivenessTests {
             return result
         }
         #expect(try await ended() == ["conv-a": .relayLost, "conv-b": .relayLost, "conv-d": .relayLost])
-        // The live peer's call is untouched; the dead relays' lists are gone and so are they from the set.
+        // The live peer's call is untouched; the dead relays' calls, lists and set entries are gone.
         #expect(try await client.command("GET", .string(RedisKeys.call("conv-c"))).string == "relay-peer")
+        for conversationId in ["conv-a", "conv-b", "conv-d"] {
+            #expect(try await client.command("EXISTS", .string(RedisKeys.call(conversationId))).integer == 0)
+        }
         for relay in ["relay-dead", "relay-old"] {
             #expect(try await client.command("EXISTS", .string(RedisKeys.relayCalls(relay))).integer == 0)
         }
-        let members = try await client.command("SMEMBERS", .string(RedisKeys.relayInstances)).array?.compactMap(\.string) ?? []
-        #expect(Set(members) == ["relay-me", "relay-peer"])
+        func members() async throws -> Set<String> {
+            Set(try await client.command("SMEMBERS", .string(RedisKeys.relayInstances)).array?.compactMap(\.string) ?? [])
+        }
+        #expect(try await members() == ["relay-me", "relay-peer", "relay-idle"])
 
-        // A second sweep ends nothing more.
+        // A relay with a heartbeat stays in the set, listed calls or not; a claim leaves its call alone.
+        #expect(try await client.command(RelayLiveness.leaveCommand("relay-idle")).integer == 0)
+        let claim = try await client.command(
+            "EVAL", .string(RelayLiveness.claimScript), "3", .string(RedisKeys.call("conv-c")), .string(RedisKeys.relayCalls("relay-peer")),
+            .string(RedisKeys.relayAlive("relay-peer")), "relay-peer", .string(CallRegistry.tombstone("relay-peer")), "conv-c")
+        #expect(claim.integer == 0)
+        #expect(try await client.command("GET", .string(RedisKeys.call("conv-c"))).string == "relay-peer")
+        #expect(try await client.command("SISMEMBER", .string(RedisKeys.relayCalls("relay-peer")), "conv-c").integer == 1)
+
+        // A relay from before the set that lists a call after the first scan is found by the next one.
+        _ = try await client.send(listCall("conv-e", on: "relay-late"))
         try await liveness.sweep()
-        #expect(try await ended().count == 3)
+        #expect(try await client.command("GET", .string(RedisKeys.call("conv-e"))).string == "relay-late")
+        try await liveness.joinUnlistedRelays()
+        try await liveness.sweep()
+        #expect(try await ended().keys.sorted() == ["conv-a", "conv-b", "conv-d", "conv-e"])
 
         // The peer stops beating: it stays in the set while its call is listed, and is swept then.
         try await client.command("DEL", .string(RedisKeys.relayAlive("relay-peer")))
         #expect(try await client.command(RelayLiveness.leaveCommand("relay-peer")).integer == 0)
         try await liveness.sweep()
         #expect(try await ended()["conv-c"] == .relayLost)
-        let left = try await client.command("SMEMBERS", .string(RedisKeys.relayInstances)).array?.compactMap(\.string) ?? []
-        #expect(left == ["relay-me"])
+        #expect(try await client.command("EXISTS", .string(RedisKeys.call("conv-c"))).integer == 0)
+        #expect(try await members() == ["relay-me", "relay-idle"])
     }
 }

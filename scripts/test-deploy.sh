@@ -90,6 +90,10 @@ remove_project() {
   # podman-compose puts the containers in a pod of the project's; one left by an interrupted run
   # (its lock gone with a reboot's /dev/shm) hung the next run's first `podman create` for good.
   timeout 60 podman pod rm -f "pod_$project" >/dev/null 2>&1
+  # A `podman create` killed halfway leaves its container in storage only, holding the name.
+  ids=$(podman ps -aq --external --filter "name=^${project}_")
+  # shellcheck disable=SC2086
+  [ -z "$ids" ] || podman rm -f --storage $ids >/dev/null 2>&1
   return 0
 }
 # What failed, compactly and last (a CI log keeps only its end): the failed exchanges, what is still

@@ -4,6 +4,7 @@
 #   stack.sh stop    stop both
 #   stack.sh status  exit 0 when both answer
 #   stack.sh env     print REDIS_URL / DATABASE_URL for the running stack
+#   stack.sh mode    print the durability mode the stack was started in (AC_STACK_SYNC below)
 #   stack.sh restart-redis [down-seconds]     SHUTDOWN (the append-only file is synced), wait, start
 #   stack.sh restart-postgres [down-seconds]  fast stop, wait, start (the fault suite)
 #   stack.sh kill-redis [down-seconds]        kill -9 (a crash: only what the append-only file holds survives), wait, start
@@ -99,9 +100,10 @@ stop_all() {
 }
 
 case "${1:-}" in
-  start) bash "$0" status >/dev/null 2>&1 || sync_mode start; start_redis; start_pg ;;
+  start) { redis_up && pg_up; } || sync_mode start; start_redis; start_pg ;;
   stop) stop_all ;;
   status) redis_up && pg_up ;;
+  mode) cat "$run/sync" 2>/dev/null || echo durable ;;
   restart-redis)
     sync_mode restart
     redis-cli -p "$redis_port" shutdown >/dev/null 2>&1 || true
@@ -135,5 +137,5 @@ case "${1:-}" in
   env)
     echo "REDIS_URL=redis://127.0.0.1:$redis_port"
     echo "DATABASE_URL=postgres://$pg_user:$pg_user@127.0.0.1:$pg_port/agentconnect" ;;
-  *) echo "usage: $0 start|stop|status|env|restart-redis|restart-postgres|kill-redis|kill-postgres" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|env|mode|restart-redis|restart-postgres|kill-redis|kill-postgres" >&2; exit 2 ;;
 esac

@@ -10,7 +10,7 @@ started=0
 # PostgreSQL as configured in production.
 if [ "${AGENTCONNECT_FAULTS:-}" != 1 ]; then export AC_STACK_SYNC=${AC_STACK_SYNC:-fast}; fi
 if bash scripts/stack.sh status; then
-  if [ "${AGENTCONNECT_FAULTS:-}" = 1 ] && [ "$(cat "${AC_RUN_DIR:-$root/.run}/sync" 2>/dev/null)" = fast ]; then
+  if [ "${AGENTCONNECT_FAULTS:-}" = 1 ] && [ "$(bash scripts/stack.sh mode)" = fast ]; then
     echo "warning: the running stack skips fsync (AC_STACK_SYNC=fast); the fault suite then checks less than production's settings (stop it first: bash scripts/stack.sh stop)" >&2
   fi
 else

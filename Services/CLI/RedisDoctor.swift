@@ -64,22 +64,21 @@ struct RedisDoctor: Sendable {
     /// append-only file), or `appendfsync always`.
     private func persistence(_ info: [String: String]) -> DoctorCheck {
         let name = "redis durability"
-        let parts = (info["redis_version"] ?? "").split(separator: ".").compactMap { Int($0) }
-        let waitAOFSupported = (parts.first ?? 0, parts.count > 1 ? parts[1] : 0) >= (7, 2)
+        let version = info["redis_version"] ?? ""
+        let waitAOFSupported = BusDurability.waitAOFSupported(redisVersion: version)
         let aof = info["aof_enabled"] == "1"
         let fsync = info["appendfsync"]
-        // Redis never fsyncs under `appendfsync no`, so WAITAOF never confirms an append there.
-        let fsyncsItself = fsync != "no"
+        let waitAOFConfirms = BusDurability.waitAOFConfirms(redisVersion: version, aofEnabled: aof, appendfsync: fsync)
         let waitAOFMissing = !waitAOFSupported ? "Redis 7.2 or later" : !aof ? "appendonly yes" : "appendfsync everysec or always"
         switch durability {
         case .waitAOF:
-            guard waitAOFSupported && aof && fsyncsItself else {
+            guard waitAOFConfirms else {
                 return .fail(
                     name, "BUS_DURABILITY=waitaof but WAITAOF needs \(waitAOFMissing)",
                     fix: "turn on appendonly (appendfsync everysec or always) on Redis 7.2+, or set BUS_DURABILITY=auto")
             }
             return .ok(name, "WAITAOF: an accepted webhook is on disk before Twilio gets 200")
-        case .auto where waitAOFSupported && aof && fsyncsItself:
+        case .auto where waitAOFConfirms:
             return .ok(name, "WAITAOF (BUS_DURABILITY=auto): an accepted webhook is on disk before Twilio gets 200")
         default:
             if aof && fsync == "always" { return .ok(name, "appendonly with appendfsync always") }

@@ -276,18 +276,29 @@ package enum BusDurability: Sendable {
             return result
         }
 
-        /// Whether `WAITAOF` can confirm appends on this server: 7.2+, append-only file on, and
-        /// `appendfsync` anything but `no` (`nil`: unknown).
+        /// ``BusDurability/waitAOFConfirms(redisVersion:aofEnabled:appendfsync:)`` from `INFO server`
+        /// and `INFO persistence` text.
         static func decide(info: String, persistence: String, appendfsync: String?) -> Bool {
             func value(_ key: String, in text: String) -> String? {
                 text.split(whereSeparator: \.isNewline).first { $0.hasPrefix(key + ":") }.map {
                     String($0.dropFirst(key.count + 1)).trimmingCharacters(in: .whitespaces)
                 }
             }
-            let version = (value("redis_version", in: info) ?? "0").split(separator: ".").compactMap { Int($0) }
-            let supported = version.count >= 2 && (version[0] > 7 || (version[0] == 7 && version[1] >= 2))
-            let aofOn = value("aof_enabled", in: persistence) == "1"
-            return supported && aofOn && appendfsync?.lowercased() != "no"
+            return BusDurability.waitAOFConfirms(
+                redisVersion: value("redis_version", in: info) ?? "0", aofEnabled: value("aof_enabled", in: persistence) == "1",
+                appendfsync: appendfsync)
         }
+    }
+
+    /// Whether the server has `WAITAOF` at all: Redis 7.2 or later.
+    package static func waitAOFSupported(redisVersion: String) -> Bool {
+        let parts = redisVersion.split(separator: ".").compactMap { Int($0) }
+        return parts.count >= 2 && (parts[0], parts[1]) >= (7, 2)
+    }
+
+    /// Whether `WAITAOF` can confirm appends on this server: 7.2+, the append-only file on, and
+    /// `appendfsync` anything but `no` (under which Redis never fsyncs; `nil`: unknown, e.g. CONFIG refused).
+    package static func waitAOFConfirms(redisVersion: String, aofEnabled: Bool, appendfsync: String?) -> Bool {
+        waitAOFSupported(redisVersion: redisVersion) && aofEnabled && appendfsync?.lowercased() != "no"
     }
 }

@@ -20,4 +20,15 @@ struct BusDurabilityTests {
         #expect(!Auto.decide(info: server("7.4.0"), persistence: off, appendfsync: "everysec"))
         #expect(!Auto.decide(info: server("7.0.15"), persistence: on, appendfsync: "always"))
     }
+
+    @Test("the doctor's rule is the bus's: WAITAOF needs 7.2+, and confirms only with AOF on and fsyncs by Redis")
+    func sharedRule() {
+        #expect(BusDurability.waitAOFSupported(redisVersion: "7.2.0"))
+        #expect(BusDurability.waitAOFSupported(redisVersion: "10.0"))
+        #expect(!BusDurability.waitAOFSupported(redisVersion: "7.1.9"))
+        #expect(!BusDurability.waitAOFSupported(redisVersion: "unknown"))
+        #expect(BusDurability.waitAOFConfirms(redisVersion: "7.2.4", aofEnabled: true, appendfsync: "always"))
+        #expect(!BusDurability.waitAOFConfirms(redisVersion: "7.2.4", aofEnabled: true, appendfsync: "NO"))
+        #expect(!BusDurability.waitAOFConfirms(redisVersion: "7.2.4", aofEnabled: false, appendfsync: "always"))
+    }
 }

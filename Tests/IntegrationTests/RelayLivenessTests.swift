@@ -92,4 +92,26 @@ struct RelayLivenessTests {
         #expect(try await client.command("EXISTS", .string(RedisKeys.call("conv-c"))).integer == 0)
         #expect(try await members() == ["relay-me", "relay-idle"])
     }
+
+    @Test("a relay that takes a call over joins the set with it, so its own death ends the call")
+    func takeoverJoins() async throws {
+        let redis = try await TestRedis.make()
+        let client = redis.client()
+        defer { client.shutdown() }
+        try await client.command("SET", .string(RedisKeys.call("conv-t")), "relay-a")
+        let taken = try await client.command(
+            "EVAL", .string(CallRegistry.takeoverScript), "3", .string(RedisKeys.call("conv-t")), .string(RedisKeys.relayCalls("relay-b")),
+            .string(RedisKeys.callState("conv-t")), "relay-a", "relay-b", "conv-t", "60")
+        #expect(taken.integer == 1)
+        #expect(try await client.command("SISMEMBER", .string(RedisKeys.relayInstances), "relay-b").integer == 1)
+        #expect(try await client.command("SISMEMBER", .string(RedisKeys.relayCalls("relay-b")), "conv-t").integer == 1)
+        // relay-b dies before its first heartbeat: a peer's sweep still finds and ends the call.
+        let bus = RedisStreamsEventBus(client: client)
+        let peer = RelayLiveness(instance: "relay-c", redis: client, bus: bus, partitions: 1, relayOnly: true, logger: TestEnvironment.logger)
+        try await peer.sweep()
+        #expect(try await client.command("EXISTS", .string(RedisKeys.call("conv-t"))).integer == 0)
+        let entries = try await bus.read(
+            after: [Partitioner.inboundStream(for: "conv-t", partitions: 1): "0"], count: 10, blockMilliseconds: 1)
+        #expect(entries.compactMap(\.event?.conversationId) == ["conv-t"])
+    }
 }

@@ -31,6 +31,10 @@ struct HeaderDeadlineChannel<Inner: ServerChildChannel>: ServerChildChannel {
 
 /// Sits in front of the HTTP decoder: closes the channel unless `\r\n\r\n` (the end of the first
 /// request head) arrives before the deadline, then passes bytes through untouched.
+///
+/// It also closes such a connection when the server shuts down (`ChannelShouldQuiesceEvent`): until
+/// its first head the connection has no HTTP handler that would, so an idle connection a client or
+/// load balancer opened ahead of time held a draining relay open until the deadline (30 s).
 final class FirstHeadDeadlineHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -62,6 +66,14 @@ final class FirstHeadDeadlineHandler: ChannelInboundHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         timer?.cancel()
         timer = nil
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent, matched < 4 {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

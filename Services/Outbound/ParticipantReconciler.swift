@@ -10,6 +10,11 @@ struct ParticipantReconciler: Sendable {
     let api: ConversationsAPI
     let store: any ConversationStore
     let logger: Logger
+    /// The longest one store call may take (then ``TimeoutError``, which the consumer retries in
+    /// place). Unbounded, a query caught in PostgreSQL's crash held a delivery for good: its entry
+    /// was kept fresh, so no retry or other replica ever took it (the fault suite's kill -9 of
+    /// PostgreSQL lost one reply in a run that way).
+    var storeTimeout: Duration = .seconds(5)
 
     /// The conversation's participants: `known` when the caller read them already (reconciled), else
     /// from the stored conversation once reconciled, else reconciled now against Twilio.
@@ -18,7 +23,8 @@ struct ParticipantReconciler: Sendable {
         known: ParticipantIds? = nil
     ) async throws -> ParticipantIds {
         if let known { return known }
-        if let record = try await store.conversation(id: conversationId), record.metadata[Self.reconciledKey] == "1",
+        if let record = try await bounded("reading the conversation", { try await store.conversation(id: conversationId) }),
+            record.metadata[Self.reconciledKey] == "1",
             let agent = record.agentParticipantId, let customer = record.customerParticipantId
         {
             return ParticipantIds(agentId: agent, customerId: customer)
@@ -26,8 +32,9 @@ struct ParticipantReconciler: Sendable {
         let participants = try await api.participants(conversationId: conversationId)
         if let authorParticipantId, let author = participants.first(where: { $0.id == authorParticipantId }), author.isAgent {
             // The "customer" message came from an agent participant at another address: TAC itself.
-            try await store.upsertConversation(
-                ConversationRecord(id: conversationId, channel: channel, agentParticipantId: author.id))
+            try await bounded("recording the agent participant") {
+                try await store.upsertConversation(ConversationRecord(id: conversationId, channel: channel, agentParticipantId: author.id))
+            }
             throw OwnMessage()
         }
         let agentId = try await reconcileAgent(participants, conversationId: conversationId, channel: channel, address: agentAddress)
@@ -44,12 +51,16 @@ struct ParticipantReconciler: Sendable {
             customer = try await reconcileCustomer(participants, conversationId: conversationId, channel: channel, agentAddress: agentAddress)
         }
         let customerAddress = customer.addresses.first { $0["channel"]?.string == channel.orchestratorName }?["address"]?.string ?? customerAddress
-        try await store.upsertConversation(
-            ConversationRecord(
-                id: conversationId, channel: channel, customerAddress: customerAddress, agentAddress: agentAddress,
-                customerParticipantId: customer.id, agentParticipantId: agentId, profileId: customer.profileId,
-                metadata: [Self.reconciledKey: "1"]))
+        let record = ConversationRecord(
+            id: conversationId, channel: channel, customerAddress: customerAddress, agentAddress: agentAddress,
+            customerParticipantId: customer.id, agentParticipantId: agentId, profileId: customer.profileId,
+            metadata: [Self.reconciledKey: "1"])
+        try await bounded("recording the participants") { try await store.upsertConversation(record) }
         return ParticipantIds(agentId: agentId, customerId: customer.id)
+    }
+
+    private func bounded<T: Sendable>(_ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withTimeout(storeTimeout, what, body)
     }
 
     private func reconcileAgent(_ participants: [Participant], conversationId: String, channel: ChannelKind, address: String) async throws -> String {

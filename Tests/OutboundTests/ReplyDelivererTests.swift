@@ -234,4 +234,55 @@ struct ReplyDelivererTests {
             #expect(try await harness.store.conversation(id: "CO1")?.metadata[ParticipantReconciler.reconciledKey] == "1")
         }
     }
+
+    @Test(
+        "a store read that never answers fails the reconciliation at its bound (retried in place, not held for good); the next attempt goes through")
+    func stuckStoreRead() async throws {
+        try await Harness.run { harness in
+            let agent: JSONValue = ["id": "PA-agent", "type": "AI_AGENT", "addresses": [["channel": "SMS", "address": .string(Harness.agent)]]]
+            let customer: JSONValue = [
+                "id": "PA-customer", "type": "CUSTOMER", "addresses": [["channel": "SMS", "address": .string(Self.customer)]],
+            ]
+            harness.twilio.setParticipants("CO9", [agent, customer])
+            let store = FirstReadStuck()
+            let reconciler = ParticipantReconciler(api: harness.api, store: store, logger: Harness.logger, storeTimeout: .milliseconds(300))
+            let resolve: @Sendable () async throws -> ParticipantIds = {
+                try await reconciler.resolve(
+                    conversationId: "CO9", channel: .sms, agentAddress: Harness.agent, customerAddress: Self.customer, authorParticipantId: nil)
+            }
+            let started = ContinuousClock.now
+            let error = await #expect(throws: TimeoutError.self) { try await resolve() }
+            #expect(ContinuousClock.now - started < .seconds(10))
+            // The consumer treats it as an outage: the delivery is retried in place.
+            let transient = error.map { PostgresStore.isUnavailable($0) } ?? false
+            #expect(transient)
+            let resolved = try await resolve()
+            #expect(resolved == ParticipantIds(agentId: "PA-agent", customerId: "PA-customer"))
+            let stored = try await store.conversation(id: "CO9")
+            #expect(stored?.metadata[ParticipantReconciler.reconciledKey] == "1")
+        }
+    }
+}
+
+/// A conversation store whose first read never answers (a query caught in PostgreSQL's crash);
+/// everything else goes to an ``InMemoryStore``.
+final class FirstReadStuck: ConversationStore {
+    let inner = InMemoryStore()
+    private let reads = NIOLockedValueBox(0)
+
+    func conversation(id: String) async throws -> ConversationRecord? {
+        if reads.withLockedValue({ count in
+            count += 1
+            return count == 1
+        }) {
+            try await Task.sleep(for: .seconds(3600))
+        }
+        return try await inner.conversation(id: id)
+    }
+
+    func upsertConversation(_ record: ConversationRecord) async throws { try await inner.upsertConversation(record) }
+    func setStatus(conversationId: String, status: String) async throws { try await inner.setStatus(conversationId: conversationId, status: status) }
+    func markEnded(conversationId: String, channel: ChannelKind) async throws -> Bool {
+        try await inner.markEnded(conversationId: conversationId, channel: channel)
+    }
 }

@@ -304,18 +304,38 @@ public final class AgentHarness: Sendable {
         return String(name)
     }
 
-    static func freePort() -> Int {
+    /// Ports already handed out in this process: tests run in parallel, and a port just closed may be
+    /// picked again before the first caller's service has bound it.
+    private static let handedOut = NIOLockedValueBox<Set<Int>>([])
+
+    /// A TCP port nothing listens on right now, never the same twice in one process. It lies below
+    /// the kernel's ephemeral range: a port the kernel picks for a listener comes from the range it
+    /// also gives outgoing connections, so a client's PostgreSQL or Redis socket could take it before
+    /// the service binds it ("Address already in use").
+    package static func freePort() -> Int {
+        while true {
+            let port = Int.random(in: 20_000..<max(20_001, ephemeralLow))
+            guard canBind(port), handedOut.withLockedValue({ $0.insert(port).inserted }) else { continue }
+            return port
+        }
+    }
+
+    private static func canBind(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        return Int(UInt16(bigEndian: address.sin_port))
+        address.sin_port = UInt16(port).bigEndian
+        let length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } } == 0
     }
+
+    /// The lowest port the kernel gives outgoing connections (32768 when it cannot be read).
+    private static let ephemeralLow: Int = {
+        let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
+        return range.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } ?? 32_768
+    }()
 }
 
 /// What went wrong in the harness, with the details.

@@ -67,7 +67,7 @@ public final class HarnessCall: Sendable {
         }
         _ = try await harness.post("/sim/phone/calls/\(callSid)/interrupt", ["heard": .string(text), "durationMs": .string("\(heard.count * 200)")])
         // The relay acknowledges with an empty `last: true`; the next reply starts after it.
-        let acknowledged = try? await events.waitFor(from: end + 1, timeout: .seconds(3), "the interrupt's acknowledgement") { event in
+        let acknowledged = try? await events.waitFor(from: end + 1, timeout: .seconds(10), "the interrupt's acknowledgement") { event in
             guard let frame = self.frame(event), frame["type"]?.string == "text" else { return false }
             return frame["last"]?.bool == true && (frame["token"]?.string ?? "").isEmpty
         }

@@ -170,10 +170,11 @@ struct BusTests {
 }
 
 /// A redis-server of the test's own (append-only file on), daemonized so it can be stopped and
-/// restarted on the same port and data.
+/// restarted on the same port and data. `appendfsync no`: Redis still writes the file before it
+/// answers, so a killed server loses nothing, and no fsync stalls under the suite's disk traffic.
 final class RedisServerProcess: Sendable {
-    /// Below the ephemeral range the other tests' free ports come from, so a restart finds it free.
-    let port = Int.random(in: 21_000..<29_000)
+    /// Handed out once for the run, so no other test is given it while this server restarts.
+    let port = TestEnvironment.freePort()
     let directory = NSTemporaryDirectory() + "agentconnect-redis-\(UUID().uuidString.prefix(8))"
     private let starts = NIOLockedValueBox(0)
 
@@ -191,7 +192,7 @@ final class RedisServerProcess: Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
         process.arguments = [
-            "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", directory,
+            "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "no", "--dir", directory,
             "--daemonize", "yes", "--pidfile", "\(directory)/redis.pid", "--logfile", "\(directory)/redis.log",
         ]
         try process.run()

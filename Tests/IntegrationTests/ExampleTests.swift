@@ -28,7 +28,7 @@ struct ExampleTests {
             #expect(heard.hasPrefix("I heard you"))
             try await call.say("just the total please")
             let next = try await call.replyTokens()
-            #expect(next.count > 10)
+            #expect(next.count > 3)  // streamed in pieces (tokens read together arrive joined)
             #expect(next.joined().hasPrefix("Sorry, I'll stop there (you heard: I heard you"))
             #expect(next.joined().hasSuffix("I heard you say just the total please. Is there anything else I can help you with today? "))
             try await call.hangUp()

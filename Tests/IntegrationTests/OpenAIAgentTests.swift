@@ -14,6 +14,7 @@ struct OpenAIAgentTests {
         options.extra = [
             "TAC_AGENT": "openai", "OPENAI_BASE_URL": model.baseURL, "OPENAI_MODEL": "fake-model", "OPENAI_API_KEY": "sk-test",
             "OPENAI_SYSTEM_PROMPT": "You are Acme's assistant.", "OPENAI_TIMEOUT_MS": "4000", "TAC_SMS_MEMORY_MODE": "always",
+            "AGENT_LEASE_TTL_MS": "10000",  // no turn is redone on a slow machine: the model's requests are counted
         ]
         try await withStack(options) { stack in
             let customer = "+15551110001"
@@ -52,10 +53,10 @@ struct OpenAIAgentTests {
     @Test("voice: tokens reach the caller as the model writes them; an interrupt stops the upstream request")
     func voice() async throws {
         let words = ["Sure", ",", " I", " can", " help", " with", " that", "."]
-        let model = try await FakeModel.start(.init(tokens: words, delay: .milliseconds(150)))
+        let model = try await FakeModel.start(.init(tokens: words, delay: .milliseconds(400)))
         defer { model.stop() }
         var options = TestStack.Options(relays: 1)
-        options.extra = ["TAC_AGENT": "openai", "OPENAI_BASE_URL": model.baseURL, "OPENAI_TIMEOUT_MS": "5000"]
+        options.extra = ["TAC_AGENT": "openai", "OPENAI_BASE_URL": model.baseURL, "OPENAI_TIMEOUT_MS": "5000", "AGENT_LEASE_TTL_MS": "10000"]
         try await withStack(options) { stack in
             let streamed = try await stack.call([.say("can you help me?")])
             let turn = try #require(streamed.turns.first)
@@ -63,9 +64,10 @@ struct OpenAIAgentTests {
             #expect(turn.text == words.joined())
             let first = try #require(turn.firstToken)
             let done = try #require(turn.completed)
-            // The first word is spoken while the model still has ~1 s of writing left.
-            #expect(first < .milliseconds(700))
-            #expect(done - first > .milliseconds(800))
+            // The first word is spoken while the model still has ~3 s of writing left (bounds loose
+            // enough for a loaded machine, still far from "all at once at the end").
+            #expect(first < .milliseconds(2000))
+            #expect(done - first > .milliseconds(1200))
             let system = model.requests.first?["messages"]?.array?.first?["content"]?.string ?? ""
             #expect(system.contains("phone call"))
             #expect(model.requests.first?["max_tokens"]?.double == 200)
@@ -74,7 +76,7 @@ struct OpenAIAgentTests {
             let interrupted = try await stack.call([.sayAndInterrupt("tell me everything", afterTokens: 2, settle: .milliseconds(500))])
             #expect(interrupted.turns.first?.acknowledged == true)
             #expect(interrupted.turns.first?.lateTokens.isEmpty == true)
-            #expect(await eventually(timeout: .seconds(3)) { model.aborted == 1 })
+            #expect(await eventually(timeout: .seconds(10)) { model.aborted == 1 })
             #expect(model.completed == 1)
         }
     }

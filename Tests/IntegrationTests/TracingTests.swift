@@ -36,7 +36,7 @@ struct TracingTests {
             let turnLogs = stack.jsonLines("agent-worker").filter {
                 $0["msg"] as? String == "turn" && $0["conversation.id"] as? String == conversationId
             }
-            await stack.stop()
+            await stack.stop(timeout: .seconds(30))  // spans are flushed at a clean exit
 
             // A loaded machine may redo a turn (a lease renewal missed its deadline): every attempt is a
             // `turn` span under the same webhook, and the delivery is the child of the one that published.
@@ -79,7 +79,7 @@ struct TracingTests {
             let (url, _) = try await caller.fetchTwiML(callSid: "CAtrace", from: "+15556660001", to: "+15550000001")
             let call = try await caller.call(publicURL: url, callSid: "CAtrace", from: "+15556660001", to: "+15550000001", script: [.say("hi")])
             #expect(call.turns.first?.text == "You said: hi")
-            await stack.stop()
+            await stack.stop(timeout: .seconds(30))  // spans are flushed at a clean exit
             let spans = collector.spans
             let prompt = try #require(spans.first { $0.service == "voice-relay" && $0.name == "prompt" }, "no prompt span in \(spans)")
             #expect(prompt.events.first == "first token")
@@ -108,7 +108,7 @@ struct TracingTests {
             }
             #expect(accepted?["traceparent"] != nil)
             #expect(accepted?["trace_id"] == nil)
-            await stack.stop()
+            await stack.stop(timeout: .seconds(30))  // spans are flushed at a clean exit
             #expect(collector.requests == 0)
         }
     }

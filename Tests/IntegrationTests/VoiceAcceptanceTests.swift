@@ -68,7 +68,7 @@ struct VoiceAcceptanceTests {
 
     @Test("an interrupt mid-reply is acknowledged, no further token of that turn arrives, and the next prompt is answered")
     func interrupt() async throws {
-        try await withStack(Self.relayOnly(extra: ["ECHO_TOKEN_DELAY_MS": "60"])) { stack in
+        try await withStack(Self.relayOnly(extra: ["ECHO_TOKEN_DELAY_MS": "200"])) { stack in
             let transcript = try await call(
                 stack,
                 script: [

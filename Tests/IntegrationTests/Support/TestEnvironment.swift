@@ -1,4 +1,5 @@
 import AgentConnectCore
+import AgentConnectTesting
 import EventBus
 import Foundation
 import Logging
@@ -38,42 +39,11 @@ enum TestEnvironment {
         return values
     }()
 
-    /// Ports already handed out in this test process: tests run in parallel, and the kernel may give
-    /// a port that was just closed to the next caller before the first one's service has bound it.
-    private static let handedOut = NIOLockedValueBox<Set<Int>>([])
-
-    /// A TCP port nothing listens on right now, never the same twice in one test run.
+    /// A TCP port nothing listens on right now, never the same twice in one test run (one picker
+    /// for these tests and the `AgentHarness` ones, which run in the same process).
     static func freePort() -> Int {
-        while true {
-            let port = kernelFreePort()
-            if handedOut.withLockedValue({ $0.insert(port).inserted }) { return port }
-        }
+        AgentHarness.freePort()
     }
-
-    /// A port below the kernel's ephemeral range that binds now. A port the kernel picks for a listener
-    /// comes from the range it also gives outgoing connections (a client's PostgreSQL or Redis socket
-    /// could take it before the service binds it: "Address already in use").
-    private static func kernelFreePort() -> Int {
-        let low = ephemeralLow
-        while true {
-            let port = Int.random(in: 20_000..<max(20_001, low))
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(fd) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            address.sin_port = UInt16(port).bigEndian
-            let length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-            if bound == 0 { return port }
-        }
-    }
-
-    /// The lowest port the kernel gives outgoing connections (32768 when it cannot be read).
-    private static let ephemeralLow: Int = {
-        let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
-        return range.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } ?? 32_768
-    }()
 }
 
 /// A Redis logical database of its own, flushed, so tests running in parallel do not share streams.

@@ -89,9 +89,9 @@ final class TestStack: Sendable {
     }
 
     /// Stops everything (SIGTERM, then SIGKILL after a few seconds).
-    func stop() async {
+    func stop(timeout: Duration = .seconds(5)) async {
         for process in processes.withLockedValue({ $0 }) where process.isRunning {
-            _ = await process.signal(SIGTERM, timeout: .seconds(5))
+            _ = await process.signal(SIGTERM, timeout: timeout)
         }
     }
 

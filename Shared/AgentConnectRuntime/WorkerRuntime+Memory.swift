@@ -5,6 +5,9 @@ import Metrics
 import Store
 
 extension WorkerRuntime {
+    /// The longest a memory read (or its fallback, the history) may take.
+    static let memoryTimeout = Duration.seconds(5)
+
     /// The customer's memory (``TAC/retrieveMemory(_:query:)``): on a memory error, the
     /// conversation's own history instead; only cancellation is thrown.
     func retrieveMemory(_ session: ConversationSession, query: String?) async throws -> TACMemoryResponse {
@@ -15,22 +18,30 @@ extension WorkerRuntime {
         }
         Counter(label: "agentconnect_memory_reads_total", dimensions: [("channel", session.channel.rawValue)]).increment()
         do {
-            guard let profileId = try await profileId(for: session) else {
-                throw TACError("no profile for \(maskAddress(session.authorInfo.address ?? ""))")
+            // Bounded: a query that never answers (PostgreSQL caught in a crash) would hold the turn,
+            // and with it the conversation's partition, for good.
+            return try await withTimeout(Self.memoryTimeout, "retrieving memory") {
+                guard let profileId = try await self.profileId(for: session) else {
+                    throw TACError("no profile for \(maskAddress(session.authorInfo.address ?? ""))")
+                }
+                let limits = self.configuration.memory
+                let request = RecallRequest(
+                    query: query, observationsLimit: limits.observationsLimit, summariesLimit: limits.summariesLimit,
+                    communicationsLimit: limits.communicationsLimit, relevanceThreshold: limits.relevanceThreshold)
+                async let traits = self.store.traits(profileId: profileId, groups: limits.traitGroups)
+                async let recalled = self.store.recall(profileId: profileId, request)
+                return TACMemoryResponse(profileId: profileId, recalled: try await recalled, traits: try await traits)
             }
-            let limits = configuration.memory
-            let request = RecallRequest(
-                query: query, observationsLimit: limits.observationsLimit, summariesLimit: limits.summariesLimit,
-                communicationsLimit: limits.communicationsLimit, relevanceThreshold: limits.relevanceThreshold)
-            async let traits = store.traits(profileId: profileId, groups: limits.traitGroups)
-            async let recalled = store.recall(profileId: profileId, request)
-            return TACMemoryResponse(profileId: profileId, recalled: try await recalled, traits: try await traits)
         } catch {
             try Task.checkCancellation()
             logger.warning(
                 "memory retrieval failed; using the conversation's history",
                 metadata: ["conversation.id": "\(session.conversationId)", "error": "\(error)"])
-            let history = (try? await store.history(conversationId: session.conversationId, limit: configuration.historyLimit)) ?? []
+            let limit = configuration.historyLimit
+            let history =
+                (try? await withTimeout(Self.memoryTimeout, "reading the history") {
+                    try await self.store.history(conversationId: session.conversationId, limit: limit)
+                }) ?? []
             try Task.checkCancellation()
             return TACMemoryResponse(communications: history.map(Communication.init(record:)))
         }

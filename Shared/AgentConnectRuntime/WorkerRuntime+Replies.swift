@@ -25,7 +25,10 @@ extension WorkerRuntime {
             replyId = turn.nextReplyId()
             traceparent = turn.event.traceparent
         } else {
-            guard let record = try await store.conversation(id: conversationId) else {
+            guard
+                let record = try await withTimeout(
+                    Self.memoryTimeout, "loading the conversation", { try await self.store.conversation(id: conversationId) })
+            else {
                 throw TACError("unknown conversation \(conversationId)")
             }
             session = ConversationSession(record: record)
@@ -37,7 +40,9 @@ extension WorkerRuntime {
             throw TACError("at most \(MessageRules.maxMediaPerMessage) media per message")
         }
         if channel == .whatsapp, template == nil, turn == nil, let customer = session.authorInfo.address {
-            let last = try await store.lastInboundMessageAt(customerAddress: customer, channel: .whatsapp)
+            let last = try await withTimeout(Self.memoryTimeout, "reading the customer's last message") {
+                try await self.store.lastInboundMessageAt(customerAddress: customer, channel: .whatsapp)
+            }
             guard let last, Date().timeIntervalSince(last) < MessageRules.whatsAppWindow else {
                 throw TACError(
                     "WhatsApp's 24-hour customer-service window is closed for conversation \(conversationId) (no customer message in the last 24 hours): send an approved template (template:) instead; free text would fail with Twilio error 63016"

@@ -9,6 +9,16 @@ import TwilioKit
 /// Replies, published by the runtime itself: the author's `sendResponse` calls and the turn's
 /// returned text both end here.
 extension WorkerRuntime {
+    /// A store read an author's call makes, bounded (``storeReadTimeout``); running out of time
+    /// reaches the author as a ``TACError`` they can catch.
+    func authorRead<T: Sendable>(_ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        do {
+            return try await withTimeout(Self.storeReadTimeout, what, body)
+        } catch let error as TimeoutError {
+            throw TACError("the store did not answer: \(error)")
+        }
+    }
+
     /// Sends `response` to the customer of a messaging conversation, exactly once: inside a turn with
     /// the turn's session and reply ids, otherwise with the conversation's stored participants.
     /// Outside a turn, free text on WhatsApp more than 24 hours after the customer's last message is
@@ -25,10 +35,7 @@ extension WorkerRuntime {
             replyId = turn.nextReplyId()
             traceparent = turn.event.traceparent
         } else {
-            guard
-                let record = try await withTimeout(
-                    Self.memoryTimeout, "loading the conversation", { try await self.store.conversation(id: conversationId) })
-            else {
+            guard let record = try await authorRead("loading the conversation", { try await self.store.conversation(id: conversationId) }) else {
                 throw TACError("unknown conversation \(conversationId)")
             }
             session = ConversationSession(record: record)
@@ -40,7 +47,7 @@ extension WorkerRuntime {
             throw TACError("at most \(MessageRules.maxMediaPerMessage) media per message")
         }
         if channel == .whatsapp, template == nil, turn == nil, let customer = session.authorInfo.address {
-            let last = try await withTimeout(Self.memoryTimeout, "reading the customer's last message") {
+            let last = try await authorRead("reading the customer's last message") {
                 try await self.store.lastInboundMessageAt(customerAddress: customer, channel: .whatsapp)
             }
             guard let last, Date().timeIntervalSince(last) < MessageRules.whatsAppWindow else {

@@ -308,16 +308,48 @@ public final class AgentHarness: Sendable {
     /// picked again before the first caller's service has bound it.
     private static let handedOut = NIOLockedValueBox<Set<Int>>([])
 
-    /// A TCP port nothing listens on right now, never the same twice in one process. It lies below
-    /// the kernel's ephemeral range: a port the kernel picks for a listener comes from the range it
-    /// also gives outgoing connections, so a client's PostgreSQL or Redis socket could take it before
-    /// the service binds it ("Address already in use").
+    /// A TCP port nothing listens on right now, never the same twice in one process. It lies outside
+    /// the kernel's ephemeral range when it can: a port the kernel picks for a listener comes from the
+    /// range it also gives outgoing connections, so a client's PostgreSQL or Redis socket could take
+    /// it before the service binds it ("Address already in use").
     package static func freePort() -> Int {
-        while true {
-            let port = Int.random(in: 20_000..<max(20_001, ephemeralLow))
+        let range = portRange
+        for _ in 0..<10_000 {
+            let port = Int.random(in: range)
             guard canBind(port), handedOut.withLockedValue({ $0.insert(port).inserted }) else { continue }
             return port
         }
+        // A crowded range: let the kernel pick (still never handed out twice).
+        while true {
+            let port = kernelPickedPort()
+            if port > 0, handedOut.withLockedValue({ $0.insert(port).inserted }) { return port }
+        }
+    }
+
+    /// 20000 up to the ephemeral range; when that range starts lower (a host tuned to "1024 65535"),
+    /// the ports above it; when there are none, any unprivileged port.
+    private static let portRange: ClosedRange<Int> = {
+        let bounds = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))?
+            .split(whereSeparator: \.isWhitespace).compactMap { Int($0) }
+        let low = bounds?.first ?? 32_768
+        let high = bounds?.dropFirst().first ?? 60_999
+        if low > 21_000 { return 20_000...(low - 1) }
+        if high < 64_000 { return (high + 1)...65_535 }
+        return 1_024...65_535
+    }()
+
+    private static func kernelPickedPort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        guard withUnsafePointer(to: &address, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }) == 0 else {
+            return 0
+        }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     private static func canBind(_ port: Int) -> Bool {
@@ -331,11 +363,6 @@ public final class AgentHarness: Sendable {
         return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } } == 0
     }
 
-    /// The lowest port the kernel gives outgoing connections (32768 when it cannot be read).
-    private static let ephemeralLow: Int = {
-        let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
-        return range.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } ?? 32_768
-    }()
 }
 
 /// What went wrong in the harness, with the details.

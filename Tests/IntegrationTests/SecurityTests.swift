@@ -151,16 +151,8 @@ struct SecurityTests {
     static func secondsUntilClosed(port: Int, sending bytes: String, timeout: Int = 10) async -> Double? {
         await withCheckedContinuation { continuation in
             DispatchQueue.global().async {
-                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                guard let fd = TestEnvironment.connectTCP(port: port) else { return continuation.resume(returning: nil) }
                 defer { close(fd) }
-                var address = sockaddr_in()
-                address.sin_family = sa_family_t(AF_INET)
-                address.sin_addr.s_addr = inet_addr("127.0.0.1")
-                address.sin_port = in_port_t(UInt16(port).bigEndian)
-                let connected = withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-                }
-                guard connected == 0 else { return continuation.resume(returning: nil) }
                 var wait = timeval(tv_sec: timeout, tv_usec: 0)
                 setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
                 let started = Date()

@@ -23,27 +23,10 @@ struct ServiceLifecycleTests {
         }
         // A connection opened ahead of time that never sends a request (load balancers and HTTP
         // clients' pools do this) must not hold the drain open until the idle timeout (30 s).
-        let idle = try #require(Self.openIdleConnection(port: process.port), "connect to \(service)")
+        let idle = try #require(TestEnvironment.connectTCP(port: process.port), "connect to \(service)")
         defer { close(idle) }
         let status = await process.signal(SIGTERM, timeout: .seconds(15))
         #expect(status == 0, "\(service) exited \(String(describing: status)):\n\(process.log)")
-    }
-
-    /// A TCP connection to the port that sends nothing; nil when it cannot connect.
-    static func openIdleConnection(port: Int) -> Int32? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else {
-            close(fd)
-            return nil
-        }
-        return fd
     }
 
     @Test("a malformed setting stops the service at once with a message naming it")

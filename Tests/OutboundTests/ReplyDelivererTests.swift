@@ -21,6 +21,15 @@ struct ReplyDelivererTests {
     typealias Harness = OutboundHarness
     static let customer = "+15558881111"
 
+    /// An SMS conversation's two participants in Twilio: the agent (`PA-agent`, of `agentType`) and
+    /// the customer (`PA-customer`).
+    static func smsParticipants(agentType: String) -> [JSONValue] {
+        [
+            ["id": "PA-agent", "type": .string(agentType), "addresses": [["channel": "SMS", "address": .string(Harness.agent)]]],
+            ["id": "PA-customer", "type": "CUSTOMER", "addresses": [["channel": "SMS", "address": .string(customer)]]],
+        ]
+    }
+
     func classic(_ text: String, customer: String = ReplyDelivererTests.customer) -> ReplyReady {
         ReplyReady(text: text, mode: .classic, customerAddress: customer, agentAddress: Harness.agent)
     }
@@ -213,11 +222,7 @@ struct ReplyDelivererTests {
     @Test("an orchestrator reply: participants reconciled once (remembered), SEND_MESSAGE from the agent participant to the customer")
     func orchestrated() async throws {
         try await Harness.run { harness in
-            let agent: JSONValue = ["id": "PA-agent", "type": "UNKNOWN", "addresses": [["channel": "SMS", "address": .string(Harness.agent)]]]
-            let customer: JSONValue = [
-                "id": "PA-customer", "type": "CUSTOMER", "addresses": [["channel": "SMS", "address": .string(Self.customer)]],
-            ]
-            harness.twilio.setParticipants("CO1", [agent, customer])
+            harness.twilio.setParticipants("CO1", Self.smsParticipants(agentType: "UNKNOWN"))
             let reply = ReplyReady(text: "Hello from the agent", mode: .orchestrator, customerAddress: Self.customer, agentAddress: Harness.agent)
             let (first, firstEntry) = try replyEntry(reply, id: "r-o1", conversationId: "CO1")
             try await harness.deliverer().deliver(first, entry: firstEntry)
@@ -239,11 +244,7 @@ struct ReplyDelivererTests {
         "a store read that never answers fails the reconciliation at its bound (retried in place, not held for good); the next attempt goes through")
     func stuckStoreRead() async throws {
         try await Harness.run { harness in
-            let agent: JSONValue = ["id": "PA-agent", "type": "AI_AGENT", "addresses": [["channel": "SMS", "address": .string(Harness.agent)]]]
-            let customer: JSONValue = [
-                "id": "PA-customer", "type": "CUSTOMER", "addresses": [["channel": "SMS", "address": .string(Self.customer)]],
-            ]
-            harness.twilio.setParticipants("CO9", [agent, customer])
+            harness.twilio.setParticipants("CO9", Self.smsParticipants(agentType: "AI_AGENT"))
             let store = FirstReadStuck()
             let reconciler = ParticipantReconciler(api: harness.api, store: store, logger: Harness.logger, storeTimeout: .milliseconds(300))
             let resolve: @Sendable () async throws -> ParticipantIds = {

@@ -44,6 +44,23 @@ enum TestEnvironment {
     static func freePort() -> Int {
         AgentHarness.freePort()
     }
+
+    /// A TCP connection to 127.0.0.1:`port` (its descriptor, to close); nil when it cannot connect.
+    static func connectTCP(port: Int) -> Int32? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else {
+            close(fd)
+            return nil
+        }
+        return fd
+    }
 }
 
 /// A Redis logical database of its own, flushed, so tests running in parallel do not share streams.

@@ -11,10 +11,10 @@ struct ParticipantReconciler: Sendable {
     let store: any ConversationStore
     let logger: Logger
     /// The longest one store call may take (then ``TimeoutError``, which the consumer retries in
-    /// place). Unbounded, a query caught in PostgreSQL's crash held a delivery for good: its entry
-    /// was kept fresh, so no retry or other replica ever took it (the fault suite's kill -9 of
-    /// PostgreSQL lost one reply in a run that way).
-    var storeTimeout: Duration = .seconds(5)
+    /// place): the delivery's own bound. Unbounded, a query caught in PostgreSQL's crash held a
+    /// delivery for good: its entry was kept fresh, so no retry or other replica ever took it (the
+    /// fault suite's kill -9 of PostgreSQL lost one reply in a run that way).
+    var storeTimeout: Duration = ReplyDeliverer.storeTimeout
 
     /// The conversation's participants: `known` when the caller read them already (reconciled), else
     /// from the stored conversation once reconciled, else reconciled now against Twilio.

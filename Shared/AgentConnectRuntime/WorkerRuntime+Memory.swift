@@ -5,10 +5,6 @@ import Metrics
 import Store
 
 extension WorkerRuntime {
-    /// The longest a store read an author's call makes (memory, its fallback the history, and
-    /// sendResponse's reads outside a turn) may take.
-    static let storeReadTimeout = Duration.seconds(5)
-
     /// The customer's memory (``TAC/retrieveMemory(_:query:)``): on a memory error, the
     /// conversation's own history instead; only cancellation is thrown.
     func retrieveMemory(_ session: ConversationSession, query: String?) async throws -> TACMemoryResponse {
@@ -19,9 +15,7 @@ extension WorkerRuntime {
         }
         Counter(label: "agentconnect_memory_reads_total", dimensions: [("channel", session.channel.rawValue)]).increment()
         do {
-            // Bounded: a query that never answers (PostgreSQL caught in a crash) would hold the turn,
-            // and with it the conversation's partition, for good.
-            return try await withTimeout(Self.storeReadTimeout, "retrieving memory") {
+            return try await authorRead("retrieving memory") {
                 guard let profileId = try await self.profileId(for: session) else {
                     throw TACError("no profile for \(maskAddress(session.authorInfo.address ?? ""))")
                 }
@@ -40,7 +34,7 @@ extension WorkerRuntime {
                 metadata: ["conversation.id": "\(session.conversationId)", "error": "\(error)"])
             let limit = configuration.historyLimit
             let history =
-                (try? await withTimeout(Self.storeReadTimeout, "reading the history") {
+                (try? await authorRead("reading the history") {
                     try await self.store.history(conversationId: session.conversationId, limit: limit)
                 }) ?? []
             try Task.checkCancellation()

@@ -9,8 +9,13 @@ import TwilioKit
 /// Replies, published by the runtime itself: the author's `sendResponse` calls and the turn's
 /// returned text both end here.
 extension WorkerRuntime {
-    /// A store read an author's call makes, bounded (``storeReadTimeout``); running out of time
-    /// reaches the author as a ``TACError`` they can catch.
+    /// The longest a store read an author's call makes (memory, its fallback the history, and
+    /// sendResponse's reads outside a turn) may take.
+    static let storeReadTimeout = Duration.seconds(5)
+
+    /// A store read an author's call makes, bounded (``storeReadTimeout``): a query that never
+    /// answers (PostgreSQL caught in a crash) would hold the turn, and with it the conversation's
+    /// partition, for good. Running out of time reaches the author as a ``TACError``.
     func authorRead<T: Sendable>(_ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         do {
             return try await withTimeout(Self.storeReadTimeout, what, body)

@@ -29,6 +29,9 @@ package final class InMemoryWorkerStore: Sendable {
     package let base: InMemoryStore
     private let state = NIOLockedValueBox(State())
 
+    /// When set, every ``recall(profileId:_:)`` first waits this long (a query that does not answer).
+    package let recallStall = NIOLockedValueBox<Duration?>(nil)
+
     package init(base: InMemoryStore = InMemoryStore()) {
         self.base = base
     }
@@ -148,6 +151,7 @@ extension InMemoryWorkerStore: CustomerMemoryStore {
 
     /// Ranks by the share of the query's words an item holds (PostgreSQL ranks by full-text relevance).
     package func recall(profileId: String, _ request: RecallRequest) async throws -> RecallResult {
+        if let stall = recallStall.withLockedValue({ $0 }) { try await Task.sleep(for: stall) }
         let words = Set(request.tsQuery.split(separator: " | ").map(String.init))
         func ranked(_ items: [Item], limit: Int) -> [MemoryItemRecord] {
             let mine = items.filter { $0.profileId == profileId }.map(\.record)

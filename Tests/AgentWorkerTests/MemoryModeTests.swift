@@ -75,4 +75,27 @@ struct MemoryModeTests {
         #expect(memory.traits["Preferences"] == ["drink": "flat white"])
         #expect(memory.observations.first?.content == "Drinks coffee every morning")
     }
+
+    @Test(
+        "a memory read that never answers falls back to the conversation's history within its bound; the turn is answered",
+        .timeLimit(.minutes(1)))
+    func stuckMemoryRead() async throws {
+        let worker = try WorkerHarness()
+        _ = try #require(try await worker.store.profileId(for: .phone("+15550001111"), create: true))
+        let recalled = Recorder<TACMemoryResponse>()
+        worker.tac.onMessageReady { text, session, _ in
+            recalled.append(try await worker.tac.retrieveMemory(session, query: text))
+            return "ok"
+        }
+        try await worker.deliver(try WorkerHarness.message("I like flat whites", conversationId: "conv-m6"))
+        #expect(recalled.all.last?.profileId != nil)
+        worker.store.recallStall.withLockedValue { $0 = .seconds(3600) }
+        let started = ContinuousClock.now
+        try await worker.deliver(try WorkerHarness.message("what coffee do I like", conversationId: "conv-m6"))
+        #expect(ContinuousClock.now - started < .seconds(10))  // the 5 s bound, not the hour
+        let memory = try #require(recalled.all.last)
+        // The history instead of the profile's memory: no profile id, the conversation's earlier message.
+        #expect(memory.profileId == nil)
+        #expect(memory.communications.contains { $0.text == "I like flat whites" })
+    }
 }

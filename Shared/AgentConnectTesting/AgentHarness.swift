@@ -316,13 +316,12 @@ public final class AgentHarness: Sendable {
         let range = portRange
         for _ in 0..<10_000 {
             let port = Int.random(in: range)
-            guard canBind(port), handedOut.withLockedValue({ $0.insert(port).inserted }) else { continue }
+            guard probe(port) != nil, handedOut.withLockedValue({ $0.insert(port).inserted }) else { continue }
             return port
         }
         // A crowded range: let the kernel pick (still never handed out twice).
         while true {
-            let port = kernelPickedPort()
-            if port > 0, handedOut.withLockedValue({ $0.insert(port).inserted }) { return port }
+            if let port = probe(0), handedOut.withLockedValue({ $0.insert(port).inserted }) { return port }
         }
     }
 
@@ -338,31 +337,21 @@ public final class AgentHarness: Sendable {
         return 1_024...65_535
     }()
 
-    private static func kernelPickedPort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        guard withUnsafePointer(to: &address, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }) == 0 else {
-            return 0
-        }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
-    private static func canBind(_ port: Int) -> Bool {
+    /// Binds a socket to 127.0.0.1:`port` (0: the kernel picks) and closes it: the port it got, or
+    /// nil when the bind failed.
+    private static func probe(_ port: Int) -> Int? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         address.sin_port = UInt16(port).bigEndian
-        let length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } } == 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        guard bound == 0 else { return nil }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
     }
-
 }
 
 /// What went wrong in the harness, with the details.

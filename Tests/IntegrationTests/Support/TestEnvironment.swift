@@ -3,7 +3,6 @@ import AgentConnectTesting
 import EventBus
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import PostgresNIO
 import Store
 

@@ -94,7 +94,11 @@ let package = Package(
             path: "Shared/Store", swiftSettings: swiftSettings),
         .target(
             name: "TwilioKit",
-            dependencies: ["AgentConnectCore", httpClient, crypto, logging, metrics, nioCore, .product(name: "NIOHTTP1", package: "swift-nio")],
+            dependencies: [
+                "AgentConnectCore", httpClient, crypto, logging, metrics, nioCore, nioPosix, nioSSL, nioConcurrency,
+                .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ],
             path: "Shared/TwilioKit", swiftSettings: swiftSettings),
         .target(
             name: "ServiceSupport",
@@ -186,11 +190,11 @@ let package = Package(
             path: "DevTools/RelayCaller", swiftSettings: swiftSettings),
         .executableTarget(
             name: "TwilioSim",
-            dependencies: serviceDeps + [hummingbirdWS, wsClient, httpClient, argumentParser, "RelayCaller"],
+            dependencies: serviceDeps + [hummingbirdWS, wsClient, httpClient, argumentParser, "RelayCaller", .product(name: "NIOHTTP1", package: "swift-nio")],
             path: "DevTools/TwilioSim", exclude: ["README.md"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "Bench",
-            dependencies: serviceDeps + [hummingbirdWS, wsClient, httpClient, argumentParser, "RelayCaller"],
+            dependencies: serviceDeps + [hummingbirdWS, wsClient, httpClient, argumentParser, "RelayCaller", .product(name: "NIOHTTP1", package: "swift-nio")],
             path: "DevTools/Bench", swiftSettings: swiftSettings),
 
         // MARK: Tests
@@ -221,7 +225,8 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: serviceDeps + [
-                httpClient, wsClient, postgres, .product(name: "NIOHTTP1", package: "swift-nio"), "RelayCaller", "AgentConnectTesting",
+                httpClient, wsClient, postgres, .product(name: "NIOHTTP1", package: "swift-nio"), nioPosix, nioSSL, "RelayCaller",
+                "AgentConnectTesting",
                 "VoiceRelay",
             ],
             path: "Tests/IntegrationTests", swiftSettings: swiftSettings),

@@ -1,11 +1,11 @@
 import AgentConnectCore
 import ArgumentParser
-import AsyncHTTPClient
 import Foundation
 import Hummingbird
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOHTTP1
 import TwilioKit
 
 /// Webhook→action latency at a fixed rate, and the maximum sustained rate, through the real
@@ -55,9 +55,11 @@ struct MessagingBench: AsyncParsableCommand {
                 body: .init(byteBuffer: ByteBuffer(string: #"{"id":"act","status":"PENDING"}"#)))
         }
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: twilioPort)), logger: logger)
-        var httpConfiguration = HTTPClient.Configuration()
-        httpConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: concurrency + 8)
-        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
+        // The client outbound uses for Twilio (cheaper than AsyncHTTPClient: the load generator shares the cores it measures).
+        var httpConfiguration = HTTP1Client.Configuration()
+        httpConfiguration.maxConnectionsPerHost = concurrency + 8
+        let http = HTTP1Client(configuration: httpConfiguration)
+        let run = UUID().uuidString.prefix(8)
         let signer = TwilioSignature(authToken: authToken)
         let ingress = ingress
         let conversations = conversations
@@ -65,19 +67,15 @@ struct MessagingBench: AsyncParsableCommand {
         let totalNames = Set(total)
 
         @Sendable func webhook(_ n: Int) async throws {
-            let conversation = "benchconv\(String(format: "%07d", n % conversations))"
+            let number = String(n % conversations)
+            let conversation = "benchconv" + String(repeating: "0", count: max(0, 7 - number.count)) + number
             let body =
-                #"{"eventType":"COMMUNICATION_CREATED","data":{"id":"comm\#(n)-\#(UUID().uuidString.prefix(8))","conversationId":"\#(conversation)","accountId":"ACbench","author":{"address":"+1666\#(conversation.suffix(7))","channel":"SMS","participantId":"PC\#(conversation)"},"content":{"type":"TEXT","text":"m\#(n)"},"recipients":[{"address":"\#(agent)","channel":"SMS","participantId":"PA\#(conversation)"}]}}"#
+                #"{"eventType":"COMMUNICATION_CREATED","data":{"id":"comm\#(n)-\#(run)","conversationId":"\#(conversation)","accountId":"ACbench","author":{"address":"+1666\#(conversation.suffix(7))","channel":"SMS","participantId":"PC\#(conversation)"},"content":{"type":"TEXT","text":"m\#(n)"},"recipients":[{"address":"\#(agent)","channel":"SMS","participantId":"PA\#(conversation)"}]}}"#
             let bytes = Array(body.utf8)
             let url = "\(ingress)/webhook?bodySHA256=\(TwilioSignature.bodyHash(bytes))"
-            var request = HTTPClientRequest(url: url)
-            request.method = .POST
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.headers.add(name: "X-Twilio-Signature", value: signer.compute(url: url))
-            request.body = .bytes(ByteBuffer(bytes: bytes))
+            let headers: HTTPHeaders = ["Content-Type": "application/json", "X-Twilio-Signature": signer.compute(url: url)]
             sent.withLockedValue { $0[n] = clock.now }
-            let response = try await http.execute(request, timeout: .seconds(30))
-            _ = try await response.body.collect(upTo: 4096)
+            let response = try await http.execute(.POST, url: url, headers: headers, body: ByteBuffer(bytes: bytes), timeout: .seconds(30))
             guard response.status == .ok else { throw CleanExit.message("webhook answered \(response.status.code)") }
         }
 
@@ -225,7 +223,7 @@ struct MessagingBench: AsyncParsableCommand {
                 missing == 0 ? "" : "\(missing) replies still missing after 180 s")
             server.cancelAll()
         }
-        try await http.shutdown()
+        await http.shutdown()
     }
 }
 

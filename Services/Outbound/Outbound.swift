@@ -1,5 +1,4 @@
 import AgentConnectCore
-import AsyncHTTPClient
 import EventBus
 import Hummingbird
 import Logging
@@ -25,13 +24,9 @@ struct Outbound {
         let bus = RedisStreamsEventBus(client: redis, retentionSeconds: configuration.common.streamRetentionSeconds)
         let postgres = PostgresClient(configuration: configuration.common.database.clientConfiguration, backgroundLogger: logger)
         let store = PostgresStore(client: postgres, logger: logger, preparedStatements: configuration.common.database.preparedStatements)
-        var httpConfiguration = HTTPClient.Configuration()
-        httpConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
-        httpConfiguration.timeout = .init(connect: .seconds(5), read: .seconds(30))
-        // With tracing off, no span per request: AsyncHTTPClient's no-op span still parsed each URL
-        // with Foundation to set its attributes (about 2% of outbound's CPU).
-        if Traces.service == nil { httpConfiguration.tracing.tracer = nil }
-        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
+        var httpConfiguration = HTTP1Client.Configuration()
+        httpConfiguration.tracing = Traces.service != nil
+        let http = HTTP1Client(configuration: httpConfiguration)
         let api = makeAPI(configuration: configuration, httpClient: http)
         let deliverer = makeDeliverer(
             configuration: configuration, api: api, store: store, logger: logger,
@@ -59,7 +54,7 @@ struct Outbound {
     }
 
     /// Twilio's REST APIs through `httpClient`, each call bounded by `TWILIO_HTTP_TIMEOUT_MS`.
-    static func makeAPI(configuration: OutboundConfiguration, httpClient: HTTPClient) -> ConversationsAPI {
+    static func makeAPI(configuration: OutboundConfiguration, httpClient: HTTP1Client) -> ConversationsAPI {
         ConversationsAPI(
             rest: TwilioRESTClient(
                 configuration: configuration.twilio, httpClient: httpClient,

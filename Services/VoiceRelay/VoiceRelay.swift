@@ -1,5 +1,4 @@
 import AgentConnectCore
-import AsyncHTTPClient
 import EventBus
 import Hummingbird
 import HummingbirdCore
@@ -33,7 +32,9 @@ struct VoiceRelay {
         var services: [any Service] = [RedisClientService(client: redis)]
         var lookup: ConversationLookup?
         if let twilio = configuration.twilio {
-            let http = HTTPClient(eventLoopGroupProvider: .singleton)
+            var httpConfiguration = HTTP1Client.Configuration()
+            httpConfiguration.tracing = Traces.service != nil
+            let http = HTTP1Client(configuration: httpConfiguration)
             services.append(HTTPClientService(client: http))
             lookup = ConversationLookup(rest: TwilioRESTClient(configuration: twilio, httpClient: http), logger: logger)
         }

@@ -4,6 +4,7 @@ import EventBus
 import Logging
 import ServiceLifecycle
 import Store
+import TwilioKit
 
 /// Checks at start that Redis cannot evict our keys (`maxmemory-policy noeviction`, else the
 /// service refuses to run), and closes the Redis client's connections when the group shuts down.
@@ -21,17 +22,21 @@ package struct RedisClientService: Service {
     }
 }
 
-/// Shuts an AsyncHTTPClient down when the group shuts down.
+/// Shuts an HTTP client down when the group shuts down.
 package struct HTTPClientService: Service {
-    let client: HTTPClient
+    let shutdown: @Sendable () async throws -> Void
 
     package init(client: HTTPClient) {
-        self.client = client
+        shutdown = { try await client.shutdown() }
+    }
+
+    package init(client: HTTP1Client) {
+        shutdown = { await client.shutdown() }
     }
 
     package func run() async throws {
         try? await gracefulShutdown()
-        try await client.shutdown()
+        try await shutdown()
     }
 }
 

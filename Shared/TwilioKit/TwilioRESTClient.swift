@@ -1,5 +1,4 @@
 import AgentConnectCore
-import AsyncHTTPClient
 import Foundation
 import Logging
 import Metrics
@@ -67,17 +66,17 @@ package struct TwilioResponse: Sendable {
     package var json: JSONValue? { try? CompactJSON.decode(body) }
 }
 
-/// Calls Twilio's REST APIs over pooled keep-alive connections (AsyncHTTPClient), with Basic auth.
+/// Calls Twilio's REST APIs over pooled keep-alive connections (``HTTP1Client``), with Basic auth.
 ///
 /// Non-2xx answers become ``TwilioAPIError`` (with `Retry-After`); every error is counted in
 /// `agentconnect_twilio_api_errors_total{status,code}`.
 package struct TwilioRESTClient: Sendable {
     package let configuration: TwilioAPIConfiguration
-    private let http: HTTPClient
+    private let http: HTTP1Client
     private let authorization: String
     private let timeout: TimeAmount
 
-    package init(configuration: TwilioAPIConfiguration, httpClient: HTTPClient, timeout: TimeAmount = .seconds(15)) {
+    package init(configuration: TwilioAPIConfiguration, httpClient: HTTP1Client, timeout: TimeAmount = .seconds(15)) {
         self.configuration = configuration
         self.http = httpClient
         self.timeout = timeout
@@ -108,18 +107,13 @@ package struct TwilioRESTClient: Sendable {
     /// The largest response body read (Twilio's are a few KiB; a page of a list is the largest).
     static let maxResponseBytes = 4 << 20
 
-    /// Failures that happen before a connection exists, so the request cannot have reached Twilio.
+    /// Failures that happen before the request could have reached Twilio.
     static func isConnectFailure(_ error: any Error) -> Bool {
-        if String(reflecting: type(of: error)).contains("NIOConnectionError") { return true }
-        if let error = error as? HTTPClientError, error == .connectTimeout { return true }
-        if let error = error as? IOError, error.errnoCode == ECONNREFUSED { return true }
-        let text = "\(error)"
-        return text.contains("connectTimeout") || text.contains("Connection refused") || text.contains("connectionRefused")
+        (error as? HTTP1ClientError)?.neverSent ?? false
     }
 
-    /// One request, answered whole: AsyncHTTPClient's request-and-future form collects the body on
-    /// the connection's event loop and resumes the caller once (its async form resumed the caller for
-    /// the head, then again for each part of the body). Cancelling the caller cancels the request.
+    /// One request, answered whole (collected on the connection's event loop, the caller resumed
+    /// once). Cancelling the caller cancels the request.
     private func send(_ method: HTTPMethod, _ url: String, headers: HTTPHeaders, body: ByteBuffer?, extra: [(String, String)]) async throws
         -> TwilioResponse
     {
@@ -127,33 +121,21 @@ package struct TwilioRESTClient: Sendable {
         headers.add(name: "Authorization", value: authorization)
         headers.add(name: "User-Agent", value: "agentconnect-swift/0.1")
         for (name, value) in extra { headers.add(name: name, value: value) }
-        let request: HTTPClient.Request
+        let response: HTTP1Client.Response
         do {
-            request = try HTTPClient.Request(url: url, method: method, headers: headers, body: body.map { .byteBuffer($0) })
-        } catch {
+            response = try await http.execute(method, url: url, headers: headers, body: body, timeout: timeout)
+        } catch let error as HTTP1ClientError where error.kind == .invalidURL {
             Counter(label: "agentconnect_twilio_api_errors_total", dimensions: [("status", "0"), ("code", "bad_url")]).increment()
-            var failure = TwilioAPIError(status: 0, message: "bad request URL: \(error)")
+            var failure = TwilioAPIError(status: 0, message: "bad request URL: \(url)")
             failure.neverSent = true
             throw failure
-        }
-        let response: HTTPClient.Response
-        do {
-            let task = http.execute(
-                request: request, delegate: ResponseAccumulator(request: request, maxBodySize: Self.maxResponseBytes),
-                deadline: .now() + timeout)
-            response = try await withTaskCancellationHandler {
-                try await task.futureResult.get()
-            } onCancel: {
-                task.cancel()
-            }
         } catch {
             Counter(label: "agentconnect_twilio_api_errors_total", dimensions: [("status", "0"), ("code", "transport")]).increment()
             var failure = TwilioAPIError(status: 0, message: "request failed: \(error)")
             failure.neverSent = Self.isConnectFailure(error)
             throw failure
         }
-        let body = response.body ?? ByteBuffer()
-        let result = TwilioResponse(status: Int(response.status.code), headers: response.headers, body: Array(buffer: body))
+        let result = TwilioResponse(status: Int(response.status.code), headers: response.headers, body: Array(buffer: response.body))
         guard (200..<300).contains(result.status) else {
             let json = result.json
             let code = json?["code"]?.double.map { Int($0) }

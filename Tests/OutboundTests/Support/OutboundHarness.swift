@@ -64,7 +64,7 @@ struct OutboundHarness: Sendable {
             ]
             values.merge(settings) { $1 }
             let configuration = try OutboundConfiguration(environment: Environment(values))
-            let api = Outbound.makeAPI(configuration: configuration, httpClient: HTTPClient.shared)
+            let api = Outbound.makeAPI(configuration: configuration, httpClient: HTTP1Client.shared)
             try await body(OutboundHarness(configuration: configuration, api: api, twilio: twilio))
         }
     }

@@ -190,11 +190,15 @@ let package = Package(
             path: "DevTools/RelayCaller", swiftSettings: swiftSettings),
         .executableTarget(
             name: "TwilioSim",
-            dependencies: serviceDeps + [hummingbirdWS, wsClient, httpClient, argumentParser, "RelayCaller", .product(name: "NIOHTTP1", package: "swift-nio")],
+            dependencies: serviceDeps + [
+                hummingbirdWS, wsClient, httpClient, argumentParser, "RelayCaller", .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             path: "DevTools/TwilioSim", exclude: ["README.md"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "Bench",
-            dependencies: serviceDeps + [hummingbirdWS, wsClient, httpClient, argumentParser, "RelayCaller", .product(name: "NIOHTTP1", package: "swift-nio")],
+            dependencies: serviceDeps + [
+                hummingbirdWS, wsClient, httpClient, argumentParser, "RelayCaller", .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             path: "DevTools/Bench", swiftSettings: swiftSettings),
 
         // MARK: Tests

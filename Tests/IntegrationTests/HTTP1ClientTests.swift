@@ -148,14 +148,16 @@ struct HTTP1ClientTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let pki = try await TestPKI.make(in: directory)
         let tls = TLSConfiguration.makeServerConfiguration(
-            certificateChain: try NIOSSLCertificate.fromPEMFile(pki.certFile).map { .certificate($0) }, privateKey: .privateKey(try NIOSSLPrivateKey(file: pki.keyFile, format: .pem)))
+            certificateChain: try NIOSSLCertificate.fromPEMFile(pki.certFile).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: pki.keyFile, format: .pem)))
         try await TestHTTPServer.with(tls: tls) { server in
             var trusting = HTTP1Client.Configuration()
             trusting.tls.trustRoots = .file(pki.caFile)
             let client = HTTP1Client(configuration: trusting)
             defer { Task { await client.shutdown() } }
             for host in ["localhost", "127.0.0.1"] {
-                let response = try await client.execute(.POST, url: "https://\(host):\(server.port)/echo", body: ByteBuffer(string: "s"), timeout: .seconds(5))
+                let response = try await client.execute(
+                    .POST, url: "https://\(host):\(server.port)/echo", body: ByteBuffer(string: "s"), timeout: .seconds(5))
                 #expect(String(buffer: response.body).hasPrefix("POST /echo host=\(host):\(server.port)"))
             }
             var wrong = HTTP1Client.Configuration()
@@ -163,7 +165,8 @@ struct HTTP1ClientTests {
             let refusing = HTTP1Client(configuration: wrong)
             defer { Task { await refusing.shutdown() } }
             await #expect {
-                _ = try await refusing.execute(.POST, url: "https://localhost:\(server.port)/echo", body: ByteBuffer(string: "s"), timeout: .seconds(5))
+                _ = try await refusing.execute(
+                    .POST, url: "https://localhost:\(server.port)/echo", body: ByteBuffer(string: "s"), timeout: .seconds(5))
             } throws: { error in
                 guard let error = error as? HTTP1ClientError else { return false }
                 return error.kind == .connect && error.neverSent

@@ -105,10 +105,16 @@ package final class HTTP1Client: Sendable {
         let promise = connection.channel.eventLoop.makePromise(of: Response.self)
         let request = HTTP1ConnectionHandler.Request(head: head, body: body, promise: promise, deadline: deadline)
         return try await withTaskCancellationHandler {
+            // Cancelled while waiting for the connection: nothing is written.
+            guard !Task.isCancelled else {
+                promise.fail(CancellationError())
+                released(endpoint, connection: connection)
+                throw CancellationError()
+            }
             connection.onLoop { $0.start(request) }
             return try await promise.futureResult.get()
         } onCancel: {
-            connection.onLoop { $0.cancel() }
+            connection.onLoop { $0.cancel(promise) }
         }
     }
 
@@ -127,13 +133,20 @@ package final class HTTP1Client: Sendable {
 
     private struct HostPool {
         var idle: [HTTP1Connection] = []
+        /// Connections open or being opened (a place handed to a waiter counts).
         var open = 0
         var waiters: [Waiter] = []
     }
 
+    /// What a request gets from the pool: a connection, or a place to open one.
+    private enum Grant {
+        case connection(HTTP1Connection)
+        case room
+    }
+
     private struct Waiter {
         let id: UInt64
-        let continuation: CheckedContinuation<HTTP1Connection?, any Error>
+        let continuation: CheckedContinuation<Grant, any Error>
     }
 
     private struct Pools {
@@ -144,66 +157,63 @@ package final class HTTP1Client: Sendable {
 
     /// An idle connection, a new one, or (at the limit) the next one to come back.
     private func lease(_ endpoint: HTTP1Endpoint, deadline: NIODeadline) async throws -> HTTP1Connection {
-        enum Step {
-            case reuse(HTTP1Connection)
-            case connect
-            case wait(UInt64)
-            case refuse
-        }
         while true {
-            let step = pools.withLockedValue { state -> Step in
-                if state.shutDown { return .refuse }
-                var pool = state.pools[endpoint, default: HostPool()]
-                defer { state.pools[endpoint] = pool }
-                while let connection = pool.idle.popLast() {
-                    if connection.channel.isActive { return .reuse(connection) }
-                }
-                if pool.open < configuration.maxConnectionsPerHost {
-                    pool.open += 1
-                    return .connect
-                }
-                state.nextWaiter += 1
-                return .wait(state.nextWaiter)
-            }
-            switch step {
-            case .reuse(let connection): return connection
-            case .refuse: throw HTTP1ClientError(.shutDown, neverSent: true)
-            case .connect:
+            switch try await grant(endpoint, deadline: deadline) {
+            case .connection(let connection):
+                if connection.channel.isActive { return connection }
+            // Closed since it was handed over: its close gives its place back; ask again.
+            case .room:
                 do {
                     return try await connect(endpoint, deadline: deadline)
                 } catch {
                     released(endpoint, connection: nil)
                     throw error
                 }
-            case .wait(let id):
-                // nil: a connection closed, so there may be room for a new one; go round again.
-                if let connection = try await waitForConnection(endpoint, id: id, deadline: deadline), connection.channel.isActive {
-                    return connection
-                }
             }
         }
     }
 
-    private func waitForConnection(_ endpoint: HTTP1Endpoint, id: UInt64, deadline: NIODeadline) async throws -> HTTP1Connection? {
+    /// Decides under one lock: an idle connection, room for a new one, or a place in the queue (so a
+    /// connection released in between cannot pass the waiter by).
+    private func grant(_ endpoint: HTTP1Endpoint, deadline: NIODeadline) async throws -> Grant {
+        let id = pools.withLockedValue { state -> UInt64 in
+            state.nextWaiter += 1
+            return state.nextWaiter
+        }
         let timer = NIOLockedValueBox<Scheduled<Void>?>(nil)
         defer { timer.withLockedValue { $0?.cancel() } }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                let enqueued = pools.withLockedValue { state -> Bool in
-                    guard !state.shutDown else { return false }
-                    state.pools[endpoint, default: HostPool()].waiters.append(Waiter(id: id, continuation: continuation))
-                    return true
+                enum Now {
+                    case grant(Grant)
+                    case refuse
+                    case queued
                 }
-                guard enqueued else {
-                    continuation.resume(throwing: HTTP1ClientError(.shutDown, neverSent: true))
-                    return
-                }
-                timer.withLockedValue {
-                    $0 = group.any().scheduleTask(deadline: deadline) { [self] in
-                        abandon(endpoint, id: id, with: HTTP1ClientError(.timeout, neverSent: true, detail: "waiting for a connection"))
+                let now = pools.withLockedValue { state -> Now in
+                    if state.shutDown { return .refuse }
+                    var pool = state.pools[endpoint, default: HostPool()]
+                    defer { state.pools[endpoint] = pool }
+                    while let connection = pool.idle.popLast() {
+                        if connection.channel.isActive { return .grant(.connection(connection)) }
                     }
+                    if pool.open < configuration.maxConnectionsPerHost {
+                        pool.open += 1
+                        return .grant(.room)
+                    }
+                    pool.waiters.append(Waiter(id: id, continuation: continuation))
+                    return .queued
                 }
-                if Task.isCancelled { abandon(endpoint, id: id, with: CancellationError()) }
+                switch now {
+                case .grant(let grant): continuation.resume(returning: grant)
+                case .refuse: continuation.resume(throwing: HTTP1ClientError(.shutDown, neverSent: true))
+                case .queued:
+                    timer.withLockedValue {
+                        $0 = group.any().scheduleTask(deadline: deadline) { [self] in
+                            abandon(endpoint, id: id, with: HTTP1ClientError(.timeout, neverSent: true, detail: "waiting for a connection"))
+                        }
+                    }
+                    if Task.isCancelled { abandon(endpoint, id: id, with: CancellationError()) }
+                }
             }
         } onCancel: {
             abandon(endpoint, id: id, with: CancellationError())
@@ -219,10 +229,10 @@ package final class HTTP1Client: Sendable {
     }
 
     /// A connection is free again (or, nil, one closed or never opened): the first waiter gets it
-    /// (or room to connect), else it goes back to the idle list.
+    /// (or its place, kept for it), else it goes back to the idle list.
     fileprivate func released(_ endpoint: HTTP1Endpoint, connection: HTTP1Connection?) {
         enum Outcome {
-            case hand(Waiter, HTTP1Connection?)
+            case hand(Waiter, Grant)
             case close(HTTP1Connection)
             case none
         }
@@ -231,18 +241,18 @@ package final class HTTP1Client: Sendable {
             defer { state.pools[endpoint] = pool }
             if let connection, connection.channel.isActive {
                 if state.shutDown { return .close(connection) }
-                if !pool.waiters.isEmpty { return .hand(pool.waiters.removeFirst(), connection) }
+                if !pool.waiters.isEmpty { return .hand(pool.waiters.removeFirst(), .connection(connection)) }
                 pool.idle.append(connection)
                 return .none
             }
-            // Closed, or never opened: its place is free for the first waiter to connect.
+            // Closed, or never opened: its place goes to the first waiter (still counted), else is free.
             if let connection { pool.idle.removeAll { $0 === connection } }
+            if !pool.waiters.isEmpty { return .hand(pool.waiters.removeFirst(), .room) }
             pool.open -= 1
-            if !pool.waiters.isEmpty { return .hand(pool.waiters.removeFirst(), nil) }
             return .none
         }
         switch outcome {
-        case .hand(let waiter, let connection): waiter.continuation.resume(returning: connection)
+        case .hand(let waiter, let grant): waiter.continuation.resume(returning: grant)
         case .close(let connection): connection.channel.close(promise: nil)
         case .none: break
         }
@@ -356,6 +366,8 @@ struct HTTP1Target: Sendable {
     var hostHeader: String
 
     init?(_ url: String) {
+        // No spaces or control characters: they would end up raw in the request line.
+        guard url.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7F }) else { return nil }
         let tls: Bool
         let rest: Substring
         if url.hasPrefix("https://") {
@@ -381,12 +393,12 @@ struct HTTP1Target: Sendable {
             host = authority[authority.index(after: authority.startIndex)..<close]
             let after = authority[authority.index(after: close)...]
             if !after.isEmpty {
-                guard after.first == ":", let value = Int(after.dropFirst()), (1...65535).contains(value) else { return nil }
+                guard after.first == ":", let value = Self.port(after.dropFirst()) else { return nil }
                 port = value
                 explicitPort = true
             }
         } else if let colon = authority.lastIndex(of: ":") {
-            guard let value = Int(authority[authority.index(after: colon)...]), (1...65535).contains(value) else { return nil }
+            guard let value = Self.port(authority[authority.index(after: colon)...]) else { return nil }
             host = authority[..<colon]
             port = value
             explicitPort = true
@@ -396,6 +408,16 @@ struct HTTP1Target: Sendable {
         pathAndQuery = path
         let defaultPort = tls ? 443 : 80
         hostHeader = explicitPort && port != defaultPort ? "\(authority)" : (authority.first == "[" ? "[\(host)]" : String(host))
+    }
+}
+
+extension HTTP1Target {
+    /// A port written in digits only, 1-65535.
+    static func port(_ text: Substring) -> Int? {
+        guard !text.isEmpty, text.count <= 5, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let value = Int(text),
+            (1...65535).contains(value)
+        else { return nil }
+        return value
     }
 }
 
@@ -477,6 +499,12 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
             request.promise.fail(HTTP1ClientError(.closed, neverSent: true, detail: "before the request was written"))
             return
         }
+        // Out of time already (it waited for the connection): not written, the connection stays free.
+        guard request.deadline > .now() else {
+            request.promise.fail(HTTP1ClientError(.timeout, neverSent: true, detail: "before the request was written"))
+            onIdle?()
+            return
+        }
         idleTimer?.cancel()
         idleTimer = nil
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
@@ -489,7 +517,12 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
     }
 
-    func cancel() { fail(CancellationError()) }
+    /// Cancels the request of `promise` if it is still the one in flight (a late cancellation of an
+    /// answered request must not fail the next one on this connection).
+    func cancel(_ promise: EventLoopPromise<HTTP1Client.Response>) {
+        guard inFlight?.promise.futureResult === promise.futureResult else { return }
+        fail(CancellationError())
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard inFlight != nil else {
@@ -521,9 +554,10 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
             }
             inFlight = nil
             finished.timer?.cancel()
-            if head.isKeepAlive {
-                let channel = context.channel
-                idleTimer = context.eventLoop.scheduleTask(in: idleTimeout) { channel.close(promise: nil) }
+            // (`.end` can also come from the decoder as the connection closes: then it is not offered back.)
+            if head.isKeepAlive && context.channel.isActive {
+                let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+                idleTimer = context.eventLoop.scheduleTask(in: idleTimeout) { handler.value.closeIfIdle() }
                 onIdle?()
             } else {
                 context.close(promise: nil)
@@ -533,8 +567,18 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        fail(HTTP1ClientError(.failed, neverSent: false, detail: "\(error)"))
         ready.fail(error)
+        if inFlight == nil {
+            // An idle connection that failed (its decoder is no good any more) is not offered again.
+            context.close(promise: nil)
+        } else {
+            fail(HTTP1ClientError(.failed, neverSent: false, detail: "\(error)"))
+        }
+    }
+
+    /// The idle timer: closes the connection unless a request took it meanwhile.
+    private func closeIfIdle() {
+        if inFlight == nil { context?.close(promise: nil) }
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -79,7 +79,10 @@ struct HTTP1ClientTests {
             guard let error = error as? HTTP1ClientError else { return false }
             return error.kind == .connect && error.neverSent
         }
-        for url in ["ftp://example.com/x", "http://user@host/x", "http:///x", "http://host:99999/x"] {
+        for url in [
+            "ftp://example.com/x", "http://user@host/x", "http:///x", "http://host:99999/x", "http://host:+80/x", "http://host/a b",
+            "http://host/a\r\nX: y",
+        ] {
             await #expect {
                 _ = try await client.execute(.GET, url: url, timeout: .seconds(1))
             } throws: { error in
@@ -138,6 +141,35 @@ struct HTTP1ClientTests {
             }
             #expect(server.connectionsAccepted == 2)
             #expect(server.mostAtOnce == 2)
+        }
+    }
+
+    @Test("a request that runs out of time or is cancelled while waiting for a connection is never written")
+    func waitingNeverWrites() async throws {
+        try await TestHTTPServer.with { server in
+            var configuration = HTTP1Client.Configuration()
+            configuration.maxConnectionsPerHost = 1
+            let client = HTTP1Client(configuration: configuration)
+            defer { Task { await client.shutdown() } }
+            let holder = Task { try await client.execute(.GET, url: "\(server.url)/never", timeout: .seconds(30)) }
+            try await Task.sleep(for: .milliseconds(200))
+            await #expect {
+                _ = try await client.execute(.POST, url: "\(server.url)/echo", body: ByteBuffer(string: "x"), timeout: .milliseconds(300))
+            } throws: { error in
+                guard let error = error as? HTTP1ClientError else { return false }
+                return error.kind == .timeout && error.neverSent
+            }
+            let waiting = Task { try await client.execute(.POST, url: "\(server.url)/echo", body: ByteBuffer(string: "x"), timeout: .seconds(30)) }
+            try await Task.sleep(for: .milliseconds(200))
+            waiting.cancel()
+            await #expect(throws: CancellationError.self) { _ = try await waiting.value }
+            #expect(server.requestsSeen == 1)
+            holder.cancel()
+            _ = try? await holder.value
+            // The place the cancelled holder's connection held is free again.
+            let response = try await client.execute(.GET, url: "\(server.url)/ok", timeout: .seconds(5))
+            #expect(response.status == .ok)
+            #expect(server.requestsSeen == 2)
         }
     }
 

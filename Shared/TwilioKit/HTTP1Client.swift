@@ -273,8 +273,9 @@ package final class HTTP1Client: Sendable {
         guard remaining > .zero else { throw HTTP1ClientError(.timeout, neverSent: true, detail: "connecting") }
         let configuration = configuration
         let bootstrap = ClientBootstrap(group: group)
+            // (TCP_NODELAY is ClientBootstrap's default; `.socketOption(.tcp_nodelay)` would set SO_DEBUG,
+            // which a container refuses.)
             .connectTimeout(min(configuration.connectTimeout, remaining))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let operations = channel.pipeline.syncOperations

@@ -17,6 +17,10 @@ struct WebhookController: Sendable {
     let logger: Logger
     private let verifier: TwilioRequestVerifier
     private let classifier: WebhookClassifier
+    /// The metrics every accepted webhook records, made once (the metrics system is bootstrapped
+    /// before the controller): `Counter(label:dimensions:)` per request asks the registry each time.
+    private let acceptedCount = Counter(label: "agentconnect_webhooks_total", dimensions: [("outcome", "accepted")])
+    private let acceptSeconds = Timer(label: "agentconnect_webhook_accept_seconds", dimensions: [("route", "/webhook")])
 
     init(configuration: MessagingConfiguration, bus: any EventBus, logger: Logger) {
         self.configuration = configuration
@@ -66,8 +70,7 @@ struct WebhookController: Sendable {
             decision = classifier.classifyOrchestratorEvent(json, bodyHash: bodyHash, traceparent: traceparent)
         }
         let response = await apply(decision)
-        Timer(label: "agentconnect_webhook_accept_seconds", dimensions: [("route", "/webhook")])
-            .recordNanoseconds(Int64((ContinuousClock.now - started).nanoseconds))
+        acceptSeconds.recordNanoseconds(Int64((ContinuousClock.now - started).nanoseconds))
         return response
     }
 
@@ -138,7 +141,7 @@ struct WebhookController: Sendable {
                 logger.error("bus unavailable; asking Twilio to retry", metadata: ["error": "\(error)"])
                 return JSONResponse.error(.serviceUnavailable, "temporarily unavailable")
             }
-            count("accepted")
+            acceptedCount.increment()
             // Per message at debug, as outbound's "reply delivered": at info they cost 5–15% of a message's CPU.
             logger.debug(
                 "webhook accepted",

@@ -11,11 +11,15 @@ import TwilioKit
 /// `X-Forwarded-Proto`/`X-Forwarded-Host`, else `Host`.
 package struct TwilioRequestVerifier: Sendable {
     private let signature: TwilioSignature
+    /// Whether a public domain was given, and it normalized once (``PublicURL/normalizedDomain(_:)``,
+    /// nil when nothing is left of it: then no URL is signed), not per request.
+    private let publicDomainGiven: Bool
     private let publicDomain: String?
 
     package init(authToken: String, publicDomain: String?) {
         signature = TwilioSignature(authToken: authToken)
-        self.publicDomain = publicDomain
+        publicDomainGiven = publicDomain != nil
+        self.publicDomain = PublicURL.normalizedDomain(publicDomain)
     }
 
     /// The signature header, or nil when absent.
@@ -26,9 +30,9 @@ package struct TwilioRequestVerifier: Sendable {
     /// URLs the request may have been signed for: only the configured public domain's when there is one.
     package func candidateURLs(_ request: Request, websocket: Bool = false) -> [String] {
         let pathAndQuery = request.uri.string
-        if let publicDomain {
-            return PublicURL.candidates(
-                pathAndQuery: pathAndQuery, forwardedProto: nil, forwardedHost: nil, host: nil, publicDomain: publicDomain, websocket: websocket)
+        if publicDomainGiven {
+            // What `PublicURL.candidates` gives without a host: the one secure URL.
+            return publicDomain.map { [(websocket ? "wss://" : "https://") + $0 + pathAndQuery] } ?? []
         }
         return PublicURL.candidates(
             pathAndQuery: pathAndQuery, forwardedProto: request.headers[HTTPField.Name("X-Forwarded-Proto")!],

@@ -17,7 +17,7 @@ package struct TwilioSignature: Sendable {
 
     /// The signature Twilio would send for `url` and POST `params`.
     package func compute(url: String, params: [(String, String)] = []) -> String {
-        Data(mac(url: url, signedParams: Self.signedParams(params))).base64EncodedString()
+        String(decoding: encodedMAC(Array(url.utf8), signedParams: Self.signedParams(params)), as: UTF8.self)
     }
 
     /// Whether `signature` matches `url` (tried with and without its port) and `params`.
@@ -27,15 +27,21 @@ package struct TwilioSignature: Sendable {
 
     /// Whether `signature` matches any of `urls` (each tried with and without its port) and `params`.
     ///
-    /// The signature is decoded once and compared as bytes, in constant time, against every
-    /// candidate (timing does not reveal which one matched); the params are sorted and joined once.
+    /// Only the signature as Twilio writes it matches: the base64 of each candidate's HMAC is
+    /// compared with it byte for byte, in constant time, against every candidate (timing does not
+    /// reveal which one matched; a string that decodes to the same bytes but is written otherwise
+    /// matches nothing). The params are sorted and joined once. Works on the URLs' bytes: no
+    /// Foundation on the path every webhook takes.
     package func isValid(_ signature: String, urls: [String], params: [(String, String)] = []) -> Bool {
-        guard let expected = Self.decoded(signature) else { return false }
-        let signedParams = Self.signedParams(params)
+        isValid(Array(signature.utf8), urls: urls.map { Array($0.utf8) }, signedParams: Self.signedParams(params))
+    }
+
+    private func isValid(_ given: [UInt8], urls: [[UInt8]], signedParams: [UInt8]) -> Bool {
+        guard given.count == Self.encodedCount else { return false }
         var matched = false
         for url in urls {
             for candidate in Self.portVariants(of: url) {
-                matched = Self.constantTimeEquals(mac(url: candidate, signedParams: signedParams), expected) || matched
+                matched = Self.constantTimeEquals(encodedMAC(candidate, signedParams: signedParams), given) || matched
             }
         }
         return matched
@@ -51,20 +57,20 @@ package struct TwilioSignature: Sendable {
     /// however many URLs are tried): true when one of `urls` carries that hash and is signed.
     package func isValidJSON(_ signature: String, urls: [String], bodyHash: String) -> Bool {
         let hash = Array(bodyHash.utf8)
-        let signed = urls.filter { url in
-            guard let expectedHash = Self.queryItems(of: url).first(where: { $0.0 == "bodySHA256" })?.1 else { return false }
-            return Self.constantTimeEquals(hash, Array(expectedHash.lowercased().utf8))
+        var signed: [[UInt8]] = []
+        for url in urls {
+            let bytes = Array(url.utf8)
+            if let expected = Self.bodySHA256(of: bytes), Self.constantTimeEquals(hash, expected) { signed.append(bytes) }
         }
-        return !signed.isEmpty && isValid(signature, urls: signed)
+        return !signed.isEmpty && isValid(Array(signature.utf8), urls: signed, signedParams: [])
     }
 
-    /// The HMAC-SHA1 of `url` followed by the joined params.
-    private func mac(url: String, signedParams: [UInt8]) -> [UInt8] {
+    /// The base64 of the HMAC-SHA1 of `url` followed by the joined params: the bytes of the header.
+    private func encodedMAC(_ url: [UInt8], signedParams: [UInt8]) -> [UInt8] {
         var hmac = keyed
-        var url = url
-        url.withUTF8 { hmac.update(data: UnsafeRawBufferPointer($0)) }
+        hmac.update(data: url)
         hmac.update(data: signedParams)
-        return Array(hmac.finalize())
+        return hmac.finalize().withUnsafeBytes { Self.base64($0) }
     }
 
     /// The params as Twilio signs them: sorted by name, each name followed by its value.
@@ -77,36 +83,92 @@ package struct TwilioSignature: Sendable {
         return bytes
     }
 
-    /// The signature's bytes, when it is base64 as Twilio writes it (canonical: a string that decodes
-    /// to the same bytes but is written otherwise matches nothing, as when strings were compared).
-    private static func decoded(_ signature: String) -> [UInt8]? {
-        guard let data = Data(base64Encoded: signature), data.count == Insecure.SHA1.byteCount,
-            data.base64EncodedString() == signature
-        else { return nil }
-        return Array(data)
+    /// The length of a signature header: base64, padded, of the 20 bytes of an HMAC-SHA1.
+    private static let encodedCount = (Insecure.SHA1.byteCount + 2) / 3 * 4
+
+    private static let alphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+    /// Standard base64 with `=` padding, as Twilio writes the header.
+    package static func base64(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity((bytes.count + 2) / 3 * 4)
+        var index = 0
+        while index < bytes.count {
+            let remaining = bytes.count - index
+            let b0 = UInt32(bytes[index])
+            let b1 = remaining > 1 ? UInt32(bytes[index + 1]) : 0
+            let b2 = remaining > 2 ? UInt32(bytes[index + 2]) : 0
+            let group = b0 << 16 | b1 << 8 | b2
+            out.append(alphabet[Int(group >> 18 & 0x3f)])
+            out.append(alphabet[Int(group >> 12 & 0x3f)])
+            out.append(remaining > 1 ? alphabet[Int(group >> 6 & 0x3f)] : UInt8(ascii: "="))
+            out.append(remaining > 2 ? alphabet[Int(group & 0x3f)] : UInt8(ascii: "="))
+            index += 3
+        }
+        return out
     }
 
     /// The hex SHA-256 of a body, as Twilio puts in `bodySHA256`.
     package static func bodyHash(_ body: some Collection<UInt8>) -> String {
-        Hex.lowercase(Array(SHA256.hash(data: Data(body))))
+        let digest =
+            body.withContiguousStorageIfAvailable { SHA256.hash(data: UnsafeRawBufferPointer($0)) } ?? SHA256.hash(data: Array(body))
+        return digest.withUnsafeBytes { Hex.lowercase($0) }
     }
 
     /// The URL as given, without its port, and with the scheme's default port added.
     static func portVariants(of url: String) -> [String] {
-        guard let schemeEnd = url.range(of: "://") else { return [url] }
-        let scheme = url[..<schemeEnd.lowerBound].lowercased()
-        let afterScheme = url[schemeEnd.upperBound...]
-        let authorityEnd = afterScheme.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? afterScheme.endIndex
-        let authority = afterScheme[..<authorityEnd]
-        let rest = afterScheme[authorityEnd...]
-        let prefix = url[..<schemeEnd.upperBound]
-        if let colon = authority.lastIndex(of: ":"), !authority.hasSuffix("]") {
-            let host = authority[..<colon]
-            return [url, "\(prefix)\(host)\(rest)"]
-        }
-        let port = (scheme == "https" || scheme == "wss") ? "443" : "80"
-        return [url, "\(prefix)\(authority):\(port)\(rest)"]
+        portVariants(of: Array(url.utf8)).map { String(decoding: $0, as: UTF8.self) }
     }
+
+    /// ``portVariants(of:)-(String)`` on the URL's bytes.
+    static func portVariants(of url: [UInt8]) -> [[UInt8]] {
+        let slash = UInt8(ascii: "/")
+        let question = UInt8(ascii: "?")
+        let colon = UInt8(ascii: ":")
+        guard let schemeEnd = firstRange(of: Self.schemeSeparator, in: url) else { return [url] }
+        let authorityStart = schemeEnd + Self.schemeSeparator.count
+        let authorityEnd = url[authorityStart...].firstIndex(where: { $0 == slash || $0 == question }) ?? url.endIndex
+        if let portColon = url[authorityStart..<authorityEnd].lastIndex(of: colon), url[authorityEnd - 1] != UInt8(ascii: "]") {
+            return [url, Array(url[..<portColon] + url[authorityEnd...])]
+        }
+        let scheme = url[..<schemeEnd].map(asciiLowercased)
+        let port: [UInt8] = scheme.elementsEqual("https".utf8) || scheme.elementsEqual("wss".utf8) ? Array(":443".utf8) : Array(":80".utf8)
+        return [url, Array(url[..<authorityEnd] + port + url[authorityEnd...])]
+    }
+
+    private static let schemeSeparator: [UInt8] = Array("://".utf8)
+
+    /// Where `needle` first starts in `haystack`.
+    private static func firstRange(of needle: [UInt8], in haystack: [UInt8]) -> Int? {
+        guard haystack.count >= needle.count else { return nil }
+        for start in 0...(haystack.count - needle.count) where haystack[start..<(start + needle.count)].elementsEqual(needle) {
+            return start
+        }
+        return nil
+    }
+
+    private static func asciiLowercased(_ byte: UInt8) -> UInt8 {
+        byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte
+    }
+
+    /// The first `bodySHA256` query parameter's value, lowercased (as ``queryItems(of:)`` reads
+    /// it: a query with percent-escapes or `+` is decoded as a form is; one without, as it stands).
+    static func bodySHA256(of url: [UInt8]) -> [UInt8]? {
+        guard let question = url.firstIndex(of: UInt8(ascii: "?")) else { return nil }
+        let query = url[(question + 1)...]
+        if query.contains(UInt8(ascii: "%")) || query.contains(UInt8(ascii: "+")) {
+            let items = queryItems(of: String(decoding: url, as: UTF8.self))
+            return items.first(where: { $0.0 == "bodySHA256" }).map { Array($0.1.lowercased().utf8) }
+        }
+        for item in query.split(separator: UInt8(ascii: "&")) {
+            let equals = item.firstIndex(of: UInt8(ascii: "="))
+            guard item[..<(equals ?? item.endIndex)].elementsEqual(Self.bodySHA256Name) else { continue }
+            return equals.map { item[($0 + 1)...].map(asciiLowercased) } ?? []
+        }
+        return nil
+    }
+
+    private static let bodySHA256Name: [UInt8] = Array("bodySHA256".utf8)
 
     /// Query parameters of a URL, percent-decoded, in order.
     package static func queryItems(of url: String) -> [(String, String)] {

@@ -44,6 +44,44 @@ struct TwilioSignatureTests {
         #expect(signer.isValid(withoutPort, url: "https://example.com:443/webhook"))
     }
 
+    @Test("port variants on the URL's bytes: default ports by scheme, IPv6 literals, no scheme")
+    func portVariantsByScheme() {
+        let http = signer.compute(url: "http://example.com/sms?a=1")
+        #expect(signer.isValid(http, url: "http://example.com:80/sms?a=1"))
+        #expect(signer.isValid(signer.compute(url: "HTTPS://example.com:443?x"), url: "HTTPS://example.com?x"))
+        #expect(signer.isValid(signer.compute(url: "wss://relay.example.com:443/ws"), url: "wss://relay.example.com/ws"))
+        // An IPv6 literal's colons are not a port; its port is.
+        #expect(signer.isValid(signer.compute(url: "https://[::1]/x"), url: "https://[::1]:8443/x"))
+        #expect(signer.isValid(signer.compute(url: "https://[::1]:443/x"), url: "https://[::1]/x"))
+        // No scheme: the URL as it stands, nothing else.
+        #expect(signer.isValid(signer.compute(url: "example.com/x"), url: "example.com/x"))
+        #expect(!signer.isValid(signer.compute(url: "example.com:80/x"), url: "example.com/x"))
+    }
+
+    @Test("bodySHA256 is read as a form reads the query: first one wins, escapes decoded, hex in either case")
+    func bodySHA256Reading() {
+        let body = Array(#"{"eventType":"COMMUNICATION_CREATED"}"#.utf8)
+        let hash = TwilioSignature.bodyHash(body)
+        func valid(_ url: String) -> Bool { signer.isValidJSON(signer.compute(url: url), url: url, body: body) }
+        #expect(valid("https://example.com/webhook?a=1&bodySHA256=\(hash)&b=2"))
+        #expect(valid("https://example.com/webhook?bodySHA256=\(hash.uppercased())"))
+        #expect(valid("https://example.com/webhook?body%53HA256=\(hash)&x=a+b"))
+        #expect(!valid("https://example.com/webhook?bodySHA256=\(String(repeating: "0", count: 64))&bodySHA256=\(hash)"))
+        #expect(!valid("https://example.com/webhook?bodySHA256"))
+        #expect(!valid("https://example.com/webhook?bodysha256=\(hash)"))
+        #expect(!valid("https://example.com/webhook"))
+    }
+
+    @Test("base64 as Foundation writes it, every padding")
+    func base64() {
+        var generator = SystemRandomNumberGenerator()
+        for count in 0..<40 {
+            let bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let ours = bytes.withUnsafeBytes { String(decoding: TwilioSignature.base64($0), as: UTF8.self) }
+            #expect(ours == Data(bytes).base64EncodedString())
+        }
+    }
+
     @Test("JSON webhooks: the signature covers the URL with bodySHA256 and the hash must match the body")
     func jsonBodies() {
         let body = Array(#"{"eventType":"COMMUNICATION_CREATED"}"#.utf8)

@@ -5,8 +5,9 @@ import PostgresNIO
 import Store
 
 /// The PostgreSQL client's own cost per statement: `SELECT 1` through the pool, a few at a time, with
-/// the pool as shipped (``DatabaseConfiguration/clientConfiguration``) and with PostgresNIO's default
-/// keep-alive, which arms a timer whenever a connection comes back to the pool.
+/// the pool as shipped (``DatabaseConfiguration/clientConfiguration``, the services' default kept
+/// connections), with every connection opened on demand (each return to the pool arms an idle
+/// timer), and with PostgresNIO's default keep-alive (a timer on every return as well).
 struct PoolBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "pool")
 
@@ -15,11 +16,17 @@ struct PoolBench: AsyncParsableCommand {
     @Option var concurrency = 4
 
     func run() async throws {
-        var shipped = try DatabaseConfiguration(url: databaseURL).clientConfiguration
+        var database = try DatabaseConfiguration(url: databaseURL)
+        database.minimumConnections = DatabaseConfiguration.defaultMinimumConnections
+        var shipped = database.clientConfiguration
         shipped.options.maximumConnections = concurrency
         var keepAlive = shipped
         keepAlive.options.keepAliveBehavior = .init()
-        for (name, configuration) in [("as shipped", shipped), ("with PostgresNIO's keep-alive", keepAlive)] {
+        var onDemand = shipped
+        onDemand.options.minimumConnections = 0
+        for (name, configuration) in [
+            ("as shipped", shipped), ("with every connection on demand", onDemand), ("with PostgresNIO's keep-alive", keepAlive),
+        ] {
             let (cpu, switches) = try await measure(configuration)
             row("PostgreSQL client CPU per statement, SELECT 1 \(concurrency) at a time, pool \(name) (µs)", format(cpu, digits: 1))
             row("PostgreSQL client context switches per statement, pool \(name)", format(switches, digits: 2))

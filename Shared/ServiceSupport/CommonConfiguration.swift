@@ -11,7 +11,8 @@ package struct CommonConfiguration: Sendable {
     package var port: Int
     /// `REDIS_URL`, `REDIS_TLS_CA_FILE`, `REDIS_COMMAND_TIMEOUT_MS`, `REDIS_CONNECT_TIMEOUT_MS`.
     package var redis: RedisConfiguration
-    /// `DATABASE_URL` (with `sslmode`/`sslrootcert`), `DATABASE_POOL_SIZE` and `DATABASE_PREPARED_STATEMENTS`.
+    /// `DATABASE_URL` (with `sslmode`/`sslrootcert`), `DATABASE_POOL_SIZE`, `DATABASE_POOL_MIN` and
+    /// `DATABASE_PREPARED_STATEMENTS`.
     package var database: DatabaseConfiguration
     /// This replica's name (`INSTANCE_ID`, default hostname-pid): consumer names, voice routing.
     package var instanceId: String
@@ -30,6 +31,11 @@ package struct CommonConfiguration: Sendable {
         database = try DatabaseConfiguration(
             url: environment.string("DATABASE_URL") ?? "postgres://agentconnect:agentconnect@127.0.0.1:5432/agentconnect")
         database.poolSize = try environment.int("DATABASE_POOL_SIZE", default: 10, range: 1...1000)
+        database.minimumConnections = try environment.int(
+            "DATABASE_POOL_MIN", default: min(DatabaseConfiguration.defaultMinimumConnections, database.poolSize), range: 0...1000)
+        guard database.minimumConnections <= database.poolSize else {
+            throw ConfigurationError(variable: "DATABASE_POOL_MIN", reason: "must not exceed DATABASE_POOL_SIZE (\(database.poolSize))")
+        }
         database.preparedStatements = try environment.bool("DATABASE_PREPARED_STATEMENTS", default: true)
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "local"
         instanceId = environment.string("INSTANCE_ID") ?? "\(host)-\(ProcessInfo.processInfo.processIdentifier)"

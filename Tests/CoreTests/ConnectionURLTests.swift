@@ -116,6 +116,20 @@ struct ConnectionURLTests {
             environment: Environment(["DATABASE_URL": "postgres://a@h/d?sslmode=require", "DATABASE_POOL_SIZE": "25"]), defaultPort: 1)
         #expect(common.database.poolSize == 25 && common.database.clientConfiguration.options.maximumConnections == 25)
         #expect(common.database.preparedStatements)
+        // Kept connections: 2 unless set, never more than the pool; none for a configuration built in code.
+        #expect(common.database.minimumConnections == 2 && common.database.clientConfiguration.options.minimumConnections == 2)
+        let small = try CommonConfiguration(
+            environment: Environment(["DATABASE_URL": "postgres://a@h/d", "DATABASE_POOL_SIZE": "1"]), defaultPort: 1)
+        #expect(small.database.minimumConnections == 1)
+        let kept = try CommonConfiguration(
+            environment: Environment(["DATABASE_URL": "postgres://a@h/d", "DATABASE_POOL_SIZE": "8", "DATABASE_POOL_MIN": "8"]), defaultPort: 1)
+        #expect(kept.database.clientConfiguration.options.minimumConnections == 8)
+        let tooMany = try #require(throws: ConfigurationError.self) {
+            try CommonConfiguration(
+                environment: Environment(["DATABASE_URL": "postgres://a@h/d", "DATABASE_POOL_SIZE": "3", "DATABASE_POOL_MIN": "4"]), defaultPort: 1)
+        }
+        #expect(tooMany.variable == "DATABASE_POOL_MIN")
+        #expect(try DatabaseConfiguration(url: "postgres://a@h/d").clientConfiguration.options.minimumConnections == 0)
         let plain = try CommonConfiguration(
             environment: Environment(["DATABASE_URL": "postgres://a@h/d", "DATABASE_PREPARED_STATEMENTS": "off"]), defaultPort: 1)
         #expect(!plain.database.preparedStatements)

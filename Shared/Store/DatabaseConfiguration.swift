@@ -46,7 +46,7 @@ package struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertib
     /// `agentconnect-bench pool`, about a context switch and 25–45 µs of the client's CPU a statement.
     package var minimumConnections = 0
     /// ``minimumConnections`` for the services when `DATABASE_POOL_MIN` is unset.
-    package static let defaultMinimumConnections = 2
+    package static let defaultMinimumConnections = 4
     /// Bound on TCP connect (`connect_timeout`, seconds in the URL).
     package var connectTimeout: Duration
     /// Whether frequent statements go as named prepared statements (`DATABASE_PREPARED_STATEMENTS`,

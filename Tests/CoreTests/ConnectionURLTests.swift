@@ -116,8 +116,8 @@ struct ConnectionURLTests {
             environment: Environment(["DATABASE_URL": "postgres://a@h/d?sslmode=require", "DATABASE_POOL_SIZE": "25"]), defaultPort: 1)
         #expect(common.database.poolSize == 25 && common.database.clientConfiguration.options.maximumConnections == 25)
         #expect(common.database.preparedStatements)
-        // Kept connections: 2 unless set, never more than the pool; none for a configuration built in code.
-        #expect(common.database.minimumConnections == 2 && common.database.clientConfiguration.options.minimumConnections == 2)
+        // Kept connections: 4 unless set, never more than the pool; none for a configuration built in code.
+        #expect(common.database.minimumConnections == 4 && common.database.clientConfiguration.options.minimumConnections == 4)
         let small = try CommonConfiguration(
             environment: Environment(["DATABASE_URL": "postgres://a@h/d", "DATABASE_POOL_SIZE": "1"]), defaultPort: 1)
         #expect(small.database.minimumConnections == 1)

@@ -168,10 +168,12 @@ package struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertib
         configuration.options.connectTimeout = connectTimeout
         // No keep-alive query: a connection beyond the kept ones is closed after 60 s unused
         // (`connectionIdleTimeout`), so none idles long enough for a keep-alive to matter (it would
-        // ping once, at 30 s, before the close); a kept one that died is found at its next use. Each statement paid for it: the pool arms the
-        // keep-alive timer (a task and a dispatch timer) whenever a connection comes back and cancels
-        // it when the connection is taken again, 10–20 µs of the client's CPU per statement
-        // (`agentconnect-bench pool`).
+        // ping once, at 30 s, before the close); a kept one closed by the server is reopened, one
+        // dropped silently (a NAT's idle timeout) holds its next statement until that statement's
+        // deadline (README: `DATABASE_POOL_MIN=0` there). Each statement paid for a keep-alive: the
+        // pool arms the keep-alive timer (a task and a dispatch timer) whenever a connection comes
+        // back and cancels it when the connection is taken again, 10–20 µs of the client's CPU per
+        // statement (`agentconnect-bench pool`).
         configuration.options.keepAliveBehavior = nil
         return configuration
     }

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import RelayCaller
+import TwilioKit
 
 /// Prompt→first token and prompt→`last:true` with many concurrent calls, and idle calls per relay.
 struct VoiceBench: AsyncParsableCommand {
@@ -19,6 +20,11 @@ struct VoiceBench: AsyncParsableCommand {
     @Option(help: "A process whose CPU time per turn is reported: name=pid, or name=~command-line prefix.") var pid: [String] = []
     @Option(help: "Names (of --pid) that make up the services' total.") var total: [String] = ["relay", "worker"]
     @Option(parsing: .upToNextOption, help: "Call counts that get table rows (all counts get a SWEEP line).") var tableCalls: [Int] = []
+    @Flag(
+        help:
+            "Only the idle calls (on a relay started for them: one that just served the load keeps freed heap resident, which blurs its memory per call)."
+    )
+    var idleOnly = false
 
     func run() async throws {
         var configured = RelayCaller(relayURL: relay, authToken: authToken, logger: Logger(label: "bench"))
@@ -31,7 +37,7 @@ struct VoiceBench: AsyncParsableCommand {
 
         let cpu = ProcessCPU(options: pid)
         let totalNames = Set(total)
-        for count in calls {
+        for count in idleOnly ? [] : calls {
             let load = MachineLoad()
             let failedCalls = NIOLockedValueBox(0)
             let before = cpu.snapshot()
@@ -95,7 +101,9 @@ struct VoiceBench: AsyncParsableCommand {
             }
         }
 
-        // Idle calls: sockets that did setup and stay open; the relay's resident memory per call.
+        guard idleCalls > 0 else { return }
+        // Idle calls: sockets that did setup and stay open; the relay's resident memory per call held
+        // (the relay's own count of live calls, not the calls attempted).
         let before = rss(relayPid)
         // Unstructured tasks, cancelled and not awaited once measured: a call that does not notice
         // the cancellation must not hold the run (the process exits soon after).
@@ -112,12 +120,21 @@ struct VoiceBench: AsyncParsableCommand {
             if index % 100 == 99 { try await Task.sleep(for: .milliseconds(50)) }
         }
         try await Task.sleep(for: .seconds(3))
-        let measured = NIOLockedValueBox<Int?>(rss(relayPid))
+        let measured = rss(relayPid)
+        let held = await liveCalls()
         for task in idle { task.cancel() }
-        if let before, let after = measured.withLockedValue({ $0 }) {
-            row("voice idle calls held by one relay", String(idleCalls))
-            row("voice relay memory per idle call (KiB)", String(format: "%.1f", Double(after - before) / Double(idleCalls)))
+        if let before, let measured, let held, held > 0 {
+            row("voice idle calls held by one relay", String(held))
+            row("voice relay memory per idle call (KiB)", String(format: "%.1f", Double(measured - before) / Double(held)))
         }
+    }
+
+    /// The relay's `agentconnect_live_calls` gauge, from its `/metrics`.
+    func liveCalls() async -> Int? {
+        guard let response = try? await HTTP1Client.shared.execute(.GET, url: "\(relay)/metrics", timeout: .seconds(5)) else { return nil }
+        let text = String(buffer: response.body)
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("agentconnect_live_calls ") }) else { return nil }
+        return line.split(separator: " ").last.flatMap { Double($0) }.map { Int($0) }
     }
 
     /// Resident set size of a process in KiB.

@@ -40,9 +40,9 @@ struct VoiceRelay {
         }
         let tokens = RelayCallTokens(redis: redis, ttlSeconds: configuration.tokenTTLSeconds)
         let calls = CallConversations(redis: redis, lookup: lookup)
-        var sockets = RelaySocketHandler(
-            configuration: configuration, registry: registry, bus: bus, verifier: verifier, tokens: tokens, lookup: lookup, logger: logger)
-        sockets.calls = calls
+        let sockets = RelaySocketHandler(
+            configuration: configuration, registry: registry, bus: bus, verifier: verifier, tokens: tokens, lookup: lookup, calls: calls,
+            logger: logger)
         let router = Router(context: BasicWebSocketRequestContext.self)
         OperationalRoutes.add(to: router, health: health, readiness: DependencyProbe(redis: redis).check)
         VoiceCallbackRoutes(

@@ -165,7 +165,7 @@ let package = Package(
 
         // MARK: Services
         .executableTarget(
-            name: "VoiceRelay", dependencies: serviceDeps + [hummingbirdWS],
+            name: "VoiceRelay", dependencies: serviceDeps + [hummingbirdWS, nioCore, nioPosix],
             path: "Services/VoiceRelay", exclude: ["README.md"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "MessagingIngress", dependencies: serviceDeps,

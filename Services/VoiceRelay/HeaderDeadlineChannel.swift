@@ -3,6 +3,10 @@ import HummingbirdCore
 import Logging
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Wraps a server child channel so that a connection whose first request head (request line and
 /// headers) is not complete within `deadline` is closed.
 ///
@@ -21,7 +25,22 @@ struct HeaderDeadlineChannel<Inner: ServerChildChannel>: ServerChildChannel {
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
         }
+        Self.findDeadPeers(channel)
         return inner.setup(channel: channel, logger: logger)
+    }
+
+    /// A call's peer that is gone without closing (a crashed host, a dropped route) is found by TCP:
+    /// keepalive probes after 30 s of silence (3, 10 s apart), and data (the sockets' pings) not
+    /// acknowledged within 60 s ends the connection. Best effort: a platform that refuses an option keeps
+    /// its defaults.
+    static func findDeadPeers(_ channel: any Channel) {
+        guard let options = channel.syncOptions else { return }
+        try? options.setOption(ChannelOptions.Types.SocketOption(level: .socket, name: .so_keepalive), value: 1)
+        #if canImport(Glibc)
+        for (name, value) in [(TCP_KEEPIDLE, 30), (TCP_KEEPINTVL, 10), (TCP_KEEPCNT, 3), (Int32(TCP_USER_TIMEOUT), 60_000)] {
+            try? options.setOption(ChannelOptions.Types.SocketOption(level: .tcp, name: .init(rawValue: name)), value: value)
+        }
+        #endif
     }
 
     func handle(value: Value, logger: Logger) async {

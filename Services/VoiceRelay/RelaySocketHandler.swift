@@ -6,6 +6,9 @@ import HummingbirdWebSocket
 import Logging
 import Metrics
 import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NIOWebSocket
 import ServiceSupport
 import TwilioKit
 
@@ -37,10 +40,13 @@ final class RelaySocketHandler: Sendable {
     private let open = NIOLockedValueBox(0)
     /// How long a `setup` waits for the outbound service to bind the CallSid of a call it placed.
     let bindingWait: Duration
+    /// Where the sockets' setup and idle deadlines run (``SocketDeadlines``).
+    let eventLoops: any EventLoopGroup
 
     init(
         configuration: VoiceConfiguration, registry: CallRegistry, bus: any EventBus, verifier: TwilioRequestVerifier, tokens: RelayCallTokens,
-        lookup: ConversationLookup?, calls: CallConversations?, logger: Logger, bindingWait: Duration = .seconds(10)
+        lookup: ConversationLookup?, calls: CallConversations?, logger: Logger, bindingWait: Duration = .seconds(10),
+        eventLoops: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
         self.configuration = configuration
         self.registry = registry
@@ -51,11 +57,16 @@ final class RelaySocketHandler: Sendable {
         self.calls = calls
         self.logger = logger
         self.bindingWait = bindingWait
+        self.eventLoops = eventLoops
     }
 
+    /// Serves one socket for the life of its call. Kept small on purpose: this task lives as long as the
+    /// call and keeps the largest async stack it ever had, so everything that is not the read loop
+    /// (refusals, admission, setup, each frame's work) runs in functions kept out of its frame or on a
+    /// child task's stack (``onOwnStack(_:)``).
     func handle(_ inbound: WebSocketInboundStream, _ outbound: WebSocketOutboundWriter, _ request: Request) async {
         guard registry.isAccepting else {
-            try? await outbound.close(.goingAway, reason: "draining")
+            await refuse(outbound, inbound: nil, code: .goingAway, reason: "draining")
             return
         }
         let admitted = open.withLockedValue { count -> Bool in
@@ -64,20 +75,108 @@ final class RelaySocketHandler: Sendable {
             return true
         }
         guard admitted else {
-            count("rejected_capacity")
-            logger.warning("ConversationRelay socket refused: relay at capacity", metadata: ["max": "\(configuration.maxSockets)"])
-            try? await outbound.close(.unknown(1013), reason: "relay at capacity, try again later")
-            await finishClosing(inbound)
+            await refuse(outbound, inbound: inbound, code: .unknown(1013), reason: "relay at capacity, try again later", kind: "rejected_capacity")
             return
         }
         defer { open.withLockedValue { $0 -= 1 } }
+        guard let (grant, token) = await onOwnStack({ [self] in await self.admit(outbound, request) }) else {
+            await finishClosing(inbound)
+            return
+        }
+        let deadlines = makeDeadlines(outbound)
+        var session: CallSession?
+        do {
+            for try await message in inbound.messages(maxSize: configuration.maxFrameBytes) {
+                deadlines.frameSeen()
+                guard let (frame, type) = Self.parse(message) else {
+                    count("malformed")
+                    continue
+                }
+                if let current = session {
+                    await onOwnStack { [self] in await self.handle(type: type, frame: frame, session: current) }
+                    continue
+                }
+                session = await onOwnStack { [self] in await self.begin(type: type, frame: frame, grant: grant, token: token, outbound) }
+                guard session != nil else { break }
+                deadlines.setupDone()
+            }
+        } catch {
+            logger.debug("socket ended with an error", metadata: ["error": "\(error)"])
+        }
+        await deadlines.finish()
+        if let session { await teardown(session) }
+    }
+
+    /// A frame's JSON and its `type`; nil: not a JSON text frame with a type.
+    @inline(never)
+    private static func parse(_ message: WebSocketMessage) -> (JSONValue, String)? {
+        guard case .text(let text) = message, let frame = try? JSONValue.parse(text.utf8), let type = frame["type"]?.string else { return nil }
+        return (frame, type)
+    }
+
+    @inline(never)  // Not part of the frame every live call keeps.
+    private func refuse(
+        _ outbound: WebSocketOutboundWriter, inbound: WebSocketInboundStream?, code: WebSocketErrorCode, reason: String, kind: String? = nil
+    ) async {
+        if let kind {
+            count(kind)
+            logger.warning("ConversationRelay socket refused: \(reason)", metadata: ["max": "\(configuration.maxSockets)"])
+        }
+        try? await outbound.close(code, reason: reason)
+        if let inbound { await finishClosing(inbound) }
+    }
+
+    /// The socket's setup and idle deadlines and its pings: an expiry closes the socket (the read loop then ends).
+    @inline(never)
+    private func makeDeadlines(_ outbound: WebSocketOutboundWriter) -> SocketDeadlines {
+        SocketDeadlines(
+            setupTimeout: .milliseconds(Int64(configuration.setupTimeoutMilliseconds)),
+            idleTimeout: configuration.idleTimeoutSeconds > 0 ? .seconds(Int64(configuration.idleTimeoutSeconds)) : nil,
+            pingInterval: .seconds(Int64(Self.pingIntervalSeconds)), loop: eventLoops.any()
+        ) { [self] expiry in
+            switch expiry {
+            case .ping:
+                try? await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer())))
+            case .setup:
+                count("setup_timeout")
+                try? await outbound.close(.policyViolation, reason: "no setup message")
+            case .idle:
+                count("idle_timeout")
+                logger.info("closing an idle ConversationRelay socket", metadata: ["idle.seconds": "\(configuration.idleTimeoutSeconds)"])
+                try? await outbound.close(.normalClosure, reason: "idle timeout")
+            }
+        }
+    }
+
+    /// The first frame: it must be a `setup` this socket's token allows. nil: refused (closed, counted).
+    private func begin(type: String, frame: JSONValue, grant: RelayCallTokens.Grant, token: String, _ outbound: WebSocketOutboundWriter) async
+        -> CallSession?
+    {
+        guard type == "setup" else {
+            count("no_setup")
+            logger.warning("first ConversationRelay message is not a valid setup", metadata: ["type": "\(type)"])
+            try? await outbound.close(.policyViolation, reason: "first message must be setup")
+            return nil
+        }
+        switch await setup(frame, grant: grant, token: token, outbound) {
+        case .started(let started):
+            return started
+        case .refused(let kind, let reason):
+            count(kind)
+            logger.warning("ConversationRelay setup refused", metadata: ["reason": "\(reason)"])
+            try? await outbound.close(.policyViolation, reason: reason)
+            return nil
+        }
+    }
+
+    /// The signature and the single-use token, before the socket is served; nil: refused (and closed).
+    private func admit(_ outbound: WebSocketOutboundWriter, _ request: Request) async -> (RelayCallTokens.Grant, String)? {
         guard verifier.verifyWebSocket(request) else {
             let missing = TwilioRequestVerifier.signatureHeader(request) == nil
             count("rejected_signature")
             logger.warning("ConversationRelay socket with a bad signature", metadata: ["missing": "\(missing)"])
             try? await outbound.close(.policyViolation, reason: missing ? "Missing Twilio signature" : "Invalid Twilio signature")
-            await finishClosing(inbound)
-            return
+            return nil
         }
         let token = FormCoding.decode(request.uri.query ?? "").first { $0.0 == "token" }?.1 ?? ""
         let grant: RelayCallTokens.Grant?
@@ -89,85 +188,33 @@ final class RelaySocketHandler: Sendable {
             count("token_unavailable")
             logger.error("could not check the call token", metadata: ["error": "\(error)"])
             try? await outbound.close(.unexpectedServerError, reason: "temporarily unavailable")
-            await finishClosing(inbound)
-            return
+            return nil
         }
         guard let grant else {
             count("rejected_token")
             logger.warning("ConversationRelay socket with an unknown or used call token", metadata: ["token.present": "\(!token.isEmpty)"])
             try? await outbound.close(.policyViolation, reason: "Unknown or already used call token")
-            await finishClosing(inbound)
-            return
+            return nil
         }
-        let setupSeen = NIOLockedValueBox(false)
-        let lastFrame = NIOLockedValueBox(ContinuousClock.now)
-        var session: CallSession?
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { [self] in
-                // Setup normally comes within milliseconds: poll for it until its deadline.
-                let setupDeadline = ContinuousClock.now + .milliseconds(configuration.setupTimeoutMilliseconds)
-                while !setupSeen.withLockedValue({ $0 }) {
-                    if Task.isCancelled { return }
-                    if ContinuousClock.now >= setupDeadline {
-                        count("setup_timeout")
-                        try? await outbound.close(.policyViolation, reason: "no setup message")
-                        return
-                    }
-                    try? await Task.sleep(for: .milliseconds(min(100, configuration.setupTimeoutMilliseconds)))
-                }
-                guard configuration.idleTimeoutSeconds > 0 else { return }
-                let idle = Duration.seconds(configuration.idleTimeoutSeconds)
-                while !Task.isCancelled {
-                    let deadline = lastFrame.withLockedValue { $0 } + idle
-                    if ContinuousClock.now >= deadline {
-                        count("idle_timeout")
-                        logger.info("closing an idle ConversationRelay socket", metadata: ["idle.seconds": "\(configuration.idleTimeoutSeconds)"])
-                        try? await outbound.close(.normalClosure, reason: "idle timeout")
-                        return
-                    }
-                    try? await Task.sleep(until: deadline)
-                }
-            }
-            do {
-                for try await message in inbound.messages(maxSize: configuration.maxFrameBytes) {
-                    lastFrame.withLockedValue { $0 = .now }
-                    guard case .text(let text) = message,
-                        let frame = try? JSONValue.parse(text.utf8), let type = frame["type"]?.string
-                    else {
-                        count("malformed")
-                        continue
-                    }
-                    guard let current = session else {
-                        guard type == "setup" else {
-                            count("no_setup")
-                            logger.warning("first ConversationRelay message is not a valid setup", metadata: ["type": "\(type)"])
-                            try? await outbound.close(.policyViolation, reason: "first message must be setup")
-                            break
-                        }
-                        switch await setup(frame, grant: grant, token: token, outbound) {
-                        case .started(let started):
-                            setupSeen.withLockedValue { $0 = true }
-                            session = started
-                            continue
-                        case .refused(let kind, let reason):
-                            count(kind)
-                            logger.warning("ConversationRelay setup refused", metadata: ["reason": "\(reason)"])
-                            try? await outbound.close(.policyViolation, reason: reason)
-                        }
-                        break
-                    }
-                    await handle(type: type, frame: frame, session: current)
-                }
-            } catch {
-                logger.debug("socket ended with an error", metadata: ["error": "\(error)"])
-            }
-            group.cancelAll()
+        return (grant, token)
+    }
+
+    /// Runs `body` as a child task and waits for it: what it allocates on its async stack is freed when
+    /// it returns, instead of staying with the socket's long-lived task.
+    private func onOwnStack<T: Sendable>(_ body: @escaping @Sendable () async -> T) async -> T {
+        await withTaskGroup(of: T.self) { group in
+            group.addTask(operation: body)
+            var result: T?
+            for await value in group { result = value }
+            // The group holds exactly one child, so it yielded exactly one value.
+            guard let result else { preconditionFailure("a task group with one child yielded nothing") }
+            return result
         }
-        if let session { await teardown(session) }
     }
 
     /// After sending a close, reads until the caller answers it (bounded), so frames it already sent
     /// are consumed and the socket is not reset before the close frame reaches it.
+    @inline(never)  // Not part of the frame every live call keeps (see onOwnStack).
     private func finishClosing(_ inbound: WebSocketInboundStream) async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { [self] in
@@ -316,6 +363,7 @@ final class RelaySocketHandler: Sendable {
         }
     }
 
+    @inline(never)  // Not part of the frame every live call keeps (see onOwnStack).
     private func teardown(_ session: CallSession) async {
         await registry.unregister(session)
         session.promptSpans.endAll(event: "call ended")
@@ -347,6 +395,10 @@ final class RelaySocketHandler: Sendable {
         Partitioner.inboundStream(for: session.conversationId, partitions: configuration.common.inboundPartitions)
     }
 
+    /// How often a live socket is pinged (what WSCore's own pings did, by default, on a task of their own).
+    static let pingIntervalSeconds = 30
+
+    @inline(never)
     private func count(_ kind: String) {
         Counter(label: "agentconnect_voice_frames_total", dimensions: [("kind", kind)]).increment()
     }

@@ -79,7 +79,8 @@ extension VoiceRelay {
         return HTTPServerBuilder { responder in
             HeaderDeadlineChannel(
                 inner: HTTP1WebSocketUpgradeChannel(
-                    responder: responder, webSocketResponder: webSocketResponder, configuration: .init(http1: limits.http1, ws: .init())),
+                    responder: responder, webSocketResponder: webSocketResponder,
+                    configuration: .init(http1: limits.http1, ws: .init(autoPing: .disabled))),
                 deadline: limits.idleTimeout)
         }
     }

@@ -165,7 +165,7 @@ let package = Package(
 
         // MARK: Services
         .executableTarget(
-            name: "VoiceRelay", dependencies: serviceDeps + [hummingbirdWS, nioCore, nioPosix],
+            name: "VoiceRelay", dependencies: serviceDeps + [hummingbirdWS, nioCore, nioPosix, .product(name: "NIOWebSocket", package: "swift-nio")],
             path: "Services/VoiceRelay", exclude: ["README.md"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "MessagingIngress", dependencies: serviceDeps,

@@ -3,10 +3,6 @@ import HummingbirdCore
 import Logging
 import NIOCore
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Wraps a server child channel so that a connection whose first request head (request line and
 /// headers) is not complete within `deadline` is closed.
 ///
@@ -18,29 +14,20 @@ struct HeaderDeadlineChannel<Inner: ServerChildChannel>: ServerChildChannel {
 
     let inner: Inner
     let deadline: Duration
+    /// A connection from which nothing arrives for this long is closed (nil: never). The relay pings
+    /// every call socket (``RelaySocketHandler/pingIntervalSeconds``): a peer that is there answers.
+    var readIdleTimeout: TimeAmount? = nil
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         do {
             try channel.pipeline.syncOperations.addHandler(FirstHeadDeadlineHandler(deadline: .nanoseconds(deadline.nanoseconds)))
+            if let readIdleTimeout {
+                try channel.pipeline.syncOperations.addHandlers(IdleStateHandler(readTimeout: readIdleTimeout), CloseWhenReadIdle())
+            }
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
         }
-        Self.findDeadPeers(channel)
         return inner.setup(channel: channel, logger: logger)
-    }
-
-    /// A call's peer that is gone without closing (a crashed host, a dropped route) is found by TCP:
-    /// keepalive probes after 30 s of silence (3, 10 s apart), and data (the sockets' pings) not
-    /// acknowledged within 60 s ends the connection. Best effort: a platform that refuses an option keeps
-    /// its defaults.
-    static func findDeadPeers(_ channel: any Channel) {
-        guard let options = channel.syncOptions else { return }
-        try? options.setOption(ChannelOptions.Types.SocketOption(level: .socket, name: .so_keepalive), value: 1)
-        #if canImport(Glibc)
-        for (name, value) in [(TCP_KEEPIDLE, 30), (TCP_KEEPINTVL, 10), (TCP_KEEPCNT, 3), (Int32(TCP_USER_TIMEOUT), 60_000)] {
-            try? options.setOption(ChannelOptions.Types.SocketOption(level: .tcp, name: .init(rawValue: name)), value: value)
-        }
-        #endif
     }
 
     func handle(value: Value, logger: Logger) async {
@@ -121,5 +108,20 @@ final class FirstHeadDeadlineHandler: ChannelInboundHandler {
         timer = context.eventLoop.scheduleTask(in: deadline) {
             channel.close(promise: nil)
         }
+    }
+}
+
+/// Closes the connection when ``IdleStateHandler`` says nothing was read for its read timeout: a call
+/// whose peer is gone without closing (the relay's pings went unanswered), even behind a proxy that
+/// keeps the TCP connection itself alive.
+final class CloseWhenReadIdle: ChannelInboundHandler {
+    typealias InboundIn = NIOAny
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 }

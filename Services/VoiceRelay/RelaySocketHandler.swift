@@ -75,7 +75,9 @@ final class RelaySocketHandler: Sendable {
             return true
         }
         guard admitted else {
-            await refuse(outbound, inbound: inbound, code: .unknown(1013), reason: "relay at capacity, try again later", kind: "rejected_capacity")
+            await refuse(
+                outbound, inbound: inbound, code: .unknown(1013), reason: "relay at capacity, try again later",
+                counted: ("rejected_capacity", "ConversationRelay socket refused: relay at capacity"))
             return
         }
         defer { open.withLockedValue { $0 -= 1 } }
@@ -116,11 +118,12 @@ final class RelaySocketHandler: Sendable {
 
     @inline(never)  // Not part of the frame every live call keeps.
     private func refuse(
-        _ outbound: WebSocketOutboundWriter, inbound: WebSocketInboundStream?, code: WebSocketErrorCode, reason: String, kind: String? = nil
+        _ outbound: WebSocketOutboundWriter, inbound: WebSocketInboundStream?, code: WebSocketErrorCode, reason: String,
+        counted: (kind: String, log: Logger.Message)? = nil
     ) async {
-        if let kind {
-            count(kind)
-            logger.warning("ConversationRelay socket refused: \(reason)", metadata: ["max": "\(configuration.maxSockets)"])
+        if let counted {
+            count(counted.kind)
+            logger.warning(counted.log, metadata: ["max": "\(configuration.maxSockets)"])
         }
         try? await outbound.close(code, reason: reason)
         if let inbound { await finishClosing(inbound) }

@@ -3,8 +3,8 @@ import NIOCore
 
 /// One socket's timers: `setup` must come within the setup timeout, after it a socket that sends
 /// nothing for the idle timeout is closed, and a WebSocket ping goes out every ping interval (it keeps
-/// proxies' idle timers from closing a quiet call; a peer that is gone is found by TCP, see
-/// ``HeaderDeadlineChannel``). Kept on an event loop's timers, not in tasks per socket: a task's async
+/// proxies' idle timers from closing a quiet call, and a peer that does not answer it is found by the
+/// connection's read-idle timeout, ``HeaderDeadlineChannel``). Kept on an event loop's timers, not in tasks per socket: a task's async
 /// stack stays allocated for as long as the task lives (the Swift runtime keeps a task's stack slabs
 /// until it ends), so a polling task cost every idle call about 4 KiB, and WSCore's ping task about 3.
 final class SocketDeadlines: Sendable {
@@ -22,8 +22,10 @@ final class SocketDeadlines: Sendable {
         var ended = false
         /// What an expiry started (closing the socket): awaited by ``finish()``.
         var closing: Task<Void, Never>?
-        /// The ping being sent (each waits for the one before it), awaited by ``finish()``.
+        /// The ping being sent, awaited by ``finish()``; while one is not written yet (a socket that
+        /// does not read), the next is skipped.
         var pinging: Task<Void, Never>?
+        var pingInFlight = false
         var pings: RepeatedTask?
     }
 
@@ -92,13 +94,21 @@ final class SocketDeadlines: Sendable {
 
     private func ping() {
         state.withLockedValue { state in
-            guard !state.ended else { return }
-            let previous = state.pinging
+            guard !state.ended, !state.pingInFlight else { return }
+            state.pingInFlight = true
             let expired = expired
-            state.pinging = Task {
-                await previous?.value
+            state.pinging = Task { [weak self] in
                 await expired(.ping)
+                self?.state.withLockedValue { $0.pingInFlight = false }
             }
+        }
+    }
+
+    deinit {
+        // finish() cancels both; this is for a socket that ended without it.
+        state.withLockedValue { state in
+            state.timer?.cancel()
+            state.pings?.cancel()
         }
     }
 

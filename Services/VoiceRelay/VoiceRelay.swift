@@ -81,7 +81,9 @@ extension VoiceRelay {
                 inner: HTTP1WebSocketUpgradeChannel(
                     responder: responder, webSocketResponder: webSocketResponder,
                     configuration: .init(http1: limits.http1, ws: .init(autoPing: .disabled))),
-                deadline: limits.idleTimeout)
+                deadline: limits.idleTimeout,
+                // Unanswered pings: the call's peer is gone (two and a half ping intervals without a byte).
+                readIdleTimeout: .seconds(Int64(RelaySocketHandler.pingIntervalSeconds * 5 / 2)))
         }
     }
 }

@@ -103,7 +103,7 @@ final class RelaySocketHandler: Sendable {
                 deadlines.setupDone()
             }
         } catch {
-            logger.debug("socket ended with an error", metadata: ["error": "\(error)"])
+            ended(with: error)
         }
         await deadlines.finish()
         if let session { await teardown(session) }
@@ -149,6 +149,11 @@ final class RelaySocketHandler: Sendable {
                 try? await outbound.close(.normalClosure, reason: "idle timeout")
             }
         }
+    }
+
+    @inline(never)
+    private func ended(with error: any Error) {
+        logger.debug("socket ended with an error", metadata: ["error": "\(error)"])
     }
 
     /// The first frame: it must be a `setup` this socket's token allows. nil: refused (closed, counted).
@@ -204,6 +209,7 @@ final class RelaySocketHandler: Sendable {
 
     /// Runs `body` as a child task and waits for it: what it allocates on its async stack is freed when
     /// it returns, instead of staying with the socket's long-lived task.
+    @inline(never)  // Its task group is not part of the frame every live call keeps.
     private func onOwnStack<T: Sendable>(_ body: @escaping @Sendable () async -> T) async -> T {
         await withTaskGroup(of: T.self) { group in
             group.addTask(operation: body)

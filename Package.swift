@@ -210,7 +210,10 @@ let package = Package(
             path: "Tests/CoreTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "VoiceRelayTests",
-            dependencies: serviceDeps + ["VoiceRelay", .product(name: "HummingbirdTesting", package: "hummingbird")],
+            dependencies: serviceDeps + [
+                "VoiceRelay", .product(name: "HummingbirdTesting", package: "hummingbird"), .product(name: "NIOEmbedded", package: "swift-nio"),
+                nioPosix,
+            ],
             path: "Tests/VoiceRelayTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "MessagingIngressTests",

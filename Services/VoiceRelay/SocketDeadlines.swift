@@ -4,9 +4,11 @@ import NIOCore
 /// One socket's timers: `setup` must come within the setup timeout, after it a socket that sends
 /// nothing for the idle timeout is closed, and a WebSocket ping goes out every ping interval (it keeps
 /// proxies' idle timers from closing a quiet call, and a peer that does not answer it is found by the
-/// connection's read-idle timeout, ``HeaderDeadlineChannel``). Kept on an event loop's timers, not in tasks per socket: a task's async
-/// stack stays allocated for as long as the task lives (the Swift runtime keeps a task's stack slabs
-/// until it ends), so a polling task cost every idle call about 4 KiB, and WSCore's ping task about 3.
+/// connection's read-idle timeout, ``HeaderDeadlineChannel``).
+///
+/// Kept on an event loop's timers, not in tasks per socket: the Swift runtime keeps a task's async
+/// stack slabs until the task ends, so a polling task cost every idle call about 4 KiB, and WSCore's
+/// ping task about 3.
 final class SocketDeadlines: Sendable {
     enum Expiry: Sendable {
         case setup

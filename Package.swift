@@ -184,7 +184,7 @@ let package = Package(
         .target(
             name: "RelayCaller",
             dependencies: [
-                "AgentConnectCore", "TwilioKit", wsClient, httpClient, httpTypes, logging,
+                "AgentConnectCore", "TwilioKit", wsClient, httpClient, httpTypes, logging, nioPosix,
                 .product(name: "NIOWebSocket", package: "swift-nio"),
             ],
             path: "DevTools/RelayCaller", swiftSettings: swiftSettings),

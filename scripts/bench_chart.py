@@ -148,7 +148,7 @@ panel(90 + PANEL_W + 110, 90, "Messaging: CPU time per message", "offered load (
       + [(name, (lambda n: lambda p: p["processes"].get(n))(name), COLORS[i % len(COLORS)], True) for i, name in enumerate(processes(messaging))], False)
 panel(90, 90 + PANEL_H + 110, "Voice: prompt → first token latency", "concurrent calls (one utterance each per second)", "ms (log)", voice,
       [("p50", lambda p: p["p50"], COLORS[0], False), ("p99", lambda p: p["p99"], COLORS[1], True)], True)
-panel(90 + PANEL_W + 110, 90 + PANEL_H + 110, "Voice: CPU time per turn (call setup included)", "concurrent calls", "CPU ms per turn", voice,
+panel(90 + PANEL_W + 110, 90 + PANEL_H + 110, "Voice: CPU time per turn (calls set up beforehand)", "concurrent calls", "CPU ms per turn", voice,
       [("services total", lambda p: p["cpu"], "#000", False)]
       + [(name, (lambda n: lambda p: p["processes"].get(n))(name), COLORS[i % len(COLORS)], True) for i, name in enumerate(processes(voice))], False)
 svg.append("</svg>")

@@ -38,22 +38,40 @@ struct VoiceBench: AsyncParsableCommand {
         let cpu = ProcessCPU(options: pid)
         let totalNames = Set(total)
         for count in idleOnly ? [] : calls {
-            let load = MachineLoad()
+            // Three phases: every call is set up (voice webhook, socket, `setup`); then they speak, each
+            // once per gap from a random start within the first gap, and the turns are timed and their
+            // CPU counted; then, once every call said its last, they hang up. Call setup and hang-up
+            // are counted per call, apart from the turns: "1,000 calls, each speaking once a second"
+            // is the steady state, not the moment a thousand calls ring at once.
+            let load = NIOLockedValueBox(MachineLoad())
             let failedCalls = NIOLockedValueBox(0)
-            let before = cpu.snapshot()
+            let setupStart = cpu.snapshot()
             let started = ContinuousClock.now
+            let speakingStart = NIOLockedValueBox<(ContinuousClock.Instant, ProcessCPU.Snapshot)?>(nil)
+            let speakingEnd = NIOLockedValueBox<(ContinuousClock.Instant, ProcessCPU.Snapshot)?>(nil)
+            let speaking = CallBarrier(calls: count) {
+                speakingStart.withLockedValue { $0 = (.now, cpu.snapshot()) }
+                load.withLockedValue { $0 = MachineLoad() }
+            }
+            let finished = CallBarrier(calls: count) { speakingEnd.withLockedValue { $0 = (.now, cpu.snapshot()) } }
             let results = try await withThrowingTaskGroup(of: [RelayCaller.Turn].self) { group in
                 for index in 0..<count {
                     group.addTask {
                         let sid = "CAbench\(count)x\(index)"
-                        // Callers start spread over one gap and then speak once per gap.
-                        var script: [RelayCaller.Step] = [.pause(.milliseconds(Int.random(in: 0..<max(1, gap))))]
+                        var script: [RelayCaller.Step] = [
+                            .action { await speaking.arriveAndWait(index) }, .pause(.milliseconds(Int.random(in: 0..<max(1, gap)))),
+                        ]
                         for turn in 0..<prompts {
+                            if turn > 0 { script.append(.pause(.milliseconds(gap))) }
                             script.append(.say("turn \(turn) of call \(index)"))
-                            script.append(.pause(.milliseconds(gap)))
                         }
+                        script.append(.action { await finished.arriveAndWait(index) })
                         // Each call has its own single-use socket URL, from its own voice webhook. A call
                         // that fails (the relay past saturation) counts its turns as missing.
+                        defer {
+                            speaking.arrive(index)
+                            finished.arrive(index)
+                        }
                         do {
                             let (callURL, _) = try await caller.fetchTwiML(callSid: sid, from: "+1555666\(index)", to: "+15550000001")
                             return try await caller.call(
@@ -68,6 +86,10 @@ struct VoiceBench: AsyncParsableCommand {
                 }
                 return try await group.reduce(into: [RelayCaller.Turn]()) { $0 += $1 }
             }
+            // What hanging up starts (the call's end on the bus, the worker's end of the conversation)
+            // is done within a second here.
+            try await Task.sleep(for: .seconds(1))
+            let end = cpu.snapshot()
             var first = Samples()
             var last = Samples()
             var wrong = failedCalls.withLockedValue { $0 } * prompts
@@ -76,12 +98,20 @@ struct VoiceBench: AsyncParsableCommand {
                 if let value = turn.completed { last.add(value) }
                 if turn.text != "You said: \(turn.prompt)" { wrong += 1 }
             }
-            let elapsed = ContinuousClock.now - started
+            guard let (speakingAt, speakingCPU) = speakingStart.withLockedValue({ $0 }),
+                let (finishedAt, finishedCPU) = speakingEnd.withLockedValue({ $0 })
+            else { throw ValidationError("the calls' phases did not complete") }
+            let elapsed = finishedAt - speakingAt
             var step = Step(offered: count, messages: count * prompts, replied: last.count, refused: 0)
             step.p50 = first.percentile(50)
             step.p99 = first.percentile(99)
             step.achieved = Double(last.count) / elapsed.inSeconds
-            step.measure(cpu, from: before, to: cpu.snapshot(), load: load, elapsed: elapsed, totalNames: totalNames)
+            step.measure(
+                cpu, from: speakingCPU, to: finishedCPU, load: load.withLockedValue { $0 }, elapsed: elapsed, totalNames: totalNames)
+            // Setup and hang-up: the CPU outside the speaking phase, per call.
+            let outside = zip(cpu.perItem(from: setupStart, to: speakingCPU, count: count), cpu.perItem(from: finishedCPU, to: end, count: count))
+                .map { (name: $0.name, milliseconds: $0.milliseconds + $1.milliseconds) }
+            let outsideTotal = outside.filter { totalNames.contains($0.name) }.reduce(0) { $0 + $1.milliseconds }
             let breakdown = step.cpu.map { "\($0.name)=\(format($0.milliseconds, digits: 4))" }.joined(separator: ",")
             FileHandle.standardOutput.write(
                 Data(
@@ -98,6 +128,12 @@ struct VoiceBench: AsyncParsableCommand {
             if !cpu.targets.isEmpty {
                 row("voice CPU per turn at \(count) calls, \(total.joined(separator: " + ")) (ms)", format(step.cpuTotal, digits: 3), step.loadNote)
                 row("voice CPU per turn at \(count) calls by process (ms)", step.cpuBreakdown, step.loadNote)
+                row("voice calls set up at \(count) calls (voice webhook, socket, setup), all within (s)", format((speakingAt - started).inSeconds))
+                row(
+                    "voice CPU per call for setup and hang-up at \(count) calls, \(total.joined(separator: " + ")) (ms)", format(outsideTotal, digits: 3))
+                row(
+                    "voice CPU per call for setup and hang-up at \(count) calls by process (ms)",
+                    outside.map { "\($0.name) \(format($0.milliseconds, digits: 3))" }.joined(separator: ", "))
             }
         }
 
@@ -141,5 +177,31 @@ struct VoiceBench: AsyncParsableCommand {
     func rss(_ pid: Int32) -> Int? {
         guard pid > 0, let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
         return status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }?.split(separator: " ").dropFirst().first.flatMap { Int($0) }
+    }
+}
+
+/// Calls that wait for one another: released (`onRelease` first) once every call arrived, or gave up.
+final class CallBarrier: Sendable {
+    private let calls: Int
+    private let arrived = NIOLockedValueBox(Set<Int>())
+    private let released = OneTimeEvent()
+    private let onRelease: @Sendable () -> Void
+
+    init(calls: Int, onRelease: @escaping @Sendable () -> Void) {
+        self.calls = calls
+        self.onRelease = onRelease
+    }
+
+    /// Call `index` is here (again: nothing happens).
+    func arrive(_ index: Int) {
+        let last = arrived.withLockedValue { $0.insert(index).inserted && $0.count == calls }
+        guard last else { return }
+        onRelease()
+        released.happen()
+    }
+
+    func arriveAndWait(_ index: Int) async {
+        arrive(index)
+        await released.wait()
     }
 }

@@ -61,9 +61,7 @@ struct Connection: Sendable {
                                 }
                             }
                         }
-                        group.addTask {
-                            while await !link.isHungUp { try await Task.sleep(for: .milliseconds(50)) }
-                        }
+                        group.addTask { await link.hungUp.wait() }
                         try await group.next()
                         group.cancelAll()
                     }
@@ -125,8 +123,10 @@ actor CallLink {
     private var attachments = 0
     private var connectWaiters: [CheckedContinuation<Bool, Never>] = []
     private var connectOutcome: Bool?
+    /// The caller hung up.
+    nonisolated let hungUp = OneTimeEvent()
     /// Whether the caller hung up.
-    private(set) var isHungUp = false
+    var isHungUp: Bool { hungUp.hasHappened }
     /// Events dropped because the buffer was full.
     private(set) var dropped = 0
 
@@ -189,7 +189,7 @@ actor CallLink {
 
     /// The caller hangs up: the socket is closed normally and not reopened.
     func hangUp() {
-        isHungUp = true
+        hungUp.happen()
         connected(false)
     }
 

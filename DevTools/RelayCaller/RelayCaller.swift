@@ -326,7 +326,7 @@ package struct RelayCaller: Sendable {
                 return
             }
             group.addTask {
-                while !queue.isClosed || !queue.isEmpty {
+                while !queue.isClosed || !queue.isEmpty, !Task.isCancelled {
                     if let frame = await queue.pop(timeout: .seconds(60)) { onFrame(frame) }
                 }
             }

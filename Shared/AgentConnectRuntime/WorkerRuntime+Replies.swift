@@ -107,10 +107,15 @@ extension WorkerRuntime {
             }
         }
         // A cancelled turn (an interrupt) is recorded from the interrupt: what the caller heard of it.
-        if let session = turn?.session, !spoken.isEmpty, !Task.isCancelled {
-            let spoken = spoken
-            let runtime = self
-            await Uncancellable.run { await runtime.recordOutbound(spoken, replyId: turnId, session: session) }
+        // A reply of the turn being answered goes in the history with the caller's prompt at the turn's
+        // end (one statement for both; an interrupt is handled after the turn, so the row is there to
+        // be corrected); one sent after the turn is recorded now.
+        if let turn, !spoken.isEmpty, !Task.isCancelled {
+            let record = Self.outboundRecord(spoken, replyId: turnId, session: turn.session)
+            if !turn.recordAfterTurn(record) {
+                let runtime = self
+                await Uncancellable.run { await runtime.recordOutbound([record]) }
+            }
             lastVoiceReply[conversationId] = turnId
         }
     }

@@ -16,6 +16,7 @@ struct VoiceBench: AsyncParsableCommand {
     @Option var prompts = 5
     @Option(help: "Pause between a caller's utterances (people do not speak back to back).") var gapMs = 1000
     @Option var idleCalls = 2000
+    @Option(help: "Idle calls set up at once (the next wave starts once these are up).") var idleWave = 250
     @Option var relayPid: Int32 = 0
     @Option(help: "A process whose CPU time per turn is reported: name=pid, or name=~command-line prefix.") var pid: [String] = []
     @Option(help: "Names (of --pid) that make up the services' total.") var total: [String] = ["relay", "worker"]
@@ -141,23 +142,36 @@ struct VoiceBench: AsyncParsableCommand {
         // Idle calls: sockets that did setup and stay open; the relay's resident memory per call held
         // (the relay's own count of live calls, not the calls attempted).
         let before = rss(relayPid)
+        // Set up in waves of `idleWave` calls, each wave once the previous one is set up (or failed):
+        // a load generator on the same cores that rings them all at once loses calls to its own
+        // timeouts, and the row would count how fast the machine sets calls up instead of what a
+        // held call costs. Each call then stays up until the relay's memory is measured.
         // Unstructured tasks, cancelled and not awaited once measured: a call that does not notice
         // the cancellation must not hold the run (the process exits soon after).
+        let measuredEvent = OneTimeEvent()
         var idle: [Task<Void, Never>] = []
-        for index in 0..<idleCalls {
-            idle.append(
-                Task {
-                    let sid = "CAidle\(index)"
-                    guard let (callURL, _) = try? await caller.fetchTwiML(callSid: sid, from: "+1555777\(index)", to: "+15550000001") else { return }
-                    _ = try? await caller.call(
-                        publicURL: callURL, callSid: sid, from: "+1555777\(index)", to: "+15550000001",
-                        script: [.pause(.milliseconds(1)), .raw(["type": "info"])] + Array(repeating: .pause(.milliseconds(100)), count: 150))
-                })
-            if index % 100 == 99 { try await Task.sleep(for: .milliseconds(50)) }
+        for waveStart in stride(from: 0, to: idleCalls, by: idleWave) {
+            let wave = waveStart..<min(idleCalls, waveStart + idleWave)
+            let setUp = CallBarrier(calls: wave.count) {}
+            for index in wave {
+                idle.append(
+                    Task {
+                        defer { setUp.arrive(index) }
+                        let sid = "CAidle\(index)"
+                        guard let (callURL, _) = try? await caller.fetchTwiML(callSid: sid, from: "+1555777\(index)", to: "+15550000001") else {
+                            return
+                        }
+                        _ = try? await caller.call(
+                            publicURL: callURL, callSid: sid, from: "+1555777\(index)", to: "+15550000001",
+                            script: [.raw(["type": "info"]), .action { setUp.arrive(index) }, .action { await measuredEvent.wait() }])
+                    })
+            }
+            await setUp.wait()
         }
         try await Task.sleep(for: .seconds(3))
         let measured = rss(relayPid)
         let held = await liveCalls()
+        measuredEvent.happen()
         for task in idle { task.cancel() }
         if let before, let measured, let held, held > 0 {
             row("voice idle calls held by one relay", String(held))
@@ -202,6 +216,11 @@ final class CallBarrier: Sendable {
 
     func arriveAndWait(_ index: Int) async {
         arrive(index)
+        await released.wait()
+    }
+
+    /// Waits until every call arrived.
+    func wait() async {
         await released.wait()
     }
 }

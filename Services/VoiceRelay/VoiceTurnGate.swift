@@ -47,7 +47,11 @@ struct VoiceTurnGate {
         var isLast: Bool { frame["last"]?.bool == true }
 
         /// The prompt event id of its turn.
-        var promptId: String { String(turnId.prefix { $0 != ":" }) }
+        var promptId: String {
+            // By bytes: walking the id as Characters (grapheme breaking) cost the relay 4% of its CPU.
+            guard let colon = turnId.utf8.firstIndex(of: UInt8(ascii: ":")) else { return turnId }
+            return String(turnId[..<colon])
+        }
     }
 
     /// A frame to write to the caller now.

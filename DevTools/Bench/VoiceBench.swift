@@ -150,8 +150,9 @@ struct VoiceBench: AsyncParsableCommand {
         // the cancellation must not hold the run (the process exits soon after).
         let measuredEvent = OneTimeEvent()
         var idle: [Task<Void, Never>] = []
-        for waveStart in stride(from: 0, to: idleCalls, by: idleWave) {
-            let wave = waveStart..<min(idleCalls, waveStart + idleWave)
+        let waveSize = max(1, idleWave)
+        for waveStart in stride(from: 0, to: idleCalls, by: waveSize) {
+            let wave = waveStart..<min(idleCalls, waveStart + waveSize)
             let setUp = CallBarrier(calls: wave.count) {}
             for index in wave {
                 idle.append(
@@ -166,7 +167,13 @@ struct VoiceBench: AsyncParsableCommand {
                             script: [.raw(["type": "info"]), .action { setUp.arrive(index) }, .action { await measuredEvent.wait() }])
                     })
             }
-            await setUp.wait()
+            // A wave whose calls hang (a socket that never opens) holds the run for 30 s at most.
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await setUp.wait() }
+                group.addTask { try? await Task.sleep(for: .seconds(30)) }
+                await group.next()
+                group.cancelAll()
+            }
         }
         try await Task.sleep(for: .seconds(3))
         let measured = rss(relayPid)

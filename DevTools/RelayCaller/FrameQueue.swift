@@ -85,11 +85,12 @@ final class FrameQueue: @unchecked Sendable {
         }
     }
 
-    /// Ends wait `id` (its timer fired or its task was cancelled), also when it has not begun yet.
+    /// Ends wait `id` (its timer fired or its task was cancelled), also when it has not begun yet; a
+    /// wait that is over already (a timer that fired as a frame woke it) changes nothing.
     private func release(_ id: UInt64) {
         let continuation = lock.withLock { () -> CheckedContinuation<Void, Never>? in
             guard let waiter, waiter.id == id else {
-                released = id
+                if id == waits { released = id }
                 return nil
             }
             return takeWaiter()
@@ -134,7 +135,8 @@ package final class OneTimeEvent: @unchecked Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let waitNow = lock.withLock { () -> Bool in
-                    guard !happened, cancelled.remove(id) == nil else { return false }
+                    let wasCancelled = cancelled.remove(id) != nil
+                    guard !happened, !wasCancelled else { return false }
                     waiters[id] = continuation
                     return true
                 }

@@ -165,8 +165,8 @@ package struct RelayCaller: Sendable {
                 await queue.pop(timeout: timeout)
             }
             for step in script {
-                // The relay hung up: the rest of the script has nobody to talk to.
-                if queue.isClosed { break }
+                // The relay hung up, or the caller's task was cancelled: the rest of the script is not played.
+                if queue.isClosed || Task.isCancelled { break }
                 switch step {
                 case .raw(let frame):
                     await send(frame)

@@ -52,7 +52,7 @@ public struct TACConfiguration: Sendable {
     public init(environment: Environment) throws {
         self.environment = environment
         conversationConfigurationId = environment.string("TWILIO_CONVERSATION_CONFIGURATION_ID")
-        voicePublicDomain = Self.normalizedDomain(environment.string("TWILIO_VOICE_PUBLIC_DOMAIN"))
+        voicePublicDomain = PublicDomain.normalized(environment.string("TWILIO_VOICE_PUBLIC_DOMAIN"))
         let modes = MemoryMode.allCases.map(\.rawValue)
         let fallback = MemoryMode(rawValue: try environment.choice("TAC_MEMORY_MODE", default: "never", allowed: modes)) ?? .never
         var memoryModes: [ChannelKind: MemoryMode] = [:]
@@ -81,16 +81,5 @@ public struct TACConfiguration: Sendable {
         summaryOperatorSid = environment.string("CONVERSATION_INTELLIGENCE_SUMMARY_OPERATOR_SID")
         observationOperatorSid = environment.string("CONVERSATION_INTELLIGENCE_OBSERVATION_OPERATOR_SID")
         studioHandoffFlowSid = environment.string("TWILIO_STUDIO_HANDOFF_FLOW_SID")
-    }
-
-    /// The domain without a scheme or trailing slashes (`https://x.example.com/` → `x.example.com`).
-    private static func normalizedDomain(_ domain: String?) -> String? {
-        guard var text = domain?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
-        for scheme in ["https://", "http://", "wss://", "ws://"] where text.lowercased().hasPrefix(scheme) {
-            text = String(text.dropFirst(scheme.count))
-            break
-        }
-        while text.hasSuffix("/") { text.removeLast() }
-        return text.isEmpty ? nil : text
     }
 }

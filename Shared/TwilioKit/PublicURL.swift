@@ -1,3 +1,5 @@
+import AgentConnectCore
+
 /// Rebuilds the public URL Twilio signed, from the forwarding headers a proxy adds.
 package enum PublicURL {
     /// URLs to check a signature against: the one rebuilt from the first `X-Forwarded-Proto` /
@@ -23,19 +25,16 @@ package enum PublicURL {
         return result
     }
 
-    /// Strips one leading scheme and trailing slashes (`https://x.example.com/` → `x.example.com`).
+    /// Strips surrounding spaces, one leading scheme and trailing slashes (`https://x.example.com/` →
+    /// `x.example.com`); nil when nothing is left.
     package static func normalizedDomain(_ domain: String?) -> String? {
-        guard var text = domain?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
-        for scheme in ["https://", "http://", "wss://", "ws://"] where text.lowercased().hasPrefix(scheme) {
-            text = String(text.dropFirst(scheme.count))
-            break
-        }
-        while text.hasSuffix("/") { text.removeLast() }
-        return text.isEmpty ? nil : text
+        PublicDomain.normalized(domain)
     }
 
+    /// A forwarding header's first value (`X-Forwarded-Host: a, b` → `a`), by bytes.
     private static func first(_ header: String?) -> String? {
-        guard let value = header?.split(separator: ",").first?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
-        return value
+        guard let segment = header?.utf8.split(separator: UInt8(ascii: ","), maxSplits: 1).first else { return nil }
+        let value = PublicDomain.trimmed(Substring(segment))
+        return value.isEmpty ? nil : String(value)
     }
 }

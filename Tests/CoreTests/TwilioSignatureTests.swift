@@ -1,3 +1,4 @@
+import AgentConnectCore
 import Foundation
 import Testing
 import TwilioKit
@@ -101,6 +102,26 @@ struct TwilioSignatureTests {
         #expect(
             PublicURL.candidates(pathAndQuery: "/webhook", forwardedProto: nil, forwardedHost: nil, host: "127.0.0.1:8082", publicDomain: nil)
                 == ["http://127.0.0.1:8082/webhook"])
+        // Empty values before the first are skipped, spaces and tabs around it are not part of it; a
+        // header with nothing in it falls back to Host.
+        #expect(
+            PublicURL.candidates(
+                pathAndQuery: "/webhook", forwardedProto: " HTTPS ,http", forwardedHost: ",\t a.example.com\t, b", host: "internal", publicDomain: nil)
+                == ["https://a.example.com/webhook"])
+        #expect(
+            PublicURL.candidates(pathAndQuery: "/w", forwardedProto: nil, forwardedHost: " , ", host: "h:1", publicDomain: "  ")
+                == ["http://h:1/w"])
+    }
+
+    @Test("a configured public domain loses its spaces, one scheme in any case and trailing slashes")
+    func publicDomain() {
+        #expect(PublicDomain.normalized(" HTTPS://Voice.Example.com// ") == "Voice.Example.com")
+        #expect(PublicDomain.normalized("wss://relay.example.com:8443/") == "relay.example.com:8443")
+        #expect(PublicDomain.normalized("http://https://x") == "https://x")
+        #expect(PublicDomain.normalized("x.example.com") == "x.example.com")
+        #expect(PublicDomain.normalized("ws:/x") == "ws:/x")
+        for empty in [nil, "", " \t", "https://", "https:///", "/"] { #expect(PublicDomain.normalized(empty) == nil) }
+        #expect(PublicDomain.normalized("bücher.example/") == "bücher.example")
     }
 
     @Test("form decoding is strict about bad percent-encoding and invalid UTF-8")

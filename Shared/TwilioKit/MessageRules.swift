@@ -33,10 +33,21 @@ package enum MessageRules {
     package static let optOutKeywords: Set<String> = ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"]
     /// The default opt-in keywords.
     package static let optInKeywords: Set<String> = ["START", "YES", "UNSTOP"]
+    private static let longestKeyword = optOutKeywords.union(optInKeywords).map(\.utf8.count).max() ?? 0
+    private static let keywordTrimmed = CharacterSet.whitespacesAndNewlines.union(.punctuationCharacters)
 
     /// The opt-out/opt-in keyword `text` is, if it is one.
     package static func optKeyword(_ text: String) -> OptKeyword? {
-        let word = text.trimmingCharacters(in: .whitespacesAndNewlines.union(.punctuationCharacters)).uppercased()
+        // Every message comes through here. The keywords are ASCII letters and trimming never removes a
+        // letter, so a text with more ASCII letters than the longest keyword (or none) is no keyword:
+        // decided by bytes, without Foundation (its trimming was 3% of messaging-ingress's CPU).
+        var letters = 0
+        for byte in text.utf8 where (byte | 0x20) >= UInt8(ascii: "a") && (byte | 0x20) <= UInt8(ascii: "z") {
+            letters += 1
+            if letters > longestKeyword { return nil }
+        }
+        guard letters > 0 else { return nil }
+        let word = text.trimmingCharacters(in: keywordTrimmed).uppercased()
         if optOutKeywords.contains(word) { return .optOut }
         if optInKeywords.contains(word) { return .optIn }
         return nil

@@ -42,6 +42,13 @@ struct MessageSplitterTests {
         #expect(MessageRules.optKeyword("Start") == .optIn)
         #expect(MessageRules.optKeyword("stop please") == nil)
         #expect(MessageRules.optKeyword("hello") == nil)
+        #expect(MessageRules.optKeyword("  ¡¡STOP!!  \n") == .optOut)
+        #expect(MessageRules.optKeyword("...UNSUBSCRIBE...") == .optOut)
+        #expect(MessageRules.optKeyword("UNSUBSCRIBES") == nil)
+        #expect(MessageRules.optKeyword("yes 1") == nil)
+        #expect(MessageRules.optKeyword("!!!") == nil)
+        #expect(MessageRules.optKeyword("") == nil)
+        #expect(MessageRules.optKeyword("stöp") == nil)
         #expect(MessageRules.fits(String(repeating: "a", count: 1600)))
         #expect(!MessageRules.fits(String(repeating: "a", count: 1601)))
     }

@@ -49,6 +49,9 @@ struct MessageSplitterTests {
         #expect(MessageRules.optKeyword("!!!") == nil)
         #expect(MessageRules.optKeyword("") == nil)
         #expect(MessageRules.optKeyword("stöp") == nil)
+        #expect(MessageRules.optKeyword("stop2") == nil)
+        #expect(MessageRules.optKeyword("m123456") == nil)
+        #expect(MessageRules.optKeyword("(quit)") == .optOut)
         #expect(MessageRules.fits(String(repeating: "a", count: 1600)))
         #expect(!MessageRules.fits(String(repeating: "a", count: 1601)))
     }

@@ -131,7 +131,8 @@ struct VoiceBench: AsyncParsableCommand {
                 row("voice CPU per turn at \(count) calls by process (ms)", step.cpuBreakdown, step.loadNote)
                 row("voice calls set up at \(count) calls (voice webhook, socket, setup), all within (s)", format((speakingAt - started).inSeconds))
                 row(
-                    "voice CPU per call for setup and hang-up at \(count) calls, \(total.joined(separator: " + ")) (ms)", format(outsideTotal, digits: 3))
+                    "voice CPU per call for setup and hang-up at \(count) calls, \(total.joined(separator: " + ")) (ms)",
+                    format(outsideTotal, digits: 3))
                 row(
                     "voice CPU per call for setup and hang-up at \(count) calls by process (ms)",
                     outside.map { "\($0.name) \(format($0.milliseconds, digits: 3))" }.joined(separator: ", "))

@@ -106,7 +106,8 @@ struct TwilioSignatureTests {
         // header with nothing in it falls back to Host.
         #expect(
             PublicURL.candidates(
-                pathAndQuery: "/webhook", forwardedProto: " HTTPS ,http", forwardedHost: ",\t a.example.com\t, b", host: "internal", publicDomain: nil)
+                pathAndQuery: "/webhook", forwardedProto: " HTTPS ,http", forwardedHost: ",\t a.example.com\t, b", host: "internal", publicDomain: nil
+            )
                 == ["https://a.example.com/webhook"])
         #expect(
             PublicURL.candidates(pathAndQuery: "/w", forwardedProto: nil, forwardedHost: " , ", host: "h:1", publicDomain: "  ")

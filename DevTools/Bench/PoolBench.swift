@@ -22,10 +22,11 @@ struct PoolBench: AsyncParsableCommand {
         shipped.options.maximumConnections = concurrency
         var keepAlive = shipped
         keepAlive.options.keepAliveBehavior = .init()
-        var onDemand = shipped
-        onDemand.options.minimumConnections = 0
+        var kept = shipped
+        kept.options.minimumConnections = concurrency
         for (name, configuration) in [
-            ("as shipped", shipped), ("with every connection on demand", onDemand), ("with PostgresNIO's keep-alive", keepAlive),
+            ("as shipped (every connection on demand)", shipped), ("with \(concurrency) kept open (DATABASE_POOL_MIN)", kept),
+            ("with PostgresNIO's keep-alive", keepAlive),
         ] {
             let (cpu, switches) = try await measure(configuration)
             row("PostgreSQL client CPU per statement, SELECT 1 \(concurrency) at a time, pool \(name) (µs)", format(cpu, digits: 1))

@@ -45,8 +45,12 @@ package struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertib
     /// dispatch timer, cancelled on its next lease) and closes after 60 s unused: measured with
     /// `agentconnect-bench pool`, about a context switch and 25–45 µs of the client's CPU a statement.
     package var minimumConnections = 0
-    /// ``minimumConnections`` for the services when `DATABASE_POOL_MIN` is unset.
-    package static let defaultMinimumConnections = 4
+    /// ``minimumConnections`` for the services when `DATABASE_POOL_MIN` is unset: none kept. With
+    /// connections kept, PostgresNIO 1.33.2's pool can stop the process when PostgreSQL restarts: a
+    /// kept connection that is closing is not counted, and a statement that asks for a connection
+    /// then fails the pool's precondition `minimumConcurrentConnections <= stats.active` (outbound,
+    /// in the fault suite's PostgreSQL restart).
+    package static let defaultMinimumConnections = 0
     /// Bound on TCP connect (`connect_timeout`, seconds in the URL).
     package var connectTimeout: Duration
     /// Whether frequent statements go as named prepared statements (`DATABASE_PREPARED_STATEMENTS`,

@@ -33,9 +33,9 @@ struct SimConfiguration: Sendable {
         port = try environment.int("HTTP_PORT", default: 8090, range: 0...65535)
         messagingURL = try environment.url("SIM_MESSAGING_URL", default: "http://127.0.0.1:8082")
         voiceURL = try environment.url("SIM_VOICE_URL", default: "http://127.0.0.1:8081")
-        voicePublicBaseURL = PublicURL.normalizedDomain(environment.string("TWILIO_VOICE_PUBLIC_DOMAIN")).map { "https://\($0)" } ?? voiceURL
+        voicePublicBaseURL = PublicDomain.normalized(environment.string("TWILIO_VOICE_PUBLIC_DOMAIN")).map { "https://\($0)" } ?? voiceURL
         messagingPublicBaseURL =
-            PublicURL.normalizedDomain(environment.string("TWILIO_WEBHOOK_PUBLIC_DOMAIN")).map { "https://\($0)" } ?? messagingURL
+            PublicDomain.normalized(environment.string("TWILIO_WEBHOOK_PUBLIC_DOMAIN")).map { "https://\($0)" } ?? messagingURL
         authToken = try environment.required("TWILIO_AUTH_TOKEN")
         accountSid = environment.string("TWILIO_ACCOUNT_SID", default: "ACsimulator")
         conversationConfigurationId = environment.string("TWILIO_CONVERSATION_CONFIGURATION_ID")

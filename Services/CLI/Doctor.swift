@@ -94,7 +94,7 @@ struct DoctorChecks: Sendable {
                 return senders(name, try Senders(environment: environment), "reads TWILIO_AUTH_TOKEN and its senders")
             case "voice-relay":
                 _ = try environment.required("TWILIO_AUTH_TOKEN")
-                guard PublicURL.normalizedDomain(try environment.required("TWILIO_VOICE_PUBLIC_DOMAIN")) != nil else {
+                guard PublicDomain.normalized(try environment.required("TWILIO_VOICE_PUBLIC_DOMAIN")) != nil else {
                     throw ConfigurationError(variable: "TWILIO_VOICE_PUBLIC_DOMAIN", reason: "must be a host name")
                 }
                 if environment.string("TWILIO_CONVERSATION_CONFIGURATION_ID") != nil {

@@ -13,7 +13,7 @@ extension DoctorChecks {
                 name, "TWILIO_VOICE_PUBLIC_DOMAIN is not set: voice-relay refuses to start and Twilio has no URL for calls",
                 fix: "set it to voice-relay's public host name, e.g. voice.yourcompany.com")
         }
-        guard let domain = PublicURL.normalizedDomain(raw) else {
+        guard let domain = PublicDomain.normalized(raw) else {
             return .fail(name, "TWILIO_VOICE_PUBLIC_DOMAIN is not a host name", fix: "set it to voice-relay's public host name")
         }
         if domain.contains("/") {

@@ -31,7 +31,7 @@ struct MessagingConfiguration: Sendable {
         senders = try Senders(environment: environment)
         maxBodyBytes = try environment.int("WEBHOOK_MAX_BODY_BYTES", default: 1 << 20, range: 1024...(64 << 20))
         dedupTTLSeconds = try environment.int("WEBHOOK_DEDUP_TTL_SECONDS", default: 86_400, range: 86_400...(30 * 86_400))
-        publicDomain = PublicURL.normalizedDomain(environment.string("TWILIO_WEBHOOK_PUBLIC_DOMAIN"))
+        publicDomain = PublicDomain.normalized(environment.string("TWILIO_WEBHOOK_PUBLIC_DOMAIN"))
         httpLimits = try HTTPServerLimits(environment: environment)
     }
 }

@@ -47,14 +47,14 @@ struct OutboundConfiguration: Sendable {
         retryMaxMilliseconds = try environment.int("OUTBOUND_RETRY_MAX_MS", default: 10_000, range: 1...600_000)
         visibilityTimeoutMilliseconds = try environment.int("OUTBOUND_VISIBILITY_TIMEOUT_MS", default: 15_000, range: 1_000...3_600_000)
         twilioTimeoutMilliseconds = try environment.int("TWILIO_HTTP_TIMEOUT_MS", default: 15_000, range: 100...120_000)
-        voicePublicDomain = PublicURL.normalizedDomain(environment.string("TWILIO_VOICE_PUBLIC_DOMAIN"))
+        voicePublicDomain = PublicDomain.normalized(environment.string("TWILIO_VOICE_PUBLIC_DOMAIN"))
         studioHandoffFlowSid = environment.string("TWILIO_STUDIO_HANDOFF_FLOW_SID")
         relay = try ConversationRelaySettings(environment: environment)
         chatChannelId = environment.string("TWILIO_CHAT_CHANNEL_ID")
         if environment.string("TWILIO_MESSAGE_STATUS_CALLBACK_URL") != nil {
             statusCallbackURL = try environment.url("TWILIO_MESSAGE_STATUS_CALLBACK_URL", default: "")
         } else {
-            statusCallbackURL = PublicURL.normalizedDomain(environment.string("TWILIO_WEBHOOK_PUBLIC_DOMAIN")).map { "https://\($0)/message-status" }
+            statusCallbackURL = PublicDomain.normalized(environment.string("TWILIO_WEBHOOK_PUBLIC_DOMAIN")).map { "https://\($0)/message-status" }
         }
     }
 }

@@ -55,7 +55,7 @@ struct VoiceConfiguration: Sendable {
         authToken = try environment.required("TWILIO_AUTH_TOKEN")
         try DevCredentials.refuseWithRealTwilio(environment)
         accountSid = environment.string("TWILIO_ACCOUNT_SID")
-        guard let domain = PublicURL.normalizedDomain(try environment.required("TWILIO_VOICE_PUBLIC_DOMAIN")) else {
+        guard let domain = PublicDomain.normalized(try environment.required("TWILIO_VOICE_PUBLIC_DOMAIN")) else {
             throw ConfigurationError(variable: "TWILIO_VOICE_PUBLIC_DOMAIN", reason: "must be a host name")
         }
         publicDomain = domain

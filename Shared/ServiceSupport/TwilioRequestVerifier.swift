@@ -1,3 +1,4 @@
+import AgentConnectCore
 import HTTPTypes
 import Hummingbird
 import TwilioKit
@@ -11,7 +12,7 @@ import TwilioKit
 /// `X-Forwarded-Proto`/`X-Forwarded-Host`, else `Host`.
 package struct TwilioRequestVerifier: Sendable {
     private let signature: TwilioSignature
-    /// Whether a public domain was given, and it normalized once (``PublicURL/normalizedDomain(_:)``,
+    /// Whether a public domain was given, and it normalized once (``PublicDomain/normalized(_:)``,
     /// nil when nothing is left of it: then no URL is signed), not per request.
     private let publicDomainGiven: Bool
     private let publicDomain: String?
@@ -19,7 +20,7 @@ package struct TwilioRequestVerifier: Sendable {
     package init(authToken: String, publicDomain: String?) {
         signature = TwilioSignature(authToken: authToken)
         publicDomainGiven = publicDomain != nil
-        self.publicDomain = PublicURL.normalizedDomain(publicDomain)
+        self.publicDomain = PublicDomain.normalized(publicDomain)
     }
 
     /// The signature header, or nil when absent.

@@ -18,17 +18,11 @@ package enum PublicURL {
         if let host = first(forwardedHost) ?? first(host) {
             result.append("\(scheme)://\(host)\(pathAndQuery)")
         }
-        if let publicDomain = normalizedDomain(publicDomain) {
+        if let publicDomain = PublicDomain.normalized(publicDomain) {
             let secure = "\(websocket ? "wss" : "https")://\(publicDomain)\(pathAndQuery)"
             if !result.contains(secure) { result.append(secure) }
         }
         return result
-    }
-
-    /// Strips surrounding spaces, one leading scheme and trailing slashes (`https://x.example.com/` →
-    /// `x.example.com`); nil when nothing is left.
-    package static func normalizedDomain(_ domain: String?) -> String? {
-        PublicDomain.normalized(domain)
     }
 
     /// A forwarding header's first value (`X-Forwarded-Host: a, b` → `a`), by bytes.

@@ -16,8 +16,9 @@ package struct TurnContext: Sendable {
     /// Whether that relay reads several frames from one event (``MessageReceived/framesInRow``).
     package let framesInRow: Bool
     private let counter = NIOLockedValueBox(0)
-    /// The turn's messaging replies, recorded in the history with the customer's message once the
-    /// turn is done (one statement for the turn instead of one per row).
+    /// The turn's replies (messaging, and voice replies spoken within the turn), recorded in the
+    /// history with the customer's message or the caller's prompt once the turn is done (one
+    /// statement for the turn instead of one per row).
     private let replies = NIOLockedValueBox<(rows: [MessageRecord], taken: Bool)>(([], false))
 
     init(event: BusEvent, session: ConversationSession, mode: ConversationMode, relayInstance: String?, framesInRow: Bool = false) {

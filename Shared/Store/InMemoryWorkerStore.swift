@@ -23,6 +23,7 @@ package final class InMemoryWorkerStore: Sendable {
         var deliveryReports: [String: String] = [:]
         var toolCalls: [String: ToolCallRecord] = [:]
         var knowledge: [(document: KnowledgeDocument, id: String)] = []
+        var historyWrites: [[String]] = []
     }
 
     /// The conversations and the history.
@@ -35,6 +36,10 @@ package final class InMemoryWorkerStore: Sendable {
     package init(base: InMemoryStore = InMemoryStore()) {
         self.base = base
     }
+
+    /// The history written so far, one entry per write (what ``PostgresStore`` sends as one
+    /// statement): the bodies it carried, in order.
+    package var historyWrites: [[String]] { state.withLockedValue { $0.historyWrites } }
 
     /// Whether `customer` opted out of messages from `agent`.
     package func isOptedOut(agent: String, customer: String) -> Bool {
@@ -83,10 +88,17 @@ extension InMemoryWorkerStore: ConversationStore {
 
 extension InMemoryWorkerStore: MessageStore {
     package func appendMessage(_ message: MessageRecord) async throws -> Bool {
+        try await appendMessages([message])[0]
+    }
+
+    package func appendMessages(_ messages: [MessageRecord]) async throws -> [Bool] {
         state.withLockedValue { state in
-            if !state.conversationIds.contains(message.conversationId) { state.conversationIds.append(message.conversationId) }
+            for message in messages where !state.conversationIds.contains(message.conversationId) {
+                state.conversationIds.append(message.conversationId)
+            }
+            state.historyWrites.append(messages.map(\.body))
         }
-        return try await base.appendMessage(message)
+        return try await base.appendMessages(messages)
     }
 
     package func history(conversationId: String, limit: Int) async throws -> [MessageRecord] {

@@ -228,6 +228,7 @@ struct MessagingTurnTests {
         try await worker.deliver(try WorkerHarness.message("hi", conversationId: "conv-h1"))
         let history = try await worker.store.history(conversationId: "conv-h1", limit: 10)
         #expect(history.map(\.body) == ["hi", "one", "two"])
+        #expect(worker.store.historyWrites == [["hi", "one", "two"]], "the message and its replies in one write at the turn's end")
 
         await #expect(throws: (any Error).self) { try await worker.deliver(try WorkerHarness.message("fail", conversationId: "conv-h2")) }
         // The customer's message waits for the redelivered turn; the reply that went out is recorded now.

@@ -28,6 +28,7 @@ struct VoiceTurnTests {
         #expect(worker.replies.isEmpty)
         let history = try await worker.store.history(conversationId: "conv-v1", limit: 10)
         #expect(history.map(\.body) == ["hello", "You said: hello"])
+        #expect(worker.store.historyWrites == [["hello", "You said: hello"]], "the prompt and its reply in one write at the turn's end")
     }
 
     @Test("a turn batches its frames only for a relay that said it reads several from one event; an older relay gets one per event")

@@ -45,11 +45,15 @@ struct Outbound {
             logger: logger)
         let app = ServiceHTTPServer.make(router: router, common: configuration.common, name: "outbound", health: health, logger: logger)
         let lag = StreamLagReporter(bus: bus, group: "outbound", logger: logger) { [Streams.outbound] }
+        var services: [any Service] = [
+            RedisClientService(client: redis), postgres, DatabaseCheckService(configuration: configuration.common.database, logger: logger),
+            HTTPClientService(client: http), consumer, lag, app,
+        ]
+        if configuration.deliveryRetentionSeconds > 0 {
+            services.append(DeliveryRetention(store: store, retentionSeconds: configuration.deliveryRetentionSeconds, logger: logger))
+        }
         return ServiceMain.group(
-            services: [
-                RedisClientService(client: redis), postgres, DatabaseCheckService(configuration: configuration.common.database, logger: logger),
-                HTTPClientService(client: http), consumer, lag, app,
-            ], health: health,
+            services: services, health: health,
             logger: logger)
     }
 

@@ -207,3 +207,25 @@ struct ClaimOneRow: PostgresPreparedStatement {
 
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
+
+extension PostgresStore {
+    /// Deletes up to `limit` finished delivery rows (sent or failed) created more than `seconds` ago,
+    /// oldest first (read in the order of the `deliveries_finished_by_age` index, which stops at the
+    /// limit); returns how many went. A pending row stays whatever its age: its send may be in
+    /// doubt, and only its row keeps a second send from going out. One statement, its own transaction,
+    /// so a sweep deletes in small bites beside the live traffic.
+    package func pruneDeliveries(olderThanSeconds seconds: Int, limit: Int) async throws -> Int {
+        let rows = try await client.query(
+            """
+            WITH gone AS (
+                DELETE FROM deliveries WHERE ctid = ANY(ARRAY(
+                    SELECT ctid FROM deliveries
+                    WHERE created_at < now() - \(seconds) * interval '1 second' AND status <> 'pending'
+                    ORDER BY created_at LIMIT \(limit)))
+                RETURNING 1)
+            SELECT count(*)::int8 FROM gone
+            """, logger: logger)
+        for try await count in rows.decode(Int64.self) { return Int(count) }
+        return 0
+    }
+}

@@ -146,4 +146,43 @@ struct StoreTests {
             #expect(record?.metadata == ["a": "1", "b": "2"])
         }
     }
+
+    @Test("old finished delivery rows are deleted a batch at a time, oldest first; pending and recent rows stay")
+    func deliveryRetention() async throws {
+        let database = try await TestDatabase.migrated()
+        try await database.withClient { client in
+            let store = PostgresStore(client: client, logger: TestEnvironment.logger)
+            for reply in ["old-sent", "older-sent", "old-failed", "old-pending", "new-sent"] {
+                try await store.insertDelivery(replyId: reply, conversationId: "c1", channel: .sms)
+            }
+            try await store.markDelivered(replyId: "old-sent", providerId: "SM1")
+            try await store.markDelivered(replyId: "older-sent", providerId: "SM2")
+            try await store.markDelivered(replyId: "new-sent", providerId: "SM3")
+            try await store.markDeliveryFailed(replyId: "old-failed", error: "21610")
+            try await client.query(
+                """
+                UPDATE deliveries SET created_at = now() - CASE reply_id WHEN 'older-sent' THEN interval '3 days' ELSE interval '2 days' END
+                WHERE reply_id <> 'new-sent'
+                """, logger: TestEnvironment.logger)
+            func remaining() async throws -> [String] {
+                var ids: [String] = []
+                let rows = try await client.query("SELECT reply_id FROM deliveries ORDER BY reply_id", logger: TestEnvironment.logger)
+                for try await id in rows.decode(String.self) { ids.append(id) }
+                return ids
+            }
+            // At most `limit` a statement, the oldest first.
+            #expect(try await store.pruneDeliveries(olderThanSeconds: 86_400, limit: 1) == 1)
+            #expect(try await remaining() == ["new-sent", "old-failed", "old-pending", "old-sent"])
+            #expect(try await store.pruneDeliveries(olderThanSeconds: 86_400, limit: 10) == 2)
+            #expect(try await remaining() == ["new-sent", "old-pending"])
+            #expect(try await store.pruneDeliveries(olderThanSeconds: 86_400, limit: 10) == 0)
+            // A longer retention keeps what is younger than it.
+            try await client.query("UPDATE deliveries SET status = 'sent'", logger: TestEnvironment.logger)
+            #expect(try await store.pruneDeliveries(olderThanSeconds: 3 * 86_400, limit: 10) == 0)
+            #expect(try await remaining() == ["new-sent", "old-pending"])
+            // Only its pending status kept the old row: finished, it goes.
+            #expect(try await store.pruneDeliveries(olderThanSeconds: 86_400, limit: 10) == 1)
+            #expect(try await remaining() == ["new-sent"])
+        }
+    }
 }

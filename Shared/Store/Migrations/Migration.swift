@@ -18,5 +18,7 @@ package struct Migration: Sendable {
 
 /// Every migration the store knows, oldest first.
 package enum Migrations {
-    package static let all: [Migration] = [initialSchema, memorySearch, memorySources, deliveryLeases, messaging, toolsAndKnowledge]
+    package static let all: [Migration] = [
+        initialSchema, memorySearch, memorySources, deliveryLeases, messaging, toolsAndKnowledge, deliveryRetention,
+    ]
 }

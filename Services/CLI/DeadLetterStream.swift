@@ -105,10 +105,23 @@ struct DeadLetterStream: Sendable {
         case notFound
     }
 
-    /// Replays one entry (see ``replayScript``).
-    func replay(_ id: String) async throws -> ReplayOutcome {
+    /// Replays one entry (see ``replayScript``), unless it was dead-lettered more than `windowSeconds`
+    /// ago (by Redis's clock, which named the entry): its reply's delivery row may have been deleted
+    /// since (``DeliveryRetentionSetting``), and the replay could send the reply a second time.
+    func replay(_ id: String, windowSeconds: Int?) async throws -> ReplayOutcome {
         let reply = try await client.command("XRANGE", .string(Streams.dead), .string(id), .string(id))
         guard let row = reply.array?.first else { return .notFound }
+        if let windowSeconds, let deadAt = id.split(separator: "-").first.flatMap({ Int($0) }),
+            let now = try await client.command("TIME").array?.first?.string.flatMap(Int.init)
+        {
+            let age = now - deadAt / 1000
+            if age > windowSeconds {
+                throw CLIError(
+                    "\(id) was dead-lettered \(age / 3600) h ago, past the replay window of \(windowSeconds / 3600) h "
+                        + "(DELIVERY_RETENTION_SECONDS - BUS_STREAM_RETENTION_SECONDS): its reply's delivery row may be deleted, "
+                        + "so a replay could send the reply twice; drop it")
+            }
+        }
         guard let stream = Self.fields(row)["stream"].map({ String(decoding: $0, as: UTF8.self) }), !stream.isEmpty else {
             throw CLIError("\(id) names no original stream; drop it instead")
         }

@@ -63,7 +63,10 @@ struct DeadLetters: AsyncParsableCommand {
     /// `replay ID… | --all`.
     struct Replay: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Put dead entries back on their original stream (as new entries) and remove them from tac:dead, atomically per entry.")
+            abstract: "Put dead entries back on their original stream (as new entries) and remove them from tac:dead, atomically per entry.",
+            discussion:
+                "An entry dead for longer than DELIVERY_RETENTION_SECONDS - BUS_STREAM_RETENTION_SECONDS is refused: its reply's delivery row may be gone, so a replay could send the reply twice."
+        )
 
         @Argument(help: "Dead-letter ids (from list).")
         var ids: [String] = []
@@ -74,8 +77,13 @@ struct DeadLetters: AsyncParsableCommand {
         func validate() throws { try DeadLetters.validate(ids: ids, all: all) }
 
         func run() async throws {
+            // Entries dead longer than outbound keeps delivery rows beyond the streams are refused.
+            let environment = Environment.process()
+            let streamRetention = try CommonConfiguration(environment: environment, defaultPort: 8080).streamRetentionSeconds
+            let retention = try DeliveryRetentionSetting.seconds(environment, streamRetentionSeconds: streamRetention)
+            let window = DeliveryRetentionSetting.replayWindowSeconds(retention: retention, streamRetention: streamRetention)
             try await DeadLetters.act(on: ids, all: all) { dead, id in
-                switch try await dead.replay(id) {
+                switch try await dead.replay(id, windowSeconds: window) {
                 case .replayed(let stream, let newId): return "replayed \(id) → \(stream) \(newId)"
                 case .notFound: return nil
                 }

@@ -1,3 +1,4 @@
+import AgentConnectCore
 import Logging
 import Metrics
 import ServiceLifecycle
@@ -9,8 +10,9 @@ import Store
 /// A delivery row is what keeps a reply from being sent twice, and it is needed only while the
 /// reply can come back: its entry on the outbound stream (or the inbound entry whose turn would
 /// publish it again) lives at most `BUS_STREAM_RETENTION_SECONDS`, and the configuration refuses a
-/// retention shorter than that. Pending rows are never deleted. Every replica sweeps; two sweeps at
-/// once only wait on each other's row locks.
+/// retention shorter than that, and `agentconnect dead-letters replay` refuses a dead letter older than the
+/// margin between the two. Pending rows are never deleted. Every replica sweeps; two sweeps at once
+/// skip each other's rows.
 struct DeliveryRetention: Service {
     /// Deletes up to `limit` finished rows past the retention; returns how many went.
     typealias Prune = @Sendable (_ limit: Int) async throws -> Int
@@ -24,7 +26,12 @@ struct DeliveryRetention: Service {
 
     /// Sweeps `store` for finished rows older than `retentionSeconds`.
     init(store: PostgresStore, retentionSeconds: Int, logger: Logger) {
-        self.init(logger: logger) { limit in try await store.pruneDeliveries(olderThanSeconds: retentionSeconds, limit: limit) }
+        self.init(logger: logger) { limit in
+            // Bounded: a statement stuck on a lost connection must not hold up the service's shutdown.
+            try await withTimeout(.seconds(60), "deleting old delivery rows") {
+                try await store.pruneDeliveries(olderThanSeconds: retentionSeconds, limit: limit)
+            }
+        }
     }
 
     init(interval: Duration = .seconds(600), batch: Int = 5_000, logger: Logger, prune: @escaping Prune) {
@@ -44,6 +51,8 @@ struct DeliveryRetention: Service {
                     if deleted > 0 {
                         logger.info("old delivery rows deleted", metadata: ["deliveries.deleted": "\(deleted)"])
                     }
+                } catch is CancellationError {
+                    break
                 } catch {
                     logger.warning("deleting old delivery rows failed; next sweep retries", metadata: ["error": "\(error)"])
                 }

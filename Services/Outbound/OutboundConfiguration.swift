@@ -36,8 +36,7 @@ struct OutboundConfiguration: Sendable {
     /// request names none.
     var chatChannelId: String?
     /// `DELIVERY_RETENTION_SECONDS`: finished delivery rows older than this are deleted (0: kept
-    /// forever). At least `BUS_STREAM_RETENTION_SECONDS`: a row must outlive every entry that could
-    /// bring its reply back.
+    /// forever; ``DeliveryRetentionSetting``).
     var deliveryRetentionSeconds: Int
 
     init(environment: Environment) throws {
@@ -55,14 +54,7 @@ struct OutboundConfiguration: Sendable {
         studioHandoffFlowSid = environment.string("TWILIO_STUDIO_HANDOFF_FLOW_SID")
         relay = try ConversationRelaySettings(environment: environment)
         chatChannelId = environment.string("TWILIO_CHAT_CHANNEL_ID")
-        deliveryRetentionSeconds = try environment.int(
-            "DELIVERY_RETENTION_SECONDS", default: max(30 * 86_400, common.streamRetentionSeconds), range: 0...3650 * 86_400)
-        if deliveryRetentionSeconds > 0, deliveryRetentionSeconds < common.streamRetentionSeconds {
-            throw ConfigurationError(
-                variable: "DELIVERY_RETENTION_SECONDS",
-                reason: "must be 0 (keep forever) or at least BUS_STREAM_RETENTION_SECONDS (\(common.streamRetentionSeconds)): "
-                    + "a delivery row must outlive the stream entries that could send its reply again")
-        }
+        deliveryRetentionSeconds = try DeliveryRetentionSetting.seconds(environment, streamRetentionSeconds: common.streamRetentionSeconds)
         if environment.string("TWILIO_MESSAGE_STATUS_CALLBACK_URL") != nil {
             statusCallbackURL = try environment.url("TWILIO_MESSAGE_STATUS_CALLBACK_URL", default: "")
         } else {

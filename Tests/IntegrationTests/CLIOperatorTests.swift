@@ -239,6 +239,30 @@ struct CLIOperatorTests {
         #expect(try await client.command("XLEN", .string(Streams.outbound)).integer == 0)
     }
 
+    @Test("dead-letters replay refuses an entry dead longer than delivery rows outlive the streams (a second send), unless rows stay")
+    func replayPastTheWindow() async throws {
+        let redis = try await TestRedis.make()
+        let client = redis.client()
+        defer { client.shutdown() }
+        // Dead-lettered in 2001: far past any window.
+        let id = "1000000000000-0"
+        try await client.command(
+            "XADD", .string(Streams.dead), .string(id), "e", "{}", "stream", .string(Streams.outbound), "group", "outbound", "entry", "1-0",
+            "deliveries", "10", "error", "boom")
+        let env = TestEnvironment.localEnv.merging(["REDIS_URL": redis.url]) { $1 }
+        let refused = try await CLIRun.agentconnect(["dead-letters", "replay", id], environment: env)
+        #expect(refused.status == 1)
+        #expect(refused.err.contains("past the replay window of 552 h"), "\(refused.err)")
+        #expect(try await client.command("XLEN", .string(Streams.dead)).integer == 1)
+        #expect(try await client.command("XLEN", .string(Streams.outbound)).integer == 0)
+        // Rows kept forever: nothing to fear.
+        let kept = try await CLIRun.agentconnect(
+            ["dead-letters", "replay", id], environment: env.merging(["DELIVERY_RETENTION_SECONDS": "0"]) { $1 })
+        #expect(kept.status == 0, "\(kept.err)")
+        #expect(try await client.command("XLEN", .string(Streams.dead)).integer == 0)
+        #expect(try await client.command("XLEN", .string(Streams.outbound)).integer == 1)
+    }
+
     @Test("dead-letters drop deletes the given entries, --all the rest, and says which ids were not there")
     func dropDeadLetters() async throws {
         let redis = try await TestRedis.make()

@@ -1,6 +1,7 @@
 import AgentConnectCore
 import Logging
 import NIOConcurrencyHelpers
+import ServiceSupport
 import Testing
 
 @testable import Outbound
@@ -16,18 +17,21 @@ struct OutboundConfigurationTests {
         try OutboundConfiguration(environment: Environment(Self.required.merging(settings) { $1 }))
     }
 
-    @Test("rows are kept 30 days by default, or as long as the streams keep entries when that is longer; 0 keeps them forever")
+    @Test("rows are kept 30 days by default, or a week past the streams' retention when that is longer; 0 keeps them forever")
     func defaults() throws {
         #expect(try configuration([:]).deliveryRetentionSeconds == 30 * 86_400)
-        #expect(try configuration(["BUS_STREAM_RETENTION_SECONDS": "\(40 * 86_400)"]).deliveryRetentionSeconds == 40 * 86_400)
+        #expect(try configuration(["BUS_STREAM_RETENTION_SECONDS": "\(40 * 86_400)"]).deliveryRetentionSeconds == 47 * 86_400)
         #expect(try configuration(["DELIVERY_RETENTION_SECONDS": "0"]).deliveryRetentionSeconds == 0)
-        #expect(try configuration(["DELIVERY_RETENTION_SECONDS": "\(7 * 86_400)"]).deliveryRetentionSeconds == 7 * 86_400)
+        #expect(try configuration(["DELIVERY_RETENTION_SECONDS": "\(8 * 86_400)"]).deliveryRetentionSeconds == 8 * 86_400)
     }
 
-    @Test("a retention shorter than the streams' is refused: a row must outlive every entry that could send its reply again")
+    @Test("a retention less than a day past the streams' is refused: a row must outlive every entry that could send its reply again")
     func shorterThanStreams() {
         #expect(throws: ConfigurationError.self) { try configuration(["DELIVERY_RETENTION_SECONDS": "3600"]) }
+        #expect(throws: ConfigurationError.self) { try configuration(["DELIVERY_RETENTION_SECONDS": "\(7 * 86_400)"]) }
         #expect(throws: ConfigurationError.self) { try configuration(["DELIVERY_RETENTION_SECONDS": "-1"]) }
+        #expect(DeliveryRetentionSetting.replayWindowSeconds(retention: 30 * 86_400, streamRetention: 7 * 86_400) == 23 * 86_400)
+        #expect(DeliveryRetentionSetting.replayWindowSeconds(retention: 0, streamRetention: 7 * 86_400) == nil)
     }
 }
 
@@ -48,9 +52,11 @@ struct DeliveryRetentionTests {
         #expect(try await retention.sweep() == 0)
     }
 
+    struct Refused: Error {}
+
     @Test("a failed statement ends the sweep with its error (the next sweep retries)")
     func failure() async throws {
-        let retention = DeliveryRetention(batch: 3, logger: Logger(label: "test")) { _ in throw CancellationError() }
-        await #expect(throws: CancellationError.self) { try await retention.sweep() }
+        let retention = DeliveryRetention(batch: 3, logger: Logger(label: "test")) { _ in throw Refused() }
+        await #expect(throws: Refused.self) { try await retention.sweep() }
     }
 }

@@ -10,6 +10,10 @@ import Testing
 @Suite("Read-idle close")
 struct CloseWhenReadIdleTests {
     /// Real sockets and a real event loop: `IdleStateHandler` measures idleness on the real clock.
+    /// The pongs are sent by the client's event loop, not by a task that sleeps: under a full test
+    /// run a sleeping task waited over a second for a thread, past the timeout, and the server was
+    /// right to close. A round whose pongs still came more than `stall` apart is run again; a
+    /// connection closed while every gap was shorter fails.
     @Test("a peer that keeps sending stays connected past the timeout; once it falls silent the server closes the connection")
     func closesWhenPeerFallsSilent() async throws {
         let group = MultiThreadedEventLoopGroup.singleton
@@ -21,14 +25,42 @@ struct CloseWhenReadIdleTests {
             }
             .bind(host: "127.0.0.1", port: 0).get()
         let address = try #require(server.localAddress)
-        let client = try await ClientBootstrap(group: group).connect(to: address).get()
-        // Something (a pong) every 100 ms for 2 s: twice the timeout, still connected.
-        for _ in 0..<20 {
-            try await Task.sleep(for: .milliseconds(100))
-            try await client.writeAndFlush(ByteBuffer(string: "pong")).get()
+        let stall = TimeAmount.milliseconds(700)
+        var rounds = 0
+        while true {
+            rounds += 1
+            let client = try await ClientBootstrap(group: group).connect(to: address).get()
+            // A pong every 100 ms for 2 s: twice the timeout.
+            let longestGap = try await client.eventLoop.flatSubmit { () -> EventLoopFuture<TimeAmount> in
+                let done = client.eventLoop.makePromise(of: TimeAmount.self)
+                var last = NIODeadline.now()
+                var longest = TimeAmount.zero
+                var sent = 0
+                client.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { task in
+                    let now = NIODeadline.now()
+                    longest = max(longest, now - last)
+                    last = now
+                    sent += 1
+                    client.writeAndFlush(ByteBuffer(string: "pong"), promise: nil)
+                    if sent == 20 {
+                        task.cancel()
+                        done.succeed(longest)
+                    }
+                }
+                return done.futureResult
+            }.get()
+            if client.isActive { break }
+            try? await client.close().get()
+            // Closed: only a stalled round (a gap near the timeout) may be run again.
+            #expect(longestGap >= stall, "closed while the peer sent every \(longestGap.nanoseconds / 1_000_000) ms at most")
+            guard longestGap >= stall, rounds < 3 else {
+                try await server.close().get()
+                return
+            }
+            continue
         }
-        #expect(client.isActive)
-        // Silent from now on: closed by the server (the client sees the end of the stream).
+        // The last round's client: silent from now on, closed by the server (the client sees the end of the stream).
+        let client = try await ClientBootstrap(group: group).connect(to: address).get()
         let deadline = ContinuousClock.now + .seconds(10)
         while client.isActive, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(50))

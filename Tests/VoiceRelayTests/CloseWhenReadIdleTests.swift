@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOEmbedded
 import NIOPosix
@@ -27,30 +28,31 @@ struct CloseWhenReadIdleTests {
         let address = try #require(server.localAddress)
         let stall = TimeAmount.milliseconds(700)
         var rounds = 0
+        var client: any Channel
         while true {
             rounds += 1
-            let client = try await ClientBootstrap(group: group).connect(to: address).get()
+            let round = try await ClientBootstrap(group: group).connect(to: address).get()
+            client = round
             // A pong every 100 ms for 2 s: twice the timeout.
-            let longestGap = try await client.eventLoop.flatSubmit { () -> EventLoopFuture<TimeAmount> in
-                let done = client.eventLoop.makePromise(of: TimeAmount.self)
-                var last = NIODeadline.now()
-                var longest = TimeAmount.zero
-                var sent = 0
-                client.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { task in
+            let pongs = NIOLockedValueBox((last: NIODeadline.now(), longest: TimeAmount.zero, sent: 0))
+            let done = round.eventLoop.makePromise(of: TimeAmount.self)
+            round.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { task in
+                let (longest, finished) = pongs.withLockedValue { pongs in
                     let now = NIODeadline.now()
-                    longest = max(longest, now - last)
-                    last = now
-                    sent += 1
-                    client.writeAndFlush(ByteBuffer(string: "pong"), promise: nil)
-                    if sent == 20 {
-                        task.cancel()
-                        done.succeed(longest)
-                    }
+                    pongs.longest = max(pongs.longest, now - pongs.last)
+                    pongs.last = now
+                    pongs.sent += 1
+                    return (pongs.longest, pongs.sent == 20)
                 }
-                return done.futureResult
-            }.get()
-            if client.isActive { break }
-            try? await client.close().get()
+                round.writeAndFlush(ByteBuffer(string: "pong"), promise: nil)
+                if finished {
+                    task.cancel()
+                    done.succeed(longest)
+                }
+            }
+            let longestGap = try await done.futureResult.get()
+            if round.isActive { break }
+            try? await round.close().get()
             // Closed: only a stalled round (a gap near the timeout) may be run again.
             #expect(longestGap >= stall, "closed while the peer sent every \(longestGap.nanoseconds / 1_000_000) ms at most")
             guard longestGap >= stall, rounds < 3 else {
@@ -59,8 +61,7 @@ struct CloseWhenReadIdleTests {
             }
             continue
         }
-        // The last round's client: silent from now on, closed by the server (the client sees the end of the stream).
-        let client = try await ClientBootstrap(group: group).connect(to: address).get()
+        // Silent from now on: closed by the server (the client sees the end of the stream).
         let deadline = ContinuousClock.now + .seconds(10)
         while client.isActive, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(50))

@@ -9,10 +9,10 @@ import Store
 ///
 /// A delivery row is what keeps a reply from being sent twice, and it is needed only while the
 /// reply can come back: its entry on the outbound stream (or the inbound entry whose turn would
-/// publish it again) lives at most `BUS_STREAM_RETENTION_SECONDS`, and the configuration refuses a
-/// retention shorter than that, and `agentconnect dead-letters replay` refuses a dead letter older than the
-/// margin between the two. Pending rows are never deleted. Every replica sweeps; two sweeps at once
-/// skip each other's rows.
+/// publish it again) lives at most `BUS_STREAM_RETENTION_SECONDS`, the retention must be at least a
+/// day longer (``DeliveryRetentionSetting``), and `agentconnect dead-letters replay` refuses a dead
+/// letter older than the margin between the two. Pending rows are never deleted. Every replica
+/// sweeps; two sweeps at once skip each other's rows.
 struct DeliveryRetention: Service {
     /// Deletes up to `limit` finished rows past the retention; returns how many went.
     typealias Prune = @Sendable (_ limit: Int) async throws -> Int

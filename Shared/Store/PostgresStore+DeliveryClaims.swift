@@ -211,10 +211,13 @@ struct ClaimOneRow: PostgresPreparedStatement {
 extension PostgresStore {
     /// Deletes up to `limit` finished delivery rows (sent or failed) created more than `seconds` ago,
     /// oldest first (read in the order of the `deliveries_finished_by_age` index, which stops at the
-    /// limit); returns how many went. Rows another transaction holds (a second replica's sweep, a late
-    /// status callback) are skipped, not waited for: the next sweep takes them. A pending row stays whatever its age: its send may be in
-    /// doubt, and only its row keeps a second send from going out. One statement, its own transaction,
-    /// so a sweep deletes in small bites beside the live traffic.
+    /// limit); returns how many went.
+    ///
+    /// - A pending row stays whatever its age: its send may be in doubt, and only its row keeps a
+    ///   second send from going out.
+    /// - Rows another transaction holds (a second replica's sweep, a late status callback) are
+    ///   skipped, not waited for: the next sweep takes them.
+    /// - One statement, its own transaction, so a sweep deletes in small bites beside the live traffic.
     package func pruneDeliveries(olderThanSeconds seconds: Int, limit: Int) async throws -> Int {
         let rows = try await client.query(
             """

@@ -36,6 +36,13 @@ let serviceDeps: [Target.Dependency] = [
     hummingbird, lifecycle, logging, metrics, httpTypes,
 ]
 
+/// The long-running services (and the benchmark that stands in for their hot path) allocate through
+/// gperftools' tcmalloc on Linux instead of glibc's malloc: 11% fewer instructions per message on
+/// the bus hot path (callgrind), and 15–18% less CPU per message at messaging's max rate in
+/// alternating runs (README, Performance). `libgoogle-perftools-dev` to build; `libtcmalloc-minimal4`
+/// to run.
+let serviceLinkerSettings: [LinkerSetting] = [.linkedLibrary("tcmalloc_minimal", .when(platforms: [.linux]))]
+
 let package = Package(
     name: "agentconnect",
     platforms: [.macOS(.v15)],
@@ -166,16 +173,16 @@ let package = Package(
         // MARK: Services
         .executableTarget(
             name: "VoiceRelay", dependencies: serviceDeps + [hummingbirdWS, nioCore, nioPosix, .product(name: "NIOWebSocket", package: "swift-nio")],
-            path: "Services/VoiceRelay", exclude: ["README.md"], swiftSettings: swiftSettings),
+            path: "Services/VoiceRelay", exclude: ["README.md"], swiftSettings: swiftSettings, linkerSettings: serviceLinkerSettings),
         .executableTarget(
             name: "MessagingIngress", dependencies: serviceDeps,
-            path: "Services/MessagingIngress", exclude: ["README.md"], swiftSettings: swiftSettings),
+            path: "Services/MessagingIngress", exclude: ["README.md"], swiftSettings: swiftSettings, linkerSettings: serviceLinkerSettings),
         .executableTarget(
             name: "Outbound", dependencies: serviceDeps + [httpClient, crypto],
-            path: "Services/Outbound", exclude: ["README.md"], swiftSettings: swiftSettings),
+            path: "Services/Outbound", exclude: ["README.md"], swiftSettings: swiftSettings, linkerSettings: serviceLinkerSettings),
         .executableTarget(
             name: "AgentWorker", dependencies: ["AgentConnect", "AgentConnectRuntime", "AgentConnectAgents", "ServiceSupport"],
-            path: "Services/AgentWorker/Main", swiftSettings: authorSettings),
+            path: "Services/AgentWorker/Main", swiftSettings: authorSettings, linkerSettings: serviceLinkerSettings),
         .executableTarget(
             name: "Migrate", dependencies: ["Store", "AgentConnectCore", logging],
             path: "Services/Migrate", exclude: ["README.md"], swiftSettings: swiftSettings),
@@ -199,7 +206,7 @@ let package = Package(
             dependencies: serviceDeps + [
                 hummingbirdWS, wsClient, httpClient, argumentParser, "RelayCaller", .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
-            path: "DevTools/Bench", swiftSettings: swiftSettings),
+            path: "DevTools/Bench", swiftSettings: swiftSettings, linkerSettings: serviceLinkerSettings),
 
         // MARK: Tests
         .testTarget(

@@ -17,6 +17,12 @@ struct ServiceLifecycleTests {
         environment["DATABASE_URL"] = database.url
         let process = try ServiceProcess(service, port: TestEnvironment.freePort(), environment: environment, logDirectory: directory)
         try await process.waitReady()
+        #if os(Linux)
+        // The services allocate through tcmalloc (Package.swift's serviceLinkerSettings, ahead of
+        // glibc in the link order, so every library's malloc binds to it); twilio-sim keeps glibc's.
+        let maps = (try? String(contentsOfFile: "/proc/\(process.pid)/maps", encoding: .utf8)) ?? ""
+        #expect(maps.contains("libtcmalloc_minimal") == (service != "twilio-sim"), "\(service)'s allocator")
+        #endif
         for path in ["/health/live", "/health/ready", "/metrics"] {
             let response = try await TestStack.request(.GET, "http://127.0.0.1:\(process.port)\(path)")
             #expect(response.status == 200, "\(service) \(path)")

@@ -8,8 +8,9 @@ run:
 test:
 	bash scripts/test.sh
 
+## make build: a debug build with the tests (installs the C libraries the services link first).
 build:
-	swift build --build-tests
+	bash scripts/deps.sh && swift build --build-tests
 
 ## make bench: the benchmark table (bus, messaging, voice) next to this machine's ceilings.
 bench:

@@ -38,9 +38,10 @@ let serviceDeps: [Target.Dependency] = [
 
 /// The long-running services (and the benchmark that stands in for their hot path) allocate through
 /// gperftools' tcmalloc on Linux instead of glibc's malloc: 11% fewer instructions per message on
-/// the bus hot path (callgrind), and 15–18% less CPU per message at messaging's max rate in
-/// alternating runs (README, Performance). `libgoogle-perftools-dev` to build; `libtcmalloc-minimal4`
-/// to run.
+/// the bus hot path (callgrind), and 18% less CPU per message at messaging's max rate (12–28% per
+/// pair of alternating runs; README, Benchmark). `libgoogle-perftools-dev` to build (scripts/deps.sh
+/// installs it); `libtcmalloc-minimal4` to run (Debian bookworm). The test bundle links the service
+/// targets, so it allocates through tcmalloc too.
 let serviceLinkerSettings: [LinkerSetting] = [.linkedLibrary("tcmalloc_minimal", .when(platforms: [.linux]))]
 
 let package = Package(

@@ -9,7 +9,7 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
 pkg-config --exists hiredis 2>/dev/null || need+=(libhiredis-dev pkg-config)
 # The services allocate through tcmalloc (Package.swift, serviceLinkerSettings).
-pkg-config --exists libtcmalloc_minimal 2>/dev/null || need+=(libgoogle-perftools-dev)
+[ "$(uname)" != Linux ] || pkg-config --exists libtcmalloc_minimal 2>/dev/null || need+=(libgoogle-perftools-dev)
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
 [ -n "$pg_bin" ] && [ -x "$pg_bin/initdb" ] || need+=(postgresql)
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)

@@ -20,6 +20,7 @@ started=0
 if ! bash scripts/stack.sh status; then bash scripts/stack.sh start; started=1; fi
 pids=()
 cleanup() {
+  [ "${fsync:-}" = always ] && redis-cli -p "$redis_port" CONFIG SET appendfsync always >/dev/null 2>&1
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   [ "$started" -eq 1 ] && bash scripts/stack.sh stop
@@ -114,6 +115,17 @@ echo "== voice"
 # shellcheck disable=SC2086
 "$bin/agentconnect-bench" voice --relay http://127.0.0.1:18081 --calls $voice_calls --table-calls 200 1000 --relay-pid "$relay_pid" \
   --pid "relay=$relay_pid" --pid "worker=$worker_pid" "${server_pids[@]}" --idle-calls 0 | tee -a "$rows" | grep -E "ROW|SWEEP" || true
+# The same 1,000 calls with Redis fsyncing once a second instead of before every answer: what the
+# durability of accepted webhooks (README, Exactly once) costs a voice turn, measured in the same run.
+fsync=$(redis-cli -p "$redis_port" CONFIG GET appendfsync | tail -n1)
+if [ "$fsync" = always ]; then
+  echo "== voice at 1000 calls, Redis appendfsync everysec"
+  redis-cli -p "$redis_port" CONFIG SET appendfsync everysec >/dev/null
+  "$bin/agentconnect-bench" voice --relay http://127.0.0.1:18081 --calls 1000 --table-calls 1000 --relay-pid "$relay_pid" \
+    --pid "relay=$relay_pid" --pid "worker=$worker_pid" "${server_pids[@]}" --idle-calls 0 \
+    | grep -E "^ROW\|voice (prompt|CPU per turn at)" | sed 's/^ROW|voice /ROW|voice, Redis appendfsync everysec: /' | tee -a "$rows" || true
+  redis-cli -p "$redis_port" CONFIG SET appendfsync always >/dev/null
+fi
 # Idle calls on a relay started for them: the one that just served the load keeps heap it freed
 # resident, and its memory per idle call measured anything from 12 to 32 KiB from run to run.
 kill -TERM "$relay_pid" 2>/dev/null || true

@@ -2,21 +2,48 @@ import CHiredis
 import NIOCore
 import NIOSSL
 
-/// A batch of encoded commands written in one outbound message, with one promise per command.
+/// A batch of encoded commands written in one outbound message, with where its replies go.
 struct RedisRequest: Sendable {
     var bytes: ByteBuffer
-    var promises: [EventLoopPromise<RedisValue>]
+    var replies: RedisReplies
     /// When the replies must have arrived (`nil`: no deadline); past it the connection is closed.
     var deadline: NIODeadline? = nil
     /// The time allowed, for the error message.
     var timeout: TimeAmount = .zero
-    /// Set on the event loop when the handler has queued the promises.
-    let taken = EventLoopFlag()
 }
 
-/// A flag read and written only on one channel's event loop.
-final class EventLoopFlag: @unchecked Sendable {
-    var value = false
+/// The replies of one request, gathered on the connection's event loop: the caller is resumed once,
+/// with every reply in order, or with the first failure (the connection closed, a deadline passed).
+///
+/// One continuation per request instead of a promise (and a future to await) per command: an
+/// `EventLoopFuture` per command cost a few thousand instructions (its allocation, its callbacks, and
+/// the generic metadata of an unspecialized `EventLoopFuture<RedisValue>` on every `init`/`deinit`).
+final class RedisReplies: @unchecked Sendable {
+    /// How many replies the request waits for.
+    let count: Int
+    private var values: [RedisValue] = []
+    private var continuation: CheckedContinuation<[RedisValue], any Error>?
+
+    init(count: Int, continuation: CheckedContinuation<[RedisValue], any Error>) {
+        self.count = count
+        self.continuation = continuation
+        values.reserveCapacity(count)
+    }
+
+    /// Adds the next reply (on the event loop); the caller resumes with the last.
+    func add(_ value: RedisValue) {
+        guard continuation != nil else { return }
+        values.append(value)
+        guard values.count == count else { return }
+        continuation?.resume(returning: values)
+        continuation = nil
+    }
+
+    /// Fails the request unless it already finished (on the event loop).
+    func fail(_ error: any Error) {
+        continuation?.resume(throwing: error)
+        continuation = nil
+    }
 }
 
 /// Encodes commands as RESP arrays of bulk strings (binary-safe).
@@ -116,7 +143,8 @@ final class HiredisReader {
     }
 }
 
-/// Writes command batches and matches replies to promises in order, parsing with hiredis.
+/// Writes command batches and hands replies, in order, to the requests that wait for them, parsing
+/// with hiredis.
 ///
 /// Each reply has a deadline. One timer is scheduled for the earliest deadline written; when it
 /// fires and any pending reply is past its deadline, every pending command fails with
@@ -127,8 +155,9 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     typealias OutboundIn = RedisRequest
     typealias OutboundOut = ByteBuffer
 
+    /// A command written whose reply has not come yet (a request of n commands has n of these).
     private struct PendingReply {
-        var promise: EventLoopPromise<RedisValue>
+        var replies: RedisReplies
         var deadline: NIODeadline?
         var timeout: TimeAmount
     }
@@ -140,19 +169,19 @@ final class RedisCommandHandler: ChannelDuplexHandler {
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
-        request.taken.value = true
-        for reply in request.promises {
-            pending.append(PendingReply(promise: reply, deadline: request.deadline, timeout: request.timeout))
+        // A write on a connection that already closed (channelInactive ran): its replies will never
+        // come. On an open one, a failed socket write closes the channel, and channelInactive fails
+        // what is pending.
+        guard context.channel.isActive else {
+            request.replies.fail(BusError(.unavailable, "write failed: connection closed"))
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        for _ in 0..<request.replies.count {
+            pending.append(PendingReply(replies: request.replies, deadline: request.deadline, timeout: request.timeout))
         }
         if let deadline = request.deadline { armTimer(at: deadline, context: context) }
-        // A write on a connection that already closed fails here, after channelInactive ran: the
-        // replies it waits for will never come, so its promises (and any behind them) fail now.
-        let written = promise ?? context.eventLoop.makePromise()
-        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        written.futureResult.whenFailure { error in
-            handler.value.failAll(BusError(.unavailable, "write failed: \(Self.describe(error))"))
-        }
-        context.write(wrapOutboundOut(request.bytes), promise: written)
+        context.write(wrapOutboundOut(request.bytes), promise: promise)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -164,7 +193,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
                     context.close(promise: nil)
                     return
                 }
-                reply.promise.succeed(value)
+                reply.replies.add(value)
             }
         } catch {
             failAll(error)
@@ -237,7 +266,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     private func failAll(_ error: any Error) {
         cancelTimer()
         while let reply = pending.popFirst() {
-            reply.promise.fail(error)
+            reply.replies.fail(error)
         }
     }
 }

@@ -162,27 +162,20 @@ package final class RedisConnection: Sendable {
     package func send(_ commands: [[RedisArgument]], timeout: TimeAmount? = nil) async throws -> [RedisValue] {
         guard !commands.isEmpty else { return [] }
         var buffer = channel.allocator.buffer(capacity: 64 * commands.count)
-        var promises: [EventLoopPromise<RedisValue>] = []
-        promises.reserveCapacity(commands.count)
         var blocking: TimeAmount = .zero
         var forever = false
         for command in commands {
             RESPEncoder.encode(command, into: &buffer)
-            promises.append(channel.eventLoop.makePromise())
             if let block = Self.blockMilliseconds(command) {
                 if block == 0 { forever = true } else { blocking = max(blocking, .milliseconds(Int64(block))) }
             }
         }
-        let futures = promises.map(\.futureResult)
         let allowed = (timeout ?? commandTimeout) + blocking
-        let request = RedisRequest(bytes: buffer, promises: promises, deadline: forever ? nil : .now() + allowed, timeout: allowed)
-        enqueue(request)
-        var replies: [RedisValue] = []
-        replies.reserveCapacity(futures.count)
-        for future in futures {
-            replies.append(try await future.get())
+        let deadline: NIODeadline? = forever ? nil : .now() + allowed
+        return try await withCheckedThrowingContinuation { continuation in
+            let replies = RedisReplies(count: commands.count, continuation: continuation)
+            enqueue(RedisRequest(bytes: buffer, replies: replies, deadline: deadline, timeout: allowed))
         }
-        return replies
     }
 
     /// Queues a request for the next event-loop tick; the first request of a tick schedules it.
@@ -199,15 +192,12 @@ package final class RedisConnection: Sendable {
                 defer { queue.removeAll(keepingCapacity: true) }
                 return queue
             }
-            for request in requests {
-                let promise = channel.eventLoop.makePromise(of: Void.self)
-                promise.futureResult.whenFailure { error in
-                    // Promises the handler took are failed by it when the connection drops.
-                    guard !request.taken.value else { return }
-                    for reply in request.promises { reply.fail(BusError(.unavailable, "write failed: \(error)")) }
-                }
-                channel.write(request, promise: promise)
+            // A closed channel's handler is gone (or going): its requests fail here, not in it.
+            guard channel.isActive else {
+                for request in requests { request.replies.fail(BusError(.unavailable, "write failed: connection closed")) }
+                return
             }
+            for request in requests { channel.write(request, promise: nil) }
             channel.flush()
         }
     }

@@ -143,7 +143,10 @@ extension CompactJSON {
         mutating func string() throws -> String {
             index += 1
             let start = index
-            // Fast path: no escapes.
+            // Fast path: no escapes; a word at a time up to the first byte that may end it.
+            while index + 8 <= bytes.count, !CompactJSON.hasSpecialByte(bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)) {
+                index += 8
+            }
             while index < bytes.count {
                 let byte = bytes[index]
                 if byte == UInt8(ascii: "\"") {
@@ -223,9 +226,17 @@ extension CompactJSON {
         static func text(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws -> String {
             // ASCII (nearly every string on the bus) needs no validation.
             var ascii = true
-            for byte in bytes where byte >= 0x80 {
-                ascii = false
-                break
+            var index = 0
+            while index + 8 <= bytes.count {
+                if CompactJSON.hasNonASCII(bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)) {
+                    ascii = false
+                    break
+                }
+                index += 8
+            }
+            while ascii && index < bytes.count {
+                if bytes[index] >= 0x80 { ascii = false }
+                index += 1
             }
             if ascii { return String(decoding: bytes, as: UTF8.self) }
             guard let text = String(validating: bytes, as: UTF8.self) else {

@@ -34,6 +34,31 @@ package enum CompactJSON {
     }
 }
 
+extension CompactJSON {
+    private static let ones: UInt64 = 0x0101_0101_0101_0101
+    private static let highBits: UInt64 = 0x8080_8080_8080_8080
+
+    /// Whether any of the eight bytes in `word` is a quote, a backslash or a control character
+    /// (below 0x20): the bytes a string's scan must stop at. Strings are scanned a word at a time
+    /// and byte by byte only near such a byte (the classic test for a zero byte in a word, applied
+    /// to the word xor'ed with each byte sought: true exactly when such a byte is there).
+    @inline(__always)
+    static func hasSpecialByte(_ word: UInt64) -> Bool {
+        let quote = word ^ (ones &* 0x22)
+        let backslash = word ^ (ones &* 0x5C)
+        let zeroInQuote = (quote &- ones) & ~quote
+        let zeroInBackslash = (backslash &- ones) & ~backslash
+        let belowSpace = (word &- ones &* 0x20) & ~word
+        return (zeroInQuote | zeroInBackslash | belowSpace) & highBits != 0
+    }
+
+    /// Whether any of the eight bytes in `word` is outside ASCII.
+    @inline(__always)
+    static func hasNonASCII(_ word: UInt64) -> Bool {
+        word & highBits != 0
+    }
+}
+
 /// JSON that ``CompactJSON`` could not read or write.
 package struct CompactJSONError: Error, CustomStringConvertible, Sendable {
     package var message: String

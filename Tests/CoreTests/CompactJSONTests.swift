@@ -66,6 +66,29 @@ struct CompactJSONTests {
         }
     }
 
+    @Test("strings are scanned a word at a time: a byte to escape or outside ASCII at any position is written and read as Foundation does")
+    func specialBytesAtEveryPosition() throws {
+        let encoder = Self.foundationEncoder()
+        for special in ["\"", "\\", "\n", "\u{01}", "\u{1f}", " ", "\u{7f}", "é", "😀", "/"] {
+            for length in [7, 8, 9, 15, 16, 17, 24] {
+                for position in 0...length {
+                    var text = String(repeating: "a", count: length)
+                    text.insert(contentsOf: special, at: text.index(text.startIndex, offsetBy: position))
+                    let value = JSONValue.string(text)
+                    let foundation = Array(try encoder.encode(value))
+                    #expect(try CompactJSON.encode(value) == foundation, "\(special.unicodeScalars.map(\.value)) at \(position) of \(length)")
+                    #expect(try JSONValue.parse(foundation) == value)
+                }
+            }
+        }
+        // A string cut by a control character is refused wherever it sits, word-aligned or not.
+        for position in 0..<20 {
+            var bytes = Array("\"".utf8) + Array(repeating: UInt8(ascii: "b"), count: 20) + Array("\"".utf8)
+            bytes[1 + position] = 0x0A
+            #expect(throws: CompactJSONError.self) { try JSONValue.parse(bytes) }
+        }
+    }
+
     @Test("an event's envelope is written as JSONEncoder writes it and decodes to the same event")
     func envelope() throws {
         var random = SplitMix64(seed: 7)

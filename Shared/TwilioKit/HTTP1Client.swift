@@ -101,19 +101,21 @@ package final class HTTP1Client: Sendable {
 
     private func send(_ head: HTTPRequestHead, body: ByteBuffer?, to endpoint: HTTP1Endpoint, deadline: NIODeadline) async throws -> Response {
         let connection = try await lease(endpoint, deadline: deadline)
-        let promise = connection.channel.eventLoop.makePromise(of: Response.self)
-        let request = HTTP1ConnectionHandler.Request(head: head, body: body, promise: promise, deadline: deadline)
+        let response = HTTP1ConnectionHandler.ResponseSink()
         return try await withTaskCancellationHandler {
-            // Cancelled while waiting for the connection: nothing is written.
-            guard !Task.isCancelled else {
-                promise.fail(CancellationError())
-                released(endpoint, connection: connection)
-                throw CancellationError()
+            try await withCheckedThrowingContinuation { continuation in
+                // Cancelled while waiting for the connection: nothing is written.
+                guard !Task.isCancelled else {
+                    released(endpoint, connection: connection)
+                    continuation.resume(throwing: CancellationError())
+                    return
+                }
+                response.continuation = continuation
+                let request = HTTP1ConnectionHandler.Request(head: head, body: body, response: response, deadline: deadline)
+                connection.onLoop { $0.start(request) }
             }
-            connection.onLoop { $0.start(request) }
-            return try await promise.futureResult.get()
         } onCancel: {
-            connection.onLoop { $0.cancel(promise) }
+            connection.onLoop { $0.cancel(response) }
         }
     }
 

@@ -32,15 +32,48 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
     struct Request: Sendable {
         var head: HTTPRequestHead
         var body: ByteBuffer?
-        var promise: EventLoopPromise<HTTP1Client.Response>
+        var response: ResponseSink
         var deadline: NIODeadline
     }
 
+    /// Where a request's response goes: the caller's continuation, resumed once on the event loop
+    /// (one per request instead of a promise and the future awaited on it).
+    final class ResponseSink: @unchecked Sendable {
+        /// Set by the caller before the request goes to the event loop; read and cleared only there.
+        var continuation: CheckedContinuation<HTTP1Client.Response, any Error>?
+
+        init() {}
+
+        func succeed(_ response: HTTP1Client.Response) {
+            continuation?.resume(returning: response)
+            continuation = nil
+        }
+
+        func fail(_ error: any Error) {
+            continuation?.resume(throwing: error)
+            continuation = nil
+        }
+    }
+
     private struct InFlight {
-        var promise: EventLoopPromise<HTTP1Client.Response>
-        var timer: Scheduled<Void>?
+        var response: ResponseSink
+        var timer: NIOScheduledCallback?
         var head: HTTPResponseHead?
         var body: ByteBuffer?
+    }
+
+    /// A timer of this handler: the request's deadline, or the idle connection's.
+    private struct Timer: NIOScheduledCallbackHandler, Sendable {
+        enum Kind { case deadline, idle }
+        let handler: NIOLoopBound<HTTP1ConnectionHandler>
+        let kind: Kind
+
+        func handleScheduledCallback(eventLoop: some EventLoop) {
+            switch kind {
+            case .deadline: handler.value.fail(HTTP1ClientError(.timeout, neverSent: false))
+            case .idle: handler.value.closeIfIdle()
+            }
+        }
     }
 
     /// Succeeds when the connection can carry a request (after the TLS handshake, with TLS).
@@ -50,7 +83,7 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
     private let idleTimeout: TimeAmount
     private var context: ChannelHandlerContext?
     private var inFlight: InFlight?
-    private var idleTimer: Scheduled<Void>?
+    private var idleTimer: NIOScheduledCallback?
     var onIdle: (() -> Void)?
 
     init(eventLoop: any EventLoop, tls: Bool, maxResponseBytes: Int, idleTimeout: TimeAmount) {
@@ -77,31 +110,29 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
 
     func start(_ request: Request) {
         guard let context, context.channel.isActive, inFlight == nil else {
-            request.promise.fail(HTTP1ClientError(.closed, neverSent: true, detail: "before the request was written"))
+            request.response.fail(HTTP1ClientError(.closed, neverSent: true, detail: "before the request was written"))
             return
         }
         // Out of time already (it waited for the connection): not written, the connection stays free.
         guard request.deadline > .now() else {
-            request.promise.fail(HTTP1ClientError(.timeout, neverSent: true, detail: "before the request was written"))
+            request.response.fail(HTTP1ClientError(.timeout, neverSent: true, detail: "before the request was written"))
             onIdle?()
             return
         }
         idleTimer?.cancel()
         idleTimer = nil
-        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let timer = context.eventLoop.scheduleTask(deadline: request.deadline) {
-            handler.value.fail(HTTP1ClientError(.timeout, neverSent: false))
-        }
-        inFlight = InFlight(promise: request.promise, timer: timer)
+        let timer = try? context.eventLoop.scheduleCallback(
+            at: request.deadline, handler: Timer(handler: NIOLoopBound(self, eventLoop: context.eventLoop), kind: .deadline))
+        inFlight = InFlight(response: request.response, timer: timer)
         context.write(wrapOutboundOut(.head(request.head)), promise: nil)
         if let body = request.body { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
     }
 
-    /// Cancels the request of `promise` if it is still the one in flight (a late cancellation of an
-    /// answered request must not fail the next one on this connection).
-    func cancel(_ promise: EventLoopPromise<HTTP1Client.Response>) {
-        guard inFlight?.promise.futureResult === promise.futureResult else { return }
+    /// Cancels the request answered through `response` if it is still the one in flight (a late
+    /// cancellation of an answered request must not fail the next one on this connection).
+    func cancel(_ response: ResponseSink) {
+        guard inFlight?.response === response else { return }
         fail(CancellationError())
     }
 
@@ -137,13 +168,13 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
             finished.timer?.cancel()
             // (`.end` can also come from the decoder as the connection closes: then it is not offered back.)
             if head.isKeepAlive && context.channel.isActive {
-                let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-                idleTimer = context.eventLoop.scheduleTask(in: idleTimeout) { handler.value.closeIfIdle() }
+                idleTimer = try? context.eventLoop.scheduleCallback(
+                    in: idleTimeout, handler: Timer(handler: NIOLoopBound(self, eventLoop: context.eventLoop), kind: .idle))
                 onIdle?()
             } else {
                 context.close(promise: nil)
             }
-            finished.promise.succeed(HTTP1Client.Response(status: head.status, headers: head.headers, body: finished.body ?? ByteBuffer()))
+            finished.response.succeed(HTTP1Client.Response(status: head.status, headers: head.headers, body: finished.body ?? ByteBuffer()))
         }
     }
 
@@ -180,7 +211,7 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
         guard let failed = inFlight else { return }
         inFlight = nil
         failed.timer?.cancel()
-        failed.promise.fail(error)
+        failed.response.fail(error)
         context?.close(promise: nil)
     }
 }

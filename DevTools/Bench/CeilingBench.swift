@@ -38,7 +38,8 @@ struct CeilingBench: AsyncParsableCommand {
         let port = port
         let seconds = seconds
         try await withThrowingTaskGroup(of: Void.self) { server in
-            server.addTask { try await app.runService() }
+            // No signal handling of its own: SIGTERM or Ctrl-C ends the whole load generator, not only its server.
+            server.addTask { try await app.runService(gracefulShutdownSignals: []) }
             try await Task.sleep(for: .milliseconds(300))
             let clock = ContinuousClock()
             let deadline = clock.now + .seconds(seconds)

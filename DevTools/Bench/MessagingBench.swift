@@ -131,7 +131,8 @@ struct MessagingBench: AsyncParsableCommand {
         }
 
         try await withThrowingTaskGroup(of: Void.self) { server in
-            server.addTask { try await app.runService() }
+            // No signal handling of its own: SIGTERM or Ctrl-C ends the whole load generator, not only its server.
+            server.addTask { try await app.runService(gracefulShutdownSignals: []) }
             // Waits past their timeout end here (a wait holds no timer of its own).
             server.addTask {
                 while !Task.isCancelled {

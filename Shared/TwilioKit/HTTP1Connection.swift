@@ -41,6 +41,8 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
     final class ResponseSink: @unchecked Sendable {
         /// Set by the caller before the request goes to the event loop; read and cleared only there.
         var continuation: CheckedContinuation<HTTP1Client.Response, any Error>?
+        /// The caller was cancelled before its request started (read and written on the event loop).
+        var cancelled = false
 
         init() {}
 
@@ -113,26 +115,42 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
             request.response.fail(HTTP1ClientError(.closed, neverSent: true, detail: "before the request was written"))
             return
         }
-        // Out of time already (it waited for the connection): not written, the connection stays free.
+        // Cancelled on its way here, or out of time already (it waited for the connection): not
+        // written, the connection stays free.
+        guard !request.response.cancelled else {
+            request.response.fail(CancellationError())
+            onIdle?()
+            return
+        }
         guard request.deadline > .now() else {
             request.response.fail(HTTP1ClientError(.timeout, neverSent: true, detail: "before the request was written"))
             onIdle?()
             return
         }
+        // No request goes out without its deadline (scheduling fails only while the loop shuts down).
+        guard
+            let timer = try? context.eventLoop.scheduleCallback(
+                at: request.deadline, handler: Timer(handler: NIOLoopBound(self, eventLoop: context.eventLoop), kind: .deadline))
+        else {
+            request.response.fail(HTTP1ClientError(.closed, neverSent: true, detail: "the event loop is shutting down"))
+            return
+        }
         idleTimer?.cancel()
         idleTimer = nil
-        let timer = try? context.eventLoop.scheduleCallback(
-            at: request.deadline, handler: Timer(handler: NIOLoopBound(self, eventLoop: context.eventLoop), kind: .deadline))
         inFlight = InFlight(response: request.response, timer: timer)
         context.write(wrapOutboundOut(.head(request.head)), promise: nil)
         if let body = request.body { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
     }
 
-    /// Cancels the request answered through `response` if it is still the one in flight (a late
-    /// cancellation of an answered request must not fail the next one on this connection).
+    /// Cancels the request answered through `response` if it is the one in flight, or before it
+    /// starts if it has not yet (a late cancellation of an answered request must not fail the next
+    /// one on this connection).
     func cancel(_ response: ResponseSink) {
-        guard inFlight?.response === response else { return }
+        guard inFlight?.response === response else {
+            response.cancelled = true
+            return
+        }
         fail(CancellationError())
     }
 

@@ -81,6 +81,21 @@ struct CompactJSONTests {
                 }
             }
         }
+        // Two bytes to escape in one word or across words, and strings made of nothing else.
+        for first in 0..<17 {
+            for second in first..<17 {
+                var text = String(repeating: "a", count: 16)
+                text.insert("\n", at: text.index(text.startIndex, offsetBy: second))
+                text.insert("\"", at: text.index(text.startIndex, offsetBy: first))
+                #expect(try CompactJSON.encode(.string(text)) == Array(try encoder.encode(JSONValue.string(text))), "at \(first) and \(second)")
+            }
+        }
+        for count in 1...9 {
+            let text = String(repeating: "\"\\\n\u{01}\t", count: count)
+            let foundation = Array(try encoder.encode(JSONValue.string(text)))
+            #expect(try CompactJSON.encode(.string(text)) == foundation)
+            #expect(try JSONValue.parse(foundation) == .string(text))
+        }
         // A string cut by a control character is refused wherever it sits, word-aligned or not.
         for position in 0..<20 {
             var bytes = Array("\"".utf8) + Array(repeating: UInt8(ascii: "b"), count: 20) + Array("\"".utf8)

@@ -214,6 +214,7 @@ let package = Package(
             name: "CoreTests",
             dependencies: [
                 "AgentConnectCore", "TwilioKit", "EventBus", "Store", "ServiceSupport", "AgentConnect", "AgentConnectRuntime", "AgentConnectAgents",
+                .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "Tests/CoreTests", swiftSettings: swiftSettings),
         .testTarget(

@@ -117,15 +117,9 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
         }
         // Cancelled on its way here, or out of time already (it waited for the connection): not
         // written, the connection stays free.
-        guard !request.response.cancelled else {
-            request.response.fail(CancellationError())
-            onIdle?()
-            return
-        }
+        guard !request.response.cancelled else { return notWritten(request, CancellationError()) }
         guard request.deadline > .now() else {
-            request.response.fail(HTTP1ClientError(.timeout, neverSent: true, detail: "before the request was written"))
-            onIdle?()
-            return
+            return notWritten(request, HTTP1ClientError(.timeout, neverSent: true, detail: "before the request was written"))
         }
         // No request goes out without its deadline (scheduling fails only while the loop shuts down).
         guard
@@ -141,6 +135,12 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
         context.write(wrapOutboundOut(.head(request.head)), promise: nil)
         if let body = request.body { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+
+    /// Fails a request that was never written; the connection is offered back for the next.
+    private func notWritten(_ request: Request, _ error: any Error) {
+        request.response.fail(error)
+        onIdle?()
     }
 
     /// Cancels the request answered through `response` if it is the one in flight, or before it

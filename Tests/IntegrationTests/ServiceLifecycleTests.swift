@@ -50,13 +50,16 @@ struct ServiceLifecycleTests {
         #expect(third.log.contains("REDIS_URL"))
     }
 
-    @Test("SERVICE_THREADS sets a service's threads (one by default, voice-relay one per core); a bad value stops it naming the variable")
+    @Test(
+        "SERVICE_THREADS sets a service's threads (one by default, voice-relay one per core), whose event loops run its tasks as the generic executor; a bad value stops it naming the variable"
+    )
     func threads() async throws {
         let redis = try await TestRedis.make()
         let database = try await TestDatabase.migrated()
         var environment = TestEnvironment.localEnv
         environment["REDIS_URL"] = redis.url
         environment["DATABASE_URL"] = database.url
+        environment["LOG_LEVEL"] = "debug"
         // voice-relay keeps one event loop per core unless told (the memory of idle calls).
         let cases: [(service: String, setting: String?, threads: Int)] = [
             ("outbound", nil, 1), ("outbound", "3", 3), ("voice-relay", nil, System.coreCount), ("voice-relay", "1", 1),
@@ -70,6 +73,11 @@ struct ServiceLifecycleTests {
                 (try? String(contentsOfFile: "/proc/\(process.pid)/task/\(task)/comm", encoding: .utf8)) ?? ""
             }
             #expect(names.filter { $0.hasPrefix("NIO-SGLTN") }.count == expected, "\(service) SERVICE_THREADS=\(setting ?? "unset"): \(names)")
+            // Its tasks run on those event loops (except voice-relay's, unless told) as the generic
+            // executor, so a hop to a nonisolated function does not queue the task a second time.
+            let onLoops = service != "voice-relay" || setting != nil
+            #expect(process.log.contains("tasks.on.event.loops=\(onLoops)"), "\(process.log)")
+            #expect(process.log.contains("tasks.executor=generic"), "\(process.log)")
             #expect(await process.terminate() == 0, "\(process.log)")
         }
         environment["SERVICE_THREADS"] = "0"

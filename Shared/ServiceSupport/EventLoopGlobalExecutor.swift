@@ -34,7 +34,8 @@ enum EventLoopGlobalExecutor {
     /// laid out as this relies on. Once per process, from the main thread, before anything is
     /// enqueued on the global executor (SwiftNIO's takeover has the same rules).
     static func install() -> Bool {
-        #if os(Linux)
+        // The runtime's hook and its signature as of Swift 6.3 (SwiftNIO bounds its takeover alike).
+        #if os(Linux) && compiler(<6.6)
         guard MemoryLayout<UnownedSerialExecutor>.size == 2 * MemoryLayout<UInt>.size,
             MemoryLayout<EnqueueGlobalHook>.size == MemoryLayout<UnsafeRawPointer>.size,
             let slot = dlsym(dlopen(nil, RTLD_NOW), "swift_task_enqueueGlobal_hook")?.assumingMemoryBound(to: UnsafeRawPointer?.self),
@@ -65,7 +66,7 @@ enum EventLoopGlobalExecutor {
 
     /// The runtime's `swift_task_getCurrentExecutor`: the executor the running job was started on.
     private static func currentExecutor() -> CurrentExecutor? {
-        #if os(Linux)
+        #if os(Linux) && compiler(<6.6)
         guard MemoryLayout<CurrentExecutor>.size == MemoryLayout<UnsafeRawPointer>.size,
             let symbol = dlsym(dlopen(nil, RTLD_NOW), "swift_task_getCurrentExecutor")
         else { return nil }

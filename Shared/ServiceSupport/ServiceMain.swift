@@ -76,9 +76,9 @@ package enum ServiceMain {
         }
         let count = try environment.int("SERVICE_THREADS", default: defaultCount ?? 1, range: 1...256)
         NIOSingletons.groupLoopCountSuggestion = count
-        // SwiftNIO's own takeover only where ours cannot be installed (it runs each job isolated to
-        // its event loop, so tasks hop twice; EventLoopGlobalExecutor). Whichever runs the tasks is
-        // logged at start (`tasks.on.event.loops`, `tasks.executor`).
+        // SwiftNIO's own takeover only where ours is not built (outside Linux): it runs each job
+        // isolated to its event loop, so tasks hop twice (EventLoopGlobalExecutor). What runs the
+        // tasks is logged at start (`tasks.on.event.loops`, `tasks.executor`).
         if !EventLoopGlobalExecutor.install() {
             _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         }

@@ -21,6 +21,8 @@ enum BenchMain {
         } catch {
             Bench.exit(withError: error)
         }
+        // The hot path's executor is chosen before anything is enqueued on the global executor.
+        if let hotPath = command as? HotPathBench { HotPathBench.install(hotPath.executor) }
         let box = CommandBox(command)
         let finished = DispatchSemaphore(value: 0)
         // Detached: `main` is on the main actor, whose queue nobody drains while the thread waits.

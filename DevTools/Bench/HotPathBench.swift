@@ -4,6 +4,9 @@ import EventBus
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ServiceSupport
 
 /// The bus work of one message, in this one process, for `valgrind --tool=callgrind` (instructions
 /// per message, stable run to run): what messaging-ingress publishes (the deduplicated `EVAL`),
@@ -19,6 +22,26 @@ struct HotPathBench: AsyncParsableCommand {
     @Option var redisURL = "redis://127.0.0.1:6379/9"
     @Option var messages = 1000
     @Option(help: "Webhooks in flight at once (as concurrent requests would be).") var concurrency = 16
+    @Option(
+        help:
+            "What runs the tasks: dispatch (Swift's own executor), event-loops (the services' own: one SwiftNIO event loop, each job as the generic executor), nio-takeover (SwiftNIO's takeover: each job isolated to its loop)."
+    ) var executor: Executor = .dispatch
+
+    enum Executor: String, ExpressibleByArgument, Sendable {
+        case dispatch
+        case eventLoops = "event-loops"
+        case nioTakeover = "nio-takeover"
+    }
+
+    /// Installs `executor` as Swift's global executor (before the command's task starts: BenchMain).
+    static func install(_ executor: Executor) {
+        guard executor != .dispatch else { return }
+        NIOSingletons.groupLoopCountSuggestion = 1
+        let installed =
+            executor == .eventLoops
+            ? EventLoopGlobalExecutor.install() : NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        if !installed { Bench.exit(withError: ValidationError("could not install \(executor.rawValue) as the global executor")) }
+    }
 
     func run() async throws {
         var logger = Logger(label: "bench")

@@ -20,7 +20,7 @@ import Darwin
 /// runs on the thread that read it, as with SwiftNIO's takeover.
 ///
 /// Delayed jobs (`Task.sleep`) and the main actor keep Swift's own executors, as with SwiftNIO's.
-enum EventLoopGlobalExecutor {
+package enum EventLoopGlobalExecutor {
     private typealias EnqueueGlobalHook = @convention(thin) (UnownedJob, @convention(thin) (UnownedJob) -> Void) -> Void
 
     /// The generic executor: no identity, no implementation. (Never held in an `Optional`: its
@@ -33,7 +33,7 @@ enum EventLoopGlobalExecutor {
     /// changed) when the runtime has no such hook, another hook is set, or the executor types are not
     /// laid out as this relies on. Once per process, from the main thread, before anything is
     /// enqueued on the global executor (SwiftNIO's takeover has the same rules).
-    static func install() -> Bool {
+    package static func install() -> Bool {
         // The runtime's hook and its signature as of Swift 6.3 (SwiftNIO bounds its takeover alike).
         #if os(Linux) && compiler(<6.6)
         guard MemoryLayout<UnownedSerialExecutor>.size == 2 * MemoryLayout<UInt>.size,
@@ -55,7 +55,7 @@ enum EventLoopGlobalExecutor {
     /// Where a task started now runs: on one of SwiftNIO's event loops or not, and as the generic
     /// executor or not (what a service logs at debug level, and its tests check); `generic` nil when
     /// the runtime does not say.
-    static func probe() async -> (onEventLoop: Bool, generic: Bool?) {
+    package static func probe() async -> (onEventLoop: Bool, generic: Bool?) {
         await Task.detached {
             let executor = currentExecutor().map { unsafeBitCast($0(), to: (UInt, UInt).self) }
             return (MultiThreadedEventLoopGroup.currentEventLoop != nil, executor.map { $0 == (0, 0) })

@@ -52,11 +52,11 @@ struct WebhookRoutesTests {
     /// with `headers` added (e.g. a fresh `I-Twilio-Idempotency-Token`, which Twilio does not sign).
     func postForm(
         _ client: any TestClientProtocol, _ path: String, _ fields: [(String, String)], signature: String?? = .none,
-        headers: [(String, String)] = []
+        headers: [(String, String)] = [], contentType: String = "application/x-www-form-urlencoded"
     ) async throws -> (status: HTTPResponse.Status, body: String) {
         let computed = TwilioSignature(authToken: Self.authToken).compute(url: "https://\(Self.domain)\(path)", params: fields)
         return try await post(
-            client, path, body: Array(FormCoding.encode(fields).utf8), contentType: "application/x-www-form-urlencoded",
+            client, path, body: Array(FormCoding.encode(fields).utf8), contentType: contentType,
             signature: signature ?? computed, headers: headers)
     }
 
@@ -157,6 +157,18 @@ struct WebhookRoutesTests {
             let replay = try await postForm(client, "/webhook", Self.sms, headers: [("I-Twilio-Idempotency-Token", UUID().uuidString)])
             #expect(replay.status == .ok && replay.body == #"{"status":"duplicate"}"#)
             #expect(inbound(bus, configuration).count == 1)
+        }
+    }
+
+    @Test("a form is read as a form whatever the case of its Content-Type, and with a charset")
+    func formContentTypeAnyCase() async throws {
+        let bus = InMemoryEventBus()
+        try await withRoutes(bus: bus) { client, configuration async throws in
+            let answer = try await postForm(client, "/webhook", Self.sms, contentType: "Application/X-WWW-Form-URLEncoded; charset=UTF-8")
+            #expect(answer.status == .ok && answer.body == #"{"status":"ok"}"#)
+            let events = inbound(bus, configuration)
+            try #require(events.count == 1)
+            #expect(try events[0].decode(MessageReceived.self).text == "hello")
         }
     }
 

@@ -3,9 +3,11 @@ import NIOConcurrencyHelpers
 
 /// The frames of one voice reply on their way to the relay: the author's stream hands each frame in
 /// and goes on; one publisher at a time takes out every frame waiting and publishes them as one
-/// `voice.frame` event (``VoiceFrame/more``). A frame that finds no publish under way goes out at once
-/// (the first token is not held back); frames that come while one is under way go out together next.
-/// Under load this turns a reply's tokens into a few events instead of one each.
+/// `voice.frame` event (``VoiceFrame/more``). A frame that finds no publish under way starts one at
+/// once (the first token is not held back for others): it goes out as soon as the author's stream
+/// next suspends, so a stream whose tokens come without a pause (the echo agent) hands all of them
+/// over first and they go as one event; frames that come while a publish is under way go out together
+/// next. Under load this turns a reply's tokens into a few events instead of one each.
 final class FrameOutbox: Sendable {
     /// The most frames one event carries, when the relay reads several (``MessageReceived/framesInRow``).
     static let maxFramesPerEvent = 64

@@ -55,6 +55,33 @@ struct VoiceTurnTests {
         #expect(new.compactMap { $0.frame["token"]?.string } == words + [""])
     }
 
+    @Test("a token a streamed reply hands over goes out before the stream's next one comes; the rest follow, in order")
+    func firstTokenNotHeldBack() async throws {
+        let worker = try WorkerHarness()
+        let voice = VoiceChannel(worker.tac)
+        let relay = "relay-p"
+        worker.tac.onMessageReady { _, session, _ in
+            let (tokens, more) = AsyncStream.makeStream(of: String.self)
+            more.yield("first ")
+            // The model's next token comes only once the first is on the relay's stream (or after 5 s,
+            // when the first was held back and this test fails on what it finds).
+            Task {
+                let deadline = ContinuousClock.now + .seconds(5)
+                while ((try? worker.frames(relay: relay)) ?? []).isEmpty, ContinuousClock.now < deadline {
+                    try? await Task.sleep(for: .milliseconds(5))
+                }
+                more.yield("second")
+                more.finish()
+            }
+            try await voice.sendResponse(conversationId: session.conversationId, response: tokens)
+            return nil
+        }
+        try await worker.deliver(try WorkerHarness.prompt("hi", conversationId: "conv-v11", relay: relay))
+        let events = try worker.bus.events(on: Streams.voice(instance: relay)).map { try $0.decode(VoiceFrame.self) }
+        #expect(events.first?.frame["token"]?.string == "first " && events.first?.more == nil, "\(events)")
+        #expect(try worker.frames(relay: relay).map { $0.frame["token"]?.string ?? "" } == ["first ", "second", ""])
+    }
+
     @Test("outside a turn, a reply goes to the relay the call registry names; no live call throws")
     func replyOutsideATurn() async throws {
         let worker = try WorkerHarness()

@@ -36,6 +36,7 @@ struct HotPathBench: AsyncParsableCommand {
     /// Installs `executor` as Swift's global executor (before the command's task starts: BenchMain).
     static func install(_ executor: Executor) {
         guard executor != .dispatch else { return }
+        // Exactly the executor named (the services' own falls back to SwiftNIO's where it is not built).
         NIOSingletons.groupLoopCountSuggestion = 1
         let installed =
             executor == .eventLoops

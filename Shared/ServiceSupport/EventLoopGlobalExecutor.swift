@@ -52,6 +52,16 @@ package enum EventLoopGlobalExecutor {
         #endif
     }
 
+    /// Runs Swift's tasks and SwiftNIO's I/O on `threads` event loops (``MultiThreadedEventLoopGroup/singleton``),
+    /// with this hook; SwiftNIO's own takeover only where the hook is not built (outside Linux), as
+    /// there it is the only way to have them on the loops. Same rules as ``install()``.
+    static func runTasks(onEventLoops threads: Int) {
+        NIOSingletons.groupLoopCountSuggestion = threads
+        if !install() {
+            _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        }
+    }
+
     /// Where a task started now runs: on one of SwiftNIO's event loops or not, and as the generic
     /// executor or not (what a service logs at debug level, and its tests check); `generic` nil when
     /// the runtime does not say.

@@ -19,7 +19,7 @@ package enum ServiceMain {
         unblockTerminationSignals()
         let environment = Environment.process()
         let logger: Logger
-        let threads: Threads
+        let threads: Int
         do {
             threads = try configureThreads(environment, default: defaultThreads)
             logger = try bootstrap(service: name, environment: environment)
@@ -30,7 +30,7 @@ package enum ServiceMain {
         logger.debug(
             "threads",
             metadata: [
-                "threads": "\(threads.count)", "tasks.on.event.loops": "\(probe.onEventLoop)",
+                "threads": "\(threads)", "tasks.on.event.loops": "\(probe.onEventLoop)",
                 "tasks.executor": "\(probe.generic.map { $0 ? "generic" : "isolated" } ?? "unknown")",
             ])
         let group: ServiceGroup
@@ -49,11 +49,6 @@ package enum ServiceMain {
         }
     }
 
-    /// The threads a service runs on (``configureThreads(_:default:)``).
-    package struct Threads: Sendable {
-        package var count: Int
-    }
-
     /// `SERVICE_THREADS` (default 1): the threads a service runs on, its network I/O and its Swift
     /// tasks together. SwiftNIO's event loops become Swift's global executor
     /// (``EventLoopGlobalExecutor``), so a task resumed by an answer (Redis, PostgreSQL, Twilio, an
@@ -70,19 +65,15 @@ package enum ServiceMain {
     /// Called once, first thing, from the main thread (SwiftNIO requires it), before anything uses
     /// SwiftNIO. Only the services' own executables: a program that runs `tac.run()` itself keeps
     /// Swift's and SwiftNIO's defaults (it may have used both before).
-    static func configureThreads(_ environment: Environment, default defaultCount: Int?) throws -> Threads {
+    /// Returns the number of threads.
+    static func configureThreads(_ environment: Environment, default defaultCount: Int?) throws -> Int {
         guard environment.string("SERVICE_THREADS") != nil || defaultCount != nil else {
-            return Threads(count: NIOSingletons.groupLoopCountSuggestion)
+            return NIOSingletons.groupLoopCountSuggestion
         }
         let count = try environment.int("SERVICE_THREADS", default: defaultCount ?? 1, range: 1...256)
-        NIOSingletons.groupLoopCountSuggestion = count
-        // SwiftNIO's own takeover only where ours is not built (outside Linux): it runs each job
-        // isolated to its event loop, so tasks hop twice (EventLoopGlobalExecutor). What runs the
-        // tasks is logged at start (`tasks.on.event.loops`, `tasks.executor`).
-        if !EventLoopGlobalExecutor.install() {
-            _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
-        }
-        return Threads(count: count)
+        // What runs the tasks is logged at start (`tasks.on.event.loops`, `tasks.executor`).
+        EventLoopGlobalExecutor.runTasks(onEventLoops: count)
+        return count
     }
 
     /// Logging (`LOG_LEVEL`, `LOG_FORMAT`), metrics and traces (`OTEL_*`, ``Traces``) for the process,

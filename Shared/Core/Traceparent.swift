@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A W3C `traceparent` value: `00-<trace id>-<span id>-<flags>`.
 package struct Traceparent: Sendable, Hashable, CustomStringConvertible {
     /// 32 lower-case hex digits.
@@ -80,7 +82,7 @@ package struct Traceparent: Sendable, Hashable, CustomStringConvertible {
     }
 
     private static func hex(bytes: Int) -> String {
-        var generator = SystemRandomNumberGenerator()
+        var generator = IdentifierGenerator()
         return String(unsafeUninitializedCapacity: bytes * 2) { buffer in
             var remaining = bytes
             var index = 0
@@ -97,5 +99,22 @@ package struct Traceparent: Sendable, Hashable, CustomStringConvertible {
             }
             return index
         }
+    }
+}
+
+/// Random-looking 64-bit values for trace and span ids, without a system call each: SplitMix64 over a
+/// process-wide counter seeded once from the system's generator. Each call takes the next counter value
+/// (one relaxed atomic add), and SplitMix64's mixing is a bijection, so one process never repeats a
+/// value; processes start from independent seeds. Ids are not secrets (W3C asks only that they be
+/// unique and random-looking), and `SystemRandomNumberGenerator` cost a `getrandom` system call per 8
+/// bytes, three per new trace (about 1% of messaging-ingress's CPU).
+private struct IdentifierGenerator: RandomNumberGenerator {
+    private static let counter = Atomic<UInt64>(UInt64.random(in: .min ... .max))
+
+    mutating func next() -> UInt64 {
+        var z = Self.counter.wrappingAdd(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }

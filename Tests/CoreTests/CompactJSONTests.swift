@@ -231,6 +231,25 @@ struct CompactJSONTests {
         }
     }
 
+    @Test("new trace and span ids never repeat, from many threads at once, and their bits are balanced")
+    func traceIdentifiersAreUnique() async {
+        let made = await withTaskGroup(of: [Traceparent].self) { group in
+            for _ in 0..<8 { group.addTask { (0..<2_000).map { _ in Traceparent.random() } } }
+            return await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(Set(made.map(\.traceID)).count == made.count)
+        #expect(Set(made.map(\.spanID)).count == made.count)
+        let child = made[0].child()
+        #expect(child.traceID == made[0].traceID && child.spanID != made[0].spanID)
+        // A counter or a constant would leave digits unused or skewed: every hex digit appears in each
+        // position of the span id at about its share (1,000 of 16,000; a binomial's spread is about 31).
+        for position in 0..<16 {
+            var counts: [Character: Int] = [:]
+            for parent in made { counts[Array(parent.spanID)[position], default: 0] += 1 }
+            #expect(counts.count == 16 && counts.values.allSatisfy { (800...1_200).contains($0) }, "position \(position): \(counts)")
+        }
+    }
+
     @Test("withTimeout returns the body's result or error, times out a body that ignores cancellation, and passes cancellation on")
     func timeouts() async throws {
         #expect(try await withTimeout(.seconds(5), "quick") { 42 } == 42)

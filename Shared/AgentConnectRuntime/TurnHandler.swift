@@ -15,10 +15,14 @@ package struct TurnHandler: Sendable {
     let tac: TAC
     let runtime: WorkerRuntime
     private var logger: Logger { runtime.logger }
+    /// `agentconnect_agent_seconds` by channel, made once (not looked up in the registry per turn).
+    private let agentSeconds: [ChannelKind: Timer]
 
     package init(tac: TAC, runtime: WorkerRuntime) {
         self.tac = tac
         self.runtime = runtime
+        agentSeconds = Dictionary(
+            uniqueKeysWithValues: ChannelKind.allCases.map { ($0, Timer(label: "agentconnect_agent_seconds", dimensions: [("channel", $0.rawValue)])) })
     }
 
     /// Runs one inbound event (the inbound consumer calls it in each conversation's order).
@@ -142,8 +146,7 @@ package struct TurnHandler: Sendable {
             await Uncancellable.run { await runtime.recordOutbound(replies) }
             throw error
         }
-        Timer(label: "agentconnect_agent_seconds", dimensions: [("channel", event.channel.rawValue)])
-            .recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+        agentSeconds[event.channel]?.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
         // History is written after the reply went out (the customer's message and the turn's replies
         // in one statement), and a hang-up must not cut it short.
         let replies = context.takeReplies()

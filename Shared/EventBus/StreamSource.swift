@@ -56,6 +56,9 @@ package struct StreamSource: Sendable {
     private let lastRefresh = NIOLockedValueBox(ContinuousClock.now)
     /// Acknowledgements of entries finished at about the same time go out together.
     private let acks: AckBatcher
+    /// `agentconnect_bus_wait_seconds` by stream label, each made on first use (a `Timer(label:dimensions:)`
+    /// per entry asked the metrics registry each time).
+    private let waitTimers = NIOLockedValueBox<[String: Timer]>([:])
 
     package init(bus: any EventBus, group: String, consumer: String, options: ConsumerOptions, logger: Logger) {
         self.bus = bus
@@ -168,8 +171,14 @@ package struct StreamSource: Sendable {
     /// Records how long a first delivery waited on its stream.
     package func recordWait(_ entry: BusEntry) {
         guard entry.deliveries == 1, let occurred = entry.event?.occurredDate else { return }
-        Timer(label: "agentconnect_bus_wait_seconds", dimensions: [("stream", streamLabel(entry.stream))])
-            .recordNanoseconds(Int64(max(0, Date().timeIntervalSince(occurred)) * 1e9))
+        let label = streamLabel(entry.stream)
+        let timer = waitTimers.withLockedValue { timers in
+            if let timer = timers[label] { return timer }
+            let timer = Timer(label: "agentconnect_bus_wait_seconds", dimensions: [("stream", label)])
+            timers[label] = timer
+            return timer
+        }
+        timer.recordNanoseconds(Int64(max(0, Date().timeIntervalSince(occurred)) * 1e9))
     }
 
     /// A few quick retries for bookkeeping writes (ack, dead letter) across a Redis blip.

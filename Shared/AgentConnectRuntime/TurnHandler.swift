@@ -22,7 +22,9 @@ package struct TurnHandler: Sendable {
         self.tac = tac
         self.runtime = runtime
         agentSeconds = Dictionary(
-            uniqueKeysWithValues: ChannelKind.allCases.map { ($0, Timer(label: "agentconnect_agent_seconds", dimensions: [("channel", $0.rawValue)])) })
+            uniqueKeysWithValues: ChannelKind.allCases.map {
+                ($0, Timer(label: "agentconnect_agent_seconds", dimensions: [("channel", $0.rawValue)]))
+            })
     }
 
     /// Runs one inbound event (the inbound consumer calls it in each conversation's order).

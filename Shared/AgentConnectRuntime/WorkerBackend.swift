@@ -37,6 +37,9 @@ package final class WorkerBackend: TACBackend {
         if !tac.hasOwnLogger, let logger = try? ServiceMain.bootstrap(service: "agent-worker", environment: tac.configuration.environment) {
             tac.setLogger(logger)
         }
+        // With the author's own logger, metrics are still ours unless the author set up their own:
+        // bootstrapped before the services are built, since each makes its metrics once, at start.
+        _ = Observability.registry
         ServiceMain.unblockTerminationSignals()
         try await WorkerServices.group(for: tac).run()
     }

@@ -105,14 +105,22 @@ package struct Traceparent: Sendable, Hashable, CustomStringConvertible {
 /// Random-looking 64-bit values for trace and span ids, without a system call each: SplitMix64 over a
 /// process-wide counter seeded once from the system's generator. Each call takes the next counter value
 /// (one relaxed atomic add), and SplitMix64's mixing is a bijection, so one process never repeats a
-/// value; processes start from independent seeds. Ids are not secrets (W3C asks only that they be
-/// unique and random-looking), and `SystemRandomNumberGenerator` cost a `getrandom` system call per 8
-/// bytes, three per new trace (about 1% of messaging-ingress's CPU).
-private struct IdentifierGenerator: RandomNumberGenerator {
+/// value; processes start from independent seeds. W3C asks only that ids be unique and
+/// random-looking, and `SystemRandomNumberGenerator` cost a `getrandom` system call per 8 bytes, three
+/// per new trace (about 1% of messaging-ingress's CPU). Nothing may use an id as a secret: one id
+/// reveals the counter, and so the ids after it.
+package struct IdentifierGenerator: RandomNumberGenerator {
+    /// The counter's step (odd, so the counter runs through every value before it repeats).
+    package static let step: UInt64 = 0x9E37_79B9_7F4A_7C15
     private static let counter = Atomic<UInt64>(UInt64.random(in: .min ... .max))
 
-    mutating func next() -> UInt64 {
-        var z = Self.counter.wrappingAdd(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue
+    package mutating func next() -> UInt64 {
+        Self.mix(Self.counter.wrappingAdd(Self.step, ordering: .relaxed).newValue)
+    }
+
+    /// SplitMix64's output function (a bijection on 64-bit values).
+    package static func mix(_ value: UInt64) -> UInt64 {
+        var z = value
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)

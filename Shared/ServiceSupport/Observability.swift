@@ -27,17 +27,32 @@ package enum Observability {
                 handler.logLevel = level
                 return handler
             }
-            let registry = PrometheusCollectorRegistry()
-            var factory = PrometheusMetricsFactory(registry: registry)
-            factory.defaultDurationHistogramBuckets = durationBuckets
-            MetricsSystem.bootstrap(factory)
+            let registry = makeRegistry()
             existing = registry
             return registry
         }
     }
 
-    /// The registry, bootstrapping a text-logging default when nothing did yet (tests).
+    /// The registry `/metrics` renders. When nothing bootstrapped this process yet (a worker built
+    /// with its author's own logger, tests), metrics are bootstrapped on it now, and logging is left
+    /// alone (swift-log stops a process that bootstraps it twice).
     package static var registry: PrometheusCollectorRegistry {
-        registryBox.withLockedValue { $0 } ?? bootstrap(service: "test", level: .info, json: false)
+        registryBox.withLockedValue { existing in
+            if let existing { return existing }
+            let registry = makeRegistry()
+            existing = registry
+            return registry
+        }
+    }
+
+    /// A new registry, made the metrics system's backend unless the process already has one of its
+    /// own (an author's; swift-metrics also stops a process that bootstraps it twice).
+    private static func makeRegistry() -> PrometheusCollectorRegistry {
+        let registry = PrometheusCollectorRegistry()
+        guard MetricsSystem.factory is NOOPMetricsHandler else { return registry }
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = durationBuckets
+        MetricsSystem.bootstrap(factory)
+        return registry
     }
 }

@@ -17,7 +17,7 @@ package final class OpenSpans: Sendable {
     package func start(
         _ name: String, key: String, kind: SpanKind = .server, attributes: [String: String] = [:], fallback: String
     ) -> String {
-        guard Traces.isOn else { return fallback }
+        guard Traces.makesSpans else { return fallback }
         let span = Tracing.startSpan(name, context: .topLevel, ofKind: kind)
         for (key, value) in attributes { span.attributes[key] = value }
         // No traceparent: tracing is off, the span is a no-op and nothing is kept.

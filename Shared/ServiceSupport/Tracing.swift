@@ -13,7 +13,7 @@ import Tracing
 /// endpoint is set (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`);
 /// `OTEL_TRACES_EXPORTER=none` or `OTEL_SDK_DISABLED=true` keep it off. Everything else
 /// (`OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`, `OTEL_EXPORTER_OTLP_PROTOCOL`, `OTEL_BSP_*`, …) is
-/// read by swift-otel itself. Off, no span is made at all: ``withSpan(_:continuing:kind:attributes:isolation:_:)``
+/// read by swift-otel itself. Off (and no tracer set up by other means), no span is made at all: ``withSpan(_:continuing:kind:attributes:isolation:_:)``
 /// runs its operation directly (through swift-distributed-tracing's no-op tracer a span still cost
 /// 2–5% of a service's CPU a message: a context extracted and injected through dictionaries, a task
 /// local bound, and the next hop's `traceparent` made whether or not it was read).
@@ -21,8 +21,11 @@ import Tracing
 /// Hops join across services through the W3C `traceparent` each ``BusEvent`` carries.
 package enum Traces {
     private static let exporter = NIOLockedValueBox<Bootstrapped?>(nil)
-    /// Whether a tracer is bootstrapped and on: set once at start, read by every span.
-    private static let on = Atomic<Bool>(false)
+    /// Set once at start when this process's tracing is off and no tracer came from elsewhere (an
+    /// author's own `InstrumentationSystem.bootstrap`): spans are then skipped. Never set where
+    /// ``bootstrap(service:environment:logger:)`` did not run (a worker given its author's logger, unit
+    /// tests): spans go through whatever tracer is there, as they always did.
+    private static let skipSpans = Atomic<Bool>(false)
 
     private struct Bootstrapped {
         var service: (any Service)?
@@ -47,6 +50,7 @@ package enum Traces {
             if let state { return state.service }
             guard isEnabled(environment) else {
                 state = Bootstrapped(service: nil)
+                if InstrumentationSystem.tracer is NoOpTracer { skipSpans.store(true, ordering: .releasing) }
                 return nil
             }
             try validate(environment)
@@ -66,7 +70,6 @@ package enum Traces {
                 throw ConfigurationError(variable: "OTEL_*", reason: "cannot set up tracing: \(error)")
             }
             InstrumentationSystem.bootstrap(backend.factory)
-            on.store(true, ordering: .releasing)
             state = Bootstrapped(service: backend.service)
             logger.info("tracing on", metadata: ["otel.service": "\(environment.string("OTEL_SERVICE_NAME") ?? service)"])
             return backend.service
@@ -103,7 +106,7 @@ package enum Traces {
         _ name: String, continuing traceparent: String?, kind: SpanKind = .internal, attributes: [String: String] = [:],
         isolation: isolated (any Actor)? = #isolation, _ operation: (TraceSpan) async throws -> T
     ) async rethrows -> T {
-        guard isOn else { return try await operation(TraceSpan(span: nil, fallback: traceparent)) }
+        guard makesSpans else { return try await operation(TraceSpan(span: nil, fallback: traceparent)) }
         let parent = context(continuing: traceparent)
         return try await Tracing.withSpan(name, context: parent, ofKind: kind, isolation: isolation) { span in
             for (key, value) in attributes { span.attributes[key] = value }
@@ -113,17 +116,17 @@ package enum Traces {
 
     /// The active span's `traceparent`, or `nil` when no span is active (tracing off).
     package static var currentTraceparent: String? {
-        guard isOn else { return nil }
+        guard makesSpans else { return nil }
         return InstrumentationContext.current.flatMap(traceparent(of:))
     }
 
-    /// Whether spans are made (a tracer is bootstrapped and on).
-    static var isOn: Bool { on.load(ordering: .acquiring) }
+    /// Whether spans are made (see `skipSpans`).
+    static var makesSpans: Bool { !skipSpans.load(ordering: .acquiring) }
 
     /// `trace_id` and `span_id` of the active span for log lines (swift-otel's logging metadata
     /// provider); empty when no span is active.
     package static func logMetadata() -> Logger.Metadata {
-        guard isOn, InstrumentationContext.current != nil else { return [:] }
+        guard makesSpans, InstrumentationContext.current != nil else { return [:] }
         return metadataProvider.get().filter { $0.key == "trace_id" || $0.key == "span_id" }
     }
 

@@ -239,6 +239,11 @@ struct CompactJSONTests {
         }
         #expect(Set(made.map(\.traceID)).count == made.count)
         #expect(Set(made.map(\.spanID)).count == made.count)
+        // SplitMix64 as published (seed 0): a counter without the mixing would pass the checks above.
+        #expect(
+            [1, 2, 3].map { IdentifierGenerator.mix($0 &* IdentifierGenerator.step) } == [
+                0xE220_A839_7B1D_CDAF, 0x6E78_9E6A_A1B9_65F4, 0x06C4_5D18_8009_454F,
+            ])
         let child = made[0].child()
         #expect(child.traceID == made[0].traceID && child.spanID != made[0].spanID)
         // A counter or a constant would leave digits unused or skewed: every hex digit appears in each

@@ -62,10 +62,10 @@ final class ConversationLanes: Sendable {
     func enqueue(_ work: LaneWork) -> Bool {
         lanes.withLockedValue { lanes in
             let id = work.event.conversationId
-            if var lane = lanes[id] {
-                if work.supersedesVoiceTurn, lane.runningIsTurn { lane.running?.fire() }
-                lane.queue.append(work)
-                lanes[id] = lane
+            // Changed in place: a lane copied out and stored back copied its queue each time.
+            if let index = lanes.index(forKey: id) {
+                if work.supersedesVoiceTurn, lanes.values[index].runningIsTurn { lanes.values[index].running?.fire() }
+                lanes.values[index].queue.append(work)
                 return false
             }
             lanes[id] = Lane(queue: [work])
@@ -77,10 +77,9 @@ final class ConversationLanes: Sendable {
     /// and everything queued ends as ``LaneOutcome/abandoned``.
     func abandon(matching: (String) -> Bool) {
         lanes.withLockedValue { lanes in
-            for (id, var lane) in lanes where matching(id) && !lane.abandoned {
-                lane.abandoned = true
-                lane.running?.fire()
-                lanes[id] = lane
+            for index in lanes.indices where matching(lanes.keys[index]) && !lanes.values[index].abandoned {
+                lanes.values[index].abandoned = true
+                lanes.values[index].running?.fire()
             }
         }
     }
@@ -93,19 +92,12 @@ final class ConversationLanes: Sendable {
     ) async {
         while true {
             let next = lanes.withLockedValue { lanes -> (LaneWork, CancellationSignal, Bool)? in
-                guard var lane = lanes[conversationId] else { return nil }
-                guard !lane.queue.isEmpty else {
-                    lanes[conversationId] = nil
+                guard let index = lanes.index(forKey: conversationId) else { return nil }
+                guard !lanes.values[index].queue.isEmpty else {
+                    lanes.remove(at: index)
                     return nil
                 }
-                var work = lane.queue.removeFirst()
-                let signal = CancellationSignal()
-                // A voice prompt with a newer prompt or interrupt already queued behind it is stale.
-                work.superseded = work.isCancellableTurn && lane.queue.contains(where: \.supersedesVoiceTurn)
-                lane.running = signal
-                lane.runningIsTurn = work.isCancellableTurn
-                lanes[conversationId] = lane
-                return (work, signal, lane.abandoned)
+                return Self.start(&lanes.values[index])
             }
             guard let (work, signal, abandonedBefore) = next else { return }
             let outcome: LaneOutcome
@@ -129,6 +121,17 @@ final class ConversationLanes: Sendable {
                 lanes[conversationId]?.runningIsTurn = false
             }
         }
+    }
+
+    /// Takes a lane's next work (changed in place): its signal, and whether the lane was abandoned.
+    private static func start(_ lane: inout Lane) -> (LaneWork, CancellationSignal, Bool) {
+        var work = lane.queue.removeFirst()
+        let signal = CancellationSignal()
+        // A voice prompt with a newer prompt or interrupt already queued behind it is stale.
+        work.superseded = work.isCancellableTurn && lane.queue.contains(where: \.supersedesVoiceTurn)
+        lane.running = signal
+        lane.runningIsTurn = work.isCancellableTurn
+        return (work, signal, lane.abandoned)
     }
 
     /// Work queued or running.

@@ -139,4 +139,63 @@ struct ConversationLanesTests {
         // The permit went back: a new caller gets it at once.
         #expect(try await permits.withPermit { 1 } == 1)
     }
+
+    @Test(
+        "a turn's signal: fired before the turn runs it never starts, fired while it runs cancels it, fired after it ended changes nothing, and cancelling the caller cancels the turn"
+    )
+    func cancellationSignal() async throws {
+        let started = NIOLockedValueBox(false)
+        let early = CancellationSignal()
+        early.fire()
+        #expect(await early.run { started.withLockedValue { $0 = true } } == nil)
+        #expect(!started.withLockedValue { $0 })
+
+        let during = CancellationSignal()
+        let running = AsyncStream<Void>.makeStream()
+        async let outcome = during.run {
+            running.continuation.yield()
+            try await Task.sleep(for: .seconds(30))
+        }
+        var iterator = running.stream.makeAsyncIterator()
+        await iterator.next()
+        during.fire()
+        #expect(await outcome == nil)
+
+        let late = CancellationSignal()
+        let finished = await late.run {}
+        late.fire()
+        #expect((try? finished?.get()) != nil)
+
+        let failing = CancellationSignal()
+        struct Refused: Error {}
+        let failed = await failing.run { throw Refused() }
+        guard case .failure(let error)? = failed else {
+            Issue.record("expected the body's error, got \(String(describing: failed))")
+            return
+        }
+        #expect(error is Refused)
+
+        let caller = CancellationSignal()
+        let bodyCancelled = NIOLockedValueBox(false)
+        let callerRunning = AsyncStream<Void>.makeStream()
+        let task = Task {
+            await caller.run {
+                callerRunning.continuation.yield()
+                do { try await Task.sleep(for: .seconds(30)) } catch {
+                    bodyCancelled.withLockedValue { $0 = true }
+                    throw error
+                }
+            }
+        }
+        var callerIterator = callerRunning.stream.makeAsyncIterator()
+        await callerIterator.next()
+        task.cancel()
+        let result = await task.value
+        #expect(bodyCancelled.withLockedValue { $0 })
+        guard case .failure(let cancelled)? = result else {
+            Issue.record("expected the cancellation, got \(String(describing: result))")
+            return
+        }
+        #expect(cancelled is CancellationError)
+    }
 }

@@ -60,28 +60,34 @@ final class ConversationLanes: Sendable {
 
     /// Adds work; returns true when the caller must start a drain task for this conversation.
     func enqueue(_ work: LaneWork) -> Bool {
-        lanes.withLockedValue { lanes in
+        let (startDrain, superseded) = lanes.withLockedValue { lanes -> (Bool, CancellationSignal?) in
             let id = work.event.conversationId
             // Changed in place: a lane copied out and stored back copied its queue each time.
             if let index = lanes.index(forKey: id) {
-                if work.supersedesVoiceTurn, lanes.values[index].runningIsTurn { lanes.values[index].running?.fire() }
                 lanes.values[index].queue.append(work)
-                return false
+                return (false, work.supersedesVoiceTurn && lanes.values[index].runningIsTurn ? lanes.values[index].running : nil)
             }
             lanes[id] = Lane(queue: [work])
-            return true
+            return (true, nil)
         }
+        // Fired outside the lock: cancelling the turn runs its cancellation handlers right here.
+        superseded?.fire()
+        return startDrain
     }
 
     /// Abandons the lanes of the conversations `matching` selects: the running work is cancelled
     /// and everything queued ends as ``LaneOutcome/abandoned``.
     func abandon(matching: (String) -> Bool) {
-        lanes.withLockedValue { lanes in
+        let running = lanes.withLockedValue { lanes -> [CancellationSignal] in
+            var running: [CancellationSignal] = []
             for index in lanes.indices where matching(lanes.keys[index]) && !lanes.values[index].abandoned {
                 lanes.values[index].abandoned = true
-                lanes.values[index].running?.fire()
+                if let signal = lanes.values[index].running { running.append(signal) }
             }
+            return running
         }
+        // Fired outside the lock, as in `enqueue`.
+        for signal in running { signal.fire() }
     }
 
     /// Runs a conversation's queued work until its queue is empty, then forgets the lane.

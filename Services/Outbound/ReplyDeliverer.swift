@@ -333,18 +333,7 @@ struct DeliveryLeaseLost: Error, CustomStringConvertible {
 /// The metrics of a sent reply, one of each per channel, made when the deliverer is (after the
 /// metrics system is bootstrapped): a `Timer(label:dimensions:)` per reply asked the registry each time.
 struct SentMetrics: Sendable {
-    let deliverySeconds: [ChannelKind: Timer]
-    let endToEndSeconds: [ChannelKind: Timer]
     let sent = Counter(label: "agentconnect_deliveries_total", dimensions: [("outcome", "sent")])
-
-    init() {
-        deliverySeconds = Dictionary(
-            uniqueKeysWithValues: ChannelKind.allCases.map {
-                ($0, Timer(label: "agentconnect_delivery_seconds", dimensions: [("channel", $0.rawValue)]))
-            })
-        endToEndSeconds = Dictionary(
-            uniqueKeysWithValues: ChannelKind.allCases.map {
-                ($0, Timer(label: "agentconnect_reply_end_to_end_seconds", dimensions: [("channel", $0.rawValue)]))
-            })
-    }
+    let deliverySeconds = Observability.timersByChannel("agentconnect_delivery_seconds")
+    let endToEndSeconds = Observability.timersByChannel("agentconnect_reply_end_to_end_seconds")
 }

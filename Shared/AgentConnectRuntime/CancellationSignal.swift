@@ -6,7 +6,7 @@ final class CancellationSignal: Sendable {
         /// Not fired, nothing running yet.
         case idle
         /// The body runs in this task.
-        case running(Task<Result<Void, any Error>, Never>)
+        case running(Task<Result<Void, any Error>?, Never>)
         /// Fired before the body ended.
         case fired
         /// The body ended before any firing.
@@ -18,7 +18,7 @@ final class CancellationSignal: Sendable {
     /// Fires the signal (idempotent): cancels the body if it runs; a body not started yet is never
     /// run; one that already ended is not affected.
     func fire() {
-        let task = state.withLockedValue { state -> Task<Result<Void, any Error>, Never>? in
+        let task = state.withLockedValue { state -> Task<Result<Void, any Error>?, Never>? in
             switch state {
             case .idle:
                 state = .fired
@@ -40,49 +40,32 @@ final class CancellationSignal: Sendable {
     /// One task a turn: a task group racing the body against a waiting task cost two tasks, a group
     /// and a continuation a turn.
     func run(_ body: @escaping @Sendable () async throws -> Void) async -> Result<Void, any Error>? {
-        let firedBefore = state.withLockedValue { state -> Bool in
-            if case .fired = state { return true }
-            return false
-        }
-        if firedBefore { return nil }
-        let task = Task { [state] () async -> Result<Void, any Error> in
-            let result: Result<Void, any Error>
-            do {
-                try await body()
-                result = .success(())
-            } catch {
-                result = .failure(error)
-            }
-            // Ended before any firing (possibly before `run` recorded the task): a later firing is too late.
-            state.withLockedValue { state in
-                switch state {
-                case .idle, .running: state = .finished
-                case .fired, .finished: break
+        // Started under the lock, so that a firing either comes first (nothing runs) or finds the
+        // task; the task settles under the lock too (nil: the signal fired before it ended).
+        let task = state.withLockedValue { current -> Task<Result<Void, any Error>?, Never>? in
+            guard case .idle = current else { return nil }
+            let task = Task { [state] () async -> Result<Void, any Error>? in
+                let result: Result<Void, any Error>
+                do {
+                    try await body()
+                    result = .success(())
+                } catch {
+                    result = .failure(error)
+                }
+                return state.withLockedValue { state in
+                    guard case .running = state else { return nil }
+                    state = .finished
+                    return result
                 }
             }
-            return result
+            current = .running(task)
+            return task
         }
-        let firedMeanwhile = state.withLockedValue { state -> Bool in
-            switch state {
-            case .idle:
-                state = .running(task)
-                return false
-            case .running, .finished:
-                return false
-            case .fired:
-                return true
-            }
-        }
-        if firedMeanwhile { task.cancel() }
-        let result = await withTaskCancellationHandler {
+        guard let task else { return nil }
+        return await withTaskCancellationHandler {
             await task.value
         } onCancel: {
             task.cancel()
         }
-        let fired = state.withLockedValue { state -> Bool in
-            if case .fired = state { return true }
-            return false
-        }
-        return fired ? nil : result
     }
 }

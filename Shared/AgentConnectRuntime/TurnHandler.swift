@@ -15,16 +15,13 @@ package struct TurnHandler: Sendable {
     let tac: TAC
     let runtime: WorkerRuntime
     private var logger: Logger { runtime.logger }
-    /// `agentconnect_agent_seconds` by channel, made once (not looked up in the registry per turn).
+    /// `agentconnect_agent_seconds` by channel.
     private let agentSeconds: [ChannelKind: Timer]
 
     package init(tac: TAC, runtime: WorkerRuntime) {
         self.tac = tac
         self.runtime = runtime
-        agentSeconds = Dictionary(
-            uniqueKeysWithValues: ChannelKind.allCases.map {
-                ($0, Timer(label: "agentconnect_agent_seconds", dimensions: [("channel", $0.rawValue)]))
-            })
+        agentSeconds = Observability.timersByChannel("agentconnect_agent_seconds")
     }
 
     /// Runs one inbound event (the inbound consumer calls it in each conversation's order).

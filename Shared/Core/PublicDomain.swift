@@ -7,7 +7,7 @@ package enum PublicDomain {
     package static func normalized(_ domain: String?) -> String? {
         guard let domain else { return nil }
         var text = trimmed(domain[...])
-        for scheme in ["https://", "http://", "wss://", "ws://"] where hasPrefixIgnoringCase(text, scheme) {
+        for scheme in ["https://", "http://", "wss://", "ws://"] where ASCII.hasPrefix(text.utf8, lowercased: scheme.utf8) {
             text = text[text.utf8.index(text.startIndex, offsetBy: scheme.utf8.count)...]
             break
         }
@@ -27,11 +27,4 @@ package enum PublicDomain {
 
     private static func isSpace(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
 
-    /// Whether `text` starts with the lowercase ASCII `prefix`, in any case.
-    private static func hasPrefixIgnoringCase(_ text: Substring, _ prefix: String) -> Bool {
-        guard text.utf8.count >= prefix.utf8.count else { return false }
-        return zip(text.utf8, prefix.utf8).allSatisfy { byte, expected in
-            (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte) == expected
-        }
-    }
 }

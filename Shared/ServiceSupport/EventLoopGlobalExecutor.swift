@@ -38,7 +38,7 @@ package enum EventLoopGlobalExecutor {
         #if os(Linux) && compiler(<6.6)
         guard MemoryLayout<UnownedSerialExecutor>.size == 2 * MemoryLayout<UInt>.size,
             MemoryLayout<EnqueueGlobalHook>.size == MemoryLayout<UnsafeRawPointer>.size,
-            let slot = dlsym(dlopen(nil, RTLD_NOW), "swift_task_enqueueGlobal_hook")?.assumingMemoryBound(to: UnsafeRawPointer?.self),
+            let slot = runtimeSymbol("swift_task_enqueueGlobal_hook")?.assumingMemoryBound(to: UnsafeRawPointer?.self),
             slot.pointee == nil
         else { return false }
         let hook: EnqueueGlobalHook = { job, _ in
@@ -78,11 +78,16 @@ package enum EventLoopGlobalExecutor {
     private static func currentExecutor() -> CurrentExecutor? {
         #if os(Linux) && compiler(<6.6)
         guard MemoryLayout<CurrentExecutor>.size == MemoryLayout<UnsafeRawPointer>.size,
-            let symbol = dlsym(dlopen(nil, RTLD_NOW), "swift_task_getCurrentExecutor")
+            let symbol = runtimeSymbol("swift_task_getCurrentExecutor")
         else { return nil }
         return unsafeBitCast(symbol, to: CurrentExecutor.self)
         #else
         return nil
         #endif
+    }
+
+    /// A symbol of the Swift runtime linked into this process.
+    private static func runtimeSymbol(_ name: String) -> UnsafeMutableRawPointer? {
+        dlsym(dlopen(nil, RTLD_NOW), name)
     }
 }

@@ -19,30 +19,36 @@ package enum Observability {
     /// Bootstraps logging and metrics once per process and returns the registry.
     @discardableResult
     package static func bootstrap(service: String, level: Logger.Level, json: Bool) -> PrometheusCollectorRegistry {
-        registryBox.withLockedValue { existing in
-            if let existing { return existing }
+        registry {
             LoggingSystem.bootstrap { label in
                 if json { return JSONLogHandler(label: service, level: level) }
                 var handler = StreamLogHandler.standardError(label: label)
                 handler.logLevel = level
                 return handler
             }
-            let registry = makeRegistry()
-            existing = registry
-            return registry
         }
     }
 
     /// The registry `/metrics` renders. When nothing bootstrapped this process yet (a worker built
     /// with its author's own logger, tests), metrics are bootstrapped on it now, and logging is left
     /// alone (swift-log stops a process that bootstraps it twice).
-    package static var registry: PrometheusCollectorRegistry {
+    package static var registry: PrometheusCollectorRegistry { registry {} }
+
+    /// The process's registry; the first call runs `setUp`, then makes the registry.
+    private static func registry(settingUp setUp: () -> Void) -> PrometheusCollectorRegistry {
         registryBox.withLockedValue { existing in
             if let existing { return existing }
+            setUp()
             let registry = makeRegistry()
             existing = registry
             return registry
         }
+    }
+
+    /// One timer per channel, made once (a `Timer(label:dimensions:)` per call asks the registry
+    /// each time): `label` with dimension `channel`. Make it after the metrics are bootstrapped.
+    package static func timersByChannel(_ label: String) -> [ChannelKind: Timer] {
+        Dictionary(uniqueKeysWithValues: ChannelKind.allCases.map { ($0, Timer(label: label, dimensions: [("channel", $0.rawValue)])) })
     }
 
     /// A new registry, made the metrics system's backend unless the process already has one of its

@@ -26,13 +26,15 @@ package enum ServiceMain {
         } catch {
             fail(name, error)
         }
-        let probe = await EventLoopGlobalExecutor.probe()
-        logger.debug(
-            "threads",
-            metadata: [
-                "threads": "\(threads)", "tasks.on.event.loops": "\(probe.onEventLoop)",
-                "tasks.executor": "\(probe.generic.map { $0 ? "generic" : "isolated" } ?? "unknown")",
-            ])
+        if logger.logLevel <= .debug {
+            let probe = await EventLoopGlobalExecutor.probe()
+            logger.debug(
+                "threads",
+                metadata: [
+                    "threads": "\(threads)", "tasks.on.event.loops": "\(probe.onEventLoop)",
+                    "tasks.executor": "\(probe.generic.map { $0 ? "generic" : "isolated" } ?? "unknown")",
+                ])
+        }
         let group: ServiceGroup
         do {
             group = try await build(environment, logger)

@@ -131,7 +131,7 @@ package struct TwilioSignature: Sendable {
         if let portColon = url[authorityStart..<authorityEnd].lastIndex(of: colon), url[authorityEnd - 1] != UInt8(ascii: "]") {
             return [url, Array(url[..<portColon] + url[authorityEnd...])]
         }
-        let scheme = url[..<schemeEnd].map(asciiLowercased)
+        let scheme = url[..<schemeEnd].map(ASCII.lowercased)
         let port: [UInt8] = scheme.elementsEqual("https".utf8) || scheme.elementsEqual("wss".utf8) ? Array(":443".utf8) : Array(":80".utf8)
         return [url, Array(url[..<authorityEnd] + port + url[authorityEnd...])]
     }
@@ -147,10 +147,6 @@ package struct TwilioSignature: Sendable {
         return nil
     }
 
-    private static func asciiLowercased(_ byte: UInt8) -> UInt8 {
-        byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte
-    }
-
     /// The first `bodySHA256` query parameter's value, lowercased (as ``queryItems(of:)`` reads
     /// it: a query with percent-escapes or `+` is decoded as a form is; one without, as it stands).
     static func bodySHA256(of url: [UInt8]) -> [UInt8]? {
@@ -163,7 +159,7 @@ package struct TwilioSignature: Sendable {
         for item in query.split(separator: UInt8(ascii: "&")) {
             let equals = item.firstIndex(of: UInt8(ascii: "="))
             guard item[..<(equals ?? item.endIndex)].elementsEqual(Self.bodySHA256Name) else { continue }
-            return equals.map { item[($0 + 1)...].map(asciiLowercased) } ?? []
+            return equals.map { item[($0 + 1)...].map(ASCII.lowercased) } ?? []
         }
         return nil
     }

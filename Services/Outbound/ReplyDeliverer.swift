@@ -250,7 +250,7 @@ struct ReplyDeliverer: Sendable {
         // orchestrator reply's does unless its participants were reconciled (the claim reads that).
         let targetKnown = classicTarget(event, reply: reply) != nil
         while true {
-            let claimed = try await bounded("claiming the delivery row") {
+            let claimed = try await withDeadline(Self.storeTimeout, "claiming the delivery row") {
                 try await store.claimForSending(
                     replyId: event.id, conversationId: event.conversationId, channel: event.channel, textHash: textHash, owner: owner,
                     leaseMilliseconds: leaseMilliseconds, optOut: optOut, targetKnown: targetKnown)
@@ -276,7 +276,9 @@ struct ReplyDeliverer: Sendable {
     /// Marks the row sent (durably; a failure propagates and the delivery is redone, which finds it
     /// in Twilio instead of sending again).
     private func markSent(_ event: BusEvent, providerId: String?, attempts: Int, started: ContinuousClock.Instant) async throws {
-        try await bounded("marking the delivery sent") { try await store.markDelivered(replyId: event.id, providerId: providerId) }
+        try await withDeadline(Self.storeTimeout, "marking the delivery sent") {
+            try await store.markDelivered(replyId: event.id, providerId: providerId)
+        }
         sentMetrics.deliverySeconds[event.channel]?.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
         if let occurred = event.occurredDate {
             sentMetrics.endToEndSeconds[event.channel]?.recordNanoseconds(Int64(max(0, Date().timeIntervalSince(occurred)) * 1e9))

@@ -133,8 +133,16 @@ struct InboundConsumer: Service {
                         }
                         let streams = active.sorted().map(Streams.inboundPartition)
                         let room = maxInFlight - source.inFlight.count
-                        if streams.isEmpty || room <= 0 {
-                            try await Task.sleep(for: .milliseconds(streams.isEmpty ? min(200, leases.ttlMilliseconds / 3) : 5))
+                        if streams.isEmpty {
+                            try await Task.sleep(for: .milliseconds(min(200, leases.ttlMilliseconds / 3)))
+                            continue
+                        }
+                        if room <= 0 {
+                            // Until an eighth of the limit is free (one read for several entries), at most
+                            // until the next lease refresh or refresh of the entries in flight is due.
+                            let untilRefresh = max(.milliseconds(1), min(nextLeaseRefresh - .now, source.refreshInterval))
+                            await source.inFlight.wait(untilAtMost: maxInFlight - max(1, maxInFlight / 8), bound: untilRefresh)
+                            try Task.checkCancellation()
                             continue
                         }
                         var entries: [BusEntry] = []

@@ -330,7 +330,7 @@ package struct TurnHandler: Sendable {
         _ event: BusEvent, _ message: MessageReceived, session: ConversationSession, stored: ConversationRecord?, replies: [MessageRecord] = []
     ) async {
         do {
-            try await withTimeout(.seconds(10), "recording the inbound message") {
+            try await withDeadline(.seconds(10), "recording the inbound message") {
                 try await writeInbound(event, message, session: session, stored: stored, replies: replies)
             }
         } catch {
@@ -350,7 +350,8 @@ package struct TurnHandler: Sendable {
                 customerAddress: session.authorInfo.address, agentAddress: session.aiAgentInfo.address,
                 customerParticipantId: session.authorInfo.participantId, agentParticipantId: session.aiAgentInfo.participantId,
                 profileId: session.profileId, metadata: metadata)
-            try await runtime.store.upsertConversation(record)
+            let store = runtime.store
+            try await withinDeadline { try await store.upsertConversation(record) }
             runtime.conversations.store(event.conversationId, record)
         }
         let inbound = MessageRecord(

@@ -14,8 +14,7 @@ extension WorkerRuntime {
     func recordOutbound(_ replies: [MessageRecord]) async {
         guard let first = replies.first else { return }
         do {
-            let store = store
-            _ = try await withTimeout(.seconds(10), "recording the reply") { try await store.appendMessages(replies) }
+            _ = try await withDeadline(.seconds(10), "recording the reply") { try await store.appendMessages(replies) }
         } catch {
             logger.warning("could not record reply", metadata: ["conversation.id": "\(first.conversationId)", "error": "\(error)"])
         }

@@ -45,7 +45,10 @@ package struct GroupConsumer: Service {
                     await source.refreshIfDue()
                     let room = options.batchSize - source.inFlight.count
                     if room <= 0 {
-                        try? await Task.sleep(for: .milliseconds(2))
+                        // Until an eighth of the batch is free (one read for several entries), at most
+                        // until the next refresh of those in flight.
+                        await source.inFlight.wait(
+                            untilAtMost: options.batchSize - max(1, options.batchSize / 8), bound: source.refreshInterval)
                         continue
                     }
                     do {

@@ -9,6 +9,8 @@ package protocol SendingClaimStore: DeliveryStore {
     /// opt out and the target is known (`targetKnown`, or the participants reconciled). An existing
     /// row is taken over as ``DeliveryStore/claimDelivery(replyId:conversationId:channel:textHash:owner:leaseMilliseconds:)``
     /// does, without recording a send. ``PostgresStore`` does it in one statement on the common path.
+    /// Called within a `withDeadline`: every wait in it must honour ``TaskDeadline`` (a
+    /// `StatementBatcher`'s does; wrap any other in `withinDeadline`).
     func claimForSending(
         replyId: String, conversationId: String, channel: ChannelKind, textHash: String, owner: String, leaseMilliseconds: Int,
         optOut: (agent: String, customer: String)?, targetKnown: Bool

@@ -13,20 +13,23 @@ import PostgresNIO
 ///   latency when idle); items that arrive while they all are out queue, and go out together (up to
 ///   `maxBatch`) when one is answered. A slow or stuck statement holds only its own lane.
 /// - A statement runs in a task of its own, so a caller that gives up (its task cancelled, as
-///   `withTimeout` does) fails only itself: it leaves the queue at once, or stops waiting for the
-///   statement it is in, whose other items go on.
+///   `withTimeout` does, or its ``TaskDeadline`` passed, with `withDeadline`) fails only itself: it
+///   leaves the queue at once, or stops waiting for the statement it is in, whose other items go on.
 /// - A batch PostgreSQL refuses (one bad row fails a multi-row statement) is run again item by
 ///   item, so each caller gets its own row's answer, not its neighbour's error; a batch that failed
 ///   because PostgreSQL is unreachable is not (its callers retry as they would any outage).
 /// - A statement holds its lane for at most `statementTimeout` (one stuck on a dead connection is
 ///   left behind; its callers get the ``TimeoutError``).
-final class StatementBatcher<Item: Sendable, Answer: Sendable>: Sendable {
+final class StatementBatcher<Item: Sendable, Answer: Sendable>: Expiring, Sendable {
     /// Runs one batch: exactly one answer per item, in the items' order.
     typealias Send = @Sendable (_ items: [Item]) async throws -> [Answer]
 
     private struct Waiter {
         var item: Item
         var continuation: CheckedContinuation<Answer, any Error>
+        /// The caller's ``TaskDeadline`` and its entry in ``Deadlines``, when it has one.
+        var deadline: TaskDeadline?
+        var deadlineEntry: UInt64?
     }
 
     private struct State {
@@ -55,19 +58,22 @@ final class StatementBatcher<Item: Sendable, Answer: Sendable>: Sendable {
     /// How many items wait for a lane (for tests).
     var queuedCount: Int { state.withLockedValue { $0.queue.count } }
 
-    /// Runs `item` in the next statement of its kind, with those issued at the same time.
+    /// Runs `item` in the next statement of its kind, with those issued at the same time, within the
+    /// caller's ``TaskDeadline`` when it has one.
     func run(_ item: Item) async throws -> Answer {
+        let deadline = TaskDeadline.current
         let id = state.withLockedValue { state -> UInt64 in
             state.nextId += 1
             return state.nextId
         }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Answer, any Error>) in
+                if let deadline, deadline.remainingNanoseconds == 0 { return continuation.resume(throwing: deadline.error) }
                 // Checked under the lock the cancellation handler takes: a cancellation either finds
                 // the waiter registered, or is seen here (the flag is set before the handler runs).
                 let batch = state.withLockedValue { state -> [UInt64]?? in
                     if Task.isCancelled { return .none }
-                    state.waiters[id] = Waiter(item: item, continuation: continuation)
+                    state.waiters[id] = Waiter(item: item, continuation: continuation, deadline: deadline)
                     state.queue.append(id)
                     return .some(takeBatch(&state))
                 }
@@ -76,15 +82,40 @@ final class StatementBatcher<Item: Sendable, Answer: Sendable>: Sendable {
                 case .some(let batch?): start(batch)
                 case .some(nil): break
                 }
+                if let deadline, batch != nil { watch(id, until: deadline) }
             }
         } onCancel: {
-            // Gone from the queue (never sent) or from its statement (its answer will be dropped).
-            let waiter = state.withLockedValue { state -> Waiter? in
-                state.queue.removeAll { $0 == id }
-                return state.waiters.removeValue(forKey: id)
-            }
-            waiter?.continuation.resume(throwing: CancellationError())
+            giveUp(id, CancellationError())
         }
+    }
+
+    /// Gives the waiter `id` its deadline's entry (dropped again when it was answered meanwhile).
+    private func watch(_ id: UInt64, until deadline: TaskDeadline) {
+        let entry = Deadlines.shared.add(at: deadline.uptimeNanoseconds, self, token: id)
+        let answered = state.withLockedValue { state -> Bool in
+            guard state.waiters[id] != nil else { return true }
+            state.waiters[id]?.deadlineEntry = entry
+            return false
+        }
+        if answered { Deadlines.shared.remove(entry) }
+    }
+
+    /// The deadline of waiter `token` passed.
+    func expire(token: UInt64) {
+        let deadline = state.withLockedValue { $0.waiters[token]?.deadline }
+        if let deadline { giveUp(token, deadline.error) }
+    }
+
+    /// The caller `id` gives up: gone from the queue (never sent) or from its statement (its answer
+    /// will be dropped).
+    private func giveUp(_ id: UInt64, _ error: any Error) {
+        let waiter = state.withLockedValue { state -> Waiter? in
+            state.queue.removeAll { $0 == id }
+            return state.waiters.removeValue(forKey: id)
+        }
+        guard let waiter else { return }
+        if let entry = waiter.deadlineEntry { Deadlines.shared.remove(entry) }
+        waiter.continuation.resume(throwing: error)
     }
 
     /// The next batch to send, if a lane is free and anything waits (called under the lock).
@@ -138,6 +169,7 @@ final class StatementBatcher<Item: Sendable, Answer: Sendable>: Sendable {
         let waiting = state.withLockedValue { state in results.map { (state.waiters.removeValue(forKey: $0.id), $0.result) } }
         for (waiter, result) in waiting {
             guard let waiter else { continue }
+            if let entry = waiter.deadlineEntry { Deadlines.shared.remove(entry) }
             switch result {
             case .success(let answer): waiter.continuation.resume(returning: answer)
             case .failure(let error): waiter.continuation.resume(throwing: error)

@@ -136,21 +136,29 @@ extension PostgresStore {
             return SendingClaim(
                 claim: .claimed(inDoubtSince: nil), sendRecorded: found.sendRecorded, optedOut: found.optedOut, participants: found.participants)
         }
-        let taken = try await client.query(
-            """
-            UPDATE deliveries SET owner = \(owner), lease_until = now() + \(leaseMilliseconds) * interval '1 millisecond'
-            WHERE reply_id = \(replyId) AND status = 'pending' AND (owner IS NULL OR owner = \(owner) OR lease_until < now())
-            RETURNING in_doubt_since
-            """, logger: logger)
-        for try await inDoubtSince in taken.decode(Date?.self) {
+        // A redelivered reply: plain statements, within the caller's deadline (see `withDeadline`).
+        let (client, logger) = (client, logger)
+        let taken = try await withinDeadline { () async throws -> Date?? in
+            let rows = try await client.query(
+                """
+                UPDATE deliveries SET owner = \(owner), lease_until = now() + \(leaseMilliseconds) * interval '1 millisecond'
+                WHERE reply_id = \(replyId) AND status = 'pending' AND (owner IS NULL OR owner = \(owner) OR lease_until < now())
+                RETURNING in_doubt_since
+                """, logger: logger)
+            for try await inDoubtSince in rows.decode(Date?.self) { return .some(inDoubtSince) }
+            return .none
+        }
+        if let inDoubtSince = taken {
             return SendingClaim(
                 claim: .claimed(inDoubtSince: inDoubtSince), sendRecorded: false, optedOut: found.optedOut, participants: found.participants)
         }
-        let status = try await client.query("SELECT status FROM deliveries WHERE reply_id = \(replyId)", logger: logger)
-        for try await value in status.decode(String.self) {
-            if let status = DeliveryStatus(rawValue: value), status != .pending {
-                return SendingClaim(claim: .finished(status), sendRecorded: false, optedOut: found.optedOut)
-            }
+        let status = try await withinDeadline { () async throws -> String? in
+            let rows = try await client.query("SELECT status FROM deliveries WHERE reply_id = \(replyId)", logger: logger)
+            for try await value in rows.decode(String.self) { return value }
+            return nil
+        }
+        if let status = status.flatMap(DeliveryStatus.init(rawValue:)), status != .pending {
+            return SendingClaim(claim: .finished(status), sendRecorded: false, optedOut: found.optedOut)
         }
         return SendingClaim(claim: .heldElsewhere, sendRecorded: false, optedOut: found.optedOut)
     }

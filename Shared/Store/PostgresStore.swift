@@ -166,7 +166,7 @@ extension PostgresStore: MessageStore {
         guard !messages.isEmpty else { return [] }
         do {
             return try await batchers.appendMessages.run(messages)
-        } catch let error where messages.count > 1 && !Self.isUnavailable(error) && !(error is CancellationError) {
+        } catch let error where messages.count > 1 && !Self.isUnavailable(error) && !(error is CancellationError) && !(error is TimeoutError) {
             var appended: [Bool] = []
             var refusal: (any Error)?
             for message in messages {

@@ -19,6 +19,7 @@ package protocol MessageStore: Sendable {
     @discardableResult
     func appendMessage(_ message: MessageRecord) async throws -> Bool
     /// Appends messages together (one statement where the store has them); for each, whether it was new.
+    /// Called within a `withDeadline`: every wait in it must honour ``TaskDeadline``.
     @discardableResult
     func appendMessages(_ messages: [MessageRecord]) async throws -> [Bool]
     /// The latest `limit` messages of a conversation, oldest first.
@@ -44,7 +45,7 @@ package protocol DeliveryStore: Sendable {
     func insertDelivery(replyId: String, conversationId: String, channel: ChannelKind) async throws
     /// The row's status, or nil when there is none.
     func deliveryStatus(replyId: String) async throws -> DeliveryStatus?
-    /// Records the send.
+    /// Records the send. Called within a `withDeadline`: every wait in it must honour ``TaskDeadline``.
     func markDelivered(replyId: String, providerId: String?) async throws
     /// Records a final failure.
     func markDeliveryFailed(replyId: String, error: String) async throws

@@ -1,3 +1,4 @@
+import AgentConnectCore
 import NIOConcurrencyHelpers
 import Testing
 
@@ -132,5 +133,53 @@ struct StatementBatcherTests {
         script.release()
         #expect(try await stuck.value == 2)
         #expect(try await next.value == 4)
+    }
+
+    @Test("a caller whose deadline passes while its statement is out fails alone; the others in it get their answers")
+    func deadlinePassesWhileSent() async throws {
+        let script = ScriptedSend()
+        let batcher = StatementBatcher<Int, Int>(maxBatch: 10, maxInFlight: 1) { try await script.send($0) }
+        let first = Task { try await batcher.run(1) }
+        try await Self.until { script.heldCount == 1 }
+        let bounded = Task { try await withDeadline(.seconds(2), "the bounded call") { try await batcher.run(5) } }
+        let neighbour = Task { try await batcher.run(6) }
+        try await Self.until { batcher.queuedCount == 2 }
+        // Let the first statement go, and hold the next (5 and 6 together) past the deadline.
+        script.release(keepHolding: true)
+        #expect(try await first.value == 2)
+        try await Self.until { script.heldCount == 1 }
+        #expect(script.sent.last.map(Set.init) == [5, 6])
+        let error = await #expect(throws: TimeoutError.self) { try await bounded.value }
+        #expect(error?.description.contains("the bounded call") == true)
+        #expect(script.heldCount == 1, "the statement itself is not cut short")
+        script.release()
+        #expect(try await neighbour.value == 12)
+    }
+
+    @Test("a caller whose deadline passes while queued leaves the queue: its item never goes out")
+    func deadlinePassesWhileQueued() async throws {
+        let script = ScriptedSend()
+        let batcher = StatementBatcher<Int, Int>(maxBatch: 10, maxInFlight: 1) { try await script.send($0) }
+        let first = Task { try await batcher.run(1) }
+        try await Self.until { script.heldCount == 1 }
+        let bounded = Task { try await withDeadline(.milliseconds(100), "queued") { try await batcher.run(7) } }
+        await #expect(throws: TimeoutError.self) { try await bounded.value }
+        #expect(batcher.queuedCount == 0)
+        script.release()
+        #expect(try await first.value == 2)
+        #expect(try await batcher.run(3) == 6)
+        #expect(!script.sent.joined().contains(7))
+    }
+
+    @Test("a caller answered before its deadline gets its answer, and a deadline already passed fails at once without sending")
+    func answeredInTimeAndAlreadyPassed() async throws {
+        let script = ScriptedSend()
+        script.release()
+        let batcher = StatementBatcher<Int, Int>(maxBatch: 10, maxInFlight: 1) { try await script.send($0) }
+        #expect(try await withDeadline(.seconds(30), "in time") { try await batcher.run(4) } == 8)
+        await #expect(throws: TimeoutError.self) {
+            try await withDeadline(.zero, "passed") { try await batcher.run(9) }
+        }
+        #expect(script.sent == [[4]])
     }
 }

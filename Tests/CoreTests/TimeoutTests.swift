@@ -119,4 +119,33 @@ struct TimeoutTests {
         call.cancel()
         await #expect(throws: CancellationError.self) { try await call.value }
     }
+
+    @Test("withDeadline: withinDeadline bounds a wait by the time left; a later inner deadline does not extend an outer one")
+    func deadlineForTheBody() async throws {
+        #expect(TaskDeadline.current == nil)
+        #expect(try await withinDeadline { 3 } == 3, "no deadline: no bound")
+        let clock = ContinuousClock()
+        let started = clock.now
+        let error = await #expect(throws: TimeoutError.self) {
+            try await withDeadline(.milliseconds(150), "outer") {
+                #expect(TaskDeadline.current?.label == "outer")
+                try await withDeadline(.seconds(60), "inner") {
+                    #expect(TaskDeadline.current?.label == "outer", "a later deadline changes nothing")
+                    try await withinDeadline { try await Task.sleep(for: .seconds(60)) }
+                }
+            }
+        }
+        #expect(error != nil)
+        let elapsed = clock.now - started
+        #expect(elapsed >= .milliseconds(100))
+        #expect(elapsed < .seconds(20))
+        #expect(TaskDeadline.current == nil)
+        let nested = try await withDeadline(.seconds(60), "outer") {
+            try await withDeadline(.seconds(1), "inner") { TaskDeadline.current?.label }
+        }
+        #expect(nested == "inner", "an earlier deadline inside takes over")
+        await #expect(throws: TimeoutError.self) {
+            try await withDeadline(.zero, "passed") { try await withinDeadline { 1 } }
+        }
+    }
 }

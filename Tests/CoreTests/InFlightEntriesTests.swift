@@ -1,0 +1,75 @@
+import EventBus
+import Testing
+
+/// A consumer loop at its limit waits on its entries in flight for room: woken by the entry that
+/// makes it, by its bound, or by cancellation; never by entries that leave too little room.
+@Suite("InFlightEntries: waiting for room")
+struct InFlightEntriesTests {
+    static func entry(_ id: Int, stream: String = "s") -> BusEntry {
+        BusEntry(stream: stream, id: "\(id)-0", event: nil, raw: [])
+    }
+
+    static func filled(_ count: Int) -> InFlightEntries {
+        let entries = InFlightEntries()
+        for id in 0..<count { _ = entries.begin(entry(id, stream: id % 2 == 0 ? "a" : "b")) }
+        return entries
+    }
+
+    @Test("counts entries across streams; a second begin of the same entry and an end of an unknown one change nothing")
+    func counting() {
+        let entries = Self.filled(4)
+        #expect(entries.count == 4)
+        #expect(!entries.begin(Self.entry(0, stream: "a")))
+        entries.end(Self.entry(99, stream: "a"))
+        #expect(entries.count == 4)
+        #expect(entries.count(in: ["a"]) == 2)
+        entries.end(Self.entry(0, stream: "a"))
+        #expect(entries.count == 3)
+        #expect(entries.snapshot["a"] == ["2-0"])
+    }
+
+    @Test("returns at once when there is already room")
+    func roomAlready() async {
+        let entries = Self.filled(3)
+        let clock = ContinuousClock()
+        let started = clock.now
+        await entries.wait(untilAtMost: 3, bound: .seconds(60))
+        #expect(clock.now - started < .seconds(20))
+    }
+
+    @Test("wakes when the entry that makes the room ends, not before")
+    func wokenByRoom() async throws {
+        let entries = Self.filled(8)
+        let woken = Task {
+            await entries.wait(untilAtMost: 6, bound: .seconds(60))
+            return entries.count
+        }
+        // Until the waiter is registered (the first end below would otherwise find no one).
+        try await Task.sleep(for: .milliseconds(100))
+        entries.end(Self.entry(0, stream: "a"))
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(entries.count == 7)
+        entries.end(Self.entry(1, stream: "b"))
+        let clock = ContinuousClock()
+        let started = clock.now
+        #expect(await woken.value <= 6)
+        #expect(clock.now - started < .seconds(20), "woken by the end, long before the 60 s bound")
+    }
+
+    @Test("returns after its bound when no room comes, and at once when cancelled")
+    func boundAndCancellation() async {
+        let entries = Self.filled(2)
+        let clock = ContinuousClock()
+        var started = clock.now
+        await entries.wait(untilAtMost: 0, bound: .milliseconds(150))
+        let elapsed = clock.now - started
+        #expect(elapsed >= .milliseconds(140))
+        #expect(elapsed < .seconds(20))
+        started = clock.now
+        let waiting = Task { await entries.wait(untilAtMost: 0, bound: .seconds(60)) }
+        waiting.cancel()
+        await waiting.value
+        #expect(clock.now - started < .seconds(20))
+        #expect(entries.count == 2)
+    }
+}

@@ -139,9 +139,11 @@ struct InboundConsumer: Service {
                         }
                         if room <= 0 {
                             // Until an eighth of the limit is free (one read for several entries), at most
-                            // until the next lease refresh or refresh of the entries in flight is due.
-                            let untilRefresh = max(.milliseconds(1), min(nextLeaseRefresh - .now, source.refreshInterval))
-                            await source.inFlight.wait(untilAtMost: maxInFlight - max(1, maxInFlight / 8), bound: untilRefresh)
+                            // until the next lease refresh or refresh of the entries in flight is due;
+                            // while partitions are handed over, 10 ms (their last entry ending wakes no one).
+                            var bound = min(nextLeaseRefresh - .now, source.untilRefreshDue)
+                            if !leaving.isEmpty { bound = min(bound, .milliseconds(10)) }
+                            await source.inFlight.wait(untilAtMost: maxInFlight - max(1, maxInFlight / 8), bound: max(.milliseconds(1), bound))
                             try Task.checkCancellation()
                             continue
                         }

@@ -29,17 +29,22 @@ package func withTimeout<T: Sendable>(
                 do { result = .success(try await body()) } catch { result = .failure(error) }
                 race.finish(result)
             }
-            let (seconds, attoseconds) = timeout.components
-            let whole = UInt64(clamping: seconds).multipliedReportingOverflow(by: 1_000_000_000)
-            let nanoseconds = whole.partialValue.addingReportingOverflow(UInt64(clamping: attoseconds / 1_000_000_000))
-            let bound = whole.overflow || nanoseconds.overflow ? UInt64.max : nanoseconds.partialValue
-            // A bound of decades is no bound (dispatch misreads deadlines that far out as "now").
+            let bound = boundNanoseconds(timeout)
             let deadline = bound < Deadlines.never ? Deadlines.shared.add(after: bound, race) : nil
             race.arm(work: work, deadline: deadline)
         }
     } onCancel: {
         race.cancel()
     }
+}
+
+/// `timeout` in nanoseconds, 0 when negative and `UInt64.max` past what fits. A bound of
+/// ``Deadlines/never`` or more is no bound (dispatch misreads deadlines that far out as "now").
+private func boundNanoseconds(_ timeout: Duration) -> UInt64 {
+    let (seconds, attoseconds) = timeout.components
+    let whole = UInt64(clamping: seconds).multipliedReportingOverflow(by: 1_000_000_000)
+    let nanoseconds = whole.partialValue.addingReportingOverflow(UInt64(clamping: attoseconds / 1_000_000_000))
+    return whole.overflow || nanoseconds.overflow ? UInt64.max : nanoseconds.partialValue
 }
 
 /// The deadline ``withDeadline`` gives the waits of its body, as a task local.
@@ -65,15 +70,15 @@ package struct TaskDeadline: Sendable {
 /// (``TaskDeadline/current``) that the waits inside it honour. Only for bodies whose every wait
 /// does: a ``StatementBatcher``'s (the caller gives up its place or its answer, as when cancelled,
 /// and gets the ``TimeoutError``), or one wrapped in ``withinDeadline(_:)``. A nested deadline
-/// later than one already set changes nothing.
+/// later than one already set changes nothing, and so does a bound of decades (no bound).
 ///
 /// The hot paths' store calls (a delivery's claim and mark-sent, a turn's history rows) are each one
 /// batched statement; ``withTimeout`` started a task, a race and a continuation for each, about 5%
 /// of outbound's and the worker's CPU at their max rate.
 package func withDeadline<T>(_ timeout: Duration, _ label: String, _ body: () async throws -> T) async throws -> T {
-    let nanoseconds = UInt64(clamping: timeout.nanoseconds)
-    let now = DispatchTime.now().uptimeNanoseconds
-    let at = now.addingReportingOverflow(nanoseconds).overflow ? UInt64.max - 1 : now + nanoseconds
+    let bound = boundNanoseconds(timeout)
+    guard bound < Deadlines.never else { return try await body() }
+    let at = DispatchTime.now().uptimeNanoseconds + bound
     if let outer = TaskDeadline.current, outer.uptimeNanoseconds <= at { return try await body() }
     return try await TaskDeadline.$current.withValue(TaskDeadline(uptimeNanoseconds: at, label: label, timeout: timeout)) {
         try await body()
@@ -163,8 +168,8 @@ private final class TimeoutRace<T: Sendable>: Expiring, @unchecked Sendable {
     }
 }
 
-/// The pending deadlines of every ``withTimeout`` in the process, and one dispatch timer armed for
-/// the earliest. A finished call only removes its entry; the timer, when it fires, expires what is
+/// The pending deadlines of every ``withTimeout`` in the process (and of each `StatementBatcher` caller
+/// under a ``withDeadline``), and one dispatch timer armed for the earliest. A finished call only removes its entry; the timer, when it fires, expires what is
 /// due and re-arms for the next live deadline (with one bound used everywhere, that is about once per
 /// bound, not once per call).
 package final class Deadlines: @unchecked Sendable {

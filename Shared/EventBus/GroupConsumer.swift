@@ -46,9 +46,9 @@ package struct GroupConsumer: Service {
                     let room = options.batchSize - source.inFlight.count
                     if room <= 0 {
                         // Until an eighth of the batch is free (one read for several entries), at most
-                        // until the next refresh of those in flight.
+                        // until the next refresh of those in flight is due.
                         await source.inFlight.wait(
-                            untilAtMost: options.batchSize - max(1, options.batchSize / 8), bound: source.refreshInterval)
+                            untilAtMost: options.batchSize - max(1, options.batchSize / 8), bound: source.untilRefreshDue)
                         continue
                     }
                     do {

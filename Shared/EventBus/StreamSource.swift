@@ -176,6 +176,12 @@ package struct StreamSource: Sendable {
         return result
     }
 
+    /// How long until ``refreshIfDue()`` has work (at least 1 ms): how long a loop may wait.
+    package var untilRefreshDue: Duration {
+        let since = ContinuousClock.now - lastRefresh.withLockedValue { $0 }
+        return max(.milliseconds(1), refreshInterval - since)
+    }
+
     /// Resets the idle time of everything in flight, when ``refreshInterval`` has passed.
     package func refreshIfDue() async {
         let due = lastRefresh.withLockedValue { last in

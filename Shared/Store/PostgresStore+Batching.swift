@@ -9,7 +9,7 @@ import PostgresNIO
 ///
 /// - Each ``run(_:)`` returns once the statement holding its item was answered, with its own answer,
 ///   so a caller still sees its effect done before it goes on.
-/// - No timer: an item goes out at once when fewer than `maxInFlight` statements are out (no added
+/// - No batching timer: an item goes out at once when fewer than `maxInFlight` statements are out (no added
 ///   latency when idle); items that arrive while they all are out queue, and go out together (up to
 ///   `maxBatch`) when one is answered. A slow or stuck statement holds only its own lane.
 /// - A statement runs in a task of its own, so a caller that gives up (its task cancelled, as

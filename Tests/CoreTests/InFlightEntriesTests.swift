@@ -3,7 +3,7 @@ import Testing
 
 /// A consumer loop at its limit waits on its entries in flight for room: woken by the entry that
 /// makes it, by its bound, or by cancellation; never by entries that leave too little room.
-@Suite("InFlightEntries: waiting for room")
+@Suite("InFlightEntries: waiting for room", .timeLimit(.minutes(1)))
 struct InFlightEntriesTests {
     static func entry(_ id: Int, stream: String = "s") -> BusEntry {
         BusEntry(stream: stream, id: "\(id)-0", event: nil, raw: [])

@@ -6,7 +6,7 @@ import Testing
 
 /// The batcher behind PostgreSQL's batched statements, on a scripted `send`: which items share a
 /// statement, and what one caller's cancellation or refused item does to the others.
-@Suite("StatementBatcher: callers that share a statement")
+@Suite("StatementBatcher: callers that share a statement", .timeLimit(.minutes(1)))
 struct StatementBatcherTests {
     /// A `send` whose statements wait until the test lets them go, and record what they carried.
     final class ScriptedSend: Sendable {
@@ -141,7 +141,7 @@ struct StatementBatcherTests {
         let batcher = StatementBatcher<Int, Int>(maxBatch: 10, maxInFlight: 1) { try await script.send($0) }
         let first = Task { try await batcher.run(1) }
         try await Self.until { script.heldCount == 1 }
-        let bounded = Task { try await withDeadline(.seconds(2), "the bounded call") { try await batcher.run(5) } }
+        let bounded = Task { try await withDeadline(.seconds(4), "the bounded call") { try await batcher.run(5) } }
         let neighbour = Task { try await batcher.run(6) }
         try await Self.until { batcher.queuedCount == 2 }
         // Let the first statement go, and hold the next (5 and 6 together) past the deadline.

@@ -5,7 +5,7 @@ import Testing
 /// `withTimeout`'s deadlines share one timer: a bound shorter than those already pending, one
 /// pending behind entries whose calls already finished, and many at once must each still fire
 /// after their own bound, cancel their body, and leave quick calls alone.
-@Suite("withTimeout: deadlines on one shared timer")
+@Suite("withTimeout: deadlines on one shared timer", .timeLimit(.minutes(1)))
 struct TimeoutTests {
     @Test("a shorter bound added while a longer one is pending times out on its own bound")
     func shorterBoundAfterLonger() async throws {
@@ -147,5 +147,6 @@ struct TimeoutTests {
         await #expect(throws: TimeoutError.self) {
             try await withDeadline(.zero, "passed") { try await withinDeadline { 1 } }
         }
+        #expect(try await withDeadline(.seconds(Int64.max / 2), "forever") { TaskDeadline.current == nil }, "centuries are no bound")
     }
 }

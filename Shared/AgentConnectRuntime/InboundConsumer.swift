@@ -141,7 +141,7 @@ struct InboundConsumer: Service {
                             // Until an eighth of the limit is free (one read for several entries), at most
                             // until the next lease refresh or refresh of the entries in flight is due;
                             // while partitions are handed over, 10 ms (their last entry ending wakes no one).
-                            var bound = min(nextLeaseRefresh - .now, source.untilRefreshDue)
+                            var bound = min(nextLeaseRefresh - .now, source.untilRefreshDue, InFlightEntries.maxWait)
                             if !leaving.isEmpty { bound = min(bound, .milliseconds(10)) }
                             await source.inFlight.wait(untilAtMost: maxInFlight - max(1, maxInFlight / 8), bound: max(.milliseconds(1), bound))
                             try Task.checkCancellation()

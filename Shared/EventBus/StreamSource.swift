@@ -25,6 +25,12 @@ package final class InFlightEntries: Sendable {
 
     private let state = NIOLockedValueBox(State())
 
+    /// The longest a consumer loop waits at a time. Its timer stays on the event loop's heap until it
+    /// fires, even when room came first (SwiftNIO cancels a scheduled task by a linear search of that
+    /// heap, which every other timer's cancellation then pays for): a short bound keeps the heap to
+    /// a few entries.
+    package static let maxWait = Duration.milliseconds(100)
+
     package init() {}
 
     /// Starts tracking an entry; false when it is already in flight here (a reclaim of our own work).

@@ -168,10 +168,10 @@ private final class TimeoutRace<T: Sendable>: Expiring, @unchecked Sendable {
     }
 }
 
-/// The pending deadlines of every ``withTimeout`` in the process (and of each `StatementBatcher` caller
-/// under a ``withDeadline``), and one dispatch timer armed for the earliest. A finished call only removes its entry; the timer, when it fires, expires what is
-/// due and re-arms for the next live deadline (with one bound used everywhere, that is about once per
-/// bound, not once per call).
+/// The pending deadlines of every ``withTimeout`` in the process (and of each `StatementBatcher`
+/// caller under a ``withDeadline``), and one dispatch timer armed for the earliest. A finished call
+/// only removes its entry; the timer, when it fires, expires what is due and re-arms for the next
+/// live deadline (with one bound used everywhere, that is about once per bound, not once per call).
 package final class Deadlines: @unchecked Sendable {
     package static let shared = Deadlines()
     /// Bounds of this many nanoseconds (about 73 years) or more never expire.

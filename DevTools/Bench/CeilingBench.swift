@@ -38,8 +38,7 @@ struct CeilingBench: AsyncParsableCommand {
         let port = port
         let seconds = seconds
         try await withThrowingTaskGroup(of: Void.self) { server in
-            // No signal handling of its own: SIGTERM or Ctrl-C ends the whole load generator, not only its server.
-            server.addTask { try await app.runService(gracefulShutdownSignals: []) }
+            server.addTask { try await app.runInLoadGenerator() }
             try await Task.sleep(for: .milliseconds(300))
             let clock = ContinuousClock()
             let deadline = clock.now + .seconds(seconds)
@@ -86,5 +85,13 @@ struct CeilingBench: AsyncParsableCommand {
             server.cancelAll()
         }
         try await http.shutdown()
+    }
+}
+
+extension ApplicationProtocol {
+    /// Runs a server inside the load generator. No signal handling of its own: SIGTERM or Ctrl-C
+    /// ends the whole load generator, not only its server.
+    func runInLoadGenerator() async throws {
+        try await runService(gracefulShutdownSignals: [])
     }
 }

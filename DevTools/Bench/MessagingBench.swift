@@ -131,8 +131,7 @@ struct MessagingBench: AsyncParsableCommand {
         }
 
         try await withThrowingTaskGroup(of: Void.self) { server in
-            // No signal handling of its own: SIGTERM or Ctrl-C ends the whole load generator, not only its server.
-            server.addTask { try await app.runService(gracefulShutdownSignals: []) }
+            server.addTask { try await app.runInLoadGenerator() }
             // Waits past their timeout end here (a wait holds no timer of its own).
             server.addTask {
                 while !Task.isCancelled {

@@ -70,8 +70,8 @@ package final class InFlightEntries: Sendable {
     /// Returns once at most `target` entries are in flight, once `bound` has passed, or once the task
     /// is cancelled, whichever comes first: a consumer loop at its limit waits here for room instead of
     /// polling. The bound is a timer on the caller's event loop (a `Task.sleep` is a dispatch timer,
-    /// armed through dispatch's manager thread: polling every 2 ms that way cost outbound about 6% of
-    /// its CPU at its max rate).
+    /// armed through dispatch's manager thread and fired on a dispatch thread: replacing a poll every
+    /// 2 ms that way took 8–14% off outbound's CPU a message at its max rate).
     package func wait(untilAtMost target: Int, bound: Duration) async {
         let id = state.withLockedValue { state -> UInt64 in
             state.nextWaiter += 1

@@ -1,4 +1,5 @@
 import EventBus
+import NIOConcurrencyHelpers
 import Testing
 
 /// A consumer loop at its limit waits on its entries in flight for room: woken by the entry that
@@ -40,15 +41,18 @@ struct InFlightEntriesTests {
     @Test("wakes when the entry that makes the room ends, not before")
     func wokenByRoom() async throws {
         let entries = Self.filled(8)
+        let returned = NIOLockedValueBox(false)
         let woken = Task {
             await entries.wait(untilAtMost: 6, bound: .seconds(60))
+            returned.withLockedValue { $0 = true }
             return entries.count
         }
         // Until the waiter is registered (the first end below would otherwise find no one).
         try await Task.sleep(for: .milliseconds(100))
         entries.end(Self.entry(0, stream: "a"))
-        try await Task.sleep(for: .milliseconds(100))
+        try await Task.sleep(for: .milliseconds(200))
         #expect(entries.count == 7)
+        #expect(!returned.withLockedValue { $0 }, "7 in flight is not room for a waiter on 6")
         entries.end(Self.entry(1, stream: "b"))
         let clock = ContinuousClock()
         let started = clock.now

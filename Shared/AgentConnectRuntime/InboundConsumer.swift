@@ -138,12 +138,11 @@ struct InboundConsumer: Service {
                             continue
                         }
                         if room <= 0 {
-                            // Until an eighth of the limit is free (one read for several entries), at most
-                            // until the next lease refresh or refresh of the entries in flight is due;
-                            // while partitions are handed over, 10 ms (their last entry ending wakes no one).
-                            var bound = min(nextLeaseRefresh - .now, source.untilRefreshDue, InFlightEntries.maxWait)
-                            if !leaving.isEmpty { bound = min(bound, .milliseconds(10)) }
-                            await source.inFlight.wait(untilAtMost: maxInFlight - max(1, maxInFlight / 8), bound: max(.milliseconds(1), bound))
+                            // At most until the next lease refresh; 10 ms while partitions are handed
+                            // over (their last entry ending wakes no one).
+                            var atMost = nextLeaseRefresh - .now
+                            if !leaving.isEmpty { atMost = min(atMost, .milliseconds(10)) }
+                            await source.waitForRoom(limit: maxInFlight, atMost: atMost)
                             try Task.checkCancellation()
                             continue
                         }

@@ -8,6 +8,11 @@ package struct TimeoutError: Error, CustomStringConvertible, Sendable {
     package init(_ description: String) {
         self.description = description
     }
+
+    /// "`label` did not finish within `timeout`": what a bound that passed reports.
+    package init(_ label: String, after timeout: Duration) {
+        self.init("\(label) did not finish within \(timeout)")
+    }
 }
 
 /// Runs `body` and returns its result, or throws ``TimeoutError`` once `timeout` passes. The body is
@@ -57,7 +62,7 @@ package struct TaskDeadline: Sendable {
     @TaskLocal package static var current: TaskDeadline?
 
     /// What a wait that outlasts it throws: the error ``withTimeout`` throws.
-    package var error: TimeoutError { TimeoutError("\(label) did not finish within \(timeout)") }
+    package var error: TimeoutError { TimeoutError(label, after: timeout) }
 
     /// Nanoseconds left (0 once passed).
     package var remainingNanoseconds: UInt64 {
@@ -139,7 +144,7 @@ private final class TimeoutRace<T: Sendable>: Expiring, @unchecked Sendable {
     }
 
     func expire(token: UInt64) {
-        finish(.failure(TimeoutError("\(label) did not finish within \(timeout)")), timedOut: true)
+        finish(.failure(TimeoutError(label, after: timeout)), timedOut: true)
     }
 
     func finish(_ result: Result<T, any Error>, timedOut: Bool = false) {

@@ -45,11 +45,7 @@ package struct GroupConsumer: Service {
                     await source.refreshIfDue()
                     let room = options.batchSize - source.inFlight.count
                     if room <= 0 {
-                        // Until an eighth of the batch is free (one read for several entries), at most
-                        // until the next refresh of those in flight is due (see InFlightEntries.maxWait).
-                        await source.inFlight.wait(
-                            untilAtMost: options.batchSize - max(1, options.batchSize / 8),
-                            bound: min(source.untilRefreshDue, InFlightEntries.maxWait))
+                        await source.waitForRoom(limit: options.batchSize)
                         continue
                     }
                     do {

@@ -25,12 +25,6 @@ package final class InFlightEntries: Sendable {
 
     private let state = NIOLockedValueBox(State())
 
-    /// The longest a consumer loop waits at a time. Its timer stays on the event loop's heap until it
-    /// fires, even when room came first (SwiftNIO cancels a scheduled task by a linear search of that
-    /// heap, which every other timer's cancellation then pays for): a short bound keeps the heap to
-    /// a few entries.
-    package static let maxWait = Duration.milliseconds(100)
-
     package init() {}
 
     /// Starts tracking an entry; false when it is already in flight here (a reclaim of our own work).
@@ -182,10 +176,19 @@ package struct StreamSource: Sendable {
         return result
     }
 
-    /// How long until ``refreshIfDue()`` has work (at least 1 ms): how long a loop may wait.
-    package var untilRefreshDue: Duration {
-        let since = ContinuousClock.now - lastRefresh.withLockedValue { $0 }
-        return max(.milliseconds(1), refreshInterval - since)
+    /// The longest a consumer loop waits for room at a time. Its timer stays on the event loop's heap
+    /// until it fires, even when room came first (SwiftNIO cancels a scheduled task by a linear search
+    /// of that heap, which every other timer's cancellation then pays for): a short bound keeps the
+    /// heap to a few entries.
+    private static let maxRoomWait = Duration.milliseconds(100)
+
+    /// For a consumer loop with `limit` entries in flight: waits until an eighth of the limit is free
+    /// (one read for several entries), at most until ``refreshIfDue()`` has work, `atMost` has passed,
+    /// or 100 ms, whichever comes first.
+    package func waitForRoom(limit: Int, atMost: Duration = .seconds(3600)) async {
+        let untilRefresh = refreshInterval - (ContinuousClock.now - lastRefresh.withLockedValue { $0 })
+        let bound = max(.milliseconds(1), min(untilRefresh, atMost, Self.maxRoomWait))
+        await inFlight.wait(untilAtMost: limit - max(1, limit / 8), bound: bound)
     }
 
     /// Resets the idle time of everything in flight, when ``refreshInterval`` has passed.

@@ -13,10 +13,11 @@ import Tracing
 /// endpoint is set (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`);
 /// `OTEL_TRACES_EXPORTER=none` or `OTEL_SDK_DISABLED=true` keep it off. Everything else
 /// (`OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`, `OTEL_EXPORTER_OTLP_PROTOCOL`, `OTEL_BSP_*`, …) is
-/// read by swift-otel itself. Off (and no tracer set up by other means), no span is made at all: ``withSpan(_:continuing:kind:attributes:isolation:_:)``
-/// runs its operation directly (through swift-distributed-tracing's no-op tracer a span still cost
-/// 2–5% of a service's CPU a message: a context extracted and injected through dictionaries, a task
-/// local bound, and the next hop's `traceparent` made whether or not it was read).
+/// read by swift-otel itself. Off (and no tracer set up by other means), no span is made at all:
+/// ``withSpan(_:continuing:kind:attributes:isolation:_:)`` runs its operation directly (through
+/// swift-distributed-tracing's no-op tracer a span still cost 2–5% of a service's CPU a message: a
+/// context extracted and injected through dictionaries, a task local bound, and the next hop's
+/// `traceparent` made whether or not it was read).
 ///
 /// Hops join across services through the W3C `traceparent` each ``BusEvent`` carries.
 package enum Traces {

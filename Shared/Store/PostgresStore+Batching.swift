@@ -62,13 +62,13 @@ final class StatementBatcher<Item: Sendable, Answer: Sendable>: Expiring, Sendab
     /// caller's ``TaskDeadline`` when it has one.
     func run(_ item: Item) async throws -> Answer {
         let deadline = TaskDeadline.current
+        if let deadline, deadline.remainingNanoseconds == 0 { throw deadline.error }
         let id = state.withLockedValue { state -> UInt64 in
             state.nextId += 1
             return state.nextId
         }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Answer, any Error>) in
-                if let deadline, deadline.remainingNanoseconds == 0 { return continuation.resume(throwing: deadline.error) }
                 // Checked under the lock the cancellation handler takes: a cancellation either finds
                 // the waiter registered, or is seen here (the flag is set before the handler runs).
                 let batch = state.withLockedValue { state -> [UInt64]?? in

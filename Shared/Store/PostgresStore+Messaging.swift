@@ -137,7 +137,6 @@ extension PostgresStore {
                 claim: .claimed(inDoubtSince: nil), sendRecorded: found.sendRecorded, optedOut: found.optedOut, participants: found.participants)
         }
         // A redelivered reply: plain statements, within the caller's deadline (see `withDeadline`).
-        let (client, logger) = (client, logger)
         let taken = try await withinDeadline { () async throws -> Date?? in
             let rows = try await client.query(
                 """

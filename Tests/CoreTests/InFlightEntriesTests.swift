@@ -16,6 +16,14 @@ struct InFlightEntriesTests {
         return entries
     }
 
+    /// How long `body` took.
+    static func timed(_ body: () async -> Void) async -> Duration {
+        let clock = ContinuousClock()
+        let started = clock.now
+        await body()
+        return clock.now - started
+    }
+
     @Test("counts entries across streams; a second begin of the same entry and an end of an unknown one change nothing")
     func counting() {
         let entries = Self.filled(4)
@@ -32,10 +40,7 @@ struct InFlightEntriesTests {
     @Test("returns at once when there is already room")
     func roomAlready() async {
         let entries = Self.filled(3)
-        let clock = ContinuousClock()
-        let started = clock.now
-        await entries.wait(untilAtMost: 3, bound: .seconds(60))
-        #expect(clock.now - started < .seconds(20))
+        #expect(await Self.timed { await entries.wait(untilAtMost: 3, bound: .seconds(60)) } < .seconds(20))
     }
 
     @Test("wakes when the entry that makes the room ends, not before")
@@ -47,33 +52,29 @@ struct InFlightEntriesTests {
             returned.withLockedValue { $0 = true }
             return entries.count
         }
-        // Until the waiter is registered (the first end below would otherwise find no one).
+        // Until the waiter is registered, so that the first end below meets it.
         try await Task.sleep(for: .milliseconds(100))
         entries.end(Self.entry(0, stream: "a"))
         try await Task.sleep(for: .milliseconds(200))
         #expect(entries.count == 7)
         #expect(!returned.withLockedValue { $0 }, "7 in flight is not room for a waiter on 6")
         entries.end(Self.entry(1, stream: "b"))
-        let clock = ContinuousClock()
-        let started = clock.now
-        #expect(await woken.value <= 6)
-        #expect(clock.now - started < .seconds(20), "woken by the end, long before the 60 s bound")
+        let wokenAfter = await Self.timed { #expect(await woken.value <= 6) }
+        #expect(wokenAfter < .seconds(20), "woken by the end, long before the 60 s bound")
     }
 
     @Test("returns after its bound when no room comes, and at once when cancelled")
     func boundAndCancellation() async {
         let entries = Self.filled(2)
-        let clock = ContinuousClock()
-        var started = clock.now
-        await entries.wait(untilAtMost: 0, bound: .milliseconds(150))
-        let elapsed = clock.now - started
-        #expect(elapsed >= .milliseconds(140))
-        #expect(elapsed < .seconds(20))
-        started = clock.now
-        let waiting = Task { await entries.wait(untilAtMost: 0, bound: .seconds(60)) }
-        waiting.cancel()
-        await waiting.value
-        #expect(clock.now - started < .seconds(20))
+        let bounded = await Self.timed { await entries.wait(untilAtMost: 0, bound: .milliseconds(150)) }
+        #expect(bounded >= .milliseconds(140))
+        #expect(bounded < .seconds(20))
+        let cancelled = await Self.timed {
+            let waiting = Task { await entries.wait(untilAtMost: 0, bound: .seconds(60)) }
+            waiting.cancel()
+            await waiting.value
+        }
+        #expect(cancelled < .seconds(20))
         #expect(entries.count == 2)
     }
 }

@@ -50,12 +50,25 @@ struct StatementBatcherTests {
         }
     }
 
-    @Test("items that arrive while every lane is out go out together, each caller with its own answer")
-    func queuedItemsShareAStatement() async throws {
+    /// A batcher with one lane, held busy by a first statement (item 1) that the script holds.
+    static func oneLaneBusy() async throws -> (ScriptedSend, StatementBatcher<Int, Int>, first: Task<Int, any Error>) {
         let script = ScriptedSend()
         let batcher = StatementBatcher<Int, Int>(maxBatch: 10, maxInFlight: 1) { try await script.send($0) }
         let first = Task { try await batcher.run(1) }
-        try await Self.until { script.heldCount == 1 }
+        try await until { script.heldCount == 1 }
+        return (script, batcher, first)
+    }
+
+    /// Lets the first statement of ``oneLaneBusy()`` go (it answers 2) and holds the next.
+    static func releaseFirstHoldingNext(_ script: ScriptedSend, _ first: Task<Int, any Error>) async throws {
+        script.release(keepHolding: true)
+        #expect(try await first.value == 2)
+        try await until { script.heldCount == 1 }
+    }
+
+    @Test("items that arrive while every lane is out go out together, each caller with its own answer")
+    func queuedItemsShareAStatement() async throws {
+        let (script, batcher, first) = try await Self.oneLaneBusy()
         let others = (2...4).map { value in Task { try await batcher.run(value) } }
         try await Self.until { batcher.queuedCount == 3 }
         #expect(script.sent == [[1]], "nothing else goes out while the only lane is busy")
@@ -68,10 +81,7 @@ struct StatementBatcherTests {
 
     @Test("a caller cancelled while queued fails alone, at once, and its item never goes out")
     func cancelledWhileQueued() async throws {
-        let script = ScriptedSend()
-        let batcher = StatementBatcher<Int, Int>(maxBatch: 10, maxInFlight: 1) { try await script.send($0) }
-        let first = Task { try await batcher.run(1) }
-        try await Self.until { script.heldCount == 1 }
+        let (script, batcher, first) = try await Self.oneLaneBusy()
         let gaveUp = Task { try await batcher.run(7) }
         try await Self.until { batcher.queuedCount == 1 }
         gaveUp.cancel()
@@ -86,17 +96,12 @@ struct StatementBatcherTests {
 
     @Test("a caller cancelled while its statement is out stops waiting; the others in the statement get their answers")
     func cancelledWhileSent() async throws {
-        let script = ScriptedSend()
-        let batcher = StatementBatcher<Int, Int>(maxBatch: 10, maxInFlight: 1) { try await script.send($0) }
-        let first = Task { try await batcher.run(1) }
-        try await Self.until { script.heldCount == 1 }
+        let (script, batcher, first) = try await Self.oneLaneBusy()
         let cancelled = Task { try await batcher.run(8) }
         let neighbour = Task { try await batcher.run(9) }
         try await Self.until { batcher.queuedCount == 2 }
-        // Let the first statement go, and hold the next (8 and 9 together).
-        script.release(keepHolding: true)
-        #expect(try await first.value == 2)
-        try await Self.until { script.heldCount == 1 }
+        // 8 and 9 go out together, and are held.
+        try await Self.releaseFirstHoldingNext(script, first)
         #expect(script.sent.last.map(Set.init) == [8, 9])
         cancelled.cancel()
         await #expect(throws: CancellationError.self) { try await cancelled.value }
@@ -106,10 +111,7 @@ struct StatementBatcherTests {
 
     @Test("a statement refused for one item is run again item by item: only that item's caller fails")
     func refusedItemFailsOnlyItsCaller() async throws {
-        let script = ScriptedSend()
-        let batcher = StatementBatcher<Int, Int>(maxBatch: 10, maxInFlight: 1) { try await script.send($0) }
-        let first = Task { try await batcher.run(1) }
-        try await Self.until { script.heldCount == 1 }
+        let (script, batcher, first) = try await Self.oneLaneBusy()
         let good = Task { try await batcher.run(2) }
         let bad = Task { try await batcher.run(-1) }
         let alsoGood = Task { try await batcher.run(3) }
@@ -137,17 +139,12 @@ struct StatementBatcherTests {
 
     @Test("a caller whose deadline passes while its statement is out fails alone; the others in it get their answers")
     func deadlinePassesWhileSent() async throws {
-        let script = ScriptedSend()
-        let batcher = StatementBatcher<Int, Int>(maxBatch: 10, maxInFlight: 1) { try await script.send($0) }
-        let first = Task { try await batcher.run(1) }
-        try await Self.until { script.heldCount == 1 }
+        let (script, batcher, first) = try await Self.oneLaneBusy()
         let bounded = Task { try await withDeadline(.seconds(4), "the bounded call") { try await batcher.run(5) } }
         let neighbour = Task { try await batcher.run(6) }
         try await Self.until { batcher.queuedCount == 2 }
-        // Let the first statement go, and hold the next (5 and 6 together) past the deadline.
-        script.release(keepHolding: true)
-        #expect(try await first.value == 2)
-        try await Self.until { script.heldCount == 1 }
+        // 5 and 6 go out together, and are held past the deadline.
+        try await Self.releaseFirstHoldingNext(script, first)
         #expect(script.sent.last.map(Set.init) == [5, 6])
         let error = await #expect(throws: TimeoutError.self) { try await bounded.value }
         #expect(error?.description.contains("the bounded call") == true)
@@ -158,10 +155,7 @@ struct StatementBatcherTests {
 
     @Test("a caller whose deadline passes while queued leaves the queue: its item never goes out")
     func deadlinePassesWhileQueued() async throws {
-        let script = ScriptedSend()
-        let batcher = StatementBatcher<Int, Int>(maxBatch: 10, maxInFlight: 1) { try await script.send($0) }
-        let first = Task { try await batcher.run(1) }
-        try await Self.until { script.heldCount == 1 }
+        let (script, batcher, first) = try await Self.oneLaneBusy()
         let bounded = Task { try await withDeadline(.milliseconds(100), "queued") { try await batcher.run(7) } }
         await #expect(throws: TimeoutError.self) { try await bounded.value }
         #expect(batcher.queuedCount == 0)

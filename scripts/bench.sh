@@ -20,7 +20,7 @@ started=0
 if ! bash scripts/stack.sh status; then bash scripts/stack.sh start; started=1; fi
 pids=()
 cleanup() {
-  [ "${fsync:-}" = always ] && redis-cli -p "$redis_port" CONFIG SET appendfsync always >/dev/null 2>&1
+  [ -n "${voice_fsync:-}" ] && redis-cli -p "$voice_redis_port" CONFIG SET appendfsync "$voice_fsync" >/dev/null 2>&1
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   [ "$started" -eq 1 ] && bash scripts/stack.sh stop
@@ -36,6 +36,7 @@ else
 fi
 bin=$(swift build -c release --show-bin-path)
 redis_port=${AC_REDIS_PORT:-16379}
+voice_redis_port=${AC_VOICE_REDIS_PORT:-16380}
 pg_port=${AC_PG_PORT:-15432}
 out=${BENCH_OUT:-bench-results}
 parts=" ${BENCH_PARTS:-ceilings bus callgrind messaging voice} "
@@ -48,6 +49,7 @@ rows="$out/rows.txt"
 bus_db=1022
 stack_db=1020
 redis_pid=$(redis-cli -p "$redis_port" INFO server | tr -d '\r' | grep '^process_id:' | cut -d: -f2)
+voice_redis_pid=$(redis-cli -p "$voice_redis_port" INFO server | tr -d '\r' | grep '^process_id:' | cut -d: -f2)
 echo "LOAD|start|$(cut -d' ' -f1-3 /proc/loadavg)" >>"$rows"
 
 if part ceilings; then
@@ -65,6 +67,12 @@ if part bus; then
 echo "== bus"
 redis-cli -p "$redis_port" -n "$bus_db" FLUSHDB >/dev/null
 "$bin/agentconnect-bench" bus --redis-url "redis://127.0.0.1:$redis_port/$bus_db" | tee -a "$rows" | grep ROW || true
+# The same on the calls' Redis (appendfsync everysec: nothing waits for the disk), the voice path's bus.
+echo "== bus on the calls' Redis"
+redis-cli -p "$voice_redis_port" -n "$bus_db" FLUSHDB >/dev/null
+"$bin/agentconnect-bench" bus --redis-url "redis://127.0.0.1:$voice_redis_port/$bus_db" \
+  | grep -E "^ROW\|bus publish" | sed "s/^ROW|bus /ROW|bus on the calls' Redis (appendfsync $(redis-cli -p "$voice_redis_port" CONFIG GET appendfsync | tail -n1)): /" \
+  | tee -a "$rows" | grep ROW || true
 echo "== PostgreSQL client per statement"
 "$bin/agentconnect-bench" pool --database-url "postgres://agentconnect@127.0.0.1:$pg_port/postgres" | tee -a "$rows" | grep ROW || true
 fi
@@ -75,11 +83,14 @@ fi
 
 echo "== starting the stack (release)"
 redis-cli -p "$redis_port" -n "$stack_db" FLUSHDB >/dev/null
+redis-cli -p "$voice_redis_port" -n "$stack_db" FLUSHDB >/dev/null
 psql -h 127.0.0.1 -p "$pg_port" -U agentconnect -d postgres -qc "DROP DATABASE IF EXISTS agentconnect_bench" >/dev/null
 psql -h 127.0.0.1 -p "$pg_port" -U agentconnect -d postgres -qc "CREATE DATABASE agentconnect_bench" >/dev/null
 set -a
 . deploy/local.env
 REDIS_URL="redis://127.0.0.1:$redis_port/$stack_db"
+# Calls on a Redis of their own, as compose and `make run` ship them.
+VOICE_REDIS_URL="redis://127.0.0.1:$voice_redis_port/$stack_db"
 DATABASE_URL="postgres://agentconnect@127.0.0.1:$pg_port/agentconnect_bench"
 TWILIO_CONVERSATIONS_BASE_URL=http://127.0.0.1:19190
 TWILIO_API_BASE_URL=http://127.0.0.1:19190
@@ -99,7 +110,7 @@ worker_pid=$!
 HTTP_PORT=18081 INSTANCE_ID=bench-relay "$bin/voice-relay" >"$out/voice-relay.log" 2>&1 & pids+=($!)
 relay_pid=$!
 # Redis and PostgreSQL are counted too (shared servers: other work on them shows up in their figures).
-server_pids=(--pid "redis=$redis_pid" --pid "postgres=~postgres: agentconnect agentconnect_bench")
+server_pids=(--pid "redis=$redis_pid" --pid "redis-calls=$voice_redis_pid" --pid "postgres=~postgres: agentconnect agentconnect_bench")
 for port in 18081 18082 18083 18084; do
   for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null && break; sleep 0.1; done
 done
@@ -115,16 +126,16 @@ echo "== voice"
 # shellcheck disable=SC2086
 "$bin/agentconnect-bench" voice --relay http://127.0.0.1:18081 --calls $voice_calls --table-calls 200 1000 --relay-pid "$relay_pid" \
   --pid "relay=$relay_pid" --pid "worker=$worker_pid" "${server_pids[@]}" --idle-calls 0 | tee -a "$rows" | grep -E "ROW|SWEEP" || true
-# The same 1,000 calls with Redis fsyncing once a second instead of before every answer: what the
-# durability of accepted webhooks (README, Exactly once) costs a voice turn, measured in the same run.
-fsync=$(redis-cli -p "$redis_port" CONFIG GET appendfsync | tail -n1)
-if [ "$fsync" = always ]; then
-  echo "== voice at 1000 calls, Redis appendfsync everysec"
-  redis-cli -p "$redis_port" CONFIG SET appendfsync everysec >/dev/null
+# The same 1,000 calls with the calls' Redis fsyncing before every answer, as a Redis shared with
+# messaging does (README, "Calls on a Redis of their own"): what an fsync per write costs a voice turn.
+voice_fsync=$(redis-cli -p "$voice_redis_port" CONFIG GET appendfsync | tail -n1)
+if [ "$voice_fsync" != always ]; then
+  echo "== voice at 1000 calls, the calls' Redis at appendfsync always"
+  redis-cli -p "$voice_redis_port" CONFIG SET appendfsync always >/dev/null
   "$bin/agentconnect-bench" voice --relay http://127.0.0.1:18081 --calls 1000 --table-calls 1000 --relay-pid "$relay_pid" \
     --pid "relay=$relay_pid" --pid "worker=$worker_pid" "${server_pids[@]}" --idle-calls 0 \
-    | grep -E "^ROW\|voice (prompt|CPU per turn at)" | sed 's/^ROW|voice /ROW|voice, Redis appendfsync everysec: /' | tee -a "$rows" || true
-  redis-cli -p "$redis_port" CONFIG SET appendfsync always >/dev/null
+    | grep -E "^ROW\|voice (prompt|CPU per turn at)" | sed "s/^ROW|voice /ROW|voice, calls' Redis at appendfsync always: /" | tee -a "$rows" || true
+  redis-cli -p "$voice_redis_port" CONFIG SET appendfsync "$voice_fsync" >/dev/null
 fi
 # Idle calls on a relay started for them: the one that just served the load keeps heap it freed
 # resident, and its memory per idle call measured anything from 12 to 32 KiB from run to run.

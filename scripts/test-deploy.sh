@@ -255,8 +255,10 @@ begin "compose up (dev profile, no .env)"
 : >.run/test-deploy-compose.log
 remove_project
 up redis
+up redis-calls
 up postgres
 wait_for 60 "redis healthy" healthy redis
+wait_for 60 "redis-calls healthy" healthy redis-calls
 wait_for 90 "postgres healthy" healthy postgres
 up migrate
 wait_for 90 "migrate exited 0" migrated

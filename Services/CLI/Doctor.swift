@@ -79,6 +79,13 @@ struct DoctorChecks: Sendable {
         ).checks() {
             report(check)
         }
+        if let voice = common.voiceRedis {
+            for check in await RedisDoctor(
+                configuration: voice, partitions: common.inboundPartitions, durability: .none, timeout: timeout, voice: true
+            ).checks() {
+                report(check)
+            }
+        }
         for check in await PostgresDoctor(configuration: common.database, timeout: timeout).checks() { report(check) }
         report(publicDomain())
         report(await twilioCredentials())

@@ -12,10 +12,23 @@ struct RedisDoctor: Sendable {
     /// `BUS_DURABILITY`.
     let durability: BusDurability
     let timeout: Duration
+    /// The Redis of calls (`VOICE_REDIS_URL`): no webhook waits on its fsync, and it has no outbound group.
+    var voice = false
 
     private var target: String { "\(configuration.host):\(configuration.port)/\(configuration.database)" }
 
     func checks() async -> [DoctorCheck] {
+        let results = await rawChecks()
+        guard voice else { return results }
+        return results.map { check in
+            var check = check
+            check.name = "voice \(check.name)"
+            check.fix = check.fix?.replacingOccurrences(of: "REDIS_URL", with: "VOICE_REDIS_URL")
+            return check
+        }
+    }
+
+    private func rawChecks() async -> [DoctorCheck] {
         let client = RedisClient(configuration: configuration, logger: OperatorLogging.quiet)
         defer { client.shutdown() }
         let info: [String: String]
@@ -64,6 +77,15 @@ struct RedisDoctor: Sendable {
     /// append-only file), or `appendfsync always`.
     private func persistence(_ info: [String: String]) -> DoctorCheck {
         let name = "redis durability"
+        if voice {
+            let fsync = info["appendfsync"] ?? "unknown"
+            guard info["aof_enabled"] == "1" else {
+                return .warn(
+                    name, "appendonly off: a Redis restart loses live calls' state and turns in flight",
+                    fix: "turn on appendonly (appendfsync everysec: every write reaches the file before Redis answers)")
+            }
+            return .ok(name, "appendonly with appendfsync \(fsync): writes survive a Redis restart; no call waits for an fsync")
+        }
         let version = info["redis_version"] ?? ""
         let waitAOFSupported = BusDurability.waitAOFSupported(redisVersion: version)
         let aof = info["aof_enabled"] == "1"
@@ -106,7 +128,7 @@ struct RedisDoctor: Sendable {
         let replies = try await client.send(
             inbound.map { ["XINFO", "GROUPS", .string($0)] } + [["XINFO", "GROUPS", .string(Streams.outbound)], ["XLEN", .string(Streams.dead)]])
         let withAgents = zip(inbound, replies).filter { Self.groupNames($0.1).contains("agents") }.map(\.0)
-        let outboundReady = Self.groupNames(replies[inbound.count]).contains("outbound")
+        let outboundReady = voice || Self.groupNames(replies[inbound.count]).contains("outbound")
         var results: [DoctorCheck] = []
         let stray = try await strayPartitions(client)
         if !stray.isEmpty {
@@ -131,7 +153,8 @@ struct RedisDoctor: Sendable {
                     "stream groups", "not created yet: \(absent.joined(separator: ", "))",
                     fix: "start agent-worker and outbound once (they create their groups); until then nothing is consumed"))
         } else {
-            results.append(.ok("stream groups", "agents on \(partitions) inbound partitions, outbound on \(Streams.outbound)"))
+            results.append(
+                .ok("stream groups", "agents on \(partitions) inbound partitions" + (voice ? "" : ", outbound on \(Streams.outbound)")))
         }
         let dead = Int(replies[inbound.count + 1].integer ?? 0)
         if dead > 0 {

@@ -20,7 +20,8 @@ struct Outbound {
     /// The composition root: clients, then the reply consumer, then HTTP.
     static func buildServiceGroup(configuration: OutboundConfiguration, logger: Logger) throws -> ServiceGroup {
         let health = HealthState()
-        let redis = RedisClient(configuration: configuration.common.redis, logger: logger)
+        let clients = RedisClients(common: configuration.common, logger: logger)
+        let redis = clients.main
         let bus = RedisStreamsEventBus(client: redis, retentionSeconds: configuration.common.streamRetentionSeconds)
         let postgres = PostgresClient(configuration: configuration.common.database.clientConfiguration, backgroundLogger: logger)
         let store = PostgresStore(client: postgres, logger: logger, preparedStatements: configuration.common.database.preparedStatements)
@@ -41,14 +42,15 @@ struct Outbound {
         }
         let router = makeRouter(
             configuration: configuration, api: api, store: store, keys: RedisIdempotencyRecords(redis: redis),
-            callTokens: RelayCallTokens(redis: redis), health: health, readiness: DependencyProbe(redis: redis, postgres: postgres).check,
+            callTokens: RelayCallTokens(redis: clients.calls), health: health, readiness: DependencyProbe(redis: redis, postgres: postgres).check,
             logger: logger)
         let app = ServiceHTTPServer.make(router: router, common: configuration.common, name: "outbound", health: health, logger: logger)
         let lag = StreamLagReporter(bus: bus, group: "outbound", logger: logger) { [Streams.outbound] }
-        var services: [any Service] = [
-            RedisClientService(client: redis), postgres, DatabaseCheckService(configuration: configuration.common.database, logger: logger),
-            HTTPClientService(client: http), consumer, lag, app,
-        ]
+        var services: [any Service] =
+            clients.services + [
+                postgres, DatabaseCheckService(configuration: configuration.common.database, logger: logger),
+                HTTPClientService(client: http), consumer, lag, app,
+            ]
         if configuration.deliveryRetentionSeconds > 0 {
             services.append(DeliveryRetention(store: store, retentionSeconds: configuration.deliveryRetentionSeconds, logger: logger))
         }

@@ -20,9 +20,12 @@ struct VoiceRelay {
     /// The composition root: Redis, the frame reader, HTTP/WebSocket, then the call drain.
     static func buildServiceGroup(configuration: VoiceConfiguration, logger: Logger) throws -> ServiceGroup {
         let health = HealthState()
-        let redis = RedisClient(configuration: configuration.common.redis, logger: logger)
+        // Everything a relay keeps in Redis is about calls: on `VOICE_REDIS_URL` when it is set, where
+        // nothing waits for `WAITAOF` (README, "Calls on a Redis of their own").
+        let redis = RedisClient(configuration: configuration.common.callsRedis, logger: logger)
         let bus = RedisStreamsEventBus(
-            client: redis, retentionSeconds: configuration.common.streamRetentionSeconds, durability: configuration.common.busDurability)
+            client: redis, retentionSeconds: configuration.common.streamRetentionSeconds,
+            durability: configuration.common.voiceRedis == nil ? configuration.common.busDurability : .none)
         // `applicationReconnect="true"` in the TwiML (`CONVERSATION_RELAY_APPLICATION_RECONNECT`): calls may move between relays.
         let reconnect = configuration.relay.attributes.contains { $0.0 == "applicationReconnect" && $0.1.lowercased() == "true" }
         let registry = CallRegistry(

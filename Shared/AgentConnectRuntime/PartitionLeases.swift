@@ -79,6 +79,8 @@ struct RedisPartitionLeases: PartitionLeases {
     let worker: String
     let partitions: Int
     let ttlMilliseconds: Int
+    /// ``LeaseFence/scope``: which Redis these leases are on.
+    var scope = ""
 
     private var membersKey: String { RedisKeys.workers(group: group) }
     /// A renewal must answer well inside the lease: one that cannot is counted as failed (and after
@@ -157,7 +159,7 @@ struct RedisPartitionLeases: PartitionLeases {
 
     /// The fence a turn of `partition` publishes under: its lease, held by this worker.
     func fence(_ partition: Int) -> LeaseFence {
-        LeaseFence(key: leaseKey(partition), holder: worker)
+        LeaseFence(key: leaseKey(partition), holder: worker, scope: scope)
     }
 
     private func renewCommand(_ partition: Int) -> [RedisArgument] {

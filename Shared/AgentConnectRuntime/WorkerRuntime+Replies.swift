@@ -92,7 +92,8 @@ extension WorkerRuntime {
         // is done when the last is published; after a failed publish the next frame handed in, and
         // the reply, fail with its error.
         let outbox = FrameOutbox(framesPerEvent: turn?.framesInRow == true ? FrameOutbox.maxFramesPerEvent : 1)
-        let bus = bus
+        let bus = voiceBus
+        let scope = voiceScope
         try await withThrowingDiscardingTaskGroup { publishers in
             try await body { frame in
                 if frame["type"]?.string == "text" { spoken += frame["token"]?.string ?? "" }
@@ -101,7 +102,7 @@ extension WorkerRuntime {
                     try await outbox.drain { frames, sequence in
                         try await ReplyPublisher.publishFrames(
                             frames, turnId: turnId, sequence: sequence, conversationId: conversationId, relayInstance: relay,
-                            traceparent: traceparent, bus: bus)
+                            traceparent: traceparent, bus: bus, scope: scope)
                     }
                 }
             }

@@ -21,22 +21,26 @@ package struct WorkerRuntime: Sendable {
         package var calls: any CallRegistry
         package var leases: any PartitionLeases
         package var twimlHookRequests: any TwiMLHookRequests
+        /// Calls on a Redis of their own (`VOICE_REDIS_URL`): its bus, with the voice partitions and
+        /// the relays' streams, and the leases of those partitions; nil when calls share `bus`.
+        package var voice: (bus: any EventBus, leases: any PartitionLeases)?
 
         package init(
             bus: any EventBus, store: any AgentWorkerStore, calls: any CallRegistry, leases: any PartitionLeases,
-            twimlHookRequests: any TwiMLHookRequests
+            twimlHookRequests: any TwiMLHookRequests, voice: (bus: any EventBus, leases: any PartitionLeases)? = nil
         ) {
             self.bus = bus
             self.store = store
             self.calls = calls
             self.leases = leases
             self.twimlHookRequests = twimlHookRequests
+            self.voice = voice
         }
     }
 
     /// The production connections, run as services and probed for readiness.
     struct Connections: Sendable {
-        let redis: RedisClient
+        let redis: RedisClients
         let postgres: PostgresClient
     }
 
@@ -51,6 +55,12 @@ package struct WorkerRuntime: Sendable {
     let calls: any CallRegistry
     let leases: any PartitionLeases
     let twimlHookRequests: any TwiMLHookRequests
+    /// Where voice frames go (the relays' streams): `bus` unless calls are on a Redis of their own.
+    let voiceBus: any EventBus
+    /// ``LeaseFence/scope`` of `voiceBus`.
+    let voiceScope: String
+    /// The leases of the voice partitions on calls' own Redis; nil when calls share `bus`.
+    let voiceLeases: (any PartitionLeases)?
     /// Nil with parts passed in (tests).
     let connections: Connections?
     let conversations = ConversationCache()
@@ -67,16 +77,23 @@ package struct WorkerRuntime: Sendable {
     /// connected when their services run.
     init(configuration: TACConfiguration, logger: Logger) throws {
         let common = try CommonConfiguration(environment: configuration.environment, defaultPort: 8084)
-        let redis = RedisClient(configuration: common.redis, logger: logger)
+        let redis = RedisClients(common: common, logger: logger)
         let postgres = PostgresClient(configuration: common.database.clientConfiguration, backgroundLogger: logger)
-        let leases = RedisPartitionLeases(
-            redis: redis, group: "agents", worker: common.instanceId, partitions: common.inboundPartitions,
-            ttlMilliseconds: configuration.leaseTTLMilliseconds)
+        func leases(on client: RedisClient, scope: String) -> RedisPartitionLeases {
+            RedisPartitionLeases(
+                redis: client, group: "agents", worker: common.instanceId, partitions: common.inboundPartitions,
+                ttlMilliseconds: configuration.leaseTTLMilliseconds, scope: scope)
+        }
         let parts = Parts(
-            bus: RedisStreamsEventBus(client: redis, retentionSeconds: common.streamRetentionSeconds),
+            bus: RedisStreamsEventBus(client: redis.main, retentionSeconds: common.streamRetentionSeconds),
             store: PostgresStore(client: postgres, logger: logger, preparedStatements: common.database.preparedStatements),
-            calls: RedisCallRegistry(redis: redis), leases: leases,
-            twimlHookRequests: RedisTwiMLHookRequests(redis: redis))
+            calls: RedisCallRegistry(redis: redis.calls), leases: leases(on: redis.main, scope: ""),
+            twimlHookRequests: RedisTwiMLHookRequests(redis: redis.calls),
+            voice: redis.separate
+                ? (
+                    RedisStreamsEventBus(client: redis.calls, retentionSeconds: common.streamRetentionSeconds),
+                    leases(on: redis.calls, scope: LeaseFence.voiceScope)
+                ) : nil)
         try self.init(
             configuration: configuration, common: common, logger: logger, parts: parts, connections: Connections(redis: redis, postgres: postgres))
     }
@@ -98,6 +115,9 @@ package struct WorkerRuntime: Sendable {
         calls = parts.calls
         leases = parts.leases
         twimlHookRequests = parts.twimlHookRequests
+        voiceBus = parts.voice?.bus ?? parts.bus
+        voiceLeases = parts.voice?.leases
+        voiceScope = parts.voice == nil ? "" : LeaseFence.voiceScope
         self.connections = connections
     }
 
@@ -105,7 +125,7 @@ package struct WorkerRuntime: Sendable {
     func httpServer(health: HealthState, connections: Connections) -> some Service {
         let router = Router()
         OperationalRoutes.add(
-            to: router, health: health, readiness: DependencyProbe(redis: connections.redis, postgres: connections.postgres).check)
+            to: router, health: health, readiness: DependencyProbe(redis: connections.redis.main, postgres: connections.postgres).check)
         return ServiceHTTPServer.make(router: router, common: common, name: "agent-worker", health: health, logger: logger)
     }
 }

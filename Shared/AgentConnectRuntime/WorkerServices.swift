@@ -14,22 +14,33 @@ package enum WorkerServices {
         let logger = runtime.logger
         let health = HealthState()
         let partitions = runtime.common.inboundPartitions
-        let lag = StreamLagReporter(bus: runtime.bus, group: "agents", logger: logger) { (0..<partitions).map(Streams.inboundPartition) }
+        let lag = [runtime.bus] + (runtime.voiceLeases == nil ? [] : [runtime.voiceBus])
         return ServiceMain.group(
-            services: [
-                RedisClientService(client: connections.redis), connections.postgres,
-                DatabaseCheckService(configuration: runtime.common.database, logger: logger),
-            ] + turnServices(for: tac, on: runtime) + [lag, runtime.httpServer(health: health, connections: connections)],
+            services: connections.redis.services + [
+                connections.postgres, DatabaseCheckService(configuration: runtime.common.database, logger: logger),
+            ] + turnServices(for: tac, on: runtime)
+                + lag.map { bus in
+                    StreamLagReporter(bus: bus, group: "agents", logger: logger) { (0..<partitions).map(Streams.inboundPartition) } as any Service
+                } + [runtime.httpServer(health: health, connections: connections)],
             health: health, logger: logger)
     }
 
     /// The services that turn inbound events into `tac`'s callbacks on `runtime`: the inbound
-    /// consumer (on the runtime's partition leases) and the TwiML hook.
+    /// consumer (on the runtime's partition leases), one more for the voice partitions when calls are
+    /// on a Redis of their own, and the TwiML hook.
     package static func turnServices(for tac: TAC, on runtime: WorkerRuntime) -> [any Service] {
-        let configuration = tac.configuration
         let handler = TurnHandler(tac: tac, runtime: runtime)
-        let consumer = InboundConsumer(
-            bus: runtime.bus, leases: runtime.leases, group: "agents",
+        let consumers = [(runtime.bus, runtime.leases)] + (runtime.voiceLeases.map { [(runtime.voiceBus, $0)] } ?? [])
+        return consumers.map { bus, leases in consumer(for: tac, on: runtime, bus: bus, leases: leases, handler: handler) as any Service }
+            + [TwiMLHookService(tac: tac, requests: runtime.twimlHookRequests)]
+    }
+
+    private static func consumer(
+        for tac: TAC, on runtime: WorkerRuntime, bus: any EventBus, leases: any PartitionLeases, handler: TurnHandler
+    ) -> InboundConsumer {
+        let configuration = tac.configuration
+        return InboundConsumer(
+            bus: bus, leases: leases, group: "agents",
             options: ConsumerOptions(
                 batchSize: configuration.maxInFlight, blockMilliseconds: 1000,
                 visibilityTimeoutMilliseconds: configuration.visibilityTimeoutMilliseconds,
@@ -37,6 +48,5 @@ package enum WorkerServices {
             maxInFlight: configuration.maxInFlight, maxConcurrentTurns: configuration.maxConcurrentTurns,
             handoverDrainMilliseconds: configuration.handoverDrainMilliseconds,
             logger: runtime.logger, handler: { event, entry in try await handler.handle(event, entry: entry) })
-        return [consumer, TwiMLHookService(tac: tac, requests: runtime.twimlHookRequests)]
     }
 }

@@ -26,10 +26,17 @@ package struct BusEntry: Sendable {
 package struct LeaseFence: Sendable, Equatable {
     package var key: String
     package var holder: String
+    /// The Redis the lease is on: "" for `REDIS_URL`'s, ``voiceScope`` for `VOICE_REDIS_URL`'s. A fence
+    /// guards publishes to streams on its own Redis only.
+    package var scope: String
 
-    package init(key: String, holder: String) {
+    /// The scope of leases on `VOICE_REDIS_URL`'s Redis.
+    package static let voiceScope = "voice"
+
+    package init(key: String, holder: String, scope: String = "") {
         self.key = key
         self.holder = holder
+        self.scope = scope
     }
 
     /// The fence of the turn running in this task, set by the inbound consumer around each turn.

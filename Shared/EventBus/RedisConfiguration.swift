@@ -66,7 +66,22 @@ package struct RedisConfiguration: Sendable, Equatable, CustomStringConvertible 
 
     /// `REDIS_URL` plus `REDIS_TLS_CA_FILE`, `REDIS_COMMAND_TIMEOUT_MS` and `REDIS_CONNECT_TIMEOUT_MS`.
     package init(environment: Environment) throws {
-        let url = environment.string("REDIS_URL") ?? "redis://127.0.0.1:6379"
+        try self.init(url: environment.string("REDIS_URL") ?? "redis://127.0.0.1:6379", environment: environment)
+    }
+
+    /// `VOICE_REDIS_URL`, with `REDIS_URL`'s timeouts and CA file (which it uses when it is TLS too);
+    /// nil when unset or empty.
+    package static func voice(environment: Environment) throws -> RedisConfiguration? {
+        guard let url = environment.string("VOICE_REDIS_URL") else { return nil }
+        var voice = try RedisConfiguration(url: url, variable: "VOICE_REDIS_URL")
+        let main = try RedisConfiguration(environment: environment)
+        voice.commandTimeout = main.commandTimeout
+        voice.connectTimeout = main.connectTimeout
+        if voice.tls { voice.caFile = main.caFile }
+        return voice
+    }
+
+    private init(url: String, environment: Environment) throws {
         try self.init(url: url)
         commandTimeout = .milliseconds(try environment.int("REDIS_COMMAND_TIMEOUT_MS", default: 5000, range: 100...600_000))
         connectTimeout = .milliseconds(try environment.int("REDIS_CONNECT_TIMEOUT_MS", default: 5000, range: 100...600_000))

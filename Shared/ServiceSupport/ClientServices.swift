@@ -69,3 +69,23 @@ package struct DatabaseCheckService: Service {
         try? await gracefulShutdown()
     }
 }
+
+/// The Redis clients of a service that keeps calls' keys or reads their streams: `main` (`REDIS_URL`)
+/// and `calls` (``CommonConfiguration/callsRedis``), the same client when `VOICE_REDIS_URL` is unset.
+package struct RedisClients: Sendable {
+    package let main: RedisClient
+    package let calls: RedisClient
+
+    package init(common: CommonConfiguration, logger: Logger) {
+        main = RedisClient(configuration: common.redis, logger: logger)
+        calls = common.voiceRedis.map { RedisClient(configuration: $0, logger: logger) } ?? main
+    }
+
+    /// Whether calls are on a Redis of their own.
+    package var separate: Bool { calls !== main }
+
+    /// A ``RedisClientService`` for each client.
+    package var services: [any Service] {
+        separate ? [RedisClientService(client: main), RedisClientService(client: calls)] : [RedisClientService(client: main)]
+    }
+}

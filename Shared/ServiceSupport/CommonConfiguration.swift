@@ -11,6 +11,10 @@ package struct CommonConfiguration: Sendable {
     package var port: Int
     /// `REDIS_URL`, `REDIS_TLS_CA_FILE`, `REDIS_COMMAND_TIMEOUT_MS`, `REDIS_CONNECT_TIMEOUT_MS`.
     package var redis: RedisConfiguration
+    /// `VOICE_REDIS_URL`: a Redis of their own for calls (the relays' keys and streams, the voice
+    /// partitions the workers read, the call tokens outbound issues), or nil: calls share `REDIS_URL`.
+    /// See ``callsRedis``.
+    package var voiceRedis: RedisConfiguration?
     /// `DATABASE_URL` (with `sslmode`/`sslrootcert`), `DATABASE_POOL_SIZE`, `DATABASE_POOL_MIN` and
     /// `DATABASE_PREPARED_STATEMENTS`.
     package var database: DatabaseConfiguration
@@ -28,6 +32,9 @@ package struct CommonConfiguration: Sendable {
         port = try environment.int("HTTP_PORT", default: defaultPort, range: 0...65535)
         // Parsed by their own types (not `Environment.url`), whose errors never show the password.
         redis = try RedisConfiguration(environment: environment)
+        voiceRedis = try RedisConfiguration.voice(environment: environment)
+        // The same keyspace named twice is one Redis (two readers of one partition would split its turns).
+        if let voice = voiceRedis, voice.host == redis.host, voice.port == redis.port, voice.database == redis.database { voiceRedis = nil }
         database = try DatabaseConfiguration(
             url: environment.string("DATABASE_URL") ?? "postgres://agentconnect:agentconnect@127.0.0.1:5432/agentconnect")
         database.poolSize = try environment.int("DATABASE_POOL_SIZE", default: 10, range: 1...1000)
@@ -49,4 +56,7 @@ package struct CommonConfiguration: Sendable {
         }
         busDurability = durability
     }
+
+    /// The Redis that carries calls: `VOICE_REDIS_URL` when set, else `REDIS_URL`.
+    package var callsRedis: RedisConfiguration { voiceRedis ?? redis }
 }

@@ -45,6 +45,23 @@ struct ConnectionURLTests {
         #expect("\(timeouts)" == "rediss://:***@h:6379/0")
     }
 
+    @Test(
+        "VOICE_REDIS_URL: unset or naming REDIS_URL's keyspace means calls share it; else its own, with REDIS_URL's timeouts and errors that name it")
+    func voiceRedisURL() throws {
+        func common(_ values: [String: String]) throws -> CommonConfiguration {
+            try CommonConfiguration(environment: Environment(["REDIS_URL": "redis://cache:6379/2"].merging(values) { _, new in new }), defaultPort: 1)
+        }
+        #expect(try common([:]).voiceRedis == nil)
+        #expect(try common(["VOICE_REDIS_URL": " "]).voiceRedis == nil)
+        #expect(try common(["VOICE_REDIS_URL": "redis://cache/2"]).voiceRedis == nil)
+        #expect(try common(["VOICE_REDIS_URL": "redis://cache/2"]).callsRedis.database == 2)
+        let apart = try common(["VOICE_REDIS_URL": "redis://:pw@calls:6380", "REDIS_CONNECT_TIMEOUT_MS": "900"])
+        #expect(apart.voiceRedis.map { "\($0)" } == "redis://:***@calls:6380/0")
+        #expect(apart.callsRedis.connectTimeout == .milliseconds(900) && apart.redis.host == "cache")
+        let error = try #require(throws: ConfigurationError.self) { try common(["VOICE_REDIS_URL": "http://calls"]) }
+        #expect(error.variable == "VOICE_REDIS_URL")
+    }
+
     @Test("sslmode values, sslrootcert and percent-decoded credentials")
     func postgresURL() throws {
         let database = try DatabaseConfiguration(url: "postgresql://app%2Bro:s%40cr%3Ft@db.example.com:6432/agent%20db?sslmode=verify-full")

@@ -55,4 +55,24 @@ struct ReplyPublisherTests {
         #expect(batched.frames.map(\.sequence) == [4, 5, 6])
         #expect(batched.frames.map(\.frame) == words)
     }
+
+    @Test("a turn's lease fence guards publishes to its own Redis only: a lost voice lease refuses frames, not a message to the main Redis")
+    func fenceScope() async throws {
+        let bus = InMemoryEventBus()
+        bus.setLease("tac:lease:agents:3", holder: "worker-b")
+        let fence = LeaseFence(key: "tac:lease:agents:3", holder: "worker-a", scope: LeaseFence.voiceScope)
+        let session = ConversationSession(
+            conversationId: "conv1", channel: .sms, authorInfo: ParticipantInfo(address: "+1555"), aiAgentInfo: ParticipantInfo(address: "+1666"))
+        try await LeaseFence.$current.withValue(fence) {
+            await #expect(throws: BusError.self) {
+                try await ReplyPublisher.publishFrames(
+                    [["type": "text", "token": "Hi", "last": true]], turnId: "ev1:r1", sequence: 1, conversationId: "CA1", relayInstance: "relay-1",
+                    traceparent: Traceparent.random().description, bus: bus, scope: LeaseFence.voiceScope)
+            }
+            try await ReplyPublisher.publishMessage(
+                "hi", replyId: "ev1:r2", session: session, mode: .classic, traceparent: Traceparent.random().description, bus: bus)
+        }
+        #expect(bus.events(on: Streams.voice(instance: "relay-1")).isEmpty)
+        #expect(bus.events(on: Streams.outbound).map(\.id) == ["ev1:r2"])
+    }
 }

@@ -17,7 +17,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/deps.sh
 started=0
-if ! bash scripts/stack.sh status; then bash scripts/stack.sh start; started=1; fi
+# A running stack is used as it is, with the calls' Redis added when it has none yet.
+if bash scripts/stack.sh status; then bash scripts/stack.sh start; else bash scripts/stack.sh start; started=1; fi
 pids=()
 cleanup() {
   [ -n "${voice_fsync:-}" ] && redis-cli -p "$voice_redis_port" CONFIG SET appendfsync "$voice_fsync" >/dev/null 2>&1
@@ -36,7 +37,7 @@ else
 fi
 bin=$(swift build -c release --show-bin-path)
 redis_port=${AC_REDIS_PORT:-16379}
-voice_redis_port=${AC_VOICE_REDIS_PORT:-16380}
+voice_redis_port=${AC_VOICE_REDIS_PORT:-$((redis_port + 1))}
 pg_port=${AC_PG_PORT:-15432}
 out=${BENCH_OUT:-bench-results}
 parts=" ${BENCH_PARTS:-ceilings bus callgrind messaging voice} "

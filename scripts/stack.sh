@@ -2,7 +2,7 @@
 # The local Redis, the calls' Redis (VOICE_REDIS_URL) and PostgreSQL, on loopback, with their data under .run/.
 #   stack.sh start   start them (no-op for what already runs); prints nothing on success
 #   stack.sh stop    stop them
-#   stack.sh status  exit 0 when all answer
+#   stack.sh status  exit 0 when Redis and PostgreSQL answer (what the tests need; `start` adds the calls' Redis)
 #   stack.sh env     print REDIS_URL / VOICE_REDIS_URL / DATABASE_URL for the running stack
 #   stack.sh mode    print the durability mode the stack was started in (AC_STACK_SYNC below)
 #   stack.sh restart-redis [down-seconds]     SHUTDOWN (the append-only file is synced), wait, start
@@ -14,13 +14,13 @@
 # before it answers, so a killed Redis or PostgreSQL loses nothing, only a machine crash would).
 # Under a test run's disk traffic one fsync of Redis's took 0.8 s here and over 5 s on a CI runner,
 # past the services' command deadline. Data: AC_RUN_DIR (.run). Ports: AC_REDIS_PORT (16379), AC_VOICE_REDIS_PORT
-# (16380), AC_PG_PORT (15432): our own servers on our own ports, never a server
+# (AC_REDIS_PORT + 1), AC_PG_PORT (15432): our own servers on our own ports, never a server
 # this project did not start (a Debian host's own PostgreSQL on 5432 or Redis on 6379 is left alone).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 run="${AC_RUN_DIR:-$root/.run}"
 redis_port=${AC_REDIS_PORT:-16379}
-voice_port=${AC_VOICE_REDIS_PORT:-16380}
+voice_port=${AC_VOICE_REDIS_PORT:-$((redis_port + 1))}
 pg_port=${AC_PG_PORT:-15432}
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
 pg_user=agentconnect
@@ -31,6 +31,8 @@ mkdir -p "$run"
 sync_mode() {
   local mode=${AC_STACK_SYNC:-}
   if [ -z "$mode" ] && [ "$1" = restart ]; then mode=$(cat "$run/sync" 2>/dev/null || true); fi
+  # Servers already running keep the mode they were started in (one started later follows it).
+  if [ "$1" = running ]; then mode=$(cat "$run/sync" 2>/dev/null || true); fi
   mode=${mode:-durable}
   case "$mode" in
     durable) redis_fsync=always voice_fsync=everysec pg_fsync=on ;;
@@ -110,9 +112,11 @@ stop_all() {
 }
 
 case "${1:-}" in
-  start) { redis_up && voice_up && pg_up; } || sync_mode start; start_redis; start_voice; start_pg ;;
+  start)
+    if redis_up && pg_up; then sync_mode running; else sync_mode start; fi
+    start_redis; start_voice; start_pg ;;
   stop) stop_all ;;
-  status) redis_up && voice_up && pg_up ;;
+  status) redis_up && pg_up ;;
   mode) cat "$run/sync" 2>/dev/null || echo durable ;;
   restart-redis)
     sync_mode restart

@@ -216,7 +216,7 @@ ready() { # every container of the service answers /health/ready (Redis and Post
 }
 # The inbound partitions each agent-worker holds, from its /metrics.
 worker_partitions() {
-  podman exec "$1" curl -fsS http://127.0.0.1:8080/metrics 2>/dev/null | awk '/^agentconnect_worker_partitions[ {]/ { n = $NF } END { print n + 0 }'
+  podman exec "$1" curl -fsS http://127.0.0.1:8080/metrics 2>/dev/null | awk '/^agentconnect_worker_partitions[ {]/ && !/redis="calls"/ { n = $NF } END { print n + 0 }'
 }
 serving() { # every container of the service holds at least one inbound partition
   local name

@@ -8,8 +8,15 @@ import ServiceSupport
 struct DeadLetters: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dead-letters", abstract: "List, replay or drop the entries consumers gave up on (tac:dead).",
-        discussion: "Reads REDIS_URL (and the rest of the common settings) like the services do.",
+        discussion:
+            "Reads REDIS_URL (and the rest of the common settings) like the services do; --calls: the dead letters of the calls' Redis (VOICE_REDIS_URL).",
         subcommands: [List.self, Replay.self, Drop.self])
+
+    /// `--calls`: which Redis's `tac:dead`.
+    struct Target: ParsableArguments {
+        @Flag(help: "The calls' Redis (VOICE_REDIS_URL) instead of REDIS_URL's.")
+        var calls = false
+    }
 
     /// `list [--limit N] [--after ID] [--json]`.
     struct List: AsyncParsableCommand {
@@ -25,13 +32,15 @@ struct DeadLetters: AsyncParsableCommand {
         @Flag(help: "Print JSON: {\"total\": N, \"entries\": [{id, stream, group, entry, deliveries, error, type, eventId}]}.")
         var json = false
 
+        @OptionGroup var target: Target
+
         func validate() throws {
             guard (1...10_000).contains(limit) else { throw ValidationError("--limit must be 1...10000") }
             if let after { try DeadLetters.validate(ids: [after]) }
         }
 
         func run() async throws {
-            try await DeadLetters.withStream { dead in
+            try await DeadLetters.withStream(calls: target.calls) { dead in
                 let total = try await dead.count()
                 let entries = try await dead.list(limit: limit, after: after)
                 if json {
@@ -74,6 +83,8 @@ struct DeadLetters: AsyncParsableCommand {
         @Flag(help: "Every entry dead at the time the command starts.")
         var all = false
 
+        @OptionGroup var target: Target
+
         func validate() throws { try DeadLetters.validate(ids: ids, all: all) }
 
         func run() async throws {
@@ -82,7 +93,7 @@ struct DeadLetters: AsyncParsableCommand {
             let streamRetention = try CommonConfiguration(environment: environment, defaultPort: 8080).streamRetentionSeconds
             let retention = try DeliveryRetentionSetting.seconds(environment, streamRetentionSeconds: streamRetention)
             let window = DeliveryRetentionSetting.replayWindowSeconds(retention: retention, streamRetention: streamRetention)
-            try await DeadLetters.act(on: ids, all: all) { dead, id in
+            try await DeadLetters.act(on: ids, all: all, calls: target.calls) { dead, id in
                 switch try await dead.replay(id, windowSeconds: window) {
                 case .replayed(let stream, let newId): return "replayed \(id) → \(stream) \(newId)"
                 case .notFound: return nil
@@ -101,10 +112,12 @@ struct DeadLetters: AsyncParsableCommand {
         @Flag(help: "Every entry dead at the time the command starts.")
         var all = false
 
+        @OptionGroup var target: Target
+
         func validate() throws { try DeadLetters.validate(ids: ids, all: all) }
 
         func run() async throws {
-            try await DeadLetters.act(on: ids, all: all) { dead, id in try await dead.drop(id) ? "dropped \(id)" : nil }
+            try await DeadLetters.act(on: ids, all: all, calls: target.calls) { dead, id in try await dead.drop(id) ? "dropped \(id)" : nil }
         }
     }
 
@@ -132,9 +145,9 @@ struct DeadLetters: AsyncParsableCommand {
     /// Runs `action` on each target entry, printing what it reports; an entry it does not find
     /// (`nil`) or an error is reported on stderr, and any failure makes the exit status 1.
     static func act(
-        on ids: [String], all: Bool, _ action: @escaping (DeadLetterStream, String) async throws -> String?
+        on ids: [String], all: Bool, calls: Bool, _ action: @escaping (DeadLetterStream, String) async throws -> String?
     ) async throws {
-        try await withStream { dead in
+        try await withStream(calls: calls) { dead in
             var failures = 0
             for id in try await targets(ids, all: all, in: dead) {
                 do {
@@ -153,15 +166,17 @@ struct DeadLetters: AsyncParsableCommand {
         }
     }
 
-    /// Runs `body` against `tac:dead` on the configured Redis.
-    static func withStream(_ body: (DeadLetterStream) async throws -> Void) async throws {
+    /// Runs `body` against `tac:dead` on the configured Redis (`calls`: the calls' Redis).
+    static func withStream(calls: Bool, _ body: (DeadLetterStream) async throws -> Void) async throws {
         let common = try CommonConfiguration(environment: .process(), defaultPort: 8080)
-        let client = RedisClient(configuration: common.redis, logger: OperatorLogging.quiet)
+        if calls && common.voiceRedis == nil { throw CLIError("--calls: VOICE_REDIS_URL is not set (calls share REDIS_URL's Redis)") }
+        let redis = calls ? common.callsRedis : common.redis
+        let client = RedisClient(configuration: redis, logger: OperatorLogging.quiet)
         defer { client.shutdown() }
         do {
             try await body(DeadLetterStream(client: client))
         } catch let error as BusError {
-            throw CLIError("Redis at \(common.redis.host):\(common.redis.port)/\(common.redis.database): \(error)")
+            throw CLIError("Redis at \(redis.host):\(redis.port)/\(redis.database): \(error)")
         }
     }
 }

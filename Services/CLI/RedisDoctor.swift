@@ -24,6 +24,7 @@ struct RedisDoctor: Sendable {
             var check = check
             check.name = "voice \(check.name)"
             check.fix = check.fix?.replacingOccurrences(of: "REDIS_URL", with: "VOICE_REDIS_URL")
+                .replacingOccurrences(of: "dead-letters list", with: "dead-letters list --calls")
             return check
         }
     }
@@ -82,9 +83,10 @@ struct RedisDoctor: Sendable {
             guard info["aof_enabled"] == "1" else {
                 return .warn(
                     name, "appendonly off: a Redis restart loses live calls' state and turns in flight",
-                    fix: "turn on appendonly (appendfsync everysec: every write reaches the file before Redis answers)")
+                    fix: "turn on appendonly with appendfsync everysec (fsynced once a second, in the background)")
             }
-            return .ok(name, "appendonly with appendfsync \(fsync): writes survive a Redis restart; no call waits for an fsync")
+            if fsync == "always" { return .ok(name, "appendonly with appendfsync always: every voice turn waits for two fsyncs (everysec does not)") }
+            return .ok(name, "appendonly with appendfsync \(fsync): writes survive a Redis restart; no voice turn waits for an fsync")
         }
         let version = info["redis_version"] ?? ""
         let waitAOFSupported = BusDurability.waitAOFSupported(redisVersion: version)
@@ -151,7 +153,9 @@ struct RedisDoctor: Sendable {
             results.append(
                 .warn(
                     "stream groups", "not created yet: \(absent.joined(separator: ", "))",
-                    fix: "start agent-worker and outbound once (they create their groups); until then nothing is consumed"))
+                    fix: voice
+                        ? "start agent-worker once (it creates the group); until then no call is answered"
+                        : "start agent-worker and outbound once (they create their groups); until then nothing is consumed"))
         } else {
             results.append(
                 .ok("stream groups", "agents on \(partitions) inbound partitions" + (voice ? "" : ", outbound on \(Streams.outbound)")))

@@ -17,7 +17,8 @@ import ServiceLifecycle
 ///   no new reads, its lanes finish, or are abandoned after `AGENT_HANDOVER_DRAIN_MS` — and only then
 ///   released. A lease lost outright (a renewal refused, or none succeeded for a whole TTL) abandons
 ///   the partition's lanes at once: the new owner redoes what is left pending.
-/// - At most `maxInFlight` entries are taken at once and `maxConcurrentTurns` run at once; the rest of
+/// - At most `maxInFlight` entries are taken at once and `permits` turns run at once (shared with the
+///   consumer of the calls' Redis, when calls are on one of their own); the rest of
 ///   a backlog stays in Redis, where autoscaling sees it as lag.
 /// - On graceful shutdown it stops reading, finishes the work in hand, and releases its leases.
 struct InboundConsumer: Service {
@@ -30,16 +31,17 @@ struct InboundConsumer: Service {
     /// Entries taken from Redis and not yet finished, at most.
     let maxInFlight: Int
     /// Turns running at once, at most.
-    let maxConcurrentTurns: Int
+    let permits: TurnPermits
     /// How long a handed-over partition's lanes may run on before they are abandoned.
     let handoverDrainMilliseconds: Int
+    /// Added to its metrics: `redis="main"` or `redis="calls"` when calls are on a Redis of their own.
+    var metricDimensions: [(String, String)] = []
     let logger: Logger
     let handler: Handler
 
     func run() async throws {
         let stopping = NIOLockedValueBox(false)
         let lanes = ConversationLanes()
-        let permits = TurnPermits(maxConcurrentTurns)
         let source = StreamSource(bus: bus, group: group, consumer: leases.worker, options: options, logger: logger)
         await withGracefulShutdownHandler {
             // The group returns once the lanes in hand are done; only then are the leases given back.
@@ -118,7 +120,7 @@ struct InboundConsumer: Service {
                                 try await bus.ensureGroup(group, on: Streams.inboundPartition(partition))
                             }
                             if !refresh.acquired.isEmpty { nextReclaim = .now }
-                            Gauge(label: "agentconnect_worker_partitions").record(active.count)
+                            Gauge(label: "agentconnect_worker_partitions", dimensions: metricDimensions).record(active.count)
                         }
                         // Hand over drained partitions; abandon the lanes of those past their deadline.
                         for (partition, deadline) in leaving {

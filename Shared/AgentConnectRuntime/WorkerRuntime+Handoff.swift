@@ -60,12 +60,13 @@ extension WorkerRuntime {
         try await publishEnded(session, reason: .handoff)
     }
 
-    /// Puts `conversation.ended` on the conversation's partition, behind the turn in hand.
+    /// Puts `conversation.ended` on the conversation's partition, behind the turn in hand (a call's on
+    /// the calls' Redis, where its turns are and where the relay deduplicates its own `ended`).
     func publishEnded(_ session: ConversationSession, reason: ConversationEnded.Reason) async throws {
         let event = try ConversationEnded.event(
             conversationId: session.conversationId, channel: session.channel, reason: reason, callSid: session.callSid)
         let stream = Partitioner.inboundStream(for: session.conversationId, partitions: common.inboundPartitions)
-        _ = try await bus.publish(
+        _ = try await (session.channel == .voice ? voiceBus : bus).publish(
             event, to: stream, dedupKey: ConversationEnded.dedupKey(conversationId: session.conversationId),
             ttlSeconds: ConversationEnded.dedupTTLSeconds)
     }

@@ -117,7 +117,7 @@ package struct WorkerRuntime: Sendable {
         twimlHookRequests = parts.twimlHookRequests
         voiceBus = parts.voice?.bus ?? parts.bus
         voiceLeases = parts.voice?.leases
-        voiceScope = parts.voice == nil ? "" : LeaseFence.voiceScope
+        voiceScope = parts.voice?.leases.fence(0).scope ?? ""
         self.connections = connections
     }
 

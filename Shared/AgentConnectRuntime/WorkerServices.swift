@@ -14,13 +14,15 @@ package enum WorkerServices {
         let logger = runtime.logger
         let health = HealthState()
         let partitions = runtime.common.inboundPartitions
-        let lag = [runtime.bus] + (runtime.voiceLeases == nil ? [] : [runtime.voiceBus])
+        let lag = runtime.voiceLeases == nil ? [(runtime.bus, [])] : [(runtime.bus, Self.mainRedis), (runtime.voiceBus, Self.callsRedis)]
         return ServiceMain.group(
             services: connections.redis.services + [
                 connections.postgres, DatabaseCheckService(configuration: runtime.common.database, logger: logger),
             ] + turnServices(for: tac, on: runtime)
-                + lag.map { bus in
-                    StreamLagReporter(bus: bus, group: "agents", logger: logger) { (0..<partitions).map(Streams.inboundPartition) } as any Service
+                + lag.map { bus, dimensions in
+                    StreamLagReporter(bus: bus, group: "agents", dimensions: dimensions, logger: logger) {
+                        (0..<partitions).map(Streams.inboundPartition)
+                    } as any Service
                 } + [runtime.httpServer(health: health, connections: connections)],
             health: health, logger: logger)
     }
@@ -30,13 +32,25 @@ package enum WorkerServices {
     /// on a Redis of their own, and the TwiML hook.
     package static func turnServices(for tac: TAC, on runtime: WorkerRuntime) -> [any Service] {
         let handler = TurnHandler(tac: tac, runtime: runtime)
-        let consumers = [(runtime.bus, runtime.leases)] + (runtime.voiceLeases.map { [(runtime.voiceBus, $0)] } ?? [])
-        return consumers.map { bus, leases in consumer(for: tac, on: runtime, bus: bus, leases: leases, handler: handler) as any Service }
-            + [TwiMLHookService(tac: tac, requests: runtime.twimlHookRequests)]
+        // `AGENT_MAX_CONCURRENT_TURNS` is the worker's, whichever Redis a turn came from.
+        let permits = TurnPermits(tac.configuration.maxConcurrentTurns)
+        var consumers = [consumer(for: tac, on: runtime, bus: runtime.bus, leases: runtime.leases, permits: permits, handler: handler)]
+        if let voiceLeases = runtime.voiceLeases {
+            consumers[0].metricDimensions = mainRedis
+            var calls = consumer(for: tac, on: runtime, bus: runtime.voiceBus, leases: voiceLeases, permits: permits, handler: handler)
+            calls.metricDimensions = callsRedis
+            consumers.append(calls)
+        }
+        return consumers + [TwiMLHookService(tac: tac, requests: runtime.twimlHookRequests)]
     }
 
+    /// The `redis` label of the partitions' metrics when calls are on a Redis of their own (a metric's
+    /// series must all have the same labels).
+    private static let mainRedis = [("redis", "main")]
+    private static let callsRedis = [("redis", "calls")]
+
     private static func consumer(
-        for tac: TAC, on runtime: WorkerRuntime, bus: any EventBus, leases: any PartitionLeases, handler: TurnHandler
+        for tac: TAC, on runtime: WorkerRuntime, bus: any EventBus, leases: any PartitionLeases, permits: TurnPermits, handler: TurnHandler
     ) -> InboundConsumer {
         let configuration = tac.configuration
         return InboundConsumer(
@@ -45,7 +59,7 @@ package enum WorkerServices {
                 batchSize: configuration.maxInFlight, blockMilliseconds: 1000,
                 visibilityTimeoutMilliseconds: configuration.visibilityTimeoutMilliseconds,
                 maxDeliveries: configuration.maxDeliveries, isTransient: { BusError.isUnavailable($0) || PostgresStore.isUnavailable($0) }),
-            maxInFlight: configuration.maxInFlight, maxConcurrentTurns: configuration.maxConcurrentTurns,
+            maxInFlight: configuration.maxInFlight, permits: permits,
             handoverDrainMilliseconds: configuration.handoverDrainMilliseconds,
             logger: runtime.logger, handler: { event, entry in try await handler.handle(event, entry: entry) })
     }

@@ -204,7 +204,7 @@ extension RedisClient {
             reply = try await command("INFO", "memory")
         } catch let error as BusError where error.code == .server {
             throw ConfigurationError(
-                variable: "REDIS_URL",
+                variable: configuration.variable,
                 reason: "names a Redis user that may not run INFO memory (needed to check maxmemory-policy; grant +info): \(error.message)")
         }
         guard let info = reply.string else {
@@ -216,7 +216,7 @@ extension RedisClient {
         throw BusError(.protocolViolation, "INFO memory has no maxmemory_policy line")
     }
 
-    /// Refuses (with a ``ConfigurationError`` naming `REDIS_URL`) a Redis whose `maxmemory-policy` may
+    /// Refuses (with a ``ConfigurationError`` naming `REDIS_URL`, or `VOICE_REDIS_URL`) a Redis whose `maxmemory-policy` may
     /// evict keys: anything but `noeviction`. Our dedup keys carry TTLs, so even `volatile-*` policies
     /// can drop them and break exactly-once. While Redis cannot be reached it retries (returning
     /// when the task is cancelled).
@@ -227,7 +227,7 @@ extension RedisClient {
                 let policy = try await evictionPolicy()
                 guard policy == "noeviction" else {
                     throw ConfigurationError(
-                        variable: "REDIS_URL",
+                        variable: configuration.variable,
                         reason:
                             "points at a Redis with maxmemory-policy '\(policy)', which can evict our keys (the dedup keys carry TTLs, so volatile-* policies evict them too): set maxmemory-policy to noeviction"
                     )
@@ -238,7 +238,7 @@ extension RedisClient {
                 // A refused certificate will not fix itself: refuse to start rather than wait.
                 if error.message.contains(RedisCommandHandler.tlsRefusedMarker) {
                     throw ConfigurationError(
-                        variable: configuration.caFile == nil ? "REDIS_URL" : "REDIS_TLS_CA_FILE", reason: "refused: \(error.message)")
+                        variable: configuration.caFile == nil ? configuration.variable : "REDIS_TLS_CA_FILE", reason: "refused: \(error.message)")
                 }
                 logger.warning("waiting for Redis to check its eviction policy", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: delay)

@@ -21,6 +21,8 @@ package struct RedisConfiguration: Sendable, Equatable, CustomStringConvertible 
     package var commandTimeout: Duration
     /// Bound on TCP connect + TLS handshake + `AUTH`/`SELECT` (`REDIS_CONNECT_TIMEOUT_MS`).
     package var connectTimeout: Duration
+    /// The setting it came from (`REDIS_URL`, `VOICE_REDIS_URL`), named in errors about it.
+    package var variable = "REDIS_URL"
 
     package init(
         host: String = "127.0.0.1", port: Int = 6379, username: String? = nil, password: String? = nil, database: Int = 0,
@@ -62,6 +64,7 @@ package struct RedisConfiguration: Sendable, Equatable, CustomStringConvertible 
         self.init(
             host: parsed.host, port: parsed.port ?? 6379, username: parsed.username, password: parsed.password, database: database,
             tls: parsed.scheme == "rediss")
+        self.variable = variable
     }
 
     /// `REDIS_URL` plus `REDIS_TLS_CA_FILE`, `REDIS_COMMAND_TIMEOUT_MS` and `REDIS_CONNECT_TIMEOUT_MS`.

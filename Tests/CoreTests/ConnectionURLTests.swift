@@ -58,6 +58,7 @@ struct ConnectionURLTests {
         let apart = try common(["VOICE_REDIS_URL": "redis://:pw@calls:6380", "REDIS_CONNECT_TIMEOUT_MS": "900"])
         #expect(apart.voiceRedis.map { "\($0)" } == "redis://:***@calls:6380/0")
         #expect(apart.callsRedis.connectTimeout == .milliseconds(900) && apart.redis.host == "cache")
+        #expect(apart.callsRedis.variable == "VOICE_REDIS_URL" && apart.redis.variable == "REDIS_URL")
         let error = try #require(throws: ConfigurationError.self) { try common(["VOICE_REDIS_URL": "http://calls"]) }
         #expect(error.variable == "VOICE_REDIS_URL")
     }

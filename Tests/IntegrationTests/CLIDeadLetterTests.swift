@@ -52,6 +52,23 @@ struct CLIDeadLetterTests {
         for output in [listed.out, table.out] {
             #expect(!output.contains("secret order") && !output.contains("5557654321"), "\(output)")
         }
+
+        // --calls: the calls' Redis's own dead letters (VOICE_REDIS_URL), and only with it set.
+        let calls = try await TestRedis.make()
+        let callsClient = calls.client()
+        defer { callsClient.shutdown() }
+        let (_, voiceEntry) = try await Self.deadLetter(
+            RedisStreamsEventBus(client: callsClient), stream: Streams.inboundPartition(3), group: "agents", text: "a prompt",
+            from: "+15550001111", error: "turn failed")
+        let apart = env.merging(["VOICE_REDIS_URL": calls.url]) { $1 }
+        let callsListed = try await CLIRun.agentconnect(["dead-letters", "list", "--calls", "--json"], environment: apart)
+        let callsJSON = try JSONDecoder().decode(JSONValue.self, from: Data(callsListed.out.utf8))
+        #expect(callsJSON["entries"]?.array?.map { $0["entry"]?.string } == [voiceEntry.id], "\(callsListed.out)\(callsListed.err)")
+        let mainListed = try await CLIRun.agentconnect(["dead-letters", "list", "--json"], environment: apart)
+        #expect(
+            try JSONDecoder().decode(JSONValue.self, from: Data(mainListed.out.utf8))["entries"]?.array?.map { $0["entry"]?.string } == [entry.id])
+        let unset = try await CLIRun.agentconnect(["dead-letters", "list", "--calls"], environment: env)
+        #expect(unset.status != 0 && unset.err.contains("VOICE_REDIS_URL is not set"), "\(unset.err)")
     }
 
     @Test("dead-letters replay puts entries back on their own streams, fields intact, where the group consumes them; tac:dead empties")

@@ -36,6 +36,21 @@ struct CLIOperatorTests {
             #expect(lines.contains { $0.hasPrefix("warn") && $0.contains("public domain") && $0.contains("loopback") && $0.contains("fix:") })
             // No service has created its consumer groups yet.
             #expect(lines.contains { $0.hasPrefix("warn") && $0.contains("stream groups: not created yet") })
+            #expect(!lines.contains { $0.contains("voice redis") }, "\(result.out)")
+
+            // Calls on a Redis of their own: checked too, its verdicts named so; no outbound group expected there.
+            let voice = try await TestRedis.make()
+            let apart = try await CLIRun.agentconnect(
+                ["doctor"], environment: stack.environment.merging(["VOICE_REDIS_URL": voice.url]) { _, new in new })
+            let voiceLines = apart.lines.filter { $0.contains(" voice ") }
+            #expect(apart.status == 0, "\(apart.out)\(apart.err)")
+            #expect(voiceLines.contains { $0.hasPrefix("ok") && $0.contains("voice redis eviction: maxmemory_policy noeviction") }, "\(apart.out)")
+            #expect(voiceLines.contains { $0.contains("voice redis durability: appendonly") }, "\(apart.out)")
+            #expect(
+                voiceLines.contains {
+                    $0.hasPrefix("warn") && $0.contains("voice stream groups: not created yet: agents on tac:inbound:*") && !$0.contains("outbound")
+                },
+                "\(apart.out)")
         }
     }
 

@@ -53,8 +53,13 @@ struct VoiceRedisTests {
             #expect(callEvents.contains { $0.type == EventType.messageReceived && $0.channel == .voice })
             #expect(callEvents.allSatisfy { $0.channel == .voice }, "\(callEvents.map(\.channel))")
             #expect(try await calls.command("EXISTS", .string(Streams.outbound)).integer == 0)
-            // Both Redis hold the workers' leases: each worker reads voice partitions too.
+            // Both Redis hold the workers' leases: each worker reads voice partitions too, and says so apart.
             #expect(try await !keys(calls, "tac:lease:").isEmpty)
+            for worker in stack.processes("agent-worker") {
+                let metrics = try await TestStack.request(.GET, "http://127.0.0.1:\(worker.port)/metrics").body
+                #expect(metrics.contains(#"agentconnect_worker_partitions{redis="main"}"#), "\(metrics)")
+                #expect(metrics.contains(#"agentconnect_worker_partitions{redis="calls"}"#), "\(metrics)")
+            }
         }
     }
 

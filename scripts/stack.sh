@@ -6,6 +6,7 @@
 #   stack.sh env     print REDIS_URL / VOICE_REDIS_URL / DATABASE_URL for the running stack
 #   stack.sh mode    print the durability mode the stack was started in (AC_STACK_SYNC below)
 #   stack.sh restart-redis [down-seconds]     SHUTDOWN (the append-only file is synced), wait, start
+#   stack.sh restart-voice-redis|kill-voice-redis [down-seconds]  the same for the calls' Redis
 #   stack.sh restart-postgres [down-seconds]  fast stop, wait, start (the fault suite)
 #   stack.sh kill-redis [down-seconds]        kill -9 (a crash: only what the append-only file holds survives), wait, start
 #   stack.sh kill-postgres [down-seconds]     kill -9 of the postmaster (crash recovery on start), wait, start
@@ -124,6 +125,19 @@ case "${1:-}" in
     for _ in $(seq 1 50); do redis_answers || break; sleep 0.1; done
     sleep "${2:-1}"
     start_redis ;;
+  restart-voice-redis)
+    sync_mode restart
+    redis-cli -p "$voice_port" shutdown >/dev/null 2>&1 || true
+    for _ in $(seq 1 50); do redis_answers "$voice_port" || break; sleep 0.1; done
+    sleep "${2:-1}"
+    start_voice ;;
+  kill-voice-redis)
+    sync_mode restart
+    [ -f "$run/redis-voice/redis.pid" ] && kill -9 "$(cat "$run/redis-voice/redis.pid")" 2>/dev/null || true
+    for _ in $(seq 1 50); do redis_answers "$voice_port" || break; sleep 0.1; done
+    rm -f "$run/redis-voice/redis.pid"
+    sleep "${2:-1}"
+    start_voice ;;
   restart-postgres)
     sync_mode restart
     dir=$(pg_dir)
@@ -152,5 +166,5 @@ case "${1:-}" in
     echo "REDIS_URL=redis://127.0.0.1:$redis_port"
     echo "VOICE_REDIS_URL=redis://127.0.0.1:$voice_port"
     echo "DATABASE_URL=postgres://$pg_user:$pg_user@127.0.0.1:$pg_port/agentconnect" ;;
-  *) echo "usage: $0 start|stop|status|env|mode|restart-redis|restart-postgres|kill-redis|kill-postgres" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|env|mode|restart-redis|restart-voice-redis|restart-postgres|kill-redis|kill-voice-redis|kill-postgres" >&2; exit 2 ;;
 esac

@@ -172,6 +172,68 @@ struct FaultTests {
         }
     }
 
+    @Test(
+        "the calls' Redis (VOICE_REDIS_URL, appendfsync everysec) restarted or killed during calls: every call goes on to its end, each turn is answered once or apologised for, never heard twice; the turns after it are answered",
+        arguments: ["restart", "kill -9"]
+    )
+    func restartCallsRedis(fault: String) async throws {
+        let port = Int(ProcessInfo.processInfo.environment["AC_VOICE_REDIS_PORT"] ?? "") ?? TestEnvironment.redisPort + 1
+        let callsRedis = try await TestRedis.make(port: port)
+        var options = TestStack.Options(workers: 1, relays: 1)
+        options.ingress = false
+        options.outbound = false
+        options.extra = ["TWILIO_CONVERSATION_CONFIGURATION_ID": "", "ECHO_TOKEN_DELAY_MS": "30", "VOICE_REDIS_URL": callsRedis.url]
+        func runId() async throws -> String? {
+            let client = callsRedis.client()
+            defer { client.shutdown() }
+            return try await client.command("INFO", "server").string?.split(whereSeparator: \.isNewline).first { $0.hasPrefix("run_id:") }
+                .map(String.init)
+        }
+        try await withFaultStack(options) { stack in
+            let before = try await runId()
+            let turns = 16
+            let script: [RelayCaller.Step] = (0..<turns).flatMap { n -> [RelayCaller.Step] in [.say("turn number \(n)"), .pause(.milliseconds(300))] }
+            let calls = 6
+            let transcripts = await withTaskGroup(of: RelayCaller.Transcript?.self) { group in
+                for index in 0..<calls {
+                    group.addTask { await stack.placeCall(relay: 0, sid: "CAcallsredis\(index)", from: "+1555771\(index)000", script: script) }
+                }
+                group.addTask {
+                    try? await Task.sleep(for: .milliseconds(1500))
+                    #expect((try? await stackScript([fault == "restart" ? "restart-voice-redis" : "kill-voice-redis", "2"])) == 0)
+                    return nil
+                }
+                return await group.reduce(into: [RelayCaller.Transcript]()) { if let transcript = $1 { $0.append(transcript) } }
+            }
+            #expect(transcripts.count == calls, "calls that went on to their end: \(transcripts.count) of \(calls)")
+            let after = try await runId()
+            #expect(before != nil && after != nil && before != after, "the calls' Redis was restarted: \(before ?? "-") → \(after ?? "-")")
+            let apology = "Sorry, I am having trouble right now. Please try again."
+            var answered = 0
+            var apologised = 0
+            for transcript in transcripts {
+                #expect(transcript.turns.count == turns, "\(transcript.callSid): \(transcript.turns.count) turns")
+                for turn in transcript.turns {
+                    if turn.text == "You said: \(turn.prompt)" {
+                        answered += 1
+                    } else if turn.text == apology {
+                        apologised += 1
+                    } else {
+                        Issue.record("\(transcript.callSid) \(turn.prompt): heard '\(turn.text)'")
+                    }
+                }
+                // Redis is back well before the last turns.
+                #expect(transcript.turns.suffix(3).allSatisfy { $0.text == "You said: \($0.prompt)" }, "\(transcript.turns.suffix(3).map(\.text))")
+            }
+            print(
+                "fault-table: \("\(fault) the calls' Redis (everysec), 2 s down".padding(toLength: 46, withPad: " ", startingAt: 0)) turns \(calls * turns)  answered \(answered)  apologised \(apologised)"
+            )
+            for name in ["voice-relay", "agent-worker"] {
+                #expect(stack.processes(name).allSatisfy { $0.isRunning }, "\(name) stayed up")
+            }
+        }
+    }
+
     @Test("kill -9 one of two voice-relays during calls: calls on the other are unaffected; the killed relay's calls end once")
     func killRelay() async throws {
         var options = TestStack.Options(workers: 1, relays: 2)

@@ -21,7 +21,7 @@ started=0
 if bash scripts/stack.sh status; then bash scripts/stack.sh start; else bash scripts/stack.sh start; started=1; fi
 pids=()
 cleanup() {
-  [ -n "${voice_fsync:-}" ] && redis-cli -p "$voice_redis_port" CONFIG SET appendfsync "$voice_fsync" >/dev/null 2>&1
+  [ -n "${voice_fsync:-}" ] && { redis-cli -p "$voice_redis_port" CONFIG SET appendfsync "$voice_fsync" >/dev/null 2>&1 || true; }
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   [ "$started" -eq 1 ] && bash scripts/stack.sh stop

@@ -2,7 +2,7 @@
 # The local Redis, the calls' Redis (VOICE_REDIS_URL) and PostgreSQL, on loopback, with their data under .run/.
 #   stack.sh start   start them (no-op for what already runs); prints nothing on success
 #   stack.sh stop    stop them
-#   stack.sh status  exit 0 when Redis and PostgreSQL answer (what the tests need; `start` adds the calls' Redis)
+#   stack.sh status  exit 0 when Redis and PostgreSQL answer (`start` on a running stack adds the calls' Redis)
 #   stack.sh env     print REDIS_URL / VOICE_REDIS_URL / DATABASE_URL for the running stack
 #   stack.sh mode    print the durability mode the stack was started in (AC_STACK_SYNC below)
 #   stack.sh restart-redis [down-seconds]     SHUTDOWN (the append-only file is synced), wait, start

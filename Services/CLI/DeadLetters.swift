@@ -169,7 +169,9 @@ struct DeadLetters: AsyncParsableCommand {
     /// Runs `body` against `tac:dead` on the configured Redis (`calls`: the calls' Redis).
     static func withStream(calls: Bool, _ body: (DeadLetterStream) async throws -> Void) async throws {
         let common = try CommonConfiguration(environment: .process(), defaultPort: 8080)
-        if calls && common.voiceRedis == nil { throw CLIError("--calls: VOICE_REDIS_URL is not set (calls share REDIS_URL's Redis)") }
+        if calls && common.voiceRedis == nil {
+            throw CLIError("--calls: VOICE_REDIS_URL is not set, or names REDIS_URL's own Redis (calls share it)")
+        }
         let redis = calls ? common.callsRedis : common.redis
         let client = RedisClient(configuration: redis, logger: OperatorLogging.quiet)
         defer { client.shutdown() }

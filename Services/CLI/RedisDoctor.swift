@@ -24,7 +24,8 @@ struct RedisDoctor: Sendable {
             var check = check
             check.name = "voice \(check.name)"
             check.fix = check.fix?.replacingOccurrences(of: "REDIS_URL", with: "VOICE_REDIS_URL")
-                .replacingOccurrences(of: "dead-letters list", with: "dead-letters list --calls")
+                .replacingOccurrences(
+                    of: "dead-letters list, then replay or drop them", with: "dead-letters list --calls, then replay or drop them (--calls)")
             return check
         }
     }
@@ -79,14 +80,20 @@ struct RedisDoctor: Sendable {
     private func persistence(_ info: [String: String]) -> DoctorCheck {
         let name = "redis durability"
         if voice {
-            let fsync = info["appendfsync"] ?? "unknown"
+            let fsync = info["appendfsync"] ?? "unknown (CONFIG GET refused)"
             guard info["aof_enabled"] == "1" else {
                 return .warn(
                     name, "appendonly off: a Redis restart loses live calls' state and turns in flight",
                     fix: "turn on appendonly with appendfsync everysec (fsynced once a second, in the background)")
             }
-            if fsync == "always" { return .ok(name, "appendonly with appendfsync always: every voice turn waits for two fsyncs (everysec does not)") }
-            return .ok(name, "appendonly with appendfsync \(fsync): writes survive a Redis restart; no voice turn waits for an fsync")
+            switch fsync {
+            case "everysec": return .ok(name, "appendonly with appendfsync everysec: fsynced once a second; no voice turn waits for it")
+            case "always": return .ok(name, "appendonly with appendfsync always: every voice turn waits for two fsyncs (everysec does not)")
+            default:
+                return .warn(
+                    name, "appendfsync \(fsync): a machine crash can lose far more than the last seconds of calls' writes",
+                    fix: "set appendfsync everysec")
+            }
         }
         let version = info["redis_version"] ?? ""
         let waitAOFSupported = BusDurability.waitAOFSupported(redisVersion: version)

@@ -43,7 +43,8 @@ package final class RedisConnection: Sendable {
     /// Opens a connection as `configuration` says: TLS when ``RedisConfiguration/tls`` (with
     /// `tlsContext`, or one made from the configuration), `AUTH [user] password`, `SELECT db`.
     /// Connect, handshake and setup together are bounded by ``RedisConfiguration/connectTimeout``;
-    /// a failure throws a ``BusError`` that names `REDIS_URL` (and `REDIS_TLS_CA_FILE` for TLS).
+    /// a failure throws a ``BusError`` that names the setting it came from (``RedisConfiguration/variable``:
+    /// `REDIS_URL` or `VOICE_REDIS_URL`; and `REDIS_TLS_CA_FILE` for TLS).
     package static func connect(
         configuration: RedisConfiguration, tlsContext: NIOSSLContext? = nil, on group: any EventLoopGroup
     ) async throws -> RedisConnection {
@@ -74,7 +75,7 @@ package final class RedisConnection: Sendable {
                 }
                 .connect(host: host, port: port).get()
         } catch {
-            throw BusError(.unavailable, "cannot connect to Redis at \(host):\(port) (REDIS_URL): \(error)")
+            throw BusError(.unavailable, "cannot connect to Redis at \(host):\(port) (\(configuration.variable)): \(error)")
         }
         let connection = RedisConnection(channel: channel, commandTimeout: TimeAmount(configuration.commandTimeout))
         var setup: [[RedisArgument]] = []
@@ -98,14 +99,14 @@ package final class RedisConnection: Sendable {
             if configuration.tls {
                 throw BusError(
                     .unavailable,
-                    "TLS connection to Redis at \(host):\(port) failed (check REDIS_URL's host and rediss://, and REDIS_TLS_CA_FILE): \(error)"
+                    "TLS connection to Redis at \(host):\(port) failed (check \(configuration.variable)'s host and rediss://, and REDIS_TLS_CA_FILE): \(error)"
                 )
             }
-            throw BusError(.unavailable, "Redis at \(host):\(port) (REDIS_URL) did not complete the connection setup: \(error)")
+            throw BusError(.unavailable, "Redis at \(host):\(port) (\(configuration.variable)) did not complete the connection setup: \(error)")
         }
         for reply in replies where reply.isError {
             connection.close()
-            throw BusError(.server, "Redis refused the connection setup (check REDIS_URL's user, password and database): \(reply)")
+            throw BusError(.server, "Redis refused the connection setup (check \(configuration.variable)'s user, password and database): \(reply)")
         }
         return connection
     }
@@ -131,7 +132,8 @@ package final class RedisConnection: Sendable {
         do {
             return try NIOSSLContext(configuration: tls)
         } catch {
-            throw ConfigurationError(variable: configuration.caFile == nil ? "REDIS_URL" : "REDIS_TLS_CA_FILE", reason: "TLS setup failed: \(error)")
+            throw ConfigurationError(
+                variable: configuration.caFile == nil ? configuration.variable : "REDIS_TLS_CA_FILE", reason: "TLS setup failed: \(error)")
         }
     }
 

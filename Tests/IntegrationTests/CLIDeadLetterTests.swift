@@ -67,6 +67,10 @@ struct CLIDeadLetterTests {
         let mainListed = try await CLIRun.agentconnect(["dead-letters", "list", "--json"], environment: apart)
         #expect(
             try JSONDecoder().decode(JSONValue.self, from: Data(mainListed.out.utf8))["entries"]?.array?.map { $0["entry"]?.string } == [entry.id])
+        let dropped = try await CLIRun.agentconnect(["dead-letters", "drop", "--calls", "--all"], environment: apart)
+        #expect(dropped.status == 0 && dropped.out.hasPrefix("dropped "), "\(dropped.out)\(dropped.err)")
+        #expect(try await callsClient.command("XLEN", .string(Streams.dead)).integer == 0)
+        #expect(try await client.command("XLEN", .string(Streams.dead)).integer == 1)
         let unset = try await CLIRun.agentconnect(["dead-letters", "list", "--calls"], environment: env)
         #expect(unset.status != 0 && unset.err.contains("VOICE_REDIS_URL is not set"), "\(unset.err)")
     }

@@ -199,7 +199,13 @@ struct FaultTests {
                     group.addTask { await stack.placeCall(relay: 0, sid: "CAcallsredis\(index)", from: "+1555771\(index)000", script: script) }
                 }
                 group.addTask {
-                    try? await Task.sleep(for: .milliseconds(1500))
+                    // Once every call is talking through the calls' Redis (the relay's frames are there).
+                    let client = callsRedis.client()
+                    let talking = await eventually(timeout: .seconds(20)) {
+                        (try? await client.command("XLEN", .string(Streams.voice(instance: "relay-0"))).integer ?? 0) ?? 0 >= Int64(3 * calls)
+                    }
+                    client.shutdown()
+                    #expect(talking, "the calls' frames never reached the calls' Redis")
                     #expect((try? await stackScript([fault == "restart" ? "restart-voice-redis" : "kill-voice-redis", "2"])) == 0)
                     return nil
                 }
@@ -211,6 +217,7 @@ struct FaultTests {
             let apology = "Sorry, I am having trouble right now. Please try again."
             var answered = 0
             var apologised = 0
+            var unanswered = 0
             for transcript in transcripts {
                 #expect(transcript.turns.count == turns, "\(transcript.callSid): \(transcript.turns.count) turns")
                 for turn in transcript.turns {
@@ -218,6 +225,10 @@ struct FaultTests {
                         answered += 1
                     } else if turn.text == apology {
                         apologised += 1
+                    } else if turn.text.isEmpty, fault != "restart" {
+                        // A crash at everysec may lose writes Redis held back behind a slow fsync (README): a prompt
+                        // never answered, which the caller says again; never one heard twice.
+                        unanswered += 1
                     } else {
                         Issue.record("\(transcript.callSid) \(turn.prompt): heard '\(turn.text)'")
                     }
@@ -226,7 +237,7 @@ struct FaultTests {
                 #expect(transcript.turns.suffix(3).allSatisfy { $0.text == "You said: \($0.prompt)" }, "\(transcript.turns.suffix(3).map(\.text))")
             }
             print(
-                "fault-table: \("\(fault) the calls' Redis (everysec), 2 s down".padding(toLength: 46, withPad: " ", startingAt: 0)) turns \(calls * turns)  answered \(answered)  apologised \(apologised)"
+                "fault-table: \("\(fault) the calls' Redis (everysec), 2 s down".padding(toLength: 46, withPad: " ", startingAt: 0)) turns \(calls * turns)  answered \(answered)  apologised \(apologised)  unanswered \(unanswered)"
             )
             for name in ["voice-relay", "agent-worker"] {
                 #expect(stack.processes(name).allSatisfy { $0.isRunning }, "\(name) stayed up")

@@ -1,4 +1,5 @@
 import AgentConnectCore
+import EventBus
 import Foundation
 import RelayCaller
 import Testing
@@ -35,9 +36,14 @@ struct HandoffAndCLITests {
         }
     }
 
-    @Test("voice handoff: the goodbye, then the end frame with handoffData; the conversation ends once")
-    func voiceHandoff() async throws {
-        try await withStack(TestStack.Options(workers: 0, relays: 1)) { stack in
+    @Test(
+        "voice handoff: the goodbye, then the end frame with handoffData; the conversation ends once (with calls on a Redis of their own, its end is there, once)",
+        arguments: [false, true])
+    func voiceHandoff(callsApart: Bool) async throws {
+        let callsRedis = callsApart ? try await TestRedis.make() : nil
+        var options = TestStack.Options(workers: 0, relays: 1)
+        if let callsRedis { options.extra = ["VOICE_REDIS_URL": callsRedis.url] }
+        try await withStack(options) { stack in
             let assistant = try await stack.launch("example-voice-assistant", port: TestEnvironment.freePort(), extra: ["INSTANCE_ID": "assistant"])
             let transcript = try await stack.call([.say("I want a human please"), .pause(.milliseconds(500))])
             #expect(transcript.turns.first?.text.trimmingCharacters(in: .whitespaces) == "Let me transfer you to a colleague. Goodbye!")
@@ -53,6 +59,16 @@ struct HandoffAndCLITests {
             #expect(await eventually { relay.log.contains("call ended") }, "\(relay.log)")
             #expect(await stack.settled())
             #expect(try await stack.metric("agentconnect_conversations_ended_total", port: assistant.port) == 1)
+            if let callsRedis {
+                // The worker's end (the handoff) and the relay's (the socket closing) share a dedup key on the calls' Redis.
+                let (main, calls) = (stack.redis.client(), callsRedis.client())
+                defer {
+                    main.shutdown()
+                    calls.shutdown()
+                }
+                #expect(try await calls.inboundEvents().filter { $0.type == EventType.conversationEnded }.count == 1)
+                #expect(try await main.inboundEvents().filter { $0.type == EventType.conversationEnded }.isEmpty)
+            }
         }
     }
 

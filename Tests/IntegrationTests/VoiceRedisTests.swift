@@ -44,35 +44,51 @@ struct VoiceRedisTests {
                 calls.shutdown()
             }
             for prefix in ["tac:voice:", "tac:relay:"] {
-                #expect(try await keys(main, prefix).isEmpty, "\(prefix)* on the main Redis")
-                #expect(try await !keys(calls, prefix).isEmpty, "no \(prefix)* on the calls' Redis")
+                #expect(try await main.keys(prefix).isEmpty, "\(prefix)* on the main Redis")
+                #expect(try await !calls.keys(prefix).isEmpty, "no \(prefix)* on the calls' Redis")
             }
-            let mainEvents = try await inboundEvents(main)
-            let callEvents = try await inboundEvents(calls)
+            let mainEvents = try await main.inboundEvents()
+            let callEvents = try await calls.inboundEvents()
             #expect(!mainEvents.isEmpty && mainEvents.allSatisfy { $0.channel != .voice }, "\(mainEvents.map(\.type))")
             #expect(callEvents.contains { $0.type == EventType.messageReceived && $0.channel == .voice })
             #expect(callEvents.allSatisfy { $0.channel == .voice }, "\(callEvents.map(\.channel))")
             #expect(try await calls.command("EXISTS", .string(Streams.outbound)).integer == 0)
             // Both Redis hold the workers' leases: each worker reads voice partitions too, and says so apart.
-            #expect(try await !keys(calls, "tac:lease:").isEmpty)
+            #expect(try await !calls.keys("tac:lease:").isEmpty)
             for worker in stack.processes("agent-worker") {
                 let metrics = try await TestStack.request(.GET, "http://127.0.0.1:\(worker.port)/metrics").body
                 #expect(metrics.contains(#"agentconnect_worker_partitions{redis="main"}"#), "\(metrics)")
                 #expect(metrics.contains(#"agentconnect_worker_partitions{redis="calls"}"#), "\(metrics)")
+                let lag = metrics.split(separator: "\n").filter { $0.hasPrefix("agentconnect_stream_length{") }
+                #expect(lag.contains { $0.contains(#"redis="calls""#) } && lag.contains { $0.contains(#"redis="main""#) }, "\(lag)")
             }
         }
     }
 
-    private func keys(_ client: RedisClient, _ prefix: String) async throws -> [String] {
-        try await client.command("KEYS", .string(prefix + "*")).array?.compactMap(\.string) ?? []
+    @Test("a client of VOICE_REDIS_URL's Redis names that setting when it cannot connect")
+    func voiceRedisErrorsNameTheirSetting() async throws {
+        var configuration = try #require(
+            try RedisConfiguration.voice(environment: Environment(["VOICE_REDIS_URL": "redis://127.0.0.1:1", "REDIS_CONNECT_TIMEOUT_MS": "500"])))
+        configuration.commandTimeout = .milliseconds(500)
+        let client = RedisClient(configuration: configuration, logger: TestEnvironment.logger)
+        defer { client.shutdown() }
+        let error = try await #require(throws: BusError.self) { try await client.command("PING") }
+        #expect("\(error)".contains("(VOICE_REDIS_URL)"), "\(error)")
+    }
+}
+
+extension RedisClient {
+    /// The keys under `prefix` (a test's own database: `KEYS` is fine there).
+    func keys(_ prefix: String) async throws -> [String] {
+        try await command("KEYS", .string(prefix + "*")).array?.compactMap(\.string) ?? []
     }
 
     /// Every event on the inbound partitions.
-    private func inboundEvents(_ client: RedisClient) async throws -> [BusEvent] {
-        let streams = try await keys(client, Streams.inbound + ":").filter { Int($0.split(separator: ":").last ?? "") != nil }
+    func inboundEvents() async throws -> [BusEvent] {
+        let streams = try await keys(Streams.inbound + ":").filter { Int($0.split(separator: ":").last ?? "") != nil }
         var events: [BusEvent] = []
         for stream in streams {
-            let entries = try await client.command("XRANGE", .string(stream), "-", "+").array ?? []
+            let entries = try await command("XRANGE", .string(stream), "-", "+").array ?? []
             for entry in entries {
                 let fields = entry.array?.last?.array ?? []
                 for case .bulk(let value) in fields { if let event = try? BusEvent.decode(value) { events.append(event) } }

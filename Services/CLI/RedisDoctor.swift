@@ -17,15 +17,13 @@ struct RedisDoctor: Sendable {
 
     private var target: String { "\(configuration.host):\(configuration.port)/\(configuration.database)" }
 
+    /// Its checks' names start with `voice ` for the calls' Redis.
     func checks() async -> [DoctorCheck] {
         let results = await rawChecks()
         guard voice else { return results }
         return results.map { check in
             var check = check
             check.name = "voice \(check.name)"
-            check.fix = check.fix?.replacingOccurrences(of: "REDIS_URL", with: "VOICE_REDIS_URL")
-                .replacingOccurrences(
-                    of: "dead-letters list, then replay or drop them", with: "dead-letters list --calls, then replay or drop them (--calls)")
             return check
         }
     }
@@ -49,7 +47,7 @@ struct RedisDoctor: Sendable {
             return [
                 .fail(
                     "redis", "cannot use Redis at \(target): \(DoctorCheck.describe(error))",
-                    fix: "check REDIS_URL (host, port, password, database) and that Redis runs")
+                    fix: "check \(configuration.variable) (host, port, password, database) and that Redis runs")
             ]
         }
         var results = [version(info), eviction(info), persistence(info)]
@@ -59,7 +57,7 @@ struct RedisDoctor: Sendable {
             results.append(
                 .fail(
                     "stream groups", "cannot read them: \(DoctorCheck.describe(error))",
-                    fix: "check that the REDIS_URL user may run XINFO, SCAN and XLEN"))
+                    fix: "check that the \(configuration.variable) user may run XINFO, SCAN and XLEN"))
         }
         return results
     }
@@ -171,7 +169,10 @@ struct RedisDoctor: Sendable {
         if dead > 0 {
             results.append(
                 .warn(
-                    "dead letters", "\(dead) entries in \(Streams.dead)", fix: "inspect with agentconnect dead-letters list, then replay or drop them"
+                    "dead letters", "\(dead) entries in \(Streams.dead)",
+                    fix: voice
+                        ? "inspect with agentconnect dead-letters list --calls, then replay or drop them (--calls)"
+                        : "inspect with agentconnect dead-letters list, then replay or drop them"
                 ))
         } else {
             results.append(.ok("dead letters", "none in \(Streams.dead)"))

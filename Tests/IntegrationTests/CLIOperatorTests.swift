@@ -40,15 +40,23 @@ struct CLIOperatorTests {
 
             // Calls on a Redis of their own: checked too, its verdicts named so; no outbound group expected there.
             let voice = try await TestRedis.make()
+            let client = voice.client()
+            defer { client.shutdown() }
+            // A dead letter of the calls' own: doctor points at `--calls` to reach it.
+            try await client.command("XADD", .string(Streams.dead), "*", "stream", "tac:inbound:0", "error", "turn failed")
             let apart = try await CLIRun.agentconnect(
                 ["doctor"], environment: stack.environment.merging(["VOICE_REDIS_URL": voice.url]) { _, new in new })
             let voiceLines = apart.lines.filter { $0.contains(" voice ") }
+            #expect(
+                voiceLines.contains {
+                    $0.hasPrefix("warn") && $0.contains("voice dead letters: 1 entries") && $0.contains("dead-letters list --calls")
+                },
+                "\(apart.out)")
+            #expect(!apart.lines.contains { $0.contains(" dead letters:") && !$0.contains("voice") && $0.contains("--calls") }, "\(apart.out)")
             #expect(apart.status == 0, "\(apart.out)\(apart.err)")
             #expect(voiceLines.contains { $0.hasPrefix("ok") && $0.contains("voice redis eviction: maxmemory_policy noeviction") }, "\(apart.out)")
             // The verdict follows the server's fsync policy: everysec or always pass, anything else is a warning.
-            let client = voice.client()
             let fsync = try await client.command("CONFIG", "GET", "appendfsync").array?.last?.string
-            client.shutdown()
             let verdict = ["everysec", "always"].contains(fsync ?? "") ? "ok" : "warn"
             #expect(
                 voiceLines.contains { $0.hasPrefix(verdict) && $0.contains("voice redis durability:") && $0.contains("appendfsync \(fsync ?? "-")") },

@@ -67,11 +67,7 @@ struct OutboundAPITests {
                 stack, "/v1/calls", ["to": "+15558880020", "welcomeGreeting": "Hi, this is Acme calling", "callOptions": ["statusCallback": true]])
             #expect(placed.status == 201, "\(placed.body)")
             let sid = try #require(placed.json["callSid"]?.string)
-            var call: JSONValue = .null
-            _ = await eventually(timeout: .seconds(20)) {
-                call = (try? await stack.sim(.GET, "/sim/calls/\(sid)")) ?? .null
-                return call["turns"] != nil || call["error"] != nil
-            }
+            let call = await stack.placedCall(sid)
             #expect(call["welcomeGreeting"]?.string == "Hi, this is Acme calling")
             #expect(call["turns"]?.array?.first?["text"]?.string == "You said: hello")
             let request = try await stack.simRequests(path: "/Calls.json").first

@@ -26,6 +26,25 @@ extension TestStack {
             publicURL: url, callSid: callSid, from: from, to: agent, script: script, customParameters: ["conversationId": "conv_\(callSid)"])
     }
 
+    /// A call to one relay as Twilio places it (TwiML first, then the socket); nil when it could not be placed.
+    func placeCall(relay: Int, sid: String, from: String, script: [RelayCaller.Step]) async -> RelayCaller.Transcript? {
+        let caller = caller(relay: relay)
+        let callSid = sid + String(repeating: "0", count: max(0, 34 - sid.count))
+        guard let (url, _) = try? await caller.fetchTwiML(callSid: callSid, from: from, to: "+15550000001") else { return nil }
+        return try? await caller.call(publicURL: url, callSid: callSid, from: from, to: "+15550000001", script: script)
+    }
+
+    /// The sim's record of a call placed through outbound, once the sim has answered it and spoken
+    /// (`turns`) or given up (`error`); `.null` when neither came within `timeout`.
+    func placedCall(_ callSid: String, timeout: Duration = .seconds(20)) async -> JSONValue {
+        var call: JSONValue = .null
+        _ = await eventually(timeout: timeout) {
+            call = (try? await sim(.GET, "/sim/calls/\(callSid)")) ?? .null
+            return call["turns"] != nil || call["error"] != nil
+        }
+        return call
+    }
+
     /// Integers from a one-column SQL query on the stack's database.
     func count(_ sql: String) async throws -> Int {
         try await database.withClient { client in

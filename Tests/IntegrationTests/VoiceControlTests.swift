@@ -126,11 +126,7 @@ struct VoiceControlTests {
                 #expect(twiml.contains(fragment), "\(fragment) missing from \(twiml)")
             }
             let sid = try #require(placed.json["callSid"]?.string)
-            var call: JSONValue = .null
-            _ = await eventually(timeout: .seconds(20)) {
-                call = (try? await stack.sim(.GET, "/sim/calls/\(sid)")) ?? .null
-                return call["turns"] != nil || call["error"] != nil
-            }
+            let call = await stack.placedCall(sid)
             #expect(call["turns"]?.array?.first?["text"]?.string == "You said: hello", "\(call)")
         }
     }

@@ -23,11 +23,7 @@ struct VoiceRedisTests {
                 headers: [("Authorization", "Bearer \(OutboundAPITests.token)")])
             #expect(placed.status == 201, "\(placed.body)")
             let sid = try #require(placed.json["callSid"]?.string)
-            var call: JSONValue = .null
-            _ = await eventually(timeout: .seconds(20)) {
-                call = (try? await stack.sim(.GET, "/sim/calls/\(sid)")) ?? .null
-                return call["turns"] != nil || call["error"] != nil
-            }
+            let call = await stack.placedCall(sid)
             #expect(call["turns"]?.array?.first?["text"]?.string == "You said: hello", "\(call)")
             // An inbound call, the conversation found through the Conversations API.
             let answered = try await stack.sim(.POST, "/sim/calls", ["from": "+15556661122", "say": ["first", "second"]])
